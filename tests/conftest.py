@@ -1,0 +1,30 @@
+"""Shared fixtures: tiny projects whose real training takes a second or two on the CPU."""
+
+from pathlib import Path
+
+import pytest
+
+TINY_DEFAULTS = """
+[defaults]
+dataset = "synthetic:nuclei"
+num_images = 16
+image_size = 32
+base_channels = 4
+depth = 2
+epochs = 2
+batch_size = 4
+preview_count = 2
+"""
+
+
+@pytest.fixture
+def make_project(tmp_path):
+    """make_project(body, defaults=TINY_DEFAULTS) -> project folder with that experiments.toml."""
+
+    def make(body: str = "[[experiment]]\nid = 'a'\n", defaults: str = TINY_DEFAULTS, name: str = "proj") -> Path:
+        proj = tmp_path / name
+        proj.mkdir(exist_ok=True)
+        (proj / "experiments.toml").write_text(defaults + "\n" + body)
+        return proj
+
+    return make

@@ -1,0 +1,94 @@
+"""The runner over real processes: resume after kill -9 equals an uninterrupted run; failures don't stop the queue."""
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+from unettui.core.store import RunStore
+from tests.helpers import run_cli, unettui_cmd
+
+KEYS = ("epoch", "train_loss", "train_dice", "val_loss", "val_dice", "val_iou", "lr")
+
+
+def metrics(proj, run_id):
+    return [{k: m[k] for k in KEYS} for m in RunStore(proj).run(run_id).metrics()]
+
+
+def wait_for_lines(path, n, proc, timeout=120):
+    end = time.time() + timeout
+    while time.time() < end:
+        if path.exists() and path.read_text().count("\n") >= n:
+            return True
+        if proc.poll() is not None:
+            return False
+        time.sleep(0.01)
+    return False
+
+
+def test_resume_after_kill_9_reproduces_the_uninterrupted_run(make_project):
+    body = "[[experiment]]\nid = 'r'\nepochs = 6\nnum_images = 48\ndropout = 0.1\naugment.rotate = 10\naugment.hflip = 0.5\nscheduler = 'step'\nlr_step_size = 2\n"
+    ref = make_project(body, name="ref")
+    got = make_project(body, name="got")
+    out = run_cli("run", "--headless", "--threads", "1", "-p", str(ref))
+    assert out.returncode == 0, out.stderr
+
+    proc = subprocess.Popen(unettui_cmd("run", "--headless", "--threads", "1", "-p", str(got)),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    mfile = got / "runs" / "r" / "metrics.jsonl"
+    assert wait_for_lines(mfile, 2, proc), "the runner finished or stalled before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    killed_at = len(metrics(got, "r"))
+    assert 2 <= killed_at < 6
+    status = json.loads((got / "runs" / "r" / "status.json").read_text())
+    assert status["state"] == "running"  # the claim of a dead process ...
+    assert RunStore(got).run("r").state() == "interrupted"  # ... is seen as interrupted
+
+    out = run_cli("run", "--headless", "--threads", "1", "-p", str(got))
+    assert out.returncode == 0, out.stderr
+    assert f"resumed at epoch {killed_at}" in out.stdout or "resumed at epoch" in out.stdout
+    assert metrics(got, "r") == metrics(ref, "r")
+    st = RunStore(got).run("r").status()
+    assert st["state"] == "done" and st["attempt"] == 2
+
+
+def test_sigterm_leaves_the_run_interrupted_and_resumable(make_project):
+    proj = make_project("[[experiment]]\nid = 's'\nepochs = 40\nnum_images = 32\n")
+    proc = subprocess.Popen(unettui_cmd("run", "--headless", "--threads", "1", "-p", str(proj)),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert wait_for_lines(proj / "runs" / "s" / "metrics.jsonl", 1, proc)
+    proc.send_signal(signal.SIGTERM)
+    stdout, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    run = RunStore(proj).run("s")
+    assert run.status()["state"] == "interrupted"
+    done = len(run.metrics())
+    assert 1 <= done < 40
+    assert "interrupted after epoch" in stdout
+
+
+def test_runner_goes_on_after_failing_experiments(make_project):
+    proj = make_project(
+        "[[experiment]]\nid = 'nofolder'\ndataset = 'does/not/exist'\n"
+        "[[experiment]]\nid = 'nan'\noptimizer = 'sgd'\nlr = 1e30\nmomentum = 0.0\n"
+        "[[experiment]]\nid = 'typo'\noptimiser = 'sgd'\n"
+        "[[experiment]]\nid = 'good'\n"
+    )
+    out = run_cli("run", "--headless", "-p", str(proj))
+    assert out.returncode == 1
+    store = RunStore(proj)
+    assert store.run("nofolder").status()["state"] == "failed"
+    assert "does/not/exist" in store.run("nofolder").status()["error"]
+    nan = store.run("nan").status()
+    assert nan["state"] == "failed" and "diverged" in nan["error"] and "epoch 1" in nan["error"]
+    assert not store.run("typo").exists()  # an invalid definition is reported, not run
+    assert "skipping typo" in out.stdout and "did you mean 'optimizer'" in out.stdout
+    assert store.run("good").status()["state"] == "done"
+    assert "Traceback" not in out.stdout + out.stderr
+    assert "Traceback" in store.run("nofolder").file("run.log").read_text() or "does/not/exist" in store.run("nofolder").file("run.log").read_text()
+    # a second start trains nothing: finished runs (done or failed) are not repeated
+    again = run_cli("run", "--headless", "-p", str(proj))
+    assert "0 done, 0 failed" in again.stdout

@@ -1,0 +1,5 @@
+"""`python -m unettui` is the `unettui` command."""
+
+from .cli.app import main
+
+main()

@@ -1,0 +1,227 @@
+"""The `unettui` command line: run the queue, show and export results, benchmark the trainer."""
+
+from __future__ import annotations
+
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+app = typer.Typer(
+    name="unettui",
+    help="A terminal lab for UNet segmentation hyper-parameter studies.\n\n"
+    "Define experiments in experiments.toml, train them with `unettui run --headless`, "
+    "then read `unettui results` or `unettui export results.csv`.",
+    no_args_is_help=True,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    pretty_exceptions_enable=False,
+)
+
+ProjectOpt = typer.Option(Path("."), "--project", "-p", help="Project folder holding experiments.toml and runs/.",
+                          file_okay=False)
+
+
+def fail(message: str, code: int = 2) -> None:
+    """Print a one-line error to stderr and exit (no traceback)."""
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _load(project: Path, required: bool = True):
+    from ..core.config import ConfigError
+    from ..core.queue import QueueError, load_queue
+
+    try:
+        return load_queue(project)
+    except (QueueError, ConfigError) as exc:
+        if required:
+            fail(str(exc))
+        return None
+
+
+@app.command()
+def run(
+    project: Path = ProjectOpt,
+    headless: bool = typer.Option(False, "--headless", help="Run in the foreground with line-oriented progress (no TUI)."),
+    device: Optional[str] = typer.Option(None, "--device", "-d", help="Override every experiment's device: auto, cpu, cuda or cuda:N."),
+    only: Optional[list[str]] = typer.Option(None, "--only", help="Run only this experiment id (repeatable)."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads for PyTorch (default: all cores)."),
+    plain: bool = typer.Option(False, "--plain", help="Plain lines even on a terminal (no progress bar)."),
+) -> None:
+    """Train every experiment of the queue that has no finished run, in file order.
+
+    Interrupted or crashed runs resume from their last checkpoint; a failing experiment is
+    recorded with its reason and the queue goes on. Ctrl-C (or SIGTERM) stops after the
+    current batch and leaves the run resumable; a second Ctrl-C exits at once.
+
+    Exit status: 0 all done, 1 some experiment failed or was invalid, 130 interrupted.
+
+    Example: unettui run --headless --project my-study --device cuda:1
+    """
+    from ..core.config import ConfigError
+
+    if device is not None:
+        try:
+            from ..core.config import coerce
+
+            coerce("device", device, "--device")
+        except ConfigError as exc:
+            fail(str(exc))
+    _load(project)
+    if not headless:
+        typer.echo("note: the TUI is not part of this version yet; running headless", err=True)
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    from ..runner import Runner
+    from .progress import PlainReporter, RichReporter
+
+    reporter = RichReporter() if (sys.stdout.isatty() and not plain) else PlainReporter()
+    runner = Runner(project, device=device, reporter=reporter, only=only)
+    try:
+        outcome = runner.run()
+    except KeyboardInterrupt:
+        typer.echo("stopped at once; the current run resumes next time", err=True)
+        raise typer.Exit(130)
+    reporter.say(
+        f"finished: {len(outcome.done)} done, {len(outcome.failed)} failed, {len(outcome.interrupted)} interrupted"
+        + (f", {len(outcome.skipped_invalid)} invalid skipped" if outcome.skipped_invalid else "")
+        + f". See `unettui results -p {project}` or `unettui export -p {project} results.csv`."
+    )
+    raise typer.Exit(outcome.exit_code)
+
+
+class Format(str, Enum):
+    csv = "csv"
+    md = "md"
+
+
+SUMMARY_COLUMNS = ("id", "status", "optimizer", "lr", "scheduler", "loss", "weight_decay", "dropout",
+                   "train_fraction", "best_val_dice", "best_epoch", "final_val_dice", "final_val_loss",
+                   "epochs_done", "seconds")
+
+
+def _rows(project: Path, sort: str | None, descending: bool):
+    from ..core.export import COLUMNS, collect_rows, sort_rows
+    from ..core.store import RunStore
+
+    queue = _load(project, required=False)
+    if queue is None and not (project / "runs").is_dir():
+        _load(project)  # report why
+    rows = collect_rows(queue, RunStore(project))
+    if sort:
+        if sort not in COLUMNS:
+            import difflib
+
+            close = difflib.get_close_matches(sort, COLUMNS, n=1)
+            hint = f"did you mean '{close[0]}'? " if close else ""
+            fail(f"--sort {sort}: unknown column; {hint}valid: {', '.join(COLUMNS)}")
+        rows = sort_rows(rows, sort, descending)
+    return rows
+
+
+@app.command()
+def results(
+    project: Path = ProjectOpt,
+    sort: str = typer.Option("best_val_dice", "--sort", "-s", help="Column to sort by (any export column)."),
+    desc: bool = typer.Option(True, "--desc/--asc", help="Sort direction."),
+    top: Optional[int] = typer.Option(None, "--top", "-n", min=1, help="Show only the first N rows."),
+) -> None:
+    """A table of every experiment: status, key hyper-parameters, best and final val Dice, epochs, time.
+
+    Example: unettui results --sort final_val_loss --asc --top 5
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    rows = _rows(project, sort, desc)
+    if top:
+        rows = rows[:top]
+    if not rows:
+        typer.echo("no experiments in the queue and no runs yet")
+        return
+    table = Table(title=f"unettui results: {project.resolve()}", title_justify="left")
+    for col in SUMMARY_COLUMNS:
+        table.add_column(col, justify="right" if col not in ("id", "status", "optimizer", "scheduler", "loss") else "left",
+                         no_wrap=col == "id")
+    for row in rows:
+        table.add_row(*[_show(row.get(c)) for c in SUMMARY_COLUMNS])
+    Console().print(table)
+    if any(r.get("val_on_train") for r in rows):
+        typer.echo("note: runs with train_fraction = 1.0 validate on their training images; their val numbers measure fit, not generalisation")
+
+
+def _show(v) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+@app.command()
+def export(
+    path: Optional[Path] = typer.Argument(None, help="File to write; stdout when left out.", dir_okay=False),
+    project: Path = ProjectOpt,
+    fmt: Format = typer.Option(Format.csv, "--format", "-f", help="csv or md (Markdown table)."),
+    sort: Optional[str] = typer.Option(None, "--sort", "-s", help="Column to sort by (default: queue order)."),
+    desc: bool = typer.Option(True, "--desc/--asc", help="Sort direction."),
+) -> None:
+    """Export one row per experiment: id, status, every hyper-parameter, best and final metrics.
+
+    Example: unettui export results.csv   (then pandas.read_csv("results.csv"))
+    """
+    from ..core.export import to_csv, to_markdown
+    from ..core.store import atomic_write_text
+
+    rows = _rows(project, sort, desc)
+    text = to_csv(rows) if fmt == Format.csv else to_markdown(rows)
+    if path is None:
+        sys.stdout.write(text)
+        return
+    try:
+        atomic_write_text(path, text)
+    except OSError as exc:
+        fail(f"cannot write {path}: {exc.strerror or exc}")
+    typer.echo(f"wrote {len(rows)} rows to {path}", err=True)
+
+
+@app.command()
+def bench(
+    device: str = typer.Option("auto", "--device", "-d", help="auto, cpu, cuda or cuda:N."),
+    steps: int = typer.Option(20, "--steps", min=1, help="Training steps per timed round."),
+    rounds: int = typer.Option(5, "--rounds", min=1, help="Alternating rounds of trainer and reference."),
+    image_size: int = typer.Option(64, "--image-size"),
+    batch_size: int = typer.Option(8, "--batch-size"),
+    base_channels: int = typer.Option(16, "--base-channels"),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads (default: all cores)."),
+) -> None:
+    """Compare unettui's trainer with a minimal hand-written PyTorch loop (same model, data and steps).
+
+    Prints images/s for both and, on the last line, ratio = trainer / reference.
+    On CUDA it also compares fp32 with AMP.
+    """
+    from ..core.bench import run_bench
+
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    try:
+        for line in run_bench(device=device, steps=steps, rounds=rounds, image_size=image_size,
+                              batch_size=batch_size, base_channels=base_channels):
+            typer.echo(line)
+    except RuntimeError as exc:
+        fail(str(exc))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

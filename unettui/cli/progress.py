@@ -1,0 +1,101 @@
+"""Headless runner output: plain lines (logs, pipes) or a rich progress bar (a terminal)."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, TextIO
+
+from ..core.queue import Experiment, Queue
+from ..core.store import RunStore
+
+
+def epoch_line(exp_id: str, epochs: int, rec: dict[str, Any]) -> str:
+    return (
+        f"  {exp_id} epoch {rec['epoch']}/{epochs}  train_loss {rec['train_loss']:.4f} train_dice {rec['train_dice']:.4f}"
+        f"  val_loss {rec['val_loss']:.4f} val_dice {rec['val_dice']:.4f}  lr {rec['lr']:.3g}  {rec['seconds']:.1f}s"
+    )
+
+
+def end_line(exp: Experiment, state: str, summary: dict[str, Any], error: str | None) -> str:
+    if state == "done":
+        return (f"{exp.id}: done, best val_dice {summary['best_val_dice']:.4f} (epoch {summary['best_epoch']}), "
+                f"final val_dice {summary['final_val_dice']:.4f}, {summary['seconds']:.1f}s")
+    if state == "interrupted":
+        return f"{exp.id}: interrupted after epoch {summary.get('epochs_done', 0)}; run again to resume"
+    return f"{exp.id}: failed: {error}"
+
+
+class PlainReporter:
+    """One line per event: safe for log files, pipes and `tail -f`."""
+
+    def __init__(self, out: TextIO | None = None):
+        self.out = out or sys.stdout
+        self.count = 0
+
+    def say(self, text: str) -> None:
+        print(text, file=self.out, flush=True)
+
+    def plan(self, queue: Queue, store: RunStore) -> None:
+        states = [store.run(e.id).state() if e.valid else "invalid" for e in queue.experiments]
+        todo = sum(s in ("queued", "interrupted") for s in states)
+        done = states.count("done")
+        failed = states.count("failed")
+        self.say(f"queue {queue.path}: {len(states)} experiments, {todo} to run, {done} done, {failed} failed")
+
+    def skip(self, exp: Experiment, reason: str) -> None:
+        self.say(f"skipping {exp.id}: {reason}")
+
+    def run_start(self, exp: Experiment, info: dict[str, Any]) -> None:
+        self.count += 1
+        what = f"resumed at epoch {info['resumed_epoch']}" if info.get("resumed_epoch") else "started"
+        note = " (validating on the training images)" if info["val_on_train"] else ""
+        self.say(f"{exp.id}: {what} on {info['resolved_device']}, amp {info['amp_dtype']}, "
+                 f"{info['n_train']} train / {info['n_val']} val images{note}")
+
+    def batch(self, exp: Experiment, epoch: int, step: int, steps: int) -> None:
+        pass
+
+    def epoch(self, exp: Experiment, rec: dict[str, Any]) -> None:
+        self.say(epoch_line(exp.id, exp.config.epochs, rec))
+
+    def run_end(self, exp: Experiment, state: str, summary: dict[str, Any], error: str | None) -> None:
+        self.say(end_line(exp, state, summary, error))
+
+
+class RichReporter(PlainReporter):
+    """The same lines, plus a live progress bar of the current run's epochs and batches."""
+
+    def __init__(self):
+        super().__init__()
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        self.console = Console()
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+            console=self.console, transient=True,
+        )
+        self.task = None
+
+    def say(self, text: str) -> None:
+        self.console.print(text, highlight=False, markup=False)
+
+    def run_start(self, exp: Experiment, info: dict[str, Any]) -> None:
+        super().run_start(exp, info)
+        epochs = exp.config.epochs
+        self.progress.start()
+        done = info.get("resumed_epoch") or 0
+        self.task = self.progress.add_task(exp.id, total=epochs, completed=done, info=f"epoch {done + 1}/{epochs}")
+
+    def batch(self, exp: Experiment, epoch: int, step: int, steps: int) -> None:
+        if self.task is not None:
+            self.progress.update(self.task, completed=epoch - 1 + step / steps,
+                                 info=f"epoch {epoch}/{exp.config.epochs} batch {step}/{steps}")
+
+    def run_end(self, exp: Experiment, state: str, summary: dict[str, Any], error: str | None) -> None:
+        if self.task is not None:
+            self.progress.remove_task(self.task)
+            self.progress.stop()
+            self.task = None
+        super().run_end(exp, state, summary, error)

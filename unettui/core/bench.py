@@ -1,0 +1,90 @@
+"""Benchmark: unettui's training epoch against a minimal hand-written PyTorch loop, same model, data and steps."""
+
+from __future__ import annotations
+
+import copy
+import statistics
+import time
+from typing import Iterator
+
+import torch
+
+from .config import Config
+from .train import Trainer
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _reference_epoch(model, opt, x, y, loss_fn, batch_size, gen, device, amp_dtype, scaler, channels_last) -> None:
+    """The loop a person would write by hand: shuffle, slice, forward, loss, backward, step."""
+    model.train()
+    n = len(x)
+    order = torch.randperm(n, generator=gen).to(device)
+    for start in range(0, n, batch_size):
+        idx = order[start : start + batch_size]
+        xb, yb = x[idx], y[idx]
+        if channels_last:
+            xb = xb.contiguous(memory_format=torch.channels_last)
+        opt.zero_grad(set_to_none=True)
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            loss = loss_fn(model(xb), yb)
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+
+
+def _pair(cfg: Config, device: str, rounds: int) -> tuple[float, float, Trainer]:
+    """Median images/s of the trainer's epoch and the reference epoch, alternating, after one warm-up each."""
+    trainer = Trainer(cfg, device=device)
+    dev = trainer.device
+    model = copy.deepcopy(trainer.model)
+    from .optim import make_optimizer
+
+    opt = make_optimizer(cfg, model.parameters())
+    scaler = torch.amp.GradScaler("cuda", enabled=trainer.amp_dtype == torch.float16)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    x, y = trainer.train_x, trainer.train_y
+
+    def ref() -> None:
+        _reference_epoch(model, opt, x, y, trainer.loss_fn, cfg.batch_size, gen, dev, trainer.amp_dtype, scaler, trainer.cuda)
+
+    def ours() -> None:
+        trainer.train_epoch()
+
+    ours(), ref()  # warm-up (cudnn autotuning, allocator)
+    t_ours, t_ref = [], []
+    for _ in range(rounds):
+        for fn, acc in ((ours, t_ours), (ref, t_ref)):
+            _sync(dev)
+            t0 = time.perf_counter()
+            fn()
+            _sync(dev)
+            acc.append(time.perf_counter() - t0)
+    n = trainer.n_train
+    return n / statistics.median(t_ours), n / statistics.median(t_ref), trainer
+
+
+def run_bench(device: str = "auto", steps: int = 20, rounds: int = 5, image_size: int = 64, batch_size: int = 8,
+              base_channels: int = 16, depth: int = 4) -> Iterator[str]:
+    """Yield report lines; the last one is ``ratio = trainer / reference``."""
+    n = steps * batch_size
+    cfg = Config(num_images=n, train_fraction=1.0, image_size=image_size, batch_size=batch_size,
+                 base_channels=base_channels, depth=depth, device=device, amp="off")
+    probe = Trainer(cfg.replace(num_images=2, epochs=1), device=device)
+    dev = probe.device
+    yield (f"bench: UNet base {base_channels} depth {depth}, {image_size}x{image_size}, batch {batch_size}, "
+           f"{steps} steps x {rounds} rounds, device {dev}, torch {torch.__version__}, threads {torch.get_num_threads()}")
+    ours, ref, _ = _pair(cfg, device, rounds)
+    if dev.type == "cuda":
+        yield f"fp32: trainer {ours:.1f} images/s, reference {ref:.1f} images/s, ratio {ours / ref:.3f}"
+        amp_ours, amp_ref, t = _pair(cfg.replace(amp="auto"), device, rounds)
+        dtype = str(t.amp_dtype).replace("torch.", "")
+        yield f"amp ({dtype}): trainer {amp_ours:.1f} images/s, reference {amp_ref:.1f} images/s, ratio {amp_ours / amp_ref:.3f}"
+        yield f"amp speed-up over fp32: trainer {amp_ours / ours:.2f}x, reference {amp_ref / ref:.2f}x"
+        ours, ref = amp_ours, amp_ref
+    else:
+        yield f"trainer {ours:.1f} images/s, reference {ref:.1f} images/s"
+    yield f"ratio = trainer / reference = {ours / ref:.3f}"

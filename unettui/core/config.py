@@ -1,0 +1,225 @@
+"""The experiment configuration: canonical keys, defaults, types, and validation with clear messages."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+OPTIMIZERS = ("adam", "adamw", "adagrad", "adamax", "rmsprop", "sgd", "adadelta")
+SCHEDULERS = ("none", "step", "plateau", "cosine", "onecycle")
+LOSSES = ("bce", "dice", "dice_bce", "inv_dice_bce", "switching")
+AMP_MODES = ("auto", "off", "fp16", "bf16")
+
+
+class ConfigError(ValueError):
+    """One problem with a definition: where it is, which key, what is wrong and what is valid."""
+
+    def __init__(self, where: str, key: str | None, message: str):
+        self.where, self.key, self.message = where, key, message
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        key = f": {self.key}" if self.key else ""
+        return f"{self.where}{key}: {self.message}"
+
+
+@dataclass(frozen=True)
+class Config:
+    """Every hyper-parameter of one experiment, by its canonical key (TOML, --set, config.json, CSV).
+
+    Keys with a dot (``augment.rotate``) are written as nested tables in TOML and as the
+    dotted name everywhere else; the dataclass field uses an underscore.
+    """
+
+    # data
+    dataset: str = "synthetic:ventricle"
+    num_images: int = 160  # synthetic datasets only: how many images to generate
+    data_seed: int = 0  # synthetic generation and the train/validation split
+    image_size: int = 64
+    train_fraction: float = 0.8
+    # model
+    base_channels: int = 16
+    depth: int = 4
+    dropout: float = 0.0
+    # optimisation
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    momentum: float = 0.9  # sgd only
+    weight_decay: float = 0.0
+    scheduler: str = "none"
+    lr_step_size: int = 10  # step: epochs between decays
+    lr_gamma: float = 0.1  # step: decay factor
+    lr_patience: int = 5  # plateau: epochs without val-loss improvement
+    lr_factor: float = 0.1  # plateau: decay factor
+    lr_min: float = 0.0  # cosine: final rate; plateau: floor
+    loss: str = "dice_bce"
+    switch_lambda: float = 0.75
+    switch_tau: float = 0.05
+    # augmentation (training batches only; histeq is preprocessing of every input)
+    augment_rotate: float = 0.0
+    augment_hflip: float = 0.0
+    augment_vflip: float = 0.0
+    augment_histeq: bool = False
+    # loop
+    epochs: int = 20
+    batch_size: int = 8
+    seed: int = 0
+    amp: str = "auto"
+    device: str = "auto"
+    preview_count: int = 4
+
+    # ---- conversions -------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """Flat dict keyed by canonical (dotted) key names, in declaration order."""
+        return {field_to_key(f.name): getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    def replace(self, **changes: Any) -> "Config":
+        return dataclasses.replace(self, **{key_to_field(k): v for k, v in changes.items()})
+
+    def fingerprint(self) -> str:
+        """Stable hash of the training-relevant values (device and amp excluded: they don't change the result's meaning)."""
+        d = {k: v for k, v in self.to_dict().items() if k not in ("device",)}
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def field_to_key(name: str) -> str:
+    return name.replace("augment_", "augment.", 1) if name.startswith("augment_") else name
+
+
+def key_to_field(key: str) -> str:
+    return key.replace(".", "_")
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(Config)}
+KEYS: tuple[str, ...] = tuple(field_to_key(n) for n in _FIELDS)
+DEFAULTS = Config()
+
+
+def _type_name(t: Any) -> str:
+    return {"int": "an integer", "float": "a number", "str": "a string", "bool": "true or false"}[t]
+
+
+def _nearest(word: str, options: tuple[str, ...] | list[str]) -> str:
+    close = difflib.get_close_matches(word, options, n=1, cutoff=0.5)
+    return f"did you mean '{close[0]}'? " if close else ""
+
+
+def flatten(table: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Turn nested TOML tables ({'augment': {'rotate': 20}}) into dotted keys ('augment.rotate')."""
+    out: dict[str, Any] = {}
+    for k, v in table.items():
+        name = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, name + "."))
+        else:
+            out[name] = v
+    return out
+
+
+def check_key(key: str, where: str) -> None:
+    if key not in KEYS:
+        raise ConfigError(where, key, f"unknown key; {_nearest(key, KEYS)}valid keys: {', '.join(KEYS)}")
+
+
+def coerce(key: str, value: Any, where: str) -> Any:
+    """Check one value's type and range; return it in the field's type (ints accepted for floats)."""
+    check_key(key, where)
+    ftype = _FIELDS[key_to_field(key)].type
+    if ftype == "bool":
+        if not isinstance(value, bool):
+            raise ConfigError(where, key, f"must be true or false, got {value!r}")
+    elif ftype == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(where, key, f"must be {_type_name('int')}, got {value!r}")
+    elif ftype == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(where, key, f"must be {_type_name('float')}, got {value!r}")
+        value = float(value)
+        if not math.isfinite(value):
+            raise ConfigError(where, key, f"must be a finite number, got {value!r}")
+    elif ftype == "str":
+        if not isinstance(value, str):
+            raise ConfigError(where, key, f"must be {_type_name('str')}, got {value!r}")
+    _check_range(key, value, where)
+    return value
+
+
+def _choice(key: str, value: str, options: tuple[str, ...], where: str) -> None:
+    if value not in options:
+        raise ConfigError(where, key, f"unknown value {value!r}; {_nearest(value, options)}valid: {', '.join(options)}")
+
+
+def _check_range(key: str, v: Any, where: str) -> None:
+    def need(ok: bool, what: str) -> None:
+        if not ok:
+            raise ConfigError(where, key, f"{what}, got {v!r}")
+
+    if key == "optimizer":
+        _choice(key, v, OPTIMIZERS, where)
+    elif key == "scheduler":
+        _choice(key, v, SCHEDULERS, where)
+    elif key == "loss":
+        _choice(key, v, LOSSES, where)
+    elif key == "amp":
+        _choice(key, v, AMP_MODES, where)
+    elif key == "device":
+        ok = v in ("auto", "cpu", "cuda", "mps") or (v.startswith("cuda:") and v[5:].isdigit())
+        need(ok, "must be auto, cpu, cuda or cuda:N")
+    elif key == "dataset":
+        need(bool(v.strip()), "must name a dataset: synthetic:ventricle, synthetic:nuclei or a folder")
+        if v.startswith("synthetic:"):
+            kinds = ("ventricle", "nuclei")
+            kind = v.split(":", 1)[1]
+            if kind not in kinds:
+                raise ConfigError(where, key, f"unknown built-in dataset {v!r}; {_nearest(kind, kinds)}valid: synthetic:ventricle, synthetic:nuclei")
+    elif key in ("lr",):
+        need(v > 0, "must be > 0")
+    elif key in ("weight_decay", "momentum", "lr_min", "augment.rotate"):
+        need(v >= 0, "must be >= 0")
+    elif key == "train_fraction":
+        need(0 < v <= 1, "must be in (0, 1]: the share of images used for training (1.0 validates on the training images)")
+    elif key == "dropout":
+        need(0 <= v < 1, "must be in [0, 1)")
+    elif key in ("augment.hflip", "augment.vflip"):
+        need(0 <= v <= 1, "is a probability and must be in [0, 1]")
+    elif key in ("lr_gamma", "lr_factor"):
+        need(0 < v < 1, "must be in (0, 1)")
+    elif key in ("switch_lambda",):
+        need(0 <= v <= 1, "must be in [0, 1]")
+    elif key in ("switch_tau",):
+        need(0 <= v < 1, "must be in [0, 1)")
+    elif key in ("epochs", "batch_size", "base_channels", "depth", "lr_step_size", "num_images"):
+        need(v >= 1, "must be >= 1")
+    elif key in ("image_size",):
+        need(v >= 2, "must be >= 2")
+    elif key in ("lr_patience", "preview_count", "seed", "data_seed"):
+        need(v >= 0, "must be >= 0")
+
+
+def build_config(values: dict[str, Any], where: str, base: Config = DEFAULTS) -> Config:
+    """Apply flat, canonical-key ``values`` on top of ``base``; raise ConfigError on the first problem."""
+    changes = {key_to_field(k): coerce(k, v, where) for k, v in values.items()}
+    cfg = dataclasses.replace(base, **changes)
+    problem = _cross_check(cfg)
+    if problem:
+        raise ConfigError(where, problem[0], problem[1])
+    return cfg
+
+
+def _cross_check(cfg: Config) -> tuple[str, str] | None:
+    """Checks that involve several keys."""
+    size, depth = cfg.image_size, cfg.depth
+    step = 2**depth
+    if size % step or size < step:
+        lower = max(step, size // step * step)
+        upper = lower + step if size >= step else step
+        options = f"{lower} or {upper}" if lower != size and lower < size else f"{upper}"
+        return "image_size", f"{size} is not divisible by 2**depth = {step} (depth {depth}): use {options}, or change depth"
+    if cfg.amp == "fp16" and cfg.device == "cpu":
+        return "amp", "fp16 needs a CUDA device; use amp = \"off\" or \"bf16\" on the CPU"
+    return None

@@ -1,0 +1,111 @@
+"""Validation previews: PNG strips (input | truth | prediction), the raw arrays behind them, and text renderings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .store import atomic_write_bytes
+
+TILE_MIN = 128  # PNG tiles are upscaled (nearest) to at least this many pixels
+GAP = 2
+
+
+def preview_paths(run_dir: Path, tag: str) -> tuple[Path, Path]:
+    return Path(run_dir) / f"preview_{tag}.png", Path(run_dir) / f"preview_{tag}.npz"
+
+
+def _to_uint8(a: np.ndarray) -> np.ndarray:
+    return np.clip(np.rint(a * 255.0), 0, 255).astype(np.uint8)
+
+
+def sample_dice(truth: np.ndarray, pred: np.ndarray) -> float:
+    """Hard Dice of one sample (1.0 when both are empty)."""
+    tp = float(np.logical_and(truth, pred).sum())
+    denom = float(truth.sum() + pred.sum())
+    return 1.0 if denom == 0 else 2 * tp / denom
+
+
+def save_preview(run_dir: Path, tag: str, *, epoch: int, images, masks, probs, names: list[str]) -> None:
+    """Write preview_<tag>.png and preview_<tag>.npz for a few validation samples (tensors [K,C,H,W])."""
+    img = images.numpy() if hasattr(images, "numpy") else np.asarray(images)
+    img = np.transpose(img, (0, 2, 3, 1))  # K,H,W,C
+    if img.shape[-1] == 1:
+        img = img[..., 0]
+    truth = (np.asarray(masks)[:, 0] > 0.5)
+    prob = np.asarray(probs)[:, 0]
+    pred = prob > 0.5
+    dice = [sample_dice(t, p) for t, p in zip(truth, pred)]
+    png_path, npz_path = preview_paths(run_dir, tag)
+    import io
+
+    buf = io.BytesIO()
+    np.savez_compressed(
+        buf,
+        images=_to_uint8(img),
+        truth=truth.astype(np.uint8),
+        prob=_to_uint8(prob),
+        names=np.array(names),
+        dice=np.array(dice, dtype=np.float64),
+        epoch=np.array(epoch),
+    )
+    atomic_write_bytes(npz_path, buf.getvalue())
+    atomic_write_bytes(png_path, strip_png(_to_uint8(img), truth, pred))
+
+
+def strip_png(images: np.ndarray, truth: np.ndarray, pred: np.ndarray) -> bytes:
+    """One row per sample: input | truth | prediction, white masks on black, grey gaps, as PNG bytes."""
+    import imageio.v3 as iio
+
+    k, h, w = truth.shape
+    scale = max(1, -(-TILE_MIN // max(h, w)))
+    rows = []
+    for i in range(k):
+        im = images[i]
+        if im.ndim == 2:
+            im = np.repeat(im[..., None], 3, axis=2)
+        t = np.repeat((truth[i] * 255).astype(np.uint8)[..., None], 3, axis=2)
+        p = np.repeat((pred[i] * 255).astype(np.uint8)[..., None], 3, axis=2)
+        gap = np.full((h, GAP, 3), 128, np.uint8)
+        rows.append(np.concatenate([im, gap, t, gap, p], axis=1))
+        if i < k - 1:
+            rows.append(np.full((GAP, rows[-1].shape[1], 3), 128, np.uint8))
+    strip = np.concatenate(rows, axis=0)
+    strip = strip.repeat(scale, axis=0).repeat(scale, axis=1)
+    return iio.imwrite("<bytes>", strip, extension=".png")
+
+
+def load_preview(run_dir: Path, tag: str = "best") -> dict[str, Any] | None:
+    _, npz_path = preview_paths(run_dir, tag)
+    if not npz_path.exists():
+        return None
+    try:
+        with np.load(npz_path) as z:
+            return {k: z[k] for k in z.files}
+    except (OSError, ValueError):
+        return None
+
+
+ASCII_LEGEND = ". background   # truth only (missed)   + prediction only (false positive)   @ both (hit)"
+
+
+def ascii_overlay(truth: np.ndarray, pred: np.ndarray, width: int | None = None) -> list[str]:
+    """Pure-ASCII overlay of one sample: '.' background, '#' truth only, '+' prediction only, '@' both.
+
+    Each character covers a 2-row x 1-column block of pixels (terminal cells are about twice as tall as
+    wide); a cell is marked when any pixel in it is. ``width`` downsamples to at most that many columns.
+    """
+    t, p = np.asarray(truth, bool), np.asarray(pred, bool)
+    h, w = t.shape
+    step_x = max(1, -(-w // width)) if width else 1
+    step_y = 2 * step_x
+    lines = []
+    for y in range(0, h, step_y):
+        row = []
+        for x in range(0, w, step_x):
+            tb, pb = t[y : y + step_y, x : x + step_x].any(), p[y : y + step_y, x : x + step_x].any()
+            row.append("@" if tb and pb else "#" if tb else "+" if pb else ".")
+        lines.append("".join(row))
+    return lines

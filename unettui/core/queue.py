@@ -1,0 +1,211 @@
+"""The queue file (experiments.toml): read it and expand defaults, experiments and sweeps into experiments."""
+
+from __future__ import annotations
+
+import itertools
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+from .config import DEFAULTS, Config, ConfigError, build_config, coerce, flatten
+
+QUEUE_FILE = "experiments.toml"
+TOP_LEVEL = ("defaults", "experiment", "sweep", "study")
+_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+MAX_ID = 80
+
+
+class QueueError(ValueError):
+    """The queue file as a whole cannot be read (missing, malformed TOML, wrong top-level layout)."""
+
+
+@dataclass
+class Experiment:
+    """One trainable experiment: its id, where it was defined, and its resolved config (or why it is invalid)."""
+
+    id: str
+    origin: str  # e.g. "[[sweep]] 'opt' (item 3 of 6)"
+    overrides: dict[str, Any] = field(default_factory=dict)  # keys set by this entry (on top of [defaults])
+    config: Config | None = None
+    error: ConfigError | None = None
+
+    @property
+    def valid(self) -> bool:
+        return self.error is None
+
+
+@dataclass
+class Queue:
+    path: Path
+    defaults: Config
+    experiments: list[Experiment]
+    problems: list[ConfigError]  # every problem found, including those attached to experiments
+
+    def get(self, exp_id: str) -> Experiment | None:
+        return next((e for e in self.experiments if e.id == exp_id), None)
+
+
+def safe_id(text: str) -> str:
+    """A filesystem-safe id: letters, digits, '.', '_' and '-' only; never empty or hidden."""
+    s = _SAFE.sub("-", text).strip("-.")
+    return (s or "experiment")[:MAX_ID]
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def _slug(items: dict[str, Any]) -> str:
+    """Readable id fragment from keys: strings stand alone ('sgd'), numbers carry their key ('lr0.0001')."""
+    parts = []
+    for k, v in items.items():
+        short = k.split(".")[-1]
+        parts.append(_fmt(v) if isinstance(v, str) and not v.startswith(("synthetic:", "/", ".")) else f"{short}{_fmt(v)}")
+    return "-".join(parts)
+
+
+def load_queue(project: Path) -> Queue:
+    """Read ``project/experiments.toml``. File-level problems raise QueueError; per-experiment ones are attached."""
+    path = Path(project) / QUEUE_FILE
+    if not path.exists():
+        raise QueueError(f"{path}: no queue file here; create one with `unettui init` or pass --project DIR")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise QueueError(f"{path}: not valid TOML: {exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise QueueError(f"{path}: cannot be read: {exc}") from None
+    return parse_queue(data, path)
+
+
+def parse_queue(data: dict[str, Any], path: Path) -> Queue:
+    name = path.name
+    problems: list[ConfigError] = []
+    for key in data:
+        if key not in TOP_LEVEL:
+            problems.append(ConfigError(name, key, f"unknown top-level entry; use [defaults], [[experiment]] or [[sweep]]"))
+
+    defaults = DEFAULTS
+    raw_defaults = data.get("defaults", {})
+    if not isinstance(raw_defaults, dict):
+        raise QueueError(f"{path}: 'defaults' must be a table: [defaults]")
+    try:
+        defaults = build_config(flatten(raw_defaults), f"{name} [defaults]")
+    except ConfigError as exc:
+        problems.append(exc)
+        raise QueueError(str(exc)) from None
+
+    experiments: list[Experiment] = []
+    for section in ("experiment", "sweep"):
+        entries = data.get(section, [])
+        if not isinstance(entries, list):
+            raise QueueError(f"{path}: '{section}' must be an array of tables: [[{section}]]")
+    # keep file order between [[experiment]] and [[sweep]] entries: tomllib loses it, so recover it from the text
+    order = _entry_order(path, data)
+    for section, index in order:
+        entry = data[section][index]
+        if section == "experiment":
+            experiments.append(_experiment(entry, index, defaults, name))
+        else:
+            experiments.extend(_sweep(entry, index, defaults, name))
+
+    seen: dict[str, Experiment] = {}
+    for exp in experiments:
+        if exp.id in seen:
+            exp.error = ConfigError(f"{name} {exp.origin}", "id", f"duplicate id '{exp.id}' (also {seen[exp.id].origin}); ids must be unique")
+        else:
+            seen[exp.id] = exp
+    problems.extend(e.error for e in experiments if e.error)
+    return Queue(path=path, defaults=defaults, experiments=experiments, problems=problems)
+
+
+def _entry_order(path: Path, data: dict[str, Any]) -> list[tuple[str, int]]:
+    """The [[experiment]] / [[sweep]] headers in the order they appear in the file."""
+    counts = {"experiment": 0, "sweep": 0}
+    order: list[tuple[str, int]] = []
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError:
+        text = ""
+    for m in re.finditer(r"^\s*\[\[\s*(experiment|sweep)\s*\]\]", text, re.M):
+        sec = m.group(1)
+        if counts[sec] < len(data.get(sec, [])):
+            order.append((sec, counts[sec]))
+            counts[sec] += 1
+    for sec in ("experiment", "sweep"):  # inline arrays of tables that the regex did not see
+        for i in range(counts[sec], len(data.get(sec, []))):
+            order.append((sec, i))
+    return order
+
+
+def _entry_id(entry: dict[str, Any], where: str) -> str | None:
+    if "id" not in entry:
+        return None
+    raw = entry["id"]
+    if not isinstance(raw, str) or not raw.strip():
+        raise ConfigError(where, "id", f"must be a non-empty string, got {raw!r}")
+    if safe_id(raw) != raw:
+        raise ConfigError(where, "id", f"{raw!r} is not filesystem-safe; use letters, digits, '.', '_' and '-' (e.g. {safe_id(raw)!r})")
+    return raw
+
+
+def _experiment(entry: dict[str, Any], index: int, defaults: Config, name: str) -> Experiment:
+    origin = f"[[experiment]] #{index + 1}"
+    values = flatten({k: v for k, v in entry.items() if k != "id"})
+    try:
+        exp_id = _entry_id(entry, f"{name} {origin}")
+    except ConfigError as exc:
+        return Experiment(id=f"invalid-experiment-{index + 1}", origin=origin, error=exc)
+    exp_id = exp_id or safe_id(_slug(values) or "baseline")
+    origin = f"[[experiment]] '{exp_id}'" if "id" in entry else origin
+    exp = Experiment(id=exp_id, origin=origin, overrides=values)
+    try:
+        exp.config = build_config(values, f"{name} {origin}", defaults)
+    except ConfigError as exc:
+        exp.error = exc
+    return exp
+
+
+def _sweep(entry: dict[str, Any], index: int, defaults: Config, name: str) -> list[Experiment]:
+    origin = f"[[sweep]] #{index + 1}"
+    values = flatten({k: v for k, v in entry.items() if k != "id"})
+    where = f"{name} {origin}"
+    try:
+        prefix = _entry_id(entry, where)
+        grid = {k: v for k, v in values.items() if isinstance(v, list)}
+        for k, v in grid.items():
+            if not v:
+                raise ConfigError(where, k, "empty list: a sweep needs at least one value per key")
+            for item in v:
+                coerce(k, item, where)
+        if not grid:
+            raise ConfigError(where, None, "a sweep needs at least one key with a list of values, e.g. lr = [1e-4, 1e-3]")
+    except ConfigError as exc:
+        return [Experiment(id=f"invalid-sweep-{index + 1}", origin=origin, error=exc)]
+    prefix = prefix or safe_id("sweep-" + "-".join(k.split(".")[-1] for k in grid))
+    if "id" in entry:
+        origin = f"[[sweep]] '{prefix}'"
+    shared = {k: v for k, v in values.items() if k not in grid}
+    combos = list(itertools.product(*grid.values()))
+    out = []
+    for n, combo in enumerate(combos, 1):
+        varied = dict(zip(grid, combo))
+        exp_id = safe_id(f"{prefix}-{_slug(varied)}")
+        exp = Experiment(id=exp_id, origin=f"{origin} (item {n} of {len(combos)})", overrides={**shared, **varied})
+        try:
+            exp.config = build_config(exp.overrides, f"{name} {origin} item {n}", defaults)
+        except ConfigError as exc:
+            exp.error = exc
+        out.append(exp)
+    return out

@@ -1,0 +1,330 @@
+"""The training loop: data on the device, batches augmented on the device, checkpoints every epoch, callbacks instead of prints."""
+
+from __future__ import annotations
+
+import io
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from .. import __version__
+from .augment import AugmentSpec, augment_batch
+from .config import Config
+from .data import equalize_histogram, load_dataset, split_indices
+from .losses import make_loss
+from .metrics import confusion_counts, dice_from_counts, iou_from_counts
+from .model import UNet
+from .optim import Schedule, make_optimizer
+from .preview import save_preview
+from .store import CHECKPOINT, CONFIG, METRICS, SUMMARY, Run, append_jsonl, atomic_write_bytes, atomic_write_json, atomic_write_text
+
+
+class Diverged(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+class Stopped(Exception):
+    """should_stop() asked the loop to end; the last finished epoch's checkpoint is intact."""
+
+
+@dataclass
+class Events:
+    """Callbacks the loop fires; a UI or the runner turns them into output. All optional."""
+
+    on_start: Callable[[dict[str, Any]], None] | None = None
+    on_batch: Callable[[int, int, int], None] | None = None  # epoch, step (1-based), steps
+    on_epoch: Callable[[dict[str, Any]], None] | None = None
+    should_stop: Callable[[], bool] | None = None
+
+
+@dataclass
+class Result:
+    state: str  # done / interrupted / failed
+    summary: dict[str, Any]
+    error: str | None = None
+
+
+def resolve_device(requested: str) -> torch.device:
+    """auto picks CUDA when available; asking for CUDA on a machine without it is an error, not a silent fallback."""
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if requested.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise RuntimeError(f"device {requested!r} asked for, but CUDA is not available here (torch {torch.__version__}); use device = \"cpu\" or \"auto\"")
+        dev = torch.device(requested)
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise RuntimeError(f"device {requested!r} does not exist: this machine has {torch.cuda.device_count()} CUDA device(s)")
+        return dev
+    if requested == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise RuntimeError("device 'mps' asked for, but it is not available here")
+    return torch.device(requested)
+
+
+def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
+    """auto: bf16 on CUDA cards that support it, else fp16 (with a GradScaler); off on the CPU."""
+    if amp == "off":
+        return None
+    if device.type != "cuda":
+        if amp == "fp16":
+            raise RuntimeError("amp = \"fp16\" needs a CUDA device; use \"off\" (or \"bf16\") on the CPU")
+        return torch.bfloat16 if amp == "bf16" else None
+    if amp == "fp16":
+        return torch.float16
+    if amp == "bf16":
+        return torch.bfloat16
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def _rng_state(gen: torch.Generator) -> torch.Tensor:
+    return gen.get_state()
+
+
+class Trainer:
+    """One experiment's model, optimizer, data and state; ``fit`` runs it, ``train_epoch`` is the hot loop."""
+
+    def __init__(self, cfg: Config, project: Path | None = None, device: str | None = None):
+        self.cfg = cfg
+        self.device = resolve_device(device or cfg.device)
+        self.amp_dtype = resolve_amp(cfg.amp, self.device)
+        self.cuda = self.device.type == "cuda"
+        if self.cuda:
+            torch.backends.cudnn.benchmark = True
+        torch.manual_seed(cfg.seed)
+
+        data = load_dataset(cfg.dataset, cfg.image_size, cfg.num_images, cfg.data_seed, base_dir=project)
+        images = data.images
+        if cfg.augment_histeq:  # preprocessing of every input (train and validation), never of masks
+            images = equalize_histogram(images)
+        train_idx, val_idx, self.val_on_train = split_indices(len(images), cfg.train_fraction, cfg.data_seed)
+        self.names = [data.names[i] for i in val_idx.tolist()]
+        self.train_x = images[train_idx].to(self.device)
+        self.train_y = data.masks[train_idx].to(self.device)
+        self.val_x = images[val_idx].to(self.device)
+        self.val_y = data.masks[val_idx].to(self.device)
+        self.n_train, self.n_val = len(train_idx), len(val_idx)
+        self.channels = images.shape[1]
+
+        self.model = UNet(self.channels, 1, cfg.base_channels, cfg.depth, cfg.dropout).to(self.device)
+        self.memory_format = torch.channels_last if self.cuda else torch.contiguous_format
+        if self.cuda:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.loss_fn = make_loss(cfg.loss, cfg.switch_lambda, cfg.switch_tau)
+        self.optimizer = make_optimizer(cfg, self.model.parameters())
+        self.steps_per_epoch = math.ceil(self.n_train / cfg.batch_size)
+        self.schedule = Schedule(cfg, self.optimizer, self.steps_per_epoch)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        self.augment = AugmentSpec(cfg.augment_rotate, cfg.augment_hflip, cfg.augment_vflip)
+        # separate generators so shuffling and augmentation are reproducible and resumable
+        self.shuffle_gen = torch.Generator().manual_seed(cfg.seed)
+        self.aug_gen = torch.Generator().manual_seed(cfg.seed + 1)
+        self.history: list[dict[str, Any]] = []
+        self.best: dict[str, Any] = {}
+        self.epoch = 0
+
+    # ---- the hot loop ------------------------------------------------------------
+    def _autocast(self):
+        return torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None)
+
+    def train_epoch(self, on_batch=None, should_stop=None) -> tuple[float, float]:
+        """One pass over the training images in a seeded random order. Returns (mean loss, hard Dice).
+
+        Loss and Dice counts are accumulated on the device and read once at the end (no per-batch sync).
+        """
+        model, opt, bs = self.model, self.optimizer, self.cfg.batch_size
+        model.train()
+        order = torch.randperm(self.n_train, generator=self.shuffle_gen).to(self.device)
+        loss_sum = torch.zeros((), device=self.device, dtype=torch.float64)
+        counts = torch.zeros(3, device=self.device, dtype=torch.float64)
+        steps = self.steps_per_epoch
+        for step in range(steps):
+            if should_stop is not None and should_stop():
+                raise Stopped()
+            idx = order[step * bs : (step + 1) * bs]
+            x, y = self.train_x[idx], self.train_y[idx]
+            if self.augment.active:
+                x, y = augment_batch(x, y, self.augment, self.aug_gen)
+            if self.cuda:
+                x = x.contiguous(memory_format=self.memory_format)
+            opt.zero_grad(set_to_none=True)
+            with self._autocast():
+                logits = model(x)
+                loss = self.loss_fn(logits, y)
+            self.scaler.scale(loss).backward()
+            self.scaler.step(opt)
+            self.scaler.update()
+            self.schedule.batch_end()
+            loss_sum += loss.detach() * len(idx)
+            counts += confusion_counts(logits.detach(), y)
+            if on_batch is not None:
+                on_batch(self.epoch + 1, step + 1, steps)
+        mean_loss = float(loss_sum) / self.n_train
+        return mean_loss, dice_from_counts(*counts.tolist())
+
+    @torch.no_grad()
+    def evaluate(self) -> tuple[float, float, float]:
+        """(loss, hard Dice, IoU) on the untouched validation images, in eval mode."""
+        model, bs = self.model, self.cfg.batch_size
+        model.eval()
+        loss_sum = torch.zeros((), device=self.device, dtype=torch.float64)
+        counts = torch.zeros(3, device=self.device, dtype=torch.float64)
+        for start in range(0, self.n_val, bs):
+            x, y = self.val_x[start : start + bs], self.val_y[start : start + bs]
+            if self.cuda:
+                x = x.contiguous(memory_format=self.memory_format)
+            with self._autocast():
+                logits = model(x)
+                loss = self.loss_fn(logits, y)
+            loss_sum += loss.double() * len(x)
+            counts += confusion_counts(logits, y)
+        tp, fp, fn = counts.tolist()
+        return float(loss_sum) / self.n_val, dice_from_counts(tp, fp, fn), iou_from_counts(tp, fp, fn)
+
+    @torch.no_grad()
+    def predict_preview(self) -> dict[str, Any]:
+        k = min(self.cfg.preview_count, self.n_val)
+        self.model.eval()
+        x, y = self.val_x[:k], self.val_y[:k]
+        with self._autocast():
+            prob = torch.sigmoid(self.model(x).float())
+        return {"images": x.float().cpu(), "masks": y.cpu(), "probs": prob.cpu(), "names": self.names[:k]}
+
+    # ---- checkpoints -------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        rng = {"torch": torch.get_rng_state(), "shuffle": self.shuffle_gen.get_state(), "augment": self.aug_gen.get_state()}
+        if self.cuda:
+            rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        return {
+            "epoch": self.epoch,
+            "fingerprint": self.cfg.fingerprint(),
+            "config": self.cfg.to_dict(),
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.schedule.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "rng": rng,
+            "history": self.history,
+            "best": self.best,
+            "torch_version": torch.__version__,
+        }
+
+    def load_state_dict(self, ckpt: dict[str, Any]) -> None:
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.schedule.load_state_dict(ckpt["scheduler"])
+        self.scaler.load_state_dict(ckpt["scaler"])
+        torch.set_rng_state(ckpt["rng"]["torch"])
+        self.shuffle_gen.set_state(ckpt["rng"]["shuffle"])
+        self.aug_gen.set_state(ckpt["rng"]["augment"])
+        if self.cuda and "cuda" in ckpt["rng"]:
+            torch.cuda.set_rng_state(ckpt["rng"]["cuda"], self.device)
+        self.epoch = ckpt["epoch"]
+        self.history = list(ckpt["history"])
+        self.best = dict(ckpt["best"])
+
+    def save_checkpoint(self, path: Path) -> None:
+        buf = io.BytesIO()
+        torch.save(self.state_dict(), buf)
+        atomic_write_bytes(path, buf.getvalue())
+
+    # ---- the whole run -----------------------------------------------------------
+    def describe(self) -> dict[str, Any]:
+        return {
+            "unettui_version": __version__,
+            "torch_version": torch.__version__,
+            "resolved_device": str(self.device),
+            "amp_dtype": str(self.amp_dtype).replace("torch.", "") if self.amp_dtype else "off",
+            "in_channels": self.channels,
+            "n_train": self.n_train,
+            "n_val": self.n_val,
+            "val_on_train": self.val_on_train,
+            "parameters": sum(p.numel() for p in self.model.parameters()),
+            "fingerprint": self.cfg.fingerprint(),
+        }
+
+    def summary(self) -> dict[str, Any]:
+        last = self.history[-1] if self.history else {}
+        return {
+            "best_val_dice": self.best.get("val_dice"),
+            "best_epoch": self.best.get("epoch"),
+            "best_val_loss": self.best.get("val_loss"),
+            "final_train_loss": last.get("train_loss"),
+            "final_train_dice": last.get("train_dice"),
+            "final_val_loss": last.get("val_loss"),
+            "final_val_dice": last.get("val_dice"),
+            "final_val_iou": last.get("val_iou"),
+            "epochs_done": self.epoch,
+            "epochs": self.cfg.epochs,
+            "seconds": round(sum(h["seconds"] for h in self.history), 3),
+            "val_on_train": self.val_on_train,
+        }
+
+    def fit(self, run: Run | None = None, events: Events | None = None, run_id: str | None = None) -> Result:
+        """Train to ``cfg.epochs``, resuming from ``run``'s checkpoint when it has one for the same config."""
+        ev = events or Events()
+        if run is not None:
+            ckpt_path = run.file(CHECKPOINT)
+            resumed = False
+            if ckpt_path.exists():
+                ckpt = torch.load(ckpt_path, map_location=self.device, weights_only=False)
+                if ckpt.get("fingerprint") == self.cfg.fingerprint():
+                    self.load_state_dict(ckpt)
+                    resumed = True
+            # metrics.jsonl mirrors the checkpoint's history: drop any line of an epoch in flight at a crash
+            atomic_write_text(run.file(METRICS), "".join(_jsonline(h) for h in self.history))
+            atomic_write_json(run.file(CONFIG), {"id": run_id or run.id, **self.cfg.to_dict(), **self.describe()})
+        else:
+            resumed = False
+        if ev.on_start:
+            ev.on_start({**self.describe(), "resumed_epoch": self.epoch if resumed else None})
+        try:
+            while self.epoch < self.cfg.epochs:
+                t0 = time.perf_counter()
+                train_loss, train_dice = self.train_epoch(ev.on_batch, ev.should_stop)
+                lr = self.optimizer.param_groups[0]["lr"]
+                if not math.isfinite(train_loss):
+                    raise Diverged(f"training diverged: train loss is {train_loss} in epoch {self.epoch + 1} (lr {lr:g}); try a lower lr or another optimizer")
+                val_loss, val_dice, val_iou = self.evaluate()
+                self.schedule.epoch_end(val_loss)
+                self.epoch += 1
+                rec = {
+                    "epoch": self.epoch,
+                    "train_loss": train_loss,
+                    "train_dice": train_dice,
+                    "val_loss": val_loss,
+                    "val_dice": val_dice,
+                    "val_iou": val_iou,
+                    "lr": lr,
+                    "seconds": round(time.perf_counter() - t0, 4),
+                }
+                self.history.append(rec)
+                improved = not self.best or val_dice > self.best["val_dice"]
+                if improved:
+                    self.best = {"epoch": self.epoch, "val_dice": val_dice, "val_loss": val_loss}
+                if run is not None:
+                    if improved:
+                        save_preview(run.path, "best", epoch=self.epoch, **self.predict_preview())
+                    if self.epoch == self.cfg.epochs:
+                        save_preview(run.path, "last", epoch=self.epoch, **self.predict_preview())
+                    # checkpoint first (it holds the history), then the metrics line and summary
+                    self.save_checkpoint(run.file(CHECKPOINT))
+                    append_jsonl(run.file(METRICS), rec)
+                    atomic_write_json(run.file(SUMMARY), self.summary())
+                if ev.on_epoch:
+                    ev.on_epoch(rec)
+        except Stopped:
+            return Result("interrupted", self.summary())
+        except Diverged as exc:
+            if run is not None:
+                atomic_write_json(run.file(SUMMARY), self.summary())
+            return Result("failed", self.summary(), str(exc))
+        return Result("done", self.summary())
+
+
+def _jsonline(obj: dict[str, Any]) -> str:
+    import json
+
+    return json.dumps(obj) + "\n"

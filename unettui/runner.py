@@ -1,0 +1,216 @@
+"""The runner: claims the next experiment of the queue, trains it via the core, keeps a heartbeat, handles signals."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+import traceback
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from filelock import FileLock
+
+from .core.queue import Experiment, Queue, load_queue
+from .core.store import CHECKPOINT, HOST, METRICS, SUMMARY, Run, RunStore
+
+HEARTBEAT_INTERVAL = 5.0
+
+
+class Reporter(Protocol):
+    """What the runner tells whoever is watching (plain lines, a rich progress bar, a test)."""
+
+    def plan(self, queue: Queue, store: RunStore) -> None: ...
+    def skip(self, exp: Experiment, reason: str) -> None: ...
+    def run_start(self, exp: Experiment, info: dict[str, Any]) -> None: ...
+    def batch(self, exp: Experiment, epoch: int, step: int, steps: int) -> None: ...
+    def epoch(self, exp: Experiment, rec: dict[str, Any]) -> None: ...
+    def run_end(self, exp: Experiment, state: str, summary: dict[str, Any], error: str | None) -> None: ...
+
+
+class SilentReporter:
+    def __getattr__(self, name):  # every event is a no-op
+        return lambda *a, **k: None
+
+
+@dataclass
+class Outcome:
+    done: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    interrupted: list[str] = field(default_factory=list)
+    skipped_invalid: list[str] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        if self.interrupted:
+            return 130
+        return 1 if self.failed or self.skipped_invalid else 0
+
+
+class Runner:
+    """Trains, in file order, every experiment without a finished run; resumes interrupted or crashed ones."""
+
+    def __init__(self, project: Path, device: str | None = None, reporter: Reporter | None = None,
+                 heartbeat_interval: float = HEARTBEAT_INTERVAL, only: list[str] | None = None):
+        self.project = Path(project)
+        self.store = RunStore(self.project)
+        self.device = device
+        self.reporter = reporter or SilentReporter()
+        self.heartbeat_interval = heartbeat_interval
+        self.only = set(only) if only else None
+        self.stop_requested = False
+        self.token = uuid.uuid4().hex
+        self._status_lock = threading.Lock()
+
+    # ---- signals -------------------------------------------------------------------
+    def request_stop(self, *_: Any) -> None:
+        if self.stop_requested:  # a second Ctrl-C: leave now; the claim goes stale and resumes later
+            raise KeyboardInterrupt
+        self.stop_requested = True
+
+    def _install_signals(self):
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+        old = {}
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            old[sig] = signal.signal(sig, self.request_stop)
+        return old
+
+    # ---- claiming ------------------------------------------------------------------
+    def _claimable(self, exp: Experiment, run: Run) -> str | None:
+        """Why ``exp`` should run now ('new', 'resume'), or None to pass it by."""
+        st = run.status()
+        if not st:
+            return "new"
+        state = st.get("state")
+        if state in ("done", "failed"):
+            return None
+        if state == "running" and not Run.is_stale(st):
+            return None
+        return "resume"
+
+    def claim_next(self, queue: Queue, seen_invalid: set[str]) -> tuple[Experiment, Run, str] | None:
+        with FileLock(str(self.store.lock_path()), timeout=60):
+            for exp in queue.experiments:
+                if self.only is not None and exp.id not in self.only:
+                    continue
+                if not exp.valid:
+                    if exp.id not in seen_invalid:
+                        seen_invalid.add(exp.id)
+                        self.reporter.skip(exp, str(exp.error))
+                    continue
+                run = self.store.run(exp.id)
+                why = self._claimable(exp, run)
+                if why is None:
+                    continue
+                run.path.mkdir(parents=True, exist_ok=True)
+                prev = run.status() or {}
+                now = time.time()
+                run.write_status(
+                    state="running", host=HOST, pid=os.getpid(), token=self.token, heartbeat=now,
+                    started=now, ended=None, error=None, attempt=int(prev.get("attempt", 0)) + 1,
+                    epoch=prev.get("epoch", 0), epochs=exp.config.epochs,
+                )
+                return exp, run, why
+        return None
+
+    # ---- the loop -------------------------------------------------------------------
+    def run(self) -> Outcome:
+        outcome = Outcome()
+        old = self._install_signals()
+        seen_invalid: set[str] = set()
+        try:
+            first = True
+            while not self.stop_requested:
+                queue = load_queue(self.project)  # re-read: edits made while training are picked up
+                if first:
+                    self.reporter.plan(queue, self.store)
+                    first = False
+                claimed = self.claim_next(queue, seen_invalid)
+                if claimed is None:
+                    break
+                exp, run, _ = claimed
+                state = self.train(exp, run)
+                getattr(outcome, state).append(exp.id)
+            outcome.skipped_invalid = sorted(seen_invalid)
+        finally:
+            for sig, handler in old.items():
+                signal.signal(sig, handler)
+        return outcome
+
+    def train(self, exp: Experiment, run: Run) -> str:
+        """Train one claimed experiment; every failure is recorded in its run, never raised."""
+        from .core.train import Events, Trainer  # torch is imported here, not at CLI start-up
+
+        status: dict[str, Any] = {"epoch": 0}
+        stop_beat = threading.Event()
+
+        def beat() -> None:
+            while not stop_beat.wait(self.heartbeat_interval):
+                self._update_status(run, heartbeat=time.time(), epoch=status["epoch"])
+
+        hb = threading.Thread(target=beat, name=f"heartbeat-{exp.id}", daemon=True)
+        hb.start()
+        run.log(f"claimed by {HOST} pid {os.getpid()} ({exp.origin})")
+        state, error, summary = "failed", None, {}
+        try:
+            trainer = Trainer(exp.config, self.project, self.device)
+
+            def on_epoch(rec: dict[str, Any]) -> None:
+                status["epoch"] = rec["epoch"]
+                self._update_status(run, heartbeat=time.time(), epoch=rec["epoch"])
+                run.log(
+                    f"epoch {rec['epoch']}/{exp.config.epochs} train_loss {rec['train_loss']:.4f} "
+                    f"train_dice {rec['train_dice']:.4f} val_loss {rec['val_loss']:.4f} "
+                    f"val_dice {rec['val_dice']:.4f} lr {rec['lr']:.3g} {rec['seconds']:.1f}s"
+                )
+                self.reporter.epoch(exp, rec)
+
+            def on_start(info: dict[str, Any]) -> None:
+                status["epoch"] = info.get("resumed_epoch") or 0
+                what = f"resumed at epoch {info['resumed_epoch']}" if info.get("resumed_epoch") else "started"
+                run.log(f"{what} on {info['resolved_device']} (amp {info['amp_dtype']}), "
+                        f"{info['n_train']} train / {info['n_val']} val images"
+                        + (" (validating on the training images)" if info["val_on_train"] else ""))
+                self.reporter.run_start(exp, info)
+
+            events = Events(
+                on_start=on_start,
+                on_batch=lambda e, s, n: self.reporter.batch(exp, e, s, n),
+                on_epoch=on_epoch,
+                should_stop=lambda: self.stop_requested,
+            )
+            result = trainer.fit(run, events, run_id=exp.id)
+            state, error, summary = result.state, result.error, result.summary
+        except Exception as exc:  # any failure ends this run as failed; the queue goes on
+            error = _describe_failure(exc, exp)
+            run.log("failed:\n" + traceback.format_exc())
+        finally:
+            stop_beat.set()
+            hb.join()
+        self._update_status(run, state=state, error=error, ended=time.time(), heartbeat=time.time(),
+                            epoch=summary.get("epochs_done", status["epoch"]))
+        run.log(f"{state}" + (f": {error}" if error else ""))
+        self.reporter.run_end(exp, state, summary, error)
+        return state
+
+    def _update_status(self, run: Run, **fields: Any) -> None:
+        with self._status_lock:
+            run.write_status(**fields)
+
+
+def _describe_failure(exc: Exception, exp: Experiment) -> str:
+    """A one-line reason for a failed run, with what to do where we know it."""
+    import torch
+
+    if isinstance(exc, torch.cuda.OutOfMemoryError):
+        return (f"CUDA out of memory (batch_size {exp.config.batch_size}, image_size {exp.config.image_size}); "
+                "lower batch_size, image_size or base_channels")
+    name = type(exc).__name__
+    msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    if name in ("DatasetError", "RuntimeError", "ValueError"):
+        return msg or name
+    return f"{name}: {msg}" if msg else name
