@@ -100,9 +100,9 @@ class Format(str, Enum):
     md = "md"
 
 
-SUMMARY_COLUMNS = ("id", "status", "optimizer", "lr", "scheduler", "loss", "weight_decay", "dropout",
-                   "train_fraction", "best_val_dice", "best_epoch", "final_val_dice", "final_val_loss",
-                   "epochs_done", "seconds")
+PARAM_COLUMNS = ("dataset", "optimizer", "lr", "momentum", "weight_decay", "scheduler", "loss", "dropout",
+                 "augment.rotate", "augment.hflip", "augment.vflip", "augment.histeq", "train_fraction",
+                 "batch_size", "image_size", "base_channels", "depth", "seed")
 
 
 def _rows(project: Path, sort: str | None, descending: bool):
@@ -136,6 +136,7 @@ def results(
     Example: unettui results --sort final_val_loss --asc --top 5
     """
     from rich.console import Console
+    from rich import box
     from rich.table import Table
 
     rows = _rows(project, sort, desc)
@@ -144,15 +145,46 @@ def results(
     if not rows:
         typer.echo("no experiments in the queue and no runs yet")
         return
-    table = Table(title=f"unettui results: {project.resolve()}", title_justify="left")
-    for col in SUMMARY_COLUMNS:
-        table.add_column(col, justify="right" if col not in ("id", "status", "optimizer", "scheduler", "loss") else "left",
-                         no_wrap=col == "id")
-    for row in rows:
-        table.add_row(*[_show(row.get(c)) for c in SUMMARY_COLUMNS])
+    # like `guild compare`: show the hyper-parameters that differ between rows, list the shared ones below
+    varying = [c for c in PARAM_COLUMNS if len({_show(r.get(c)) for r in rows if r.get(c) is not None}) > 1]
+    shared = [f"{c}={_show(rows[0].get(c))}" for c in PARAM_COLUMNS
+              if c not in varying and rows[0].get(c) is not None]
+    table = Table(title=f"{project.resolve()}: {len(rows)} experiments", title_justify="left",
+                  caption=("same for all: " + ", ".join(shared)) if shared else None, caption_justify="left", box=box.SIMPLE_HEAD, collapse_padding=True, pad_edge=False)
+    table.add_column("id", no_wrap=True)
+    table.add_column("status")
+    for col in varying:
+        head = SHORT.get(col, col)
+        table.add_column(head, min_width=len(head), justify="left" if col in ("optimizer", "scheduler", "loss", "dataset") else "right")
+    for col in ("best\nval dice", "last\nval dice", "last\nval loss", "epochs", "time"):
+        table.add_column(col, justify="right", no_wrap=True)
+    for r in rows:
+        best = "-" if r.get("best_val_dice") is None else f"{r['best_val_dice']:.4f} @{r['best_epoch']}"
+        epochs = f"{r['epochs_done']}/{r['epochs']}" if r.get("epochs_done") is not None else f"-/{_show(r.get('epochs'))}"
+        table.add_row(r["id"], r["status"], *[_show(r.get(c)) for c in varying], best, _num(r.get("final_val_dice")), _show(r.get("final_val_loss")),
+                      epochs, _duration(r.get("seconds")))
     Console().print(table)
     if any(r.get("val_on_train") for r in rows):
         typer.echo("note: runs with train_fraction = 1.0 validate on their training images; their val numbers measure fit, not generalisation")
+
+
+SHORT = {"optimizer": "optim", "weight_decay": "wd", "scheduler": "sched", "train_fraction": "train",
+         "augment.rotate": "rot", "augment.hflip": "hflip", "augment.vflip": "vflip", "augment.histeq": "histeq",
+         "batch_size": "batch", "image_size": "size", "base_channels": "base", "momentum": "mom"}
+
+
+def _num(v) -> str:
+    return "-" if v is None else f"{v:.4f}"
+
+
+def _duration(seconds) -> str:
+    if seconds is None:
+        return "-"
+    seconds = float(seconds)
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    m, s = divmod(int(round(seconds)), 60)
+    return f"{m}m{s:02d}s" if m < 60 else f"{m // 60}h{m % 60:02d}m"
 
 
 def _show(v) -> str:

@@ -7,6 +7,7 @@ import difflib
 import hashlib
 import json
 import math
+import numbers
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -201,6 +202,41 @@ def _check_range(key: str, v: Any, where: str) -> None:
         need(v >= 0, "must be >= 0")
 
 
+def _is_int(value: object) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def check_image_size(image_size: int, depth: int) -> str | None:
+    """Return None if a UNet of ``depth`` poolings accepts ``image_size`` x ``image_size`` inputs, else a one-line reason.
+
+    Every one of the ``depth`` MaxPool2d(2) steps halves the size and the decoder
+    must restore it exactly, so the size has to be a positive multiple of
+    ``2**depth`` (the bottleneck is then ``image_size / 2**depth`` >= 1 pixel wide).
+    The message names the nearest valid sizes, e.g.
+    ``'image_size 100 is not divisible by 2**4 = 16 (depth 4): use 96 or 112, or change depth'``.
+    """
+    if not _is_int(depth):
+        return f"depth must be an integer, got {depth!r}"
+    if depth < 1:
+        return f"depth must be >= 1, got {depth}"
+    if not _is_int(image_size):
+        return f"image_size must be an integer, got {image_size!r}"
+    step = 2**depth
+    if image_size < step:
+        return (
+            f"image_size {image_size} is smaller than 2**{depth} = {step} (depth {depth}): "
+            f"the bottleneck would be smaller than 1 pixel; use {step}, or reduce depth"
+        )
+    if image_size % step:
+        below = image_size // step * step
+        above = below + step
+        return (
+            f"image_size {image_size} is not divisible by 2**{depth} = {step} (depth {depth}): "
+            f"use {below} or {above}, or change depth"
+        )
+    return None
+
+
 def build_config(values: dict[str, Any], where: str, base: Config = DEFAULTS) -> Config:
     """Apply flat, canonical-key ``values`` on top of ``base``; raise ConfigError on the first problem."""
     changes = {key_to_field(k): coerce(k, v, where) for k, v in values.items()}
@@ -213,13 +249,9 @@ def build_config(values: dict[str, Any], where: str, base: Config = DEFAULTS) ->
 
 def _cross_check(cfg: Config) -> tuple[str, str] | None:
     """Checks that involve several keys."""
-    size, depth = cfg.image_size, cfg.depth
-    step = 2**depth
-    if size % step or size < step:
-        lower = max(step, size // step * step)
-        upper = lower + step if size >= step else step
-        options = f"{lower} or {upper}" if lower != size and lower < size else f"{upper}"
-        return "image_size", f"{size} is not divisible by 2**depth = {step} (depth {depth}): use {options}, or change depth"
+    problem = check_image_size(cfg.image_size, cfg.depth)
+    if problem:
+        return "image_size", problem.removeprefix("image_size ")
     if cfg.amp == "fp16" and cfg.device == "cpu":
         return "amp", "fp16 needs a CUDA device; use amp = \"off\" or \"bf16\" on the CPU"
     return None

@@ -1,0 +1,145 @@
+"""Whole-batch, on-device data augmentation (random flips and rotations) applied identically to images and masks."""
+
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = ["AugmentSpec", "augment_batch", "rotate_batch"]
+
+
+@dataclass(frozen=True)
+class AugmentSpec:
+    """What to do to each training sample; every sample draws its own transform.
+
+    rotate: maximum angle in degrees; each sample is rotated by an angle drawn
+        uniformly from [−rotate, +rotate] about the image centre (0 = off).
+    hflip: probability that a sample is flipped left↔right.
+    vflip: probability that a sample is flipped top↔bottom.
+    """
+
+    rotate: float = 0.0
+    hflip: float = 0.0
+    vflip: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("rotate", "hflip", "vflip"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+                raise ValueError(f"augment.{name} must be a finite number, got {value!r}")
+        if self.rotate < 0:
+            raise ValueError(f"augment.rotate must be >= 0 degrees, got {self.rotate!r}")
+        for name in ("hflip", "vflip"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"augment.{name} must be a probability in [0, 1], got {value!r}")
+
+    @property
+    def active(self) -> bool:
+        """True if any transform can change a sample."""
+        return self.rotate > 0 or self.hflip > 0 or self.vflip > 0
+
+
+def _check_batch(images: Tensor, masks: Tensor) -> None:
+    if images.dim() != 4 or masks.dim() != 4:
+        raise ValueError(
+            f"augment: expected images [B, C, H, W] and masks [B, 1, H, W], got {list(images.shape)} and {list(masks.shape)}"
+        )
+    if images.shape[0] != masks.shape[0] or images.shape[-2:] != masks.shape[-2:]:
+        raise ValueError(
+            f"augment: images {list(images.shape)} and masks {list(masks.shape)} differ in batch size or H x W"
+        )
+    if not images.is_floating_point():
+        raise TypeError(f"augment: images must be a floating-point tensor, got {images.dtype}")
+
+
+def rotate_batch(images: Tensor, masks: Tensor, angles_deg: Tensor) -> tuple[Tensor, Tensor]:
+    """Rotate each sample ``i`` of the batch by ``angles_deg[i]`` degrees about the image centre.
+
+    Positive angles turn the picture counter-clockwise as displayed (row 0 at the
+    top), like ``torch.rot90(x, 1, dims=(-2, -1))`` for 90°. The rotation is in
+    pixel space (correct for non-square images too), done with a single
+    ``F.affine_grid`` + ``F.grid_sample`` call for images and masks together
+    (align_corners=False, zeros outside the image). Images are sampled
+    bilinearly; masks are sampled bilinearly and then thresholded (> 0.5) back
+    to exactly 0/1, so their boundary follows the image's interpolated edge.
+
+    The [B, 2, 3] rotation matrices are built on the CPU in float64 (pass
+    ``angles_deg`` as a CPU tensor to avoid a device→host copy) and moved to the
+    batch's device in one non-blocking copy.
+    """
+    _check_batch(images, masks)
+    b, c, h, w = images.shape
+    rad = angles_deg.detach().to(device="cpu", dtype=torch.float64).reshape(b) * (math.pi / 180.0)
+    cos, sin = torch.cos(rad), torch.sin(rad)
+    zero = torch.zeros_like(rad)
+    # affine_grid maps each output pixel to the input point it samples. For a
+    # counter-clockwise turn on screen (pixel coordinates x right, y down, origin
+    # at the centre) output (x, y) samples input (cos·x − sin·y, sin·x + cos·y).
+    # In normalised coordinates x_n = x / (W/2), y_n = y / (H/2) that is
+    #   x_in = cos·x_n − sin·(H/W)·y_n,   y_in = sin·(W/H)·x_n + cos·y_n
+    theta = torch.stack(
+        [
+            torch.stack([cos, -sin * (h / w), zero], dim=-1),
+            torch.stack([sin * (w / h), cos, zero], dim=-1),
+        ],
+        dim=1,
+    ).to(images.dtype)  # [B, 2, 3]
+    theta = theta.to(images.device, non_blocking=True)
+    grid = F.affine_grid(theta, [b, c + 1, h, w], align_corners=False)
+    both = torch.cat([images, masks.to(images.dtype)], dim=1)
+    out = F.grid_sample(both, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    new_images = out[:, :c]
+    new_masks = (out[:, c:] > 0.5).to(masks.dtype)
+    if images.is_contiguous(memory_format=torch.channels_last):
+        new_images = new_images.contiguous(memory_format=torch.channels_last)
+    else:
+        new_images = new_images.contiguous()
+    return new_images, new_masks.contiguous()
+
+
+def augment_batch(
+    images: Tensor, masks: Tensor, spec: AugmentSpec, generator: torch.Generator
+) -> tuple[Tensor, Tensor]:
+    """Randomly flip and rotate a whole batch on its own device, images [B, C, H, W] and masks [B, 1, H, W] alike.
+
+    Per sample, in this order: horizontal flip with probability ``spec.hflip``,
+    vertical flip with probability ``spec.vflip``, rotation by U(−rotate, +rotate)
+    degrees (see :func:`rotate_batch`). All random numbers (3·B uniforms per call,
+    always, so the stream does not depend on the spec) come from ``generator``,
+    which must be a CPU ``torch.Generator``: the same seed gives the same
+    transforms on CPU and CUDA. Only those few numbers are moved to the batch's
+    device; there is no per-sample Python loop.
+
+    If the spec is not active the inputs are returned as they are (same
+    objects). A transform whose parameter is 0 is skipped entirely, so with
+    ``rotate == 0`` samples are only ever flipped (bit-exact copies).
+    """
+    if not spec.active:
+        return images, masks
+    _check_batch(images, masks)
+    if generator.device.type != "cpu":
+        raise ValueError(f"augment: generator must be a CPU torch.Generator, got one on {generator.device}")
+    b = images.shape[0]
+    draws = torch.rand(3, b, generator=generator, dtype=torch.float64)
+    # Flip decisions are made on the CPU and moved in one non-blocking copy.
+    flags = torch.stack([draws[0] < spec.hflip, draws[1] < spec.vflip]).to(images.device, non_blocking=True)
+
+    def select(flag: Tensor, flipped: Tensor, original: Tensor) -> Tensor:
+        return torch.where(flag.view(b, 1, 1, 1), flipped, original)
+
+    if spec.hflip > 0:
+        images = select(flags[0], images.flip(-1), images)
+        masks = select(flags[0], masks.flip(-1), masks)
+    if spec.vflip > 0:
+        images = select(flags[1], images.flip(-2), images)
+        masks = select(flags[1], masks.flip(-2), masks)
+    if spec.rotate > 0:
+        angles = (draws[2] * 2.0 - 1.0) * spec.rotate  # stays on the CPU, see rotate_batch
+        images, masks = rotate_batch(images, masks, angles)
+    return images, masks

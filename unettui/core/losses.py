@@ -1,0 +1,159 @@
+"""Segmentation losses on logits (BCE, soft Dice, Dice+BCE, inverted Dice+BCE, switching loss) and the make_loss factory."""
+
+from __future__ import annotations
+
+import numbers
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = [
+    "LOSSES",
+    "LossFn",
+    "bce_loss",
+    "dice_coef",
+    "dice_loss",
+    "soft_dice_loss",
+    "dice_bce_loss",
+    "inv_dice_bce_loss",
+    "switching_loss",
+    "make_loss",
+]
+
+LOSSES = ("bce", "dice", "dice_bce", "inv_dice_bce", "switching")
+
+LossFn = Callable[[Tensor, Tensor], Tensor]
+
+# Conventions for every loss below:
+#   logits, target: float tensors of the same shape, normally [B, 1, H, W], target in {0, 1};
+#   p = sigmoid(logits); every sum runs over the WHOLE batch (all pixels of all images
+#   together, as in the Keras Kaggle kernels the study used), not per image;
+#   the result is a 0-dim float32 tensor, computed in float32 with autocast disabled,
+#   whatever dtype the logits come in (e.g. fp16/bf16 under torch.autocast).
+
+
+def _as_float32(logits: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+    if logits.shape != target.shape:
+        raise ValueError(
+            f"loss: logits and target must have the same shape, got {list(logits.shape)} and {list(target.shape)}"
+        )
+    return logits.float(), target.to(device=logits.device, dtype=torch.float32)
+
+
+def _no_autocast(logits: Tensor) -> torch.autocast:
+    return torch.autocast(device_type=logits.device.type, enabled=False)
+
+
+def dice_coef(p: Tensor, y: Tensor, smooth: float = 1.0) -> Tensor:
+    """Soft Dice coefficient over the whole batch: (2·Σ p·y + smooth) / (Σ p + Σ y + smooth).
+
+    ``p`` are probabilities (not logits), ``y`` the 0/1 targets; the sums run over
+    every element of the batch. ``smooth = 1`` keeps it defined (= 1) when both
+    are empty.
+    """
+    intersection = (p * y).sum()
+    return (2.0 * intersection + smooth) / (p.sum() + y.sum() + smooth)
+
+
+def dice_loss(p: Tensor, y: Tensor, smooth: float = 1.0) -> Tensor:
+    """Soft Dice loss on probabilities: 1 − dice_coef(p, y, smooth)."""
+    return 1.0 - dice_coef(p, y, smooth)
+
+
+def bce_loss(logits: Tensor, target: Tensor) -> Tensor:
+    """Mean binary cross entropy on logits: mean(−y·log σ(x) − (1−y)·log(1−σ(x))).
+
+    Uses ``F.binary_cross_entropy_with_logits`` (log-sum-exp form, numerically
+    stable for large |x|), reduction 'mean' over all elements of the batch.
+    """
+    with _no_autocast(logits):
+        x, y = _as_float32(logits, target)
+        return F.binary_cross_entropy_with_logits(x, y, reduction="mean")
+
+
+def soft_dice_loss(logits: Tensor, target: Tensor) -> Tensor:
+    """The 'dice' loss on logits: 1 − dice_coef(σ(x), y), smooth = 1, summed over the whole batch."""
+    with _no_autocast(logits):
+        x, y = _as_float32(logits, target)
+        return dice_loss(torch.sigmoid(x), y)
+
+
+def dice_bce_loss(logits: Tensor, target: Tensor) -> Tensor:
+    """'dice_bce': bce(x, y) + (1 − dice_coef(p, y)) with p = σ(x)."""
+    with _no_autocast(logits):
+        x, y = _as_float32(logits, target)
+        p = torch.sigmoid(x)
+        return F.binary_cross_entropy_with_logits(x, y) + dice_loss(p, y)
+
+
+def inv_dice_bce_loss(logits: Tensor, target: Tensor) -> Tensor:
+    """'inv_dice_bce': bce(x, y) + (1 − dice_coef(p, y)) + (1 − dice_coef(1−p, 1−y)).
+
+    The last term is the Dice of the background ("inverted Dice"), which keeps
+    the loss informative when the foreground is tiny or absent.
+    """
+    with _no_autocast(logits):
+        x, y = _as_float32(logits, target)
+        p = torch.sigmoid(x)
+        return F.binary_cross_entropy_with_logits(x, y) + dice_loss(p, y) + dice_loss(1.0 - p, 1.0 - y)
+
+
+def _check_switch_params(lam: float, tau: float) -> None:
+    if isinstance(lam, bool) or not isinstance(lam, numbers.Real) or not (0.0 <= lam <= 1.0):
+        raise ValueError(f"switching loss: lambda must be a number in [0, 1], got {lam!r}")
+    if isinstance(tau, bool) or not isinstance(tau, numbers.Real) or not (0.0 <= tau <= 1.0):
+        raise ValueError(f"switching loss: tau must be a number in [0, 1], got {tau!r}")
+
+
+def switching_loss(logits: Tensor, target: Tensor, lam: float = 0.75, tau: float = 0.05) -> Tensor:
+    """Switching loss (Dang, Anand, Sethi, TENCON 2019), with f = mean(y) over the whole batch.
+
+    If f > tau:  bce + λ·(1 − dice(p, y)) + (1−λ)·(1 − dice(1−p, 1−y))
+    else:        bce + (1−λ)·(1 − dice(p, y)) + λ·(1 − dice(1−p, 1−y))
+
+    i.e. with λ > 0.5 the foreground Dice dominates while the batch has enough
+    foreground, and the background ("inverted") Dice dominates when it does not.
+    The branch is taken with ``torch.where`` on device tensors, so it never
+    forces a GPU→CPU synchronisation. Defaults λ = 0.75, tau = 0.05.
+    """
+    _check_switch_params(lam, tau)
+    lam, tau = float(lam), float(tau)
+    with _no_autocast(logits):
+        x, y = _as_float32(logits, target)
+        p = torch.sigmoid(x)
+        foreground_fraction = y.mean()
+        w = torch.where(foreground_fraction > tau, lam, 1.0 - lam)
+        return (
+            F.binary_cross_entropy_with_logits(x, y)
+            + w * dice_loss(p, y)
+            + (1.0 - w) * dice_loss(1.0 - p, 1.0 - y)
+        )
+
+
+def make_loss(name: str, switch_lambda: float = 0.75, switch_tau: float = 0.05) -> LossFn:
+    """Return the loss ``name`` (one of LOSSES) as a function ``(logits, target) -> scalar float32 tensor``.
+
+    ``switch_lambda`` and ``switch_tau`` are used by 'switching' only (validated
+    here, so a bad value fails before training starts). Raises ValueError naming
+    the valid losses for an unknown name.
+    """
+    if name == "bce":
+        return bce_loss
+    if name == "dice":
+        return soft_dice_loss
+    if name == "dice_bce":
+        return dice_bce_loss
+    if name == "inv_dice_bce":
+        return inv_dice_bce_loss
+    if name == "switching":
+        _check_switch_params(switch_lambda, switch_tau)
+        lam, tau = float(switch_lambda), float(switch_tau)
+
+        def switching(logits: Tensor, target: Tensor) -> Tensor:
+            return switching_loss(logits, target, lam, tau)
+
+        switching.__doc__ = f"switching_loss with λ = {lam}, tau = {tau}."
+        return switching
+    raise ValueError(f"unknown loss {name!r}; valid losses: {', '.join(LOSSES)}")
