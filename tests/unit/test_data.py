@@ -252,8 +252,8 @@ def mixed_folder(tmp_path):
     iio.imwrite(msk_dir / "b_rgb.png", rmask)
     # c: 16-bit TIFF 32x32 with known values; mask as TIFF (stem matched across extensions)
     deep = np.zeros((32, 32), np.uint16)
-    deep[0, 0] = 65535
-    deep[0, 1] = 32768
+    deep[0, 0] = 4095  # a 12-bit camera: only part of the 16-bit range is used
+    deep[0, 1] = 2048
     iio.imwrite(img_dir / "c_deep.tif", deep)
     m = np.zeros((32, 32), np.uint8)
     m[5:9, 5:9] = 1  # 0/1 masks work as well as 0/255
@@ -286,9 +286,9 @@ def test_load_folder_mixed_formats(mixed_folder):
     assert torch.allclose(imgs[1, 0], torch.full((32, 32), 200 / 255))
     assert torch.allclose(imgs[1, 1], torch.zeros(32, 32))
     assert torch.allclose(imgs[1, 2], torch.full((32, 32), 50 / 255))
-    # 16-bit: divided by 65535 (no resize at 32 px, so exact)
+    # 16-bit: min-max per image (no resize at 32 px, so exact)
     assert imgs[2, 0, 0, 0].item() == pytest.approx(1.0)
-    assert imgs[2, 0, 0, 1].item() == pytest.approx(32768 / 65535)
+    assert imgs[2, 0, 0, 1].item() == pytest.approx(2048 / 4095)
     assert imgs[2, 0, 5, 5].item() == 0.0
     # JPEG constant 128 stays ~0.5
     assert imgs[3].mean().item() == pytest.approx(128 / 255, abs=0.01)

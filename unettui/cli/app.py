@@ -150,20 +150,29 @@ def results(
     shared = [f"{c}={_show(rows[0].get(c))}" for c in PARAM_COLUMNS
               if c not in varying and rows[0].get(c) is not None]
     table = Table(title=f"{project.resolve()}: {len(rows)} experiments", title_justify="left",
-                  caption=("same for all: " + ", ".join(shared)) if shared else None, caption_justify="left", box=box.SIMPLE_HEAD, collapse_padding=True, pad_edge=False)
-    table.add_column("id", no_wrap=True)
-    table.add_column("status")
-    for col in varying:
-        head = SHORT.get(col, col)
-        table.add_column(head, min_width=len(head), justify="left" if col in ("optimizer", "scheduler", "loss", "dataset") else "right")
-    for col in ("best\nval dice", "last\nval dice", "last\nval loss", "epochs", "time"):
-        table.add_column(col, justify="right", no_wrap=True)
+                  caption=("same for all: " + ", ".join(shared)) if shared else None, caption_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), pad_edge=False)
+    cells = []
     for r in rows:
         best = "-" if r.get("best_val_dice") is None else f"{r['best_val_dice']:.4f} @{r['best_epoch']}"
         epochs = f"{r['epochs_done']}/{r['epochs']}" if r.get("epochs_done") is not None else f"-/{_show(r.get('epochs'))}"
-        table.add_row(r["id"], r["status"], *[_show(r.get(c)) for c in varying], best, _num(r.get("final_val_dice")), _show(r.get("final_val_loss")),
-                      epochs, _duration(r.get("seconds")))
-    Console().print(table)
+        cells.append([r["id"], r["status"], *[_show(r.get(c)) for c in varying], best,
+                      _num(r.get("final_val_dice")), epochs, _duration(r.get("seconds"))])
+    heads = ["id", "status", *[SHORT.get(c, c) for c in varying], "best\nval dice", "last\nval dice", "epochs", "time"]
+    widths = [max([len(row[i]) for row in cells] + [max(len(h) for h in head.split("\n"))]) for i, head in enumerate(heads)]
+    console = Console()
+    # every column but the id keeps its full width; the id takes what is left and folds beyond that
+    room = console.width - sum(widths[1:]) - 2 * len(heads)
+    fits = room >= 8
+    widths[0] = max(8, min(widths[0], room)) if fits else min(widths[0], 20)
+    for i, head in enumerate(heads):
+        widest = widths[i]
+        left = i < 2 or (2 <= i < 2 + len(varying) and varying[i - 2] in ("optimizer", "scheduler", "loss", "dataset"))
+        table.add_column(head, justify="left" if left else "right",
+                         overflow="fold" if i == 0 else "ellipsis", min_width=widest if (fits or i == 0) else None,
+                         no_wrap=(i > 0) == fits)  # rich shrinks the wrappable columns first
+    for row in cells:
+        table.add_row(*row)
+    console.print(table)
     if any(r.get("val_on_train") for r in rows):
         typer.echo("note: runs with train_fraction = 1.0 validate on their training images; their val numbers measure fit, not generalisation")
 

@@ -616,12 +616,16 @@ def _to_hwc(arr: np.ndarray, path: Path) -> np.ndarray:
 
 
 def _image_to_float(arr: np.ndarray, path: Path) -> np.ndarray:
-    """float32 [C, H, W] in [0, 1]: unsigned ints / dtype max, bool as 0/1, signed ints and floats min-max per image."""
+    """float32 [C, H, W] in [0, 1]: 8-bit / 255, bool as 0/1; 16-bit, signed and float images min-max per image.
+
+    16-bit microscopy and MRI rarely use the full 0..65535 range (a 12-bit camera tops out at 4095),
+    so dividing by the dtype's maximum would leave the image nearly black.
+    """
     hwc = _to_hwc(arr, path)
     if hwc.dtype == np.bool_:
         out = hwc.astype(np.float32)
-    elif np.issubdtype(hwc.dtype, np.unsignedinteger):
-        out = hwc.astype(np.float32) / float(np.iinfo(hwc.dtype).max)
+    elif hwc.dtype == np.uint8:
+        out = hwc.astype(np.float32) / 255.0
     elif np.issubdtype(hwc.dtype, np.integer) or np.issubdtype(hwc.dtype, np.floating):
         out = hwc.astype(np.float64)
         out = np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0)
@@ -682,9 +686,9 @@ def load_folder(path: Path, image_size: int) -> SegData:
     extensions are skipped; pairs are sorted by stem.
 
     Images: grey, grey+alpha, RGB or RGBA (alpha dropped). If any image is RGB
-    all become 3-channel (grey replicated), else 1 channel. Unsigned integer
-    images are divided by their dtype's max (uint8 / 255, uint16 / 65535);
-    float and signed-integer images are min-max normalised per image.
+    all become 3-channel (grey replicated), else 1 channel. 8-bit images are
+    divided by 255; 16-bit, float and signed-integer images are min-max
+    normalised per image.
 
     Masks: any dtype, foreground where any colour channel is > 0.
 
