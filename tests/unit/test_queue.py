@@ -106,3 +106,12 @@ def test_config_error_format():
     with pytest.raises(ConfigError) as err:
         build_config({"batch_size": 0}, "f.toml [defaults]")
     assert str(err.value) == "f.toml [defaults]: batch_size: must be >= 1, got 0"
+
+
+def test_the_shipped_default_job_is_valid():
+    from pathlib import Path
+
+    q = load_queue(Path(__file__).resolve().parents[2])
+    assert [e.id for e in q.experiments] == ["adam-1e-3", "opt-at-1e-4-adam", "opt-at-1e-4-sgd", "opt-at-1e-4-adagrad"]
+    assert all(e.valid for e in q.experiments) and not q.problems
+    assert {e.config.dataset for e in q.experiments} == {"synthetic:ventricle"}

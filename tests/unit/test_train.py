@@ -116,3 +116,38 @@ def test_histeq_and_val_on_train():
     t = Trainer(cfg)
     assert t.val_on_train and t.n_train == t.n_val == 16
     assert t.fit().summary["val_on_train"] is True
+
+
+def test_autocast_path_trains_in_bf16_on_the_cpu():
+    """The CUDA AMP code path (autocast around forward and loss) exercised with bf16 on the CPU."""
+    import torch
+
+    t = Trainer(Config(amp="bf16", epochs=2, **TINY))
+    assert t.amp_dtype == torch.bfloat16 and not t.scaler.is_enabled()
+    result = t.fit()
+    assert result.state == "done" and 0 < result.summary["final_train_loss"] < 3
+    assert t.describe()["amp_dtype"] == "bfloat16"
+
+
+def test_amp_auto_is_off_on_the_cpu_and_cuda_is_refused_without_a_gpu():
+    import torch
+
+    assert Trainer(Config(epochs=1, **TINY)).amp_dtype is None
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="CUDA is not available"):
+            Trainer(Config(device="cuda", **TINY))
+
+
+def test_a_changed_definition_starts_from_scratch_not_from_the_old_checkpoint(tmp_path):
+    run = RunStore(tmp_path).run("x")
+    run.path.mkdir(parents=True)
+    Trainer(Config(epochs=2, **TINY)).fit(run)
+    first = run.metrics()
+    result = Trainer(Config(epochs=3, lr=3e-3, **TINY)).fit(run)
+    assert result.summary["epochs_done"] == 3
+    again = run.metrics()
+    assert [m["epoch"] for m in again] == [1, 2, 3]
+    assert again[0]["train_loss"] != first[0]["train_loss"]  # really retrained, with the new lr
+    # the same definition resumes: nothing left to do, metrics unchanged
+    Trainer(Config(epochs=3, lr=3e-3, **TINY)).fit(run)
+    assert run.metrics() == again

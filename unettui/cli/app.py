@@ -53,9 +53,7 @@ def run(
 ) -> None:
     """Train every experiment of the queue that has no finished run, in file order.
 
-    Interrupted or crashed runs resume from their last checkpoint; a failing experiment is
-    recorded with its reason and the queue goes on. Ctrl-C (or SIGTERM) stops after the
-    current batch and leaves the run resumable; a second Ctrl-C exits at once.
+    Interrupted or crashed runs resume from their last checkpoint; a failing experiment is recorded with its reason and the queue goes on. Ctrl-C (or SIGTERM) stops after the current batch and leaves the run resumable; a second Ctrl-C exits at once.
 
     Exit status: 0 all done, 1 some experiment failed or was invalid, 130 interrupted.
 
@@ -90,7 +88,7 @@ def run(
     reporter.say(
         f"finished: {len(outcome.done)} done, {len(outcome.failed)} failed, {len(outcome.interrupted)} interrupted"
         + (f", {len(outcome.skipped_invalid)} invalid skipped" if outcome.skipped_invalid else "")
-        + f". See `unettui results -p {project}` or `unettui export -p {project} results.csv`."
+        + (f". Next: unettui results{'' if str(project) == '.' else f' -p {project}'}")
     )
     raise typer.Exit(outcome.exit_code)
 
@@ -236,15 +234,14 @@ def bench(
     device: str = typer.Option("auto", "--device", "-d", help="auto, cpu, cuda or cuda:N."),
     steps: int = typer.Option(20, "--steps", min=1, help="Training steps per timed round."),
     rounds: int = typer.Option(5, "--rounds", min=1, help="Alternating rounds of trainer and reference."),
-    image_size: int = typer.Option(64, "--image-size"),
-    batch_size: int = typer.Option(8, "--batch-size"),
-    base_channels: int = typer.Option(16, "--base-channels"),
+    image_size: int = typer.Option(64, "--image-size", help="Image side in pixels (a multiple of 16)."),
+    batch_size: int = typer.Option(8, "--batch-size", help="Images per step."),
+    base_channels: int = typer.Option(16, "--base-channels", help="UNet width (16 = baseline / 4)."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads (default: all cores)."),
 ) -> None:
     """Compare unettui's trainer with a minimal hand-written PyTorch loop (same model, data and steps).
 
-    Prints images/s for both and, on the last line, ratio = trainer / reference.
-    On CUDA it also compares fp32 with AMP.
+    Prints images/s for both and, on the last line, ratio = trainer / reference. On CUDA it also compares fp32 with AMP.
     """
     from ..core.bench import run_bench
 

@@ -11,8 +11,8 @@ from ..core.store import RunStore
 
 def epoch_line(exp_id: str, epochs: int, rec: dict[str, Any]) -> str:
     return (
-        f"  {exp_id} epoch {rec['epoch']}/{epochs}  train_loss {rec['train_loss']:.4f} train_dice {rec['train_dice']:.4f}"
-        f"  val_loss {rec['val_loss']:.4f} val_dice {rec['val_dice']:.4f}  lr {rec['lr']:.3g}  {rec['seconds']:.1f}s"
+        f"  {exp_id} {rec['epoch']}/{epochs}  train loss {rec['train_loss']:.4f} dice {rec['train_dice']:.4f}"
+        f" | val loss {rec['val_loss']:.4f} dice {rec['val_dice']:.4f} | lr {rec['lr']:.3g} | {rec['seconds']:.1f}s"
     )
 
 
@@ -68,18 +68,18 @@ class RichReporter(PlainReporter):
     def __init__(self):
         super().__init__()
         from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
         self.console = Console()
         self.progress = Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("[bold]{task.description}"), BarColumn(),
             TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
             console=self.console, transient=True,
         )
         self.task = None
 
     def say(self, text: str) -> None:
-        self.console.print(text, highlight=False, markup=False)
+        self.console.print(text, highlight=False, markup=False, soft_wrap=True)
 
     def run_start(self, exp: Experiment, info: dict[str, Any]) -> None:
         super().run_start(exp, info)

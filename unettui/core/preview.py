@@ -11,6 +11,7 @@ from .store import atomic_write_bytes
 
 TILE_MIN = 128  # PNG tiles are upscaled (nearest) to at least this many pixels
 GAP = 2
+PREVIEW_FILES = ("preview_best.png", "preview_best.npz", "preview_last.png", "preview_last.npz")
 
 
 def preview_paths(run_dir: Path, tag: str) -> tuple[Path, Path]:

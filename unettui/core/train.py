@@ -19,7 +19,7 @@ from .losses import make_loss
 from .metrics import confusion_counts, dice_from_counts, iou_from_counts
 from .model import UNet
 from .optim import Schedule, make_optimizer
-from .preview import save_preview
+from .preview import PREVIEW_FILES, save_preview
 from .store import CHECKPOINT, CONFIG, METRICS, SUMMARY, Run, append_jsonl, atomic_write_bytes, atomic_write_json, atomic_write_text
 
 
@@ -273,6 +273,9 @@ class Trainer:
                 if ckpt.get("fingerprint") == self.cfg.fingerprint():
                     self.load_state_dict(ckpt)
                     resumed = True
+            if not resumed:  # a fresh start: nothing of an earlier attempt with another config may linger
+                for name in (CHECKPOINT, SUMMARY, *PREVIEW_FILES):
+                    run.file(name).unlink(missing_ok=True)
             # metrics.jsonl mirrors the checkpoint's history: drop any line of an epoch in flight at a crash
             atomic_write_text(run.file(METRICS), "".join(_jsonline(h) for h in self.history))
             atomic_write_json(run.file(CONFIG), {"id": run_id or run.id, **self.cfg.to_dict(), **self.describe()})
