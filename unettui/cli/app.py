@@ -147,7 +147,7 @@ def results(
     varying = [c for c in PARAM_COLUMNS if len({_show(r.get(c)) for r in rows if r.get(c) is not None}) > 1]
     shared = [f"{c}={_show(rows[0].get(c))}" for c in PARAM_COLUMNS
               if c not in varying and rows[0].get(c) is not None]
-    table = Table(title=f"{project.resolve()}: {len(rows)} experiments", title_justify="left",
+    table = Table(title=f"{project.resolve()}: {len(rows)} experiment{'' if len(rows) == 1 else 's'}", title_justify="left",
                   caption=("same for all: " + ", ".join(shared)) if shared else None, caption_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), pad_edge=False)
     cells = []
     for r in rows:

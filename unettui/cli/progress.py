@@ -40,7 +40,7 @@ class PlainReporter:
         todo = sum(s in ("queued", "interrupted") for s in states)
         done = states.count("done")
         failed = states.count("failed")
-        self.say(f"queue {queue.path}: {len(states)} experiments, {todo} to run, {done} done, {failed} failed")
+        self.say(f"queue {queue.path}: {len(states)} experiment{'' if len(states) == 1 else 's'}, {todo} to run, {done} done, {failed} failed")
 
     def skip(self, exp: Experiment, reason: str) -> None:
         self.say(f"skipping {exp.id}: {reason}")
