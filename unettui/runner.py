@@ -15,7 +15,7 @@ from typing import Any, Protocol
 from filelock import FileLock
 
 from .core.queue import Experiment, Queue, load_queue
-from .core.store import CHECKPOINT, HOST, METRICS, SUMMARY, Run, RunStore
+from .core.store import HOST, Run, RunStore
 
 HEARTBEAT_INTERVAL = 5.0
 
@@ -111,7 +111,7 @@ class Runner:
                 now = time.time()
                 run.write_status(
                     state="running", host=HOST, pid=os.getpid(), token=self.token, heartbeat=now,
-                    started=now, ended=None, error=None, attempt=int(prev.get("attempt", 0)) + 1,
+                    started=now, ended=None, error=None, attempt=int(prev.get("attempt", len(run.attempts()))) + 1,
                     epoch=prev.get("epoch", 0), epochs=exp.config.epochs,
                 )
                 return exp, run, why

@@ -115,3 +115,20 @@ def test_the_shipped_default_job_is_valid():
     assert [e.id for e in q.experiments] == ["adam-1e-3", "opt-at-1e-4-adam", "opt-at-1e-4-sgd", "opt-at-1e-4-adagrad"]
     assert all(e.valid for e in q.experiments) and not q.problems
     assert {e.config.dataset for e in q.experiments} == {"synthetic:ventricle"}
+
+
+def test_archive_attempt_keeps_the_log_and_clears_the_run(tmp_path):
+    from unettui.core.store import RunStore
+
+    run = RunStore(tmp_path).run("x")
+    run.path.mkdir(parents=True)
+    run.write_status(state="failed", error="boom")
+    run.log("first try")
+    (run.path / "checkpoint.pt").write_bytes(b"x")
+    (run.path / "preview_best.png").write_bytes(b"x")
+    dest = run.archive_attempt()
+    assert dest == run.path / "attempts" / "1"
+    assert "first try" in (dest / "run.log").read_text() and '"boom"' in (dest / "status.json").read_text()
+    assert run.state() == "queued" and sorted(p.name for p in run.path.iterdir()) == ["attempts"]
+    run.write_status(state="failed")
+    assert run.archive_attempt().name == "2" and len(run.attempts()) == 2

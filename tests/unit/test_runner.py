@@ -1,7 +1,6 @@
 """The runner over real processes: resume after kill -9 equals an uninterrupted run; failures don't stop the queue."""
 
 import json
-import os
 import signal
 import subprocess
 import time

@@ -9,37 +9,7 @@ from typing import Optional
 
 import typer
 
-app = typer.Typer(
-    name="unettui",
-    help="A terminal lab for UNet segmentation hyper-parameter studies.\n\n"
-    "Define experiments in experiments.toml, train them with `unettui run --headless`, "
-    "then read `unettui results` or `unettui export results.csv`.",
-    no_args_is_help=True,
-    add_completion=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
-    pretty_exceptions_enable=False,
-)
-
-ProjectOpt = typer.Option(Path("."), "--project", "-p", help="Project folder holding experiments.toml and runs/.",
-                          file_okay=False)
-
-
-def fail(message: str, code: int = 2) -> None:
-    """Print a one-line error to stderr and exit (no traceback)."""
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code)
-
-
-def _load(project: Path, required: bool = True):
-    from ..core.config import ConfigError
-    from ..core.queue import QueueError, load_queue
-
-    try:
-        return load_queue(project)
-    except (QueueError, ConfigError) as exc:
-        if required:
-            fail(str(exc))
-        return None
+from .common import ProjectOpt, app, fail, load_queue_or_fail
 
 
 @app.command()
@@ -68,7 +38,7 @@ def run(
             coerce("device", device, "--device")
         except ConfigError as exc:
             fail(str(exc))
-    _load(project)
+    load_queue_or_fail(project)
     if not headless:
         typer.echo("note: the TUI is not part of this version yet; running headless", err=True)
     if threads:
@@ -107,9 +77,9 @@ def _rows(project: Path, sort: str | None, descending: bool):
     from ..core.export import COLUMNS, collect_rows, sort_rows
     from ..core.store import RunStore
 
-    queue = _load(project, required=False)
+    queue = load_queue_or_fail(project, required=False)
     if queue is None and not (project / "runs").is_dir():
-        _load(project)  # report why
+        load_queue_or_fail(project)  # report why
     rows = collect_rows(queue, RunStore(project))
     if sort:
         if sort not in COLUMNS:
@@ -255,6 +225,10 @@ def bench(
             typer.echo(line)
     except RuntimeError as exc:
         fail(str(exc))
+
+
+# the other command groups register themselves on the same app
+from . import queue_cmds, inspect_cmds  # noqa: E402,F401
 
 
 def main() -> None:

@@ -8,7 +8,7 @@ import hashlib
 import json
 import math
 import numbers
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 OPTIMIZERS = ("adam", "adamw", "adagrad", "adamax", "rmsprop", "sgd", "adadelta")

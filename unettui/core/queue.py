@@ -94,7 +94,7 @@ def parse_queue(data: dict[str, Any], path: Path) -> Queue:
     problems: list[ConfigError] = []
     for key in data:
         if key not in TOP_LEVEL:
-            problems.append(ConfigError(name, key, f"unknown top-level entry; use [defaults], [[experiment]] or [[sweep]]"))
+            problems.append(ConfigError(name, key, "unknown top-level entry; use [defaults], [[experiment]] or [[sweep]]"))
 
     defaults = DEFAULTS
     raw_defaults = data.get("defaults", {})
@@ -102,8 +102,7 @@ def parse_queue(data: dict[str, Any], path: Path) -> Queue:
         raise QueueError(f"{path}: 'defaults' must be a table: [defaults]")
     try:
         defaults = build_config(flatten(raw_defaults), f"{name} [defaults]")
-    except ConfigError as exc:
-        problems.append(exc)
+    except ConfigError as exc:  # every experiment stands on [defaults]: nothing can run
         raise QueueError(str(exc)) from None
 
     experiments: list[Experiment] = []

@@ -18,7 +18,7 @@ METRICS = "metrics.jsonl"
 SUMMARY = "summary.json"
 CHECKPOINT = "checkpoint.pt"
 LOG = "run.log"
-CLAIM = "claim"
+ATTEMPTS = "attempts"
 
 STATES = ("queued", "running", "done", "failed", "interrupted")
 FINISHED = ("done", "failed")
@@ -154,6 +154,28 @@ class Run:
         st.update(fields)
         atomic_write_json(self.file(STATUS), st)
         return st
+
+    def attempts(self) -> list[Path]:
+        """Folders of earlier attempts kept by ``archive_attempt``, oldest first."""
+        base = self.file(ATTEMPTS)
+        if not base.is_dir():
+            return []
+        return sorted((p for p in base.iterdir() if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name))
+
+    def archive_attempt(self) -> Path:
+        """Move this run's files into attempts/<n>/ (log, status, metrics, summary, config) and drop its
+        checkpoint and previews, so the experiment trains again from scratch; returns the attempt folder."""
+        n = len(self.attempts()) + 1
+        dest = self.file(ATTEMPTS) / str(n)
+        dest.mkdir(parents=True)
+        for name in (LOG, STATUS, METRICS, SUMMARY, CONFIG):
+            src = self.file(name)
+            if src.exists():
+                os.replace(src, dest / name)
+        for p in self.path.iterdir():
+            if p.is_file() and (p.name == CHECKPOINT or p.name.startswith("preview_")):
+                p.unlink()
+        return dest
 
     def log(self, line: str) -> None:
         stamp = time.strftime("%Y-%m-%d %H:%M:%S")

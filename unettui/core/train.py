@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import io
+import json
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -77,10 +78,6 @@ def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
     if amp == "bf16":
         return torch.bfloat16
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-
-
-def _rng_state(gen: torch.Generator) -> torch.Tensor:
-    return gen.get_state()
 
 
 class Trainer:
@@ -328,6 +325,4 @@ class Trainer:
 
 
 def _jsonline(obj: dict[str, Any]) -> str:
-    import json
-
     return json.dumps(obj) + "\n"

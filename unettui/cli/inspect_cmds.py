@@ -1,0 +1,1 @@
+"""Commands that look at the queue and runs: ls, show, logs, check."""

@@ -1,0 +1,1 @@
+"""Queue-editing commands: init, add, sweep, rm, retry."""
