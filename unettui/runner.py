@@ -15,7 +15,7 @@ from typing import Any, Protocol
 from filelock import FileLock
 
 from .core.queue import Experiment, Queue, load_queue
-from .core.store import HOST, Run, RunStore
+from .core.store import HEARTBEAT_TIMEOUT, HOST, Run, RunStore
 
 HEARTBEAT_INTERVAL = 5.0
 
@@ -25,6 +25,7 @@ class Reporter(Protocol):
 
     def plan(self, queue: Queue, store: RunStore) -> None: ...
     def skip(self, exp: Experiment, reason: str) -> None: ...
+    def note(self, exp: Experiment, text: str) -> None: ...
     def run_start(self, exp: Experiment, info: dict[str, Any]) -> None: ...
     def batch(self, exp: Experiment, epoch: int, step: int, steps: int) -> None: ...
     def epoch(self, exp: Experiment, rec: dict[str, Any]) -> None: ...
@@ -54,13 +55,15 @@ class Runner:
     """Trains, in file order, every experiment without a finished run; resumes interrupted or crashed ones."""
 
     def __init__(self, project: Path, device: str | None = None, reporter: Reporter | None = None,
-                 heartbeat_interval: float = HEARTBEAT_INTERVAL, only: list[str] | None = None):
+                 heartbeat_interval: float = HEARTBEAT_INTERVAL, only: list[str] | None = None,
+                 stale_after: float = HEARTBEAT_TIMEOUT):
         self.project = Path(project)
         self.store = RunStore(self.project)
         self.device = device
         self.reporter = reporter or SilentReporter()
         self.heartbeat_interval = heartbeat_interval
         self.only = set(only) if only else None
+        self.stale_after = stale_after
         self.stop_requested = False
         self.token = uuid.uuid4().hex
         self._status_lock = threading.Lock()
@@ -88,7 +91,7 @@ class Runner:
         state = st.get("state")
         if state in ("done", "failed"):
             return None
-        if state == "running" and not Run.is_stale(st):
+        if state == "running" and not Run.is_stale(st, timeout=self.stale_after):
             return None
         return "resume"
 
@@ -108,6 +111,12 @@ class Runner:
                     continue
                 run.path.mkdir(parents=True, exist_ok=True)
                 prev = run.status() or {}
+                if prev.get("state") == "running":
+                    age = time.time() - float(prev.get("heartbeat", 0))
+                    note = (f"taking over the stale claim of {prev.get('host')} pid {prev.get('pid')} "
+                            f"(last heartbeat {age:.0f}s ago)")
+                    run.log(note)
+                    self.reporter.note(exp, note)
                 now = time.time()
                 run.write_status(
                     state="running", host=HOST, pid=os.getpid(), token=self.token, heartbeat=now,
@@ -214,3 +223,74 @@ def _describe_failure(exc: Exception, exp: Experiment) -> str:
     if name in ("DatasetError", "RuntimeError", "ValueError"):
         return msg or name
     return f"{name}: {msg}" if msg else name
+
+
+# ---- several workers on one queue -----------------------------------------------------
+
+def plan_workers(n: int, devices: list[str] | None, cores: int | None = None) -> list[tuple[str | None, int | None]]:
+    """(device, cpu threads) for each of ``n`` workers: devices round-robin; CPU workers share the cores."""
+    cores = cores or os.cpu_count() or 1
+    out = []
+    cpu_workers = sum(1 for i in range(n) if not devices or devices[i % len(devices)] == "cpu")
+    for i in range(n):
+        dev = devices[i % len(devices)] if devices else None
+        threads = max(1, cores // max(1, cpu_workers)) if dev in (None, "cpu") else None
+        out.append((dev, threads))
+    return out
+
+
+def run_workers(project: Path, n: int, devices: list[str] | None, base_args: list[str], threads: int | None = None,
+                out=None) -> int:
+    """Start ``n`` runner processes on one project and relay their lines, each prefixed with its worker name.
+
+    Each worker is an ordinary `unettui run --headless`: claims are exclusive, so no experiment is
+    trained twice, and a worker that dies leaves a claim the others (or a restart) take over.
+    SIGINT/SIGTERM are passed on; every worker stops after its current batch.
+    """
+    import subprocess
+    import sys
+
+    out = out or sys.stdout
+    procs: list[subprocess.Popen] = []
+    lock = threading.Lock()
+
+    def relay(name: str, stream) -> None:
+        for line in stream:
+            with lock:
+                out.write(f"{name} | {line}")
+                out.flush()
+
+    relays = []
+    for i, (dev, nthreads) in enumerate(plan_workers(n, devices), 1):
+        nthreads = threads or nthreads
+        args = [sys.executable, "-m", "unettui", "run", "--headless", "--plain", "-p", str(project), *base_args]
+        if dev:
+            args += ["--device", dev]
+        if nthreads:
+            args += ["--threads", str(nthreads)]
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+        procs.append(p)
+        t = threading.Thread(target=relay, args=(f"w{i}", p.stdout), daemon=True)
+        t.start()
+        relays.append(t)
+
+    def forward(sig, _frame) -> None:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(sig)
+
+    old = {}
+    if threading.current_thread() is threading.main_thread():
+        old = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        codes = [p.wait() for p in procs]
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+    for t in relays:
+        t.join(timeout=5)
+    codes = [130 if c in (130, -signal.SIGINT, -signal.SIGTERM) else c for c in codes]
+    if any(c == 130 for c in codes):
+        return 130
+    return max((c for c in codes if c >= 0), default=1) if all(c >= 0 for c in codes) else 1

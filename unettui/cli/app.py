@@ -20,6 +20,9 @@ def run(
     only: Optional[list[str]] = typer.Option(None, "--only", help="Run only this experiment id (repeatable)."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads for PyTorch (default: all cores)."),
     plain: bool = typer.Option(False, "--plain", help="Plain lines even on a terminal (no progress bar)."),
+    workers: int = typer.Option(1, "--workers", "-w", min=1, help="Runner processes sharing the queue (each claims its own experiments)."),
+    devices: Optional[str] = typer.Option(None, "--devices", help="Comma-separated devices given to the workers in turn, e.g. cuda:0,cuda:1 or cpu."),
+    stale_after: float = typer.Option(120.0, "--stale-after", min=5, help="Seconds without a heartbeat after which another machine's running claim is taken over."),
 ) -> None:
     """Train every experiment of the queue that has no finished run, in file order.
 
@@ -27,7 +30,9 @@ def run(
 
     Exit status: 0 all done, 1 some experiment failed or was invalid, 130 interrupted.
 
-    Example: unettui run --headless --project my-study --device cuda:1
+    Several workers (--workers N, or runners started by hand on the same folder, on this or other machines sharing it) cooperate: each experiment is claimed by one process; a claim whose process is gone (same machine) or whose heartbeat is older than --stale-after is taken over and resumed from its checkpoint. CPU workers split the cores' threads between them.
+
+    Example: unettui run --headless --project my-study --workers 2 --devices cuda:0,cuda:1
     """
     from ..core.config import ConfigError
 
@@ -39,6 +44,21 @@ def run(
         except ConfigError as exc:
             fail(str(exc))
     load_queue_or_fail(project)
+    device_list = [d.strip() for d in devices.split(",") if d.strip()] if devices else None
+    for d in device_list or []:
+        try:
+            from ..core.config import coerce
+
+            coerce("device", d, "--devices")
+        except ConfigError as exc:
+            fail(str(exc))
+    if workers > 1 or device_list:
+        if device is not None:
+            fail("--device and --devices do not go together; list the workers' devices with --devices")
+        from ..runner import run_workers
+
+        extra = [a for o in (only or []) for a in ("--only", o)] + ["--stale-after", str(stale_after)]
+        raise typer.Exit(run_workers(project, workers, device_list, extra, threads=threads))
     if not headless:
         typer.echo("note: the TUI is not part of this version yet; running headless", err=True)
     if threads:
@@ -49,7 +69,7 @@ def run(
     from .progress import PlainReporter, RichReporter
 
     reporter = RichReporter() if (sys.stdout.isatty() and not plain) else PlainReporter()
-    runner = Runner(project, device=device, reporter=reporter, only=only)
+    runner = Runner(project, device=device, reporter=reporter, only=only, stale_after=stale_after)
     try:
         outcome = runner.run()
     except KeyboardInterrupt:

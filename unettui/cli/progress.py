@@ -45,6 +45,9 @@ class PlainReporter:
     def skip(self, exp: Experiment, reason: str) -> None:
         self.say(f"skipping {exp.id}: {reason}")
 
+    def note(self, exp: Experiment, text: str) -> None:
+        self.say(f"{exp.id}: {text}")
+
     def run_start(self, exp: Experiment, info: dict[str, Any]) -> None:
         self.count += 1
         what = f"resumed at epoch {info['resumed_epoch']}" if info.get("resumed_epoch") else "started"
