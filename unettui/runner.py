@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import threading
@@ -14,7 +15,7 @@ from typing import Any, Protocol
 
 from filelock import FileLock
 
-from .core.queue import Experiment, Queue, load_queue
+from .core.queue import Experiment, Queue, QueueError, load_queue
 from .core.store import HEARTBEAT_TIMEOUT, HOST, Run, RunStore
 
 HEARTBEAT_INTERVAL = 5.0
@@ -25,7 +26,7 @@ class Reporter(Protocol):
 
     def plan(self, queue: Queue, store: RunStore) -> None: ...
     def skip(self, exp: Experiment, reason: str) -> None: ...
-    def note(self, exp: Experiment, text: str) -> None: ...
+    def note(self, exp: Experiment | None, text: str) -> None: ...
     def run_start(self, exp: Experiment, info: dict[str, Any]) -> None: ...
     def batch(self, exp: Experiment, epoch: int, step: int, steps: int) -> None: ...
     def epoch(self, exp: Experiment, rec: dict[str, Any]) -> None: ...
@@ -43,12 +44,13 @@ class Outcome:
     failed: list[str] = field(default_factory=list)
     interrupted: list[str] = field(default_factory=list)
     skipped_invalid: list[str] = field(default_factory=list)
+    stopped: bool = False  # by a signal
 
     @property
     def exit_code(self) -> int:
-        if self.interrupted:
+        if self.stopped:
             return 130
-        return 1 if self.failed or self.skipped_invalid else 0
+        return 1 if self.failed or self.skipped_invalid or self.interrupted else 0
 
 
 class Runner:
@@ -64,6 +66,7 @@ class Runner:
         self.heartbeat_interval = heartbeat_interval
         self.only = set(only) if only else None
         self.stale_after = stale_after
+        self.attempted: set[str] = set()
         self.stop_requested = False
         self.token = uuid.uuid4().hex
         self._status_lock = threading.Lock()
@@ -98,8 +101,8 @@ class Runner:
     def claim_next(self, queue: Queue, seen_invalid: set[str]) -> tuple[Experiment, Run, str] | None:
         with FileLock(str(self.store.lock_path()), timeout=60):
             for exp in queue.experiments:
-                if self.only is not None and exp.id not in self.only:
-                    continue
+                if (self.only is not None and exp.id not in self.only) or exp.id in self.attempted:
+                    continue  # at most one attempt per experiment in one runner session
                 if not exp.valid:
                     if exp.id not in seen_invalid:
                         seen_invalid.add(exp.id)
@@ -131,20 +134,29 @@ class Runner:
         outcome = Outcome()
         old = self._install_signals()
         seen_invalid: set[str] = set()
+        queue: Queue | None = None
         try:
-            first = True
             while not self.stop_requested:
-                queue = load_queue(self.project)  # re-read: edits made while training are picked up
-                if first:
-                    self.reporter.plan(queue, self.store)
-                    first = False
+                try:  # re-read: edits made while training are picked up
+                    fresh = load_queue(self.project)
+                except QueueError as exc:
+                    if queue is None:
+                        raise
+                    # a half-saved or broken edit must not kill a night of training: keep the last good queue
+                    self.reporter.note(None, f"{exc} (keeping the queue as it was)")
+                    fresh = queue
+                if queue is None:
+                    self.reporter.plan(fresh, self.store)
+                queue = fresh
                 claimed = self.claim_next(queue, seen_invalid)
                 if claimed is None:
                     break
                 exp, run, _ = claimed
+                self.attempted.add(exp.id)
                 state = self.train(exp, run)
                 getattr(outcome, state).append(exp.id)
             outcome.skipped_invalid = sorted(seen_invalid)
+            outcome.stopped = self.stop_requested
         finally:
             for sig, handler in old.items():
                 signal.signal(sig, handler)
@@ -194,21 +206,34 @@ class Runner:
             )
             result = trainer.fit(run, events, run_id=exp.id)
             state, error, summary = result.state, result.error, result.summary
+        except OSError as exc:
+            # the machine, not the experiment: the run stays resumable from its last (intact) checkpoint
+            state, error = ("interrupted" if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) else "failed",
+                            _describe_failure(exc, exp))
+            run.log(f"{state}:\n" + traceback.format_exc())
         except Exception as exc:  # any failure ends this run as failed; the queue goes on
             error = _describe_failure(exc, exp)
             run.log("failed:\n" + traceback.format_exc())
         finally:
             stop_beat.set()
             hb.join()
-        self._update_status(run, state=state, error=error, ended=time.time(), heartbeat=time.time(),
-                            epoch=summary.get("epochs_done", status["epoch"]))
-        run.log(f"{state}" + (f": {error}" if error else ""))
+        try:
+            self._update_status(run, state=state, error=error, ended=time.time(), heartbeat=time.time(),
+                                epoch=summary.get("epochs_done", status["epoch"]))
+            run.log(f"{state}" + (f": {error}" if error else ""))
+        except OSError as exc:  # e.g. the disk is still full: the claim goes stale and resumes later
+            self.reporter.note(exp, f"could not record the run's end ({exc.strerror or exc})")
         self.reporter.run_end(exp, state, summary, error)
         return state
 
     def _update_status(self, run: Run, **fields: Any) -> None:
         with self._status_lock:
-            run.write_status(**fields)
+            try:
+                run.write_status(**fields)
+            except OSError:
+                if "state" in fields:
+                    raise
+                # a missed heartbeat is harmless; the next one (or the end of the run) writes again
 
 
 def _describe_failure(exc: Exception, exp: Experiment) -> str:
@@ -218,6 +243,10 @@ def _describe_failure(exc: Exception, exp: Experiment) -> str:
     if isinstance(exc, torch.cuda.OutOfMemoryError):
         return (f"CUDA out of memory (batch_size {exp.config.batch_size}, image_size {exp.config.image_size}); "
                 "lower batch_size, image_size or base_channels")
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        where = f" writing {exc.filename}" if exc.filename else ""
+        return (f"disk full{where} ({exc.strerror}); the last checkpoint is intact: free space, then "
+                "`unettui run` resumes this run")
     name = type(exc).__name__
     msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     if name in ("DatasetError", "RuntimeError", "ValueError"):

@@ -1,6 +1,7 @@
 """The runner over real processes: resume after kill -9 equals an uninterrupted run; failures don't stop the queue."""
 
 import json
+import os
 import signal
 import subprocess
 import time
@@ -91,3 +92,62 @@ def test_runner_goes_on_after_failing_experiments(make_project):
     # a second start trains nothing: finished runs (done or failed) are not repeated
     again = run_cli("run", "--headless", "-p", str(proj))
     assert "0 done, 0 failed" in again.stdout
+
+
+def test_disk_full_while_checkpointing_keeps_the_previous_checkpoint_and_resumes(make_project, monkeypatch):
+    import tempfile
+
+    import torch
+
+    from unettui.runner import Runner
+
+    proj = make_project("[[experiment]]\nid = 'd'\nepochs = 4\n")
+    real_mkstemp = tempfile.mkstemp
+    count = {"n": 0}
+
+    def filling_disk(*args, **kwargs):
+        fd, path = real_mkstemp(*args, **kwargs)
+        if ".checkpoint.pt." in kwargs.get("prefix", ""):
+            count["n"] += 1
+            if count["n"] >= 3:  # the third checkpoint meets a full disk: /dev/full fails every write with ENOSPC
+                os.close(fd)
+                fd = os.open("/dev/full", os.O_WRONLY)
+        return fd, path
+
+    monkeypatch.setattr(tempfile, "mkstemp", filling_disk)
+    outcome = Runner(proj).run()
+    run = RunStore(proj).run("d")
+    st = run.status()
+    assert outcome.interrupted == ["d"] and outcome.exit_code == 1
+    assert st["state"] == "interrupted" and "disk full" in st["error"] and "checkpoint is intact" in st["error"]
+    ckpt = torch.load(run.file("checkpoint.pt"), weights_only=False)
+    assert ckpt["epoch"] == 2  # the previous checkpoint survived, whole
+    assert [p.name for p in run.path.iterdir() if p.name.endswith(".tmp")] == []
+    assert [m["epoch"] for m in run.metrics()] == [1, 2]
+
+    monkeypatch.setattr(tempfile, "mkstemp", real_mkstemp)  # space freed
+    outcome = Runner(proj).run()
+    assert outcome.done == ["d"] and [m["epoch"] for m in run.metrics()] == [1, 2, 3, 4]
+    assert "resumed at epoch 2" in run.file("run.log").read_text()
+
+
+def test_a_broken_queue_edit_mid_run_does_not_stop_the_runner(make_project):
+    """The runner re-reads experiments.toml between experiments; a bad save keeps the last good queue."""
+    from unettui.runner import Runner
+
+    proj = make_project("[[experiment]]\nid = 'a'\n[[experiment]]\nid = 'b'\n")
+    notes = []
+
+    class Spy:
+        def __getattr__(self, name):
+            return lambda *a, **k: None
+
+        def note(self, exp, text):
+            notes.append(text)
+
+        def run_end(self, exp, state, summary, error):
+            (proj / "experiments.toml").write_text("[[experiment]\nid = 'broken")  # a user saving half an edit
+
+    outcome = Runner(proj, reporter=Spy()).run()
+    assert outcome.done == ["a", "b"]
+    assert any("not valid TOML" in n and "keeping the queue" in n for n in notes)

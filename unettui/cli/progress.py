@@ -21,7 +21,8 @@ def end_line(exp: Experiment, state: str, summary: dict[str, Any], error: str | 
         return (f"{exp.id}: done, best val_dice {summary['best_val_dice']:.4f} (epoch {summary['best_epoch']}), "
                 f"final val_dice {summary['final_val_dice']:.4f}, {summary['seconds']:.1f}s")
     if state == "interrupted":
-        return f"{exp.id}: interrupted after epoch {summary.get('epochs_done', 0)}; run again to resume"
+        why = f" ({error})" if error else ""
+        return f"{exp.id}: interrupted after epoch {summary.get('epochs_done', 0)}{why}; run again to resume"
     return f"{exp.id}: failed: {error}"
 
 
@@ -45,8 +46,8 @@ class PlainReporter:
     def skip(self, exp: Experiment, reason: str) -> None:
         self.say(f"skipping {exp.id}: {reason}")
 
-    def note(self, exp: Experiment, text: str) -> None:
-        self.say(f"{exp.id}: {text}")
+    def note(self, exp: Experiment | None, text: str) -> None:
+        self.say(f"{exp.id}: {text}" if exp is not None else f"note: {text}")
 
     def run_start(self, exp: Experiment, info: dict[str, Any]) -> None:
         self.count += 1
