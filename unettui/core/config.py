@@ -106,7 +106,7 @@ def _type_name(t: Any) -> str:
 
 
 def _nearest(word: str, options: tuple[str, ...] | list[str]) -> str:
-    close = difflib.get_close_matches(word, options, n=1, cutoff=0.5)
+    close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
     return f"did you mean '{close[0]}'? " if close else ""
 
 
@@ -124,7 +124,8 @@ def flatten(table: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def check_key(key: str, where: str) -> None:
     if key not in KEYS:
-        raise ConfigError(where, key, f"unknown key; {_nearest(key, KEYS)}valid keys: {', '.join(KEYS)}")
+        hint = _nearest(key, KEYS)
+        raise ConfigError(where, key, f"unknown key; {hint.strip()}" if hint else f"unknown key; valid keys: {', '.join(KEYS)}")
 
 
 def coerce(key: str, value: Any, where: str) -> Any:

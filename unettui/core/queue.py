@@ -112,13 +112,15 @@ def parse_queue(data: dict[str, Any], path: Path) -> Queue:
             raise QueueError(f"{path}: '{section}' must be an array of tables: [[{section}]]")
     # keep file order between [[experiment]] and [[sweep]] entries: tomllib loses it, so recover it from the text
     order = _entry_order(path, data)
-    for section, index in order:
+    for section, index, line in order:
         entry = data[section][index]
+        at = f" (line {line})" if line else ""
         if section == "experiment":
-            experiments.append(_experiment(entry, index, defaults, name))
+            experiments.append(_experiment(entry, index, defaults, name, at))
         else:
-            experiments.extend(_sweep(entry, index, defaults, name))
+            experiments.extend(_sweep(entry, index, defaults, name, at))
 
+    _point_at_key_lines(path, experiments)
     seen: dict[str, Experiment] = {}
     for exp in experiments:
         if exp.id in seen:
@@ -129,8 +131,29 @@ def parse_queue(data: dict[str, Any], path: Path) -> Queue:
     return Queue(path=path, defaults=defaults, experiments=experiments, problems=problems)
 
 
-def _entry_order(path: Path, data: dict[str, Any]) -> list[tuple[str, int]]:
-    """The [[experiment]] / [[sweep]] headers in the order they appear in the file."""
+def _point_at_key_lines(path: Path, experiments: list[Experiment]) -> None:
+    """Refine "(line N)" of an error from the entry's header to the line that sets the offending key."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return
+    for exp in experiments:
+        err = exp.error
+        m = re.search(r"\(line (\d+)\)", err.where) if err and err.key else None
+        if not m:
+            continue
+        start = int(m.group(1))
+        leaf = re.escape(err.key.split(".")[-1])
+        for n in range(start, len(lines)):
+            if re.match(r"\s*\[", lines[n]):
+                break  # the next table: the key is not written in this entry (e.g. from [defaults])
+            if re.match(rf"\s*(?:[\w.]*\.)?{leaf}\s*=", lines[n]):
+                err.where = err.where.replace(m.group(0), f"(line {n + 1})")
+                break
+
+
+def _entry_order(path: Path, data: dict[str, Any]) -> list[tuple[str, int, int | None]]:
+    """(section, index, line) of the [[experiment]] / [[sweep]] headers in the order they appear in the file."""
     counts = {"experiment": 0, "sweep": 0}
     order: list[tuple[str, int]] = []
     try:
@@ -140,11 +163,11 @@ def _entry_order(path: Path, data: dict[str, Any]) -> list[tuple[str, int]]:
     for m in re.finditer(r"^\s*\[\[\s*(experiment|sweep)\s*\]\]", text, re.M):
         sec = m.group(1)
         if counts[sec] < len(data.get(sec, [])):
-            order.append((sec, counts[sec]))
+            order.append((sec, counts[sec], text.count("\n", 0, m.start()) + 1 + (text[m.start()] == "\n")))
             counts[sec] += 1
     for sec in ("experiment", "sweep"):  # inline arrays of tables that the regex did not see
         for i in range(counts[sec], len(data.get(sec, []))):
-            order.append((sec, i))
+            order.append((sec, i, None))
     return order
 
 
@@ -159,15 +182,15 @@ def _entry_id(entry: dict[str, Any], where: str) -> str | None:
     return raw
 
 
-def _experiment(entry: dict[str, Any], index: int, defaults: Config, name: str) -> Experiment:
-    origin = f"[[experiment]] #{index + 1}"
+def _experiment(entry: dict[str, Any], index: int, defaults: Config, name: str, at: str = "") -> Experiment:
+    origin = f"[[experiment]] #{index + 1}{at}"
     values = flatten({k: v for k, v in entry.items() if k != "id"})
     try:
         exp_id = _entry_id(entry, f"{name} {origin}")
     except ConfigError as exc:
         return Experiment(id=f"invalid-experiment-{index + 1}", origin=origin, error=exc)
     exp_id = exp_id or safe_id(_slug(values) or "baseline")
-    origin = f"[[experiment]] '{exp_id}'" if "id" in entry else origin
+    origin = f"[[experiment]] '{exp_id}'{at}" if "id" in entry else origin
     exp = Experiment(id=exp_id, origin=origin, overrides=values)
     try:
         exp.config = build_config(values, f"{name} {origin}", defaults)
@@ -176,8 +199,8 @@ def _experiment(entry: dict[str, Any], index: int, defaults: Config, name: str) 
     return exp
 
 
-def _sweep(entry: dict[str, Any], index: int, defaults: Config, name: str) -> list[Experiment]:
-    origin = f"[[sweep]] #{index + 1}"
+def _sweep(entry: dict[str, Any], index: int, defaults: Config, name: str, at: str = "") -> list[Experiment]:
+    origin = f"[[sweep]] #{index + 1}{at}"
     values = flatten({k: v for k, v in entry.items() if k != "id"})
     where = f"{name} {origin}"
     try:
@@ -194,7 +217,7 @@ def _sweep(entry: dict[str, Any], index: int, defaults: Config, name: str) -> li
         return [Experiment(id=f"invalid-sweep-{index + 1}", origin=origin, error=exc)]
     prefix = prefix or safe_id("sweep-" + "-".join(k.split(".")[-1] for k in grid))
     if "id" in entry:
-        origin = f"[[sweep]] '{prefix}'"
+        origin = f"[[sweep]] '{prefix}'{at}"
     shared = {k: v for k, v in values.items() if k not in grid}
     combos = list(itertools.product(*grid.values()))
     out = []
