@@ -10,7 +10,7 @@ from typing import Iterator
 import torch
 
 from .config import Config
-from .train import Trainer
+from .train import Trainer, resolve_device
 
 
 def _sync(device: torch.device) -> None:
@@ -73,8 +73,7 @@ def run_bench(device: str = "auto", steps: int = 20, rounds: int = 5, image_size
     n = steps * batch_size
     cfg = Config(num_images=n, train_fraction=1.0, image_size=image_size, batch_size=batch_size,
                  base_channels=base_channels, depth=depth, device=device, amp="off")
-    probe = Trainer(cfg.replace(num_images=2, epochs=1), device=device)
-    dev = probe.device
+    dev = resolve_device(device)
     yield (f"bench: UNet base {base_channels} depth {depth}, {image_size}x{image_size}, batch {batch_size}, "
            f"{steps} steps x {rounds} rounds, device {dev}, torch {torch.__version__}, threads {torch.get_num_threads()}")
     ours, ref, _ = _pair(cfg, device, rounds)
