@@ -89,8 +89,14 @@ def load_queue(project: Path) -> Queue:
     return parse_queue(data, path)
 
 
-def parse_queue(data: dict[str, Any], path: Path) -> Queue:
+def parse_queue(data: dict[str, Any], path: Path, text: str | None = None) -> Queue:
+    """Expand parsed TOML ``data``; ``text`` (read from ``path`` when left out) gives entry order and lines."""
     name = path.name
+    if text is None:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError:
+            text = ""
     problems: list[ConfigError] = []
     for key in data:
         if key not in TOP_LEVEL:
@@ -111,7 +117,7 @@ def parse_queue(data: dict[str, Any], path: Path) -> Queue:
         if not isinstance(entries, list):
             raise QueueError(f"{path}: '{section}' must be an array of tables: [[{section}]]")
     # keep file order between [[experiment]] and [[sweep]] entries: tomllib loses it, so recover it from the text
-    order = _entry_order(path, data)
+    order = _entry_order(text, data)
     for section, index, line in order:
         entry = data[section][index]
         at = f" (line {line})" if line else ""
@@ -120,7 +126,7 @@ def parse_queue(data: dict[str, Any], path: Path) -> Queue:
         else:
             experiments.extend(_sweep(entry, index, defaults, name, at))
 
-    _point_at_key_lines(path, experiments)
+    _point_at_key_lines(text, experiments)
     seen: dict[str, Experiment] = {}
     for exp in experiments:
         if exp.id in seen:
@@ -131,12 +137,9 @@ def parse_queue(data: dict[str, Any], path: Path) -> Queue:
     return Queue(path=path, defaults=defaults, experiments=experiments, problems=problems)
 
 
-def _point_at_key_lines(path: Path, experiments: list[Experiment]) -> None:
+def _point_at_key_lines(text: str, experiments: list[Experiment]) -> None:
     """Refine "(line N)" of an error from the entry's header to the line that sets the offending key."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError:
-        return
+    lines = text.splitlines()
     for exp in experiments:
         err = exp.error
         m = re.search(r"\(line (\d+)\)", err.where) if err and err.key else None
@@ -152,18 +155,14 @@ def _point_at_key_lines(path: Path, experiments: list[Experiment]) -> None:
                 break
 
 
-def _entry_order(path: Path, data: dict[str, Any]) -> list[tuple[str, int, int | None]]:
-    """(section, index, line) of the [[experiment]] / [[sweep]] headers in the order they appear in the file."""
+def _entry_order(text: str, data: dict[str, Any]) -> list[tuple[str, int, int | None]]:
+    """(section, index, line) of the [[experiment]] / [[sweep]] headers in the order they appear in the text."""
     counts = {"experiment": 0, "sweep": 0}
-    order: list[tuple[str, int]] = []
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError:
-        text = ""
-    for m in re.finditer(r"^\s*\[\[\s*(experiment|sweep)\s*\]\]", text, re.M):
+    order: list[tuple[str, int, int | None]] = []
+    for m in re.finditer(r"^[ \t]*\[\[[ \t]*(experiment|sweep)[ \t]*\]\]", text, re.M):
         sec = m.group(1)
         if counts[sec] < len(data.get(sec, [])):
-            order.append((sec, counts[sec], text.count("\n", 0, m.start()) + 1 + (text[m.start()] == "\n")))
+            order.append((sec, counts[sec], text.count("\n", 0, m.start()) + 1))
             counts[sec] += 1
     for sec in ("experiment", "sweep"):  # inline arrays of tables that the regex did not see
         for i in range(counts[sec], len(data.get(sec, []))):
@@ -199,6 +198,11 @@ def _experiment(entry: dict[str, Any], index: int, defaults: Config, name: str, 
     return exp
 
 
+def sweep_prefix(grid: dict[str, Any]) -> str:
+    """The id of a [[sweep]] that has none: 'sweep-' and the keys it varies (its experiments' id prefix)."""
+    return safe_id("sweep-" + "-".join(k.split(".")[-1] for k in grid))
+
+
 def _sweep(entry: dict[str, Any], index: int, defaults: Config, name: str, at: str = "") -> list[Experiment]:
     origin = f"[[sweep]] #{index + 1}{at}"
     values = flatten({k: v for k, v in entry.items() if k != "id"})
@@ -215,7 +219,7 @@ def _sweep(entry: dict[str, Any], index: int, defaults: Config, name: str, at: s
             raise ConfigError(where, None, "a sweep needs at least one key with a list of values, e.g. lr = [1e-4, 1e-3]")
     except ConfigError as exc:
         return [Experiment(id=f"invalid-sweep-{index + 1}", origin=origin, error=exc)]
-    prefix = prefix or safe_id("sweep-" + "-".join(k.split(".")[-1] for k in grid))
+    prefix = prefix or sweep_prefix(grid)
     if "id" in entry:
         origin = f"[[sweep]] '{prefix}'{at}"
     shared = {k: v for k, v in values.items() if k not in grid}
