@@ -12,10 +12,11 @@ Two pixel geometries are used, both for terminal cells about twice as tall as th
 - ASCII: one character covers ``step`` pixel columns and ``2 * step`` pixel rows (the layout of
   :func:`unettui.core.preview.ascii_overlay`).
 
-Downsampling to a target width uses a whole-number block factor ``step = ceil(W / width)``:
-images are averaged over each block (area), ASCII masks mark a cell when any pixel in it is set
-(thin structures do not vanish), and the colour overlay averages the colours of its pixels, so a
-block with a few missed pixels gets a tint of the missed colour.
+Downsampling to a target width: colour panels are shrunk by area averaging to exactly that width (the
+overlay averages the colours of its pixels, so a cell with a few missed pixels gets a tint of the missed
+colour); ASCII panels use a whole-number block factor ``step = ceil(W / width)``, the grey ramp
+averaging each block and masks marking a cell when any pixel in it is set (thin structures do not vanish).
+Images are never enlarged.
 
 Overlay colours (Okabe–Ito palette, chosen to stay distinguishable under the common colour-vision
 deficiencies; the ASCII characters carry the same information): true positive bluish green,
@@ -27,7 +28,8 @@ from __future__ import annotations
 import math
 import os
 import sys
-from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Optional
 
 import numpy as np
 
@@ -50,7 +52,7 @@ MASK_BACKGROUND: RGB = (0, 0, 0)
 
 ASCII_MARKS = {"truth": "#", "pred": "+", "background": "."}
 PANEL_TITLES = ("input", "truth", "prediction", "overlay")
-ASCII_PANELS_LEGEND = "overlay: . background  # missed (truth only)  + false positive (prediction only)  @ hit (both)"
+ASCII_PANELS_LEGEND = "overlay: . background  # missed (truth only)  + false positive  @ hit (both)"
 
 
 # ---------------------------------------------------------------------------
@@ -128,6 +130,27 @@ def _block_reduce(a: np.ndarray, sy: int, sx: int, how: str = "mean") -> np.ndar
     return s / counts.reshape(counts.shape + (1,) * (s.ndim - 2))
 
 
+def _area_weights(n_in: int, n_out: int) -> np.ndarray:
+    """[n_out, n_in] matrix averaging each output pixel's share of the input pixels (exact area overlap)."""
+    edges = np.arange(n_out + 1) * (n_in / n_out)
+    lo, hi = edges[:-1, None], edges[1:, None]
+    px = np.arange(n_in)[None, :]
+    overlap = np.clip(np.minimum(hi, px + 1) - np.maximum(lo, px), 0.0, None)
+    return overlap / overlap.sum(axis=1, keepdims=True)
+
+
+def area_resize(a: np.ndarray, width: int | None) -> np.ndarray:
+    """Shrink [H,W] or [H,W,C] to ``width`` columns (height in proportion) by area averaging; never enlarges."""
+    a = np.asarray(a, dtype=np.float64)
+    h, w = a.shape[:2]
+    if not width or width >= w:
+        return a
+    out_w = max(1, int(width))
+    out_h = max(1, int(round(h * out_w / w)))
+    ry, rx = _area_weights(h, out_h), _area_weights(w, out_w)
+    return np.einsum("yh,hw...,xw->yx...", ry, a, rx)
+
+
 def _grey(image: np.ndarray) -> np.ndarray:
     """uint8 [H,W] or [H,W,3] (or [H,W,1]) -> float [H,W] in 0..255 (RGB by luma)."""
     a = np.asarray(image)
@@ -180,13 +203,10 @@ def _colour(px: np.ndarray) -> RGB:
 def halfblock_rgb(rgb: np.ndarray, width: int | None = None) -> list[Row]:
     """Rows of '▀' segments for an RGB array [H,W,3] (0..255): fg = upper pixel, bg = lower pixel.
 
-    Downsampled by area to at most ``width`` characters; an odd last pixel row leaves bg = None. Runs of
-    identical cells are merged into one segment.
+    Wider images are shrunk by area averaging to exactly ``width`` characters (height in proportion, pixels
+    stay square); an odd last pixel row leaves bg = None. Runs of identical cells merge into one segment.
     """
-    a = np.asarray(rgb, dtype=np.float64)
-    step = block_step(a.shape[1], width)
-    a = _block_reduce(a, step, step, "mean")
-    a = np.clip(np.rint(a), 0, 255)
+    a = np.clip(np.rint(area_resize(rgb, width)), 0, 255)
     rows: list[Row] = []
     for y in range(0, a.shape[0], 2):
         row: Row = []
@@ -246,17 +266,19 @@ def side_by_side(panels: Sequence[Sequence[Row]] | Sequence[Sequence[str]], gap:
     """Put panels next to each other, ``gap`` spaces apart; shorter panels are padded with blank rows.
 
     Panels are either lists of segment rows (colour) or lists of strings (ASCII); the result has the same
-    kind. With ``titles`` a first row names each panel (cut to the panel's width).
+    kind. With ``titles`` a first row names each panel (a panel narrower than its title is padded to it).
     """
     panels = [list(p) for p in panels]
     if not panels:
         return []
     text_mode = any(isinstance(r, str) for p in panels for r in p)
     widths = [max((row_width(r) for r in p), default=0) for p in panels]
+    if titles is not None:
+        widths = [max(w, len(str(t))) for w, t in zip(widths, titles)]
     height = max(len(p) for p in panels)
     lines: list[list[Row | str]] = []
     if titles is not None:
-        lines.append([str(t)[:w].ljust(w) if w else "" for t, w in zip(titles, widths)])
+        lines.append([str(t).ljust(w) for t, w in zip(titles, widths)])
         if not text_mode:
             lines[-1] = [[(s, None, None)] if s else [] for s in lines[-1]]
     for y in range(height):
@@ -279,7 +301,10 @@ def side_by_side(panels: Sequence[Sequence[Row]] | Sequence[Sequence[str]], gap:
                 if i and gap:
                     row.append((" " * gap, None, None))
                 row.extend(c)
-            out.append(_merge(row))
+            row = _merge(row)
+            while row and row[-1][2] is None and not row[-1][0].strip():  # no trailing blank padding
+                row.pop()
+            out.append(row)
     return out
 
 
