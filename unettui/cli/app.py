@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from .common import ProjectOpt, app, fail, load_queue_or_fail
+from .common import ProjectOpt, app, duration, fail, load_queue_or_fail
 
 
 @app.command()
@@ -144,7 +144,7 @@ def results(
         best = "-" if r.get("best_val_dice") is None else f"{r['best_val_dice']:.4f} @{r['best_epoch']}"
         epochs = f"{r['epochs_done']}/{r['epochs']}" if r.get("epochs_done") is not None else f"-/{_show(r.get('epochs'))}"
         cells.append([r["id"], r["status"], *[_show(r.get(c)) for c in varying], best,
-                      _num(r.get("final_val_dice")), epochs, _duration(r.get("seconds"))])
+                      _num(r.get("final_val_dice")), epochs, duration(r.get("seconds"))])
     heads = ["id", "status", *[SHORT.get(c, c) for c in varying], "best\nval dice", "last\nval dice", "epochs", "time"]
     widths = [max([len(row[i]) for row in cells] + [max(len(h) for h in head.split("\n"))]) for i, head in enumerate(heads)]
     console = Console()
@@ -172,16 +172,6 @@ SHORT = {"optimizer": "optim", "weight_decay": "wd", "scheduler": "sched", "trai
 
 def _num(v) -> str:
     return "-" if v is None else f"{v:.4f}"
-
-
-def _duration(seconds) -> str:
-    if seconds is None:
-        return "-"
-    seconds = float(seconds)
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    m, s = divmod(int(round(seconds)), 60)
-    return f"{m}m{s:02d}s" if m < 60 else f"{m // 60}h{m % 60:02d}m"
 
 
 def _show(v) -> str:
@@ -232,6 +222,8 @@ def bench(
     """Compare unettui's trainer with a minimal hand-written PyTorch loop (same model, data and steps).
 
     Prints images/s for both and, on the last line, ratio = trainer / reference. On CUDA it also compares fp32 with AMP.
+
+    Example: unettui bench --device cuda --steps 50
     """
     from ..core.bench import run_bench
 

@@ -12,7 +12,7 @@ from typing import Any, Optional
 
 import typer
 
-from .common import ProjectOpt, app, fail, load_queue_or_fail
+from .common import ProjectOpt, app, duration, fail, load_queue_or_fail
 
 POLL_SECONDS = 0.5  # `logs --follow` polling interval
 MAX_EPOCH_ROWS = 30  # `show`: longer histories show their first and last rows
@@ -89,16 +89,6 @@ def _fmt(v: Any, digits: int = 4) -> str:
 
 def _lr(v: Any) -> str:
     return f"{float(v):.3g}" if isinstance(v, (int, float)) and not isinstance(v, bool) else "-"
-
-
-def _secs(v: Any) -> str:
-    if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(float(v)):
-        return "-"
-    s = float(v)
-    if s < 60:
-        return f"{s:.1f}s"
-    m, s = divmod(int(round(s)), 60)
-    return f"{m}m{s:02d}s" if m < 60 else f"{m // 60}h{m % 60:02d}m"
 
 
 def _value(v: Any) -> str:
@@ -313,7 +303,7 @@ def _metrics_section(console, metrics: list[dict[str, Any]], all_rows: bool) -> 
         is_best = best_v is not None and rec.get("epoch") == best_e and rec.get("val_dice") == best_v
         table.add_row(_fmt(rec.get("epoch"), 0) if isinstance(rec.get("epoch"), int) else _fmt(rec.get("epoch")),
                       _fmt(rec.get("train_loss")), _fmt(rec.get("train_dice")), _fmt(rec.get("val_loss")),
-                      _fmt(rec.get("val_dice")) + ("*" if is_best else " "), _lr(rec.get("lr")), _secs(rec.get("seconds")),
+                      _fmt(rec.get("val_dice")) + ("*" if is_best else " "), _lr(rec.get("lr")), duration(rec.get("seconds")),
                       style="bold" if is_best else None)
     console.print(table)
 
@@ -358,7 +348,7 @@ def _summary_section(console, summary: dict[str, Any], st: dict[str, Any]) -> No
         console.print(Text("  final: " + ", ".join(final)))
     done, total = summary.get("epochs_done"), summary.get("epochs", st.get("epochs"))
     if done is not None:
-        console.print(Text(f"  {done}/{total} epochs in {_secs(summary.get('seconds'))}"))
+        console.print(Text(f"  {done}/{total} epochs in {duration(summary.get('seconds'))}"))
     if summary.get("val_on_train"):
         console.print(Text("  note: train_fraction = 1.0: validated on the training images; val numbers measure fit,"
                            " not generalisation"))
