@@ -1,0 +1,80 @@
+"""Seeded projects for TUI tests: run folders written with the run store's own functions, fixed numbers."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from unettui.core.config import Config
+from unettui.core.store import RunStore, append_jsonl, atomic_write_json
+
+QUEUE = """# study of optimizers (a comment that edits must keep)
+[defaults]
+dataset = "synthetic:nuclei"
+num_images = 16
+image_size = 32
+base_channels = 4
+depth = 2
+epochs = 4
+batch_size = 4
+
+[[sweep]]
+id = "opt"
+optimizer = ["adam", "sgd", "rmsprop"]
+scheduler = ["none", "plateau"]
+
+# the reference
+[[experiment]]
+id = "base"
+"""
+
+DICE = {"adam": 0.82, "sgd": 0.41, "rmsprop": 0.77}
+SCHED = {"none": 0.0, "plateau": 0.03}
+
+
+def metric_rows(final: float, epochs: int) -> list[dict]:
+    rows = []
+    for e in range(1, epochs + 1):
+        f = final * (1 - math.exp(-e)) / (1 - math.exp(-epochs))
+        rows.append({"epoch": e, "train_loss": round(1.5 - f, 4), "train_dice": round(min(1.0, f + 0.05), 4),
+                     "val_loss": round(1.6 - f, 4), "val_dice": round(f, 4), "val_iou": round(f / (2 - f), 4),
+                     "lr": 0.001, "seconds": 2.0})
+    return rows
+
+
+def write_run(project: Path, run_id: str, cfg: Config, rows: list[dict], state: str = "done", epochs: int = 4,
+              error: str | None = None) -> None:
+    run = RunStore(project).run(run_id)
+    run.path.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(run.file("config.json"), {"id": run_id, **cfg.to_dict(), "resolved_device": "cpu"})
+    for r in rows:
+        append_jsonl(run.file("metrics.jsonl"), r)
+    if rows:
+        best = max(rows, key=lambda r: r["val_dice"])
+        last = rows[-1]
+        atomic_write_json(run.file("summary.json"), {
+            "best_val_dice": best["val_dice"], "best_epoch": best["epoch"], "best_val_loss": best["val_loss"],
+            "final_train_loss": last["train_loss"], "final_train_dice": last["train_dice"],
+            "final_val_loss": last["val_loss"], "final_val_dice": last["val_dice"], "final_val_iou": last["val_iou"],
+            "epochs_done": len(rows), "epochs": epochs, "seconds": 2.0 * len(rows), "val_on_train": False})
+    run.write_status(state=state, host="lab", pid=1, heartbeat=1_800_000_000.0, started=1_800_000_000.0,
+                     ended=None if state == "running" else 1_800_000_010.0, error=error, attempt=1,
+                     epoch=len(rows), epochs=epochs)
+    run.log("seeded by the tests")
+
+
+def seeded_project(root: Path) -> Path:
+    """Six finished sweep runs (3 optimizers x 2 schedulers) and a pending 'base'."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "experiments.toml").write_text(QUEUE)
+    for opt, d in DICE.items():
+        for sched, bump in SCHED.items():
+            cfg = Config(dataset="synthetic:nuclei", num_images=16, image_size=32, base_channels=4, depth=2,
+                         epochs=4, batch_size=4, optimizer=opt, scheduler=sched)
+            write_run(root, f"opt-{opt}-{sched}", cfg, metric_rows(d + bump, 4))
+    return root
+
+
+def read_json(path: Path) -> dict:
+    return json.loads(path.read_text())

@@ -1,0 +1,202 @@
+"""What the TUI knows about a project, read incrementally from experiments.toml and runs/ (no Textual here)."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..core.queue import QUEUE_FILE, Queue, QueueError, load_queue
+from ..core.store import CONFIG, METRICS, STATUS, SUMMARY, Run, RunStore, read_json
+
+QUEUE_CHANGED = "__queue__"
+
+
+@dataclass
+class RunView:
+    """One experiment as the TUI shows it: its definition, its run's state and its metrics so far."""
+
+    id: str
+    state: str = "pending"  # pending / running / done / failed / interrupted / invalid
+    epoch: int = 0
+    epochs: int | None = None
+    attempt: int = 0
+    error: str | None = None
+    config: dict[str, Any] = field(default_factory=dict)  # canonical keys (config.json, else the queue's definition)
+    metrics: list[dict[str, Any]] = field(default_factory=list)  # metrics.jsonl records, in order
+    summary: dict[str, Any] = field(default_factory=dict)  # summary.json
+    in_queue: bool = True
+    origin: str = ""  # where it is defined in experiments.toml
+    host: str | None = None
+    pid: int | None = None
+    heartbeat: float | None = None
+    started: float | None = None
+    claimed: bool = False  # status.json says running (state may still be "interrupted": a stale claim)
+
+    @property
+    def best_val_dice(self) -> float | None:
+        return self.summary.get("best_val_dice")
+
+    def eta_seconds(self) -> float | None:
+        """Remaining time of a running run from its mean epoch time so far."""
+        if self.state != "running" or not self.metrics or not self.epochs:
+            return None
+        per = sum(m.get("seconds", 0.0) for m in self.metrics) / len(self.metrics)
+        return per * max(0, self.epochs - len(self.metrics))
+
+
+@dataclass
+class _FileState:
+    mtime: float = -1.0
+    size: int = -1
+    offset: int = 0  # bytes of metrics.jsonl already read
+
+
+def _stat(path: Path) -> tuple[float, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_mtime, st.st_size
+
+
+class ProjectMonitor:
+    """Polls a project: re-reads experiments.toml when it changes and each run's files when they change.
+
+    metrics.jsonl is read incrementally (from the last offset; from the start again when the file
+    shrank, as it does when a resumed run rewrites it). ``poll()`` returns the ids whose view changed
+    (plus QUEUE_CHANGED when the queue file was re-read). Safe to call from a worker thread; the
+    views it returns are replaced, never mutated in place, so a UI thread may read them meanwhile.
+    """
+
+    def __init__(self, project: Path):
+        self.project = Path(project)
+        self.store = RunStore(self.project)
+        self.queue: Queue | None = None
+        self.queue_error: str | None = None
+        self.runs: dict[str, RunView] = {}
+        self._order: list[str] = []
+        self._files: dict[tuple[str, str], _FileState] = {}
+        self._queue_stamp: tuple[float, int] | None = None
+
+    def order(self) -> list[str]:
+        """Queue order, then runs that are no longer in the queue."""
+        return list(self._order)
+
+    def views(self) -> list[RunView]:
+        return [self.runs[i] for i in self._order if i in self.runs]
+
+    # ---- polling -------------------------------------------------------------------
+    def poll(self) -> set[str]:
+        changed: set[str] = set()
+        stamp = _stat(self.project / QUEUE_FILE)
+        if stamp != self._queue_stamp:
+            self._queue_stamp = stamp
+            try:
+                self.queue = load_queue(self.project)
+                self.queue_error = None
+            except QueueError as exc:
+                self.queue_error = str(exc)  # keep the last good queue on screen
+            changed.add(QUEUE_CHANGED)
+        run_ids = self._run_ids()
+        queue_ids = [e.id for e in self.queue.experiments] if self.queue else []
+        order = queue_ids + sorted(set(run_ids) - set(queue_ids))
+        if order != self._order:
+            self._order = order
+            changed.add(QUEUE_CHANGED)
+        defs = {e.id: e for e in self.queue.experiments} if self.queue else {}
+        for run_id in order:
+            view = self._refresh(run_id, defs.get(run_id), run_id in run_ids, QUEUE_CHANGED in changed)
+            if view is not None:
+                self.runs[run_id] = view
+                changed.add(run_id)
+        for gone in set(self.runs) - set(order):
+            del self.runs[gone]
+            changed.add(gone)
+        return changed
+
+    def _run_ids(self) -> list[str]:
+        try:
+            return [e.name for e in os.scandir(self.store.root) if e.is_dir() and not e.name.startswith(".")]
+        except OSError:
+            return []
+
+    def _changed(self, run_id: str, name: str) -> tuple[bool, _FileState, tuple[float, int] | None]:
+        key = (run_id, name)
+        fs = self._files.setdefault(key, _FileState())
+        stamp = _stat(self.store.root / run_id / name)
+        now = (stamp[0], stamp[1]) if stamp else (-1.0, -1)
+        different = now != (fs.mtime, fs.size)
+        return different, fs, stamp
+
+    def _refresh(self, run_id: str, exp, has_run: bool, queue_changed: bool) -> RunView | None:
+        old = self.runs.get(run_id)
+        run = Run(self.store.root / run_id)
+        files = {name: self._changed(run_id, name) for name in (STATUS, METRICS, SUMMARY, CONFIG)}
+        # a running claim goes stale without any file changing: re-derive its state now and then
+        stale_check = old is not None and old.state == "running"
+        if old is not None and not queue_changed and not stale_check and not any(f[0] for f in files.values()):
+            return None
+        view = RunView(id=run_id) if old is None else RunView(**{**old.__dict__})
+        view.in_queue = exp is not None
+        view.origin = exp.origin if exp is not None else ""
+        if exp is not None and exp.config is not None and not files[CONFIG][2]:
+            view.config = exp.config.to_dict()
+        elif exp is not None and exp.error is not None:
+            view.state, view.error = "invalid", str(exp.error)
+        if files[CONFIG][0] and files[CONFIG][2]:
+            view.config = read_json(run.file(CONFIG)) or view.config
+        if files[SUMMARY][0]:
+            view.summary = read_json(run.file(SUMMARY)) or {}
+        if files[METRICS][0]:
+            view.metrics = self._read_metrics(run, files[METRICS][1], files[METRICS][2], list(view.metrics))
+        if exp is not None and exp.error is not None and not has_run:
+            view.state = "invalid"
+        elif not has_run or not files[STATUS][2]:
+            view.state, view.epoch, view.attempt = "pending", 0, len(run.attempts())
+            view.epochs = exp.config.epochs if exp is not None and exp.config else None
+        else:
+            st = read_json(run.file(STATUS)) or {}
+            view.state = run.state() if st else "pending"
+            view.epoch = int(st.get("epoch") or len(view.metrics))
+            view.epochs = st.get("epochs") or view.config.get("epochs")
+            view.attempt = int(st.get("attempt") or 0)
+            view.error = st.get("error")
+            view.host, view.pid = st.get("host"), st.get("pid")
+            view.heartbeat, view.started = st.get("heartbeat"), st.get("started")
+            view.claimed = st.get("state") == "running"
+        for name, (_, fs, stamp) in files.items():
+            fs.mtime, fs.size = (stamp if stamp else (-1.0, -1))
+        if old is not None and old.__dict__ == view.__dict__:
+            return None
+        return view
+
+    @staticmethod
+    def _read_metrics(run: Run, fs: _FileState, stamp, metrics: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        if not stamp:
+            fs.offset = 0
+            return []
+        size = stamp[1]
+        if size < fs.offset:  # rewritten (a resumed run): read again from the start
+            fs.offset, metrics = 0, []
+        try:
+            with open(run.file(METRICS), "rb") as fh:
+                fh.seek(fs.offset)
+                chunk = fh.read(size - fs.offset)
+        except OSError:
+            return metrics
+        end = chunk.rfind(b"\n") + 1  # only whole lines; a line being written is read next time
+        for line in chunk[:end].splitlines():
+            try:
+                metrics.append(json.loads(line))
+            except ValueError:
+                continue
+        fs.offset += end
+        return metrics
+
+
+def now() -> float:
+    return time.time()

@@ -1,0 +1,1 @@
+"""Widgets of the TUI; each is given data by its parent and posts messages up."""
