@@ -15,7 +15,7 @@ from .common import ProjectOpt, app, duration, fail, load_queue_or_fail
 @app.command()
 def run(
     project: Path = ProjectOpt,
-    headless: bool = typer.Option(False, "--headless", help="Run in the foreground with line-oriented progress (no TUI)."),
+    headless: bool = typer.Option(False, "--headless", help="Run in the foreground with line-oriented progress; without it the TUI opens with the runner started."),
     device: Optional[str] = typer.Option(None, "--device", "-d", help="Override every experiment's device: auto, cpu, cuda or cuda:N."),
     only: Optional[list[str]] = typer.Option(None, "--only", help="Run only this experiment id (repeatable)."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads for PyTorch (default: all cores)."),
@@ -44,6 +44,11 @@ def run(
         except ConfigError as exc:
             fail(str(exc))
     load_queue_or_fail(project)
+    if not headless:
+        from .common import open_tui
+
+        open_tui(project, start_runner=True, workers=workers)
+        return
     device_list = [d.strip() for d in devices.split(",") if d.strip()] if devices else None
     for d in device_list or []:
         try:
@@ -59,8 +64,6 @@ def run(
 
         extra = [a for o in (only or []) for a in ("--only", o)] + ["--stale-after", str(stale_after)]
         raise typer.Exit(run_workers(project, workers, device_list, extra, threads=threads))
-    if not headless:
-        typer.echo("note: the TUI is not part of this version yet; running headless", err=True)
     if threads:
         import torch
 

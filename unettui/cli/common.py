@@ -11,9 +11,10 @@ import typer
 app = typer.Typer(
     name="unettui",
     help="A terminal lab for UNet segmentation hyper-parameter studies.\n\n"
-    "Define experiments in experiments.toml, train them with `unettui run --headless`, "
+    "`unettui` alone opens the TUI on the project folder (queue, runner, live curves, results, mask previews). "
+    "Define experiments in experiments.toml, train them with `unettui run` (TUI) or `unettui run --headless`, "
     "then read `unettui results` or `unettui export results.csv`.",
-    no_args_is_help=True,
+    invoke_without_command=True,
     add_completion=False,
     context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_enable=False,
@@ -50,3 +51,21 @@ def duration(seconds: Any) -> str:
         return f"{s:.1f}s"
     m, s = divmod(int(round(s)), 60)
     return f"{m}m{s:02d}s" if m < 60 else f"{m // 60}h{m % 60:02d}m"
+
+
+def open_tui(project: Path, start_runner: bool = False, workers: int = 1) -> None:
+    """Open the TUI on ``project`` (textual is imported only here)."""
+    load_queue_or_fail(project)
+    from ..tui.app import make_app
+
+    app_ = make_app(project, start_runner=start_runner, workers=workers)
+    app_.run()
+    if app_.return_code:
+        raise typer.Exit(app_.return_code)
+
+
+@app.callback()
+def _root(ctx: typer.Context, project: Path = ProjectOpt) -> None:
+    """Without a command: open the TUI on the project folder."""
+    if ctx.invoked_subcommand is None:
+        open_tui(project)

@@ -1,4 +1,4 @@
-"""Edits of experiments.toml that keep the user's comments and layout: add, sweep, rm, retry, init, --set parsing.
+"""Edits of experiments.toml that keep the user's comments and layout: add, sweep, edit, move, duplicate, rm, retry, init, --set parsing.
 
 Every edit takes the project's edit lock (``<project>/.experiments.toml.lock``), re-reads the file inside
 it, changes only the text of the entry it appends or removes, checks the result (TOML, the exact data
@@ -35,7 +35,7 @@ import tomlkit
 from filelock import FileLock, Timeout
 
 from .config import DEFAULTS, ConfigError, check_key, coerce, flatten, key_to_field
-from .queue import QUEUE_FILE, Experiment, Queue, QueueError, load_queue, parse_queue, safe_id
+from .queue import MAX_ID, QUEUE_FILE, Experiment, Queue, QueueError, load_queue, parse_queue, safe_id
 from .queue import sweep_prefix as queue_sweep_prefix
 from .store import RunStore, atomic_write_text
 
@@ -114,6 +114,13 @@ def _check_value(key: str, value: Any, where: str, text: str) -> Any:
             raise ConfigError(where, key, f"{exc.message} (several values make a sweep: `unettui sweep --set {key}=a,b`)") from None
         raise
     return value  # as given: an int stays an int in the file even for a float key
+
+
+def parse_setting(key: str, text: str, where: str = "--set") -> Any:
+    """One value typed for ``key`` (``lr`` + ``"1e-4"`` -> 0.0001), read and checked exactly as ``--set key=text``;
+    raises ConfigError with the CLI's message (the TUI's form validates its fields with it)."""
+    check_key(key, where)
+    return _check_value(key, parse_value(text), where, text)
 
 
 def parse_assignments(items: list[str], where: str = "--set") -> dict[str, Any]:
@@ -292,6 +299,9 @@ class _Line:
     kind: str  # blank, comment, header, content (a key, or a continuation of a multi-line value)
     name: str | None = None  # header: the table's dotted name
     array: bool = False  # header: [[...]]
+    start: bool = False  # content: the line starts a `key = value` (not a continuation of a multi-line value)
+    eq: int | None = None  # content that starts a key: where its '=' is
+    comment: int | None = None  # content: where a trailing '# comment' starts
 
 
 def _header(s: str) -> _Line:
@@ -308,7 +318,8 @@ def _scan(lines: list[str]) -> list[_Line]:
     ml, depth = "", 0  # inside a multi-line string (its delimiter) / bracket depth of a value
     for raw in lines:
         line = raw.rstrip("\r\n")
-        if not ml and depth == 0:
+        start = not ml and depth == 0
+        if start:
             s = line.strip()
             if not s:
                 out.append(_Line("blank"))
@@ -319,39 +330,50 @@ def _scan(lines: list[str]) -> list[_Line]:
             if s.startswith("["):
                 out.append(_header(s))
                 continue
-        i, n = 0, len(line)
-        while i < n:
-            if ml:
-                if ml == '"""' and line[i] == "\\":
-                    i += 2
-                    continue
-                if line.startswith(ml, i):
-                    i += 3
-                    while i < n and line[i] == ml[0]:  # up to two quotes may end the string's content
-                        i += 1
-                    ml = ""
-                    continue
-                i += 1
-                continue
-            c = line[i]
-            if c == "#":
-                break
-            if line.startswith('"""', i) or line.startswith("'''", i):
-                ml, i = line[i:i + 3], i + 3
-                continue
-            if c in "\"'":
-                j = i + 1
-                while j < n and line[j] != c:
-                    j += 2 if (c == '"' and line[j] == "\\") else 1
-                i = j + 1
-                continue
-            if c in "[{":
-                depth += 1
-            elif c in "]}":
-                depth = max(0, depth - 1)
-            i += 1
-        out.append(_Line("content"))
+        ml, depth, eq, comment = _scan_line(line, ml, depth)
+        out.append(_Line("content", start=start, eq=eq if start else None, comment=comment))
     return out
+
+
+def _scan_line(line: str, ml: str, depth: int) -> tuple[str, int, int | None, int | None]:
+    """Follow one line of a value: the multi-line string and bracket depth it leaves open, and where its
+    first '=' and its trailing comment are (outside strings)."""
+    eq = comment = None
+    i, n = 0, len(line)
+    while i < n:
+        if ml:
+            if ml == '"""' and line[i] == "\\":
+                i += 2
+                continue
+            if line.startswith(ml, i):
+                i += 3
+                while i < n and line[i] == ml[0]:  # up to two quotes may end the string's content
+                    i += 1
+                ml = ""
+                continue
+            i += 1
+            continue
+        c = line[i]
+        if c == "#":
+            comment = i
+            break
+        if line.startswith('"""', i) or line.startswith("'''", i):
+            ml, i = line[i:i + 3], i + 3
+            continue
+        if c in "\"'":
+            j = i + 1
+            while j < n and line[j] != c:
+                j += 2 if (c == '"' and line[j] == "\\") else 1
+            i = j + 1
+            continue
+        if c == "=" and eq is None and depth == 0:
+            eq = i
+        if c in "[{":
+            depth += 1
+        elif c in "]}":
+            depth = max(0, depth - 1)
+        i += 1
+    return ml, depth, eq, comment
 
 
 def _spans(kinds: list[_Line]) -> dict[str, list[tuple[int, int]]]:
@@ -504,6 +526,28 @@ def _check_keys(values: dict[str, Any], where: str) -> None:
         check_key(key, where)
 
 
+def check_id(entry_id: str) -> str:
+    """Refuse an id that is not filesystem-safe (it names the run folder); return it unchanged."""
+    if safe_id(entry_id) != entry_id or not entry_id.strip():
+        raise ConfigError("id", None, f"{entry_id!r} is not filesystem-safe; use letters, digits, '.', '_' and '-' "
+                                      f"(e.g. {safe_id(entry_id)!r})")
+    return entry_id
+
+
+def _id_user(entry_id: str, entries: list[Entry], skip: Entry | None = None) -> str | None:
+    """Which other entry (not ``skip``) uses ``entry_id``, as its own id or as one of a sweep's experiments."""
+    for e in entries:
+        if e is not skip and (entry_id == e.id or entry_id in e.experiments):
+            return f"[[{e.section}]] '{e.id}'" + ("" if entry_id == e.id else " (one of its experiments)")
+    return None
+
+
+def _check_id_free(entry_id: str, entries: list[Entry], skip: Entry | None = None) -> None:
+    what = _id_user(entry_id, entries, skip)
+    if what:
+        raise EditError(f"id '{entry_id}' is already used by {what}; choose another id")
+
+
 def _plan_append(project: Path, section: str, entry_id: str | None, values: dict[str, Any]) -> tuple[str, list[Experiment]]:
     """The new file text with the entry appended, and the experiments the entry defines; raises on any problem."""
     path = queue_path(project)
@@ -514,13 +558,8 @@ def _plan_append(project: Path, section: str, entry_id: str | None, values: dict
     except QueueError as exc:
         raise EditError(f"{exc}; fix experiments.toml before adding to it") from None
     if entry_id is not None:
-        if safe_id(entry_id) != entry_id or not entry_id.strip():
-            raise ConfigError("id", None, f"{entry_id!r} is not filesystem-safe; use letters, digits, '.', '_' and '-' "
-                                          f"(e.g. {safe_id(entry_id)!r})")
-        for e in _entries(old):
-            if entry_id == e.id or entry_id in e.experiments:
-                what = f"[[{e.section}]] '{e.id}'" + ("" if entry_id == e.id else " (one of its experiments)")
-                raise EditError(f"id '{entry_id}' is already used by {what}; choose another id")
+        check_id(entry_id)
+        _check_id_free(entry_id, _entries(old))
 
     nl = "\r\n" if "\r\n" in text else "\n"
     base = text if not text or text.endswith("\n") else text + nl
@@ -664,6 +703,346 @@ def remove_entries(project: Path, ids: list[str]) -> list[Entry]:
 def remove(project: Path, ids: list[str]) -> list[str]:
     """Remove experiments and whole sweeps by id (see remove_entries); returns the ids removed."""
     return [e.id for e in remove_entries(project, ids)]
+
+
+# ---------------------------------------------------------------------------------------------
+# changing one entry in place: edit, move, duplicate
+# ---------------------------------------------------------------------------------------------
+
+
+def _lookup(entries: list[Entry], want: str, path: Path) -> tuple[Entry, int | None]:
+    """The entry ``want`` names — an experiment's id, a sweep's own id, or one of a sweep's experiments
+    (then also its position in the sweep)."""
+    own = [e for e in entries if e.id == want]
+    if len(own) > 1:
+        raise EditError(f"'{want}' names {len(own)} entries of {path}; give them different ids by hand first")
+    if own:
+        return own[0], None
+    for e in entries:
+        if e.section == "sweep" and want in e.experiments:
+            return e, e.experiments.index(want)
+    known = [*dict.fromkeys([e.id for e in entries] + [x for e in entries for x in e.experiments])]
+    raise EditError(f"unknown id '{want}' in {path}; {_nearest(want, known)}")
+
+
+def _experiment_entry(entries: list[Entry], want: str, path: Path) -> Entry:
+    """The [[experiment]] entry of id ``want``; a sweep or one of its experiments is refused, naming the sweep."""
+    entry, item = _lookup(entries, want, path)
+    if item is not None:
+        raise EditError(f"'{want}' is item {item + 1} of {len(entry.experiments)} of [[sweep]] '{entry.id}'; edit the "
+                        f"sweep's lists in {path.name}, or duplicate it as an [[experiment]] to change it alone")
+    if entry.section != "experiment":
+        raise EditError(f"'{want}' is a [[sweep]] of {len(entry.experiments)} experiments; edit its lists in {path.name}")
+    return entry
+
+
+def _own_values(raw: dict[str, Any]) -> dict[str, Any]:
+    return flatten({k: v for k, v in raw.items() if k != "id"})
+
+
+def experiment_values(project: Path, exp_id: str) -> dict[str, Any]:
+    """The keys an [[experiment]] entry sets itself (canonical, flattened; [defaults] not applied), e.g. to fill
+    in a form for update_experiment. A sweep's experiment is refused like update_experiment refuses it."""
+    path = queue_path(project)
+    old = _data(_read(path), path)
+    entry = _experiment_entry(_entries(old), exp_id, path)
+    return _own_values(old["experiment"][entry.index])
+
+
+def _lines(text: str) -> tuple[str, list[str], list[_Line]]:
+    """The file's newline, its lines (the last one given a newline if it had none) and their kinds."""
+    nl = "\r\n" if "\r\n" in text else "\n"
+    if text and not text.endswith("\n"):
+        text += nl
+    lines = text.splitlines(keepends=True)
+    return nl, lines, _scan(lines)
+
+
+def _entry_spans(lines: list[_Line], data: dict[str, Any], path: Path, what: str) -> dict[str, list[tuple[int, int]]]:
+    spans = _spans(lines)
+    for section in SECTIONS:
+        if len(spans[section]) != len(data.get(section, [])):
+            raise EditError(f"{path}: cannot find the [[{section}]] tables in the text (inline arrays?); {what} by hand")
+    return spans
+
+
+@dataclass
+class _Stmt:
+    """One ``key = value`` of an entry (over several lines for a multi-line value)."""
+
+    start: int
+    end: int
+    table: str  # "" for the entry's own table, else the sub-table below it: "augment" for [experiment.augment]
+    key: str  # the canonical key it writes ("augment.rotate"), or an inline table's path ("augment")
+    values: dict[str, Any]  # the canonical keys it sets, with their values
+    inline: bool  # key = { ... }
+
+
+def _statements(lines: list[str], kinds: list[_Line], start: int, end: int) -> tuple[int, list[_Stmt], dict[str, int]]:
+    """An entry's header line, its statements, and the header line of each of its tables ("" = its own)."""
+    header = next(i for i in range(start, end) if kinds[i].kind == "header")
+    section = kinds[header].name or ""
+    tables, stmts, table = {"": header}, [], ""
+    i = header + 1
+    while i < end:
+        k = kinds[i]
+        if k.kind == "header":
+            if k.array or not (k.name or "").startswith(section + "."):
+                raise ValueError(f"sub-table {lines[i].strip()}")
+            table = k.name[len(section) + 1:]
+            tables[table] = i
+        elif k.kind == "content" and k.start:
+            j = i + 1
+            while j < end and kinds[j].kind == "content" and not kinds[j].start:
+                j += 1
+            if k.eq is None:
+                raise ValueError(f"line {i + 1}")
+            prefix = f"{table}." if table else ""
+            (key,) = flatten(tomllib.loads(lines[i][:k.eq] + "= 0"))  # TOMLDecodeError is a ValueError
+            values = {prefix + name: v for name, v in flatten(tomllib.loads("".join(lines[i:j]))).items()}
+            inline = lines[i][k.eq + 1:].lstrip().startswith("{")
+            stmts.append(_Stmt(i, j, table, prefix + key, values, inline))
+            i = j
+            continue
+        i += 1
+    return header, stmts, tables
+
+
+def _set_line(lines: list[str], kinds: list[_Line], s: _Stmt, value_text: str, nl: str) -> str:
+    """Statement ``s`` as one line with a new value, its key written as before and a trailing comment kept
+    (at the same column when the new value leaves room)."""
+    first, last = lines[s.start], lines[s.end - 1]
+    eq = kinds[s.start].eq
+    after = first.rstrip("\r\n")[eq + 1:]
+    new = first[:eq + 1] + after[:len(after) - len(after.lstrip())] + value_text
+    body = last.rstrip("\r\n")
+    at = kinds[s.end - 1].comment
+    if at is not None:
+        gap = len(body[:at]) - len(body[:at].rstrip())
+        pad = max(at - len(new), 1 if gap else 0) if s.end - s.start == 1 else 1
+        new += " " * pad + body[at:]
+    return new + (last[len(body):] or nl)
+
+
+def _inline_text(s: _Stmt, values: dict[str, Any]) -> str:
+    return "{" + ", ".join(f"{k[len(s.key) + 1:]} = {format_value(v)}" for k, v in values.items()) + "}"
+
+
+def _apply(lines: list[str], ops: list[tuple[int, int, list[str]]]) -> str:
+    """Replace line ranges (start, end) by new lines, bottom up; at one line, a replacement before an insertion
+    (start == end), so inserted lines land above it."""
+    out = list(lines)
+    for start, end, new in sorted(ops, key=lambda op: (op[0], op[1]), reverse=True):
+        out[start:end] = new
+    return "".join(out)
+
+
+def _updated_text(text: str, entry: Entry, old: dict[str, Any], values: dict[str, Any], new_id: str | None,
+                  path: Path) -> str:
+    nl, lines, kinds = _lines(text)
+    start, end = _entry_spans(kinds, old, path, f"edit '{entry.id}'")["experiment"][entry.index]
+    try:
+        header, stmts, tables = _statements(lines, kinds, start, end)
+    except ValueError as exc:
+        raise EditError(f"{path}: cannot read [[experiment]] '{entry.id}' ({exc}); edit it by hand") from None
+    ops: list[tuple[int, int, list[str]]] = []
+    inserts: dict[int, list[str]] = {}
+    plain = {s.key: s for s in stmts if not s.inline}
+    inline: dict[int, dict[str, Any]] = {}  # statement index -> its new values
+
+    def table_end(table: str) -> int:
+        return max((s.end for s in stmts if s.table == table), default=tables[table] + 1)
+
+    for key, value in values.items():
+        s = plain.get(key)
+        if s is not None:
+            ops.append((s.start, s.end, [] if value is None else [_set_line(lines, kinds, s, format_value(value), nl)]))
+            continue
+        owner = next((n for n, s in enumerate(stmts) if s.inline and key.startswith(s.key + ".")), None)
+        if owner is not None:
+            now = inline.setdefault(owner, dict(stmts[owner].values))
+            if value is None:
+                now.pop(key, None)
+            else:
+                now[key] = value
+        elif value is not None:  # a new key: at the end of its table ([experiment.augment] for augment.*, if any)
+            table = max((t for t in tables if t and key.startswith(t + ".")), key=len, default="")
+            inserts.setdefault(table_end(table), []).append(f"{key[len(table) + 1:] if table else key} = "
+                                                            f"{format_value(value)}{nl}")
+    for n, now in inline.items():
+        s = stmts[n]
+        ops.append((s.start, s.end, [_set_line(lines, kinds, s, _inline_text(s, now), nl)] if now else []))
+    if new_id is not None:
+        id_line = f"id = {format_value(new_id)}{nl}"
+        if "id" in plain:
+            ops.append((plain["id"].start, plain["id"].end, [_set_line(lines, kinds, plain["id"], format_value(new_id), nl)]))
+        else:
+            inserts.setdefault(header + 1, []).insert(0, id_line)
+    # a sub-table left without keys goes too (its comments stay)
+    gone = {op[0] for op in ops if not op[2]}
+    for table, at in tables.items():
+        mine = [s for s in stmts if s.table == table]
+        if table and mine and all(s.start in gone for s in mine) and table_end(table) not in inserts:
+            ops.append((at, at + 1, []))
+    ops += [(at, at, new) for at, new in inserts.items()]
+    return _apply(lines, ops)
+
+
+def update_experiment(project: Path, exp_id: str, values: dict[str, Any], new_id: str | None = None) -> str:
+    """Change the keys of one [[experiment]] in place and return its id afterwards (``new_id``, or the one
+    generated from its new keys when the entry has no ``id =``).
+
+    ``values`` maps canonical keys to new values; ``None`` removes the key (so [defaults] applies). A key the
+    entry sets keeps its line, spelling (dotted, in a sub-table or an inline table) and trailing comment; a
+    new key goes at the end of its table. Everything else in the file stays byte for byte. ``new_id`` renames
+    the entry. A sweep's experiment, an unknown id or a result that does not validate is refused."""
+    values = dict(values)
+    if "id" in values:
+        raise ConfigError("edit", "id", "the id is not a hyper-parameter; rename with new_id")
+    _check_keys({k: v for k, v in values.items() if v is not None}, "edit")  # None may clear a misspelt key
+    if new_id is not None:
+        check_id(new_id)
+    path = _require(queue_path(project))
+    with _locked(project):
+        text = _read(path)
+        old = _data(text, path)
+        try:
+            parse_queue(old, path, text)
+        except QueueError as exc:
+            raise EditError(f"{exc}; fix experiments.toml before editing it") from None
+        entries = _entries(old)
+        entry = _experiment_entry(entries, exp_id, path)
+        raw = old["experiment"][entry.index]
+        if new_id == raw.get("id"):
+            new_id = None
+        if new_id is not None:
+            _check_id_free(new_id, entries, skip=entry)
+        own = _own_values(raw)
+        for key, value in values.items():
+            if value is None and key not in own:
+                check_key(key, "edit")
+        new_text = _updated_text(text, entry, old, values, new_id, path)
+
+        # the edited file must hold the old data with only this entry's keys changed ...
+        want = flatten(raw)
+        for key, value in values.items():
+            if value is None:
+                want.pop(key, None)
+            else:
+                want[key] = value
+        if new_id is not None:
+            want["id"] = new_id
+        try:
+            new = tomllib.loads(new_text)
+        except tomllib.TOMLDecodeError:
+            new = {}
+        others = [x for i, x in enumerate(old["experiment"]) if i != entry.index]
+        got = new.get("experiment", [])
+        if not (len(got) == len(old["experiment"]) and _same(flatten(got[entry.index]), want)
+                and _same({**new, "experiment": [x for i, x in enumerate(got) if i != entry.index]},
+                          {**old, "experiment": others})):
+            raise EditError(f"{path}: cannot edit '{exp_id}' safely in this file's layout; edit it by hand")
+        # ... and the entry must be valid, under an id of its own
+        after = _parse(new_text, path)
+        new_entries = _entries(new)
+        mine = next(e for e in new_entries if e.section == "experiment" and e.index == entry.index)
+        what = _id_user(mine.id, new_entries, skip=mine)
+        if what:
+            how = "; choose another id" if new_id is not None or "id" in raw else \
+                  ", and it has no id of its own (it is generated from its keys); give it one"
+            raise EditError(f"id '{mine.id}' is already used by {what}{how}")
+        for exp in after.experiments:
+            if exp.id == mine.id and exp.error:
+                raise exp.error
+        if new_text != text:
+            _write(path, new_text)
+    return mine.id
+
+
+def move(project: Path, entry_id: str, delta: int) -> bool:
+    """Move an [[experiment]], or a whole [[sweep]] (by its own id or one of its experiments' ids), ``delta``
+    entries down (positive) or up (negative) among the [[experiment]] and [[sweep]] entries, swapping places
+    with each neighbour in turn; the runner follows the file order, so this reorders the queue. The entry takes
+    the comment block attached to it (as remove defines it); blank lines, free-standing comments and other
+    tables stay where they are. Returns False, writing nothing, when it is already first / last."""
+    if isinstance(delta, bool) or not isinstance(delta, int):
+        raise TypeError(f"delta must be an int, got {delta!r}")
+    path = _require(queue_path(project))
+    with _locked(project):
+        text = _read(path)
+        old = _data(text, path)
+        entry, _ = _lookup(_entries(old), entry_id, path)
+        try:
+            before = [e.id for e in parse_queue(old, path, text).experiments]
+        except QueueError:
+            before = None  # an already broken file: reorder it all the same, the data check below still holds
+        expected = {s: list(old.get(s, [])) for s in SECTIONS}
+        key = (entry.section, entry.index)
+        moved = False
+        for _ in range(abs(delta)):
+            _, lines, kinds = _lines(text)
+            spans = _entry_spans(kinds, old, path, f"move '{entry_id}'")
+            order = sorted(((s, i) for s in SECTIONS for i in range(len(spans[s]))), key=lambda k: spans[k[0]][k[1]][0])
+            pos = order.index(key)
+            other = pos + (1 if delta > 0 else -1)
+            if not 0 <= other < len(order):
+                break
+            (a_sec, a_i), (b_sec, b_i) = sorted([key, order[other]], key=lambda k: spans[k[0]][k[1]][0])
+            (a0, a1), (b0, b1) = spans[a_sec][a_i], spans[b_sec][b_i]
+            text = "".join(lines[:a0] + lines[b0:b1] + lines[a1:b0] + lines[a0:a1] + lines[b1:])
+            if a_sec == b_sec:
+                arr = expected[a_sec]
+                arr[a_i], arr[b_i] = arr[b_i], arr[a_i]
+                key = (entry.section, b_i if key == (a_sec, a_i) else a_i)
+            moved = True
+        if not moved:
+            return False
+        want = {**old, **{s: v for s, v in expected.items() if s in old}}
+        try:
+            ok = _same(tomllib.loads(text), want)
+        except tomllib.TOMLDecodeError:
+            ok = False
+        if ok and before is not None:
+            ok = sorted(e.id for e in _parse(text, path).experiments) == sorted(before)
+        if not ok:
+            raise EditError(f"{path}: cannot move '{entry_id}' safely in this file's layout; move it by hand")
+        _write(path, text)
+    return True
+
+
+def _copy_id(base: str, entries: list[Entry], project: Path) -> str:
+    """``<base>-copy``, ``-copy2``, ...: the first id no entry, sweep experiment or run folder uses (a run
+    folder left by an earlier copy would otherwise pass for the new copy's results)."""
+    taken = {e.id for e in entries} | {x for e in entries for x in e.experiments}
+    store = RunStore(project)
+    n = 1
+    while True:
+        suffix = "-copy" if n == 1 else f"-copy{n}"
+        candidate = safe_id(base[:MAX_ID - len(suffix)] + suffix)
+        if candidate not in taken and not store.run(candidate).exists():
+            return candidate
+        n += 1
+
+
+def duplicate(project: Path, entry_id: str) -> str:
+    """Append a copy of an entry's own keys (not [defaults]) under a new id, ``<id>-copy`` (``-copy2``, ...),
+    and return that id. A sweep's experiment becomes an [[experiment]] with that experiment's keys; a
+    sweep's own id copies the whole [[sweep]]."""
+    path = _require(queue_path(project))
+    with _locked(project):
+        text = _read(path)
+        old = _data(text, path)
+        entries = _entries(old)
+        entry, item = _lookup(entries, entry_id, path)
+        raw = old[entry.section][entry.index]
+        if item is not None:
+            section, values = "experiment", parse_queue({"sweep": [raw]}, _NO_FILE, "").experiments[item].overrides
+        else:
+            section, values = entry.section, _own_values(raw)
+        new_id = _copy_id(entry_id, entries, project)
+        new_text, _ = _plan_append(project, section, new_id, values)
+        _write(path, new_text)
+    return new_id
 
 
 # ---------------------------------------------------------------------------------------------

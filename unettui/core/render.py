@@ -148,7 +148,7 @@ def area_resize(a: np.ndarray, width: int | None) -> np.ndarray:
     out_w = max(1, int(width))
     out_h = max(1, int(round(h * out_w / w)))
     ry, rx = _area_weights(h, out_h), _area_weights(w, out_w)
-    return np.einsum("yh,hw...,xw->yx...", ry, a, rx)
+    return np.einsum("yh,hw...,xw->yx...", ry, a, rx, optimize=True)
 
 
 def _grey(image: np.ndarray) -> np.ndarray:

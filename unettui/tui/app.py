@@ -96,7 +96,7 @@ class UnettuiApp(App):
         self.monitor = ProjectMonitor(self.project)
         self.runner = RunnerControl(self.project)
         self.start_runner = start_runner
-        self.workers = workers
+        self.n_workers = workers
         self.poll_interval = poll_interval
         self.views: dict[str, RunView] = {}
         self.selected: str | None = None
@@ -108,7 +108,7 @@ class UnettuiApp(App):
         yield Header()
         with TabbedContent(initial="queue"):
             with TabPane("Queue", id="queue"):
-                with Horizontal():
+                with Horizontal(id="queue-split"):
                     yield QueuePanel(id="queue-panel")
                     yield LivePanel(id="live-panel")
             with TabPane("Results", id="results"):
@@ -163,7 +163,7 @@ class UnettuiApp(App):
     # ---- actions: navigation, help, quit -----------------------------------------------
     def action_tab(self, tab: str) -> None:
         self.query_one(TabbedContent).active = tab
-        target = {"queue": QueuePanel, "results": ResultsPanel, "preview": PreviewPanel}[tab]
+        target = {"queue": "#queue-panel", "results": "#results-table", "preview": "#preview-panel"}[tab]
         self.query_one(target).focus()
 
     def action_help(self) -> None:
@@ -191,14 +191,14 @@ class UnettuiApp(App):
             self.notify("runner asked to stop after the current batch; the run stays resumable")
         else:
             busy = [v for v in self.views.values() if v.state == "running"]
-            pid = self.runner.start(self.workers)
+            pid = self.runner.start(self.n_workers)
             extra = f" (another runner is working on {busy[0].id}; they share the queue)" if busy else ""
-            self.notify(f"runner started, pid {pid}, {self.workers} worker(s){extra}")
+            self.notify(f"runner started, pid {pid}, {self.n_workers} worker(s){extra}")
         self.sub_title = f"{self.project} · {self.runner.describe(list(self.views.values())).text}"
 
     def action_workers(self, delta: int) -> None:
-        self.workers = max(1, min(16, self.workers + delta))
-        self.notify(f"{self.workers} worker(s) for the next runner start")
+        self.n_workers = max(1, min(16, self.n_workers + delta))
+        self.notify(f"{self.n_workers} worker(s) for the next runner start")
 
     # ---- actions: editing the queue ------------------------------------------------------
     def _selected_in_queue(self) -> str | None:

@@ -88,8 +88,8 @@ class RunnerControl:
         if stale:
             v = stale[0]
             return RunnerState("stale", f"runner: stale claim on {v.id} ({v.host} pid {v.pid}, silent "
-                                        f"{now - (v.heartbeat or 0):.0f}s); s starts a runner that resumes it")
+                                        f"{now - (v.heartbeat or 0):.0f}s); R starts a runner that resumes it")
         code = self.exit_code()
         if code is not None:
-            return RunnerState("none", f"runner: finished (exit {code}); s starts it again")
-        return RunnerState("none", "runner: none; s starts one")
+            return RunnerState("none", f"runner: finished (exit {code}); R starts it again")
+        return RunnerState("none", "runner: none (R starts one)")

@@ -1,0 +1,183 @@
+"""The whole TUI driven by a pilot: editing the queue, live updates from another process, a real runner."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+
+from textual.widgets import DataTable, Input, TabbedContent
+
+from tests.tui.fixtures import QUEUE, seeded_project, write_run
+from unettui.core.config import Config
+from unettui.core.store import RunStore
+from unettui.tui.app import make_app
+from unettui.tui.widgets.live import LivePanel
+from unettui.tui.widgets.queue import QueuePanel
+from unettui.tui.widgets.results import ResultsPanel
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+async def wait_for(pilot, condition, timeout: float = 30.0) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if condition():
+            return True
+        await pilot.pause(0.1)
+    return condition()
+
+
+async def select(pilot, app, run_id: str) -> None:
+    table = app.query_one(QueuePanel)
+    table.focus()
+    table.move_cursor(row=app.monitor.order().index(run_id))
+    await pilot.pause()
+    assert table.selected_id() == run_id
+
+
+def row_ids(table: DataTable) -> list[str]:
+    return [row.key.value for row in table.ordered_rows]
+
+
+def test_opens_with_the_queue_in_file_order_and_the_results(tmp_path):
+    proj = seeded_project(tmp_path / "p")
+
+    async def go():
+        app = make_app(proj, poll_interval=0.2)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await wait_for(pilot, lambda: app.query_one(QueuePanel).row_count == 7)
+            assert row_ids(app.query_one(QueuePanel)) == [
+                "opt-adam-none", "opt-adam-plateau", "opt-sgd-none", "opt-sgd-plateau",
+                "opt-rmsprop-none", "opt-rmsprop-plateau", "base"]
+            assert "runner: none" in app.sub_title
+            await pilot.press("2")
+            assert app.query_one(TabbedContent).active == "results"
+            results = app.query_one(ResultsPanel)
+            assert set(results.shown_ids) == {v for v in row_ids(app.query_one(QueuePanel)) if v != "base"}
+
+    run(go())
+
+
+def test_add_edit_duplicate_delete_through_the_ui_keep_comments(tmp_path):
+    proj = seeded_project(tmp_path / "p")
+    toml = proj / "experiments.toml"
+
+    async def go():
+        app = make_app(proj, poll_interval=0.2)
+        async with app.run_test(size=(100, 40)) as pilot:
+            await wait_for(pilot, lambda: app.query_one(QueuePanel).row_count == 7)
+            # add
+            await pilot.press("a")
+            await pilot.pause()
+            app.screen.query_one("#field-id", Input).value = "fast"
+            app.screen.query_one("#field-lr", Input).value = "3e-3"
+            await pilot.pause()
+            await pilot.press("ctrl+s")
+            await wait_for(pilot, lambda: "fast" in app.monitor.order())
+            text = toml.read_text()
+            assert text.startswith(QUEUE) and "id = \"fast\"" in text and "lr = 3e-3" in text.replace("0.003", "3e-3")
+            # edit: a bad value is refused in the form with the CLI's message, a good one saved
+            await select(pilot, app, "fast")
+            await pilot.press("e")
+            await pilot.pause()
+            lr = app.screen.query_one("#field-lr", Input)
+            lr.value = "fast"
+            await pilot.pause()
+            assert "must be a number" in str(app.screen.query_one("#error-lr").render())
+            lr.value = "0.01"
+            await pilot.pause()
+            await pilot.press("ctrl+s")
+            await wait_for(pilot, lambda: "lr = 0.01" in toml.read_text())
+            assert toml.read_text().startswith(QUEUE)
+            # duplicate, then delete the copy (confirmed)
+            await select(pilot, app, "fast")
+            await pilot.press("d")
+            await wait_for(pilot, lambda: "fast-copy" in app.monitor.order())
+            await select(pilot, app, "fast-copy")
+            await pilot.press("x")
+            await pilot.pause()
+            await pilot.press("y")
+            await wait_for(pilot, lambda: "fast-copy" not in app.monitor.order())
+            assert "fast-copy" not in toml.read_text() and toml.read_text().startswith(QUEUE)
+            # move 'fast' up one entry: it now stands before 'base'
+            await select(pilot, app, "fast")
+            await pilot.press("K")
+            await wait_for(pilot, lambda: app.monitor.order().index("fast") < app.monitor.order().index("base"))
+
+    run(go())
+
+
+def test_live_panel_follows_metrics_appended_by_another_process(tmp_path):
+    proj = seeded_project(tmp_path / "p")
+    cfg = Config(dataset="synthetic:nuclei", epochs=10)
+    write_run(proj, "base", cfg, [], state="running", epochs=10)
+    metrics = RunStore(proj).run("base").file("metrics.jsonl")
+
+    async def go():
+        app = make_app(proj, poll_interval=0.2)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await wait_for(pilot, lambda: "base" in app.views)
+            await select(pilot, app, "base")
+            live = app.query_one(LivePanel)
+            for epoch in (1, 2, 3):
+                code = ("import sys; from unettui.core.store import append_jsonl; "
+                        f"append_jsonl(sys.argv[1], {{'epoch': {epoch}, 'train_loss': {1.0 / epoch}, 'train_dice': 0.5, "
+                        f"'val_loss': {1.1 / epoch}, 'val_dice': {0.2 * epoch}, 'val_iou': 0.1, 'lr': 0.001, 'seconds': 1.5}})")
+                subprocess.run([sys.executable, "-c", code, str(metrics)], check=True)
+                assert await wait_for(pilot, lambda: live.view is not None and len(live.view.metrics) == epoch)
+            assert list(live.sparklines["val_dice"].data) == [0.2, 0.4, 0.2 * 3]
+            assert "ETA" in str(live.query_one("#live-eta").render())
+
+    run(go())
+
+
+def test_start_and_stop_a_real_runner(tmp_path):
+    proj = tmp_path / "p"
+    proj.mkdir()
+    (proj / "experiments.toml").write_text(
+        '[defaults]\ndataset = "synthetic:nuclei"\nnum_images = 16\nimage_size = 32\nbase_channels = 4\n'
+        "depth = 2\nbatch_size = 4\n\n[[experiment]]\nid = 'quick'\nepochs = 2\n\n"
+        "[[experiment]]\nid = 'long'\nepochs = 400\n")
+
+    async def go():
+        app = make_app(proj, poll_interval=0.2)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await pilot.press("R")
+            assert app.runner.running() and "started here" in app.sub_title
+            assert await wait_for(pilot, lambda: app.views.get("quick") and app.views["quick"].state == "done", 120)
+            assert await wait_for(pilot, lambda: app.views.get("long") and len(app.views["long"].metrics) >= 1, 120)
+            await pilot.press("R")  # stop: the run is left interrupted and resumable
+            assert await wait_for(pilot, lambda: not app.runner.running(), 60)
+            assert await wait_for(pilot, lambda: app.views["long"].state == "interrupted", 10)
+            assert "finished" in app.sub_title
+
+    run(go())
+    st = RunStore(proj).run("long").status()
+    assert st["state"] == "interrupted" and 1 <= st["epoch"] < 400
+
+
+def test_quitting_with_our_runner_working_asks_and_can_stop_it(tmp_path):
+    proj = tmp_path / "p"
+    proj.mkdir()
+    (proj / "experiments.toml").write_text(
+        '[defaults]\ndataset = "synthetic:nuclei"\nnum_images = 16\nimage_size = 32\nbase_channels = 4\n'
+        "depth = 2\nbatch_size = 4\nepochs = 400\n\n[[experiment]]\nid = 'long'\n")
+
+    async def go():
+        app = make_app(proj, poll_interval=0.2)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await pilot.press("R")
+            await pilot.press("q")
+            await pilot.pause()
+            assert type(app.screen).__name__ == "QuitDialog"
+            await pilot.press("s")
+            await pilot.pause(0.5)
+        return app
+
+    app = run(go())
+    app.runner.proc.wait(timeout=60)
+    assert not app.runner.running()

@@ -1,0 +1,262 @@
+"""Result rows for the TUI's results table, and their filter, sort and group-by logic (no Textual here).
+
+A filter is a few terms separated by spaces or commas, all of which must hold::
+
+    optimizer=adam val_dice>0.8 lr<=1e-3 scheduler!=none  cos
+
+``key=value``, ``key!=value``, ``key>n``, ``key>=n``, ``key<n``, ``key<=n``; a bare word keeps
+the runs whose id contains it. Keys are the CSV export's column names (``id``, ``status``, every
+hyper-parameter such as ``optimizer`` or ``augment.rotate``, and the metric columns such as
+``best_val_dice``) plus the short aliases in ``ALIASES``: ``val_dice`` is the *best* validation
+Dice (the number the table leads with) and ``val_loss`` the *final* validation loss, as in the
+study's tables. Numbers compare numerically (``lr=1e-3`` matches 0.001); text compares without
+regard to case.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from ..core.config import DEFAULTS, KEYS
+from ..core.export import COLUMNS, METRIC_COLUMNS
+
+ALIASES: dict[str, str] = {
+    "val_dice": "best_val_dice",
+    "dice": "best_val_dice",
+    "val_loss": "final_val_loss",
+    "train_loss": "final_train_loss",
+    "train_dice": "final_train_dice",
+    "val_iou": "final_val_iou",
+    "time": "seconds",
+    "state": "status",
+}
+"""Short filter keys and the export column each one stands for."""
+
+# keys whose values are text: only = and != make sense for them
+TEXT_KEYS = frozenset({"id", "status", "error"} | {k for k, v in DEFAULTS.to_dict().items() if isinstance(v, str)})
+# keys whose values are true/false
+BOOL_KEYS = frozenset({"val_on_train"} | {k for k, v in DEFAULTS.to_dict().items() if isinstance(v, bool)})
+OPS = ("!=", ">=", "<=", "==", "=", ">", "<")
+_TERM = re.compile(r"^([A-Za-z_][\w.\-]*)(!=|>=|<=|==|=|>|<)(.*)$")
+_SPACED_OP = re.compile(r"\s*(!=|>=|<=|==|=|>|<)\s*")
+_TRUE = {"true", "yes", "on", "1"}
+_FALSE = {"false", "no", "off", "0"}
+
+
+class FilterError(ValueError):
+    """A filter that cannot be understood; the message is one line, fit for a status bar."""
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One term of a filter: ``key op value``, or (op ``"~"``) a substring of the run id."""
+
+    key: str
+    op: str
+    value: str
+    number: float | None = None  # the value as a number, when it is one
+
+    def __str__(self) -> str:
+        return self.value if self.op == "~" else f"{self.key}{self.op}{self.value}"
+
+    def test(self, row: dict[str, Any]) -> bool:
+        if self.op == "~":
+            return self.value.lower() in str(row.get("id", "")).lower()
+        have = row.get(self.key)
+        if self.op == "!=":
+            return not _equal(have, self)
+        if self.op == "=":
+            return _equal(have, self)
+        number = _as_number(have)
+        if number is None or math.isnan(number) or self.number is None:
+            return False  # missing values match no comparison
+        if self.op == ">":
+            return number > self.number
+        if self.op == ">=":
+            return number >= self.number
+        if self.op == "<":
+            return number < self.number
+        return number <= self.number
+
+
+def valid_keys() -> tuple[str, ...]:
+    """Every key a filter may use: the export columns, then the aliases."""
+    return (*COLUMNS, *ALIASES)
+
+
+def _to_float(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def _as_number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value)
+
+
+def _equal(have: Any, cond: Condition) -> bool:
+    if have is None:
+        return False
+    if isinstance(have, bool):
+        want = cond.value.lower()
+        return (want in _TRUE) if have else (want in _FALSE)
+    number = _as_number(have)
+    if number is not None:
+        return cond.number is not None and math.isclose(number, cond.number, rel_tol=1e-9, abs_tol=0.0)
+    return str(have).lower() == cond.value.lower()
+
+
+def _resolve_key(key: str) -> str:
+    if key in ALIASES:
+        return ALIASES[key]
+    if key in COLUMNS:
+        return key
+    close = difflib.get_close_matches(key, valid_keys(), n=1, cutoff=0.6)
+    hint = f"did you mean '{close[0]}'?" if close else "use a column name such as optimizer, lr, best_val_dice (or val_dice, val_loss)"
+    raise FilterError(f"unknown filter key '{key}': {hint}")
+
+
+def parse_filter(text: str) -> list[Condition]:
+    """Parse a filter into conditions that must all hold; raise FilterError naming the faulty term."""
+    text = _SPACED_OP.sub(r"\1", text.strip())  # "val_dice > 0.8" is one term
+    conditions: list[Condition] = []
+    for term in (t for t in re.split(r"[\s,]+", text) if t):
+        m = _TERM.match(term)
+        if m is None:
+            if any(op in term for op in OPS):
+                raise FilterError(f"cannot read '{term}': write key=value, key!=value, key>number or key<number")
+            conditions.append(Condition("id", "~", term))
+            continue
+        raw_key, op, value = m.groups()
+        key = _resolve_key(raw_key)
+        op = "=" if op == "==" else op
+        if value == "":
+            raise FilterError(f"'{term}': missing value after '{op}'")
+        number = _to_float(value)
+        if op in (">", ">=", "<", "<="):
+            if key in TEXT_KEYS:
+                raise FilterError(f"'{term}': {raw_key} is text; compare it with = or !=")
+            if key in BOOL_KEYS:
+                raise FilterError(f"'{term}': {raw_key} is true or false; compare it with = or !=")
+            if number is None:
+                raise FilterError(f"'{term}': '{value}' is not a number")
+        elif key in BOOL_KEYS:
+            if value.lower() not in _TRUE | _FALSE:
+                raise FilterError(f"'{term}': {raw_key} is true or false, not '{value}'")
+        elif number is None and key not in TEXT_KEYS:
+            raise FilterError(f"'{term}': {raw_key} is a number; '{value}' is not")
+        conditions.append(Condition(key, op, value, number))
+    return conditions
+
+
+def matches(row: dict[str, Any], conditions: Iterable[Condition]) -> bool:
+    return all(c.test(row) for c in conditions)
+
+
+# ---- rows --------------------------------------------------------------------------------
+
+
+def has_epochs(view) -> bool:
+    """Whether a run has trained at least one epoch (what the results table shows)."""
+    return bool(view.metrics) or bool(view.summary.get("epochs_done")) or (view.epoch or 0) > 0
+
+
+def row_of(view) -> dict[str, Any]:
+    """A flat row of the export's columns for one RunView (a ``tui.data.RunView``).
+
+    Metrics come from summary.json; where it lacks one (a run between its first metrics line and
+    its first summary) the value is derived from the metrics read so far.
+    """
+    row: dict[str, Any] = {"id": view.id, "status": view.state}
+    row.update({k: view.config.get(k) for k in KEYS})
+    summary = view.summary or {}
+    for col in METRIC_COLUMNS:
+        row[col] = summary.get(col)
+    if row["val_on_train"] is None:
+        row["val_on_train"] = view.config.get("val_on_train")
+    if view.metrics:
+        scored = [m for m in view.metrics if isinstance(m.get("val_dice"), (int, float))]
+        best = max(scored, key=lambda m: (m["val_dice"], -m.get("epoch", 0))) if scored else {}  # earliest of equal bests
+        last = view.metrics[-1]
+        derived = {
+            "best_val_dice": best.get("val_dice"),
+            "best_epoch": best.get("epoch"),
+            "final_train_loss": last.get("train_loss"),
+            "final_train_dice": last.get("train_dice"),
+            "final_val_loss": last.get("val_loss"),
+            "final_val_dice": last.get("val_dice"),
+            "final_val_iou": last.get("val_iou"),
+            "epochs_done": len(view.metrics),
+            "seconds": round(sum(m.get("seconds", 0.0) for m in view.metrics), 3),
+        }
+        for col, value in derived.items():
+            if row[col] is None:
+                row[col] = value
+    row["error"] = view.error
+    return row
+
+
+# ---- sorting and grouping ----------------------------------------------------------------
+
+
+def is_missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _order_key(value: Any) -> tuple:
+    number = _as_number(value) if not isinstance(value, bool) else float(value)
+    if number is not None:
+        return (0, number, "")
+    return (1, 0.0, str(value).lower())
+
+
+def sort_rows(rows: list[dict[str, Any]], key: str, descending: bool = False) -> list[dict[str, Any]]:
+    """Sort by ``key`` (numbers numerically, text without case); missing and NaN values go last in
+    either direction, and equal values keep their order."""
+    present = [r for r in rows if not is_missing(r.get(key))]
+    missing = [r for r in rows if is_missing(r.get(key))]
+    present.sort(key=lambda r: _order_key(r[key]), reverse=descending)
+    return present + missing
+
+
+def varying_keys(rows: list[dict[str, Any]], keys: Iterable[str] = KEYS) -> list[str]:
+    """The keys whose value is not the same in every row (in ``keys`` order), like ``guild compare``."""
+    out = []
+    for key in keys:
+        values = {_order_key(r.get(key)) if not is_missing(r.get(key)) else None for r in rows}
+        if len(values) > 1:
+            out.append(key)
+    return out
+
+
+def group_means(rows: list[dict[str, Any]], key: str) -> list[tuple[Any, int, float, float | None]]:
+    """``(value, n, mean best_val_dice, mean final_val_loss)`` per value of ``key``, sorted by value.
+
+    Rows without a best_val_dice are ignored; the loss mean is over the rows that have a final
+    val loss (None when none has), and is NaN when one of them is NaN (a diverged run).
+    """
+    groups: dict[Any, list[dict[str, Any]]] = {}
+    labels: dict[Any, Any] = {}
+    for row in rows:
+        if is_missing(row.get("best_val_dice")):
+            continue
+        value = row.get(key)
+        ident = None if value is None else _order_key(value)
+        groups.setdefault(ident, []).append(row)
+        labels.setdefault(ident, value)
+    out = []
+    for ident in sorted(groups, key=lambda i: (i is None, i or ())):
+        members = groups[ident]
+        dice = sum(r["best_val_dice"] for r in members) / len(members)
+        losses = [r["final_val_loss"] for r in members if r.get("final_val_loss") is not None]
+        loss = sum(losses) / len(losses) if losses else None
+        out.append((labels[ident], len(members), dice, loss))
+    return out
