@@ -52,7 +52,7 @@ def build(root: Path, n: int) -> Path:
     return root
 
 
-async def measure(project: Path, seconds: float) -> None:
+async def measure(project: Path, seconds: float) -> float:
     app = make_app(project, poll_interval=1.0)
     t0 = time.perf_counter()
     async with app.run_test(size=(120, 40)) as pilot:
@@ -77,6 +77,7 @@ async def measure(project: Path, seconds: float) -> None:
         print(f"while a runner appends a metrics line every 0.2 s for {seconds:.0f} s: {len(lat)} key presses, "
               f"round trip median {statistics.median(lat):.1f} ms, worst {max(lat):.1f} ms; "
               f"the running run shows {len(shown.metrics)} epochs")
+        return statistics.median(lat)
 
 
 def main() -> None:
@@ -85,21 +86,23 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=1000)
     ap.add_argument("--seconds", type=float, default=10.0)
     args = ap.parse_args()
-    n_runs = args.runs
-    with tempfile.TemporaryDirectory() as tmp:
-        t = time.perf_counter()
-        project = build(Path(tmp), args.runs)
-        print(f"built a project with {args.runs} finished runs in {time.perf_counter() - t:.1f} s")
-        mon = ProjectMonitor(project)
-        t = time.perf_counter()
-        mon.poll()
-        first = time.perf_counter() - t
-        t = time.perf_counter()
-        mon.poll()
-        idle = time.perf_counter() - t
-        print(f"poll of runs/: first (reads everything) {first * 1000:.0f} ms, then with nothing changed {idle * 1000:.0f} ms")
-        asyncio.run(measure(project, args.seconds))
-
+    medians = {}
+    for n in (10, args.runs):  # a 10-run project is the reference for the pilot's own round trip
+        n_runs = n
+        with tempfile.TemporaryDirectory() as tmp:
+            t = time.perf_counter()
+            project = build(Path(tmp), n)
+            print(f"--- {n} runs (built in {time.perf_counter() - t:.1f} s)")
+            mon = ProjectMonitor(project)
+            t = time.perf_counter()
+            mon.poll()
+            first = time.perf_counter() - t
+            t = time.perf_counter()
+            mon.poll()
+            idle = time.perf_counter() - t
+            print(f"poll of runs/: first (reads everything) {first * 1000:.0f} ms, then with nothing changed {idle * 1000:.0f} ms")
+            medians[n] = asyncio.run(measure(project, args.seconds))
+    print(f"ratio = key round trip with {args.runs} runs / with 10 runs = {medians[args.runs] / medians[10]:.2f}")
 
 n_runs = 0
 

@@ -78,3 +78,23 @@ def seeded_project(root: Path) -> Path:
 
 def read_json(path: Path) -> dict:
     return json.loads(path.read_text())
+
+
+def add_preview(project: Path, run_id: str) -> None:
+    """A real preview_best.npz: two 32x32 nuclei-like images, truth disks, a prediction shifted by two pixels."""
+    import numpy as np
+    import torch
+
+    from unettui.core.preview import save_preview
+
+    yy, xx = np.mgrid[:32, :32]
+    images, masks, probs = [], [], []
+    for k, (cy, cx, r) in enumerate([(12, 14, 7), (20, 18, 9)]):
+        truth = ((yy - cy) ** 2 + (xx - cx) ** 2 <= r * r).astype(np.float32)
+        pred = ((yy - cy) ** 2 + (xx - cx - 2) ** 2 <= r * r).astype(np.float32)
+        images.append(0.2 + 0.6 * truth + 0.05 * ((xx + yy + k) % 3))
+        masks.append(truth)
+        probs.append(0.1 + 0.8 * pred)
+    t = lambda a: torch.tensor(np.stack(a)[:, None])  # noqa: E731
+    save_preview(RunStore(project).run(run_id).path, "best", epoch=4, images=t(images), masks=t(masks),
+                 probs=t(probs), names=["cells-0001", "cells-0002"])

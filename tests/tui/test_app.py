@@ -153,7 +153,7 @@ def test_start_and_stop_a_real_runner(tmp_path):
             await pilot.press("R")  # stop: the run is left interrupted and resumable
             assert await wait_for(pilot, lambda: not app.runner.running(), 60)
             assert await wait_for(pilot, lambda: app.views["long"].state == "interrupted", 10)
-            assert "finished" in app.sub_title
+            assert await wait_for(pilot, lambda: "finished" in app.sub_title, 10)
 
     run(go())
     st = RunStore(proj).run("long").status()

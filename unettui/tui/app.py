@@ -14,7 +14,7 @@ from textual.containers import Horizontal
 from textual.message import Message
 from textual.widgets import Footer, Header, TabbedContent, TabPane
 
-from .data import QUEUE_CHANGED, ProjectMonitor, RunView
+from .data import ProjectMonitor, RunView
 from .runner_control import RunnerControl
 from .screens.dialogs import HelpScreen, QuitDialog
 from .widgets.live import LivePanel
@@ -101,7 +101,8 @@ class UnettuiApp(App):
         self.views: dict[str, RunView] = {}
         self.selected: str | None = None
         self._last_queue_error: str | None = None
-        self.sub_title = str(self.project)
+        self._results_dirty = False
+        self.sub_title = self.project.name
 
     # ---- layout --------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -133,8 +134,11 @@ class UnettuiApp(App):
     def on_project_updated(self, msg: ProjectUpdated) -> None:
         self.views = {v.id: v for v in msg.views}
         if msg.changed:
-            self.query_one(QueuePanel).update_views(msg.views)
-            self.query_one(ResultsPanel).update_runs(msg.views)
+            self.query_one(QueuePanel).update_views(msg.views, msg.changed)
+            # the results table recomputes every row: do it when it is on screen, else when it is shown
+            self._results_dirty = True
+            if self.query_one(TabbedContent).active == "results":
+                self._update_results()
             if self.selected is None and msg.views:
                 self._select(msg.views[0].id)
             elif self.selected in msg.changed:
@@ -142,7 +146,16 @@ class UnettuiApp(App):
         if msg.queue_error and msg.queue_error != self._last_queue_error:
             self.notify(f"{msg.queue_error} (showing the last good queue)", severity="error", timeout=10)
         self._last_queue_error = msg.queue_error
-        self.sub_title = f"{self.project} · {self.runner.describe(msg.views).text}"
+        self.sub_title = f"{self.project.name} · {self.runner.describe(msg.views).text}"
+
+    def _update_results(self) -> None:
+        if self._results_dirty:
+            self._results_dirty = False
+            self.query_one(ResultsPanel).update_runs(list(self.views.values()))
+
+    def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        if event.pane.id == "results":
+            self._update_results()
 
     def _select(self, run_id: str | None) -> None:
         self.selected = run_id
@@ -194,7 +207,7 @@ class UnettuiApp(App):
             pid = self.runner.start(self.n_workers)
             extra = f" (another runner is working on {busy[0].id}; they share the queue)" if busy else ""
             self.notify(f"runner started, pid {pid}, {self.n_workers} worker(s){extra}")
-        self.sub_title = f"{self.project} · {self.runner.describe(list(self.views.values())).text}"
+        self.sub_title = f"{self.project.name} · {self.runner.describe(list(self.views.values())).text}"
 
     def action_workers(self, delta: int) -> None:
         self.n_workers = max(1, min(16, self.n_workers + delta))
@@ -231,13 +244,17 @@ class UnettuiApp(App):
         from ..core import edit
         from .screens.form import ExperimentForm
 
-        def done(result: dict | None) -> None:
-            if result:
-                new = self._edit("add", lambda: edit.add_experiment(self.project, _set_only(result["values"]), result.get("id") or None))
-                if new:
-                    self.notify(f"added {new}")
+        added: list[str] = []
 
-        self.push_screen(ExperimentForm("Add an experiment", {}, None, self._defaults()), done)
+        def apply(result: dict) -> None:  # runs on Save; a refusal (ValueError) keeps the form open with its message
+            added.append(edit.add_experiment(self.project, _set_only(result["values"]), result.get("id") or None))
+
+        def done(result: dict | None) -> None:
+            if result and added:
+                self.notify(f"added {added[-1]}")
+                self.refresh_now()
+
+        self.push_screen(ExperimentForm("Add an experiment", {}, None, self._defaults(), apply=apply), done)
 
     def action_edit(self) -> None:
         from ..core import edit
@@ -249,16 +266,19 @@ class UnettuiApp(App):
         values = self._edit("edit", lambda: edit.experiment_values(self.project, run_id))
         if values is None:
             return
+        saved: list[str] = []
+
+        def apply(result: dict) -> None:
+            new_id = result.get("id") or None
+            saved.append(edit.update_experiment(self.project, run_id, result["values"],
+                                                new_id if new_id != run_id else None))
 
         def done(result: dict | None) -> None:
-            if result:
-                new_id = result.get("id") or None
-                out = self._edit("edit", lambda: edit.update_experiment(self.project, run_id, result["values"],
-                                                                         new_id if new_id != run_id else None))
-                if out:
-                    self.notify(f"saved {out}")
+            if result and saved:
+                self.notify(f"saved {saved[-1]}" + (f" (was {run_id})" if saved[-1] != run_id else ""))
+                self.refresh_now()
 
-        self.push_screen(ExperimentForm(f"Edit {run_id}", values, run_id, self._defaults()), done)
+        self.push_screen(ExperimentForm(f"Edit {run_id}", values, run_id, self._defaults(), apply=apply), done)
 
     def action_duplicate(self) -> None:
         from ..core import edit
@@ -289,8 +309,8 @@ class UnettuiApp(App):
         from ..core import edit
 
         run_id = self._selected_in_queue()
-        if run_id:
-            self._edit("move", lambda: edit.move(self.project, run_id, delta))
+        if run_id and self._edit("move", lambda: edit.move(self.project, run_id, delta)) is False:
+            self.notify(f"{run_id} is already {'first' if delta < 0 else 'last'}")
 
     def action_retry(self) -> None:
         from ..core import edit
@@ -312,14 +332,17 @@ class UnettuiApp(App):
         from ..core import edit
         from .screens.form import SweepForm
 
-        def done(result: dict | None) -> None:
-            if result:
-                ids = self._edit("sweep", lambda: edit.add_sweep(self.project, result["grid"], result.get("id") or None,
-                                                                 confirm_large=True))
-                if ids:
-                    self.notify(f"added {len(ids)} experiments")
+        added: list[list[str]] = []
 
-        self.push_screen(SweepForm(), done)
+        def apply(result: dict) -> None:
+            added.append(edit.add_sweep(self.project, result["grid"], result.get("id") or None, confirm_large=True))
+
+        def done(result: dict | None) -> None:
+            if result and added:
+                self.notify(f"added {len(added[-1])} experiments")
+                self.refresh_now()
+
+        self.push_screen(SweepForm(apply=apply), done)
 
     def action_export(self) -> None:
         self.action_tab("results")

@@ -57,8 +57,9 @@ class QueuePanel(DataTable):
     def _cells(self, v: RunView) -> tuple:
         return (Text(v.id), status_text(v), best_text(v), Text(str(v.attempt or "-"), justify="right"))
 
-    def update_views(self, views: list[RunView]) -> None:
-        """Rows follow ``views`` (queue order); existing rows are updated cell by cell."""
+    def update_views(self, views: list[RunView], changed: set[str] | None = None) -> None:
+        """Rows follow ``views`` (queue order); existing rows are updated cell by cell (only the ``changed``
+        ids when given)."""
         selected = self.selected_id()
         order = [v.id for v in views]
         if order != self._order:  # the queue changed (added, removed, moved): rebuild rows, keep the cursor
@@ -70,6 +71,8 @@ class QueuePanel(DataTable):
                 self.move_cursor(row=order.index(selected))
             return
         for v in views:
+            if changed is not None and v.id not in changed:
+                continue
             for (_, key), cell in zip(self.COLUMNS, self._cells(v)):
                 if str(self.get_cell(v.id, key)) != str(cell) or key == "status":
                     self.update_cell(v.id, key, cell)

@@ -1,0 +1,60 @@
+"""Snapshot tests of the main screens at 80x24 on a seeded project (update with --snapshot-update)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.tui.fixtures import add_preview, seeded_project
+from unettui.tui.app import make_app
+from unettui.tui.widgets.queue import QueuePanel
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    proj = seeded_project(tmp_path / "study")
+    add_preview(proj, "opt-adam-plateau")
+    return proj
+
+
+async def loaded(pilot) -> None:
+    app = pilot.app
+    while app.query_one(QueuePanel).row_count < 7:
+        await pilot.pause(0.05)
+    await pilot.pause(0.3)
+
+
+def test_queue_screen(snap_compare, project):
+    assert snap_compare(make_app(project, poll_interval=60), terminal_size=(80, 24), run_before=loaded)
+
+
+def test_results_screen_sorted_by_best_dice(snap_compare, project):
+    async def before(pilot):
+        await loaded(pilot)
+        await pilot.press("2")
+        panel = pilot.app.query_one("#results-panel")
+        panel.sort_by("best_val_dice", reverse=True)
+        await pilot.pause(0.2)
+
+    assert snap_compare(make_app(project, poll_interval=60), terminal_size=(80, 24), run_before=before)
+
+
+def test_preview_screen(snap_compare, project):
+    async def before(pilot):
+        await loaded(pilot)
+        table = pilot.app.query_one(QueuePanel)
+        table.move_cursor(row=1)  # opt-adam-plateau
+        await pilot.pause(0.2)
+        await pilot.press("3")
+        await pilot.pause(1.0)
+
+    assert snap_compare(make_app(project, poll_interval=60), terminal_size=(80, 24), run_before=before)
+
+
+def test_help_screen(snap_compare, project):
+    async def before(pilot):
+        await loaded(pilot)
+        await pilot.press("question_mark")
+        await pilot.pause(0.2)
+
+    assert snap_compare(make_app(project, poll_interval=60), terminal_size=(80, 24), run_before=before)
