@@ -83,7 +83,7 @@ class RunnerControl:
         if active:
             hosts = sorted({f"{v.host} pid {v.pid}" for v in active})
             beat = max(now - (v.heartbeat or 0) for v in active)
-            return RunnerState("elsewhere", f"runner: attached elsewhere ({', '.join(hosts)}; heartbeat {beat:.0f}s ago)")
+            return RunnerState("elsewhere", f"runner: {', '.join(hosts)} (not started here), beat {beat:.0f}s ago")
         stale = [v for v in views if v.claimed and v.state == "interrupted"]
         if stale:
             v = stale[0]

@@ -181,7 +181,10 @@ class ExperimentForm(ModalScreen[dict | None]):
         error = self.query_one(f"#error-{_wid(name)}", Static)
         error.update(problem or "")
         error.set_class(bool(problem), "-shown")
+        if problem:
+            error.scroll_visible()
         self.query_one("#save", Button).disabled = bool(self.errors)
+        self.query_one("#form-message", Static).update("")
 
     @on(Input.Changed)
     @on(Select.Changed)
@@ -191,7 +194,6 @@ class ExperimentForm(ModalScreen[dict | None]):
         name = next((k for k in ("id", *KEYS) if _wid(k) == name), None)
         if name is not None:
             self._check(name)
-            self.query_one("#form-message", Static).update("")
 
     # ---- the result --------------------------------------------------------------------------
     def changes(self) -> dict[str, Any]:

@@ -75,7 +75,7 @@ class QueuePanel(DataTable):
                 continue
             for (_, key), cell in zip(self.COLUMNS, self._cells(v)):
                 if str(self.get_cell(v.id, key)) != str(cell) or key == "status":
-                    self.update_cell(v.id, key, cell)
+                    self.update_cell(v.id, key, cell, update_width=True)
 
     def selected_id(self) -> str | None:
         if not self._order or self.cursor_row is None or not (0 <= self.cursor_row < len(self._order)):
