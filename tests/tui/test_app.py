@@ -181,3 +181,20 @@ def test_quitting_with_our_runner_working_asks_and_can_stop_it(tmp_path):
     app = run(go())
     app.runner.proc.wait(timeout=60)
     assert not app.runner.running()
+
+
+def test_a_runner_that_crashes_is_reported_not_fatal(tmp_path):
+    proj = seeded_project(tmp_path / "p")
+
+    async def go():
+        app = make_app(proj, poll_interval=0.2)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await wait_for(pilot, lambda: app.query_one(QueuePanel).row_count == 7)
+            (proj / "experiments.toml").write_text("[defaults]\nlr = \n")  # a half-saved edit
+            await pilot.press("R")  # the runner refuses the broken file and exits 2
+            assert await wait_for(pilot, lambda: app.runner.exit_code() is not None, 60)
+            assert await wait_for(pilot, lambda: any("crashed (exit 2)" in n.message for n in app._notifications), 10)
+            assert any("not valid TOML" in n.message for n in app._notifications)
+            assert app.query_one(QueuePanel).row_count == 7  # the last good queue stays on screen
+
+    run(go())

@@ -102,6 +102,7 @@ class UnettuiApp(App):
         self.selected: str | None = None
         self._last_queue_error: str | None = None
         self._results_dirty = False
+        self._reported_exit: int | None = None
         self.sub_title = self.project.name
 
     # ---- layout --------------------------------------------------------------------
@@ -147,6 +148,23 @@ class UnettuiApp(App):
             self.notify(f"{msg.queue_error} (showing the last good queue)", severity="error", timeout=10)
         self._last_queue_error = msg.queue_error
         self.sub_title = f"{self.project.name} · {self.runner.describe(msg.views).text}"
+        self._report_runner_exit()
+
+    def _report_runner_exit(self) -> None:
+        """Tell once when the runner started here ends: done, some runs failed, or it crashed."""
+        code = self.runner.exit_code()
+        if code is None or self.runner.proc is None or self._reported_exit == self.runner.proc.pid:
+            return
+        self._reported_exit = self.runner.proc.pid
+        if code == 0:
+            self.notify("runner finished: the queue is done")
+        elif code == 1:
+            self.notify("runner finished; some experiments failed or were invalid (see the queue)", severity="warning")
+        elif code in (130, -15, 143):
+            self.notify("runner stopped; interrupted runs resume on the next start")
+        else:
+            self.notify(f"runner crashed (exit {code}); its output is in {self.runner.log_path}",
+                        severity="error", timeout=15)
 
     def _update_results(self) -> None:
         if self._results_dirty:
