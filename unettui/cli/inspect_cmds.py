@@ -354,21 +354,6 @@ def _summary_section(console, summary: dict[str, Any], st: dict[str, Any]) -> No
                            " not generalisation"))
 
 
-def _check_preview(pv: dict[str, Any]) -> str | None:
-    """Why a loaded preview npz cannot be drawn, or None."""
-    for key in ("images", "truth", "prob"):
-        if key not in pv:
-            return f"it has no '{key}' array"
-    truth, prob, images = pv["truth"], pv["prob"], pv["images"]
-    if truth.ndim != 3 or prob.shape != truth.shape:
-        return f"truth {truth.shape} and prob {prob.shape} should both be [K, H, W]"
-    if images.shape[:3] != truth.shape or images.ndim not in (3, 4):
-        return f"images {images.shape} do not match truth {truth.shape}"
-    if truth.shape[0] == 0:
-        return "it holds no samples"
-    return None
-
-
 def _load_preview(run, tag: str) -> tuple[dict[str, Any] | None, str | None]:
     """(arrays of preview_<tag>.npz, None), or (None, why it cannot be drawn)."""
     import zipfile
@@ -387,7 +372,9 @@ def _load_preview(run, tag: str) -> tuple[dict[str, Any] | None, str | None]:
             pv = {k: z[k] for k in z.files}
     except Exception as exc:  # a torn or foreign file: say so, draw nothing
         return None, f"{npz.name} is unreadable ({type(exc).__name__}: {_one_line(exc, 80)})"
-    problem = _check_preview(pv)
+    from ..core.preview import preview_problem
+
+    problem = preview_problem(pv)
     if problem:
         return None, f"{npz.name} cannot be drawn: {problem}"
     return pv, None
@@ -405,6 +392,7 @@ def _preview_section(console, pv: dict[str, Any], tag: str, sample: int | None, 
         overlay_legend,
         pred_from_prob,
     )
+    from ..richtext import segments_text
 
     k = pv["truth"].shape[0]
     names = [str(n) for n in np.atleast_1d(pv.get("names", []))]
@@ -421,27 +409,15 @@ def _preview_section(console, pv: dict[str, Any], tag: str, sample: int | None, 
         image, truth, pred = pv["images"][i], pv["truth"][i], pred_from_prob(pv["prob"][i])
         if colour:
             for row in colour_panels(image, truth, pred, panel_width, gap):
-                console.print(_segments_text(row), no_wrap=True, overflow="crop")
+                console.print(segments_text([row]), no_wrap=True, overflow="crop")
         else:
             for line in ascii_panels(image, truth, pred, panel_width, gap, legend=False):
                 console.print(Text(line), no_wrap=True, overflow="crop")
     if colour:
-        console.print(_segments_text(overlay_legend()))
+        console.print(segments_text([overlay_legend()]))
     else:
         console.print(Text(ASCII_PANELS_LEGEND))
         console.print(Text("truth: # foreground; prediction: + foreground (probability > 0.5)"))
-
-
-def _segments_text(row):
-    from rich.color import Color
-    from rich.style import Style
-    from rich.text import Text
-
-    text = Text()
-    for s, fg, bg in row:
-        style = Style(color=Color.from_rgb(*fg) if fg else None, bgcolor=Color.from_rgb(*bg) if bg else None)
-        text.append(s, style=style)
-    return text
 
 
 def _file_problems(run, state: str, st: dict[str, Any], metrics: list[dict[str, Any]]) -> list[str]:

@@ -110,3 +110,18 @@ def ascii_overlay(truth: np.ndarray, pred: np.ndarray, width: int | None = None)
             row.append("@" if tb and pb else "#" if tb else "+" if pb else ".")
         lines.append("".join(row))
     return lines
+
+
+def preview_problem(pv: dict[str, Any]) -> str | None:
+    """Why a loaded preview npz cannot be drawn, or None."""
+    for key in ("images", "truth", "prob"):
+        if key not in pv:
+            return f"it has no '{key}' array"
+    truth, prob, images = pv["truth"], pv["prob"], pv["images"]
+    if truth.ndim != 3 or prob.shape != truth.shape:
+        return f"truth {truth.shape} and prob {prob.shape} should both be [K, H, W]"
+    if images.ndim not in (3, 4) or images.shape[:3] != truth.shape:
+        return f"images {images.shape} do not match truth {truth.shape}"
+    if truth.shape[0] == 0 or 0 in truth.shape[1:]:
+        return "it holds no samples"
+    return None

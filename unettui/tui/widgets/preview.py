@@ -10,8 +10,6 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-from rich.color import Color
-from rich.style import Style
 from rich.text import Text
 from textual import work
 from textual.binding import Binding, BindingType
@@ -21,8 +19,9 @@ from textual.widget import Widget
 from textual.worker import get_current_worker
 
 from ...core import render
-from ...core.preview import preview_paths, sample_dice
+from ...core.preview import preview_problem, preview_paths, sample_dice
 from ...core.store import RunStore
+from ...richtext import segments_text
 
 TAGS = ("best", "last")
 GAP = 2
@@ -34,19 +33,6 @@ MAX_ZOOM = 8  # the overlay-only view enlarges small images by whole pixels, at 
 # ---------------------------------------------------------------------------
 
 
-def check_preview(pv: dict[str, Any]) -> str | None:
-    """Why a loaded preview npz cannot be drawn, or None."""
-    for key in ("images", "truth", "prob"):
-        if key not in pv:
-            return f"it has no '{key}' array"
-    truth, prob, images = pv["truth"], pv["prob"], pv["images"]
-    if truth.ndim != 3 or prob.shape != truth.shape:
-        return f"truth {truth.shape} and prob {prob.shape} should both be [K, H, W]"
-    if images.ndim not in (3, 4) or images.shape[:3] != truth.shape:
-        return f"images {images.shape} do not match truth {truth.shape}"
-    if truth.shape[0] == 0 or 0 in truth.shape[1:]:
-        return "it holds no samples"
-    return None
 
 
 def read_preview(npz: Path) -> tuple[dict[str, Any] | None, str | None]:
@@ -58,26 +44,11 @@ def read_preview(npz: Path) -> tuple[dict[str, Any] | None, str | None]:
             pv = {k: z[k] for k in z.files}
     except Exception as exc:  # noqa: BLE001  (a torn or foreign file: say so, draw nothing)
         return None, f"{npz.name} is unreadable ({type(exc).__name__}: {' '.join(str(exc).split())[:80]})"
-    problem = check_preview(pv)
+    problem = preview_problem(pv)
     return (None, f"{npz.name} cannot be drawn: {problem}") if problem else (pv, None)
 
 
 @lru_cache(maxsize=65536)
-def _style(fg: render.RGB | None, bg: render.RGB | None) -> Style:
-    return Style(color=Color.from_rgb(*fg) if fg else None, bgcolor=Color.from_rgb(*bg) if bg else None)
-
-
-def segments_text(rows: list[render.Row]) -> Text:
-    """core.render segment rows ``(text, fg, bg)`` as one rich Text, a line per row."""
-    text = Text(no_wrap=True, overflow="crop", end="")
-    for y, row in enumerate(rows):
-        if y:
-            text.append("\n")
-        for s, fg, bg in row:
-            text.append(s, _style(fg, bg))
-    return text
-
-
 # ---------------------------------------------------------------------------
 # Geometry: how wide a panel may be so that it fits the rows there are
 # ---------------------------------------------------------------------------
@@ -337,7 +308,7 @@ class PreviewPanel(Widget, can_focus=True):
         try:
             text = draw_preview(pv, i, width=key[0], height=key[1], colour=colour, overlay_only=overlay_only,
                                 title=title)
-        except Exception as exc:  # noqa: BLE001  (odd arrays that passed check_preview: say so, keep running)
+        except Exception as exc:  # noqa: BLE001  (odd arrays that passed preview_problem: say so, keep running)
             text = Text(f"{title}\ncannot draw this sample ({type(exc).__name__}: {exc})", no_wrap=True, end="")
         if not get_current_worker().is_cancelled:
             self.post_message(self.Drawn(key, text))
