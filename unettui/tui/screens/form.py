@@ -82,7 +82,28 @@ class IdValidator(Validator):
         return self.success()
 
 
-class ExperimentForm(ModalScreen[dict | None]):
+class _Form(ModalScreen[dict | None]):
+    """Save (ctrl+s, the Save button) and cancel (escape, the Cancel button) for both forms."""
+
+    BINDINGS: ClassVar = [Binding("ctrl+s", "save", "save"), Binding("escape", "cancel", "cancel")]
+
+
+    def action_save(self) -> None:  # pragma: no cover - each form defines it
+        raise NotImplementedError
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+    @on(Button.Pressed, "#save")
+    def _save_pressed(self) -> None:
+        self.action_save()
+
+    @on(Button.Pressed, "#cancel")
+    def _cancel_pressed(self) -> None:
+        self.action_cancel()
+
+
+class ExperimentForm(_Form):
     """Add or edit one experiment: a row per canonical key, prefilled with the entry's own value, the default
     from [defaults] as placeholder; an empty field means "not set" (the default applies). ctrl+s saves once
     every field is valid and the keys fit together; escape cancels (None).
@@ -102,7 +123,6 @@ class ExperimentForm(ModalScreen[dict | None]):
         #form-fields { height: 1fr; }
     }
     """
-    BINDINGS: ClassVar = [Binding("ctrl+s", "save", "save"), Binding("escape", "cancel", "cancel")]
 
     def __init__(self, title: str, values: dict[str, Any], exp_id: str | None, defaults: Config,
                  *, apply: Callable[[dict], Any] | None = None):
@@ -241,23 +261,13 @@ class ExperimentForm(ModalScreen[dict | None]):
                 return
         self.dismiss(result)
 
-    def action_cancel(self) -> None:
-        self.dismiss(None)
-
-    @on(Button.Pressed, "#save")
-    def _save_pressed(self) -> None:
-        self.action_save()
-
-    @on(Button.Pressed, "#cancel")
-    def _cancel_pressed(self) -> None:
-        self.action_cancel()
 
 
 SWEEP_HELP = ("One key=values per line; several values make the grid, one value is shared.\n"
               "e.g. optimizer=adam,sgd   lr=1e-4..1e-1:log4 (log-spaced)   dropout=0..0.5:6")
 
 
-class SweepForm(ModalScreen[dict | None]):
+class SweepForm(_Form):
     """Add a sweep: an id and ``key=a,b,c`` lines (ranges allowed), checked as you type with the expanded count.
 
     Dismisses ``{"id": str | None, "grid": {key: list or shared value}}`` (add_sweep's arguments)."""
@@ -272,7 +282,6 @@ class SweepForm(ModalScreen[dict | None]):
         #sweep-count { height: auto; }
     }
     """
-    BINDINGS: ClassVar = [Binding("ctrl+s", "save", "save"), Binding("escape", "cancel", "cancel")]
 
     def __init__(self, title: str = "Add a sweep", sweep_id: str | None = None, text: str = "",
                  *, apply: Callable[[dict], Any] | None = None):
@@ -368,16 +377,6 @@ class SweepForm(ModalScreen[dict | None]):
                 return
         self.dismiss(result)
 
-    def action_cancel(self) -> None:
-        self.dismiss(None)
-
-    @on(Button.Pressed, "#save")
-    def _save_pressed(self) -> None:
-        self.action_save()
-
-    @on(Button.Pressed, "#cancel")
-    def _cancel_pressed(self) -> None:
-        self.action_cancel()
 
 
 class ConfirmDialog(ModalScreen[bool]):
