@@ -151,3 +151,18 @@ def test_a_changed_definition_starts_from_scratch_not_from_the_old_checkpoint(tm
     # the same definition resumes: nothing left to do, metrics unchanged
     Trainer(Config(epochs=3, lr=3e-3, **TINY)).fit(run)
     assert run.metrics() == again
+
+
+def test_early_stopping_after_patience_epochs_without_a_better_val_dice(tmp_path):
+    run = RunStore(tmp_path).run("es")
+    run.path.mkdir(parents=True)
+    cfg = Config(epochs=30, early_stop_patience=2, lr=1e-12, **TINY)  # nothing is learned: val Dice stalls
+    result = Trainer(cfg).fit(run)
+    s = result.summary
+    assert result.state == "done" and s["stopped_early"] is True
+    assert s["epochs_done"] == s["best_epoch"] + 2 < 30
+    assert [m["epoch"] for m in run.metrics()] == list(range(1, s["epochs_done"] + 1))
+    assert run.file("preview_last.npz").exists()
+    # resuming a run that stopped early trains nothing more
+    again = Trainer(cfg).fit(run)
+    assert again.summary["epochs_done"] == s["epochs_done"]

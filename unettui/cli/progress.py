@@ -19,7 +19,8 @@ def epoch_line(exp_id: str, epochs: int, rec: dict[str, Any]) -> str:
 def end_line(exp: Experiment, state: str, summary: dict[str, Any], error: str | None) -> str:
     if state == "done":
         return (f"{exp.id}: done, best val_dice {summary['best_val_dice']:.4f} (epoch {summary['best_epoch']}), "
-                f"final val_dice {summary['final_val_dice']:.4f}, {summary['seconds']:.1f}s")
+                f"final val_dice {summary['final_val_dice']:.4f}, {summary['seconds']:.1f}s"
+                + (f", stopped early after epoch {summary['epochs_done']}" if summary.get("stopped_early") else ""))
     if state == "interrupted":
         why = f" ({error})" if error else ""
         return f"{exp.id}: interrupted after epoch {summary.get('epochs_done', 0)}{why}; run again to resume"

@@ -68,6 +68,7 @@ class Config:
     augment_histeq: bool = False
     # loop
     epochs: int = 20
+    early_stop_patience: int = 0  # stop after this many epochs without a better val Dice; 0: never
     batch_size: int = 8
     seed: int = 0
     amp: str = "auto"
@@ -199,7 +200,7 @@ def _check_range(key: str, v: Any, where: str) -> None:
         need(v >= 1, "must be >= 1")
     elif key in ("image_size",):
         need(v >= 2, "must be >= 2")
-    elif key in ("lr_patience", "preview_count", "seed", "data_seed"):
+    elif key in ("lr_patience", "preview_count", "seed", "data_seed", "early_stop_patience"):
         need(v >= 0, "must be >= 0")
 
 

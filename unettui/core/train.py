@@ -268,7 +268,14 @@ class Trainer:
             "epochs": self.cfg.epochs,
             "seconds": round(sum(h["seconds"] for h in self.history), 3),
             "val_on_train": self.val_on_train,
+            "stopped_early": self.stopped_early(),
         }
+
+    def stopped_early(self) -> bool:
+        """Early stopping: ``early_stop_patience`` epochs in a row without a better val Dice (derived from the
+        history, so a resumed run decides exactly as an uninterrupted one)."""
+        patience = self.cfg.early_stop_patience
+        return bool(patience and self.best and self.epoch - self.best["epoch"] >= patience)
 
     def fit(self, run: Run | None = None, events: Events | None = None, run_id: str | None = None) -> Result:
         """Train to ``cfg.epochs``, resuming from ``run``'s checkpoint when it has one for the same config."""
@@ -292,7 +299,7 @@ class Trainer:
         if ev.on_start:
             ev.on_start({**self.describe(), "resumed_epoch": self.epoch if resumed else None})
         try:
-            while self.epoch < self.cfg.epochs:
+            while self.epoch < self.cfg.epochs and not self.stopped_early():
                 t0 = time.perf_counter()
                 train_loss, train_dice = self.train_epoch(ev.on_batch, ev.should_stop)
                 lr = self.optimizer.param_groups[0]["lr"]
@@ -318,7 +325,7 @@ class Trainer:
                 if run is not None:
                     if improved:
                         save_preview(run.path, "best", epoch=self.epoch, **self.predict_preview())
-                    if self.epoch == self.cfg.epochs:
+                    if self.epoch == self.cfg.epochs or self.stopped_early():
                         save_preview(run.path, "last", epoch=self.epoch, **self.predict_preview())
                     # checkpoint first (it holds the history), then the metrics line and summary
                     self.save_checkpoint(run.file(CHECKPOINT))
