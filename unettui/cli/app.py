@@ -245,6 +245,7 @@ def bench(
 # the other command groups register themselves on the same app
 from . import queue_cmds, inspect_cmds  # noqa: E402,F401
 from . import lrfind_cmd  # noqa: E402,F401
+from . import study_cmds  # noqa: E402,F401
 
 
 def main() -> None:

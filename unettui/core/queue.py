@@ -47,6 +47,7 @@ class Queue:
     defaults: Config
     experiments: list[Experiment]
     problems: list[ConfigError]  # every problem found, including those attached to experiments
+    studies: list[Any] = field(default_factory=list)  # core.study.StudyStatus of each valid [[study]], in file order
 
     def get(self, exp_id: str) -> Experiment | None:
         return next((e for e in self.experiments if e.id == exp_id), None)
@@ -86,11 +87,18 @@ def load_queue(project: Path) -> Queue:
         raise QueueError(f"{path}: not valid TOML: {exc}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise QueueError(f"{path}: cannot be read: {exc}") from None
-    return parse_queue(data, path)
+    from .store import RunStore
+
+    return parse_queue(data, path, store=RunStore(path.parent))
 
 
-def parse_queue(data: dict[str, Any], path: Path, text: str | None = None) -> Queue:
-    """Expand parsed TOML ``data``; ``text`` (read from ``path`` when left out) gives entry order and lines."""
+def parse_queue(data: dict[str, Any], path: Path, text: str | None = None, store: Any = None) -> Queue:
+    """Expand parsed TOML ``data``; ``text`` (read from ``path`` when left out) gives entry order and lines.
+
+    ``store`` (a RunStore) lets [[study]] entries expand past their first stage: a later stage's
+    experiments appear once every run of the earlier stages is finished. Without it only stage 1 expands.
+    Studies expand at their position in the file, like sweeps.
+    """
     name = path.name
     if text is None:
         try:
@@ -100,7 +108,7 @@ def parse_queue(data: dict[str, Any], path: Path, text: str | None = None) -> Qu
     problems: list[ConfigError] = []
     for key in data:
         if key not in TOP_LEVEL:
-            problems.append(ConfigError(name, key, "unknown top-level entry; use [defaults], [[experiment]] or [[sweep]]"))
+            problems.append(ConfigError(name, key, "unknown top-level entry; use [defaults], [[experiment]], [[sweep]] or [[study]]"))
 
     defaults = DEFAULTS
     raw_defaults = data.get("defaults", {})
@@ -112,19 +120,23 @@ def parse_queue(data: dict[str, Any], path: Path, text: str | None = None) -> Qu
         raise QueueError(str(exc)) from None
 
     experiments: list[Experiment] = []
-    for section in ("experiment", "sweep"):
+    for section in ("experiment", "sweep", "study"):
         entries = data.get(section, [])
         if not isinstance(entries, list):
             raise QueueError(f"{path}: '{section}' must be an array of tables: [[{section}]]")
     # keep file order between [[experiment]] and [[sweep]] entries: tomllib loses it, so recover it from the text
     order = _entry_order(text, data)
+    studies: list[Any] = []
+    study_problems: list[ConfigError] = []
     for section, index, line in order:
         entry = data[section][index]
         at = f" (line {line})" if line else ""
         if section == "experiment":
             experiments.append(_experiment(entry, index, defaults, name, at))
-        else:
+        elif section == "sweep":
             experiments.extend(_sweep(entry, index, defaults, name, at))
+        else:
+            experiments.extend(_study(entry, index, defaults, name, at, store, studies, study_problems))
 
     _point_at_key_lines(text, experiments)
     seen: dict[str, Experiment] = {}
@@ -134,7 +146,8 @@ def parse_queue(data: dict[str, Any], path: Path, text: str | None = None) -> Qu
         else:
             seen[exp.id] = exp
     problems.extend(e.error for e in experiments if e.error)
-    return Queue(path=path, defaults=defaults, experiments=experiments, problems=problems)
+    problems.extend(study_problems)
+    return Queue(path=path, defaults=defaults, experiments=experiments, problems=problems, studies=studies)
 
 
 def _point_at_key_lines(text: str, experiments: list[Experiment]) -> None:
@@ -157,14 +170,14 @@ def _point_at_key_lines(text: str, experiments: list[Experiment]) -> None:
 
 def _entry_order(text: str, data: dict[str, Any]) -> list[tuple[str, int, int | None]]:
     """(section, index, line) of the [[experiment]] / [[sweep]] headers in the order they appear in the text."""
-    counts = {"experiment": 0, "sweep": 0}
+    counts = {"experiment": 0, "sweep": 0, "study": 0}
     order: list[tuple[str, int, int | None]] = []
-    for m in re.finditer(r"^[ \t]*\[\[[ \t]*(experiment|sweep)[ \t]*\]\]", text, re.M):
+    for m in re.finditer(r"^[ \t]*\[\[[ \t]*(experiment|sweep|study)[ \t]*\]\]", text, re.M):
         sec = m.group(1)
         if counts[sec] < len(data.get(sec, [])):
             order.append((sec, counts[sec], text.count("\n", 0, m.start()) + 1))
             counts[sec] += 1
-    for sec in ("experiment", "sweep"):  # inline arrays of tables that the regex did not see
+    for sec in ("experiment", "sweep", "study"):  # inline arrays of tables that the regex did not see
         for i in range(counts[sec], len(data.get(sec, []))):
             order.append((sec, i, None))
     return order
@@ -235,3 +248,20 @@ def _sweep(entry: dict[str, Any], index: int, defaults: Config, name: str, at: s
             exp.error = exc
         out.append(exp)
     return out
+
+
+def _study(entry: Any, index: int, defaults: Config, name: str, at: str, store: Any,
+           studies: list[Any], extra_problems: list[ConfigError]) -> list[Experiment]:
+    """The experiments of one [[study]] so far (see core/study.py); an invalid study gives one invalid
+    placeholder experiment carrying its first problem (the others go to the queue's problems)."""
+    from .study import expand, parse_study
+
+    study, found = parse_study(entry, index, name, at)
+    if study is None:
+        sid = entry.get("id") if isinstance(entry, dict) else None
+        origin = f"[[study]] '{sid}'{at}" if isinstance(sid, str) and safe_id(sid) == sid else f"[[study]] #{index + 1}{at}"
+        extra_problems.extend(found[1:])
+        return [Experiment(id=f"invalid-study-{index + 1}", origin=origin, error=found[0])]
+    exps, status = expand(study, defaults, store, name)
+    studies.append(status)
+    return exps

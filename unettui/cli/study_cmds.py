@@ -1,0 +1,275 @@
+"""Staged studies: `unettui study ls`, `unettui study show ID`, `unettui report STUDY` (no torch, no textual)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from .common import ProjectOpt, app, fail, load_queue_or_fail
+
+study_app = typer.Typer(
+    help="Staged studies (the study tables of experiments.toml): one hyper-parameter family per stage, each stage "
+         "carrying the best setting forward. Train them with `unettui run --headless`.\n\n"
+         "Example: unettui study ls",
+    no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.add_typer(study_app, name="study")
+
+METRIC_COLUMNS = (("final_train_loss", "train loss"), ("final_train_dice", "train Dice"),
+                  ("final_val_loss", "val loss"), ("final_val_dice", "val Dice"))
+
+
+def _show(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float):
+        return f"{v:g}"
+    return str(v)
+
+
+def _num(v: Any) -> str:
+    return "-" if not isinstance(v, (int, float)) or isinstance(v, bool) else f"{v:.4f}"
+
+
+def _values(d: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={_show(v)}" for k, v in d.items()) or "-"
+
+
+def _studies(project: Path):
+    queue = load_queue_or_fail(project)
+    return queue, queue.studies
+
+
+def _find(project: Path, study_id: str):
+    """The StudyStatus of ``study_id``, or a one-line error naming the study's problem or the known studies."""
+    import difflib
+
+    queue, studies = _studies(project)
+    for s in studies:
+        if s.id == study_id:
+            return s
+    for p in queue.problems:  # an invalid study: say why
+        if f"[[study]] '{study_id}'" in p.where:
+            fail(str(p))
+    ids = [s.id for s in studies]
+    close = difflib.get_close_matches(study_id, ids, n=1)
+    hint = f"did you mean '{close[0]}'? " if close else ""
+    fail(f"no study '{study_id}' in {queue.path.name}; {hint}" + (f"studies: {', '.join(ids)}" if ids else "it defines no [[study]]"))
+
+
+def _describe(status) -> str:
+    st = status.study
+    parts = [f"metric {st.metric} ({st.direction})"]
+    if st.fractions:
+        parts.append("train_fraction " + ", ".join(_show(f) for f in st.fractions) + " (score = mean)")
+    if st.base:
+        parts.append("base " + _values(st.base))
+    return "; ".join(parts)
+
+
+def _table(head: list[str], rows: list[list[str]], right: set[int] = frozenset()) -> list[str]:
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(head)]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+
+    return [line(head), line(["-" * w for w in widths])] + [line(r) for r in rows]
+
+
+@study_app.command("ls")
+def study_ls(project: Path = ProjectOpt) -> None:
+    """Every study of experiments.toml: its stages with state (waiting, running, done), finished/total runs and the winner so far.
+
+    Example: unettui study ls -p my-study
+    """
+    queue, studies = _studies(project)
+    if not studies:
+        bad = [p for p in queue.problems if "[[study]]" in p.where]
+        typer.echo("no valid [[study]] in experiments.toml" + (f" ({len(bad)} problem(s): see `unettui check`)" if bad else ""))
+        return
+    for s in studies:
+        typer.echo(f"{s.id}: {len(s.stages)} stage{'s' if len(s.stages) != 1 else ''}; {_describe(s)}")
+        rows = []
+        for n, st in enumerate(s.stages, 1):
+            if st.state == "done":
+                win = f"{_values(st.winner or {})} ({st.how})"
+            elif st.winner:
+                win = f"leading: {_values(st.winner)}"
+            else:
+                win = "-"
+            rows.append([str(n), st.name, st.state, f"{st.finished}/{st.planned}", win])
+        for line in _table(["#", "stage", "state", "runs", "winner"], rows, right={0, 3}):
+            typer.echo("  " + line)
+        if s.done:
+            typer.echo(f"  final: {_values(s.final())}")
+
+
+@study_app.command("show")
+def study_show(study_id: str = typer.Argument(..., metavar="ID", help="The study's id."), project: Path = ProjectOpt) -> None:
+    """One study, stage by stage: each configuration's score per train fraction and their mean, the winner marked (*) and why it won.
+
+    Example: unettui study show opt -p my-study
+    """
+    s = _find(project, study_id)
+    typer.echo(f"study {s.id}: {_describe(s)}")
+    metric = s.study.metric
+    for n, st in enumerate(s.stages, 1):
+        typer.echo("")
+        carried = f"; on {_values(st.carried)}" if st.carried else ""
+        typer.echo(f"stage {n} {st.name}: {st.state}, {st.finished}/{st.planned} runs finished{carried}")
+        if st.state == "waiting":
+            typer.echo("  waits until every run of the earlier stages is finished")
+            continue
+        fracs = [r.fraction for r in st.configs[0].runs] if st.configs else []
+        fhead = [f"f={_show(f)}" if f is not None else metric for f in fracs]
+        head = ["", *st.varied, *fhead, "mean", "spread"]
+        rows = []
+        for c in st.configs:
+            mark = "*" if st.winner == c.values else ""
+            cells = []
+            for r in c.runs:
+                cells.append(_num(r.value) if r.value is not None else r.state if r.state != "done" else "no metric")
+            rows.append([mark, *[_show(c.values[k]) for k in st.varied], *cells, _num(c.score), _num(c.spread)])
+        for line in _table(head, rows, right=set(range(1 + len(st.varied), len(head)))):
+            typer.echo("  " + line)
+        if st.state == "done":
+            typer.echo(f"  winner: {_values(st.winner or {})} ({st.how}: {st.why})")
+        elif st.winner:
+            typer.echo(f"  leading: {_values(st.winner)} ({st.why})")
+    typer.echo("")
+    typer.echo(("final configuration: " if s.done else "configuration so far: ") + _values(s.final()))
+
+
+class ReportFormat(str, Enum):
+    md = "md"
+    csv = "csv"
+
+
+def _mean(xs: list[float]) -> float | None:
+    xs = [x for x in xs if isinstance(x, (int, float)) and not isinstance(x, bool)]
+    return sum(xs) / len(xs) if xs else None
+
+
+def report_markdown(s) -> str:
+    """The study as the course report had it: per stage a table of runs, group averages, the winner; the final configuration."""
+    study = s.study
+    out = [f"# Study `{s.id}`", "", f"Metric `{study.metric}` ({study.direction})"
+           + (f"; every configuration at train_fraction {', '.join(_show(f) for f in study.fractions)}, scored by the mean"
+              if study.fractions else "") + ".", ""]
+    if study.base:
+        out += [f"Base (on top of [defaults]): {_values(study.base)}.", ""]
+    for n, st in enumerate(s.stages, 1):
+        out += [f"## Stage {n}: {st.name} ({st.state})", ""]
+        if st.carried:
+            out += [f"Carried from earlier stages: {_values(st.carried)}.", ""]
+        if st.state == "waiting":
+            out += [f"Waiting: {st.planned} runs expand once every run of the earlier stages is finished.", ""]
+            continue
+        keys = list(st.varied) + (["train_fraction"] if study.fractions else [])
+        head = keys + [label for _, label in METRIC_COLUMNS] + ["score", "note"]
+        out.append("| " + " | ".join(head) + " |")
+        out.append("|" + "|".join("---" if i < len(keys) else "---:" for i in range(len(head) - 1)) + "|---|")
+        for c in st.configs:
+            for r in c.runs:
+                summ = r.summary or {}
+                vals = [_show(c.values[k]) for k in st.varied] + ([_show(r.fraction)] if study.fractions else [])
+                metrics = [_num(summ.get(key)) for key, _ in METRIC_COLUMNS]
+                mark = "**winner**" if st.state == "done" and st.winner == c.values else ("" if r.state == "done" else r.state)
+                out.append("| " + " | ".join(vals + metrics + [_num(c.score), mark]) + " |")
+        out.append("")
+        for key in keys:  # group averages per value of each varied key (the report's "Avg Val Dice" per scheduler)
+            groups: dict[str, list[dict[str, Any]]] = {}
+            for c in st.configs:
+                for r in c.runs:
+                    v = r.fraction if key == "train_fraction" else c.values[key]
+                    groups.setdefault(_show(v), []).append((r.summary or {}) if r.state == "done" else {})
+            if len(groups) < 2 and len(keys) == 1:
+                continue
+            out.append(f"| {key} | runs | mean val loss | mean val Dice |")
+            out.append("|---|---:|---:|---:|")
+            for v, summs in groups.items():
+                done = [x for x in summs if x]
+                out.append(f"| {v} | {len(done)}/{len(summs)} | {_num(_mean([x.get('final_val_loss') for x in done]))} "
+                           f"| {_num(_mean([x.get('final_val_dice') for x in done]))} |")
+            out.append("")
+        if st.state == "done":
+            out += [f"Winner: **{_values(st.winner or {})}** ({st.how}: {st.why}).", ""]
+        elif st.winner:
+            out += [f"Leading so far: {_values(st.winner)} ({st.why}).", ""]
+    out += ["## Final configuration" if s.done else "## Configuration so far (not every stage is done)", "", "```toml"]
+    out += [f"{k} = {_toml(v)}" for k, v in s.final().items()] or ["# the study base is [defaults]"]
+    out += ["```", ""]
+    return "\n".join(out)
+
+
+def _toml(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return f'"{v}"'
+    if isinstance(v, float):
+        return repr(v)
+    return str(v)
+
+
+CSV_METRICS = ("best_val_dice", "best_epoch", "final_train_loss", "final_train_dice", "final_val_loss",
+               "final_val_dice", "final_val_iou", "epochs_done", "seconds")
+
+
+def report_csv(s) -> str:
+    """One row per run: study, stage, id, state, every key any stage varies, train_fraction, metrics, score, winner."""
+    keys: list[str] = []
+    for st in s.stages:
+        keys += [k for k in st.varied if k not in keys]
+    if s.study.fractions and "train_fraction" not in keys:
+        keys.append("train_fraction")
+    head = ["study", "stage", "id", "state", *keys, *CSV_METRICS, "metric", "score", "winner"]
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(head)
+    for st in s.stages:
+        for c in st.configs:
+            for r in c.runs:
+                summ = r.summary or {}
+                vals = {**st.carried, **c.values}
+                if r.fraction is not None:
+                    vals["train_fraction"] = r.fraction
+                w.writerow([s.id, st.name, r.id, r.state, *[vals.get(k, "") for k in keys],
+                            *[summ.get(m, "") if summ.get(m) is not None else "" for m in CSV_METRICS],
+                            "" if r.value is None else r.value, "" if c.score is None else c.score,
+                            "yes" if st.state == "done" and st.winner == c.values else ""])
+    return buf.getvalue()
+
+
+@app.command()
+def report(
+    study_id: str = typer.Argument(..., metavar="STUDY", help="The study's id."),
+    output: Optional[Path] = typer.Argument(None, metavar="OUTPUT", help="File to write; stdout when left out.", dir_okay=False),
+    project: Path = ProjectOpt,
+    fmt: ReportFormat = typer.Option(ReportFormat.md, "--format", "-f", help="md (one table per stage, group averages, winners, final configuration) or csv (one row per run)."),
+) -> None:
+    """Write a staged study's report: per stage a Markdown table of its runs (configuration, final train loss, train Dice, val loss, val Dice, score), the mean val loss and val Dice per value of each varied key, the winner and why; then the final configuration (the study base plus every winner).
+
+    Example: unettui report opt study-opt.md -p my-study   (or --format csv for one row per run)
+    """
+    s = _find(project, study_id)
+    text = report_markdown(s) if fmt == ReportFormat.md else report_csv(s)
+    if output is None:
+        sys.stdout.write(text)
+        return
+    from ..core.store import atomic_write_text
+
+    try:
+        atomic_write_text(output, text)
+    except OSError as exc:
+        fail(f"cannot write {output}: {exc.strerror or exc}")
+    typer.echo(f"wrote the report of study '{s.id}' to {output}", err=True)
