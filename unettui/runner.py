@@ -150,6 +150,10 @@ class Runner:
                 queue = fresh
                 claimed = self.claim_next(queue, seen_invalid)
                 if claimed is None:
+                    if self._study_stage_pending(queue):
+                        # another runner is finishing a study stage whose successor we can then train
+                        time.sleep(min(self.heartbeat_interval, 1.0))
+                        continue
                     break
                 exp, run, _ = claimed
                 self.attempted.add(exp.id)
@@ -161,6 +165,14 @@ class Runner:
             for sig, handler in old.items():
                 signal.signal(sig, handler)
         return outcome
+
+    def _study_stage_pending(self, queue: Queue) -> bool:
+        """A study has a waiting stage while runs of an earlier one are still being trained elsewhere."""
+        waiting = any(st.state == "waiting" for study in queue.studies for st in study.stages)
+        if not waiting:
+            return False
+        busy = (self.store.run(e.id).state() == "running" for e in queue.experiments if e.valid)
+        return any(busy)
 
     def train(self, exp: Experiment, run: Run) -> str:
         """Train one claimed experiment; every failure is recorded in its run, never raised."""
