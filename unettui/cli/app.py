@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from .common import ProjectOpt, app, duration, fail, load_queue_or_fail
+from .common import ProjectOpt, app, duration, fail, load_queue_or_fail, write_output
 
 
 @app.command()
@@ -198,18 +198,10 @@ def export(
     Example: unettui export results.csv   (then pandas.read_csv("results.csv"))
     """
     from ..core.export import to_csv, to_markdown
-    from ..core.store import atomic_write_text
 
     rows = _rows(project, sort, desc)
     text = to_csv(rows) if fmt == Format.csv else to_markdown(rows)
-    if path is None:
-        sys.stdout.write(text)
-        return
-    try:
-        atomic_write_text(path, text)
-    except OSError as exc:
-        fail(f"cannot write {path}: {exc.strerror or exc}")
-    typer.echo(f"wrote {len(rows)} rows to {path}", err=True)
+    write_output(path, text, f"wrote {len(rows)} rows to {path}")
 
 
 @app.command()

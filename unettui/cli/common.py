@@ -69,3 +69,19 @@ def _root(ctx: typer.Context, project: Path = ProjectOpt) -> None:
     """Without a command: open the TUI on the project folder."""
     if ctx.invoked_subcommand is None:
         open_tui(project)
+
+
+def write_output(path: Path | None, text: str, done: str) -> None:
+    """Write ``text`` to stdout, or atomically to ``path`` and say ``done`` on stderr; one-line error if it can't."""
+    import sys
+
+    if path is None:
+        sys.stdout.write(text)
+        return
+    from ..core.store import atomic_write_text
+
+    try:
+        atomic_write_text(path, text)
+    except OSError as exc:
+        fail(f"cannot write {path}: {exc.strerror or exc}")
+    typer.echo(done, err=True)

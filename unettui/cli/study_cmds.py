@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import csv
 import io
-import sys
 from enum import Enum
 from pathlib import Path
 from typing import Any, Optional
 
 import typer
 
-from .common import ProjectOpt, app, fail, load_queue_or_fail
+from .common import ProjectOpt, app, fail, load_queue_or_fail, write_output
 
 study_app = typer.Typer(
     help="Staged studies (the study tables of experiments.toml): one hyper-parameter family per stage, each stage "
@@ -263,13 +262,4 @@ def report(
     """
     s = _find(project, study_id)
     text = report_markdown(s) if fmt == ReportFormat.md else report_csv(s)
-    if output is None:
-        sys.stdout.write(text)
-        return
-    from ..core.store import atomic_write_text
-
-    try:
-        atomic_write_text(output, text)
-    except OSError as exc:
-        fail(f"cannot write {output}: {exc.strerror or exc}")
-    typer.echo(f"wrote the report of study '{s.id}' to {output}", err=True)
+    write_output(output, text, f"wrote the report of study '{s.id}' to {output}")
