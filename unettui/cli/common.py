@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
-from typing import Any
 
 import typer
+
+from ..core.fmt import duration  # noqa: F401  (the CLI's commands import it from here)
 
 app = typer.Typer(
     name="unettui",
@@ -40,17 +40,6 @@ def load_queue_or_fail(project: Path, required: bool = True):
         if required:
             fail(str(exc))
         return None
-
-
-def duration(seconds: Any) -> str:
-    """12.3s, 4m05s or 2h03m; '-' for a missing or non-finite value."""
-    if not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or not math.isfinite(float(seconds)):
-        return "-"
-    s = float(seconds)
-    if s < 60:
-        return f"{s:.1f}s"
-    m, s = divmod(int(round(s)), 60)
-    return f"{m}m{s:02d}s" if m < 60 else f"{m // 60}h{m % 60:02d}m"
 
 
 def open_tui(project: Path, start_runner: bool = False, workers: int = 1) -> None:

@@ -12,6 +12,7 @@ from typing import Any, Optional
 
 import typer
 
+from ..core.fmt import value as fmt_value
 from .common import ProjectOpt, app, duration, fail, load_queue_or_fail
 
 POLL_SECONDS = 0.5  # `logs --follow` polling interval
@@ -89,14 +90,6 @@ def _fmt(v: Any, digits: int = 4) -> str:
 
 def _lr(v: Any) -> str:
     return f"{float(v):.3g}" if isinstance(v, (int, float)) and not isinstance(v, bool) else "-"
-
-
-def _value(v: Any) -> str:
-    if isinstance(v, float):
-        return f"{v:g}"
-    if isinstance(v, bool):
-        return str(v).lower()
-    return str(v)
 
 
 def _best(metrics: list[dict[str, Any]], summary: dict[str, Any] | None) -> tuple[float | None, int | None]:
@@ -258,11 +251,11 @@ def _config_section(console, cfg: dict[str, Any], title: str) -> None:
     extra = [k for k in cfg if k not in KEYS and k not in RUN_INFO_KEYS]
     rows: list[tuple[str, str, str | None]] = []
     if differ:
-        rows.append(("set:", "  ".join(f"{k}={_value(cfg[k])}" for k in differ), None))
+        rows.append(("set:", "  ".join(f"{k}={fmt_value(cfg[k])}" for k in differ), None))
     if same:
-        rows.append(("defaults:", "  ".join(f"{k}={_value(cfg[k])}" for k in same), "dim"))
+        rows.append(("defaults:", "  ".join(f"{k}={fmt_value(cfg[k])}" for k in same), "dim"))
     if extra:
-        rows.append(("other:", "  ".join(f"{k}={_value(cfg[k])}" for k in extra), "dim"))
+        rows.append(("other:", "  ".join(f"{k}={fmt_value(cfg[k])}" for k in extra), "dim"))
     info = []
     if cfg.get("resolved_device"):
         info.append(f"{cfg['resolved_device']}, amp {cfg.get('amp_dtype', '?')}")

@@ -10,6 +10,7 @@ from typing import Any, Optional
 
 import typer
 
+from ..core.fmt import value as fmt_value
 from .common import ProjectOpt, app, fail, load_queue_or_fail, write_output
 
 study_app = typer.Typer(
@@ -25,22 +26,12 @@ METRIC_COLUMNS = (("final_train_loss", "train loss"), ("final_train_dice", "trai
                   ("final_val_loss", "val loss"), ("final_val_dice", "val Dice"))
 
 
-def _show(v: Any) -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, float):
-        return f"{v:g}"
-    return str(v)
-
-
 def _num(v: Any) -> str:
     return "-" if not isinstance(v, (int, float)) or isinstance(v, bool) else f"{v:.4f}"
 
 
 def _values(d: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={_show(v)}" for k, v in d.items()) or "-"
+    return ", ".join(f"{k}={fmt_value(v)}" for k, v in d.items()) or "-"
 
 
 def _studies(project: Path):
@@ -69,7 +60,7 @@ def _describe(status) -> str:
     st = status.study
     parts = [f"metric {st.metric} ({st.direction})"]
     if st.fractions:
-        parts.append("train_fraction " + ", ".join(_show(f) for f in st.fractions) + " (score = mean)")
+        parts.append("train_fraction " + ", ".join(fmt_value(f) for f in st.fractions) + " (score = mean)")
     if st.base:
         parts.append("base " + _values(st.base))
     return "; ".join(parts)
@@ -113,7 +104,7 @@ def study_ls(project: Path = ProjectOpt) -> None:
 
 
 @study_app.command("show")
-def study_show(study_id: str = typer.Argument(..., metavar="ID", help="The study's id."), project: Path = ProjectOpt) -> None:
+def studyfmt_value(study_id: str = typer.Argument(..., metavar="ID", help="The study's id."), project: Path = ProjectOpt) -> None:
     """One study, stage by stage: each configuration's score per train fraction and their mean, the winner marked (*) and why it won.
 
     Example: unettui study show opt -p my-study
@@ -129,7 +120,7 @@ def study_show(study_id: str = typer.Argument(..., metavar="ID", help="The study
             typer.echo("  waits until every run of the earlier stages is finished")
             continue
         fracs = [r.fraction for r in st.configs[0].runs] if st.configs else []
-        fhead = [f"f={_show(f)}" if f is not None else metric for f in fracs]
+        fhead = [f"f={fmt_value(f)}" if f is not None else metric for f in fracs]
         head = ["", *st.varied, *fhead, "mean", "spread"]
         rows = []
         for c in st.configs:
@@ -137,7 +128,7 @@ def study_show(study_id: str = typer.Argument(..., metavar="ID", help="The study
             cells = []
             for r in c.runs:
                 cells.append(_num(r.value) if r.value is not None else r.state if r.state != "done" else "no metric")
-            rows.append([mark, *[_show(c.values[k]) for k in st.varied], *cells, _num(c.score), _num(c.spread)])
+            rows.append([mark, *[fmt_value(c.values[k]) for k in st.varied], *cells, _num(c.score), _num(c.spread)])
         for line in _table(head, rows, right=set(range(1 + len(st.varied), len(head)))):
             typer.echo("  " + line)
         if st.state == "done":
@@ -162,7 +153,7 @@ def report_markdown(s) -> str:
     """The study as the course report had it: per stage a table of runs, group averages, the winner; the final configuration."""
     study = s.study
     out = [f"# Study `{s.id}`", "", f"Metric `{study.metric}` ({study.direction})"
-           + (f"; every configuration at train_fraction {', '.join(_show(f) for f in study.fractions)}, scored by the mean"
+           + (f"; every configuration at train_fraction {', '.join(fmt_value(f) for f in study.fractions)}, scored by the mean"
               if study.fractions else "") + ".", ""]
     if study.base:
         out += [f"Base (on top of [defaults]): {_values(study.base)}.", ""]
@@ -180,7 +171,7 @@ def report_markdown(s) -> str:
         for c in st.configs:
             for r in c.runs:
                 summ = r.summary or {}
-                vals = [_show(c.values[k]) for k in st.varied] + ([_show(r.fraction)] if study.fractions else [])
+                vals = [fmt_value(c.values[k]) for k in st.varied] + ([fmt_value(r.fraction)] if study.fractions else [])
                 metrics = [_num(summ.get(key)) for key, _ in METRIC_COLUMNS]
                 mark = "**winner**" if st.state == "done" and st.winner == c.values else ("" if r.state == "done" else r.state)
                 out.append("| " + " | ".join(vals + metrics + [_num(c.score), mark]) + " |")
@@ -190,7 +181,7 @@ def report_markdown(s) -> str:
             for c in st.configs:
                 for r in c.runs:
                     v = r.fraction if key == "train_fraction" else c.values[key]
-                    groups.setdefault(_show(v), []).append((r.summary or {}) if r.state == "done" else {})
+                    groups.setdefault(fmt_value(v), []).append((r.summary or {}) if r.state == "done" else {})
             if len(groups) < 2 and len(keys) == 1:
                 continue
             out.append(f"| {key} | runs | mean val loss | mean val Dice |")

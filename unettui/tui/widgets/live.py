@@ -12,6 +12,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import ProgressBar, Sparkline, Static
 
+from ...core.fmt import duration as _duration
 from ..data import RunView
 
 # (metrics key, label, how to print a value); the order is the order on screen
@@ -24,14 +25,8 @@ CURVES: tuple[tuple[str, str, str], ...] = (
 
 
 def duration(seconds: Any) -> str:
-    """42s, 1m05s or 2h03m; '-' for a missing or non-finite value (whole seconds: an ETA has no decimals)."""
-    if not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or not math.isfinite(float(seconds)):
-        return "-"
-    s = max(0, round(float(seconds)))
-    if s < 60:
-        return f"{s}s"
-    m, s = divmod(s, 60)
-    return f"{m}m{s:02d}s" if m < 60 else f"{m // 60}h{m % 60:02d}m"
+    """Whole seconds: an ETA has no decimals."""
+    return _duration(seconds, whole=True)
 
 
 def _finite(v: Any) -> float | None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -18,6 +17,8 @@ from textual.widgets import DataTable, Input, Label, Static
 from textual.widgets.data_table import ColumnKey
 
 from ...core.export import to_csv
+from ...core.fmt import duration
+from ...core.fmt import value as fmt_value
 from ...core.store import atomic_write_text
 from ..filtering import (
     Condition,
@@ -52,29 +53,6 @@ NO_ARROW = "  "  # same width as an arrow, so a sorted header never needs a wide
 Cell = tuple[str, str, bool]  # text, rich style, right-justified
 
 
-def format_value(value: Any) -> str:
-    """A hyper-parameter value as the table shows it (floats in %g, so 1e-4 stays short)."""
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return f"{value:g}"
-    return str(value)
-
-
-def format_seconds(seconds: Any) -> str:
-    if not isinstance(seconds, (int, float)) or math.isnan(seconds):
-        return ""
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    minutes, secs = divmod(round(seconds), 60)
-    if minutes < 60:
-        return f"{minutes}m{secs:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m"
-
-
 def _metric(value: Any) -> str:
     return "" if value is None else f"{value:.4f}"
 
@@ -95,9 +73,9 @@ def _cells(row: dict[str, Any], columns: tuple[str, ...]) -> tuple[Cell, ...]:
             done, total = value or 0, row.get("epochs")
             out.append((f"{done}/{total}" if total else str(done), "", True))
         elif col == "seconds":
-            out.append((format_seconds(value), "", True))
+            out.append(("" if value is None else duration(value), "", True))
         else:
-            out.append((format_value(value), "", isinstance(value, (int, float)) and not isinstance(value, bool)))
+            out.append((fmt_value(value, missing=""), "", isinstance(value, (int, float)) and not isinstance(value, bool)))
     return tuple(out)
 
 
@@ -545,7 +523,7 @@ class ResultsPanel(Vertical):
             groups_table.clear()
         for value, n, dice, loss in groups:
             groups_table.add_row(
-                Text(format_value(value) or "(unset)"),
+                Text(fmt_value(value, missing="") or "(unset)"),
                 Text(str(n), justify="right"),
                 Text(_metric(dice), justify="right"),
                 Text(_metric(loss), justify="right"),
