@@ -14,6 +14,7 @@ depth = 2
 epochs = 2
 batch_size = 4
 preview_count = 2
+device = "cpu"  # CPU numbers are reproducible; the CUDA paths have their own tests
 """
 
 

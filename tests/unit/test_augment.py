@@ -187,10 +187,12 @@ def test_cuda_matches_cpu_without_syncs() -> None:
     images, masks = l_batch(8)
     spec = AugmentSpec(rotate=30, hflip=0.5, vflip=0.5)
     cpu_i, cpu_m = augment_batch(images, masks, spec, gen(11))
+    images, masks = images.cuda(), masks.cuda()  # these copies synchronise; augment_batch must not
+    torch.cuda.synchronize()
     previous = torch.cuda.get_sync_debug_mode()
     torch.cuda.set_sync_debug_mode("error")
     try:
-        gpu_i, gpu_m = augment_batch(images.cuda(), masks.cuda(), spec, gen(11))
+        gpu_i, gpu_m = augment_batch(images, masks, spec, gen(11))
     finally:
         torch.cuda.set_sync_debug_mode(previous)
     assert gpu_i.device.type == "cuda"

@@ -387,7 +387,7 @@ for i in range(10):
 
 
 def test_concurrent_adds_lose_nothing(proj):
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH")]))}
     procs = [subprocess.Popen([sys.executable, "-c", WORKER, str(proj), f"p{n}"], env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for n in range(3)]
     for p in procs:

@@ -10,7 +10,7 @@ import torch
 from unettui.core.config import Config
 from unettui.core.lrfind import LRFindResult, ascii_plot, lr_range_test, ramp, smooth, suggest
 
-TINY = Config(dataset="synthetic:nuclei", num_images=16, image_size=32, base_channels=4, depth=2, batch_size=4)
+TINY = Config(device="cpu", dataset="synthetic:nuclei", num_images=16, image_size=32, base_channels=4, depth=2, batch_size=4)
 
 
 @pytest.fixture(autouse=True)

@@ -10,7 +10,7 @@ from unettui.core.config import Config
 from unettui.core.store import RunStore
 from unettui.core.train import Events, Trainer
 
-TINY = dict(image_size=32, base_channels=4, depth=2, batch_size=4, num_images=16, preview_count=2)
+TINY = dict(device="cpu", image_size=32, base_channels=4, depth=2, batch_size=4, num_images=16, preview_count=2)
 
 
 def easy_folder(root, n=24, size=32, seed=0):
@@ -133,9 +133,12 @@ def test_amp_auto_is_off_on_the_cpu_and_cuda_is_refused_without_a_gpu():
     import torch
 
     assert Trainer(Config(epochs=1, **TINY)).amp_dtype is None
+    assert Trainer(Config(epochs=1, **{**TINY, "device": "auto"})).amp_dtype is (
+        torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else
+        torch.float16 if torch.cuda.is_available() else None)
     if not torch.cuda.is_available():
         with pytest.raises(RuntimeError, match="CUDA is not available"):
-            Trainer(Config(device="cuda", **TINY))
+            Trainer(Config(**{**TINY, "device": "cuda"}))
 
 
 def test_a_changed_definition_starts_from_scratch_not_from_the_old_checkpoint(tmp_path):
@@ -166,3 +169,24 @@ def test_early_stopping_after_patience_epochs_without_a_better_val_dice(tmp_path
     # resuming a run that stopped early trains nothing more
     again = Trainer(cfg).fit(run)
     assert again.summary["epochs_done"] == s["epochs_done"]
+
+
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("amp", ["auto", "fp16"])
+def test_a_cuda_run_resumes_on_cuda_and_on_the_cpu(tmp_path, amp):
+    """Resuming loads the checkpoint on the CPU (RNG states must stay CPU tensors) and moves the rest."""
+    cfg = Config(epochs=4, **{**TINY, "device": "cuda", "amp": amp})
+    run = RunStore(tmp_path).run("g")
+    run.path.mkdir(parents=True)
+    done = []
+    first = Trainer(cfg).fit(run, Events(on_epoch=lambda r: done.append(r["epoch"]), should_stop=lambda: len(done) >= 2))
+    assert first.state == "interrupted" and [m["epoch"] for m in run.metrics()] == [1, 2]
+    starts = []
+    result = Trainer(cfg).fit(run, Events(on_start=starts.append, should_stop=lambda: len(run.metrics()) >= 3))
+    assert starts[0]["resumed_epoch"] == 2 and result.state == "interrupted"
+    assert [m["epoch"] for m in run.metrics()] == [1, 2, 3]
+    if amp == "auto":  # device is not part of the definition: the same run goes on on the CPU
+        starts.clear()
+        result = Trainer(cfg.replace(device="cpu")).fit(run, Events(on_start=starts.append))
+        assert starts[0]["resumed_epoch"] == 3 and result.state == "done"
+        assert [m["epoch"] for m in run.metrics()] == [1, 2, 3, 4]

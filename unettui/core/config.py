@@ -84,7 +84,8 @@ class Config:
         return dataclasses.replace(self, **{key_to_field(k): v for k, v in changes.items()})
 
     def fingerprint(self) -> str:
-        """Stable hash of the training-relevant values (device and amp excluded: they don't change the result's meaning)."""
+        """Stable hash of the definition of a run, every key but ``device`` (where it runs doesn't change what it is;
+        ``amp = "auto"`` is hashed as written, so such a run resumes on a CPU or a GPU alike)."""
         d = {k: v for k, v in self.to_dict().items() if k not in ("device",)}
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 

@@ -284,7 +284,9 @@ class Trainer:
             ckpt_path = run.file(CHECKPOINT)
             resumed = False
             if ckpt_path.exists():
-                ckpt = torch.load(ckpt_path, map_location=self.device, weights_only=False)
+                # Loaded on the CPU: the RNG states must stay CPU tensors, and load_state_dict moves the weights
+                # and optimizer state to this trainer's device (so a run can resume on another device too).
+                ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
                 if ckpt.get("fingerprint") == self.cfg.fingerprint():
                     self.load_state_dict(ckpt)
                     resumed = True
