@@ -66,7 +66,7 @@ class Runner:
         self.heartbeat_interval = heartbeat_interval
         self.only = set(only) if only else None
         self.stale_after = stale_after
-        self.attempted: set[str] = set()
+        self.attempted: set[tuple[str, int | None]] = set()
         self.stop_requested = False
         self.token = uuid.uuid4().hex
         self._status_lock = threading.Lock()
@@ -92,6 +92,11 @@ class Runner:
         if not st:
             return "new"
         state = st.get("state")
+        if state == "done" and exp.budget is not None:
+            # a successive-halving survivor promoted to a further rung goes on from its checkpoint
+            summary = run.summary() or {}
+            done_to = int(summary.get("epochs_done") or st.get("epoch") or 0)
+            return "resume" if done_to < exp.target_epochs and not summary.get("stopped_early") else None
         if state in ("done", "failed"):
             return None
         if state == "running" and not Run.is_stale(st, timeout=self.stale_after):
@@ -101,7 +106,7 @@ class Runner:
     def claim_next(self, queue: Queue, seen_invalid: set[str]) -> tuple[Experiment, Run, str] | None:
         with FileLock(str(self.store.lock_path()), timeout=60):
             for exp in queue.experiments:
-                if (self.only is not None and exp.id not in self.only) or exp.id in self.attempted:
+                if (self.only is not None and exp.id not in self.only) or (exp.id, exp.budget) in self.attempted:
                     continue  # at most one attempt per experiment in one runner session
                 if not exp.valid:
                     if exp.id not in seen_invalid:
@@ -156,7 +161,7 @@ class Runner:
                         continue
                     break
                 exp, run, _ = claimed
-                self.attempted.add(exp.id)
+                self.attempted.add((exp.id, exp.budget))
                 state = self.train(exp, run)
                 getattr(outcome, state).append(exp.id)
             outcome.skipped_invalid = sorted(seen_invalid)
@@ -168,7 +173,8 @@ class Runner:
 
     def _study_stage_pending(self, queue: Queue) -> bool:
         """A study has a waiting stage while runs of an earlier one are still being trained elsewhere."""
-        waiting = any(st.state == "waiting" for study in queue.studies for st in study.stages)
+        # a waiting stage, or a running one whose next successive-halving rung depends on those runs
+        waiting = any(st.state != "done" for study in queue.studies for st in study.stages)
         if not waiting:
             return False
         busy = (self.store.run(e.id).state() == "running" for e in queue.experiments if e.valid)
@@ -216,7 +222,7 @@ class Runner:
                 on_epoch=on_epoch,
                 should_stop=lambda: self.stop_requested,
             )
-            result = trainer.fit(run, events, run_id=exp.id)
+            result = trainer.fit(run, events, run_id=exp.id, until_epoch=exp.budget)
             state, error, summary = result.state, result.error, result.summary
         except OSError as exc:
             # the machine, not the experiment: the run stays resumable from its last (intact) checkpoint

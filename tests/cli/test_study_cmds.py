@@ -150,3 +150,60 @@ scheduler = ["none", "step"]
     again = run_cli("run", "--headless", "--plain", "-p", str(proj))
     assert again.returncode == 0 and "finished: 0 done" in again.stdout, again.stdout
     assert {r.id for r in store.runs()} == set(runs)
+
+
+def test_real_halving_and_lr_search_stages(make_project):
+    """Successive halving trains survivors on from their checkpoints (same numbers as one straight run),
+    pruned runs stop at their rung; the next stage's lr search runs decades, then one bisection step."""
+    plain = "".join(f"[[experiment]]\nid = 'plain-{d}'\ndropout = {d}\n" for d in (0.0, 0.1, 0.2, 0.3))
+    proj = make_project(plain + """
+[[study]]
+id = "t"
+[[study.stage]]
+name = "h"
+dropout = [0.0, 0.1, 0.2, 0.3]
+halving = { min_epochs = 1, eta = 2 }
+[[study.stage]]
+name = "lr"
+lr_search = { from = 1e-3, to = 1e-2, steps = 1 }
+""", defaults=TINY_DEFAULTS)
+    out = run_cli("run", "--headless", "--plain", "--threads", "1", "-p", str(proj))
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "a successive-halving rung" in out.stdout
+    store = RunStore(proj)
+    h = [r for r in store.runs() if r.id.startswith("t-h-")]
+    done_to = {r.config()["dropout"]: len(r.metrics()) for r in h}
+    assert sorted(done_to.values()) == [1, 1, 2, 2]  # rung 1 keeps 4 // 2 = 2
+    for r in h:
+        if len(r.metrics()) == 2:  # a survivor: trained to epoch 1, then on to 2 from its checkpoint
+            d = r.config()["dropout"]
+            same = [{k: v for k, v in m.items() if k != "seconds"} for m in r.metrics()]
+            ref = [{k: v for k, v in m.items() if k != "seconds"} for m in store.run(f"plain-{d}").metrics()]
+            assert same == ref
+            assert r.status()["attempt"] == 2
+    out = run_cli("study", "show", "t", "-p", str(proj))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.count("pruned @1") == 2 and "epochs trained: 6 of 8" in out.stdout, out.stdout
+    lr_runs = sorted(r.config()["lr"] for r in store.runs() if r.id.startswith("t-lr-"))
+    assert len(lr_runs) == 3 and lr_runs[:1] == [0.001] and 0.01 in lr_runs  # the two powers, then 5e-3 or 9e-3
+    assert set(lr_runs) - {0.001, 0.01} <= {0.005, 0.09}  # 5 x the best power, or 9 x the top one
+    again = run_cli("run", "--headless", "--plain", "-p", str(proj))
+    assert again.returncode == 0 and "finished: 0 done" in again.stdout, again.stdout
+
+    # the report with its figures: one loss chart, one score chart and one prediction grid per stage
+    out = invoke("report", "-p", str(proj), str(proj / "rep.md"))
+    assert out.exit_code == 0, out.output
+    figs = sorted(p.name for p in (proj / "rep-figures").iterdir())
+    assert figs == ["stage1-h-loss.png", "stage1-h-predictions.png", "stage1-h-scores.png",
+                    "stage2-lr-loss.png", "stage2-lr-predictions.png", "stage2-lr-scores.png"]
+    import imageio.v3 as iio
+    assert iio.imread(proj / "rep-figures" / "stage1-h-scores.png").shape[2] == 3
+    md = (proj / "rep.md").read_text()
+    assert "![h: scores](rep-figures/stage1-h-scores.png)" in md and "pruned after epoch 1" in md
+    assert "epochs trained: 6 of 8 for the full grid (75 %)" in md and "- Best lr: 0.0" in md
+
+    # removing the study keeps every stage's run folders, and says so
+    out = invoke("rm", "t", "-p", str(proj))
+    assert out.exit_code == 0, out.output
+    assert "removed [[study]] t" in out.output and "runs/t-lr-" in out.output and "runs/t-h-" in out.output
+    assert "[[study]]" not in (proj / "experiments.toml").read_text()

@@ -298,7 +298,7 @@ def test_scanner_is_not_fooled_by_multiline_values():
     kinds = [k.kind for k in edit._scan(lines)]
     assert kinds == ["header", "content", "content", "content", "content", "content", "content", "content", "content",
                      "content", "comment", "blank", "comment", "blank", "header"]
-    assert edit._spans(edit._scan(lines)) == {"experiment": [(0, 11)], "sweep": []}
+    assert edit._spans(edit._scan(lines)) == {"experiment": [(0, 11)], "sweep": [], "study": []}
 
 
 # ---- retry --------------------------------------------------------------------------------

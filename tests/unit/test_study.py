@@ -108,8 +108,10 @@ def test_loss_metric_defaults_to_min(tmp_path):
     ("[[study]]\nid='s'\n[[study.stage]]\nname='a'\nscheduler=['none','step']\npin={lr=1e-3}\n",
      "stage 'a'", "pin.lr", "does not vary 'lr'; varied keys: scheduler"),
     ("[[study]]\nid='s'\n[[study.stage]]\nname='a'\noptimizer=['adam','adamm']\n", "stage 'a'", "optimizer", "did you mean 'adam'?"),
-    ("[[study]]\nid='s'\ntrain_fraction=[0.5]\n[[study.stage]]\nname='a'\ntrain_fraction=[0.4,0.8]\n",
-     "stage 'a'", "train_fraction", "already runs every configuration"),
+    ("[[study]]\nid='s'\n[[study.stage]]\nname='a'\ntrain_fraction=[0.4,0.4]\nlr=[1e-3,1e-2]\n",
+     "stage 'a'", "train_fraction", "repeats a fraction"),
+    ("[[study]]\nid='s'\n[[study.stage]]\nname='a'\ntrain_fraction=[0.4,0.8]\n",
+     "stage 'a'", None, "at least one key with a list of values"),
 ])
 def test_validation_problems(tmp_path, body, where, key, needle):
     q = load_queue(write(tmp_path, body))

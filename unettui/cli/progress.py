@@ -20,7 +20,9 @@ def end_line(exp: Experiment, state: str, summary: dict[str, Any], error: str | 
     if state == "done":
         return (f"{exp.id}: done, best val_dice {summary['best_val_dice']:.4f} (epoch {summary['best_epoch']}), "
                 f"final val_dice {summary['final_val_dice']:.4f}, {summary['seconds']:.1f}s"
-                + (f", stopped early after epoch {summary['epochs_done']}" if summary.get("stopped_early") else ""))
+                + (f", stopped early after epoch {summary['epochs_done']}" if summary.get("stopped_early") else "")
+                + (f", rung at epoch {summary['epochs_done']} of {summary['epochs']}"
+                   if not summary.get("stopped_early") and summary.get("epochs_done", 0) < summary.get("epochs", 0) else ""))
     if state == "interrupted":
         why = f" ({error})" if error else ""
         return f"{exp.id}: interrupted after epoch {summary.get('epochs_done', 0)}{why}; run again to resume"
@@ -54,6 +56,8 @@ class PlainReporter:
         self.count += 1
         what = f"resumed at epoch {info['resumed_epoch']}" if info.get("resumed_epoch") else "started"
         note = " (validating on the training images)" if info["val_on_train"] else ""
+        if exp.budget is not None and exp.target_epochs < exp.config.epochs:
+            note += f" (to epoch {exp.target_epochs} of {exp.config.epochs}: a successive-halving rung)"
         self.say(f"{exp.id}: {what} on {info['resolved_device']}, amp {info['amp_dtype']}, "
                  f"{info['n_train']} train / {info['n_val']} val images{note}")
 
@@ -88,7 +92,7 @@ class RichReporter(PlainReporter):
 
     def run_start(self, exp: Experiment, info: dict[str, Any]) -> None:
         super().run_start(exp, info)
-        epochs = exp.config.epochs
+        epochs = exp.target_epochs
         self.progress.start()
         done = info.get("resumed_epoch") or 0
         self.task = self.progress.add_task(exp.id, total=epochs, completed=done, info=f"epoch {done + 1}/{epochs}")

@@ -148,7 +148,10 @@ def rm(
     for e in removed:
         what = f"[[{e.section}]] {e.id}" + (f" ({len(e.experiments)} experiments)" if e.section == "sweep" else "")
         typer.echo(f"removed {what}")
-        kept += [x for x in e.experiments if store.run(x).exists()]
+        if e.section == "study":  # every stage's runs, not only the first stage's
+            kept += [r.id for r in store.runs() if r.id.startswith(e.id + "-")]
+        else:
+            kept += [x for x in e.experiments if store.run(x).exists()]
     if kept:
         typer.echo(f"run folders kept: {', '.join(f'runs/{x}/' for x in kept)} (results show them as 'not in queue')")
 

@@ -39,11 +39,18 @@ def _studies(project: Path):
     return queue, queue.studies
 
 
-def _find(project: Path, study_id: str):
-    """The StudyStatus of ``study_id``, or a one-line error naming the study's problem or the known studies."""
+def _find(project: Path, study_id: str | None):
+    """The StudyStatus of ``study_id`` (None: the only study), or a one-line error naming the study's problem or
+    the known studies."""
     import difflib
 
     queue, studies = _studies(project)
+    if study_id is None:
+        if len(studies) == 1:
+            return studies[0]
+        if not studies:
+            fail(f"{queue.path.name} defines no valid [[study]]; add one with `unettui study new --template quick`")
+        fail(f"{queue.path.name} defines {len(studies)} studies ({', '.join(s.id for s in studies)}); name one")
     for s in studies:
         if s.id == study_id:
             return s
@@ -73,6 +80,39 @@ def _table(head: list[str], rows: list[list[str]], right: set[int] = frozenset()
         return "  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
 
     return [line(head), line(["-" * w for w in widths])] + [line(r) for r in rows]
+
+
+class TemplateName(str, Enum):
+    quick = "quick"
+    seed = "seed"
+
+
+@study_app.command("new")
+def study_new(
+    template: TemplateName = typer.Option(..., "--template", "-t", help="quick (a few minutes: every stage kind) or seed "
+                                          "(the course study, six stages, about 35 min on 2 CPU cores)."),
+    study_id: Optional[str] = typer.Option(None, "--id", help="The study's id, also its experiments' id prefix (default: the template's name)."),
+    show: bool = typer.Option(False, "--print", help="Print the [[study]] table instead of adding it."),
+    project: Path = ProjectOpt,
+) -> None:
+    """Add a ready-made staged study to experiments.toml (created if the folder has none), keeping the file's comments and layout. Train it with `unettui run --headless`, then read `unettui report`.
+
+    Example: unettui study new --template quick
+    """
+    from ..core.edit import EditError
+    from ..core.templates import TEMPLATES, add_study, render_template
+
+    t = TEMPLATES[template.value]
+    try:
+        if show:
+            typer.echo(render_template(t.name, study_id), nl=False)
+            return
+        path, sid, created = add_study(project, t.name, study_id)
+    except (EditError, ValueError) as exc:
+        fail(str(exc))
+    typer.echo(f"{'created' if created else 'added to'} {path}: study '{sid}' ({t.summary}; {t.runtime} on 2 CPU cores)")
+    p = "" if str(project) == "." else f" -p {project}"
+    typer.echo(f"next: unettui run --headless{p}   then: unettui study show {sid}{p}, unettui report {sid}{p}")
 
 
 @study_app.command("ls")
@@ -121,15 +161,22 @@ def studyfmt_value(study_id: str = typer.Argument(..., metavar="ID", help="The s
             continue
         fracs = [r.fraction for r in st.configs[0].runs] if st.configs else []
         fhead = [f"f={fmt_value(f)}" if f is not None else metric for f in fracs]
-        head = ["", *st.varied, *fhead, "mean", "spread"]
+        halving = bool(st.rungs)
+        head = ["", *st.varied, *fhead, "mean", "spread"] + (["epochs", "halving"] if halving else [])
         rows = []
         for c in st.configs:
             mark = "*" if st.winner == c.values else ""
             cells = []
             for r in c.runs:
                 cells.append(_num(r.value) if r.value is not None else r.state if r.state != "done" else "no metric")
-            rows.append([mark, *[fmt_value(c.values[k]) for k in st.varied], *cells, _num(c.score), _num(c.spread)])
+            extra = []
+            if halving:
+                done = max(int((r.summary or {}).get("epochs_done") or 0) for r in c.runs)
+                extra = [f"{done}/{c.budget or '-'}", f"pruned @{c.pruned_at}" if c.pruned_at else ""]
+            rows.append([mark, *[fmt_value(c.values[k]) for k in st.varied], *cells, _num(c.score), _num(c.spread), *extra])
         for line in _table(head, rows, right=set(range(1 + len(st.varied), len(head)))):
+            typer.echo("  " + line)
+        for line in stage_notes(st):
             typer.echo("  " + line)
         if st.state == "done":
             typer.echo(f"  winner: {_values(st.winner or {})} ({st.how}: {st.why})")
@@ -137,6 +184,24 @@ def studyfmt_value(study_id: str = typer.Argument(..., metavar="ID", help="The s
             typer.echo(f"  leading: {_values(st.winner)} ({st.why})")
     typer.echo("")
     typer.echo(("final configuration: " if s.done else "configuration so far: ") + _values(s.final()))
+
+
+def stage_notes(st) -> list[str]:
+    """What a halving or lr-search stage adds to its table: rungs and compute saved, the best rate per group."""
+    out = []
+    if st.rungs:
+        share = f" ({100 * st.epochs_trained / st.epochs_full:.0f} %)" if st.epochs_full else ""
+        out.append(f"successive halving: rungs at epochs {', '.join(map(str, st.rungs))}; epochs trained: "
+                   f"{st.epochs_trained} of {st.epochs_full} for the full grid{share}")
+    if st.kind == "lr-search":
+        out.append("learning-rate search: one run per power of ten, then a bisection of the multiplier of the best one")
+        if st.tuned:
+            if len(st.tuned) == 1 and not st.tuned[0][0]:
+                out.append(f"best lr: {fmt_value(st.tuned[0][1]['lr'])}")
+            else:
+                out.append("best lr: " + "; ".join(f"{_values(g)}: {fmt_value(v['lr'])}" for g, v in st.tuned)
+                           + " (later stages use each one's own rate)")
+    return out
 
 
 class ReportFormat(str, Enum):
@@ -149,7 +214,7 @@ def _mean(xs: list[float]) -> float | None:
     return sum(xs) / len(xs) if xs else None
 
 
-def report_markdown(s) -> str:
+def report_markdown(s, figures: dict[str, list[str]] | None = None) -> str:
     """The study as the course report had it: per stage a table of runs, group averages, the winner; the final configuration."""
     study = s.study
     out = [f"# Study `{s.id}`", "", f"Metric `{study.metric}` ({study.direction})"
@@ -164,18 +229,26 @@ def report_markdown(s) -> str:
         if st.state == "waiting":
             out += [f"Waiting: {st.planned} runs expand once every run of the earlier stages is finished.", ""]
             continue
-        keys = list(st.varied) + (["train_fraction"] if study.fractions else [])
+        has_f = any(r.fraction is not None for c in st.configs for r in c.runs)
+        keys = list(st.varied) + (["train_fraction"] if has_f else [])
         head = keys + [label for _, label in METRIC_COLUMNS] + ["score", "note"]
         out.append("| " + " | ".join(head) + " |")
         out.append("|" + "|".join("---" if i < len(keys) else "---:" for i in range(len(head) - 1)) + "|---|")
         for c in st.configs:
             for r in c.runs:
                 summ = r.summary or {}
-                vals = [fmt_value(c.values[k]) for k in st.varied] + ([fmt_value(r.fraction)] if study.fractions else [])
+                vals = [fmt_value(c.values[k]) for k in st.varied] + ([fmt_value(r.fraction)] if has_f else [])
                 metrics = [_num(summ.get(key)) for key, _ in METRIC_COLUMNS]
                 mark = "**winner**" if st.state == "done" and st.winner == c.values else ("" if r.state == "done" else r.state)
+                if c.pruned_at:
+                    mark = f"pruned after epoch {c.pruned_at}"
                 out.append("| " + " | ".join(vals + metrics + [_num(c.score), mark]) + " |")
         out.append("")
+        notes = stage_notes(st)
+        if notes:
+            out += [f"- {n[0].upper()}{n[1:]}." for n in notes] + [""]
+        for fig in (figures or {}).get(st.name, []):
+            out += [f"![{st.name}: {Path(fig).stem.split('-')[-1]}]({fig})", ""]
         for key in keys:  # group averages per value of each varied key (the report's "Avg Val Dice" per scheduler)
             groups: dict[str, list[dict[str, Any]]] = {}
             for c in st.configs:
@@ -220,9 +293,9 @@ def report_csv(s) -> str:
     keys: list[str] = []
     for st in s.stages:
         keys += [k for k in st.varied if k not in keys]
-    if s.study.fractions and "train_fraction" not in keys:
+    if any(r.fraction is not None for st in s.stages for c in st.configs for r in c.runs) and "train_fraction" not in keys:
         keys.append("train_fraction")
-    head = ["study", "stage", "id", "state", *keys, *CSV_METRICS, "metric", "score", "winner"]
+    head = ["study", "stage", "id", "state", *keys, *CSV_METRICS, "metric", "score", "winner", "pruned_at"]
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(head)
@@ -236,21 +309,45 @@ def report_csv(s) -> str:
                 w.writerow([s.id, st.name, r.id, r.state, *[vals.get(k, "") for k in keys],
                             *[summ.get(m, "") if summ.get(m) is not None else "" for m in CSV_METRICS],
                             "" if r.value is None else r.value, "" if c.score is None else c.score,
-                            "yes" if st.state == "done" and st.winner == c.values else ""])
+                            "yes" if st.state == "done" and st.winner == c.values else "", c.pruned_at or ""])
     return buf.getvalue()
 
 
 @app.command()
 def report(
-    study_id: str = typer.Argument(..., metavar="STUDY", help="The study's id."),
+    study_id: Optional[str] = typer.Argument(None, metavar="STUDY", help="The study's id (default: the only study)."),
     output: Optional[Path] = typer.Argument(None, metavar="OUTPUT", help="File to write; stdout when left out.", dir_okay=False),
     project: Path = ProjectOpt,
     fmt: ReportFormat = typer.Option(ReportFormat.md, "--format", "-f", help="md (one table per stage, group averages, winners, final configuration) or csv (one row per run)."),
+    figures_dir: Optional[Path] = typer.Option(None, "--figures", help="Folder for the PNG figures (md only; default: OUTPUT's name + -figures beside it, or reports/STUDY/ in the project).", file_okay=False),
+    no_figures: bool = typer.Option(False, "--no-figures", help="Write no PNG figures."),
 ) -> None:
-    """Write a staged study's report: per stage a Markdown table of its runs (configuration, final train loss, train Dice, val loss, val Dice, score), the mean val loss and val Dice per value of each varied key, the winner and why; then the final configuration (the study base plus every winner).
+    """Write a staged study's report: per stage a Markdown table of its runs (configuration, final train loss, train Dice, val loss, val Dice, score), the mean val loss and val Dice per value of each varied key, the winner and why; then the final configuration (the study base plus every winner). With md, PNG figures per stage too (train/val loss curves, a bar chart of the score per configuration with the winner highlighted, the validation predictions of each configuration), linked from the report.
 
     Example: unettui report opt study-opt.md -p my-study   (or --format csv for one row per run)
     """
+    if study_id and output is None and (study_id.endswith((".md", ".csv")) or "/" in study_id):
+        if study_id not in {x.id for x in _studies(project)[1]}:  # `unettui report out.md`: the only study, to a file
+            study_id, output = None, Path(study_id)
     s = _find(project, study_id)
-    text = report_markdown(s) if fmt == ReportFormat.md else report_csv(s)
-    write_output(output, text, f"wrote the report of study '{s.id}' to {output}")
+    if fmt == ReportFormat.csv:
+        write_output(output, report_csv(s), f"wrote the report of study '{s.id}' to {output}")
+        return
+    figures: dict[str, list[str]] = {}
+    if not no_figures:
+        import os
+
+        from ..core.store import RunStore
+        from ..core.study_figures import write_study_figures
+
+        folder = figures_dir or ((output.parent / f"{output.stem}-figures") if output else project / "reports" / s.id)
+        base = (output.parent if output else project).resolve()
+        try:
+            written = write_study_figures(s, RunStore(project), folder)
+        except OSError as exc:
+            fail(f"cannot write the figures to {folder}: {exc.strerror or exc}; pass --figures DIR or --no-figures")
+        figures = {k: [os.path.relpath(Path(p).resolve(), base) for p in v] for k, v in written.items()}
+        n = sum(len(v) for v in written.values())
+        if n:
+            typer.echo(f"wrote {n} figure{'s' if n != 1 else ''} (loss curves, scores, predictions per stage) to {folder}", err=True)
+    write_output(output, report_markdown(s, figures), f"wrote the report of study '{s.id}' to {output}")

@@ -42,7 +42,7 @@ from .store import RunStore, atomic_write_text
 SWEEP_CONFIRM = 100  # a sweep of more experiments than this needs confirm_large=True (the CLI: --yes)
 LOCK_FILE = ".experiments.toml.lock"
 LOCK_TIMEOUT = 30.0  # seconds to wait for another edit (or the runner's claim) before giving up
-SECTIONS = ("experiment", "sweep")
+SECTIONS = ("experiment", "sweep", "study")
 RANGE_SYNTAX = "START..STOP:N (N evenly spaced values) or START..STOP:logN (N log-spaced values)"
 
 
@@ -644,7 +644,7 @@ def _nearest(word: str, ids: list[str]) -> str:
 
 
 def remove_entries(project: Path, ids: list[str]) -> list[Entry]:
-    """Remove [[experiment]] entries by id and whole [[sweep]] entries by the sweep's own id; all or nothing.
+    """Remove [[experiment]] entries by id and whole [[sweep]] and [[study]] entries by their own id; all or nothing.
     Runs in runs/ are not touched. Returns the removed entries."""
     if not ids:
         raise EditError("name the experiments or sweeps to remove")
@@ -665,6 +665,11 @@ def remove_entries(project: Path, ids: list[str]) -> list[Entry]:
                     k = sweep.experiments.index(want) + 1
                     raise EditError(f"'{want}' is item {k} of {len(sweep.experiments)} of [[sweep]] '{sweep.id}'; remove "
                                     f"the whole sweep (`unettui rm {sweep.id}`) or edit its lists in {path.name}")
+                study = next((e for e in entries if e.section == "study" and want.startswith(e.id + "-")), None)
+                if study:
+                    raise EditError(f"'{want}' is an experiment of [[study]] '{study.id}'; remove the whole study "
+                                    f"(`unettui rm {study.id}`; its runs stay in runs/), change its stages in {path.name}, "
+                                    f"or train it again with `unettui retry {want}`")
                 raise EditError(f"unknown id '{want}' in {path}; {_nearest(want, known)}")
             chosen += [e for e in own if e not in chosen]
 

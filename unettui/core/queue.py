@@ -35,6 +35,13 @@ class Experiment:
     overrides: dict[str, Any] = field(default_factory=dict)  # keys set by this entry (on top of [defaults])
     config: Config | None = None
     error: ConfigError | None = None
+    budget: int | None = None  # train only to this epoch for now (a study stage's successive-halving rung)
+
+    @property
+    def target_epochs(self) -> int:
+        """The epoch this experiment is to be trained to now: its budget, or the config's epochs."""
+        assert self.config is not None
+        return self.config.epochs if self.budget is None else min(self.budget, self.config.epochs)
 
     @property
     def valid(self) -> bool:

@@ -1,7 +1,8 @@
 """Staged studies ([[study]] in experiments.toml): tune one hyper-parameter family per stage, carry the winner on.
 
 A study has a base (scalar keys on top of ``[defaults]``), optional ``train_fraction`` list (every
-configuration runs at each fraction; its score is the mean over them) and ordered stages. Each stage
+configuration runs at each fraction; its score is the mean over them; a stage's own ``train_fraction`` list
+replaces it for that stage) and ordered stages. Each stage
 varies some keys (lists: a grid, in grid order) and may share scalars. Stage 1 always expands;
 stage k+1 expands only once every run of stages 1..k is finished (done or failed). Its experiments
 stand on the study base plus the winners of every earlier stage.
@@ -11,8 +12,19 @@ the first carry ``-b`` + 5 hex digits of a hash of the winners carried into them
 carried winner (a new pin, a retried run that changes the ranking) gives new runs instead of wrongly
 reusing runs trained on another base; the same winners give the same ids, and finished runs are reused.
 
-Precedence of keys: [defaults] < study base < carried winners < the stage's scalars < the stage's grid
-values < the study's train_fraction.
+Precedence of keys: [defaults] < study base < carried winners < tuned rates < the stage's scalars < the
+stage's grid values < the study's train_fraction.
+
+Stage kinds. A plain grid stage runs every configuration to its epochs. ``halving = { min_epochs, eta }``
+adds synchronous successive halving: every configuration is trained to ``min_epochs`` (the experiments carry
+that ``budget``), the best ``n // eta`` (at least one; a pinned one always) by the metric at that epoch (mean
+over fractions) are promoted and trained on from their checkpoints to ``min_epochs * eta``, and so on up to
+``epochs``; the others are pruned where they stopped. The winner is the best of the last rung.
+``lr_search = { from, to, steps }`` is the course study's learning-rate method, per configuration of the
+stage's grid (e.g. per optimizer): one run per power of ten from ``from`` to ``to``; once they are finished,
+a bisection over the integer multipliers of the best power (see :func:`_next_multiplier`), one run at a time.
+The best rate of each configuration is "tuned": a later stage's experiment that has that configuration
+(e.g. optimizer = "sgd") trains at that rate, unless the stage sets lr itself.
 
 Winner of a finished stage: runs are grouped by configuration (the stage's varied values); a
 configuration's score is the mean of ``metric`` over its fractions; a configuration with a failed run,
@@ -38,11 +50,40 @@ from .config import KEYS, Config, ConfigError, _nearest, build_config, coerce, f
 from .store import FINISHED
 
 STUDY_KEYS = ("id", "metric", "direction", "stage")
-STAGE_KEYS = ("name", "pin")
+STAGE_KEYS = ("name", "pin", "halving", "lr_search")
 METRICS = ("best_val_dice", "best_val_loss", "final_train_loss", "final_train_dice", "final_val_loss",
            "final_val_dice", "final_val_iou")
 DIRECTIONS = ("max", "min")
 REL_TOL = 1e-9
+
+
+@dataclass(frozen=True)
+class Halving:
+    """Successive halving: every configuration trains to ``min_epochs``, the best 1/``eta`` go on to
+    ``min_epochs * eta`` epochs, and so on, until the survivors reach the run's full ``epochs``."""
+
+    min_epochs: int
+    eta: int = 3
+
+    def rungs(self, epochs: int) -> list[int]:
+        out, r = [], self.min_epochs
+        while r < epochs:
+            out.append(r)
+            r *= self.eta
+        return out + [epochs]
+
+
+@dataclass(frozen=True)
+class LrSearch:
+    """The study's learning-rate method: one run per power of ten from ``lo`` to ``hi``, then a bisection
+    over the integer multipliers 1..9 of the best power (at most ``steps`` more runs per configuration)."""
+
+    lo_exp: int
+    hi_exp: int
+    steps: int = 3
+
+    def decades(self) -> list[float]:
+        return [float(f"1e{e}") for e in range(self.lo_exp, self.hi_exp + 1)]
 
 
 @dataclass
@@ -51,6 +92,13 @@ class Stage:
     grid: dict[str, list[Any]]  # varied keys -> values (coerced), in file order
     shared: dict[str, Any] = field(default_factory=dict)  # the stage's scalar keys
     pin: dict[str, Any] | None = None
+    halving: Halving | None = None
+    lr_search: LrSearch | None = None
+    fractions: list[float] | None = None  # this stage's train_fraction list (instead of the study's)
+
+    @property
+    def kind(self) -> str:
+        return "lr-search" if self.lr_search else "halving" if self.halving else "grid"
 
     def configurations(self) -> list[dict[str, Any]]:
         return [dict(zip(self.grid, combo)) for combo in itertools.product(*self.grid.values())]
@@ -82,6 +130,8 @@ class ConfigScore:
     runs: list[RunScore] = field(default_factory=list)
     score: float | None = None  # mean over fractions; None unless every run has the metric
     spread: float | None = None  # max - min over fractions
+    pruned_at: int | None = None  # successive halving stopped it after this epoch (score: its score there)
+    budget: int | None = None  # halving: the epoch its runs are to be trained to now
 
     def label(self) -> str:
         return ", ".join(f"{k}={_show(v)}" for k, v in self.values.items())
@@ -99,6 +149,11 @@ class StageStatus:
     winner: dict[str, Any] | None = None  # final when state == "done", else the leader so far (or None)
     how: str | None = None  # best / pinned / tie-break / no-score
     why: str = ""
+    kind: str = "grid"  # grid / halving / lr-search
+    tuned: list[tuple[dict[str, Any], dict[str, Any]]] = field(default_factory=list)  # lr-search: (group, {"lr": best})
+    rungs: list[int] = field(default_factory=list)  # halving: epochs of each rung
+    epochs_trained: int = 0  # epochs the stage's runs have trained so far
+    epochs_full: int = 0  # epochs the stage would train without halving (every run to its epochs)
 
     @property
     def finished(self) -> int:
@@ -218,16 +273,21 @@ def parse_study(entry: Any, index: int, file: str, at: str = "") -> tuple[Study 
             names.add(name)
         grid: dict[str, list[Any]] = {}
         shared: dict[str, Any] = {}
+        stage_fractions: list[float] | None = None
         for k, v in flatten({k: v for k, v in raw.items() if k not in STAGE_KEYS}).items():
             err = _check_key(k, STAGE_KEYS, swhere)
             if err:
                 problems.append(err)
                 continue
             try:
-                if k == "train_fraction" and fractions is not None:
-                    raise ConfigError(swhere, k, "the study already runs every configuration at train_fraction "
-                                                 f"{[_show(f) for f in fractions]}; remove it here or there")
-                if isinstance(v, list):
+                if k == "train_fraction" and isinstance(v, list):
+                    # not a grid (the "best" fraction would always be the largest): this stage's fractions
+                    if not v:
+                        raise ConfigError(swhere, k, "empty list: give at least one fraction, e.g. [0.4, 0.8]")
+                    stage_fractions = [coerce(k, x, swhere) for x in v]
+                    if len(set(stage_fractions)) != len(stage_fractions):
+                        raise ConfigError(swhere, k, f"repeats a fraction: {v}")
+                elif isinstance(v, list):
                     if not v:
                         raise ConfigError(swhere, k, "empty list: a stage needs at least one value per key")
                     vals = [coerce(k, x, swhere) for x in v]
@@ -238,8 +298,19 @@ def parse_study(entry: Any, index: int, file: str, at: str = "") -> tuple[Study 
                     shared[k] = coerce(k, v, swhere)
             except ConfigError as exc:
                 problems.append(exc)
-        if not any(isinstance(v, list) for v in flatten({k: v for k, v in raw.items() if k not in STAGE_KEYS}).values()):
-            problems.append(ConfigError(swhere, None, "a stage needs at least one key with a list of values, e.g. lr = [1e-4, 1e-3]"))
+        halving, lr_search = _parse_halving(raw.get("halving"), swhere, problems), _parse_lr_search(raw.get("lr_search"), swhere, problems)
+        if "lr_search" in raw and ("lr" in grid or "lr" in shared):
+            problems.append(ConfigError(swhere, "lr", "this stage searches the learning rate (lr_search): remove lr here"))
+        if halving and lr_search:
+            problems.append(ConfigError(swhere, "halving", "a learning-rate search stage cannot also use halving; "
+                                                           "put halving on a grid stage"))
+        if halving and "epochs" in grid:
+            problems.append(ConfigError(swhere, "halving", "successive halving needs one epochs for the whole stage; "
+                                                           "don't vary epochs here"))
+        if "lr_search" not in raw and not any(isinstance(v, list) for k, v in flatten(
+                {k: v for k, v in raw.items() if k not in STAGE_KEYS}).items() if k != "train_fraction"):
+            problems.append(ConfigError(swhere, None, "a stage needs at least one key with a list of values, e.g. lr = [1e-4, 1e-3], "
+                                                      "or an lr_search"))
         pin = None
         if "pin" in raw:
             raw_pin = raw["pin"]
@@ -262,10 +333,65 @@ def parse_study(entry: Any, index: int, file: str, at: str = "") -> tuple[Study 
                         continue
                     pin[k] = val
         if name is not None:
-            stages.append(Stage(name=name, grid=grid, shared=shared, pin=pin))
+            stages.append(Stage(name=name, grid=grid, shared=shared, pin=pin, halving=halving, lr_search=lr_search,
+                                fractions=stage_fractions))
     if problems or sid is None:
         return None, problems
     return Study(id=sid, metric=metric, direction=direction, fractions=fractions, base=base, stages=stages, origin=origin), []
+
+
+def _int_in(table: dict, key: str, default: int | None, low: int, where: str, what: str, problems: list) -> int | None:
+    v = table.get(key, default)
+    if isinstance(v, bool) or not isinstance(v, int) or v < low:
+        problems.append(ConfigError(where, what, f"{key} must be a whole number >= {low}, got {v!r}"))
+        return None
+    return v
+
+
+def _parse_halving(raw: Any, where: str, problems: list[ConfigError]) -> Halving | None:
+    if raw is None:
+        return None
+    example = "halving = { min_epochs = 4, eta = 3 }"
+    if not isinstance(raw, dict):
+        problems.append(ConfigError(where, "halving", f"must be a table, e.g. {example}; got {raw!r}"))
+        return None
+    for k in raw:
+        if k not in ("min_epochs", "eta"):
+            problems.append(ConfigError(where, f"halving.{k}", f"unknown key; {_nearest(k, ['min_epochs', 'eta'])}valid: min_epochs, eta"))
+            return None
+    if "min_epochs" not in raw:
+        problems.append(ConfigError(where, "halving.min_epochs", f"required: the epochs of the first rung, e.g. {example}"))
+        return None
+    n = len(problems)
+    lo = _int_in(raw, "min_epochs", None, 1, where, "halving.min_epochs", problems)
+    eta = _int_in(raw, "eta", 3, 2, where, "halving.eta", problems)
+    return Halving(lo, eta) if len(problems) == n else None  # type: ignore[arg-type]
+
+
+def _parse_lr_search(raw: Any, where: str, problems: list[ConfigError]) -> LrSearch | None:
+    if raw is None:
+        return None
+    example = "lr_search = { from = 1e-5, to = 1e-1, steps = 3 }"
+    if not isinstance(raw, dict):
+        problems.append(ConfigError(where, "lr_search", f"must be a table, e.g. {example}; got {raw!r}"))
+        return None
+    for k in raw:
+        if k not in ("from", "to", "steps"):
+            problems.append(ConfigError(where, f"lr_search.{k}", f"unknown key; {_nearest(k, ['from', 'to', 'steps'])}valid: from, to, steps"))
+            return None
+    exps = []
+    for k, default in (("from", 1e-5), ("to", 1e-1)):
+        v = raw.get(k, default)
+        e = round(math.log10(v)) if isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 else None
+        if e is None or not math.isclose(v, 10.0 ** e, rel_tol=1e-9):
+            problems.append(ConfigError(where, f"lr_search.{k}", f"must be a power of ten such as 1e-5, got {v!r}"))
+            return None
+        exps.append(e)
+    if exps[0] >= exps[1]:
+        problems.append(ConfigError(where, "lr_search", f"from ({raw.get('from', 1e-5)!r}) must be below to ({raw.get('to', 1e-1)!r})"))
+        return None
+    steps = _int_in(raw, "steps", 3, 0, where, "lr_search.steps", problems)
+    return None if steps is None else LrSearch(exps[0], exps[1], steps)
 
 
 # ---- expansion ----------------------------------------------------------------------------------------
@@ -320,69 +446,272 @@ def choose(configs: list[ConfigScore], direction: str) -> tuple[ConfigScore | No
     return steady[0], "tie-break", f"tie at score {top * sign:.4f} and spread {low:.4f}: first in grid order"
 
 
+def metric_at(history: list[dict[str, Any]], metric: str, epoch: int) -> float | None:
+    """``metric`` (a summary key) as the summary would have had it after ``epoch``: from metrics.jsonl lines."""
+    rows = [h for h in history if isinstance(h.get("epoch"), int) and h["epoch"] <= epoch]
+    if not rows:
+        return None
+    if metric.startswith("best_"):
+        key = metric[len("best_"):]
+        vals = [h.get(key) for h in rows if isinstance(h.get(key), (int, float))]
+        if not vals:
+            return None
+        return float(max(vals) if key == "val_dice" else min(vals))
+    return _metric_value(rows[-1], metric[len("final_"):])
+
+
+def rank(configs: list[ConfigScore], direction: str) -> list[ConfigScore]:
+    """Best first: by score (none last), then the smaller spread, then grid order."""
+    sign = 1.0 if direction == "max" else -1.0
+    order = {id(c): i for i, c in enumerate(configs)}
+    return sorted(configs, key=lambda c: (c.score is None, -sign * c.score if c.score is not None else 0.0,
+                                          c.spread if c.spread is not None else 0.0, order[id(c)]))
+
+
+class _StageBuilder:
+    """Builds one stage's experiments and scores (shared by grid, halving and lr-search stages)."""
+
+    def __init__(self, study: Study, stage: Stage, index: int, status: StageStatus, carried: dict[str, Any],
+                 tuned: list[tuple[dict[str, Any], dict[str, Any]]], defaults: Config, store: Any, file: str,
+                 out: list):
+        self.study, self.stage, self.index, self.status = study, stage, index, status
+        self.carried, self.tuned, self.defaults, self.store, self.file, self.out = carried, tuned, defaults, store, file, out
+        fractions = stage.fractions or study.fractions
+        self.fractions: list[float | None] = list(fractions) if fractions else [None]
+        self.origin = f"[[study]] '{study.id}' stage '{stage.name}'"
+        id_base: dict[str, Any] | None = None
+        if index:
+            id_base = dict(carried)
+            if tuned:  # only then: ids of studies without a search stay as they were
+                id_base["_tuned"] = [[g, v] for g, v in tuned]
+        self.id_base = id_base
+        self.exps: dict[str, Any] = {}
+
+    def _effective(self, key: str, overrides: dict[str, Any]) -> Any:
+        if key in overrides:
+            return overrides[key]
+        from .config import key_to_field
+        return getattr(self.defaults, key_to_field(key), None)
+
+    def overrides(self, values: dict[str, Any]) -> dict[str, Any]:
+        """[defaults] < study base < carried winners < tuned rates for this configuration < stage scalars < values."""
+        explicit = {**self.stage.shared, **values}
+        out = {**self.study.base, **self.carried}
+        probe = {**out, **explicit}
+        for group, tuned_values in self.tuned:
+            if all(self._effective(k, probe) == v for k, v in group.items()):
+                out.update({k: v for k, v in tuned_values.items() if k not in explicit})
+        out.update(explicit)
+        return out
+
+    def point(self, values: dict[str, Any]) -> ConfigScore:
+        """One configuration: an experiment per train fraction, with each run's state and metric."""
+        from .queue import Experiment
+
+        cs = ConfigScore(values=values)
+        for f in self.fractions:
+            exp_id = experiment_id(self.study.id, self.stage.name, values, self.id_base, f)
+            overrides = self.overrides(values)
+            if f is not None:
+                overrides["train_fraction"] = f
+            exp = Experiment(id=exp_id, origin=f"{self.origin} (item {len(self.status.experiments) + 1} of {self.status.planned})",
+                             overrides=overrides)
+            try:
+                exp.config = build_config(overrides, f"{self.file} {self.origin}", self.defaults)
+            except ConfigError as exc:
+                exp.error = exc
+            self.out.append(exp)
+            self.exps[exp_id] = exp
+            self.status.experiments.append(exp_id)
+            summary = None
+            if not exp.valid:
+                state = "invalid"  # never trained: the stage cannot finish until the definition is fixed
+            elif self.store is None:
+                state = "queued"
+            else:
+                run = self.store.run(exp_id)
+                state = run.state()
+                summary = run.summary() if state in ("done", "failed", "interrupted") else None
+            if exp.valid:
+                self.status.epochs_full += exp.config.epochs
+                self.status.epochs_trained += int((summary or {}).get("epochs_done") or 0)
+            cs.runs.append(RunScore(id=exp_id, fraction=f, state=state, summary=summary,
+                                    value=_metric_value(summary, self.study.metric) if state == "done" else None))
+        _score(cs)
+        self.status.configs.append(cs)
+        return cs
+
+
+def _finished(cs: ConfigScore) -> bool:
+    return all(r.state in FINISHED for r in cs.runs)
+
+
+def _choose_winner(status: StageStatus, stage: Stage, candidates: list[ConfigScore], direction: str) -> None:
+    best, how, why = choose(candidates, direction)
+    if stage.pin:
+        matching = [c for c in candidates if all(c.values.get(key) == v for key, v in stage.pin.items())]
+        chosen, _, _ = choose(matching, direction)
+        if chosen is not None:
+            best_label = best.label() if best else "-"
+            best, how, why = chosen, "pinned", f"pinned by hand (best by score: {best_label})"
+    status.winner = dict(best.values) if best else {}
+    status.how, status.why = how, why
+
+
+def _grid(b: _StageBuilder) -> bool:
+    for combo in b.stage.configurations():
+        b.point(combo)
+    return all(_finished(c) for c in b.status.configs)
+
+
+def _halving(b: _StageBuilder) -> bool:
+    """Synchronous successive halving: a rung is decided once every surviving run has reached it."""
+    study, st, halving = b.study, b.status, b.stage.halving
+    assert halving is not None
+    configs = [b.point(combo) for combo in b.stage.configurations()]
+    valid = [b.exps[r.id] for c in configs for r in c.runs if b.exps[r.id].valid]
+    epochs = valid[0].config.epochs if valid else 0
+    st.rungs = halving.rungs(epochs) if epochs else []
+    alive = list(configs)
+    for i, rung in enumerate(st.rungs):
+        for c in alive:
+            c.budget = rung
+            for r in c.runs:
+                b.exps[r.id].budget = rung
+                done_to = int((r.summary or {}).get("epochs_done") or 0)
+                if r.state == "done" and done_to < rung and not (r.summary or {}).get("stopped_early"):
+                    r.state, r.value = "queued", None  # promoted: to be trained on from its checkpoint
+        if not all(_finished(c) for c in alive):
+            for c in alive:  # the leaders so far: the scores at the last decided rung stay
+                if any(r.state not in FINISHED for r in c.runs):
+                    c.score = c.score if i else None
+            return False
+        if rung == st.rungs[-1]:
+            for c in alive:
+                for r in c.runs:
+                    r.value = _metric_value(r.summary, study.metric) if r.state == "done" else None
+                c.score = c.spread = None
+                _score(c)
+            return True
+        for c in alive:  # scores at this rung, from each run's metrics up to it
+            for r in c.runs:
+                if r.state == "done":
+                    summ = r.summary or {}
+                    if int(summ.get("epochs_done") or 0) == rung or summ.get("stopped_early"):
+                        r.value = _metric_value(summ, study.metric)
+                    else:
+                        r.value = metric_at(b.store.run(r.id).metrics(), study.metric, rung)
+            c.score = c.spread = None
+            _score(c)
+        keep = max(1, len(alive) // halving.eta)
+        survivors = rank(alive, study.direction)[:keep]
+        if b.stage.pin:  # a pinned configuration is never pruned
+            survivors += [c for c in alive if c not in survivors and all(c.values.get(k) == v for k, v in b.stage.pin.items())]
+        for c in alive:
+            if c not in survivors:
+                c.pruned_at = rung
+        alive = [c for c in alive if c in survivors]
+    return True
+
+
+def _next_multiplier(scores: dict[int, float | None], steps: int, direction: str) -> int | None:
+    """The next integer multiplier of the best power of ten to run, or None when the bisection is over.
+
+    ``scores`` maps the multipliers run so far to their score (1 = the best power itself; 10 = the next power,
+    when the decade sweep ran it). The interval [lo, hi] starts at [1, 10] ([1, 9] when the next power was not
+    run, 9 being then the first new run) and shrinks to the half on the side of the best of lo, mid, hi (for a
+    best mid, the side of the better end) until it is one apart or ``steps`` new runs are spent.
+    """
+    sign = 1.0 if direction == "max" else -1.0
+
+    def val(m: int) -> float:
+        v = scores.get(m)
+        return -math.inf if v is None else sign * v
+
+    used = sum(1 for m in scores if 1 < m < 10)
+    lo, hi = 1, 10 if 10 in scores else 9
+    while True:
+        for m in (lo, hi, (lo + hi) // 2):
+            if m not in scores:
+                return m if used < steps else None
+        if hi - lo <= 1:
+            return None
+        mid = (lo + hi) // 2
+        best = max((lo, mid, hi), key=val)
+        if best == lo or (best == mid and val(lo) >= val(hi)):
+            hi = mid
+        else:
+            lo = mid
+        if hi - lo <= 1:
+            return None
+
+
+def _lr_search(b: _StageBuilder) -> bool:
+    """Per configuration of the stage's grid (e.g. per optimizer): a run per power of ten, then the bisection."""
+    search, direction = b.stage.lr_search, b.study.direction
+    assert search is not None
+    complete = True
+    for group in b.stage.configurations() or [{}]:
+        points = [b.point({**group, "lr": lr}) for lr in search.decades()]
+        if not all(_finished(c) for c in points):
+            complete = False
+            continue
+        best_decade = choose(points, direction)[0]
+        assert best_decade is not None
+        exp10 = round(math.log10(best_decade.values["lr"]))
+        by_mult = {1: best_decade}
+        above = next((c for c in points if math.isclose(c.values["lr"], 10.0 ** (exp10 + 1))), None)
+        if above is not None:
+            by_mult[10] = above
+        group_done = True
+        while (m := _next_multiplier({k: c.score for k, c in by_mult.items()}, search.steps, direction)) is not None:
+            c = b.point({**group, "lr": float(f"{m}e{exp10}")})
+            points.append(c)
+            by_mult[m] = c
+            if not _finished(c):
+                group_done = False
+                break
+        if group_done:
+            best = choose(points, direction)[0]
+            if best is not None:
+                b.status.tuned.append((dict(group), {"lr": best.values["lr"]}))
+        complete = complete and group_done
+    return complete
+
+
 def expand(study: Study, defaults: Config, store: Any = None, file: str = "experiments.toml") -> tuple[list, StudyStatus]:
     """The study's experiments so far and the status of each stage (see the module docstring for the rules).
 
     ``store`` is a RunStore; without one no run is known, so only stage 1 expands.
     """
-    from .queue import Experiment
-
-    experiments: list[Experiment] = []
+    experiments: list = []
     stages: list[StageStatus] = []
     carried: dict[str, Any] = {}
+    tuned: list[tuple[dict[str, Any], dict[str, Any]]] = []
     blocked = False
-    fractions: list[float | None] = list(study.fractions) if study.fractions else [None]
     for k, stage in enumerate(study.stages):
-        combos = stage.configurations()
-        status = StageStatus(name=stage.name, state="waiting", varied=list(stage.grid), carried=dict(carried),
-                             planned=len(combos) * len(fractions))
+        n_fractions = len(stage.fractions or study.fractions or [None])
+        n_configs = len(stage.configurations())
+        if stage.lr_search:
+            n_configs = max(1, n_configs) * (len(stage.lr_search.decades()) + stage.lr_search.steps)
+        status = StageStatus(name=stage.name, state="waiting", varied=list(stage.grid) + (["lr"] if stage.lr_search else []),
+                             carried=dict(carried), planned=n_configs * n_fractions, kind=stage.kind)
         stages.append(status)
         if blocked:
             continue
-        origin = f"[[study]] '{study.id}' stage '{stage.name}'"
-        n_items = status.planned
-        for combo in combos:
-            cs = ConfigScore(values=combo)
-            for f in fractions:
-                exp_id = experiment_id(study.id, stage.name, combo, carried if k else None, f)
-                overrides = {**study.base, **carried, **stage.shared, **combo}
-                if f is not None:
-                    overrides["train_fraction"] = f
-                exp = Experiment(id=exp_id, origin=f"{origin} (item {len(status.experiments) + 1} of {n_items})",
-                                 overrides=overrides)
-                try:
-                    exp.config = build_config(overrides, f"{file} {origin}", defaults)
-                except ConfigError as exc:
-                    exp.error = exc
-                experiments.append(exp)
-                status.experiments.append(exp_id)
-                summary = None
-                if not exp.valid:
-                    state = "invalid"  # never trained: the stage cannot finish until the definition is fixed
-                elif store is None:
-                    state = "queued"
-                else:
-                    run = store.run(exp_id)
-                    state = run.state()
-                    summary = run.summary() if state == "done" else None
-                cs.runs.append(RunScore(id=exp_id, fraction=f, state=state, summary=summary,
-                                        value=_metric_value(summary, study.metric) if state == "done" else None))
-            _score(cs)
-            status.configs.append(cs)
-        finished = all(r.state in FINISHED for c in status.configs for r in c.runs)
-        status.state = "done" if finished else "running"
+        builder = _StageBuilder(study, stage, k, status, carried, list(tuned), defaults, store, file, experiments)
+        finished = {"lr-search": _lr_search, "halving": _halving}.get(stage.kind, _grid)(builder)
+        if stage.lr_search:
+            status.planned = max(status.planned, len(status.experiments)) if not finished else len(status.experiments)
+        candidates = [c for c in status.configs if c.pruned_at is None]
         if finished:
-            best, how, why = choose(status.configs, study.direction)
-            if stage.pin:
-                matching = [c for c in status.configs if all(c.values[key] == v for key, v in stage.pin.items())]
-                chosen, _, _ = choose(matching, study.direction)
-                best_label = best.label() if best else "-"
-                best, how, why = chosen, "pinned", f"pinned by hand (best by score: {best_label})"
-            status.winner = dict(best.values) if best else {}
-            status.how, status.why = how, why
-            carried.update(status.winner)
+            status.state = "done"
+            _choose_winner(status, stage, candidates, study.direction)
+            carried.update(status.winner or {})
+            tuned.extend(status.tuned)
         else:
-            leader, how, why = choose([c for c in status.configs if c.score is not None], study.direction)
+            status.state = "running"
+            leader, how, why = choose([c for c in candidates if c.score is not None], study.direction)
             if leader is not None:
                 status.winner, status.how, status.why = dict(leader.values), how, "so far: " + why
             blocked = True

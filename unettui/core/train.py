@@ -277,9 +277,16 @@ class Trainer:
         patience = self.cfg.early_stop_patience
         return bool(patience and self.best and self.epoch - self.best["epoch"] >= patience)
 
-    def fit(self, run: Run | None = None, events: Events | None = None, run_id: str | None = None) -> Result:
-        """Train to ``cfg.epochs``, resuming from ``run``'s checkpoint when it has one for the same config."""
+    def fit(self, run: Run | None = None, events: Events | None = None, run_id: str | None = None,
+            until_epoch: int | None = None) -> Result:
+        """Train to ``cfg.epochs``, resuming from ``run``'s checkpoint when it has one for the same config.
+
+        ``until_epoch`` stops earlier, after that epoch (successive halving's rungs): the run is "done" for now
+        with a checkpoint, and a later ``fit`` with a larger ``until_epoch`` goes on from there exactly as an
+        uninterrupted run would (the config, hence the LR schedule, is the full run's).
+        """
         ev = events or Events()
+        stop_at = self.cfg.epochs if until_epoch is None else max(1, min(int(until_epoch), self.cfg.epochs))
         if run is not None:
             ckpt_path = run.file(CHECKPOINT)
             resumed = False
@@ -301,7 +308,7 @@ class Trainer:
         if ev.on_start:
             ev.on_start({**self.describe(), "resumed_epoch": self.epoch if resumed else None})
         try:
-            while self.epoch < self.cfg.epochs and not self.stopped_early():
+            while self.epoch < stop_at and not self.stopped_early():
                 t0 = time.perf_counter()
                 train_loss, train_dice = self.train_epoch(ev.on_batch, ev.should_stop)
                 lr = self.optimizer.param_groups[0]["lr"]
@@ -327,7 +334,7 @@ class Trainer:
                 if run is not None:
                     if improved:
                         save_preview(run.path, "best", epoch=self.epoch, **self.predict_preview())
-                    if self.epoch == self.cfg.epochs or self.stopped_early():
+                    if self.epoch == stop_at or self.stopped_early():
                         save_preview(run.path, "last", epoch=self.epoch, **self.predict_preview())
                     # checkpoint first (it holds the history), then the metrics line and summary
                     self.save_checkpoint(run.file(CHECKPOINT))
