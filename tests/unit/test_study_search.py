@@ -75,6 +75,9 @@ lr_search = { from = 1e-4, to = 1e-2, steps = 3 }
 name = "opt"
 optimizer = ["adam", "sgd"]
 scheduler = ["none", "step"]
+[[study.stage]]
+name = "loss"
+loss = ["dice", "bce"]
 """
 
 # a smooth bump per optimizer in log(lr): adam peaks near 3e-3, sgd near 6e-2 (beyond the top power, 1e-2)
@@ -122,6 +125,12 @@ def test_lr_search_per_optimizer_then_each_optimizer_on_its_own_rate(tmp_path):
     assert st2.state == "running" and len(st2.experiments) == 4
     got = {(q.get(i).config.optimizer, q.get(i).config.scheduler): q.get(i).config.lr for i in st2.experiments}
     assert got == {("adam", "none"): 3e-3, ("adam", "step"): 3e-3, ("sgd", "none"): 7e-2, ("sgd", "step"): 7e-2}
+    # sgd with step wins stage 2: its own rate goes on with it (not adam's, the stage-1 winner's)
+    q = drive(proj, "opt", lambda c: 0.9 if (c.optimizer, c.scheduler) == ("sgd", "step") else 0.5)
+    st3 = stage(q, "loss")
+    assert st3.carried == {"optimizer": "sgd", "lr": 7e-2, "scheduler": "step"}
+    assert {q.get(i).config.lr for i in st3.experiments} == {7e-2}
+    assert next(s for s in q.studies if s.id == "s").final()["lr"] == 7e-2
 
 
 def test_lr_search_stage_waits_for_each_bisection_step(tmp_path):

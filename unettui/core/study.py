@@ -169,9 +169,15 @@ class StudyStatus:
     def id(self) -> str:
         return self.study.id
 
+    carried: dict[str, Any] | None = None  # what the finished stages carry on (winners and their tuned rates)
+
     def final(self) -> dict[str, Any]:
-        """The study base plus the winners of every finished stage (the final configuration once all are done)."""
+        """The study base plus the winners of every finished stage, each with the rate its optimizer was tuned to
+        (the final configuration once all are done)."""
         out = dict(self.study.base)
+        if self.carried is not None:
+            out.update(self.carried)
+            return out
         for st in self.stages:
             if st.state == "done" and st.winner:
                 out.update(st.winner)
@@ -707,12 +713,17 @@ def expand(study: Study, defaults: Config, store: Any = None, file: str = "exper
         if finished:
             status.state = "done"
             _choose_winner(status, stage, candidates, study.direction)
-            carried.update(status.winner or {})
             tuned.extend(status.tuned)
+            winner = status.winner or {}
+            carried.update(winner)
+            # the winner trained at its optimizer's own rate: carry that rate on with it (the winner's keys first)
+            for key, value in builder.overrides(winner).items():
+                if key not in winner and any(key in vals for _, vals in tuned):
+                    carried[key] = value
         else:
             status.state = "running"
             leader, how, why = choose([c for c in candidates if c.score is not None], study.direction)
             if leader is not None:
                 status.winner, status.how, status.why = dict(leader.values), how, "so far: " + why
             blocked = True
-    return experiments, StudyStatus(study=study, stages=stages)
+    return experiments, StudyStatus(study=study, stages=stages, carried=dict(carried))
