@@ -126,9 +126,11 @@ class Runner:
                     run.log(note)
                     self.reporter.note(exp, note)
                 now = time.time()
+                # a halving promotion goes on with the same attempt; anything else is a new one
+                attempt = int(prev.get("attempt", len(run.attempts()))) + (0 if prev.get("state") == "done" else 1)
                 run.write_status(
                     state="running", host=HOST, pid=os.getpid(), token=self.token, heartbeat=now,
-                    started=now, ended=None, error=None, attempt=int(prev.get("attempt", len(run.attempts()))) + 1,
+                    started=now, ended=None, error=None, attempt=max(1, attempt),
                     epoch=prev.get("epoch", 0), epochs=exp.config.epochs,
                 )
                 return exp, run, why

@@ -180,7 +180,9 @@ lr_search = { from = 1e-3, to = 1e-2, steps = 1 }
             same = [{k: v for k, v in m.items() if k != "seconds"} for m in r.metrics()]
             ref = [{k: v for k, v in m.items() if k != "seconds"} for m in store.run(f"plain-{d}").metrics()]
             assert same == ref
-            assert r.status()["attempt"] == 2
+            assert r.status()["attempt"] == 1  # a promotion is not a new attempt
+    out = invoke("ls", "-p", str(proj))
+    assert out.output.count("pruned @1") == 2 and "2 pruned" in out.output, out.output
     out = run_cli("study", "show", "t", "-p", str(proj))
     assert out.returncode == 0, out.stderr
     assert out.stdout.count("pruned @1") == 2 and "epochs trained: 6 of 8" in out.stdout, out.stdout

@@ -137,11 +137,26 @@ def _state(run) -> tuple[str, dict[str, Any]]:
 # ---------------------------------------------------------------------------
 
 
+def _halving_states(queue) -> tuple[dict[str, int], set[str]]:
+    """Runs of study stages with successive halving: the pruned ones (with the epoch) and those promoted to train on."""
+    pruned: dict[str, int] = {}
+    promoted: set[str] = set()
+    for s in (queue.studies if queue else []):
+        for st in s.stages:
+            for c in st.configs:
+                for r in c.runs:
+                    if c.pruned_at:
+                        pruned[r.id] = c.pruned_at
+                    elif st.rungs and r.state == "queued":
+                        promoted.add(r.id)
+    return pruned, promoted
+
+
 @app.command("ls")
 def ls_cmd(project: Path = ProjectOpt) -> None:
     """List the queue in file order with each experiment's status, best val Dice, attempts and last error.
 
-    Status is derived from runs/: pending (no run yet), running E/N (epochs finished of N), done, failed, interrupted (stopped, crashed, or its runner is gone; the next `unettui run` resumes it), invalid (the definition has a problem: its error is shown). Runs whose experiment is no longer in experiments.toml are listed at the end.
+    Status is derived from runs/: pending (no run yet, or a study's successive halving promoted it to train on), running E/N (epochs finished of N), done, pruned @E (halving stopped it after epoch E), failed, interrupted (stopped, crashed, or its runner is gone; the next `unettui run` resumes it), invalid (the definition has a problem: its error is shown). Runs whose experiment is no longer in experiments.toml are listed at the end.
 
     Example: unettui ls -p my-study
     """
@@ -154,6 +169,7 @@ def ls_cmd(project: Path = ProjectOpt) -> None:
     counts: dict[str, int] = {}
     entries = [(e.id, e) for e in (queue.experiments if queue else [])]
     entries += [(r.id, None) for r in store.runs() if r.id not in {i for i, _ in entries}]
+    pruned, promoted = _halving_states(queue)
     for exp_id, exp in entries:
         run = store.run(exp_id)
         best, tries, error = "-", "-", ""
@@ -165,6 +181,10 @@ def ls_cmd(project: Path = ProjectOpt) -> None:
             status, st = _state(run)
             if status in ("running", "interrupted"):
                 status += _progress(st)
+            elif status == "done" and exp_id in pruned:
+                status = f"pruned @{pruned[exp_id]}"
+            elif status == "done" and exp_id in promoted:
+                status = "pending"  # successive halving promoted it: it trains on to the next rung
             metrics = _metrics(run) if run.exists() else []
             b, at = _best(metrics, _dict(run.summary()))
             if b is not None:
@@ -213,7 +233,7 @@ def ls_cmd(project: Path = ProjectOpt) -> None:
     for r in rows:
         table.add_row(*(Text(cell) for cell in r))  # Text: ids and errors may contain [brackets], never markup
     console.print(table)
-    order = ("running", "interrupted", "pending", "done", "failed", "invalid")
+    order = ("running", "interrupted", "pending", "done", "pruned", "failed", "invalid")
     parts = [f"{counts[k]} {k}" for k in order if counts.get(k)] + [f"{v} {k}" for k, v in counts.items() if k not in order]
     typer.echo(", ".join(parts))
 
