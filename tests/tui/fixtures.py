@@ -98,3 +98,54 @@ def add_preview(project: Path, run_id: str) -> None:
     t = lambda a: torch.tensor(np.stack(a)[:, None])  # noqa: E731
     save_preview(RunStore(project).run(run_id).path, "best", epoch=4, images=t(images), masks=t(masks),
                  probs=t(probs), names=["cells-0001", "cells-0002"])
+
+
+STUDY = """
+[[study]]
+id = "opt"
+train_fraction = [0.4, 0.8]
+optimizer = "adam"
+
+[[study.stage]]
+name = "lr"
+lr = [1e-3, 1e-2]
+
+[[study.stage]]
+name = "sched"
+scheduler = ["none", "step"]
+
+[[study.stage]]
+name = "loss"
+loss = ["dice", "dice_bce"]
+"""
+
+# stage 1: lr 0.001 scores (0.6 + 0.8) / 2, lr 0.01 (0.7 + 0.7) / 2: a tie, won by lr 0.01's smaller spread
+STAGE1 = {"opt-lr-lr0.001-f0.4": 0.6, "opt-lr-lr0.001-f0.8": 0.8, "opt-lr-lr0.01-f0.4": 0.7, "opt-lr-lr0.01-f0.8": 0.7}
+
+
+def study_run(project: Path, run_id: str, dice: float, state: str = "done", epochs_done: int | None = None) -> None:
+    """A run of the study as the runner leaves it: its config from the queue, metrics, summary (best val Dice
+    ``dice``) and status; ``state="running"`` with ``epochs_done`` epochs of 2 (a heartbeat that stays fresh)."""
+    from unettui.core.queue import load_queue
+
+    exp = load_queue(project).get(run_id)
+    assert exp is not None and exp.config is not None, f"{run_id} is not (yet) an experiment of the queue"
+    epochs = exp.config.epochs
+    rows = metric_rows(dice, epochs)[: epochs if epochs_done is None else epochs_done]
+    write_run(project, run_id, exp.config, rows, state=state, epochs=epochs)
+
+
+def study_project(root: Path) -> Path:
+    """The 'opt' study: stage 1 done (lr=0.01 won a tie on spread), stage 2 started on it (scheduler none:
+    0.75 at f=0.4, f=0.8 failed; step queued), stage 3 waiting."""
+    from tests.conftest import TINY_DEFAULTS
+    from unettui.core.study import base_hash
+
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "experiments.toml").write_text(TINY_DEFAULTS + STUDY)
+    for run_id, dice in STAGE1.items():
+        study_run(root, run_id, dice)
+    h = base_hash({"lr": 0.01})
+    study_run(root, f"opt-sched-none-b{h}-f0.4", 0.75)
+    study_run(root, f"opt-sched-none-b{h}-f0.8", 0.0, state="failed", epochs_done=0)
+    return root

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.tui.fixtures import add_preview, seeded_project
+from tests.tui.fixtures import add_preview, seeded_project, study_project
 from unettui.tui.app import make_app
 from unettui.tui.widgets.queue import QueuePanel
 
@@ -58,3 +58,18 @@ def test_help_screen(snap_compare, project):
         await pilot.pause(0.2)
 
     assert snap_compare(make_app(project, poll_interval=60), terminal_size=(80, 24), run_before=before)
+
+
+def test_studies_screen(snap_compare, tmp_path, monkeypatch):
+    """The Studies tab on the 'opt' study: stage 1 done, stage 2 running (shown), stage 3 waiting."""
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    proj = study_project(tmp_path / "study")
+
+    async def before(pilot):
+        app = pilot.app
+        while app.query_one(QueuePanel).row_count < 8:  # the 4 runs of stage 1 and the 4 of stage 2
+            await pilot.pause(0.05)
+        await pilot.press("4")
+        await pilot.pause(0.5)
+
+    assert snap_compare(make_app(proj, poll_interval=60), terminal_size=(80, 24), run_before=before)

@@ -12,22 +12,26 @@ from textual.binding import Binding
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.containers import Horizontal
 from textual.message import Message
-from textual.widgets import Footer, Header, TabbedContent, TabPane
+from textual.widgets import Footer, Header, TabbedContent, TabPane, Tabs
 
-from .data import ProjectMonitor, RunView
+from .data import STUDIES_CHANGED, ProjectMonitor, RunView
 from .runner_control import RunnerControl
 from .screens.dialogs import HelpScreen, QuitDialog
 from .widgets.live import LivePanel
 from .widgets.preview import PreviewPanel
 from .widgets.queue import QueuePanel
 from .widgets.results import ResultsPanel
+from .widgets.study import StudyPanel
 
 
 class ProjectUpdated(Message):
     """A poll of the project found changes (sent from the polling thread)."""
 
-    def __init__(self, views: list[RunView], changed: set[str], queue_error: str | None) -> None:
+    def __init__(self, views: list[RunView], changed: set[str], queue_error: str | None,
+                 studies: list[Any] | None = None, study_ids: frozenset[str] = frozenset(),
+                 study_problems: list[str] | None = None) -> None:
         self.views, self.changed, self.queue_error = views, changed, queue_error
+        self.studies, self.study_ids, self.study_problems = studies or [], study_ids, study_problems or []
         super().__init__()
 
 
@@ -48,6 +52,7 @@ class UnettuiCommands(Provider):
             ("Show the queue", "(1)", partial(app.action_tab, "queue")),
             ("Show the results", "(2)", partial(app.action_tab, "results")),
             ("Show the mask preview", "(3)", partial(app.action_tab, "preview")),
+            ("Show the studies", "stages, their progress and winners (4)", partial(app.action_tab, "studies")),
             ("Export the results shown to CSV", "(x in Results)", app.action_export),
             ("Help: every key", "(?)", app.action_help),
         ]
@@ -77,6 +82,7 @@ class UnettuiApp(App):
         Binding("1", "tab('queue')", "queue", show=False),
         Binding("2", "tab('results')", "results", show=False),
         Binding("3", "tab('preview')", "preview", show=False),
+        Binding("4", "tab('studies')", "studies", show=False),
         Binding("R", "toggle_runner", "runner"),
         Binding("plus", "workers(1)", "+worker", show=False),
         Binding("minus", "workers(-1)", "-worker", show=False),
@@ -102,6 +108,8 @@ class UnettuiApp(App):
         self.selected: str | None = None
         self._last_queue_error: str | None = None
         self._results_dirty = False
+        self._studies_dirty = False
+        self._study_msg: ProjectUpdated | None = None
         self._reported_exit: int | None = None
         self.sub_title = self.project.name
 
@@ -117,6 +125,8 @@ class UnettuiApp(App):
                 yield ResultsPanel(self.project, id="results-panel")
             with TabPane("Preview", id="preview"):
                 yield PreviewPanel(self.project, id="preview-panel")
+            with TabPane("Studies", id="studies"):
+                yield StudyPanel(id="study-panel")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -130,7 +140,9 @@ class UnettuiApp(App):
     @work(thread=True, exclusive=True, group="poll", exit_on_error=False)
     def poll(self) -> None:
         changed = self.monitor.poll()
-        self.post_message(ProjectUpdated(self.monitor.views(), changed, self.monitor.queue_error))
+        mon = self.monitor
+        self.post_message(ProjectUpdated(mon.views(), changed, mon.queue_error, mon.studies, mon.study_run_ids,
+                                         mon.study_problems))
 
     def on_project_updated(self, msg: ProjectUpdated) -> None:
         self.views = {v.id: v for v in msg.views}
@@ -144,6 +156,11 @@ class UnettuiApp(App):
                 self._select(msg.views[0].id)
             elif self.selected in msg.changed:
                 self._select(self.selected)
+            # the studies panel: when their status was recomputed, or a study run moved (its epoch shows)
+            if STUDIES_CHANGED in msg.changed or not msg.changed.isdisjoint(msg.study_ids):
+                self._study_msg, self._studies_dirty = msg, True
+                if self.query_one(TabbedContent).active == "studies":
+                    self._update_studies()
         if msg.queue_error and msg.queue_error != self._last_queue_error:
             self.notify(f"{msg.queue_error} (showing the last good queue)", severity="error", timeout=10)
         self._last_queue_error = msg.queue_error
@@ -171,9 +188,17 @@ class UnettuiApp(App):
             self._results_dirty = False
             self.query_one(ResultsPanel).update_runs(list(self.views.values()))
 
+    def _update_studies(self) -> None:
+        if self._studies_dirty and self._study_msg is not None:
+            self._studies_dirty = False
+            msg = self._study_msg
+            self.query_one(StudyPanel).update_studies(msg.studies, self.views, msg.study_problems, msg.queue_error)
+
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
         if event.pane.id == "results":
             self._update_results()
+        elif event.pane.id == "studies":
+            self._update_studies()
 
     def _select(self, run_id: str | None) -> None:
         self.selected = run_id
@@ -188,14 +213,29 @@ class UnettuiApp(App):
         if msg.run_id and msg.run_id != self.selected:
             self._select(msg.run_id)
 
+    def on_study_panel_run_highlighted(self, msg: StudyPanel.RunHighlighted) -> None:
+        if msg.run_id and msg.run_id != self.selected:
+            self._select(msg.run_id)
+
+    def on_study_panel_run_selected(self, msg: StudyPanel.RunSelected) -> None:
+        if msg.run_id != self.selected:
+            self._select(msg.run_id)
+        self.action_tab("preview")
+
     def refresh_now(self) -> None:
         self.poll()
 
     # ---- actions: navigation, help, quit -----------------------------------------------
     def action_tab(self, tab: str) -> None:
         self.query_one(TabbedContent).active = tab
-        target = {"queue": "#queue-panel", "results": "#results-table", "preview": "#preview-panel"}[tab]
-        self.query_one(target).focus()
+        target = {"queue": "#queue-panel", "results": "#results-table", "preview": "#preview-panel",
+                  "studies": "#study-stages"}[tab]
+        if tab == "studies":
+            self._update_studies()  # now, so the focus goes to what it shows
+        widget = self.query_one(target)
+        if not widget.display:  # no study to show: the tabs keep the focus, not a hidden table
+            widget = self.query_one(TabbedContent).query_one(Tabs)
+        widget.focus()
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen())

@@ -11,8 +11,10 @@ from typing import Any
 
 from ..core.queue import QUEUE_FILE, Queue, QueueError, load_queue
 from ..core.store import CONFIG, METRICS, STATUS, SUMMARY, Run, RunStore, read_json
+from ..core.store import FINISHED as RUN_FINISHED
 
 QUEUE_CHANGED = "__queue__"
+STUDIES_CHANGED = "__studies__"  # the studies' status was recomputed (experiments.toml or a study run changed)
 
 
 @dataclass
@@ -68,8 +70,9 @@ class ProjectMonitor:
 
     metrics.jsonl is read incrementally (from the last offset; from the start again when the file
     shrank, as it does when a resumed run rewrites it). ``poll()`` returns the ids whose view changed
-    (plus QUEUE_CHANGED when the queue file was re-read). Safe to call from a worker thread; the
-    views it returns are replaced, never mutated in place, so a UI thread may read them meanwhile.
+    (plus QUEUE_CHANGED when the queue file was re-read, STUDIES_CHANGED when the studies' status was
+    recomputed). Safe to call from a worker thread; the views, the queue and the study statuses it
+    hands out are replaced, never mutated in place, so a UI thread may read them meanwhile.
     """
 
     def __init__(self, project: Path):
@@ -81,6 +84,8 @@ class ProjectMonitor:
         self._order: list[str] = []
         self._files: dict[tuple[str, str], _FileState] = {}
         self._queue_stamp: tuple[float, int] | None = None
+        self._study_ids: frozenset[str] = frozenset()  # experiment ids of every study's expanded stages
+        self._study_seen: dict[str, tuple | None] = {}  # their signature when the studies were last expanded
 
     def order(self) -> list[str]:
         """Queue order, then runs that are no longer in the queue."""
@@ -89,18 +94,87 @@ class ProjectMonitor:
     def views(self) -> list[RunView]:
         return [self.runs[i] for i in self._order if i in self.runs]
 
+    # ---- studies ---------------------------------------------------------------------
+    @property
+    def studies(self) -> list[Any]:
+        """core.study.StudyStatus of each valid [[study]], as of the last (re)load of the queue."""
+        return list(self.queue.studies) if self.queue is not None else []
+
+    @property
+    def study_problems(self) -> list[str]:
+        """Why a [[study]] table is invalid (it then has no status), one line each."""
+        if self.queue is None:
+            return []
+        return [str(p) for p in self.queue.problems if "[[study]]" in getattr(p, "where", "")]
+
+    @property
+    def study_run_ids(self) -> frozenset[str]:
+        """Every experiment id of every study's expanded stages."""
+        return self._study_ids
+
+    def _study_signature(self, run_id: str) -> tuple | None:
+        """What a study's status depends on in a run: its state, and its summary once finished."""
+        v = self.runs.get(run_id)
+        if v is None:
+            return None
+        return (v.state, v.summary if v.state in RUN_FINISHED else None)
+
+    def _studies_moved(self, changed: set[str], loaded: bool) -> bool:
+        """Record the signature of the study runs that changed; True when one differs from before.
+
+        Right after the queue was (re)loaded, runs the study has not seen before are taken as they are
+        (the load has just read them)."""
+        moved = False
+        for run_id in (self._study_ids & changed) if not loaded else self._study_ids:
+            sig = self._study_signature(run_id)
+            known = run_id in self._study_seen
+            if (known and self._study_seen[run_id] != sig) or (not known and not loaded):
+                moved = True
+            self._study_seen[run_id] = sig
+        return moved
+
+    def _set_queue(self, queue: Queue) -> None:
+        self.queue = queue
+        ids = frozenset(i for s in queue.studies for st in s.stages for i in st.experiments)
+        self._study_seen = {i: sig for i, sig in self._study_seen.items() if i in ids}
+        self._study_ids = ids
+
     # ---- polling -------------------------------------------------------------------
     def poll(self) -> set[str]:
+        """Read what changed; returns the ids whose view changed, QUEUE_CHANGED when experiments.toml was
+        re-read or the order changed, and STUDIES_CHANGED when the studies' status was recomputed.
+
+        A study's status (stages, scores, winners, and the experiments of its later stages) depends on
+        its runs: when one of them changes state, or a finished one its summary, the queue is expanded
+        again (at most once per poll); the file itself is re-read only then or when it changed."""
         changed: set[str] = set()
         stamp = _stat(self.project / QUEUE_FILE)
+        loaded = False
         if stamp != self._queue_stamp:
             self._queue_stamp = stamp
             try:
-                self.queue = load_queue(self.project)
+                self._set_queue(load_queue(self.project))
                 self.queue_error = None
+                loaded = True
             except QueueError as exc:
                 self.queue_error = str(exc)  # keep the last good queue on screen
-            changed.add(QUEUE_CHANGED)
+            changed |= {QUEUE_CHANGED, STUDIES_CHANGED}
+        self._refresh_runs(changed)
+        if self._study_ids and self._studies_moved(changed, loaded) and not loaded:
+            before = [e.id for e in self.queue.experiments] if self.queue else []
+            try:
+                queue = load_queue(self.project)
+            except QueueError:
+                return changed  # a half-written file: its own change is reported by the next poll
+            self._set_queue(queue)
+            changed.add(STUDIES_CHANGED)
+            if [e.id for e in queue.experiments] != before:  # a stage expanded: its experiments join the queue
+                changed.add(QUEUE_CHANGED)
+                self._refresh_runs(changed)
+                self._studies_moved(changed, True)
+        return changed
+
+    def _refresh_runs(self, changed: set[str]) -> None:
         run_ids = self._run_ids()
         queue_ids = [e.id for e in self.queue.experiments] if self.queue else []
         order = queue_ids + sorted(set(run_ids) - set(queue_ids))
@@ -116,7 +190,6 @@ class ProjectMonitor:
         for gone in set(self.runs) - set(order):
             del self.runs[gone]
             changed.add(gone)
-        return changed
 
     def _run_ids(self) -> list[str]:
         try:

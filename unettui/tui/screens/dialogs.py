@@ -12,7 +12,7 @@ HELP = """\
 [b]unettui[/b] — the queue of experiments.toml and the runs in runs/
 
 [b]Anywhere[/b]
-  1 / 2 / 3      Queue / Results / Preview tab
+  1 / 2 / 3 / 4  Queue / Results / Preview / Studies tab
   R              start or stop the runner (it runs as its own process)
   + / -          workers for the next start
   ctrl+p         command palette (every action by name)
@@ -32,6 +32,10 @@ HELP = """\
 [b]Preview tab[/b]
   [ / ]  previous / next validation image      o  overlay view
   b      best / last epoch                     c  colour / ASCII
+
+[b]Studies tab[/b] (the study tables: stages, progress, winners)
+  up / down  choose a stage; enter (or tab) moves to its configurations
+  arrows     pick a configuration and a train fraction; enter opens that run in Preview
 
 Edits go through the same locked, comment-keeping writer as the CLI; a bad value is
 shown under its field with the CLI's message. The runner started here keeps a log in
