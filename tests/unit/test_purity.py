@@ -5,7 +5,7 @@ import sys
 
 
 CORE_MODULES = ["config", "queue", "store", "data", "augment", "model", "losses", "metrics", "optim",
-                "train", "preview", "export", "bench", "edit", "render", "fmt", "study", "lrfind", "figures", "templates"]
+                "train", "preview", "export", "bench", "edit", "render", "fmt", "study", "lrfind", "figures", "templates", "study_text", "study_figures"]
 
 
 def test_core_imports_without_ui_libraries():

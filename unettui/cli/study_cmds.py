@@ -11,6 +11,10 @@ from typing import Any, Optional
 import typer
 
 from ..core.fmt import value as fmt_value
+from ..core.study_text import describe as _describe
+from ..core.study_text import num as _num
+from ..core.study_text import stage_notes, winner_text
+from ..core.study_text import values_text as _values
 from .common import ProjectOpt, app, fail, load_queue_or_fail, write_output
 
 study_app = typer.Typer(
@@ -24,14 +28,6 @@ app.add_typer(study_app, name="study")
 
 METRIC_COLUMNS = (("final_train_loss", "train loss"), ("final_train_dice", "train Dice"),
                   ("final_val_loss", "val loss"), ("final_val_dice", "val Dice"))
-
-
-def _num(v: Any) -> str:
-    return "-" if not isinstance(v, (int, float)) or isinstance(v, bool) else f"{v:.4f}"
-
-
-def _values(d: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={fmt_value(v)}" for k, v in d.items()) or "-"
 
 
 def _studies(project: Path):
@@ -61,16 +57,6 @@ def _find(project: Path, study_id: str | None):
     close = difflib.get_close_matches(study_id, ids, n=1)
     hint = f"did you mean '{close[0]}'? " if close else ""
     fail(f"no study '{study_id}' in {queue.path.name}; {hint}" + (f"studies: {', '.join(ids)}" if ids else "it defines no [[study]]"))
-
-
-def _describe(status) -> str:
-    st = status.study
-    parts = [f"metric {st.metric} ({st.direction})"]
-    if st.fractions:
-        parts.append("train_fraction " + ", ".join(fmt_value(f) for f in st.fractions) + " (score = mean)")
-    if st.base:
-        parts.append("base " + _values(st.base))
-    return "; ".join(parts)
 
 
 def _table(head: list[str], rows: list[list[str]], right: set[int] = frozenset()) -> list[str]:
@@ -130,13 +116,8 @@ def study_ls(project: Path = ProjectOpt) -> None:
         typer.echo(f"{s.id}: {len(s.stages)} stage{'s' if len(s.stages) != 1 else ''}; {_describe(s)}")
         rows = []
         for n, st in enumerate(s.stages, 1):
-            if st.state == "done":
-                win = f"{_values(st.winner or {})} ({st.how})"
-            elif st.winner:
-                win = f"leading: {_values(st.winner)}"
-            else:
-                win = "-"
-            rows.append([str(n), st.name, st.state, f"{st.finished}/{st.planned}", win])
+            rows.append([str(n), st.name + ("" if st.kind == "grid" else f" ({st.kind})"), st.state,
+                         f"{st.finished}/{st.planned}", winner_text(st)])
         for line in _table(["#", "stage", "state", "runs", "winner"], rows, right={0, 3}):
             typer.echo("  " + line)
         if s.done:
@@ -144,7 +125,7 @@ def study_ls(project: Path = ProjectOpt) -> None:
 
 
 @study_app.command("show")
-def studyfmt_value(study_id: str = typer.Argument(..., metavar="ID", help="The study's id."), project: Path = ProjectOpt) -> None:
+def study_show(study_id: str = typer.Argument(..., metavar="ID", help="The study's id."), project: Path = ProjectOpt) -> None:
     """One study, stage by stage: each configuration's score per train fraction and their mean, the winner marked (*) and why it won.
 
     Example: unettui study show opt -p my-study
@@ -184,24 +165,6 @@ def studyfmt_value(study_id: str = typer.Argument(..., metavar="ID", help="The s
             typer.echo(f"  leading: {_values(st.winner)} ({st.why})")
     typer.echo("")
     typer.echo(("final configuration: " if s.done else "configuration so far: ") + _values(s.final()))
-
-
-def stage_notes(st) -> list[str]:
-    """What a halving or lr-search stage adds to its table: rungs and compute saved, the best rate per group."""
-    out = []
-    if st.rungs:
-        share = f" ({100 * st.epochs_trained / st.epochs_full:.0f} %)" if st.epochs_full else ""
-        out.append(f"successive halving: rungs at epochs {', '.join(map(str, st.rungs))}; epochs trained: "
-                   f"{st.epochs_trained} of {st.epochs_full} for the full grid{share}")
-    if st.kind == "lr-search":
-        out.append("learning-rate search: one run per power of ten, then a bisection of the multiplier of the best one")
-        if st.tuned:
-            if len(st.tuned) == 1 and not st.tuned[0][0]:
-                out.append(f"best lr: {fmt_value(st.tuned[0][1]['lr'])}")
-            else:
-                out.append("best lr: " + "; ".join(f"{_values(g)}: {fmt_value(v['lr'])}" for g, v in st.tuned)
-                           + " (later stages use each one's own rate)")
-    return out
 
 
 class ReportFormat(str, Enum):

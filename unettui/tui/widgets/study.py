@@ -20,6 +20,9 @@ from textual.message import Message
 from textual.widgets import DataTable, Static
 
 from ...core.fmt import value as fmt_value
+from ...core.study_text import describe, stage_notes, winner_text
+from ...core.study_text import num as _num
+from ...core.study_text import values_text as _values
 
 NO_STUDY = ("no [[study]] in experiments.toml — `unettui study new --template quick` creates one\n\n"
             "A study tunes one hyper-parameter family per stage (learning rate, then scheduler, ...) and "
@@ -34,34 +37,6 @@ Cell = tuple[str, str, bool]  # text, rich style, right-justified (a cell may al
 Row = tuple[str, tuple]  # row key, cells
 
 
-def _values(d: dict[str, Any] | None) -> str:
-    return ", ".join(f"{k}={fmt_value(v)}" for k, v in (d or {}).items()) or "-"
-
-
-def _num(v: Any) -> str:
-    return "-" if not isinstance(v, (int, float)) or isinstance(v, bool) else f"{v:.4f}"
-
-
-def describe(status: Any) -> str:
-    """The study's metric, fractions and base (as `unettui study ls` writes them)."""
-    st = status.study
-    parts = [f"metric {st.metric} ({st.direction})"]
-    if st.fractions:
-        parts.append("train_fraction " + ", ".join(fmt_value(f) for f in st.fractions) + " (score = mean)")
-    if st.base:
-        parts.append("base " + _values(st.base))
-    return "; ".join(parts)
-
-
-def winner_text(st: Any) -> str:
-    """'lr=0.01 (tie-break)' for a finished stage, 'leading: lr=0.01' while it runs, '-' otherwise."""
-    if st.state == "done":
-        return f"{_values(st.winner)} ({st.how})" if st.winner else "-"
-    if st.winner:
-        return f"leading: {_values(st.winner)}"
-    return "-"
-
-
 def progress_bar(done: int, total: int, width: int = BAR_WIDTH) -> Text:
     """A bar of ``width`` cells: finished runs filled (█), the rest light (░), readable without colour."""
     filled = 0 if total <= 0 else min(width, round(width * done / total))
@@ -73,24 +48,6 @@ def progress_bar(done: int, total: int, width: int = BAR_WIDTH) -> Text:
 
 def stage_kind(st: Any) -> str:
     return getattr(st, "kind", "grid") or "grid"
-
-
-def stage_notes(st: Any) -> list[str]:
-    """What a halving or learning-rate-search stage adds to its table (as `unettui study show` says it)."""
-    out = []
-    rungs = getattr(st, "rungs", None)
-    if rungs:
-        trained, full = getattr(st, "epochs_trained", 0), getattr(st, "epochs_full", 0)
-        share = f" ({100 * trained / full:.0f} %)" if full else ""
-        out.append(f"successive halving: rungs at epochs {', '.join(map(str, rungs))}; "
-                   f"epochs trained: {trained} of {full} for the full grid{share}")
-    if stage_kind(st) == "lr-search":
-        out.append("learning-rate search: one run per power of ten, then a bisection of the best one's multiplier")
-        tuned = getattr(st, "tuned", None) or []
-        if tuned:
-            out.append("best lr: " + "; ".join(f"{_values(g) if g else 'base'}: {fmt_value(v.get('lr'))}"
-                                              for g, v in tuned))
-    return out
 
 
 class StageTable(DataTable):

@@ -1,0 +1,56 @@
+"""The words a study is shown in, shared by `unettui study ...`, `unettui report` and the TUI's Studies tab."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .fmt import value as fmt_value
+
+__all__ = ["values_text", "num", "describe", "winner_text", "stage_notes"]
+
+
+def values_text(d: dict[str, Any] | None) -> str:
+    """``key=value, ...`` (or '-')."""
+    return ", ".join(f"{k}={fmt_value(v)}" for k, v in (d or {}).items()) or "-"
+
+
+def num(v: Any) -> str:
+    """A metric with 4 decimals, '-' when missing."""
+    return "-" if not isinstance(v, (int, float)) or isinstance(v, bool) else f"{v:.4f}"
+
+
+def describe(status: Any) -> str:
+    """The study's metric, fractions and base."""
+    st = status.study
+    parts = [f"metric {st.metric} ({st.direction})"]
+    if st.fractions:
+        parts.append("train_fraction " + ", ".join(fmt_value(f) for f in st.fractions) + " (score = mean)")
+    if st.base:
+        parts.append("base " + values_text(st.base))
+    return "; ".join(parts)
+
+
+def winner_text(st: Any) -> str:
+    """'lr=0.01 (tie-break)' for a finished stage, 'leading: lr=0.01' while it runs, '-' otherwise."""
+    if st.state == "done":
+        return f"{values_text(st.winner)} ({st.how})" if st.winner else "-"
+    if st.winner:
+        return f"leading: {values_text(st.winner)}"
+    return "-"
+
+
+def stage_notes(st: Any) -> list[str]:
+    """What a halving or learning-rate-search stage adds to its table: rungs and epochs saved, the best rates."""
+    out = []
+    if st.rungs:
+        share = f" ({100 * st.epochs_trained / st.epochs_full:.0f} %)" if st.epochs_full else ""
+        out.append(f"successive halving: rungs at epochs {', '.join(map(str, st.rungs))}; epochs trained: "
+                   f"{st.epochs_trained} of {st.epochs_full} for the full grid{share}")
+    if st.kind == "lr-search":
+        out.append("learning-rate search: one run per power of ten, then a bisection of the multiplier of the best one")
+        if len(st.tuned) == 1 and not st.tuned[0][0]:
+            out.append(f"best lr: {fmt_value(st.tuned[0][1]['lr'])}")
+        elif st.tuned:
+            out.append("best lr: " + "; ".join(f"{values_text(g)}: {fmt_value(v['lr'])}" for g, v in st.tuned)
+                       + " (later stages use each one's own rate)")
+    return out
