@@ -48,7 +48,7 @@ def test_added_to_an_existing_queue_keeps_its_text(tmp_path):
     s = study(tmp_path, "seed")
     assert [st.name for st in s.stages] == ["lr", "opt-sched", "weight-decay", "dropout", "loss", "augment"]
     assert [st.planned for st in s.stages] == [6 * (4 + 2), 18, 9, 9, 5, 4]
-    assert s.stages[1].rungs == [] and s.stages[1].kind == "halving"
+    assert [st.kind for st in s.stages] == ["lr-search", "grid", "grid", "grid", "halving", "grid"]
     lr_stage = s.stages[0]
     optimizers = {q.get(i).config.optimizer for i in lr_stage.experiments}
     assert optimizers == {"adam", "adamw", "sgd", "rmsprop", "adagrad", "adamax"}

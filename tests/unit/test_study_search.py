@@ -248,3 +248,22 @@ def test_a_pinned_configuration_survives_every_rung(tmp_path):
     assert pinned.pruned_at is None and pinned.budget == 9 and pinned.score == pytest.approx(0.18)
     assert "best by score: lr=0.09" in st.why
     assert {q.get(i).config.lr for i in stage(q, "next").experiments} == {0.01}
+
+
+def test_removing_halving_trains_the_pruned_runs_on_to_full_length(tmp_path):
+    proj = write(tmp_path, HALVING)
+    for _ in range(4):
+        train_to_budget(proj)
+    q = load_queue(proj)
+    for i in stage(q, "h").experiments:  # what the trainer writes: the definition's fingerprint
+        atomic_write_json(RunStore(proj).run(i).file("config.json"), {"fingerprint": q.get(i).config.fingerprint()})
+    assert stage(q, "h").winner == {"lr": 0.09}
+    write(tmp_path, HALVING.replace("halving = { min_epochs = 1, eta = 3 }\n", ""))
+    q = load_queue(proj)
+    st = stage(q, "h")
+    waiting = sorted(q.get(c.runs[0].id).config.lr for c in st.configs if c.runs[0].state == "queued")
+    assert waiting == [0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.07, 0.08]  # all but the survivor, which has its 9 epochs
+    assert st.state == "running" and stage(q, "next").state == "waiting"
+    train_to_budget(proj)
+    st = stage(load_queue(proj), "h")
+    assert st.state == "done" and st.winner == {"lr": 0.05}  # the full grid's best (0.98 after 9 epochs)

@@ -147,7 +147,7 @@ def _halving_states(queue) -> tuple[dict[str, int], set[str]]:
                 for r in c.runs:
                     if c.pruned_at:
                         pruned[r.id] = c.pruned_at
-                    elif st.rungs and r.state == "queued":
+                    elif r.state == "queued":  # (ls shows it pending only when its run says done)
                         promoted.add(r.id)
     return pruned, promoted
 

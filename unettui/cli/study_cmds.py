@@ -207,11 +207,6 @@ def report_markdown(s, figures: dict[str, list[str]] | None = None) -> str:
                     mark = f"pruned after epoch {c.pruned_at}"
                 out.append("| " + " | ".join(vals + metrics + [_num(c.score), mark]) + " |")
         out.append("")
-        notes = stage_notes(st)
-        if notes:
-            out += [f"- {n[0].upper()}{n[1:]}." for n in notes] + [""]
-        for fig in (figures or {}).get(st.name, []):
-            out += [f"![{st.name}: {Path(fig).stem.split('-')[-1]}]({fig})", ""]
         for key in keys:  # group averages per value of each varied key (the report's "Avg Val Dice" per scheduler)
             groups: dict[str, list[dict[str, Any]]] = {}
             for c in st.configs:
@@ -227,6 +222,11 @@ def report_markdown(s, figures: dict[str, list[str]] | None = None) -> str:
                 out.append(f"| {v} | {len(done)}/{len(summs)} | {_num(_mean([x.get('final_val_loss') for x in done]))} "
                            f"| {_num(_mean([x.get('final_val_dice') for x in done]))} |")
             out.append("")
+        notes = stage_notes(st)
+        if notes:
+            out += [f"- {n[0].upper()}{n[1:]}." for n in notes] + [""]
+        for fig in (figures or {}).get(st.name, []):
+            out += [f"![{st.name}: {Path(fig).stem.split('-')[-1]}]({fig})", ""]
         if st.state == "done":
             out += [f"Winner: **{_values(st.winner or {})}** ({st.how}: {st.why}).", ""]
         elif st.winner:

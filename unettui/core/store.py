@@ -134,6 +134,19 @@ class Run:
     def metrics(self) -> list[dict[str, Any]]:
         return read_jsonl(self.file(METRICS))
 
+    def stopped_short(self, target_epochs: int, fingerprint: str) -> bool:
+        """A finished run of this very definition that trained fewer than ``target_epochs`` epochs without stopping
+        early (e.g. pruned by successive halving, then the stage's halving was changed or removed): it can go on
+        from its checkpoint. A run of another definition is never taken up this way."""
+        st = self.status() or {}
+        if st.get("state") != "done":
+            return False
+        summary = self.summary() or {}
+        done_to = summary.get("epochs_done")
+        if not isinstance(done_to, int) or done_to >= target_epochs or summary.get("stopped_early"):
+            return False
+        return (self.config() or {}).get("fingerprint") == fingerprint
+
     def state(self, now: float | None = None) -> str:
         """queued/running/done/failed/interrupted, with a dead or silent runner's claim shown as interrupted."""
         st = self.status()

@@ -564,9 +564,18 @@ def _choose_winner(status: StageStatus, stage: Stage, candidates: list[ConfigSco
     status.how, status.why = how, why
 
 
+def _go_on(b: _StageBuilder, cs: ConfigScore) -> None:
+    """Runs done short of their epochs (pruned by an earlier halving of this stage) are to be trained on."""
+    for r in cs.runs:
+        exp = b.exps[r.id]
+        if r.state == "done" and b.store is not None and b.store.run(r.id).stopped_short(exp.target_epochs, exp.config.fingerprint()):
+            r.state, r.value = "queued", None
+            cs.score = cs.spread = None
+
+
 def _grid(b: _StageBuilder) -> bool:
     for combo in b.stage.configurations():
-        b.point(combo)
+        _go_on(b, b.point(combo))
     return all(_finished(c) for c in b.status.configs)
 
 
@@ -659,6 +668,8 @@ def _lr_search(b: _StageBuilder) -> bool:
     complete = True
     for group in b.stage.configurations() or [{}]:
         points = [b.point({**group, "lr": lr}) for lr in search.decades()]
+        for c in points:
+            _go_on(b, c)
         if not all(_finished(c) for c in points):
             complete = False
             continue
@@ -672,6 +683,7 @@ def _lr_search(b: _StageBuilder) -> bool:
         group_done = True
         while (m := _next_multiplier({k: c.score for k, c in by_mult.items()}, search.steps, direction)) is not None:
             c = b.point({**group, "lr": float(f"{m}e{exp10}")})
+            _go_on(b, c)
             points.append(c)
             by_mult[m] = c
             if not _finished(c):

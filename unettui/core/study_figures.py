@@ -3,6 +3,7 @@ of validation predictions (the runs' preview strips at their best epoch). Used b
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,14 @@ MAX_CURVES_WITH_TRAIN = 8  # above this many configurations a stage's chart show
 
 
 def _label(values: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={fmt_value(v)}" for k, v in values.items()) or "base"
+    """``lr=0.01`` for one varied key; only the values (``adam, plateau``) for several: the keys are in the title."""
+    if len(values) == 1:
+        return ", ".join(f"{k}={fmt_value(v)}" for k, v in values.items())
+    return ", ".join(fmt_value(v) for v in values.values()) or "base"
+
+
+def _keys(st) -> str:
+    return f" ({', '.join(st.varied)})" if len(st.varied) > 1 else ""
 
 
 def _representative(cs) -> Any:
@@ -76,14 +84,17 @@ def write_study_figures(status, store: RunStore, folder: Path) -> dict[str, list
                 series.append((tag + " train", xs, [h.get("train_loss") for h in hist]))
         fr = _representative(finished[0]).fraction
         at = f" at train_fraction {fmt_value(fr)}" if fr is not None else ""
-        paths.append(line_chart(series, f"Stage {n}: {st.name} - {'train and ' if with_train else ''}val loss{at}",
-                                "epoch", "loss", folder / f"{stem}-loss.png"))
+        ys = [y for _, _, vals in series for y in vals if isinstance(y, (int, float)) and math.isfinite(y)]
+        log_y = bool(ys) and min(ys) > 0 and max(ys) / min(ys) > 30  # one diverging epoch must not flatten the rest
+        paths.append(line_chart(series, f"Stage {n}: {st.name}{_keys(st)} - {'train and ' if with_train else ''}val loss{at}"
+                                + (" (log scale)" if log_y else ""), "epoch", "loss", folder / f"{stem}-loss.png",
+                                log_y=log_y))
         # the score of every configuration, the winner highlighted
         labels = [_label(c.values) + (f" (pruned @{c.pruned_at})" if c.pruned_at else "") for c in st.configs]
         scores = [c.score for c in st.configs]
         win = next((i for i, c in enumerate(st.configs) if st.winner == c.values), None) if st.state == "done" else None
         mean = " (mean over train fractions)" if any(len(c.runs) > 1 for c in st.configs) else ""
-        paths.append(bar_chart(labels, scores, f"Stage {n}: {st.name} - {metric}{mean}", metric,
+        paths.append(bar_chart(labels, scores, f"Stage {n}: {st.name}{_keys(st)} - {metric}{mean}", metric,
                                folder / f"{stem}-scores.png", highlight=win))
         # validation predictions at each configuration's best epoch
         tiles = []
@@ -94,7 +105,7 @@ def write_study_figures(status, store: RunStore, folder: Path) -> dict[str, list
                 tiles.append((f"{_label(c.values)}: {score}" + (" (winner)" if win is not None and st.configs[win] is c else ""),
                               tile))
         if tiles:
-            paths.append(image_grid(tiles, f"Stage {n}: {st.name} - the same validation images at each configuration's "
+            paths.append(image_grid(tiles, f"Stage {n}: {st.name}{_keys(st)} - the same validation images at each configuration's "
                                            "best epoch (input | truth | prediction)", folder / f"{stem}-predictions.png",
                                     columns=min(4, len(tiles)) if len(tiles) > 3 else None))
         out[st.name] = paths
