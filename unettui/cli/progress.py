@@ -40,7 +40,8 @@ class PlainReporter:
         print(text, file=self.out, flush=True)
 
     def plan(self, queue: Queue, store: RunStore) -> None:
-        states = [store.run(e.id).state() if e.valid else "invalid" for e in queue.experiments]
+        again = {r.id for s in queue.studies for st in s.stages for c in st.configs for r in c.runs if r.state == "queued"}
+        states = ["queued" if e.id in again else store.run(e.id).state() if e.valid else "invalid" for e in queue.experiments]
         todo = sum(s in ("queued", "interrupted") for s in states)
         done = states.count("done")
         failed = states.count("failed")

@@ -185,6 +185,8 @@ def report_markdown(s, figures: dict[str, list[str]] | None = None) -> str:
               if study.fractions else "") + ".", ""]
     if study.base:
         out += [f"Base (on top of [defaults]): {_values(study.base)}.", ""]
+    out += [f"In the tables, train loss, train Dice, val loss and val Dice are the last epoch's; score is `{study.metric}` "
+            "(the mean over a stage's train fractions when it has several).", ""]
     for n, st in enumerate(s.stages, 1):
         out += [f"## Stage {n}: {st.name} ({st.state})", ""]
         if st.carried:

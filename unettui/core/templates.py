@@ -27,7 +27,7 @@ QUICK = Template(
     name="quick",
     summary="learning rate for adam and sgd (decades, then one bisection step), optimizer x scheduler with successive "
             "halving, then the loss: a first look at every stage kind",
-    runtime="about 4 minutes",
+    runtime="about 3.5 minutes",
     body='''\
 # Study "{id}" (template quick): a few minutes on 2 CPU cores.
 # `unettui run --headless` trains it stage by stage; `unettui study show {id}` and
