@@ -76,7 +76,7 @@ class TemplateName(str, Enum):
 @study_app.command("new")
 def study_new(
     template: TemplateName = typer.Option(..., "--template", "-t", help="quick (a few minutes: every stage kind) or seed "
-                                          "(the course study, six stages, about 35 min on 2 CPU cores)."),
+                                          "(the course study, six stages, about 26 min on 2 CPU cores)."),
     study_id: Optional[str] = typer.Option(None, "--id", help="The study's id, also its experiments' id prefix (default: the template's name)."),
     show: bool = typer.Option(False, "--print", help="Print the [[study]] table instead of adding it."),
     project: Path = ProjectOpt,

@@ -65,7 +65,7 @@ SEED = Template(
     name="seed",
     summary="the course study: lr per optimizer (six optimizers), optimizer x scheduler (none/step/plateau), "
             "weight decay and dropout at 20/50/80 % training data, five losses (halved), augmentation on/off",
-    runtime="about 35 minutes",
+    runtime="about 26 minutes",
     body='''\
 # Study "{id}" (template seed): the course study "Image Segmentation Using UNET: Strategic
 # Hyper-parameter Tuning", in small, on the built-in ventricle data; well under an hour on 2 CPU cores.
