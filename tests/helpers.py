@@ -1,4 +1,4 @@
-"""Helpers for tests that run the real `unettui` command in a subprocess."""
+"""Helpers for tests: the real `unettui` command in a subprocess, and hand-made finished runs."""
 
 import os
 import subprocess
@@ -13,3 +13,14 @@ def run_cli(*args: str, timeout: float = 240, **kw) -> subprocess.CompletedProce
     """Run the real `unettui` in a subprocess (one CPU thread, so runs are bit-reproducible)."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.run(unettui_cmd(*args), capture_output=True, text=True, timeout=timeout, env=env, **kw)
+
+
+def finish(proj, run_id, state="done", **summary):
+    """A run folder as a runner leaves it: status.json with ``state``, and summary.json when ``summary`` is given."""
+    from unettui.core.store import RunStore, atomic_write_json
+
+    run = RunStore(proj).run(run_id)
+    run.path.mkdir(parents=True, exist_ok=True)
+    run.write_status(state=state)
+    if summary:
+        atomic_write_json(run.file("summary.json"), summary)

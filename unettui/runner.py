@@ -92,14 +92,12 @@ class Runner:
         if not st:
             return "new"
         state = st.get("state")
-        if state == "done" and exp.budget is not None:
-            # a successive-halving survivor promoted to a further rung goes on from its checkpoint (the trainer
-            # starts it afresh if its definition has changed since)
-            summary = run.summary() or {}
-            done_to = summary.get("epochs_done") if isinstance(summary.get("epochs_done"), int) else 0
-            return "resume" if done_to < exp.target_epochs and not summary.get("stopped_early") else None
-        if state == "done" and run.stopped_short(exp.target_epochs, exp.config.fingerprint()):
-            return "resume"  # pruned by a halving that the stage no longer has: on to its full epochs
+        # a successive-halving survivor promoted to a further rung goes on from its checkpoint (the trainer starts
+        # it afresh if its definition changed since); outside halving (a pruned run of a stage that no longer
+        # prunes) only a run of the same definition does
+        if state == "done" and run.stopped_short(exp.target_epochs,
+                                                 None if exp.budget is not None else exp.config.fingerprint()):
+            return "resume"
         if state in ("done", "failed"):
             return None
         if state == "running" and not Run.is_stale(st, timeout=self.stale_after):

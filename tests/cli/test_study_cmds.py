@@ -8,9 +8,9 @@ import json
 from typer.testing import CliRunner
 
 from tests.conftest import TINY_DEFAULTS
-from tests.helpers import run_cli
+from tests.helpers import finish, run_cli
 from unettui.cli.app import app
-from unettui.core.store import RunStore, atomic_write_json
+from unettui.core.store import RunStore
 from unettui.core.study import base_hash
 
 runner = CliRunner()
@@ -37,14 +37,6 @@ def refused(out, message):
     assert out.exit_code == 2, out.output
     assert out.stderr.startswith("error: ") and message in out.stderr, out.stderr
     assert out.stderr.count("\n") == 1 and "Traceback" not in out.output
-
-
-def finish(proj, run_id, state="done", **summary):
-    run = RunStore(proj).run(run_id)
-    run.path.mkdir(parents=True, exist_ok=True)
-    run.write_status(state=state)
-    if summary:
-        atomic_write_json(run.file("summary.json"), summary)
 
 
 def summ(dice):

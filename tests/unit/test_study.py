@@ -2,8 +2,8 @@
 
 import pytest
 
+from tests.helpers import finish
 from unettui.core.queue import load_queue, parse_queue
-from unettui.core.store import RunStore, atomic_write_json
 from unettui.core.study import base_hash, experiment_id
 
 HEAD = """
@@ -31,14 +31,6 @@ def write(proj, body, head=HEAD):
     proj.mkdir(exist_ok=True)
     (proj / "experiments.toml").write_text(head + body)
     return proj
-
-
-def finish(proj, run_id, state="done", **summary):
-    run = RunStore(proj).run(run_id)
-    run.path.mkdir(parents=True, exist_ok=True)
-    run.write_status(state=state)
-    if summary:
-        atomic_write_json(run.file("summary.json"), summary)
 
 
 def finish_lr(proj, scores, state=None):

@@ -106,6 +106,12 @@ def pid_alive(pid: int) -> bool:
 HOST = socket.gethostname()
 
 
+def short_of(summary: dict[str, Any] | None, target_epochs: int) -> bool:
+    """A run summary that stopped before ``target_epochs`` epochs, and not by early stopping."""
+    done_to = (summary or {}).get("epochs_done")
+    return isinstance(done_to, int) and done_to < target_epochs and not (summary or {}).get("stopped_early")
+
+
 @dataclass
 class Run:
     """A view of one run folder; every read goes to disk so other processes' writes are seen."""
@@ -134,18 +140,13 @@ class Run:
     def metrics(self) -> list[dict[str, Any]]:
         return read_jsonl(self.file(METRICS))
 
-    def stopped_short(self, target_epochs: int, fingerprint: str) -> bool:
-        """A finished run of this very definition that trained fewer than ``target_epochs`` epochs without stopping
-        early (e.g. pruned by successive halving, then the stage's halving was changed or removed): it can go on
-        from its checkpoint. A run of another definition is never taken up this way."""
-        st = self.status() or {}
-        if st.get("state") != "done":
+    def stopped_short(self, target_epochs: int, fingerprint: str | None = None) -> bool:
+        """A finished run that trained fewer than ``target_epochs`` epochs without stopping early (a successive-
+        halving rung): it can go on from its checkpoint. With ``fingerprint``, only a run of that very definition
+        (so a finished run whose definition was edited since is never taken up this way)."""
+        if (self.status() or {}).get("state") != "done" or not short_of(self.summary(), target_epochs):
             return False
-        summary = self.summary() or {}
-        done_to = summary.get("epochs_done")
-        if not isinstance(done_to, int) or done_to >= target_epochs or summary.get("stopped_early"):
-            return False
-        return (self.config() or {}).get("fingerprint") == fingerprint
+        return fingerprint is None or (self.config() or {}).get("fingerprint") == fingerprint
 
     def state(self, now: float | None = None) -> str:
         """queued/running/done/failed/interrupted, with a dead or silent runner's claim shown as interrupted."""

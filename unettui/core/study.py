@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .config import KEYS, Config, ConfigError, _nearest, build_config, coerce, flatten
-from .store import FINISHED
+from .store import FINISHED, short_of
 
 STUDY_KEYS = ("id", "metric", "direction", "stage")
 STAGE_KEYS = ("name", "pin", "halving", "lr_search")
@@ -169,19 +169,12 @@ class StudyStatus:
     def id(self) -> str:
         return self.study.id
 
-    carried: dict[str, Any] | None = None  # what the finished stages carry on (winners and their tuned rates)
+    carried: dict[str, Any] = field(default_factory=dict)  # what the finished stages carry on (winners, their rates)
 
     def final(self) -> dict[str, Any]:
         """The study base plus the winners of every finished stage, each with the rate its optimizer was tuned to
         (the final configuration once all are done)."""
-        out = dict(self.study.base)
-        if self.carried is not None:
-            out.update(self.carried)
-            return out
-        for st in self.stages:
-            if st.state == "done" and st.winner:
-                out.update(st.winner)
-        return out
+        return {**self.study.base, **self.carried}
 
     @property
     def done(self) -> bool:
@@ -202,6 +195,16 @@ def _check_key(key: str, extra: tuple[str, ...], where: str) -> ConfigError | No
         return None
     hint = _nearest(key, list(KEYS) + list(extra)).strip()
     return ConfigError(where, key, f"unknown key; {hint}" if hint else f"unknown key; valid: {', '.join(extra)} or a configuration key")
+
+
+def _fraction_list(v: list, where: str) -> list[float]:
+    """A train_fraction list: every configuration runs at each fraction, scored by the mean."""
+    if not v:
+        raise ConfigError(where, "train_fraction", "empty list: give at least one fraction, e.g. [0.4, 0.8]")
+    out = [coerce("train_fraction", x, where) for x in v]
+    if len(set(out)) != len(out):
+        raise ConfigError(where, "train_fraction", f"repeats a fraction: {v}")
+    return out
 
 
 def parse_study(entry: Any, index: int, file: str, at: str = "") -> tuple[Study | None, list[ConfigError]]:
@@ -244,11 +247,7 @@ def parse_study(entry: Any, index: int, file: str, at: str = "") -> tuple[Study 
                 if k != "train_fraction":
                     raise ConfigError(where, k, "a list at study level; lists (grids) belong in a [[study.stage]]; "
                                                 "only train_fraction may be a list here")
-                if not v:
-                    raise ConfigError(where, k, "empty list: give at least one fraction, e.g. [0.4, 0.8]")
-                fractions = [coerce(k, x, where) for x in v]
-                if len(set(fractions)) != len(fractions):
-                    raise ConfigError(where, k, f"repeats a fraction: {v}")
+                fractions = _fraction_list(v, where)
             else:
                 base[k] = coerce(k, v, where)
         except ConfigError as exc:
@@ -288,11 +287,7 @@ def parse_study(entry: Any, index: int, file: str, at: str = "") -> tuple[Study 
             try:
                 if k == "train_fraction" and isinstance(v, list):
                     # not a grid (the "best" fraction would always be the largest): this stage's fractions
-                    if not v:
-                        raise ConfigError(swhere, k, "empty list: give at least one fraction, e.g. [0.4, 0.8]")
-                    stage_fractions = [coerce(k, x, swhere) for x in v]
-                    if len(set(stage_fractions)) != len(stage_fractions):
-                        raise ConfigError(swhere, k, f"repeats a fraction: {v}")
+                    stage_fractions = _fraction_list(v, swhere)
                 elif isinstance(v, list):
                     if not v:
                         raise ConfigError(swhere, k, "empty list: a stage needs at least one value per key")
@@ -593,8 +588,7 @@ def _halving(b: _StageBuilder) -> bool:
             c.budget = rung
             for r in c.runs:
                 b.exps[r.id].budget = rung
-                done_to = int((r.summary or {}).get("epochs_done") or 0)
-                if r.state == "done" and done_to < rung and not (r.summary or {}).get("stopped_early"):
+                if r.state == "done" and short_of(r.summary, rung):
                     r.state, r.value = "queued", None  # promoted: to be trained on from its checkpoint
         if not all(_finished(c) for c in alive):
             for c in alive:  # the leaders so far: the scores at the last decided rung stay
