@@ -1,5 +1,5 @@
 """Diagnose the CUDA behaviour of three trainer tests (device check, not part of the suite)."""
-import json, sys, tempfile
+import sys, tempfile
 from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "unit"))
 from test_train import easy_folder, TINY as _TINY  # noqa: E402

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import signal
@@ -11,12 +12,14 @@ import traceback
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Callable, Iterator, Protocol
 
 from filelock import FileLock
 
-from .core.queue import Experiment, Queue, QueueError, load_queue
-from .core.store import HEARTBEAT_TIMEOUT, HOST, Run, RunStore
+from .core.config import definition_changes
+from .core.queue import QUEUE_FILE, Experiment, Queue, QueueError, load_queue
+from .core.status import DataIds, Judgement, Row, State, collect, judge_run
+from .core.store import HEARTBEAT_TIMEOUT, HOST, ME, STATUS, Run, RunStore, atomic_write_json, short_of
 
 HEARTBEAT_INTERVAL = 5.0
 
@@ -24,7 +27,7 @@ HEARTBEAT_INTERVAL = 5.0
 class Reporter(Protocol):
     """What the runner tells whoever is watching (plain lines, a rich progress bar, a test)."""
 
-    def plan(self, queue: Queue, store: RunStore) -> None: ...
+    def plan(self, queue: Queue, rows: list[Row]) -> None: ...
     def skip(self, exp: Experiment, reason: str) -> None: ...
     def note(self, exp: Experiment | None, text: str) -> None: ...
     def run_start(self, exp: Experiment, info: dict[str, Any]) -> None: ...
@@ -38,12 +41,75 @@ class SilentReporter:
         return lambda *a, **k: None
 
 
+class GuardedReporter:
+    """Output is not the experiment: a reporter that fails (the pipe of ``| tee`` or ``| head`` closed, the terminal
+    gone after ``& disown``, a full disk behind stdout) is silenced after its first failure, which ``on_failure`` is
+    told about; training goes on and run.log keeps the record."""
+
+    def __init__(self, inner: Any, on_failure: Callable[[BaseException], None]):
+        self.inner, self.on_failure = inner, on_failure
+        self.broken: BaseException | None = None
+
+    def __getattr__(self, name: str):
+        fn = getattr(self.inner, name)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            if self.broken is not None:
+                return None
+            try:
+                return fn(*args, **kwargs)
+            except Exception as exc:  # noqa: BLE001 - whatever the output does, the run is not at fault
+                self.broken = exc
+                try:
+                    self.on_failure(exc)
+                except Exception:  # noqa: BLE001
+                    pass
+                return None
+
+        return call
+
+
+class ClaimLost(Exception):
+    """Another process holds this run's claim now (it took over a claim it saw as stale): stop touching the run."""
+
+
+class Claim:
+    """This process's claim on one run: its token, and the fence every write to the run goes through."""
+
+    def __init__(self, run: Run, token: str, lock_path: Path, lock_timeout: float = 60.0):
+        self.run, self.token = run, token
+        self._lock = FileLock(str(lock_path), timeout=lock_timeout)
+        self.lost: str | None = None
+
+    @contextlib.contextmanager
+    def fence(self) -> Iterator[None]:
+        """Hold the queue lock and check that status.json still carries this claim's token; raise ClaimLost when it
+        does not (and from then on). Claims are taken over under the same lock, so no takeover happens meanwhile."""
+        if self.lost:
+            raise ClaimLost(self.lost)
+        with self._lock:
+            st = self.run.status() or {}
+            if st.get("token") != self.token:
+                who = f"{st.get('host', '?')} pid {st.get('pid', '?')}" if st.get("token") else "someone else"
+                self.lost = f"its claim was taken over by {who}; this runner stopped touching it"
+                raise ClaimLost(self.lost)
+            yield
+
+    def log(self, line: str) -> None:
+        if not self.lost:
+            try:
+                self.run.log(line)
+            except OSError:
+                pass
+
+
 @dataclass
 class Outcome:
     done: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     interrupted: list[str] = field(default_factory=list)
     skipped_invalid: list[str] = field(default_factory=list)
+    lost: list[str] = field(default_factory=list)  # claims taken over by another runner (it trains them)
     stopped: bool = False  # by a signal
 
     @property
@@ -54,7 +120,8 @@ class Outcome:
 
 
 class Runner:
-    """Trains, in file order, every experiment without a finished run; resumes interrupted or crashed ones."""
+    """Trains, in file order, every experiment without a finished run; resumes interrupted or crashed ones, and trains
+    again (keeping the earlier attempt) those whose definition or dataset changed since they ran."""
 
     def __init__(self, project: Path, device: str | None = None, reporter: Reporter | None = None,
                  heartbeat_interval: float = HEARTBEAT_INTERVAL, only: list[str] | None = None,
@@ -62,7 +129,7 @@ class Runner:
         self.project = Path(project)
         self.store = RunStore(self.project)
         self.device = device
-        self.reporter = reporter or SilentReporter()
+        self.reporter = GuardedReporter(reporter or SilentReporter(), self._output_failed)
         self.heartbeat_interval = heartbeat_interval
         self.only = set(only) if only else None
         self.stale_after = stale_after
@@ -70,6 +137,16 @@ class Runner:
         self.stop_requested = False
         self.token = uuid.uuid4().hex
         self._status_lock = threading.Lock()
+        self._claim: Claim | None = None  # the run being trained
+        self._noted: set[tuple[str, str]] = set()  # (id, why) already reported as skipped
+        self._queue_stamp: tuple[float, int] | None = None
+        self._abandon: str | None = None  # why the run in training is to stop after its epoch (redefined, removed)
+
+    # ---- output --------------------------------------------------------------------
+    def _output_failed(self, exc: BaseException) -> None:
+        what = f"{type(exc).__name__}: {exc}".strip()
+        if self._claim is not None:
+            self._claim.log(f"progress output failed ({what}); training goes on, this log keeps the record")
 
     # ---- signals -------------------------------------------------------------------
     def request_stop(self, *_: Any) -> None:
@@ -86,25 +163,31 @@ class Runner:
         return old
 
     # ---- claiming ------------------------------------------------------------------
-    def _claimable(self, exp: Experiment, run: Run) -> str | None:
-        """Why ``exp`` should run now ('new', 'resume'), or None to pass it by."""
-        st = run.status()
-        if not st:
-            return "new"
-        state = st.get("state")
-        # a successive-halving survivor promoted to a further rung goes on from its checkpoint (the trainer starts
-        # it afresh if its definition changed since); outside halving (a pruned run of a stage that no longer
-        # prunes) only a run of the same definition does
-        if state == "done" and run.stopped_short(exp.target_epochs,
-                                                 None if exp.budget is not None else exp.config.fingerprint()):
-            return "resume"
-        if state in ("done", "failed"):
-            return None
-        if state == "running" and not Run.is_stale(st, timeout=self.stale_after):
-            return None
-        return "resume"
+    def _claimable(self, exp: Experiment, run: Run, data: DataIds) -> tuple[str, Judgement] | None:
+        """Why ``exp`` should run now — 'new', 'resume' or 'restart' (its definition or data changed: the earlier
+        attempt is archived first) — or None to pass it by."""
+        verdict = judge_run(run, exp.config, data, stale_after=self.stale_after)
+        state = verdict.state
+        if state is State.PENDING:
+            return "new", verdict
+        if state is State.INTERRUPTED:
+            return "resume", verdict
+        if state is State.CHANGED:
+            return "restart", verdict
+        if state is State.DONE and short_of(run.summary(), exp.target_epochs):
+            return "resume", verdict  # a successive-halving promotion, or a stage that stopped pruning: train on
+        if state is State.DAMAGED:
+            self._skip_once(exp, run.status_damage() or "damaged",
+                            f"; `unettui retry {exp.id}` archives it and trains it again")
+        return None
+
+    def _skip_once(self, exp: Experiment, why: str, hint: str = "") -> None:
+        if (exp.id, why) not in self._noted:
+            self._noted.add((exp.id, why))
+            self.reporter.note(exp, f"skipped: {why}{hint}")
 
     def claim_next(self, queue: Queue, seen_invalid: set[str]) -> tuple[Experiment, Run, str] | None:
+        data = DataIds(self.project)
         with FileLock(str(self.store.lock_path()), timeout=60):
             for exp in queue.experiments:
                 if (self.only is not None and exp.id not in self.only) or (exp.id, exp.budget) in self.attempted:
@@ -115,25 +198,39 @@ class Runner:
                         self.reporter.skip(exp, str(exp.error))
                     continue
                 run = self.store.run(exp.id)
-                why = self._claimable(exp, run)
-                if why is None:
+                decided = self._claimable(exp, run, data)
+                if decided is None:
                     continue
+                why, verdict = decided
                 run.path.mkdir(parents=True, exist_ok=True)
+                for done in run.recover():  # a kill left an archive half-done or temporary files: complete, clean
+                    run.log(done)
                 prev = run.status() or {}
-                if prev.get("state") == "running":
-                    age = time.time() - float(prev.get("heartbeat", 0))
+                if why == "restart":
+                    reason = verdict.change_text or "changed"
+                    dest = run.archive_attempt(reason)
+                    note = f"{reason}: the earlier attempt is kept in {dest.relative_to(self.project)}; training again"
+                    self.reporter.note(exp, note)
+                    prev = {}
+                elif prev.get("state") == "running":
+                    age = time.time() - float(prev.get("heartbeat", 0) or 0)
+                    why_stale = "its process is gone" if prev.get("host") == HOST else "no heartbeat"
                     note = (f"taking over the stale claim of {prev.get('host')} pid {prev.get('pid')} "
-                            f"(last heartbeat {age:.0f}s ago)")
+                            f"({why_stale}; last heartbeat {age:.0f}s ago)")
                     run.log(note)
                     self.reporter.note(exp, note)
                 now = time.time()
-                # a halving promotion goes on with the same attempt; anything else is a new one
-                attempt = int(prev.get("attempt", len(run.attempts()))) + (0 if prev.get("state") == "done" else 1)
-                run.write_status(
-                    state="running", host=HOST, pid=os.getpid(), token=self.token, heartbeat=now,
-                    started=now, ended=None, error=None, attempt=max(1, attempt),
-                    epoch=prev.get("epoch", 0), epochs=exp.config.epochs,
-                )
+                fresh = why in ("new", "restart") or not prev
+                attempt = len(run.attempts()) + 1 if fresh else _as_int(prev.get("attempt"), len(run.attempts()) + 1)
+                promotion = prev.get("state") == "done"
+                status = {
+                    "state": "running", "host": HOST, "pid": os.getpid(), "process": ME, "token": self.token,
+                    "heartbeat": now, "started": now, "ended": None, "error": None, "attempt": max(1, attempt),
+                    "resumes": 0 if fresh else _as_int(prev.get("resumes")) + (0 if promotion else 1),
+                    "epoch": 0 if fresh else _as_int(prev.get("epoch")), "epochs": exp.config.epochs,
+                    "target": exp.target_epochs,
+                }
+                atomic_write_json(run.file(STATUS), status)
                 return exp, run, why
         return None
 
@@ -147,6 +244,7 @@ class Runner:
             while not self.stop_requested:
                 try:  # re-read: edits made while training are picked up
                     fresh = load_queue(self.project)
+                    self._queue_stamp = _stamp(self.project / QUEUE_FILE)
                 except QueueError as exc:
                     if queue is None:
                         raise
@@ -154,7 +252,9 @@ class Runner:
                     self.reporter.note(None, f"{exc} (keeping the queue as it was)")
                     fresh = queue
                 if queue is None:
-                    self.reporter.plan(fresh, self.store)
+                    rows = collect(fresh, self.store, stale_after=self.stale_after,
+                                   ids=None if self.only is None else self.only)
+                    self.reporter.plan(fresh, rows)
                 queue = fresh
                 claimed = self.claim_next(queue, seen_invalid)
                 if claimed is None:
@@ -166,7 +266,10 @@ class Runner:
                 exp, run, _ = claimed
                 self.attempted.add((exp.id, exp.budget))
                 state = self.train(exp, run)
-                getattr(outcome, state).append(exp.id)
+                if state == "redefined":  # stopped to start again with its new definition, in this session
+                    self.attempted.discard((exp.id, exp.budget))
+                    continue
+                getattr(outcome, state if state != "removed" else "interrupted").append(exp.id)
             outcome.skipped_invalid = sorted(seen_invalid)
             outcome.stopped = self.stop_requested
         finally:
@@ -180,72 +283,117 @@ class Runner:
         waiting = any(st.state != "done" for study in queue.studies for st in study.stages)
         if not waiting:
             return False
-        busy = (self.store.run(e.id).state() == "running" for e in queue.experiments if e.valid)
-        return any(busy)
+        return any(judge_run(self.store.run(e.id), None, stale_after=self.stale_after).state is State.RUNNING
+                   for e in queue.experiments if e.valid)
+
+    def _still_wanted(self, exp: Experiment) -> None:
+        """After each epoch: if experiments.toml changed, is this experiment still in it, as it was? If not, the run
+        stops after this epoch (``self._abandon`` says why)."""
+        stamp = _stamp(self.project / QUEUE_FILE)
+        if stamp == self._queue_stamp:
+            return
+        try:
+            queue = load_queue(self.project)
+        except QueueError:
+            return  # half-saved: judged again when it is whole
+        self._queue_stamp = stamp
+        now = queue.get(exp.id)
+        if now is None:
+            self._abandon = "removed"
+        elif now.valid and exp.config is not None and definition_changes(exp.config.to_dict(), now.config):
+            self._abandon = "redefined"
 
     def train(self, exp: Experiment, run: Run) -> str:
-        """Train one claimed experiment; every failure is recorded in its run, never raised."""
+        """Train one claimed experiment; every failure is recorded in its run, never raised. Returns the state it
+        ended in: done, failed, interrupted, lost (its claim was taken over), removed (from the queue while it
+        trained) or redefined (its definition changed while it trained: it is to start again)."""
         from .core.train import Events, Trainer  # torch is imported here, not at CLI start-up
 
+        claim = Claim(run, self.token, self.store.lock_path())
+        self._claim, self._abandon = claim, None
         status: dict[str, Any] = {"epoch": 0}
         stop_beat = threading.Event()
 
         def beat() -> None:
             while not stop_beat.wait(self.heartbeat_interval):
-                self._update_status(run, heartbeat=time.time(), epoch=status["epoch"])
+                try:
+                    with claim.fence():
+                        self._update_status(run, heartbeat=time.time(), epoch=status["epoch"])
+                except ClaimLost:
+                    return  # should_stop sees claim.lost: the loop stops at its next batch
+                except Exception:  # noqa: BLE001 - a missed heartbeat is harmless; the next one writes again
+                    pass
 
         hb = threading.Thread(target=beat, name=f"heartbeat-{exp.id}", daemon=True)
         hb.start()
-        run.log(f"claimed by {HOST} pid {os.getpid()} ({exp.origin})")
+        claim.log(f"claimed by {HOST} pid {os.getpid()} ({exp.origin})")
         state, error, summary = "failed", None, {}
         try:
             trainer = Trainer(exp.config, self.project, self.device)
 
             def on_epoch(rec: dict[str, Any]) -> None:
                 status["epoch"] = rec["epoch"]
-                self._update_status(run, heartbeat=time.time(), epoch=rec["epoch"])
-                run.log(
+                with claim.fence():
+                    self._update_status(run, heartbeat=time.time(), epoch=rec["epoch"])
+                claim.log(
                     f"epoch {rec['epoch']}/{exp.config.epochs} train_loss {rec['train_loss']:.4f} "
                     f"train_dice {rec['train_dice']:.4f} val_loss {rec['val_loss']:.4f} "
                     f"val_dice {rec['val_dice']:.4f} lr {rec['lr']:.3g} {rec['seconds']:.1f}s"
                 )
                 self.reporter.epoch(exp, rec)
+                self._still_wanted(exp)
 
             def on_start(info: dict[str, Any]) -> None:
                 status["epoch"] = info.get("resumed_epoch") or 0
                 what = f"resumed at epoch {info['resumed_epoch']}" if info.get("resumed_epoch") else "started"
-                run.log(f"{what} on {info['resolved_device']} (amp {info['amp_dtype']}), "
-                        f"{info['n_train']} train / {info['n_val']} val images"
-                        + (" (validating on the training images)" if info["val_on_train"] else ""))
+                if info.get("restarted"):
+                    what = f"started again from scratch ({info['restarted']})"
+                claim.log(f"{what} on {info['resolved_device']} (amp {info['amp_dtype']}), "
+                          f"{info['n_train']} train / {info['n_val']} val images"
+                          + (" (validating on the training images)" if info["val_on_train"] else ""))
                 self.reporter.run_start(exp, info)
 
             events = Events(
                 on_start=on_start,
                 on_batch=lambda e, s, n: self.reporter.batch(exp, e, s, n),
                 on_epoch=on_epoch,
-                should_stop=lambda: self.stop_requested,
+                should_stop=lambda: self.stop_requested or claim.lost is not None or self._abandon is not None,
+                guard=claim.fence,
             )
             result = trainer.fit(run, events, run_id=exp.id, until_epoch=exp.budget)
             state, error, summary = result.state, result.error, result.summary
+        except ClaimLost:
+            state = "lost"
         except OSError as exc:
-            # the machine, not the experiment: the run stays resumable from its last (intact) checkpoint
-            state, error = ("interrupted" if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) else "failed",
-                            _describe_failure(exc, exp))
-            run.log(f"{state}:\n" + traceback.format_exc())
+            # the machine, not the experiment (the disk, a file system gone): resumable from its last checkpoint
+            state, error = "interrupted", _describe_failure(exc, exp)
+            claim.log("interrupted:\n" + traceback.format_exc())
         except Exception as exc:  # any failure ends this run as failed; the queue goes on
             error = _describe_failure(exc, exp)
-            run.log("failed:\n" + traceback.format_exc())
+            claim.log("failed:\n" + traceback.format_exc())
         finally:
             stop_beat.set()
             hb.join()
+            self._claim = None
+        if claim.lost:
+            self.reporter.note(exp, claim.lost)
+            return "lost"
+        ending = state
+        if state == "interrupted" and self._abandon and not self.stop_requested:
+            ending, error = self._abandon, None
         try:
-            self._update_status(run, state=state, error=error, ended=time.time(), heartbeat=time.time(),
-                                epoch=summary.get("epochs_done", status["epoch"]))
-            run.log(f"{state}" + (f": {error}" if error else ""))
-        except OSError as exc:  # e.g. the disk is still full: the claim goes stale and resumes later
-            self.reporter.note(exp, f"could not record the run's end ({exc.strerror or exc})")
-        self.reporter.run_end(exp, state, summary, error)
-        return state
+            with claim.fence():
+                self._update_status(run, state=state, error=error, ended=time.time(), heartbeat=time.time(),
+                                    epoch=summary.get("epochs_done", status["epoch"]))
+            claim.log(f"{state}" + (f": {error}" if error else "")
+                      + (f" ({ending} in experiments.toml)" if ending in ("removed", "redefined") else ""))
+        except ClaimLost:
+            self.reporter.note(exp, claim.lost or "claim lost")
+            return "lost"
+        except Exception as exc:  # noqa: BLE001 - e.g. the disk is still full: the claim goes stale, resumes later
+            self.reporter.note(exp, f"could not record the run's end ({getattr(exc, 'strerror', None) or exc})")
+        self.reporter.run_end(exp, ending, summary, error)
+        return ending
 
     def _update_status(self, run: Run, **fields: Any) -> None:
         with self._status_lock:
@@ -255,6 +403,18 @@ class Runner:
                 if "state" in fields:
                     raise
                 # a missed heartbeat is harmless; the next one (or the end of the run) writes again
+
+
+def _as_int(v: Any, default: int = 0) -> int:
+    return v if isinstance(v, int) and not isinstance(v, bool) else default
+
+
+def _stamp(path: Path) -> tuple[float, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size
 
 
 def _describe_failure(exc: Exception, exp: Experiment) -> str:

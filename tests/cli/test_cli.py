@@ -38,7 +38,7 @@ def test_run_prints_progress_lines(trained):
 def test_results_sorted_table(trained):
     out = invoke("results", "-p", str(trained), "--sort", "best_val_dice", "--desc")
     assert out.exit_code == 0, out.output
-    ids = re.findall(r"^\s*(\S+)\s+(?:done|queued)\s", out.output, re.M)
+    ids = re.findall(r"^\s*(\S+)\s+(?:done|pending)\s", out.output, re.M)
     assert set(ids) == {"opt-adam", "opt-sgd", "full", "later"}
     assert ids[-1] == "later"  # never trained: no value, sorted last
     assert "validate on their training images" in out.output
@@ -66,7 +66,7 @@ def test_export_csv_loads_in_pandas(trained, tmp_path):
     assert df.set_index("id").loc["full", "val_on_train"] == True  # noqa: E712
     assert df["best_val_dice"].dtype.kind == "f" and df["epochs_done"].dtype.kind in "fi"
     later = df.set_index("id").loc["later"]
-    assert later["status"] == "queued" and pd.isna(later["best_val_dice"])
+    assert later["status"] == "pending" and pd.isna(later["best_val_dice"])
 
     path = tmp_path / "results.csv"
     out = invoke("export", str(path), "-p", str(trained))
@@ -76,7 +76,7 @@ def test_export_csv_loads_in_pandas(trained, tmp_path):
 def test_export_markdown(trained):
     out = invoke("export", "-p", str(trained), "--format", "md")
     lines = out.stdout.splitlines()
-    assert lines[0].startswith("| id | status | dataset")
+    assert lines[0].startswith("| id | status | in_queue | attempt | dataset")
     assert len(lines) == 2 + 4
 
 

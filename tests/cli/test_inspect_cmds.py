@@ -103,7 +103,15 @@ def test_ls_running_and_interrupted(proj, tmp_path):
               "attempt": 1}
     st_path.write_text(json.dumps(status))
     assert re.search(r"^later\s+running 1/2\s", invoke("ls", "-p", str(p)).stdout, re.MULTILINE)
+    # a live process on this machine keeps its claim whatever its heartbeat's age (a suspended runner) ...
     st_path.write_text(json.dumps({**status, "heartbeat": time.time() - 1000}))
+    assert re.search(r"^later\s+running 1/2\s", invoke("ls", "-p", str(p)).stdout, re.MULTILINE)
+    # ... a dead one does not, and another machine's claim goes stale with its heartbeat
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    st_path.write_text(json.dumps({**status, "pid": dead.pid}))
+    assert re.search(r"^later\s+interrupted 1/2\s", invoke("ls", "-p", str(p)).stdout, re.MULTILINE)
+    st_path.write_text(json.dumps({**status, "host": "other-machine", "heartbeat": time.time() - 1000}))
     assert re.search(r"^later\s+interrupted 1/2\s", invoke("ls", "-p", str(p)).stdout, re.MULTILINE)
 
 
@@ -203,14 +211,16 @@ def test_show_broken_run_folder(proj, tmp_path):
     assert out.exit_code == 0, out.output
     assert "Traceback" not in out.output
     assert re.search(r"^\s*2\s+\d\.\d{4}", out.stdout, re.MULTILINE)  # the epochs that are there
-    assert "summary.json is unreadable" in out.stdout
+    assert "runs/good/summary.json is not valid JSON (torn or hand-edited)" in out.stdout
     assert "missing: config.json" in out.stdout
     assert "preview_best.npz is unreadable" in out.stdout
-    assert "metrics.jsonl: 1 unreadable line skipped" in out.stdout
+    assert "runs/good/metrics.jsonl: 1 unreadable line skipped" in out.stdout
     assert "config (from experiments.toml" in out.stdout
     (run / "status.json").write_text("{")
     out = invoke("show", "good", "-p", str(p))
-    assert out.exit_code == 0 and "good: unknown" in out.stdout and "status.json is unreadable" in out.stdout
+    assert out.exit_code == 0 and "good: damaged" in out.stdout
+    assert ("runs/good/status.json is not valid JSON (torn or hand-edited); `unettui retry good` archives it"
+            in " ".join(out.stdout.split()))
     shutil.rmtree(run)
     run.mkdir()
     assert invoke("show", "good", "-p", str(p)).exit_code == 0

@@ -319,7 +319,8 @@ def test_retry_archives_failed_and_named_runs(proj):
     interrupted = make_run(proj, "opt-adam", "interrupted")
     assert edit.retry(proj, failed=True) == ["opt-sgd"]
     assert failed.state() == "queued" and not (failed.path / "checkpoint.pt").exists()
-    assert (failed.path / "attempts" / "1" / "run.log").read_text().endswith("attempt ended failed\n")
+    log = (failed.path / "attempts" / "1" / "run.log").read_text()
+    assert "attempt ended failed\n" in log and log.endswith("archived as attempt 1: retried by `unettui retry`\n")
     assert failed.attempts()[0].joinpath("status.json").exists()
     assert done.state() == "done" and interrupted.state() == "interrupted"  # --failed picks failed runs only
     assert edit.retry(proj, ["a", "opt-adam"]) == ["a", "opt-adam"]

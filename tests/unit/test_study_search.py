@@ -255,8 +255,8 @@ def test_removing_halving_trains_the_pruned_runs_on_to_full_length(tmp_path):
     for _ in range(4):
         train_to_budget(proj)
     q = load_queue(proj)
-    for i in stage(q, "h").experiments:  # what the trainer writes: the definition's fingerprint
-        atomic_write_json(RunStore(proj).run(i).file("config.json"), {"fingerprint": q.get(i).config.fingerprint()})
+    for i in stage(q, "h").experiments:  # what the trainer writes: the definition it trained
+        atomic_write_json(RunStore(proj).run(i).file("config.json"), q.get(i).config.to_dict())
     assert stage(q, "h").winner == {"lr": 0.09}
     write(tmp_path, HALVING.replace("halving = { min_epochs = 1, eta = 3 }\n", ""))
     q = load_queue(proj)

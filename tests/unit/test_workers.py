@@ -59,7 +59,8 @@ def test_kill_9_of_one_worker_loses_nothing_and_duplicates_nothing(make_project)
         assert run.status()["state"] == "done"
         epochs = [m["epoch"] for m in run.metrics()]
         assert epochs == list(range(1, len(epochs) + 1)) and epochs[-1] == (12 if i == 0 else 2)
-    assert victim.status()["attempt"] == 2 and claims(victim) == 2
+    # resumed, not restarted: still its first attempt, claimed twice
+    assert victim.status()["attempt"] == 1 and victim.status()["resumes"] == 1 and claims(victim) == 2
     assert "resumed at epoch" in victim.file("run.log").read_text()
     assert all(claims(store.run(f"e{i}")) == 1 for i in range(1, 6))
 
@@ -74,7 +75,7 @@ def test_a_stale_claim_from_another_machine_is_taken_over_a_fresh_one_is_not(mak
     outcome = Runner(proj, stale_after=60).run()
     assert outcome.done == ["old"]
     old = store.run("old")
-    assert old.status()["state"] == "done" and old.status()["attempt"] == 2
+    assert old.status()["state"] == "done" and old.status()["attempt"] == 1 and old.status()["resumes"] == 1
     assert "taking over the stale claim of gpu-box-7 pid 4242" in old.file("run.log").read_text()
     busy = json.loads(store.run("busy").file("status.json").read_text())
     assert busy["state"] == "running" and busy["host"] == "gpu-box-7"  # untouched

@@ -137,7 +137,9 @@ def results(
         typer.echo("no experiments in the queue and no runs yet")
         return
     # like `guild compare`: show the hyper-parameters that differ between rows, list the shared ones below
-    varying = [c for c in PARAM_COLUMNS if len({_show(r.get(c)) for r in rows if r.get(c) is not None}) > 1]
+    from ..core.export import varied_keys
+
+    varying = varied_keys(rows)
     shared = [f"{c}={_show(rows[0].get(c))}" for c in PARAM_COLUMNS
               if c not in varying and rows[0].get(c) is not None]
     table = Table(title=f"{project.resolve()}: {len(rows)} experiment{'' if len(rows) == 1 else 's'}", title_justify="left",
@@ -146,9 +148,9 @@ def results(
     for r in rows:
         best = "-" if r.get("best_val_dice") is None else f"{r['best_val_dice']:.4f} @{r['best_epoch']}"
         epochs = f"{r['epochs_done']}/{r['epochs']}" if r.get("epochs_done") is not None else f"-/{_show(r.get('epochs'))}"
-        cells.append([r["id"], r["status"], *[_show(r.get(c)) for c in varying], best,
+        cells.append([r["id"], r["label"], *[_show(r.get(c)) for c in varying], best,
                       _num(r.get("final_val_dice")), epochs, duration(r.get("seconds"))])
-    heads = ["id", "status", *[SHORT.get(c, c) for c in varying], "best\nval dice", "last\nval dice", "epochs", "time"]
+    heads = ["id", "state", *[SHORT.get(c, c) for c in varying], "best\nval dice", "last\nval dice", "epochs", "time"]
     widths = [max([len(row[i]) for row in cells] + [max(len(h) for h in head.split("\n"))]) for i, head in enumerate(heads)]
     console = Console()
     # every column but the id keeps its full width; the id takes what is left and folds beyond that

@@ -104,32 +104,9 @@ def _best(metrics: list[dict[str, Any]], summary: dict[str, Any] | None) -> tupl
     return best if best else (None, None)
 
 
-def _progress(st: dict[str, Any]) -> str:
-    epoch, epochs = st.get("epoch"), st.get("epochs")
-    return f" {epoch}/{epochs}" if isinstance(epoch, int) and isinstance(epochs, int) else ""
-
-
 def _dict(obj: Any) -> dict[str, Any]:
     """A JSON file's content when it is an object, else {} (missing, torn, or not an object)."""
     return obj if isinstance(obj, dict) else {}
-
-
-def _metrics(run) -> list[dict[str, Any]]:
-    return [rec for rec in run.metrics() if isinstance(rec, dict)]
-
-
-def _state(run) -> tuple[str, dict[str, Any]]:
-    """The run's state ('pending' when nothing was claimed yet) and its status.json."""
-    from ..core.store import STATUS
-
-    st = _dict(run.status())
-    if not st:
-        return ("unknown" if run.file(STATUS).exists() else "pending"), st
-    try:
-        state = str(run.state())
-    except (TypeError, ValueError):  # a hand-edited status.json with odd values
-        return "unknown", st
-    return ("pending" if state == "queued" else state), st
 
 
 # ---------------------------------------------------------------------------
@@ -137,26 +114,11 @@ def _state(run) -> tuple[str, dict[str, Any]]:
 # ---------------------------------------------------------------------------
 
 
-def _halving_states(queue) -> tuple[dict[str, int], set[str]]:
-    """Runs of study stages with successive halving: the pruned ones (with the epoch) and those promoted to train on."""
-    pruned: dict[str, int] = {}
-    promoted: set[str] = set()
-    for s in (queue.studies if queue else []):
-        for st in s.stages:
-            for c in st.configs:
-                for r in c.runs:
-                    if c.pruned_at:
-                        pruned[r.id] = c.pruned_at
-                    elif r.state == "queued":  # (ls shows it pending only when its run says done)
-                        promoted.add(r.id)
-    return pruned, promoted
-
-
 @app.command("ls")
 def ls_cmd(project: Path = ProjectOpt) -> None:
-    """List the queue in file order with each experiment's status, best val Dice, attempts and last error.
+    """List the queue in file order with each experiment's state, best val Dice, attempt and the note that explains it.
 
-    Status is derived from runs/: pending (no run yet, or a study's successive halving promoted it to train on), running E/N (epochs finished of N), done, pruned @E (halving stopped it after epoch E), failed, interrupted (stopped, crashed, or its runner is gone; the next `unettui run` resumes it), invalid (the definition has a problem: its error is shown). Runs whose experiment is no longer in experiments.toml are listed at the end.
+    States: pending (nothing trained yet, a retry, or a halving promotion: the next run trains it), running E/N (epochs finished of the epochs it trains to now), interrupted E/N (the next `unettui run` resumes it), done, pruned @E (successive halving stopped it after epoch E), failed (its error is shown), invalid (its definition has a problem), changed (its definition or dataset changed since it ran: the next run trains it again, keeping the earlier attempt), damaged (a file of the run cannot be read: named). Runs whose experiment is no longer in experiments.toml are listed at the end.
 
     Example: unettui ls -p my-study
     """
@@ -164,59 +126,31 @@ def ls_cmd(project: Path = ProjectOpt) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    queue, store = _queue_and_store(project)
-    rows: list[tuple[str, str, str, str, str]] = []
-    counts: dict[str, int] = {}
-    entries = [(e.id, e) for e in (queue.experiments if queue else [])]
-    entries += [(r.id, None) for r in store.runs() if r.id not in {i for i, _ in entries}]
-    pruned, promoted = _halving_states(queue)
-    for exp_id, exp in entries:
-        run = store.run(exp_id)
-        best, tries, error = "-", "-", ""
-        if exp is not None and not exp.valid:
-            status = "invalid"
-            err = exp.error
-            error = f"{err.key}: {err.message}" if getattr(err, "key", None) else getattr(err, "message", str(err))
-        else:
-            status, st = _state(run)
-            if status in ("running", "interrupted"):
-                status += _progress(st)
-            elif status == "done" and exp_id in pruned:
-                status = f"pruned @{pruned[exp_id]}"
-            elif status == "done" and exp_id in promoted:
-                status = "pending"  # successive halving promoted it: it trains on to the next rung
-            metrics = _metrics(run) if run.exists() else []
-            b, at = _best(metrics, _dict(run.summary()))
-            if b is not None:
-                best = f"{b:.4f}" + (f" @{at}" if at is not None else "")
-            attempt = st.get("attempt") if isinstance(st.get("attempt"), int) else len(run.attempts())
-            tries = str(attempt) if attempt else "-"
-            error = st.get("error") or ("status.json is unreadable" if status == "unknown" else "")
-            if not error and status.split()[0] != "done":
-                for old in reversed(run.attempts()):
-                    from ..core.store import STATUS, read_json
+    from ..core.status import collect, counts_text
 
-                    old_st = _dict(read_json(old / STATUS))
-                    if old_st.get("error"):
-                        error = f"attempt {old.name}: {old_st['error']}"
-                        break
-            if exp is None:
-                error = "not in experiments.toml" + (f"; {error}" if error else "")
-        counts[status.split()[0]] = counts.get(status.split()[0], 0) + 1
-        rows.append((exp_id, status, best, tries, _one_line(error)))
+    queue, store = _queue_and_store(project)
+    rows_ = collect(queue, store)
+    rows: list[tuple[str, str, str, str, str]] = []
+    for r in rows_:
+        best = r.best_val_dice
+        best_text = "-" if best is None else f"{best:.4f}" + (f" @{r.best_epoch}" if r.best_epoch is not None else "")
+        note = r.note
+        if not r.in_queue:
+            note = "not in experiments.toml" + (f"; {note}" if note else "")
+        rows.append((r.id, r.label, best_text, str(r.attempt) if r.attempt else "-", _one_line(note)))
 
     if not rows:
         typer.echo(f"{project}: no experiments in the queue and no runs yet")
         return
     console = _console()
-    heads = ("id", "status", "best val dice", "tries", "last error")
+    heads = ("id", "state", "best dice", "attempt", "note")
     fixed = [max(len(h) for h in heads[i].split("\n")) for i in range(len(heads))]
     for r in rows:
         for i in (1, 2, 3):
             fixed[i] = max(fixed[i], len(r[i]))
     id_width = max(len(r[0]) for r in rows)
     err_width = max([len(r[4]) for r in rows] + [len(heads[4])])
-    # the status, Dice and attempts columns keep their width; id and error share the rest (id folds, error ends in …)
+    # the state, Dice and attempt columns keep their width; id and note share the rest (id folds, note ends in …)
     room = console.width - sum(fixed[1:4]) - 2 * (len(heads) - 1)  # two spaces between columns
     if id_width + err_width > room:
         id_width = max(8, min(id_width, room // 2 if err_width > room // 2 else room - err_width))
@@ -233,9 +167,7 @@ def ls_cmd(project: Path = ProjectOpt) -> None:
     for r in rows:
         table.add_row(*(Text(cell) for cell in r))  # Text: ids and errors may contain [brackets], never markup
     console.print(table)
-    order = ("running", "interrupted", "pending", "done", "pruned", "failed", "invalid")
-    parts = [f"{counts[k]} {k}" for k in order if counts.get(k)] + [f"{v} {k}" for k, v in counts.items() if k not in order]
-    typer.echo(", ".join(parts))
+    typer.echo(counts_text(rows_))
 
 
 # ---------------------------------------------------------------------------
@@ -433,33 +365,18 @@ def _preview_section(console, pv: dict[str, Any], tag: str, sample: int | None, 
         console.print(Text("truth: # foreground; prediction: + foreground (probability > 0.5)"))
 
 
-def _file_problems(run, state: str, st: dict[str, Any], metrics: list[dict[str, Any]]) -> list[str]:
-    """Files that a run in ``state`` should have but lacks, or has in a form that cannot be read."""
-    from ..core.store import CONFIG, LOG, METRICS, STATUS, SUMMARY, read_json
+def _missing_files(run, state, st: dict[str, Any]) -> list[str]:
+    """Files that a run in ``state`` should have but lacks (unreadable ones are the read model's problems)."""
+    from ..core.status import State
+    from ..core.store import CONFIG, LOG, METRICS, STATUS, SUMMARY
 
-    problems = []
-    for name in (STATUS, CONFIG, SUMMARY):
-        path = run.file(name)
-        if path.exists() and not isinstance(read_json(path), dict):
-            problems.append(f"{name} is unreadable (not valid JSON)")
-    path = run.file(METRICS)
-    if path.exists():
-        try:
-            lines = [ln for ln in path.read_text(encoding="utf-8", errors="replace").splitlines() if ln.strip()]
-        except OSError:
-            lines = []
-        bad = len(lines) - len(metrics)
-        if bad > 0:
-            problems.append(f"{METRICS}: {bad} unreadable line{'s' if bad > 1 else ''} skipped")
-    expected = [STATUS, LOG]
-    if state == "done":
+    expected = [STATUS, LOG] if state is not State.DAMAGED else [LOG]
+    if state in (State.DONE, State.PRUNED):
         expected += [CONFIG, METRICS, SUMMARY]
-    elif state in ("running", "interrupted") and isinstance(st.get("epoch"), int) and st["epoch"] > 0:
+    elif state in (State.RUNNING, State.INTERRUPTED) and isinstance(st.get("epoch"), int) and st["epoch"] > 0:
         expected += [CONFIG, METRICS]
     missing = [n for n in expected if not run.file(n).exists()]
-    if missing:
-        problems.append("missing: " + ", ".join(missing))
-    return problems
+    return ["missing: " + ", ".join(missing)] if missing else []
 
 
 @app.command()
@@ -491,8 +408,11 @@ def show(
         console.print(_kv_grid([("error:", str(exp.error), "red")]))
         if not run.exists():
             return
-    state, st = _state(run) if run.exists() else ("pending", {})
-    if state == "pending" and not run.file("config.json").exists() and not _metrics(run):
+    from ..core.status import State, collect
+
+    row = collect(queue, store, metrics=True, ids=[exp_id])[0]
+    state, st = row.state, row.status
+    if state is State.PENDING and not run.file("config.json").exists() and not row.metrics:
         if exp is not None and exp.valid:
             console.print(Text(f"{exp_id}: not run yet ({exp.origin})", style="bold"))
             _config_section(console, exp.config.to_dict(), "config (resolved)")
@@ -516,9 +436,9 @@ def show(
             fail(f"--sample {sample}: preview_{tag}.npz holds samples 1..{pv['truth'].shape[0]}")
 
     # header
-    head = f"{exp_id}: {state}{_progress(st) if state in ('running', 'interrupted') else ''}"
-    if isinstance(st.get("attempt"), int):
-        head += f", attempt {st['attempt']}"
+    head = f"{exp_id}: {row.label}"
+    if row.attempt:
+        head += f", attempt {row.attempt}"
     if exp is None:
         head += " (not in experiments.toml)"
     console.print(Text(head, style="bold"))
@@ -533,20 +453,24 @@ def show(
         when.append(f"on {st['host']}" + (f" pid {st['pid']}" if st.get("pid") else ""))
     if when:
         console.print(Text("  " + ", ".join(when)))
-    if st.get("error"):
-        console.print(_kv_grid([("error:", str(st["error"]), "red")]))
+    if row.error:
+        console.print(_kv_grid([("error:", row.error, "red")]))
+    if row.change_text:
+        console.print(_kv_grid([("changed:", row.note, "yellow")]))
     older = run.attempts()
     if older:
         console.print(Text(f"  earlier attempts: {', '.join(p.name for p in older)}"
                            f" (their logs: unettui logs {exp_id} --attempt N)"))
 
     cfg = _dict(run.config())
-    if cfg:
+    if cfg and row.change_text:
+        _config_section(console, cfg, "config (as it ran; experiments.toml now defines it otherwise)")
+    elif cfg:
         _config_section(console, cfg, "config")
     elif exp is not None and exp.config is not None:
         _config_section(console, exp.config.to_dict(), "config (from experiments.toml; the run has no config.json)")
 
-    metrics = _metrics(run)
+    metrics = row.metrics
     if metrics:
         _metrics_section(console, metrics, all_epochs)
         _curves_section(console, metrics)
@@ -554,11 +478,7 @@ def show(
     if summary:
         _summary_section(console, summary, st)
 
-    problems = _file_problems(run, state, st, metrics)
-    if cfg.get("fingerprint") and exp is not None and exp.config is not None \
-            and exp.config.fingerprint() != cfg["fingerprint"]:
-        problems.append("experiments.toml has changed this experiment since the run started (config fingerprint "
-                        "differs): the numbers here belong to the config shown above")
+    problems = row.problems + _missing_files(run, state, st)
     if pv is not None:
         _preview_section(console, pv, tag, sample, colour)
     elif pv_problem and (state == "done" or run.file(f"preview_{tag}.npz").exists()):
@@ -654,7 +574,9 @@ def _copy(path: Path, offset: int) -> int:
 
 
 def _running(run) -> bool:
-    return _state(run)[0] == "running"
+    from ..core.status import State, judge_run
+
+    return judge_run(run, None).state is State.RUNNING
 
 
 def _follow(run, path: Path, offset: int) -> None:

@@ -6,7 +6,7 @@ import sys
 from typing import Any, TextIO
 
 from ..core.queue import Experiment, Queue
-from ..core.store import RunStore
+from ..core.status import TRAINABLE, Row, counts_text
 
 
 def epoch_line(exp_id: str, epochs: int, rec: dict[str, Any]) -> str:
@@ -26,6 +26,12 @@ def end_line(exp: Experiment, state: str, summary: dict[str, Any], error: str | 
     if state == "interrupted":
         why = f" ({error})" if error else ""
         return f"{exp.id}: interrupted after epoch {summary.get('epochs_done', 0)}{why}; run again to resume"
+    if state == "removed":
+        return (f"{exp.id}: stopped after epoch {summary.get('epochs_done', 0)}: removed from experiments.toml "
+                "(its run stays in runs/)")
+    if state == "redefined":
+        return (f"{exp.id}: stopped after epoch {summary.get('epochs_done', 0)}: its definition changed in "
+                "experiments.toml; it trains again from scratch (this attempt is kept)")
     return f"{exp.id}: failed: {error}"
 
 
@@ -39,13 +45,11 @@ class PlainReporter:
     def say(self, text: str) -> None:
         print(text, file=self.out, flush=True)
 
-    def plan(self, queue: Queue, store: RunStore) -> None:
-        again = {r.id for s in queue.studies for st in s.stages for c in st.configs for r in c.runs if r.state == "queued"}
-        states = ["queued" if e.id in again else store.run(e.id).state() if e.valid else "invalid" for e in queue.experiments]
-        todo = sum(s in ("queued", "interrupted") for s in states)
-        done = states.count("done")
-        failed = states.count("failed")
-        self.say(f"queue {queue.path}: {len(states)} experiment{'' if len(states) == 1 else 's'}, {todo} to run, {done} done, {failed} failed")
+    def plan(self, queue: Queue, rows: list[Row]) -> None:
+        mine = [r for r in rows if r.in_queue]
+        todo = sum(r.state in TRAINABLE for r in mine)
+        self.say(f"queue {queue.path}: {len(mine)} experiment{'' if len(mine) == 1 else 's'}, {todo} to run "
+                 f"({counts_text(mine) or 'none'})")
 
     def skip(self, exp: Experiment, reason: str) -> None:
         self.say(f"skipping {exp.id}: {reason}")

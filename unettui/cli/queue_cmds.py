@@ -154,6 +154,13 @@ def rm(
             kept += [x for x in e.experiments if store.run(x).exists()]
     if kept:
         typer.echo(f"run folders kept: {', '.join(f'runs/{x}/' for x in kept)} (results show them as 'not in queue')")
+    from ..core.status import State, judge_run
+
+    for x in kept:
+        st = store.run(x).status() or {}
+        if judge_run(store.run(x), None).state is State.RUNNING:
+            typer.echo(f"{x} is being trained by {st.get('host', '?')} pid {st.get('pid', '?')}: its runner stops it "
+                       "after the current epoch")
 
 
 @app.command()

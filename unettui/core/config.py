@@ -101,6 +101,8 @@ def key_to_field(key: str) -> str:
 _FIELDS = {f.name: f for f in dataclasses.fields(Config)}
 KEYS: tuple[str, ...] = tuple(field_to_key(n) for n in _FIELDS)
 DEFAULTS = Config()
+MAX_LR = 100.0
+MAX_SEED = 2**63 - 2  # torch seeds are 64-bit; augmentation uses seed + 1
 
 
 def _type_name(t: Any) -> str:
@@ -183,8 +185,13 @@ def _check_range(key: str, v: Any, where: str) -> None:
                 raise ConfigError(where, key, f"unknown built-in dataset {v!r}; {_nearest(kind, kinds)}valid: synthetic:ventricle, synthetic:nuclei")
     elif key in ("lr",):
         need(v > 0, "must be > 0")
-    elif key in ("weight_decay", "momentum", "lr_min", "augment.rotate"):
+        need(v <= MAX_LR, f"must be <= {MAX_LR:g} (a larger rate diverges in the first steps with every optimizer)")
+    elif key in ("weight_decay", "lr_min"):
         need(v >= 0, "must be >= 0")
+    elif key == "momentum":
+        need(0 <= v < 1, "must be in [0, 1)")
+    elif key == "augment.rotate":
+        need(0 <= v <= 180, "is the largest rotation in degrees either way and must be in [0, 180]")
     elif key == "train_fraction":
         need(0 < v <= 1, "must be in (0, 1]: the share of images used for training (1.0 validates on the training images)")
     elif key == "dropout":
@@ -201,7 +208,9 @@ def _check_range(key: str, v: Any, where: str) -> None:
         need(v >= 1, "must be >= 1")
     elif key in ("image_size",):
         need(v >= 2, "must be >= 2")
-    elif key in ("lr_patience", "preview_count", "seed", "data_seed", "early_stop_patience"):
+    elif key in ("seed", "data_seed"):
+        need(0 <= v <= MAX_SEED, f"must be in [0, {MAX_SEED}]")
+    elif key in ("lr_patience", "preview_count", "early_stop_patience"):
         need(v >= 0, "must be >= 0")
 
 
@@ -257,4 +266,40 @@ def _cross_check(cfg: Config) -> tuple[str, str] | None:
         return "image_size", problem.removeprefix("image_size ")
     if cfg.amp == "fp16" and cfg.device == "cpu":
         return "amp", "fp16 needs a CUDA device; use amp = \"off\" or \"bf16\" on the CPU"
+    if cfg.scheduler in ("cosine", "plateau") and cfg.lr_min > cfg.lr:
+        use = "the final rate of cosine" if cfg.scheduler == "cosine" else "the floor of plateau"
+        return "lr_min", f"{cfg.lr_min:g} is above lr {cfg.lr:g}; lr_min is {use} and must not exceed lr"
     return None
+
+
+# ---- what a run's definition is --------------------------------------------------------
+
+# Keys that do not change what a run computes: where it ran and how many validation images its previews draw.
+NOT_DEFINITION = ("device", "preview_count")
+# Keys added after runs were first recorded, with the value an older config.json that lacks them implies (a key
+# missing from a recorded config otherwise means its default).
+LEGACY: dict[str, Any] = {}
+
+
+def definition_changes(recorded: dict[str, Any], cfg: Config) -> list[tuple[str, Any, Any]]:
+    """(key, recorded value, value now) for every key of ``cfg`` that differs from a run's recorded config (its
+    config.json, or a checkpoint's config), ignoring NOT_DEFINITION. Empty: the run is of this very definition."""
+    out = []
+    for key, now in cfg.to_dict().items():
+        if key in NOT_DEFINITION:
+            continue
+        was = recorded.get(key, LEGACY.get(key, getattr(DEFAULTS, key_to_field(key))))
+        if was != now:
+            out.append((key, was, now))
+    return out
+
+
+def describe_changes(changes: list[tuple[str, Any, Any]], limit: int = 3) -> str:
+    """``lr 0.001 -> 0.01, epochs 20 -> 30`` (at most ``limit`` keys, then how many more)."""
+    def show(v: Any) -> str:
+        return f"{v:g}" if isinstance(v, float) else str(v).lower() if isinstance(v, bool) else str(v)
+
+    parts = [f"{k} {show(a)} -> {show(b)}" for k, a, b in changes[:limit]]
+    if len(changes) > limit:
+        parts.append(f"{len(changes) - limit} more")
+    return ", ".join(parts)

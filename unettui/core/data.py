@@ -12,6 +12,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .dataset_id import IMAGE_EXTENSIONS, LOSSY_EXTENSIONS, MIN_SYNTHETIC_SIZE, SYNTHETIC_KINDS, image_files
+
 __all__ = [
     "DatasetError",
     "SegData",
@@ -87,8 +89,6 @@ class SegData:
 # x and y), so the same seed draws the same scene at every image size; blur
 # sigmas are given in pixels *at 64 px* and scale with the image size.
 
-SYNTHETIC_KINDS = ("ventricle", "nuclei")
-
 # --- synthetic:ventricle (short-axis cardiac MRI, right-ventricle target) ----
 VENTRICLE_NOISE_SIGMA = 0.07        # additive Gaussian noise (image range ~[0, 1]); main difficulty knob
 VENTRICLE_BLUR_SIGMA_PX = 0.8       # Gaussian blur sigma in pixels at 64 px (partial-volume edges)
@@ -118,7 +118,6 @@ NUCLEI_TOUCH_PROBABILITY = 0.35     # chance that a nucleus is placed touching/o
 NUCLEI_HAZE = (0, 3)                # inclusive range of out-of-focus haze blobs (not in the mask)
 NUCLEI_BACKGROUND_VARIATION = 0.08  # strength of the background gradient + low-frequency variation
 
-_MIN_SYNTHETIC_SIZE = 16
 _TEXTURE_GRID = 32  # coarse grid of the smooth random fields (resolution independent)
 
 
@@ -206,11 +205,12 @@ def _normalise01(imgs: np.ndarray, lo_pct: float = 0.5, hi_pct: float = 99.5) ->
     return np.clip(out, 0.0, 1.0).astype(np.float32)
 
 
-def _check_gen_args(n: int, size: int) -> None:
+def check_synthetic_args(n: int, size: int) -> None:
+    """Raise DatasetError when the generators cannot draw ``n`` images of ``size`` px (without drawing any)."""
     if int(n) < 0:
         raise DatasetError(f"number of synthetic images must be >= 0, got {n}")
-    if int(size) < _MIN_SYNTHETIC_SIZE:
-        raise DatasetError(f"synthetic images need image_size >= {_MIN_SYNTHETIC_SIZE}, got {size}")
+    if int(size) < MIN_SYNTHETIC_SIZE:
+        raise DatasetError(f"synthetic images need image_size >= {MIN_SYNTHETIC_SIZE}, got {size}")
 
 
 # ---------------------------------------------------------------------------
@@ -353,7 +353,7 @@ def synthetic_ventricle(n: int, size: int, seed: int) -> tuple[np.ndarray, np.nd
     and noise; one connected region (at sizes >= 32). Image i depends only on (seed, i): a
     larger ``n`` extends the dataset without changing earlier images.
     """
-    _check_gen_args(n, size)
+    check_synthetic_args(n, size)
     n, size = int(n), int(size)
     if n == 0:
         return np.zeros((0, size, size), np.float32), np.zeros((0, size, size), bool)
@@ -465,7 +465,7 @@ def synthetic_nuclei(n: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarr
     The count grows with ``size`` (more, relatively smaller nuclei at larger
     sizes). Image i depends only on (seed, i).
     """
-    _check_gen_args(n, size)
+    check_synthetic_args(n, size)
     n, size = int(n), int(size)
     if n == 0:
         return np.zeros((0, size, size), np.float32), np.zeros((0, size, size), bool)
@@ -551,17 +551,12 @@ def synthetic_nuclei(n: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarr
 # Folder datasets
 # ---------------------------------------------------------------------------
 
-IMAGE_EXTENSIONS = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 _LAYOUT = "expected <folder>/images/ and <folder>/masks/ with one mask per image, matched by file stem"
 
 
 def _list_images(folder: Path) -> dict[str, Path]:
     """stem -> file for the image files in ``folder`` (hidden and non-image files skipped)."""
-    by_stem: dict[str, list[Path]] = {}
-    for p in sorted(folder.iterdir()):
-        if p.name.startswith(".") or p.suffix.lower() not in IMAGE_EXTENSIONS or not p.is_file():
-            continue
-        by_stem.setdefault(p.stem, []).append(p)
+    by_stem = image_files(folder)
     for stem, files in sorted(by_stem.items()):
         if len(files) > 1:
             names = ", ".join(f.name for f in files)
@@ -637,11 +632,17 @@ def _image_to_float(arr: np.ndarray, path: Path) -> np.ndarray:
 
 
 def _mask_to_bool(arr: np.ndarray, path: Path) -> np.ndarray:
-    """bool [H, W]: foreground where any colour channel > 0 (alpha ignored)."""
+    """bool [H, W]: foreground where any colour channel > 0 (alpha ignored).
+
+    Lossy formats (JPEG, WebP) are the exception: their compression noise puts small non-zero values all over the
+    background, so there the threshold is half the range (> 127 for 8-bit, > 0.5 for float)."""
     hwc = _to_hwc(arr, path)
     if not (np.issubdtype(hwc.dtype, np.number) or hwc.dtype == np.bool_):
         raise DatasetError(f"{path} has an unsupported pixel type {hwc.dtype}: save masks as 0/255 PNG")
-    return (np.nan_to_num(hwc.astype(np.float64)) > 0).any(axis=2)
+    level = 0.0
+    if path.suffix.lower() in LOSSY_EXTENSIONS and hwc.dtype != np.bool_:
+        level = np.iinfo(hwc.dtype).max / 2 if np.issubdtype(hwc.dtype, np.integer) else 0.5
+    return (np.nan_to_num(hwc.astype(np.float64)) > level).any(axis=2)
 
 
 def _center_crop(t: torch.Tensor) -> torch.Tensor:
@@ -690,7 +691,8 @@ def load_folder(path: Path, image_size: int) -> SegData:
     divided by 255; 16-bit, float and signed-integer images are min-max
     normalised per image.
 
-    Masks: any dtype, foreground where any colour channel is > 0.
+    Masks: any dtype, foreground where any colour channel is > 0 (JPEG/WebP masks: above half the range, since
+    their compression noise is non-zero everywhere).
 
     Geometry: image and mask must have the same height and width; non-square
     pairs are centre-cropped to a square, then resized to ``image_size``.
@@ -752,6 +754,11 @@ def load_folder(path: Path, image_size: int) -> SegData:
         imgs.append(_resize_image(_center_crop(img), image_size))
         msks.append(_resize_mask(_center_crop(msk), image_size))
 
+    if not any(bool(m.any()) for m in msks):
+        raise DatasetError(
+            f"dataset folder {path}: every mask in masks/ is empty (no pixel > 0), so there is nothing to learn "
+            "and Dice would read 1.0 for predicting nothing; masks need their foreground > 0 (e.g. 255 on 0)"
+        )
     channels = 3 if any(t.shape[0] == 3 for t in imgs) else 1
     imgs = [t.expand(channels, -1, -1) if t.shape[0] != channels else t for t in imgs]
     return SegData(

@@ -37,6 +37,7 @@ from filelock import FileLock, Timeout
 from .config import DEFAULTS, ConfigError, check_key, coerce, flatten, key_to_field
 from .queue import MAX_ID, QUEUE_FILE, Experiment, Queue, QueueError, load_queue, parse_queue, safe_id
 from .queue import sweep_prefix as queue_sweep_prefix
+from .status import State, judge_run
 from .store import RunStore, atomic_write_text
 
 SWEEP_CONFIRM = 100  # a sweep of more experiments than this needs confirm_large=True (the CLI: --yes)
@@ -1081,18 +1082,18 @@ def retry(project: Path, ids: list[str] | None = None, failed: bool = False) -> 
                 raise EditError(f"unknown id '{exp_id}'; {_nearest(exp_id, [e.id for e in queue.experiments])}")
             if not exp.valid:
                 raise EditError(f"'{exp_id}' has an invalid definition ({exp.error}); fix it first")
-            state = run.state()
-            if state == "running":
+            state = judge_run(run, exp.config).state
+            if state is State.RUNNING:
                 st = run.status() or {}
                 raise EditError(f"'{exp_id}' is running on host {st.get('host', '?')} pid {st.get('pid', '?')}; stop it first")
-            if state == "queued":
-                raise EditError(f"'{exp_id}' has not run yet (queued); `unettui run` trains it")
+            if state is State.PENDING and not run.file("status.json").exists():
+                raise EditError(f"'{exp_id}' has not run yet (pending); `unettui run` trains it")
             chosen.append(exp_id)
         if failed:
             chosen += [e.id for e in queue.experiments
-                       if e.valid and e.id not in chosen and store.run(e.id).state() == "failed"]
+                       if e.valid and e.id not in chosen and judge_run(store.run(e.id), e.config).state is State.FAILED]
         for exp_id in chosen:
-            store.run(exp_id).archive_attempt()
+            store.run(exp_id).archive_attempt("retried by `unettui retry`")
     return chosen
 
 

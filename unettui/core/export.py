@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 from typing import Any
 
 from .config import KEYS
 from .queue import Queue
+from .status import Row, collect
 from .store import RunStore
 
 METRIC_COLUMNS = (
     "val_on_train",
     "best_val_dice",
     "best_epoch",
+    "best_val_loss",
     "final_train_loss",
     "final_train_dice",
     "final_val_loss",
@@ -23,56 +26,71 @@ METRIC_COLUMNS = (
     "epochs_done",
     "seconds",
 )
-COLUMNS: tuple[str, ...] = ("id", "status", *KEYS, *METRIC_COLUMNS, "error")
+# status: the read model's state word (core.status.State); in_queue false: the run's experiment was removed from
+# experiments.toml; error: the one line that explains the state (an error, what changed, what is damaged)
+COLUMNS: tuple[str, ...] = ("id", "status", "in_queue", "attempt", *KEYS, *METRIC_COLUMNS, "error")
 NUMERIC = set(METRIC_COLUMNS) - {"val_on_train"}
 
 
 def collect_rows(queue: Queue | None, store: RunStore) -> list[dict[str, Any]]:
-    """One row per experiment in queue order, then runs whose experiment is no longer in the queue.
+    """One row per experiment in queue order, then runs whose experiment is no longer in the queue (core.status).
 
     Hyper-parameters come from the run's config.json when it exists (what actually ran), else from the
-    queue's definition; metrics from summary.json; status derived from status.json.
-    """
-    rows: list[dict[str, Any]] = []
-    seen = set()
-    experiments = queue.experiments if queue else []
-    for exp in experiments:
-        seen.add(exp.id)
-        run = store.run(exp.id)
-        row: dict[str, Any] = {"id": exp.id}
-        if exp.config is not None:
-            row.update(exp.config.to_dict())
-        if run.exists():
-            _fill_from_run(row, run)
-        else:
-            row["status"] = "queued" if exp.valid else "invalid"
-            if not exp.valid:
-                row["error"] = str(exp.error)
-        rows.append(row)
-    for run in store.runs():
-        if run.id not in seen:
-            row = {"id": run.id}
-            _fill_from_run(row, run)
-            row["status"] = f"{row['status']} (not in queue)"
-            rows.append(row)
-    for row in rows:
-        for col in COLUMNS:
-            row.setdefault(col, None)
-    return rows
+    queue's definition; metrics from summary.json."""
+    return [row_dict(r) for r in collect(queue, store)]
 
 
-def _fill_from_run(row: dict[str, Any], run) -> None:
-    cfg = run.config() or {}
-    row.update({k: cfg[k] for k in KEYS if k in cfg})
-    row["status"] = run.state()
-    st = run.status() or {}
-    row["error"] = st.get("error")
-    summary = run.summary() or {}
+def row_dict(r: Row) -> dict[str, Any]:
+    """A read-model row as a flat dict of COLUMNS (plus ``label``: the state as tables show it)."""
+    row: dict[str, Any] = {c: None for c in COLUMNS}
+    row.update({k: r.config[k] for k in KEYS if k in r.config})
     for col in METRIC_COLUMNS:
-        if col in summary:
-            row[col] = summary[col]
-    if "val_on_train" not in summary and "val_on_train" in cfg:
-        row["val_on_train"] = cfg["val_on_train"]
+        if col in r.summary:
+            row[col] = r.summary[col]
+    if row["val_on_train"] is None and "val_on_train" in r.config:
+        row["val_on_train"] = r.config["val_on_train"]
+    metrics = [m for m in r.metrics if isinstance(m, dict)]
+    if metrics:  # a run between its first metrics line and its first summary: what the lines so far say
+        scored = [m for m in metrics if isinstance(m.get("val_dice"), (int, float))]
+        best = max(scored, key=lambda m: (m["val_dice"], -m.get("epoch", 0))) if scored else {}  # earliest of equal bests
+        last = metrics[-1]
+        derived = {
+            "best_val_dice": best.get("val_dice"),
+            "best_epoch": best.get("epoch"),
+            "best_val_loss": best.get("val_loss"),
+            "final_train_loss": last.get("train_loss"),
+            "final_train_dice": last.get("train_dice"),
+            "final_val_loss": last.get("val_loss"),
+            "final_val_dice": last.get("val_dice"),
+            "final_val_iou": last.get("val_iou"),
+            "epochs_done": len(metrics),
+            "seconds": round(sum(m.get("seconds", 0.0) for m in metrics if isinstance(m.get("seconds"), (int, float))), 3),
+        }
+        for col, value in derived.items():
+            if row[col] is None:
+                row[col] = value
+    row.update(id=r.id, status=r.state.value, in_queue=r.in_queue, attempt=r.attempt or None, error=r.note or None,
+               label=r.label)
+    if row["epochs_done"] is None and r.epoch:
+        row["epochs_done"] = r.epoch
+    return row
+
+
+# keys that say where or how a run was watched, not what it is: never a column of their own
+NOT_COMPARED = ("device", "preview_count")
+
+
+def varied_keys(rows: list[dict[str, Any]]) -> list[str]:
+    """The hyper-parameters (in KEYS order) that differ between ``rows``: the columns a comparison table needs. A key
+    set on some rows and absent (unknown) on others does not count as varied."""
+    out = []
+    for key in KEYS:
+        if key in NOT_COMPARED:
+            continue
+        seen = {json.dumps(r.get(key), sort_keys=True, default=str) for r in rows if r.get(key) is not None}
+        if len(seen) > 1:
+            out.append(key)
+    return out
 
 
 def sort_rows(rows: list[dict[str, Any]], key: str, descending: bool) -> list[dict[str, Any]]:

@@ -47,6 +47,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .config import KEYS, Config, ConfigError, _nearest, build_config, coerce, flatten
+from .status import DataIds, State, judge_run
 from .store import FINISHED, short_of
 
 STUDY_KEYS = ("id", "metric", "direction", "stage")
@@ -487,6 +488,7 @@ class _StageBuilder:
                 id_base["_tuned"] = [[g, v] for g, v in tuned]
         self.id_base = id_base
         self.exps: dict[str, Any] = {}
+        self.data = DataIds(store.project) if store is not None else None
 
     def _effective(self, key: str, overrides: dict[str, Any]) -> Any:
         if key in overrides:
@@ -531,7 +533,9 @@ class _StageBuilder:
                 state = "queued"
             else:
                 run = self.store.run(exp_id)
-                state = run.state()
+                # the read model's state; a run of another definition or data (changed) is to be trained again
+                verdict = judge_run(run, exp.config, self.data)
+                state = {State.PENDING: "queued", State.CHANGED: "queued"}.get(verdict.state, verdict.state.value)
                 summary = run.summary() if state in ("done", "failed", "interrupted") else None
             if exp.valid:
                 self.status.epochs_full += exp.config.epochs
@@ -563,7 +567,7 @@ def _go_on(b: _StageBuilder, cs: ConfigScore) -> None:
     """Runs done short of their epochs (pruned by an earlier halving of this stage) are to be trained on."""
     for r in cs.runs:
         exp = b.exps[r.id]
-        if r.state == "done" and b.store is not None and b.store.run(r.id).stopped_short(exp.target_epochs, exp.config.fingerprint()):
+        if r.state == "done" and short_of(r.summary, exp.target_epochs):
             r.state, r.value = "queued", None
             cs.score = cs.spread = None
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .edit import EditError, _data, _held, _read, _write, check_id, queue_path
+from .edit import EditError, _data, _read, _write, check_id, queue_path
 from .queue import parse_queue, tomllib
 
 __all__ = ["TEMPLATES", "Template", "render_template", "add_study"]

@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, ContextManager
 
 import torch
 
 from .. import __version__
 from .augment import AugmentSpec, augment_batch
-from .config import Config
+from .config import Config, definition_changes, describe_changes
 from .data import DatasetError, equalize_histogram, load_dataset, split_indices
+from .dataset_id import count_images, data_id, is_synthetic
+from .feasible import machine_memory
+from .feasible import problems as feasibility_problems
 from .losses import make_loss
 from .metrics import confusion_counts, dice_from_counts, iou_from_counts
 from .model import UNet
@@ -32,6 +36,14 @@ class Stopped(Exception):
     """should_stop() asked the loop to end; the last finished epoch's checkpoint is intact."""
 
 
+class NotTrainable(ValueError):
+    """The configuration cannot train here (found before any data is loaded): one line, key first."""
+
+
+class CheckpointError(RuntimeError):
+    """A run's checkpoint exists but cannot be read."""
+
+
 @dataclass
 class Events:
     """Callbacks the loop fires; a UI or the runner turns them into output. All optional."""
@@ -40,6 +52,8 @@ class Events:
     on_batch: Callable[[int, int, int], None] | None = None  # epoch, step (1-based), steps
     on_epoch: Callable[[dict[str, Any]], None] | None = None
     should_stop: Callable[[], bool] | None = None
+    # held around every write to the run folder: the runner's fence, which raises when its claim was taken over
+    guard: Callable[[], ContextManager[Any]] | None = None
 
 
 @dataclass
@@ -99,6 +113,17 @@ class Trainer:
         if self.cuda:
             torch.backends.cudnn.benchmark = True
         torch.manual_seed(cfg.seed)
+
+        # everything that would stop the run, found before minutes of data generation or an allocation that swaps
+        n_images = count_images(cfg.dataset, cfg.num_images, project)
+        if self.cuda:
+            memory = torch.cuda.get_device_properties(self.device).total_memory
+            where = f"{torch.cuda.get_device_name(self.device)} ({self.device})"
+        else:
+            memory, where = machine_memory(), "this machine"
+        for key, why in feasibility_problems(cfg, n_images, memory, where, synthetic=is_synthetic(cfg.dataset)):
+            raise NotTrainable(f"{key}: {why}")
+        self.data_id = data_id(cfg.dataset, cfg.num_images, cfg.image_size, cfg.data_seed, project)
 
         data = load_dataset(cfg.dataset, cfg.image_size, cfg.num_images, cfg.data_seed, base_dir=project)
         images = data.images
@@ -217,6 +242,7 @@ class Trainer:
             "history": self.history,
             "best": self.best,
             "torch_version": torch.__version__,
+            "data_fingerprint": self.data_id.fingerprint if self.data_id else None,
         }
 
     def load_state_dict(self, ckpt: dict[str, Any]) -> None:
@@ -232,6 +258,20 @@ class Trainer:
         self.epoch = ckpt["epoch"]
         self.history = list(ckpt["history"])
         self.best = dict(ckpt["best"])
+
+    def _why_not_resume(self, ckpt: dict[str, Any]) -> str | None:
+        """Why a checkpoint cannot be resumed by this trainer (its definition or its data differ), or None."""
+        recorded = ckpt.get("config")
+        if isinstance(recorded, dict):
+            changes = definition_changes(recorded, self.cfg)
+            if changes:
+                return f"definition changed ({describe_changes(changes)})"
+        elif ckpt.get("fingerprint") != self.cfg.fingerprint():
+            return "definition changed"
+        was = ckpt.get("data_fingerprint")
+        if was and self.data_id and was != self.data_id.fingerprint:
+            return f"dataset {self.cfg.dataset} changed ({self.data_id.images} images now)"
+        return None
 
     def save_checkpoint(self, path: Path) -> None:
         buf = io.BytesIO()
@@ -251,6 +291,8 @@ class Trainer:
             "val_on_train": self.val_on_train,
             "parameters": sum(p.numel() for p in self.model.parameters()),
             "fingerprint": self.cfg.fingerprint(),
+            "data_fingerprint": self.data_id.fingerprint if self.data_id else None,
+            "data_images": self.data_id.images if self.data_id else None,
         }
 
     def summary(self) -> dict[str, Any]:
@@ -286,27 +328,38 @@ class Trainer:
         uninterrupted run would (the config, hence the LR schedule, is the full run's).
         """
         ev = events or Events()
+        guard = ev.guard or contextlib.nullcontext
         stop_at = self.cfg.epochs if until_epoch is None else max(1, min(int(until_epoch), self.cfg.epochs))
+        restarted = None
         if run is not None:
             ckpt_path = run.file(CHECKPOINT)
             resumed = False
             if ckpt_path.exists():
                 # Loaded on the CPU: the RNG states must stay CPU tensors, and load_state_dict moves the weights
                 # and optimizer state to this trainer's device (so a run can resume on another device too).
-                ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-                if ckpt.get("fingerprint") == self.cfg.fingerprint():
+                try:
+                    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+                except Exception as exc:  # noqa: BLE001 - torn by a foreign writer, or disk corruption
+                    raise CheckpointError(f"{run.path.name}/{CHECKPOINT} cannot be read ({type(exc).__name__}); "
+                                          f"`unettui retry {run.path.name}` trains it again from scratch") from None
+                restarted = self._why_not_resume(ckpt)
+                if restarted is None:
                     self.load_state_dict(ckpt)
                     resumed = True
-            if not resumed:  # a fresh start: nothing of an earlier attempt with another config may linger
-                for name in (CHECKPOINT, SUMMARY, *PREVIEW_FILES):
-                    run.file(name).unlink(missing_ok=True)
-            # metrics.jsonl mirrors the checkpoint's history: drop any line of an epoch in flight at a crash
-            atomic_write_text(run.file(METRICS), "".join(_jsonline(h) for h in self.history))
-            atomic_write_json(run.file(CONFIG), {"id": run_id or run.id, **self.cfg.to_dict(), **self.describe()})
+            with guard():
+                if restarted:  # the runner archives changed runs before training; this catches what it could not see
+                    dest = run.archive_attempt(restarted, keep_status=True)
+                    restarted += f"; the earlier attempt is kept in {dest.parent.name}/{dest.name}"
+                elif not resumed:  # a fresh start: nothing of an earlier attempt with another config may linger
+                    for name in (CHECKPOINT, SUMMARY, *PREVIEW_FILES):
+                        run.file(name).unlink(missing_ok=True)
+                # metrics.jsonl mirrors the checkpoint's history: drop any line of an epoch in flight at a crash
+                atomic_write_text(run.file(METRICS), "".join(_jsonline(h) for h in self.history))
+                atomic_write_json(run.file(CONFIG), {"id": run_id or run.id, **self.cfg.to_dict(), **self.describe()})
         else:
             resumed = False
         if ev.on_start:
-            ev.on_start({**self.describe(), "resumed_epoch": self.epoch if resumed else None})
+            ev.on_start({**self.describe(), "resumed_epoch": self.epoch if resumed else None, "restarted": restarted})
         try:
             while self.epoch < stop_at and not self.stopped_early():
                 t0 = time.perf_counter()
@@ -332,21 +385,24 @@ class Trainer:
                 if improved:
                     self.best = {"epoch": self.epoch, "val_dice": val_dice, "val_loss": val_loss}
                 if run is not None:
-                    if improved:
-                        save_preview(run.path, "best", epoch=self.epoch, **self.predict_preview())
-                    if self.epoch == stop_at or self.stopped_early():
-                        save_preview(run.path, "last", epoch=self.epoch, **self.predict_preview())
-                    # checkpoint first (it holds the history), then the metrics line and summary
-                    self.save_checkpoint(run.file(CHECKPOINT))
-                    append_jsonl(run.file(METRICS), rec)
-                    atomic_write_json(run.file(SUMMARY), self.summary())
+                    previews = self.cfg.preview_count > 0
+                    with guard():
+                        if improved and previews:
+                            save_preview(run.path, "best", epoch=self.epoch, **self.predict_preview())
+                        if previews and (self.epoch == stop_at or self.stopped_early()):
+                            save_preview(run.path, "last", epoch=self.epoch, **self.predict_preview())
+                        # checkpoint first (it holds the history), then the metrics line and summary
+                        self.save_checkpoint(run.file(CHECKPOINT))
+                        append_jsonl(run.file(METRICS), rec)
+                        atomic_write_json(run.file(SUMMARY), self.summary())
                 if ev.on_epoch:
                     ev.on_epoch(rec)
         except Stopped:
             return Result("interrupted", self.summary())
         except Diverged as exc:
             if run is not None:
-                atomic_write_json(run.file(SUMMARY), self.summary())
+                with guard():
+                    atomic_write_json(run.file(SUMMARY), self.summary())
             return Result("failed", self.summary(), str(exc))
         return Result("done", self.summary())
 

@@ -1,53 +1,26 @@
-"""What the TUI knows about a project, read incrementally from experiments.toml and runs/ (no Textual here)."""
+"""What the TUI knows about a project, read incrementally from experiments.toml and runs/ (no Textual here).
+
+The state of each experiment comes from the read model (core.status.row_of), exactly as `unettui ls` derives
+it; this module only decides what to re-read, so a poll with nothing changed reads (almost) nothing."""
 
 from __future__ import annotations
 
 import json
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..core.queue import QUEUE_FILE, Queue, QueueError, load_queue
-from ..core.store import CONFIG, METRICS, STATUS, SUMMARY, Run, RunStore, read_json
-from ..core.store import FINISHED as RUN_FINISHED
+from ..core.status import DataIds, Halving, Row, RunFiles, State, row_of
+from ..core.store import ARCHIVING, CONFIG, METRICS, RUNS_DIR, STATUS, SUMMARY, Run, RunStore, read_json_checked
 
 QUEUE_CHANGED = "__queue__"
 STUDIES_CHANGED = "__studies__"  # the studies' status was recomputed (experiments.toml or a study run changed)
+RUN_FINISHED = (State.DONE, State.FAILED, State.PRUNED)
 
-
-@dataclass
-class RunView:
-    """One experiment as the TUI shows it: its definition, its run's state and its metrics so far."""
-
-    id: str
-    state: str = "pending"  # pending / running / done / failed / interrupted / invalid
-    epoch: int = 0
-    epochs: int | None = None
-    attempt: int = 0
-    error: str | None = None
-    config: dict[str, Any] = field(default_factory=dict)  # canonical keys (config.json, else the queue's definition)
-    metrics: list[dict[str, Any]] = field(default_factory=list)  # metrics.jsonl records, in order
-    summary: dict[str, Any] = field(default_factory=dict)  # summary.json
-    in_queue: bool = True
-    origin: str = ""  # where it is defined in experiments.toml
-    host: str | None = None
-    pid: int | None = None
-    heartbeat: float | None = None
-    started: float | None = None
-    claimed: bool = False  # status.json says running (state may still be "interrupted": a stale claim)
-
-    @property
-    def best_val_dice(self) -> float | None:
-        return self.summary.get("best_val_dice")
-
-    def eta_seconds(self) -> float | None:
-        """Remaining time of a running run from its mean epoch time so far."""
-        if self.state != "running" or not self.metrics or not self.epochs:
-            return None
-        per = sum(m.get("seconds", 0.0) for m in self.metrics) / len(self.metrics)
-        return per * max(0, self.epochs - len(self.metrics))
+RunView = Row  # one experiment as the TUI shows it: the read model's row, with its metrics
 
 
 @dataclass
@@ -55,6 +28,7 @@ class _FileState:
     mtime: float = -1.0
     size: int = -1
     offset: int = 0  # bytes of metrics.jsonl already read
+    bad: int = 0  # metrics.jsonl lines that could not be read
 
 
 def _stat(path: Path) -> tuple[float, int] | None:
@@ -83,9 +57,11 @@ class ProjectMonitor:
         self.runs: dict[str, RunView] = {}
         self._order: list[str] = []
         self._files: dict[tuple[str, str], _FileState] = {}
+        self._snaps: dict[str, RunFiles] = {}
         self._queue_stamp: tuple[float, int] | None = None
         self._study_ids: frozenset[str] = frozenset()  # experiment ids of every study's expanded stages
         self._study_seen: dict[str, tuple | None] = {}  # their signature when the studies were last expanded
+        self._halving = Halving()
 
     def order(self) -> list[str]:
         """Queue order, then runs that are no longer in the queue."""
@@ -105,7 +81,7 @@ class ProjectMonitor:
         """Why a [[study]] table is invalid (it then has no status), one line each."""
         if self.queue is None:
             return []
-        return [str(p) for p in self.queue.problems if "[[study]]" in getattr(p, "where", "")]
+        return [str(p) for p in self.queue.problems if "[[study]]" in p.where]
 
     @property
     def study_run_ids(self) -> frozenset[str]:
@@ -138,6 +114,7 @@ class ProjectMonitor:
         ids = frozenset(i for s in queue.studies for st in s.stages for i in st.experiments)
         self._study_seen = {i: sig for i, sig in self._study_seen.items() if i in ids}
         self._study_ids = ids
+        self._halving = Halving.of(queue)
 
     # ---- polling -------------------------------------------------------------------
     def poll(self) -> set[str]:
@@ -170,25 +147,30 @@ class ProjectMonitor:
             changed.add(STUDIES_CHANGED)
             if [e.id for e in queue.experiments] != before:  # a stage expanded: its experiments join the queue
                 changed.add(QUEUE_CHANGED)
-                self._refresh_runs(changed)
-                self._studies_moved(changed, True)
+            self._refresh_runs(changed | {QUEUE_CHANGED})  # halving may have pruned or promoted runs
+            self._studies_moved(changed, True)
         return changed
 
     def _refresh_runs(self, changed: set[str]) -> None:
         run_ids = self._run_ids()
-        queue_ids = [e.id for e in self.queue.experiments] if self.queue else []
+        queue_ids = list(dict.fromkeys(e.id for e in self.queue.experiments)) if self.queue else []
         order = queue_ids + sorted(set(run_ids) - set(queue_ids))
         if order != self._order:
             self._order = order
             changed.add(QUEUE_CHANGED)
-        defs = {e.id: e for e in self.queue.experiments} if self.queue else {}
+        defs: dict[str, Any] = {}
+        for e in (self.queue.experiments if self.queue else []):
+            defs.setdefault(e.id, e)
+        data = DataIds(self.project)
+        present = set(run_ids)
         for run_id in order:
-            view = self._refresh(run_id, defs.get(run_id), run_id in run_ids, QUEUE_CHANGED in changed)
+            view = self._refresh(run_id, defs.get(run_id), run_id in present, QUEUE_CHANGED in changed, data)
             if view is not None:
                 self.runs[run_id] = view
                 changed.add(run_id)
         for gone in set(self.runs) - set(order):
             del self.runs[gone]
+            self._snaps.pop(gone, None)
             changed.add(gone)
 
     def _run_ids(self) -> list[str]:
@@ -205,56 +187,55 @@ class ProjectMonitor:
         different = now != (fs.mtime, fs.size)
         return different, fs, stamp
 
-    def _refresh(self, run_id: str, exp, has_run: bool, queue_changed: bool) -> RunView | None:
+    def _refresh(self, run_id: str, exp, has_run: bool, queue_changed: bool, data: DataIds) -> RunView | None:
         old = self.runs.get(run_id)
         run = Run(self.store.root / run_id)
-        files = {name: self._changed(run_id, name) for name in (STATUS, METRICS, SUMMARY, CONFIG)}
+        files = {name: self._changed(run_id, name) for name in (STATUS, METRICS, SUMMARY, CONFIG, ARCHIVING)}
         # a running claim goes stale without any file changing: re-derive its state now and then
-        stale_check = old is not None and old.state == "running"
+        stale_check = old is not None and old.state is State.RUNNING
         if old is not None and not queue_changed and not stale_check and not any(f[0] for f in files.values()):
             return None
-        view = RunView(id=run_id) if old is None else RunView(**{**old.__dict__})
-        view.in_queue = exp is not None
-        view.origin = exp.origin if exp is not None else ""
-        if exp is not None and exp.config is not None and not files[CONFIG][2]:
-            view.config = exp.config.to_dict()
-        elif exp is not None and exp.error is not None:
-            view.state, view.error = "invalid", str(exp.error)
-        if files[CONFIG][0] and files[CONFIG][2]:
-            view.config = read_json(run.file(CONFIG)) or view.config
-        if files[SUMMARY][0]:
-            view.summary = read_json(run.file(SUMMARY)) or {}
-        if files[METRICS][0]:
-            view.metrics = self._read_metrics(run, files[METRICS][1], files[METRICS][2], list(view.metrics))
-        if exp is not None and exp.error is not None and not has_run:
-            view.state = "invalid"
-        elif not has_run or not files[STATUS][2]:
-            view.state, view.epoch, view.attempt = "pending", 0, len(run.attempts())
-            view.epochs = exp.config.epochs if exp is not None and exp.config else None
-        else:
-            st = read_json(run.file(STATUS)) or {}
-            view.state = run.state() if st else "pending"
-            view.epoch = int(st.get("epoch") or len(view.metrics))
-            view.epochs = st.get("epochs") or view.config.get("epochs")
-            view.attempt = int(st.get("attempt") or 0)
-            view.error = st.get("error")
-            view.host, view.pid = st.get("host"), st.get("pid")
-            view.heartbeat, view.started = st.get("heartbeat"), st.get("started")
-            view.claimed = st.get("state") == "running"
+        snap = self._snaps.get(run_id) or RunFiles()
+        snap = RunFiles(**{**snap.__dict__})
+        snap.exists = has_run
+        rel = f"{RUNS_DIR}/{run_id}"
+        if files[STATUS][0] or old is None:
+            status, problem = read_json_checked(run.file(STATUS))
+            snap.status, snap.status_problem = status, f"{rel}/{STATUS} {problem}" if problem else None
+            snap.attempts = len(run.attempts()) if has_run else 0
+        problems: dict[str, str] = {}
+        for name, attr in ((CONFIG, "config"), (SUMMARY, "summary")):
+            if files[name][0] or old is None:
+                value, problem = read_json_checked(run.file(name))
+                setattr(snap, attr, value)
+                files[name][1].bad = 1 if problem else 0
+                if problem:
+                    problems[name] = f"{rel}/{name} {problem}"
+            elif files[name][1].bad:
+                problems[name] = next((p for p in snap.problems if p.startswith(f"{rel}/{name} ")), f"{rel}/{name}")
+        if files[METRICS][0] or old is None:
+            snap.metrics = self._read_metrics(run, files[METRICS][1], files[METRICS][2], list(snap.metrics))
+        bad = files[METRICS][1].bad
+        snap.problems = [problems[n] for n in (CONFIG, SUMMARY) if n in problems] + (
+            [f"{rel}/{METRICS}: {bad} unreadable line{'s' if bad > 1 else ''} skipped"] if bad else [])
+        snap.archiving = files[ARCHIVING][2] is not None
         for name, (_, fs, stamp) in files.items():
             fs.mtime, fs.size = (stamp if stamp else (-1.0, -1))
-        if old is not None and old.__dict__ == view.__dict__:
+        self._snaps[run_id] = snap
+        valid = exp is not None and exp.config is not None
+        view = row_of(run_id, exp, snap, self._halving, data(exp.config) if valid else None)
+        if old is not None and old == view:
             return None
         return view
 
     @staticmethod
     def _read_metrics(run: Run, fs: _FileState, stamp, metrics: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if not stamp:
-            fs.offset = 0
+            fs.offset, fs.bad = 0, 0
             return []
         size = stamp[1]
         if size < fs.offset:  # rewritten (a resumed run): read again from the start
-            fs.offset, metrics = 0, []
+            fs.offset, fs.bad, metrics = 0, 0, []
         try:
             with open(run.file(METRICS), "rb") as fh:
                 fh.seek(fs.offset)
@@ -263,10 +244,17 @@ class ProjectMonitor:
             return metrics
         end = chunk.rfind(b"\n") + 1  # only whole lines; a line being written is read next time
         for line in chunk[:end].splitlines():
-            try:
-                metrics.append(json.loads(line))
-            except ValueError:
+            if not line.strip():
                 continue
+            try:
+                rec = json.loads(line.decode("utf-8"))
+            except (UnicodeDecodeError, ValueError):
+                fs.bad += 1
+                continue
+            if isinstance(rec, dict):
+                metrics.append(rec)
+            else:
+                fs.bad += 1
         fs.offset += end
         return metrics
 

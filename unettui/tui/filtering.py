@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..core.config import DEFAULTS, KEYS
-from ..core.export import COLUMNS, METRIC_COLUMNS
+from ..core.export import COLUMNS, row_dict
 
 ALIASES: dict[str, str] = {
     "val_dice": "best_val_dice",
@@ -170,38 +170,9 @@ def has_epochs(view) -> bool:
 
 
 def row_of(view) -> dict[str, Any]:
-    """A flat row of the export's columns for one RunView (a ``tui.data.RunView``).
-
-    Metrics come from summary.json; where it lacks one (a run between its first metrics line and
-    its first summary) the value is derived from the metrics read so far.
-    """
-    row: dict[str, Any] = {"id": view.id, "status": view.state}
-    row.update({k: view.config.get(k) for k in KEYS})
-    summary = view.summary or {}
-    for col in METRIC_COLUMNS:
-        row[col] = summary.get(col)
-    if row["val_on_train"] is None:
-        row["val_on_train"] = view.config.get("val_on_train")
-    if view.metrics:
-        scored = [m for m in view.metrics if isinstance(m.get("val_dice"), (int, float))]
-        best = max(scored, key=lambda m: (m["val_dice"], -m.get("epoch", 0))) if scored else {}  # earliest of equal bests
-        last = view.metrics[-1]
-        derived = {
-            "best_val_dice": best.get("val_dice"),
-            "best_epoch": best.get("epoch"),
-            "final_train_loss": last.get("train_loss"),
-            "final_train_dice": last.get("train_dice"),
-            "final_val_loss": last.get("val_loss"),
-            "final_val_dice": last.get("val_dice"),
-            "final_val_iou": last.get("val_iou"),
-            "epochs_done": len(view.metrics),
-            "seconds": round(sum(m.get("seconds", 0.0) for m in view.metrics), 3),
-        }
-        for col, value in derived.items():
-            if row[col] is None:
-                row[col] = value
-    row["error"] = view.error
-    return row
+    """A flat row of the export's columns for one RunView (the read model's row): the same dict `unettui export`
+    writes, so the table, its filter and its CSV agree with the command line."""
+    return row_dict(view)
 
 
 # ---- sorting and grouping ----------------------------------------------------------------

@@ -128,7 +128,8 @@ class LivePanel(Vertical):
             return
         self._title.display = True
         title = Text(view.id, style="bold")
-        title.append(f"  {view.state}", style=_STATE_STYLE.get(view.state, ""))
+        word = view.state.value if view.state.value in ("running", "interrupted") else view.label  # epochs: below
+        title.append(f"  {word}", style=_STATE_STYLE.get(view.state.value, ""))
         if view.attempt:
             title.append(f"  attempt {view.attempt}")
         self._title.update(title)
@@ -153,9 +154,9 @@ class LivePanel(Vertical):
         self._best.display = best is not None
         if best is not None:
             self._best.update(f"best val dice {best:.4f} at epoch {best_epoch if best_epoch is not None else '?'}")
-        self._error.display = bool(view.error)
-        if view.error:
-            self._error.update(" ".join(str(view.error).split()))
+        self._error.display = bool(view.note)
+        if view.note:
+            self._error.update(" ".join(str(view.note).split()))
 
     def _show_message(self, message: str | None) -> None:
         self._message.display = message is not None
@@ -168,7 +169,7 @@ class LivePanel(Vertical):
 
     def _update_progress(self, view: RunView) -> None:
         done = len(view.metrics) if view.metrics else view.epoch
-        total = view.epochs
+        total = view.target or view.epochs  # a successive-halving rung counts to the rung, as `ls` does
         self._epoch.update(f"epoch {done}/{total if total else '?'}")
         self._bar.update(total=total if total else None, progress=done)
         if view.state == "running":

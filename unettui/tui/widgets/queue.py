@@ -12,19 +12,20 @@ STATE_STYLE = {
     "pending": "dim",
     "running": "bold yellow",
     "done": "green",
+    "pruned": "dim green",
     "failed": "bold red",
     "interrupted": "magenta",
     "invalid": "red",
+    "changed": "yellow",
+    "damaged": "bold red",
 }
 
 
 def status_text(v: RunView) -> Text:
-    label = v.state
-    if v.state in ("running", "interrupted") and v.epochs:
-        label = f"{v.state} {v.epoch}/{v.epochs}"
+    label = v.label
     if not v.in_queue:
         label += " (not in queue)"
-    return Text(label, style=STATE_STYLE.get(v.state, ""))
+    return Text(label, style=STATE_STYLE.get(v.state.value, ""))
 
 
 def best_text(v: RunView) -> Text:
@@ -37,7 +38,7 @@ def best_text(v: RunView) -> Text:
 class QueuePanel(DataTable):
     """A DataTable keyed by experiment id; ``update_views`` adds, removes and updates rows in place."""
 
-    COLUMNS = (("id", "id"), ("status", "status"), ("best dice", "best"), ("tries", "tries"))
+    COLUMNS = (("id", "id"), ("state", "status"), ("best dice", "best"), ("attempt", "tries"))
 
     class Selected(Message):
         """The cursor moved to an experiment."""

@@ -270,8 +270,8 @@ class StudyPanel(Vertical):
             return ("no metric", "red", True)
         label = r.state
         view = self.views.get(r.id)
-        if r.state == "running" and view is not None and getattr(view, "epochs", None):
-            label = f"running {view.epoch}/{view.epochs}"
+        if r.state == "running" and view is not None and view.target:
+            label = view.label
         return (label, RUN_STYLE.get(r.state, ""), True)
 
     def _fill_configs(self, s: Any, st: Any) -> None:

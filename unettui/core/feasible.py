@@ -1,0 +1,158 @@
+"""Whether a configuration can train at all, decided up front in microseconds (no data loaded, no torch): the
+split and the batch, batch norm's need for two values, and the memory it would take against the machine's.
+
+`unettui check` and the trainer ask the same questions, so a run that check accepts does not fail on them after
+minutes of data generation, and one that cannot fit is refused with its estimate instead of swapping a machine
+to a halt.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+from .config import Config
+
+# Training memory per image is about this many times the activations autograd keeps for the backward pass (the
+# gradients of those activations, and temporaries). Measured on the CPU: the formula in _activation_floats is within
+# 0.93-1.25x of the bytes actually saved for base 4-64, depth 2-4, 32-128 px.
+BACKWARD_FACTOR = 2.0
+# Bytes per pixel while a dataset is built: the synthetic generators' float64 intermediates (measured 73-83 B/px at
+# 128 px, 1,000 images), and a folder's decoded files before they are stacked.
+SYNTHETIC_BYTES_PER_PIXEL = 96
+FOLDER_BYTES_PER_PIXEL = 32
+OPTIMIZER_STATES = {"adam": 2, "adamw": 2, "adamax": 2, "adadelta": 2, "rmsprop": 1, "adagrad": 1, "sgd": 1}
+
+
+def split_counts(n: int, train_fraction: float) -> tuple[int, int]:
+    """(training images, validation images) of ``n`` at ``train_fraction``, as core.data.split_indices splits them
+    (half-up rounding, at least one on each side; 1.0 validates on the training images)."""
+    if n < 1:
+        return 0, 0
+    if train_fraction >= 1.0:
+        return n, n
+    if n < 2:
+        return n, 0
+    n_train = min(max(int(math.floor(train_fraction * n + 0.5)), 1), n - 1)
+    return n_train, n - n_train
+
+
+def widths(cfg: Config) -> list[int]:
+    return [cfg.base_channels * 2**i for i in range(cfg.depth + 1)]
+
+
+def parameter_count(cfg: Config, in_channels: int = 1) -> int:
+    """The UNet's parameters (core.model.UNet): 3x3 convs without bias, two batch norms per block, 2x2 transposed
+    convs with bias, a 1x1 head with bias. 1,942,289 for base 16, depth 4, one input channel."""
+    ws = widths(cfg)
+
+    def block(cin: int, w: int) -> int:
+        return 9 * cin * w + 9 * w * w + 4 * w
+
+    total, prev = 0, in_channels
+    for w in ws:
+        total += block(prev, w)
+        prev = w
+    for i in range(cfg.depth):
+        total += 4 * ws[i + 1] * ws[i] + ws[i] + block(2 * ws[i], ws[i])
+    return total + ws[0] + 1
+
+
+def _activation_floats(cfg: Config, in_channels: int = 1) -> int:
+    """Floats autograd keeps per training image: per conv block its input and four maps of its width (conv, batch
+    norm, ReLU in place, conv, batch norm), a dropout mask, the max-pool's input, and in the decoder the upsampled map
+    and the concatenation."""
+    s, ws = cfg.image_size, widths(cfg)
+    drop = 1 if cfg.dropout > 0 else 0
+    total = 0
+    for i, w in enumerate(ws):
+        r = s // 2**i
+        cin = in_channels if i == 0 else ws[i - 1]
+        total += (cin + (4 + drop) * w) * r * r + (0 if i == 0 else cin * (2 * r) ** 2 // 2)
+    for i in range(cfg.depth):
+        r = s // 2**i
+        total += (7 + drop) * ws[i] * r * r
+    return total + s * s
+
+
+def memory_estimate(cfg: Config, n_images: int, in_channels: int = 1, synthetic: bool = True) -> dict[str, int]:
+    """Bytes a run needs at its peak, by part: ``model`` (weights, gradients, optimizer state), ``activations`` (a
+    training batch), ``data`` (the dataset as it is built). An estimate, within about 25 % of what autograd keeps."""
+    states = OPTIMIZER_STATES.get(cfg.optimizer, 2)
+    if cfg.optimizer == "sgd" and cfg.momentum == 0:
+        states = 0
+    params = parameter_count(cfg, in_channels)
+    pixels = n_images * cfg.image_size**2
+    per_px = SYNTHETIC_BYTES_PER_PIXEL if synthetic else max(FOLDER_BYTES_PER_PIXEL, 8 * (in_channels + 1))
+    return {
+        "model": params * 4 * (2 + states),
+        "activations": int(_activation_floats(cfg, in_channels) * 4 * BACKWARD_FACTOR * cfg.batch_size),
+        "data": pixels * per_px,
+    }
+
+
+def machine_memory() -> int | None:
+    """This machine's RAM in bytes (None where the OS does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def size_text(n: float) -> str:
+    for unit in ("bytes", "KB", "MB", "GB", "TB", "PB"):
+        if abs(n) < 1000 or unit == "PB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} PB"  # pragma: no cover
+
+
+def _fitting_batch(n_train: int, batch_size: int) -> int | None:
+    """The batch size nearest ``batch_size`` whose last batch is not a single image."""
+    for delta in range(0, n_train):
+        for b in (batch_size + delta, batch_size - delta):
+            if 2 <= b <= n_train and n_train % b != 1:
+                return b
+    return None
+
+
+def problems(cfg: Config, n_images: int | None, memory: int | None = None, where_memory: str = "this machine",
+             in_channels: int = 1, synthetic: bool = True) -> list[tuple[str, str]]:
+    """(key, reason) for everything that would stop ``cfg`` from training on ``n_images`` images, in the order the
+    run would hit them; empty when it can train. ``memory``: bytes available to the run (the RAM, or the GPU's
+    memory when it trains on one), checked only when given."""
+    out: list[tuple[str, str]] = []
+    if n_images is not None:
+        n_train, n_val = split_counts(n_images, cfg.train_fraction)
+        if n_val < 1:
+            out.append(("train_fraction", f"{cfg.train_fraction:g} of {n_images} image{'s' if n_images != 1 else ''} "
+                                          "leaves no validation image; use train_fraction = 1.0 or more images"))
+            return out
+        if cfg.batch_size > n_train:
+            out.append(("batch_size", f"{cfg.batch_size} is larger than the {n_train} training images (train_fraction "
+                                      f"{cfg.train_fraction:g} of {n_images}); lower batch_size, raise train_fraction "
+                                      "or add images"))
+            return out
+        bottleneck = cfg.image_size // 2**cfg.depth
+        last = n_train % cfg.batch_size or cfg.batch_size
+        if bottleneck == 1 and last == 1:
+            fix = _fitting_batch(n_train, cfg.batch_size)
+            which = "every training batch holds" if cfg.batch_size == 1 else "the last training batch holds"
+            ways = ([f"batch_size {fix}"] if fix else []) + [f"image_size {cfg.image_size * 2}"] \
+                + ([f"depth {cfg.depth - 1}"] if cfg.depth > 1 else [])
+            out.append(("batch_size", f"{cfg.batch_size}: {which} 1 image ({n_train} training images) and the "
+                                      f"bottleneck is 1x1 pixel (image_size {cfg.image_size} at depth {cfg.depth}): batch "
+                                      f"norm cannot train on a single value; use {', '.join(ways[:-1])} or {ways[-1]}"))
+    if memory:
+        parts = memory_estimate(cfg, n_images or cfg.num_images, in_channels, synthetic)
+        need = sum(parts.values())
+        if need > memory:
+            biggest = max(parts, key=lambda k: parts[k])
+            key, fix = {"model": ("base_channels", "lower base_channels or depth"),
+                        "activations": ("batch_size", "lower batch_size, image_size or base_channels"),
+                        "data": ("num_images" if synthetic else "image_size",
+                                 "use fewer or smaller images" if synthetic else "lower image_size")}[biggest]
+            detail = ", ".join(f"{k} {size_text(v)}" for k, v in parts.items())
+            out.append((key, f"{getattr(cfg, key.replace('.', '_'))}: training needs about {size_text(need)} of memory "
+                             f"({detail}) and {where_memory} has {size_text(memory)}; {fix}"))
+    return out
