@@ -9,9 +9,9 @@ def unettui_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "unettui", *args]
 
 
-def run_cli(*args: str, timeout: float = 240, **kw) -> subprocess.CompletedProcess:
+def run_cli(*args: str, timeout: float = 240, env: dict | None = None, **kw) -> subprocess.CompletedProcess:
     """Run the real `unettui` in a subprocess (one CPU thread, so runs are bit-reproducible)."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     return subprocess.run(unettui_cmd(*args), capture_output=True, text=True, timeout=timeout, env=env, **kw)
 
 

@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Protocol
 
-from filelock import FileLock
+from filelock import FileLock, Timeout
 
 from .core.config import definition_changes
 from .core.queue import QUEUE_FILE, Experiment, Queue, QueueError, load_queue
 from .core.status import DataIds, Judgement, Row, State, collect, judge_run
-from .core.store import HEARTBEAT_TIMEOUT, HOST, ME, STATUS, Run, RunStore, atomic_write_json, short_of
+from .core.store import HEARTBEAT_TIMEOUT, HOST, ME, RUN_LOCK, STATUS, Run, RunStore, atomic_write_json, short_of
 
 HEARTBEAT_INTERVAL = 5.0
 
@@ -76,15 +76,16 @@ class ClaimLost(Exception):
 class Claim:
     """This process's claim on one run: its token, and the fence every write to the run goes through."""
 
-    def __init__(self, run: Run, token: str, lock_path: Path, lock_timeout: float = 60.0):
+    def __init__(self, run: Run, token: str, lock_timeout: float = 60.0):
         self.run, self.token = run, token
-        self._lock = FileLock(str(lock_path), timeout=lock_timeout)
+        self._lock = FileLock(str(run.file(RUN_LOCK)), timeout=lock_timeout)
         self.lost: str | None = None
 
     @contextlib.contextmanager
     def fence(self) -> Iterator[None]:
-        """Hold the queue lock and check that status.json still carries this claim's token; raise ClaimLost when it
-        does not (and from then on). Claims are taken over under the same lock, so no takeover happens meanwhile."""
+        """Hold the run's lock and check that status.json still carries this claim's token; raise ClaimLost when it
+        does not (and from then on). A claim is taken over only under the same lock, never while this holds it —
+        and a runner suspended while holding it (mid-write) is passed by, not taken over."""
         if self.lost:
             raise ClaimLost(self.lost)
         with self._lock:
@@ -110,13 +111,15 @@ class Outcome:
     interrupted: list[str] = field(default_factory=list)
     skipped_invalid: list[str] = field(default_factory=list)
     lost: list[str] = field(default_factory=list)  # claims taken over by another runner (it trains them)
+    removed: list[str] = field(default_factory=list)  # removed from experiments.toml while they trained
+    skipped_damaged: list[str] = field(default_factory=list)  # a file of the run cannot be read (named)
     stopped: bool = False  # by a signal
 
     @property
     def exit_code(self) -> int:
         if self.stopped:
             return 130
-        return 1 if self.failed or self.skipped_invalid or self.interrupted else 0
+        return 1 if self.failed or self.skipped_invalid or self.interrupted or self.skipped_damaged else 0
 
 
 class Runner:
@@ -177,7 +180,7 @@ class Runner:
         if state is State.DONE and short_of(run.summary(), exp.target_epochs):
             return "resume", verdict  # a successive-halving promotion, or a stage that stopped pruning: train on
         if state is State.DAMAGED:
-            self._skip_once(exp, run.status_damage() or "damaged",
+            self._skip_once(exp, f"damaged: {run.status_damage()}",
                             f"; `unettui retry {exp.id}` archives it and trains it again")
         return None
 
@@ -203,36 +206,48 @@ class Runner:
                     continue
                 why, verdict = decided
                 run.path.mkdir(parents=True, exist_ok=True)
-                for done in run.recover():  # a kill left an archive half-done or temporary files: complete, clean
-                    run.log(done)
-                prev = run.status() or {}
-                if why == "restart":
-                    reason = verdict.change_text or "changed"
-                    dest = run.archive_attempt(reason)
-                    note = f"{reason}: the earlier attempt is kept in {dest.relative_to(self.project)}; training again"
-                    self.reporter.note(exp, note)
-                    prev = {}
-                elif prev.get("state") == "running":
-                    age = time.time() - float(prev.get("heartbeat", 0) or 0)
-                    why_stale = "its process is gone" if prev.get("host") == HOST else "no heartbeat"
-                    note = (f"taking over the stale claim of {prev.get('host')} pid {prev.get('pid')} "
-                            f"({why_stale}; last heartbeat {age:.0f}s ago)")
-                    run.log(note)
-                    self.reporter.note(exp, note)
-                now = time.time()
-                fresh = why in ("new", "restart") or not prev
-                attempt = len(run.attempts()) + 1 if fresh else _as_int(prev.get("attempt"), len(run.attempts()) + 1)
-                promotion = prev.get("state") == "done"
-                status = {
-                    "state": "running", "host": HOST, "pid": os.getpid(), "process": ME, "token": self.token,
-                    "heartbeat": now, "started": now, "ended": None, "error": None, "attempt": max(1, attempt),
-                    "resumes": 0 if fresh else _as_int(prev.get("resumes")) + (0 if promotion else 1),
-                    "epoch": 0 if fresh else _as_int(prev.get("epoch")), "epochs": exp.config.epochs,
-                    "target": exp.target_epochs,
-                }
-                atomic_write_json(run.file(STATUS), status)
-                return exp, run, why
+                run_lock = FileLock(str(run.file(RUN_LOCK)), timeout=0)
+                try:
+                    run_lock.acquire()
+                except Timeout:  # its runner is writing to it this very moment (or was suspended doing so)
+                    continue
+                try:
+                    return self._claim_run(exp, run, why, verdict)
+                finally:
+                    run_lock.release()
         return None
+
+    def _claim_run(self, exp: Experiment, run: Run, why: str, verdict: Judgement) -> tuple[Experiment, Run, str]:
+        """Write this runner's claim into ``run`` (holding the queue lock and the run's lock)."""
+        for done in run.recover():  # a kill left an archive half-done or temporary files: complete, clean
+            run.log(done)
+        prev = run.status() or {}
+        if why == "restart":
+            reason = verdict.change_text or "changed"
+            dest = run.archive_attempt(reason)
+            note = f"{reason}: the earlier attempt is kept in {dest.relative_to(self.project)}; training again"
+            self.reporter.note(exp, note)
+            prev = {}
+        elif prev.get("state") == "running":
+            age = time.time() - float(prev.get("heartbeat", 0) or 0)
+            why_stale = "its process is gone" if prev.get("host") == HOST else "no heartbeat"
+            note = (f"taking over the stale claim of {prev.get('host')} pid {prev.get('pid')} "
+                    f"({why_stale}; last heartbeat {age:.0f}s ago)")
+            run.log(note)
+            self.reporter.note(exp, note)
+        now = time.time()
+        fresh = why in ("new", "restart") or not prev
+        attempt = len(run.attempts()) + 1 if fresh else _as_int(prev.get("attempt"), len(run.attempts()) + 1)
+        promotion = prev.get("state") == "done"
+        status = {
+            "state": "running", "host": HOST, "pid": os.getpid(), "process": ME, "token": self.token,
+            "heartbeat": now, "started": now, "ended": None, "error": None, "attempt": max(1, attempt),
+            "resumes": 0 if fresh else _as_int(prev.get("resumes")) + (0 if promotion else 1),
+            "epoch": 0 if fresh else _as_int(prev.get("epoch")), "epochs": exp.config.epochs,
+            "target": exp.target_epochs,
+        }
+        atomic_write_json(run.file(STATUS), status)
+        return exp, run, why
 
     # ---- the loop -------------------------------------------------------------------
     def run(self) -> Outcome:
@@ -269,8 +284,9 @@ class Runner:
                 if state == "redefined":  # stopped to start again with its new definition, in this session
                     self.attempted.discard((exp.id, exp.budget))
                     continue
-                getattr(outcome, state if state != "removed" else "interrupted").append(exp.id)
+                getattr(outcome, state).append(exp.id)
             outcome.skipped_invalid = sorted(seen_invalid)
+            outcome.skipped_damaged = sorted({i for i, why in self._noted if why.startswith("damaged:")})
             outcome.stopped = self.stop_requested
         finally:
             for sig, handler in old.items():
@@ -309,7 +325,7 @@ class Runner:
         trained) or redefined (its definition changed while it trained: it is to start again)."""
         from .core.train import Events, Trainer  # torch is imported here, not at CLI start-up
 
-        claim = Claim(run, self.token, self.store.lock_path())
+        claim = Claim(run, self.token)
         self._claim, self._abandon = claim, None
         status: dict[str, Any] = {"epoch": 0}
         stop_beat = threading.Event()
@@ -430,7 +446,7 @@ def _describe_failure(exc: Exception, exp: Experiment) -> str:
                 "`unettui run` resumes this run")
     name = type(exc).__name__
     msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    if name in ("DatasetError", "RuntimeError", "ValueError"):
+    if name in ("DatasetError", "RuntimeError", "ValueError", "NotTrainable", "CheckpointError"):
         return msg or name
     return f"{name}: {msg}" if msg else name
 

@@ -1,6 +1,7 @@
 """The corpus of mistakes users make: each gets a one-line error naming the file/line, key or run, what is
 wrong and what is valid; a non-zero exit; no traceback; and no change to any file."""
 
+import re
 from pathlib import Path
 
 import imageio.v3 as iio
@@ -61,6 +62,10 @@ def folder(kind: str, proj: Path) -> str:
     elif kind == "empty_folder":
         (d / "images").mkdir(parents=True)
         (d / "masks").mkdir()
+    elif kind == "empty_masks":
+        pairs(d, ["a", "b", "c"], [])
+        for n in "abc":
+            iio.imwrite(d / "masks" / f"{n}.png", np.zeros((32, 32), np.uint8))
     return kind
 
 
@@ -92,6 +97,24 @@ DEFINITIONS = [
     ("empty folder", "dataset = 'FOLDER:empty_folder'", ["no image files found", "empty_folder/images"]),
     ("too small for the split", "dataset = 'FOLDER:one_image'", ["train_fraction", "1"]),
     ("too small for the batch", "batch_size = 16", ["batch_size: 16 is larger than the 13 training images"]),
+    ("every mask empty", "dataset = 'FOLDER:empty_masks'", ["empty_masks", "every mask in masks/ is empty"]),
+    ("lr beyond any optimizer", "lr = 1e300", ["lr", "must be <= 100"]),
+    ("lr_min above lr for cosine", "scheduler = 'cosine'\nlr = 1e-3\nlr_min = 0.01", ["lr_min", "above lr 0.001"]),
+    ("lr_min above lr for plateau", "scheduler = 'plateau'\nlr = 1e-4\nlr_min = 1e-3", ["lr_min", "floor of plateau"]),
+    ("seed beyond 64 bits", "seed = 9223372036854775807", ["seed", "must be in [0, 9223372036854775806]"]),
+    ("momentum of one", "momentum = 1.0", ["momentum", "[0, 1)"]),
+    ("rotation beyond 180 degrees", "augment.rotate = 400", ["augment.rotate", "[0, 180]"]),
+    ("synthetic images too small", "image_size = 8\ndepth = 2", ["dataset", "synthetic images need image_size >= 16"]),
+    ("batch norm on one value in the last batch", "image_size = 16\ndepth = 4",
+     ["batch_size: 4: the last training batch holds 1 image (13 training images)", "bottleneck is 1x1 pixel",
+      "use batch_size 5, image_size 32 or depth 3"]),
+    ("batch norm on one value in every batch", "image_size = 16\ndepth = 4\nbatch_size = 1",
+     ["batch_size: 1: every training batch holds 1 image"]),
+    ("memory that cannot exist (width)", "base_channels = 4096",
+     ["base_channels: 4096: training needs about", "lower base_channels or depth"]),
+    ("memory that cannot exist (images)", "num_images = 1000000000", ["num_images: 1000000000: training needs about"]),
+    ("memory that cannot exist (batch)", "image_size = 4096\nbatch_size = 12",
+     ["training needs about", "lower batch_size, image_size or base_channels"]),
 ]
 
 
@@ -161,7 +184,13 @@ def test_malformed_toml_is_one_line_for_every_command(tmp_path, args, code, need
     (["results", "--sort", "val_dise"], ["val_dise", "did you mean"]),
     (["run", "--headless", "--device", "gpu"], ["gpu", "cuda:N"]),
     (["run", "--headless", "--devices", "cuda:0,tpu"], ["tpu", "cuda:N"]),
-], ids=lambda v: " ".join(v) if isinstance(v, list) and v and v[0] in ("add", "sweep", "rm", "retry", "show", "logs", "results", "run") else None)
+    (["run", "--headless", "--only", "bsae"], ["--only bsae", "did you mean 'base'"]),
+    (["sweep", "--set", "lr=1e-4..1e-1:log1000000"], ["1000000 values", "at most 10000"]),
+    (["sweep", "--set", "lr=1e-5..1e-1:log1000", "--set", "seed=0..999:1000", "--yes"],
+     ["1,000,000 experiments", "at most 100,000"]),
+    (["add", "--set", "lr=1e300"], ["lr", "must be <= 100"]),
+    (["lr-find", "--set", "base_channels=4096", "--steps", "5"], ["base_channels: 4096: training needs about"]),
+], ids=lambda v: " ".join(v) if isinstance(v, list) and v and v[0] in ("add", "sweep", "rm", "retry", "show", "logs", "results", "run", "lr-find") else None)
 def test_command_line_mistakes(tmp_path, args, needles):
     proj = tmp_path / "p"
     proj.mkdir()
@@ -186,3 +215,85 @@ def test_cuda_out_of_memory_is_recorded_with_what_to_do():
     msg = _describe_failure(torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"), exp)
     assert msg == ("CUDA out of memory (batch_size 64, image_size 256); "
                    "lower batch_size, image_size or base_channels")
+
+
+# ---- damaged run files: every face reports them and keeps working --------------------------------------
+
+DAMAGE = [
+    ("status.json", b"[]", "runs/good/status.json holds a list, not a JSON object"),
+    ("status.json", b'"running"', "runs/good/status.json holds a string, not a JSON object"),
+    ("status.json", b"\xff\xfe{}", "runs/good/status.json is not UTF-8 text"),
+    ("summary.json", b"42", "runs/good/summary.json holds a number, not a JSON object"),
+    ("summary.json", b"{torn", "runs/good/summary.json is not valid JSON (torn or hand-edited)"),
+    ("config.json", b"null", "runs/good/config.json holds null, not a JSON object"),
+    ("metrics.jsonl", b'{"epoch": 1, "val_dice": 0.5}\n\xff\xfe\n[1, 2]\n', "runs/good/metrics.jsonl: 2 unreadable lines skipped"),
+]
+COMMANDS = [("ls",), ("results",), ("export",), ("show", "good"), ("run", "--headless")]
+
+
+@pytest.fixture(scope="module")
+def trained_pair(tmp_path_factory):
+    """A project with two finished runs ('good' and 'other') and a pending one, trained once for the module."""
+    proj = tmp_path_factory.mktemp("damage") / "p"
+    proj.mkdir()
+    (proj / "experiments.toml").write_text(BASE + "\n[[experiment]]\nid = 'good'\n[[experiment]]\nid = 'other'\n")
+    out = CliRunner().invoke(app, ["run", "--headless", "-p", str(proj)])
+    assert out.exit_code == 0, out.output
+    return proj
+
+
+@pytest.mark.parametrize("name, content, needle", DAMAGE, ids=[f"{d[0]}={d[1][:8]!r}" for d in DAMAGE])
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c))
+def test_damaged_run_files_are_named_and_nothing_else_stops(trained_pair, tmp_path, name, content, needle, command):
+    import shutil
+
+    proj = tmp_path / "p"
+    shutil.copytree(trained_pair, proj)
+    with open(proj / "experiments.toml", "a") as fh:
+        fh.write("[[experiment]]\nid = 'later'\nepochs = 1\n")
+    (proj / "runs" / "good" / name).write_bytes(content)
+    before = snapshot(proj)
+    out = CliRunner().invoke(app, [*command, "-p", str(proj)])
+    assert "Traceback" not in out.output and (out.exception is None or isinstance(out.exception, SystemExit)), out.output
+    text = " ".join(out.output.split())
+    status_damaged = name == "status.json"
+    if command[0] == "run":
+        assert out.exit_code == (1 if status_damaged else 0), out.output
+        assert (proj / "runs" / "later" / "summary.json").exists()  # the rest of the queue trained
+        if status_damaged:
+            assert f"good: skipped: damaged: {needle}; `unettui retry good` archives it and trains it again" in text
+        after = snapshot(proj)
+        assert {k: v for k, v in after.items() if k.startswith("runs/good/")} == \
+               {k: v for k, v in before.items() if k.startswith("runs/good/")}  # the damaged run is left alone
+        return
+    assert out.exit_code == 0, out.output
+    assert snapshot(proj) == before  # readers change nothing
+    if command[0] == "results" and not status_damaged:
+        return  # the table shows numbers, not notes; the row is there
+    if command[0] == "export" and name == "metrics.jsonl":
+        assert "runs/good/metrics.jsonl: 2 unreadable lines skipped" not in text  # done runs read summary.json
+        return
+    if command[0] == "results":
+        assert re.search(r"^\s*good\s+damaged\s", out.output, re.M), out.output
+        return
+    if command[0] == "ls":
+        row = next(line for line in out.output.splitlines() if line.startswith("good "))
+        assert row.split()[1] == ("damaged" if status_damaged else "done"), out.output
+        if name != "metrics.jsonl":  # a done run's curve is not read by ls: its summary is
+            assert f"runs/good/{name}" in row, out.output
+        return
+    assert needle in text, out.output
+
+
+def test_retry_archives_a_damaged_run_and_it_trains_again(trained_pair, tmp_path):
+    import shutil
+
+    proj = tmp_path / "p"
+    shutil.copytree(trained_pair, proj)
+    (proj / "runs" / "good" / "status.json").write_bytes(b"[]")
+    out = CliRunner().invoke(app, ["retry", "good", "-p", str(proj)])
+    assert out.exit_code == 0, out.output
+    kept = proj / "runs" / "good" / "attempts" / "1"
+    assert (kept / "status.json").read_bytes() == b"[]" and (kept / "metrics.jsonl").exists()
+    out = CliRunner().invoke(app, ["run", "--headless", "-p", str(proj)])
+    assert out.exit_code == 0 and "good: started on" in out.output, out.output

@@ -198,3 +198,34 @@ def test_a_runner_that_crashes_is_reported_not_fatal(tmp_path):
             assert app.query_one(QueuePanel).row_count == 7  # the last good queue stays on screen
 
     run(go())
+
+
+def test_damaged_run_files_are_shown_and_the_tui_keeps_following_the_project(tmp_path):
+    """A status.json that is JSON but not an object, a summary of the wrong type, bad bytes in metrics.jsonl:
+    the queue says damaged (naming the file), the header is not fooled, and later changes still arrive."""
+    proj = seeded_project(tmp_path / "p")
+    (proj / "runs" / "opt-adam-none" / "status.json").write_text("[]")
+    (proj / "runs" / "opt-sgd-none" / "summary.json").write_text('"oops"')
+    with open(proj / "runs" / "opt-rmsprop-none" / "metrics.jsonl", "ab") as fh:
+        fh.write(b"\xff\xfe not json\n")
+
+    async def go():
+        app = make_app(proj, poll_interval=0.2)
+        async with app.run_test(size=(120, 30)) as pilot:
+            assert await wait_for(pilot, lambda: app.query_one(QueuePanel).row_count == 7)
+            views = app.views
+            assert views["opt-adam-none"].state.value == "damaged"
+            assert "runs/opt-adam-none/status.json holds a list, not a JSON object" in views["opt-adam-none"].note
+            assert views["opt-sgd-none"].state.value == "done"
+            assert "runs/opt-sgd-none/summary.json holds a string" in views["opt-sgd-none"].note
+            assert "runs/opt-rmsprop-none/metrics.jsonl: 1 unreadable line skipped" in views["opt-rmsprop-none"].note
+            assert "runner: none" in app.sub_title
+            # the project goes on changing: a new run appears, the damaged one is repaired
+            cfg = Config(dataset="synthetic:nuclei", num_images=16, image_size=32, base_channels=4, depth=2, epochs=4,
+                         batch_size=4)
+            write_run(proj, "base", cfg, [], state="running", epochs=4)
+            (proj / "runs" / "opt-adam-none" / "status.json").write_text('{"state": "done", "attempt": 1}')
+            assert await wait_for(pilot, lambda: app.views["opt-adam-none"].state.value == "done"
+                                  and app.views["base"].state.value != "pending")
+
+    run(go())

@@ -509,3 +509,31 @@ def test_equalize_on_synthetic_batch():
     out = equalize_histogram(data.images)
     assert out.shape == data.images.shape
     assert float(out.min()) >= 0.0 and float(out.max()) <= 1.0
+
+
+def test_jpeg_masks_are_thresholded_at_half_so_compression_noise_is_not_foreground(tmp_path):
+    """A JPEG mask's background is full of small non-zero values; > 0 would make nearly everything foreground."""
+    from unettui.core.data import load_folder
+
+    truth = np.zeros((64, 64), np.uint8)
+    truth[10:40, 20:50] = 255
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    iio.imwrite(tmp_path / "images" / "a.png", (np.arange(64 * 64).reshape(64, 64) % 251).astype(np.uint8))
+    iio.imwrite(tmp_path / "masks" / "a.jpg", truth, quality=60)
+    noisy = iio.imread(tmp_path / "masks" / "a.jpg")
+    assert (noisy[truth == 0] > 0).sum() > 50  # the noise is really there
+    mask = load_folder(tmp_path, 64).masks[0, 0].numpy()
+    assert (mask == (truth > 0)).mean() > 0.99
+
+
+def test_a_folder_whose_masks_are_all_empty_is_refused(tmp_path):
+    from unettui.core.data import DatasetError, load_folder
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    for n in "ab":
+        iio.imwrite(tmp_path / "images" / f"{n}.png", np.full((16, 16), 90, np.uint8))
+        iio.imwrite(tmp_path / "masks" / f"{n}.png", np.zeros((16, 16), np.uint8))
+    with pytest.raises(DatasetError, match="every mask in masks/ is empty"):
+        load_folder(tmp_path, 16)

@@ -370,6 +370,18 @@ def test_init_writes_a_valid_commented_queue_and_never_overwrites(tmp_path):
         edit.init_project(path)
 
 
+def test_init_replaces_the_empty_file_a_killed_init_left(tmp_path):
+    """The starter is written whole (temp file + rename); an empty or blank experiments.toml holds nothing of the
+    user's and is replaced instead of refused."""
+    (tmp_path / "experiments.toml").write_text("")
+    path = edit.init_project(tmp_path)
+    assert [e.id for e in load_queue(tmp_path).experiments] == ["baseline"]
+    path.write_text("  \n")
+    edit.init_project(tmp_path)
+    assert path.read_text().startswith("# unettui queue")
+    assert not list(tmp_path.glob(".experiments.toml.*.tmp"))
+
+
 def test_edit_keeps_file_mode(proj):
     os.chmod(proj / "experiments.toml", 0o640)
     edit.add_experiment(proj, {"lr": 0.1})

@@ -132,3 +132,12 @@ def test_archive_attempt_keeps_the_log_and_clears_the_run(tmp_path):
     assert run.state() == "queued" and sorted(p.name for p in run.path.iterdir()) == ["attempts"]
     run.write_status(state="failed")
     assert run.archive_attempt().name == "2" and len(run.attempts()) == 2
+
+
+def test_generated_ids_of_large_and_small_floats_differ_and_say_their_value(tmp_path):
+    proj = tmp_path
+    (proj / "experiments.toml").write_text(
+        "[[experiment]]\nlr = 1e-6\n[[experiment]]\nweight_decay = 1e6\n[[experiment]]\nweight_decay = 1e-6\n"
+        "[[experiment]]\nweight_decay = 1e20\n[[experiment]]\nlr = 0.5\n")
+    ids = [e.id for e in load_queue(proj).experiments]
+    assert ids == ["lr1e-06", "weight_decay1e6", "weight_decay1e-06", "weight_decay1e20", "lr0.5"]

@@ -151,6 +151,10 @@ def test_a_changed_definition_starts_from_scratch_not_from_the_old_checkpoint(tm
     again = run.metrics()
     assert [m["epoch"] for m in again] == [1, 2, 3]
     assert again[0]["train_loss"] != first[0]["train_loss"]  # really retrained, with the new lr
+    # ... and the earlier attempt is kept, not deleted
+    kept = run.path / "attempts" / "1"
+    assert [json.loads(x)["epoch"] for x in (kept / "metrics.jsonl").read_text().splitlines()] == [1, 2]
+    assert "definition changed (lr 0.001 -> 0.003, epochs 2 -> 3)" in (kept / "run.log").read_text()
     # the same definition resumes: nothing left to do, metrics unchanged
     Trainer(Config(epochs=3, lr=3e-3, **TINY)).fit(run)
     assert run.metrics() == again

@@ -43,7 +43,15 @@ def run(
             coerce("device", device, "--device")
         except ConfigError as exc:
             fail(str(exc))
-    load_queue_or_fail(project)
+    queue = load_queue_or_fail(project)
+    unknown = [o for o in dict.fromkeys(only or []) if queue.get(o) is None]
+    if unknown:
+        import difflib
+
+        ids = [e.id for e in queue.experiments]
+        close = difflib.get_close_matches(unknown[0], ids, n=3, cutoff=0.5)
+        hint = ("did you mean " + ", ".join(f"'{c}'" for c in close) + "?") if close else "`unettui ls` lists them"
+        fail(f"--only {unknown[0]}: no such experiment in {project / 'experiments.toml'}; {hint}")
     if not headless:
         from .common import open_tui
 
@@ -76,14 +84,39 @@ def run(
     try:
         outcome = runner.run()
     except KeyboardInterrupt:
-        typer.echo("stopped at once; the current run resumes next time", err=True)
+        _quiet_echo("stopped at once; the current run resumes next time")
         raise typer.Exit(130)
-    reporter.say(
+    finally:
+        if runner.reporter.broken is not None:  # no "Exception ignored ... BrokenPipeError" when Python exits
+            _mute_stdout()
+    if outcome.lost:
+        runner.reporter.say(f"claims taken over by another runner (it trains them): {', '.join(outcome.lost)}")
+    runner.reporter.say(
         f"finished: {len(outcome.done)} done, {len(outcome.failed)} failed, {len(outcome.interrupted)} interrupted"
         + (f", {len(outcome.skipped_invalid)} invalid skipped" if outcome.skipped_invalid else "")
+        + (f", {len(outcome.skipped_damaged)} damaged skipped" if outcome.skipped_damaged else "")
         + (f". Next: unettui results{'' if str(project) == '.' else f' -p {project}'}")
     )
+    if runner.reporter.broken is not None:
+        _mute_stdout()
     raise typer.Exit(outcome.exit_code)
+
+
+def _mute_stdout() -> None:
+    """Point stdout at /dev/null: its reader is gone (``| head``, a closed terminal) and nothing more can be said."""
+    import os
+
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+def _quiet_echo(text: str) -> None:
+    try:
+        typer.echo(text, err=True)
+    except OSError:
+        pass
 
 
 class Format(str, Enum):

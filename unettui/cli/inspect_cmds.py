@@ -420,7 +420,7 @@ def show(
             console.print(Text(f"run it with: unettui run --headless --only {exp_id}{where}"))
         from ..core.store import ATTEMPTS
 
-        leftovers = [p.name for p in run.path.iterdir()] if run.exists() else []
+        leftovers = [p.name for p in run.path.iterdir() if not p.name.startswith(".")] if run.exists() else []
         if leftovers == [ATTEMPTS]:  # `unettui retry` archived the earlier attempts: nothing else to show
             console.print(Text(f"  earlier attempts: {', '.join(p.name for p in run.attempts())}"
                                f" (their logs: unettui logs {exp_id} --attempt N)"))
@@ -620,6 +620,21 @@ def _flush_tail(path: Path, offset: int) -> None:
 # ---------------------------------------------------------------------------
 
 
+def _memory_for(cfg) -> tuple[int | None, str]:
+    """The memory a run of ``cfg`` would have on this machine: its GPU's when it would train on one, else the RAM."""
+    from ..core.feasible import machine_memory
+
+    if cfg.device.startswith("cuda") or cfg.device == "auto":
+        import torch
+
+        if torch.cuda.is_available():
+            dev = torch.device("cuda" if cfg.device == "auto" else cfg.device)
+            index = dev.index or 0
+            if index < torch.cuda.device_count():
+                return torch.cuda.get_device_properties(index).total_memory, f"{torch.cuda.get_device_name(index)} (cuda:{index})"
+    return machine_memory(), "this machine"
+
+
 def _ids_text(ids: list[str], limit: int = 4) -> str:
     shown = ", ".join(ids[:limit])
     return shown + (f" and {len(ids) - limit} more" if len(ids) > limit else "")
@@ -629,7 +644,7 @@ def _ids_text(ids: list[str], limit: int = 4) -> str:
 def check(project: Path = ProjectOpt) -> None:
     """Validate experiments.toml and the datasets it names, without training anything.
 
-    Every definition is checked (keys, values, ids), every distinct dataset is loaded once, and for every experiment the train/validation split must leave at least one image on each side and batch_size must not exceed the number of training images. Every problem is printed on one line (file, entry, key, reason).
+    Every definition is checked (keys, values, ids), every dataset folder is read once (built-in datasets need no reading), and every experiment is checked as its run would check it before training: the train/validation split must leave an image on each side, batch_size must not exceed the training images, a 1x1-pixel bottleneck needs at least two images in every batch (batch norm), and the memory training needs (estimated) must exist on this machine (its GPU when the run would use one). Every problem is printed on one line (file, entry, key, reason); it finishes in seconds whatever the numbers.
 
     Exit status: 0 no problems, 1 problems found, 2 the file cannot be read at all.
 
@@ -660,41 +675,41 @@ def check(project: Path = ProjectOpt) -> None:
 
     checked = []
     if groups:
-        from ..core.data import DatasetError, load_dataset, split_indices
-        from ..core.train import batch_problem
+        from ..core.data import DatasetError, check_synthetic_args, load_dataset
+        from ..core.dataset_id import is_synthetic
+        from ..core.feasible import problems as feasibility_problems
 
         for (spec, size, _, _), exps in groups.items():
             ids = [e.id for e in exps]
             users = f"{name} {exps[0].origin}" if len(ids) == 1 else f"{name} ({len(ids)} experiments: {_ids_text(ids)})"
+            synthetic = is_synthetic(spec)
+            channels = 1
             try:
-                data = load_dataset(spec, size, exps[0].config.num_images, exps[0].config.data_seed, base_dir=project)
+                if synthetic:  # nothing to read: the generators cannot fail once their arguments are valid
+                    check_synthetic_args(exps[0].config.num_images, size)
+                    n = exps[0].config.num_images
+                else:
+                    data = load_dataset(spec, size, exps[0].config.num_images, exps[0].config.data_seed, base_dir=project)
+                    n, channels = len(data), data.channels
             except DatasetError as exc:
                 problems.append(f"{users}: dataset: {exc}")
                 continue
             except Exception as exc:  # anything else while loading is also a problem of this dataset
                 problems.append(f"{users}: dataset: cannot load {spec!r}: {type(exc).__name__}: {_one_line(exc)}")
                 continue
-            n = len(data)
-            checked.append(f"{spec}: {n} images at {size} px")
+            checked.append(f"{spec}: {n} images at {size} px" + (" (generated when trained)" if synthetic else ""))
             for e in exps:
-                c = e.config
-                where = f"{name} {e.origin}"
-                try:
-                    train, val, _ = split_indices(n, c.train_fraction, c.data_seed)
-                except DatasetError as exc:
-                    problems.append(f"{where}: train_fraction: {exc}")
-                    continue
-                if len(train) < 1 or len(val) < 1:
-                    problems.append(f"{where}: train_fraction: {c.train_fraction:g} of {n} images leaves "
-                                    f"{len(train)} training and {len(val)} validation images; each side needs at least 1")
-                elif batch_problem(len(train), n, c):  # the trainer refuses such a run: say so before it starts
-                    problems.append(f"{where}: batch_size: {batch_problem(len(train), n, c).removeprefix('batch_size ')}")
+                memory, where = _memory_for(e.config)
+                # the run's own checks, in the order it would hit them: the split, the batch, batch norm, memory
+                for key, why in feasibility_problems(e.config, n, memory, where, channels, synthetic):
+                    problems.append(f"{name} {e.origin}: {key}: {why}")
+                    break
     for p in problems:
         typer.echo(p)
     n_exp = len(queue.experiments)
     if problems:
         typer.echo(f"{len(problems)} problem{'s' if len(problems) > 1 else ''} in {qpath} "
-                   f"({n_exp} experiment{'s' if n_exp != 1 else ''}, {len(checked)} dataset{'s' if len(checked) != 1 else ''} loaded)")
+                   f"({n_exp} experiment{'s' if n_exp != 1 else ''}, {len(checked)} dataset{'s' if len(checked) != 1 else ''} checked)")
         raise typer.Exit(1)
     typer.echo(f"ok: {qpath}: {n_exp} experiment{'s' if n_exp != 1 else ''}, {len(checked)} "
                f"dataset{'s' if len(checked) != 1 else ''} checked" + (f" ({'; '.join(checked)})" if checked else ""))

@@ -110,6 +110,9 @@ def lr_find(
             result = lr_range_test(run_cfg, project, start_lr=start, end_lr=end, steps=steps, on_step=progress)
         except (DatasetError, ValueError, RuntimeError) as exc:
             fail(" ".join(str(exc).split()))
+        except MemoryError:
+            fail(f"out of memory during the range test of {name} (batch_size {run_cfg.batch_size}, image_size "
+                 f"{run_cfg.image_size}, base_channels {run_cfg.base_channels}); lower one of them with --set")
         finally:
             if progress is not None:
                 sys.stderr.write("\r\x1b[K")

@@ -35,12 +35,13 @@ import tomlkit
 from filelock import FileLock, Timeout
 
 from .config import DEFAULTS, ConfigError, check_key, coerce, flatten, key_to_field
-from .queue import MAX_ID, QUEUE_FILE, Experiment, Queue, QueueError, load_queue, parse_queue, safe_id
+from .queue import MAX_ID, MAX_SWEEP, QUEUE_FILE, Experiment, Queue, QueueError, load_queue, parse_queue, safe_id
 from .queue import sweep_prefix as queue_sweep_prefix
 from .status import State, judge_run
 from .store import RunStore, atomic_write_text
 
 SWEEP_CONFIRM = 100  # a sweep of more experiments than this needs confirm_large=True (the CLI: --yes)
+MAX_RANGE = 10_000  # values one START..STOP:N range may give
 LOCK_FILE = ".experiments.toml.lock"
 LOCK_TIMEOUT = 30.0  # seconds to wait for another edit (or the runner's claim) before giving up
 SECTIONS = ("experiment", "sweep", "study")
@@ -178,6 +179,8 @@ def expand_range(text: str, key: str = "value", where: str = "--set") -> list[in
         raise ConfigError(where, key, f"bad range {text.strip()!r}: use {RANGE_SYNTAX}, with N >= 2; "
                                       f"e.g. {key}=1e-4..1e-1:log4 or {key}=0..0.5:6")
     n, log = int(m["n"]), bool(m["log"])
+    if n > MAX_RANGE:
+        raise ConfigError(where, key, f"bad range {text.strip()!r}: {n} values; a range gives at most {MAX_RANGE}")
     ints = isinstance(a, int) and isinstance(b, int)
     if log:
         if a <= 0 or b <= 0:
@@ -219,12 +222,13 @@ def parse_sweep_value(key: str, text: str, where: str = "--set") -> Any:
 def _check_list(key: str, values: list[Any], where: str) -> list[Any]:
     if not values:
         raise ConfigError(where, key, f"no values; e.g. {key}=a,b,c")
-    seen: list[Any] = []
+    seen: set[str] = set()
     for v in values:
         coerce(key, v, where)
-        if any(v == s for s in seen):
+        text = json.dumps(float(v) if isinstance(v, int) and not isinstance(v, bool) else v, default=str)
+        if text in seen:  # 1 and 1.0 are the same value, as == says
             raise ConfigError(where, key, f"value {format_value(v)} appears twice")
-        seen.append(v)
+        seen.add(text)
     return values
 
 
@@ -607,9 +611,16 @@ def _grid(grid: dict[str, Any]) -> dict[str, Any]:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in grid.items()}
 
 
+def _check_size(count: int) -> None:
+    if count > MAX_SWEEP:
+        raise EditError(f"the sweep expands to {count:,} experiments; one sweep can hold at most {MAX_SWEEP:,} "
+                        "(split it, or sweep fewer values)")
+
+
 def expand_preview(project: Path, grid: dict[str, Any], sweep_id: str | None = None) -> list[tuple[str, dict[str, Any]]]:
     """The (id, overrides) of every experiment ``add_sweep`` would add, in order; writes nothing."""
     grid = _grid(grid)
+    _check_size(sweep_size(grid))
     _, added = _plan_append(project, "sweep", sweep_id, grid)
     return [(e.id, e.overrides) for e in added]
 
@@ -619,6 +630,7 @@ def add_sweep(project: Path, grid: dict[str, Any], sweep_id: str | None = None, 
     Raises LargeSweep for more than SWEEP_CONFIRM experiments unless ``confirm_large``."""
     grid = _grid(grid)
     count = sweep_size(grid)
+    _check_size(count)
     if count > SWEEP_CONFIRM and not confirm_large:
         raise LargeSweep(count)
     _require(queue_path(project))
@@ -1142,14 +1154,13 @@ def init_project(directory: Path) -> Path:
     path = queue_path(directory)
     if directory.exists() and not directory.is_dir():
         raise EditError(f"{directory} is a file, not a folder")
-    if path.exists() or path.is_symlink():
-        raise EditError(f"{path} already exists; edit it, or add to it with `unettui add` / `unettui sweep`")
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        with open(path, "x", encoding="utf-8") as fh:
-            fh.write(STARTER)
-    except FileExistsError:
-        raise EditError(f"{path} already exists; edit it, or add to it with `unettui add` / `unettui sweep`") from None
+        with _locked(directory):
+            if path.is_symlink() or (path.exists() and (not path.is_file() or path.read_bytes().strip())):
+                raise EditError(f"{path} already exists; edit it, or add to it with `unettui add` / `unettui sweep`")
+            # written whole or not at all; an empty file (nothing a user could have written) is replaced
+            atomic_write_text(path, STARTER)
     except OSError as exc:
         raise EditError(f"cannot create {path}: {exc.strerror or exc}") from None
     return path

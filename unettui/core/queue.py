@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 import re
 import sys
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ QUEUE_FILE = "experiments.toml"
 TOP_LEVEL = ("defaults", "experiment", "sweep", "study")
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 MAX_ID = 80
+MAX_SWEEP = 100_000  # experiments one sweep may expand to: beyond that, reading the queue itself takes minutes
 
 
 class QueueError(ValueError):
@@ -70,7 +72,8 @@ def _fmt(value: Any) -> str:
     if isinstance(value, bool):
         return "on" if value else "off"
     if isinstance(value, float):
-        return f"{value:g}"
+        # 1e+20 -> "1e20" (safe_id would turn the '+' into '-', naming 1e20 as 1e-20 and 1e6 like 1e-6)
+        return re.sub(r"e\+0*(\d)", r"e\1", f"{value:g}")
     return str(value)
 
 
@@ -237,6 +240,10 @@ def _sweep(entry: dict[str, Any], index: int, defaults: Config, name: str, at: s
                 coerce(k, item, where)
         if not grid:
             raise ConfigError(where, None, "a sweep needs at least one key with a list of values, e.g. lr = [1e-4, 1e-3]")
+        size = math.prod(len(v) for v in grid.values())
+        if size > MAX_SWEEP:
+            raise ConfigError(where, None, f"the grid has {size:,} experiments; a sweep can hold at most {MAX_SWEEP:,}: "
+                                           "split it, or sweep fewer values")
     except ConfigError as exc:
         return [Experiment(id=f"invalid-sweep-{index + 1}", origin=origin, error=exc)]
     prefix = prefix or sweep_prefix(grid)

@@ -21,6 +21,7 @@ LOG = "run.log"
 ATTEMPTS = "attempts"
 BEST_WEIGHTS = "best.pt"
 ARCHIVING = ".archiving.json"  # an archive of an attempt in progress (see Run.archive_attempt)
+RUN_LOCK = ".claim.lock"  # held while a claim is made or checked and written under (the runner's fence)
 DISPOSABLE = (CHECKPOINT, BEST_WEIGHTS)  # dropped, not kept, when an attempt is archived
 
 STATES = ("queued", "running", "done", "failed", "interrupted")

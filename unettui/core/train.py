@@ -16,7 +16,7 @@ import torch
 from .. import __version__
 from .augment import AugmentSpec, augment_batch
 from .config import Config, definition_changes, describe_changes
-from .data import DatasetError, equalize_histogram, load_dataset, split_indices
+from .data import equalize_histogram, load_dataset, split_indices
 from .dataset_id import count_images, data_id, is_synthetic
 from .feasible import machine_memory
 from .feasible import problems as feasibility_problems
@@ -94,14 +94,6 @@ def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
-def batch_problem(n_train: int, n_images: int, cfg: Config) -> str | None:
-    """Why the split leaves too few training images for one batch, or None."""
-    if cfg.batch_size > n_train:
-        return (f"batch_size {cfg.batch_size} is larger than the {n_train} training images "
-                f"(train_fraction {cfg.train_fraction:g} of {n_images}); lower batch_size, raise train_fraction or add images")
-    return None
-
-
 class Trainer:
     """One experiment's model, optimizer, data and state; ``fit`` runs it, ``train_epoch`` is the hot loop."""
 
@@ -130,9 +122,6 @@ class Trainer:
         if cfg.augment_histeq:  # preprocessing of every input (train and validation), never of masks
             images = equalize_histogram(images)
         train_idx, val_idx, self.val_on_train = split_indices(len(images), cfg.train_fraction, cfg.data_seed)
-        problem = batch_problem(len(train_idx), len(images), cfg)
-        if problem:
-            raise DatasetError(f"{cfg.dataset}: {problem}")
         self.names = [data.names[i] for i in val_idx.tolist()]
         self.train_x = images[train_idx].to(self.device)
         self.train_y = data.masks[train_idx].to(self.device)

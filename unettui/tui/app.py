@@ -35,6 +35,14 @@ class ProjectUpdated(Message):
         super().__init__()
 
 
+class PollFailed(Message):
+    """Reading the project failed in the poll worker (it goes on polling)."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        super().__init__()
+
+
 class UnettuiCommands(Provider):
     """Command-palette entries for the app's actions."""
 
@@ -111,6 +119,7 @@ class UnettuiApp(App):
         self._studies_dirty = False
         self._study_msg: ProjectUpdated | None = None
         self._reported_exit: int | None = None
+        self._last_poll_error: str | None = None
         self.sub_title = self.project.name
 
     # ---- layout --------------------------------------------------------------------
@@ -139,12 +148,22 @@ class UnettuiApp(App):
     # ---- observing the project ------------------------------------------------------
     @work(thread=True, exclusive=True, group="poll", exit_on_error=False)
     def poll(self) -> None:
-        changed = self.monitor.poll()
+        try:
+            changed = self.monitor.poll()
+        except Exception as exc:  # noqa: BLE001 - say so, keep polling: a later poll may read it whole
+            self.post_message(PollFailed(f"reading {self.project.name} failed: {type(exc).__name__}: {exc}"))
+            return
         mon = self.monitor
         self.post_message(ProjectUpdated(mon.views(), changed, mon.queue_error, mon.studies, mon.study_run_ids,
                                          mon.study_problems))
 
+    def on_poll_failed(self, msg: "PollFailed") -> None:
+        if msg.text != self._last_poll_error:
+            self._last_poll_error = msg.text
+            self.notify(f"{msg.text} (showing what was last read; retrying)", severity="error", timeout=10)
+
     def on_project_updated(self, msg: ProjectUpdated) -> None:
+        self._last_poll_error = None
         self.views = {v.id: v for v in msg.views}
         if msg.changed:
             self.query_one(QueuePanel).update_views(msg.views, msg.changed)
