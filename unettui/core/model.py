@@ -1,19 +1,58 @@
-"""The classic UNet (Ronneberger et al. 2015, 'same' padding, configurable width/depth/dropout) and an input-size check."""
+"""The classic UNet (Ronneberger et al. 2015, 'same' padding, configurable width/depth/dropout), its seedable dropout and an input-size check."""
 
 from __future__ import annotations
 
 import numbers
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .config import _is_int, check_image_size
 
-__all__ = ["UNet", "ConvBlock", "check_image_size", "count_parameters"]
+__all__ = ["UNet", "ConvBlock", "SeededDropout", "dropout_mask", "check_image_size", "count_parameters"]
+
+
+def dropout_mask(shape, p: float, generator: torch.Generator, dtype: torch.dtype, device) -> Tensor:
+    """An element-wise dropout multiplier of ``shape``: 0 with probability ``p``, else ``1/(1-p)``.
+
+    Drawn as one contiguous tensor from ``generator`` (``bernoulli_(1-p)``, then ``div_(1-p)``), so the
+    same generator state gives the same mask whatever the memory format of the activations. A pack
+    (unettui.core.pack) draws each member's mask with exactly these two ops from the member's own
+    generator, which is what makes a packed member's dropout equal to its solo run's.
+    """
+    return torch.empty(shape, dtype=dtype, device=device).bernoulli_(1.0 - p, generator=generator).div_(1.0 - p)
+
+
+def check_generator(generator: torch.Generator, device: torch.device) -> None:
+    if generator.device.type != device.type:
+        raise ValueError(
+            f"dropout generator is on {generator.device} but the activations are on {device}; "
+            f"create it with torch.Generator(device={str(device)!r})"
+        )
+
+
+class SeededDropout(nn.Dropout):
+    """Element-wise dropout (scaled by 1/(1-p) in training, identity in eval) whose masks can come from a per-run generator.
+
+    Without a generator (the default) it is exactly ``nn.Dropout``: masks from the global RNG. With
+    ``generator`` set (see :meth:`UNet.set_dropout_generator`) every mask is drawn by
+    :func:`dropout_mask` from that generator, which must live on the activations' device type (a
+    CUDA generator for CUDA activations). The generator is a plain attribute: not in the state_dict;
+    a checkpoint that wants exact resumption saves ``generator.get_state()`` itself.
+    """
+
+    generator: torch.Generator | None = None
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.generator is None or not self.training or self.p == 0.0:
+            return F.dropout(x, self.p, self.training, self.inplace)
+        check_generator(self.generator, x.device)
+        return x * dropout_mask(x.shape, self.p, self.generator, x.dtype, x.device)
 
 
 class ConvBlock(nn.Sequential):
-    """(Conv3x3 -> BatchNorm -> ReLU) x 2, then Dropout(p) (nn.Identity when p == 0)."""
+    """(Conv3x3 -> BatchNorm -> ReLU) x 2, then SeededDropout(p) (nn.Identity when p == 0)."""
 
     def __init__(self, in_channels: int, out_channels: int, dropout: float = 0.0) -> None:
         super().__init__(
@@ -23,7 +62,7 @@ class ConvBlock(nn.Sequential):
             nn.Conv2d(out_channels, out_channels, kernel_size=3, padding=1, bias=False),
             nn.BatchNorm2d(out_channels),
             nn.ReLU(inplace=True),
-            nn.Dropout(dropout) if dropout > 0 else nn.Identity(),
+            SeededDropout(dropout) if dropout > 0 else nn.Identity(),
         )
 
 
@@ -42,11 +81,14 @@ class UNet(nn.Module):
     Each 3x3 conv has ``bias=False`` (BatchNorm follows it) and Kaiming-normal
     init (fan_out, ReLU); the transposed and 1x1 convs keep PyTorch's defaults.
 
-    Dropout: when ``dropout > 0`` an ``nn.Dropout(dropout)`` (element-wise) is
-    applied at the end of *every* ConvBlock -- all ``depth`` encoder blocks, the
-    bottleneck block and all ``depth`` decoder blocks, i.e. ``2*depth + 1``
-    modules, and not after the final 1x1 conv. When ``dropout == 0`` no dropout
-    module exists (``nn.Identity`` takes its place).
+    Dropout: when ``dropout > 0`` a :class:`SeededDropout` (an element-wise
+    ``nn.Dropout``) is applied at the end of *every* ConvBlock -- all ``depth``
+    encoder blocks, the bottleneck block and all ``depth`` decoder blocks, i.e.
+    ``2*depth + 1`` modules, and not after the final 1x1 conv. When
+    ``dropout == 0`` no dropout module exists (``nn.Identity`` takes its place).
+    Masks come from the global RNG unless :meth:`set_dropout_generator` gave the
+    model a per-run generator; then the modules draw, in forward order, one mask
+    of the activation's [B, C, H, W] shape each from it.
 
     Height and width of the input must be multiples of ``2**depth`` (see
     :func:`check_image_size`); ``forward`` raises ValueError otherwise. Works with
@@ -103,6 +145,16 @@ class UNet(nn.Module):
         for module in self.modules():
             if isinstance(module, nn.Conv2d) and module.kernel_size == (3, 3):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+
+    def set_dropout_generator(self, generator: torch.Generator | None) -> None:
+        """Draw every dropout mask from ``generator`` (None: back to the global RNG, i.e. nn.Dropout).
+
+        On CUDA pass a CUDA generator, ``torch.Generator(device="cuda").manual_seed(seed)``. Not part of
+        the state_dict; no-op without dropout.
+        """
+        for module in self.modules():
+            if isinstance(module, SeededDropout):
+                module.generator = generator
 
     def extra_repr(self) -> str:
         return (

@@ -1,0 +1,521 @@
+"""Packs: N UNets trained as ONE fused network (PackedUNet), their losses in one pass (PackLoss), and per-member torch optimizers over views of the stacked parameters, stepped together (PackOptimizer).
+
+Layout: every pack tensor stacks the members along dim 0 of the member's tensor (conv weight [O, I, k, k]
+-> [N*O, I, k, k], member i owning rows [i*O, (i+1)*O); BatchNorm vectors -> [N*C]; num_batches_tracked
+-> [N]), under UNet's module tree and state_dict keys. Activations are [B, N*C, H, W], member i owning
+channels [i*C, (i+1)*C): all convs (3x3, 2x2 transposed, 1x1 head) are groups=N, BatchNorm over N*C
+channels is per channel hence per member, and the decoder's skip concatenation is per member (a plain
+cat along dim 1 would feed member 1's channels to member 0). Input [B, N*Cin, H, W] or [N, B, Cin, H, W];
+output logits [N, B, out_channels, H, W], contiguous, so logits[i] is laid out like a solo UNet's output.
+channels_last (pack.to(memory_format=...)) and torch.autocast work. Dropout: member i draws each mask of
+its own [B, C, H, W] shape from its generator with model.dropout_mask's ops, i.e. its solo run's masks.
+
+Exactness contract: a member is its solo run's maths. Its loss sees logits[i] only; the pack's loss is
+the SUM of member losses, whose backward gives each member exactly 1 (a NaN member touches no other; a
+mean would scale every gradient by 1/N). On the CPU in float64 a pack equals N solo runs bit for bit
+(tests/unit/test_pack.py); in fp32/bf16 and on GPUs grouped kernels round differently from solo ones, as
+any change of convolution algorithm does. Each member's optimizer is an ordinary one (make_optimizer)
+over views of its rows, their .grad views of the stacked gradients: its state_dict is a solo
+optimizer's and schedulers work on it unchanged. PackOptimizer.step runs the members sharing an
+optimizer kind and its constants (betas, eps, alpha, rho, dampening) through ONE sequence of
+torch._foreach_* calls repeating, per tensor, the ops of torch's foreach implementation (CUDA's default;
+on the CPU bit-identical to the default per-tensor loop, tested for all seven optimizers in fp64), with
+per-member lr/weight decay/momentum as per-tensor scalar lists. Where torch's op takes one scalar only
+(add's alpha: coupled weight decay, SGD's and Adadelta's lr step) it makes one call per distinct value;
+HFTA-style coefficient tensors would change the rounding. First steps (torch initialises the state) and
+options off that path (fused, amsgrad, maximize, nesterov, capturable, centered or momentum RMSprop,
+tensor lr, several param groups) use the member's own optimizer.step().
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Callable, Iterable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .config import check_image_size
+from .losses import make_loss
+from .model import SeededDropout, UNet, check_generator
+from .optim import make_optimizer
+
+__all__ = ["PackedUNet", "PackOptimizer", "PackLoss", "member_losses"]
+
+
+class _GConv(nn.Module):
+    """N convs (or stride-2 transposed convs) as one ``groups=N`` conv, weight stacked along dim 0."""
+
+    def __init__(self, n: int, cin: int, cout: int, k: int, bias: bool, transposed: bool = False):
+        super().__init__()
+        self.n, self.k, self.transposed = n, k, transposed
+        shape = (n * cin, cout, k, k) if transposed else (n * cout, cin, k, k)
+        self.weight = nn.Parameter(torch.empty(shape))
+        self.bias = nn.Parameter(torch.empty(n * cout)) if bias else None
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.transposed:
+            return F.conv_transpose2d(x, self.weight, self.bias, stride=2, groups=self.n)
+        return F.conv2d(x, self.weight, self.bias, padding=self.k // 2, groups=self.n)
+
+
+class _GBatchNorm(nn.Module):
+    """BatchNorm2d over N*C channels; num_batches_tracked is [N] (PackedUNet.forward counts them all at once)."""
+
+    _version = 2  # nn.BatchNorm2d's, so member state_dict metadata matches UNet's
+
+    def __init__(self, n: int, c: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(n * c))
+        self.bias = nn.Parameter(torch.zeros(n * c))
+        self.register_buffer("running_mean", torch.zeros(n * c))
+        self.register_buffer("running_var", torch.ones(n * c))
+        self.register_buffer("num_batches_tracked", torch.zeros(n, dtype=torch.long))
+
+    def forward(self, x: Tensor) -> Tensor:  # exactly nn.BatchNorm2d's call (momentum 0.1, eps 1e-5)
+        return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, self.training, 0.1, 1e-5)
+
+
+class _PackedDropout(nn.Module):
+    """Member i's channels times a mask drawn from generators[i] (global RNG if None) with probability ps[i]."""
+
+    def __init__(self, ps: Sequence[float]):
+        super().__init__()
+        self.ps = tuple(ps)
+        self.generators: list[torch.Generator | None] = [None] * len(self.ps)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.training:
+            return x
+        n = len(self.ps)
+        b, nc, h, w = x.shape
+        masks = torch.ones((n, b, nc // n, h, w), dtype=x.dtype, device=x.device)
+        rows, drawn = masks.unbind(0), [i for i, p in enumerate(self.ps) if p > 0]
+        for i in drawn:  # the two ops of model.dropout_mask, the division batched over members
+            if self.generators[i] is not None:
+                check_generator(self.generators[i], x.device)
+            rows[i].bernoulli_(1.0 - self.ps[i], generator=self.generators[i])
+        torch._foreach_div_([rows[i] for i in drawn], [1.0 - self.ps[i] for i in drawn])
+        return (x.reshape(b, n, nc // n, h, w) * masks.transpose(0, 1)).reshape(b, nc, h, w)
+
+
+def _block(n: int, cin: int, cout: int, ps: Sequence[float]) -> nn.Sequential:
+    """ConvBlock's layout (same child indices, hence the same state_dict keys)."""
+    return nn.Sequential(
+        _GConv(n, cin, cout, 3, bias=False), _GBatchNorm(n, cout), nn.ReLU(inplace=True),
+        _GConv(n, cout, cout, 3, bias=False), _GBatchNorm(n, cout), nn.ReLU(inplace=True),
+        _PackedDropout(ps) if any(p > 0 for p in ps) else nn.Identity(),
+    )
+
+
+def _member_cat(skip: Tensor, up: Tensor, n: int) -> Tensor:
+    """Per member [skip_i, up_i] along channels, for [B, N*Cs, H, W] and [B, N*Cu, H, W]; keeps channels_last."""
+    b, cs, h, w = skip.shape
+    cu = up.shape[1]
+    if skip.is_contiguous(memory_format=torch.channels_last) and not skip.is_contiguous():
+        both = [t.permute(0, 2, 3, 1).reshape(b, h, w, n, c // n) for t, c in ((skip, cs), (up, cu))]
+        return torch.cat(both, dim=4).view(b, h, w, cs + cu).permute(0, 3, 1, 2)
+    both = [t.reshape(b, n, c // n, h, w) for t, c in ((skip, cs), (up, cu))]
+    return torch.cat(both, dim=2).view(b, cs + cu, h, w)
+
+
+class PackedUNet(nn.Module):
+    """N UNets of one architecture as one network; see the module docstring for layout and contract.
+
+    ``PackedUNet(n, ...)`` initialises member i like a fresh ``UNet`` built i-th from the global RNG;
+    ``from_members`` packs existing UNets (seed each with ``torch.manual_seed`` before building it, as
+    the trainer does). ``dropouts[i]`` is member i's dropout p.
+    """
+
+    def __init__(self, n: int, in_channels: int = 1, out_channels: int = 1, base_channels: int = 16,
+                 depth: int = 4, dropouts: Sequence[float] | None = None, *, _members: Sequence[UNet] | None = None):
+        super().__init__()
+        dropouts = [0.0] * n if dropouts is None else [float(p) for p in dropouts]
+        if n < 1 or len(dropouts) != n:
+            raise ValueError(f"PackedUNet: need n >= 1 and one dropout per member, got n={n}, dropouts={dropouts}")
+        members = _members or [UNet(in_channels, out_channels, base_channels, depth, p) for p in dropouts]
+        self.n, self.in_channels, self.out_channels = n, in_channels, out_channels
+        self.base_channels, self.depth, self.dropouts = base_channels, depth, tuple(dropouts)
+        widths = members[0].widths
+        self.encoders = nn.ModuleList(_block(n, c, w, dropouts) for c, w in zip((in_channels, *widths), widths))
+        self.pool = nn.MaxPool2d(2)
+        self.ups, self.decoders = nn.ModuleList(), nn.ModuleList()
+        for i in reversed(range(depth)):
+            self.ups.append(_GConv(n, widths[i + 1], widths[i], 2, bias=True, transposed=True))
+            self.decoders.append(_block(n, 2 * widths[i], widths[i], dropouts))
+        self.head = _GConv(n, widths[0], out_channels, 1, bias=True)
+        self._bns = [m for m in self.modules() if isinstance(m, _GBatchNorm)]
+        self._drops = [m for m in self.modules() if isinstance(m, _PackedDropout)]
+        first = next(members[0].parameters())
+        self.to(device=first.device, dtype=first.dtype)
+        for i, member in enumerate(members):
+            self.load_member_state_dict(i, member.state_dict())
+
+    @classmethod
+    def from_members(cls, members: Sequence[UNet]) -> "PackedUNet":
+        """Pack UNets of one architecture (weights, BN buffers and dropout p are copied; they may differ)."""
+        archs = {(u.in_channels, u.out_channels, u.base_channels, u.depth) for u in members}
+        if len(archs) != 1:
+            raise ValueError(f"PackedUNet.from_members: members differ in architecture: {sorted(archs)}")
+        pack = cls(len(members), *archs.pop(), dropouts=[u.dropout for u in members], _members=members)
+        pack.set_dropout_generators([next((d.generator for d in u.modules() if isinstance(d, SeededDropout)), None)
+                                     for u in members])
+        return pack
+
+    def extra_repr(self) -> str:
+        return (f"n={self.n}, in_channels={self.in_channels}, out_channels={self.out_channels}, "
+                f"base_channels={self.base_channels}, depth={self.depth}, dropouts={list(self.dropouts)}")
+
+    # ---- member views --------------------------------------------------------------------------
+    def _rows(self, key: str, t: Tensor) -> Callable[[int], Tensor]:
+        if key.endswith("num_batches_tracked"):
+            return lambda i: t[i]
+        r = t.shape[0] // self.n
+        return lambda i: t.narrow(0, i * r, r)
+
+    def member_parameters(self, i: int) -> list[Tensor]:
+        """Member i's parameters in ``UNet.parameters()`` order: leaf views of its rows, for its optimizer."""
+        return [self._rows(k, p.detach())(i) for k, p in self.named_parameters()]
+
+    def member_state_dict(self, i: int) -> OrderedDict[str, Tensor]:
+        """Exactly ``UNet.state_dict()`` of member i (same keys, shapes, metadata); copies, not views
+        (``torch.save`` of a view would write the whole pack's storage)."""
+        sd = self.state_dict()
+        out = OrderedDict((k, self._rows(k, v)(i).clone()) for k, v in sd.items())
+        out._metadata = sd._metadata  # type: ignore[attr-defined]
+        return out
+
+    @torch.no_grad()
+    def load_member_state_dict(self, i: int, state_dict: dict[str, Tensor]) -> None:
+        """Load a ``UNet.state_dict()`` (a solo checkpoint's "model") into member i; strict."""
+        own = self.state_dict()
+        if set(own) != set(state_dict):
+            raise KeyError(f"member state_dict keys differ: missing {sorted(set(own) - set(state_dict))}, "
+                           f"unexpected {sorted(set(state_dict) - set(own))}")
+        for k, v in own.items():
+            dst = self._rows(k, v)(i)
+            if dst.shape != state_dict[k].shape:
+                raise ValueError(f"{k}: member shape {list(dst.shape)}, got {list(state_dict[k].shape)}")
+            dst.copy_(state_dict[k])
+
+    def set_dropout_generators(self, generators: Sequence[torch.Generator | None]) -> None:
+        """Member i draws its dropout masks from generators[i] (on the activations' device type)."""
+        if len(generators) != self.n:
+            raise ValueError(f"need {self.n} generators, got {len(generators)}")
+        for m in self._drops:
+            m.generators = list(generators)
+
+    # ---- forward -------------------------------------------------------------------------------
+    def pack_inputs(self, xs: Tensor) -> Tensor:
+        """[N, B, Cin, H, W] (member i's batch at xs[i]) -> [B, N*Cin, H, W] (one copy)."""
+        n, b, c, h, w = xs.shape
+        return xs.transpose(0, 1).reshape(b, n * c, h, w)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Members' batches [B, N*Cin, H, W] or [N, B, Cin, H, W] -> logits [N, B, out_channels, H, W]."""
+        if x.dim() == 5 and x.shape[0] == self.n:
+            x = self.pack_inputs(x)
+        if x.dim() != 4 or x.shape[1] != self.n * self.in_channels:
+            raise ValueError(f"PackedUNet expects [B, {self.n * self.in_channels}, H, W] or "
+                             f"[{self.n}, B, {self.in_channels}, H, W], got {list(x.shape)}")
+        for size in x.shape[-2:]:
+            problem = check_image_size(int(size), self.depth)
+            if problem is not None:
+                raise ValueError(f"PackedUNet input {list(x.shape)}: {problem}")
+        if self.training:  # every BatchNorm's counters, in one op instead of one per layer
+            torch._foreach_add_([m.num_batches_tracked for m in self._bns], 1)
+        skips: list[Tensor] = []
+        for level, encoder in enumerate(self.encoders):
+            if level:
+                x = self.pool(x)
+            x = encoder(x)
+            skips.append(x)
+        x = skips.pop()
+        for up, decoder in zip(self.ups, self.decoders):
+            x = decoder(_member_cat(skips.pop(), up(x), self.n))
+        out = self.head(x)
+        b, _, h, w = out.shape
+        return out.view(b, self.n, self.out_channels, h, w).transpose(0, 1).contiguous()
+
+
+def member_losses(logits: Tensor, targets: Tensor, loss_fns: Sequence[Callable[[Tensor, Tensor], Tensor]]) -> Tensor:
+    """[N] per-member losses, ``loss_fns[i](logits[i], targets[i])``; backprop their ``.sum()`` (not a mean)."""
+    return torch.stack([fn(logits[i], targets[i]) for i, fn in enumerate(loss_fns)])
+
+
+class PackLoss:
+    """Every member's project loss (losses.make_loss) in ONE set of ops: [N] float32, backprop its ``.sum()``.
+
+    Each loss is c*bce + a*(1 - dice(p, y)) + b*(1 - dice(1-p, 1-y)) per member, each sum over the
+    member's whole batch as make_loss's: bce (c,a,b) = (1,0,0), dice (0,1,0), dice_bce (1,1,0),
+    inv_dice_bce (1,1,1), switching (1, w, 1-w) with w = lambda if mean(y) > tau else 1-lambda. The
+    terms are added in make_loss's order and 1*t + 0 = t, so it is make_loss's maths; on the CPU at
+    32-64 px it is bit-identical (a reduction split over threads or GPU blocks rounds differently).
+    """
+
+    def __init__(self, specs: Sequence[tuple[str, float, float]]):  # (loss, switch_lambda, switch_tau)
+        for name, lam, tau in specs:
+            make_loss(name, lam, tau)  # validates
+        coef = {"bce": (1, 0, 0), "dice": (0, 1, 0), "dice_bce": (1, 1, 0), "inv_dice_bce": (1, 1, 1), "switching": (1, 1, 1)}
+        rows = [[*coef[n], n == "switching", lam, 1.0 - lam, tau] for n, lam, tau in specs]
+        self.table = torch.tensor(rows, dtype=torch.float32).T.contiguous()  # c, a, b, switch, lam, 1-lam, tau
+        self.need = [any(r[k] for r in rows) for k in range(4)]  # bce, dice, inverted dice, switching
+        self._on: dict[torch.device, tuple[Tensor, ...]] = {}
+
+    @classmethod
+    def from_configs(cls, cfgs: Sequence) -> "PackLoss":
+        return cls([(c.loss, c.switch_lambda, c.switch_tau) for c in cfgs])
+
+    def __call__(self, logits: Tensor, targets: Tensor) -> Tensor:
+        """logits and targets [N, B, 1, H, W] -> [N] float32 losses."""
+        if logits.device not in self._on:
+            self._on[logits.device] = tuple(self.table.to(logits.device))
+        c, a, b, switch, lam, lam1, tau = self._on[logits.device]
+        with torch.autocast(device_type=logits.device.type, enabled=False):
+            x, y = logits.float(), targets.to(device=logits.device, dtype=torch.float32)
+            dims = tuple(range(1, x.dim()))
+            p = torch.sigmoid(x)
+
+            def dice_loss(p: Tensor, y: Tensor) -> Tensor:  # losses.dice_loss, per member
+                return 1.0 - (2.0 * (p * y).sum(dims) + 1.0) / (p.sum(dims) + y.sum(dims) + 1.0)
+
+            terms = []
+            if self.need[0]:
+                terms.append(c * F.binary_cross_entropy_with_logits(x, y, reduction="none").mean(dims))
+            if self.need[3]:
+                w = torch.where(y.mean(dims) > tau, lam, lam1)
+                a, b = torch.where(switch > 0, w, a), torch.where(switch > 0, 1.0 - w, b)
+            if self.need[1]:
+                terms.append(a * dice_loss(p, y))
+            if self.need[2]:
+                terms.append(b * dice_loss(1.0 - p, 1.0 - y))
+            return sum(terms[1:], terms[0])  # left to right, as make_loss adds its terms
+
+
+# ---- optimizers ---------------------------------------------------------------------------------
+def _alpha_add(dst: list[Tensor], src: list[Tensor], alpha: list[float], inplace: bool) -> list[Tensor]:
+    """dst[j] + alpha[j]*src[j] (skipping alpha 0 when not in place): one foreach call per distinct alpha,
+    since torch's add takes one alpha; returns the new list (out of place) or dst (in place)."""
+    out = list(dst)
+    for a in dict.fromkeys(alpha):
+        idx = [j for j, v in enumerate(alpha) if v == a]
+        if inplace:
+            torch._foreach_add_([dst[j] for j in idx], [src[j] for j in idx], alpha=a)
+        elif a != 0:
+            for j, t in zip(idx, torch._foreach_add([dst[j] for j in idx], [src[j] for j in idx], alpha=a)):
+                out[j] = t
+    return out
+
+
+class _Batch:
+    """Several members' tensors as flat per-tensor lists (member by member, in UNet parameter order).
+
+    Cached by PackOptimizer while the members, their state dicts and the gradient links are unchanged
+    (torch optimizers update their state tensors in place; load_state_dict makes a new state dict)."""
+
+    def __init__(self, opts: Sequence[torch.optim.Optimizer], views: Sequence[list[Tensor]], members: list[int]):
+        self.members, self.k = members, [len(views[i]) for i in members]
+        self.containers = [opts[i].state for i in members]
+        self.owner = [i for i in members for _ in views[i]]
+        self.P = [v for i in members for v in views[i]]
+        self.G = [v.grad for v in self.P]
+        self.states = [opts[i].state[v] for i in members for v in views[i]]
+        self.groups = {i: opts[i].param_groups[0] for i in members}
+        self.first = {i: sum(self.k[:j]) for j, i in enumerate(members)}
+        self._st: dict[str, list[Tensor]] = {}
+
+    def hp(self, name: str) -> list:
+        out: list = []
+        for i, k in zip(self.members, self.k):
+            out.extend([self.groups[i][name]] * k)
+        return out
+
+    def st(self, key: str) -> list[Tensor]:
+        if key not in self._st:
+            self._st[key] = [s[key] for s in self.states]
+        return self._st[key]
+
+    def count_step(self) -> list[float]:
+        """+1 on every 'step' tensor; returns each tensor's new step (read once per member, in one op)."""
+        steps = self.st("step")
+        torch._foreach_add_(steps, 1)
+        values = dict(zip(self.first, torch.stack([steps[j] for j in self.first.values()]).tolist()))
+        return [values[i] for i in self.owner]
+
+    def decayed_grads(self, coupled: list[bool] | None = None) -> list[Tensor]:
+        wd = [w if c else 0.0 for w, c in zip(self.hp("weight_decay"), coupled or [True] * len(self.P))]
+        return _alpha_add(self.G, self.P, wd, inplace=False)
+
+
+def _adam(b: _Batch, g0: dict) -> None:  # Adam and AdamW: torch.optim.adam._multi_tensor_adam
+    (beta1, beta2), eps, lr = g0["betas"], g0["eps"], b.hp("lr")
+    steps = b.count_step()
+    decoupled = b.hp("decoupled_weight_decay")
+    wd_idx = [j for j, (d, w) in enumerate(zip(decoupled, b.hp("weight_decay"))) if d and w != 0]
+    if wd_idx:
+        wd = b.hp("weight_decay")
+        torch._foreach_mul_([b.P[j] for j in wd_idx], [1 - lr[j] * wd[j] for j in wd_idx])
+    grads = b.decayed_grads([not d for d in decoupled])
+    exp_avgs, exp_avg_sqs = b.st("exp_avg"), b.st("exp_avg_sq")
+    torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
+    torch._foreach_mul_(exp_avg_sqs, beta2)
+    torch._foreach_addcmul_(exp_avg_sqs, grads, grads, 1 - beta2)
+    step_size = [(r / (1 - beta1**s)) * -1 for r, s in zip(lr, steps)]
+    denom = torch._foreach_sqrt(exp_avg_sqs)
+    torch._foreach_div_(denom, [(1 - beta2**s) ** 0.5 for s in steps])
+    torch._foreach_add_(denom, eps)
+    torch._foreach_addcdiv_(b.P, exp_avgs, denom, step_size)
+
+
+def _sgd(b: _Batch, g0: dict) -> None:  # torch.optim.sgd._multi_tensor_sgd
+    grads = b.decayed_grads()
+    mom = b.hp("momentum")
+    idx = [j for j, m in enumerate(mom) if m != 0]
+    if idx:
+        bufs = [b.states[j]["momentum_buffer"] for j in idx]
+        torch._foreach_mul_(bufs, [mom[j] for j in idx])
+        torch._foreach_add_(bufs, [grads[j] for j in idx], alpha=1 - g0["dampening"])
+        for j, buf in zip(idx, bufs):
+            grads[j] = buf
+    _alpha_add(b.P, grads, [-r for r in b.hp("lr")], inplace=True)
+
+
+def _rmsprop(b: _Batch, g0: dict) -> None:  # torch.optim.rmsprop._multi_tensor_rmsprop, momentum 0, not centered
+    b.count_step()
+    grads, alpha, square_avgs = b.decayed_grads(), g0["alpha"], b.st("square_avg")
+    torch._foreach_mul_(square_avgs, alpha)
+    torch._foreach_addcmul_(square_avgs, grads, grads, value=1 - alpha)
+    avg = torch._foreach_sqrt(square_avgs)
+    torch._foreach_add_(avg, g0["eps"])
+    torch._foreach_addcdiv_(b.P, grads, avg, [-r for r in b.hp("lr")])
+
+
+def _adagrad(b: _Batch, g0: dict) -> None:  # torch.optim.adagrad._multi_tensor_adagrad
+    steps = b.count_step()
+    grads, sums = b.decayed_grads(), b.st("sum")
+    minus_clr = [-r / (1 + (s - 1) * d) for r, s, d in zip(b.hp("lr"), steps, b.hp("lr_decay"))]
+    torch._foreach_addcmul_(sums, grads, grads, value=1)
+    std = torch._foreach_sqrt(sums)
+    torch._foreach_add_(std, g0["eps"])
+    torch._foreach_addcdiv_(b.P, torch._foreach_mul(grads, minus_clr), std)
+
+
+def _adamax(b: _Batch, g0: dict) -> None:  # torch.optim.adamax._multi_tensor_adamax
+    (beta1, beta2), steps = g0["betas"], b.count_step()
+    grads, exp_avgs, exp_infs = b.decayed_grads(), b.st("exp_avg"), b.st("exp_inf")
+    torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
+    torch._foreach_mul_(exp_infs, beta2)
+    grads = torch._foreach_abs(grads)
+    torch._foreach_add_(grads, g0["eps"])
+    torch._foreach_maximum_(exp_infs, grads)
+    step_size = [(r / (1 - beta1**s)) * -1 for r, s in zip(b.hp("lr"), steps)]
+    torch._foreach_addcdiv_(b.P, exp_avgs, exp_infs, step_size)
+
+
+def _adadelta(b: _Batch, g0: dict) -> None:  # torch.optim.adadelta._multi_tensor_adadelta
+    b.count_step()
+    grads, rho, eps = b.decayed_grads(), g0["rho"], g0["eps"]
+    square_avgs, acc_deltas = b.st("square_avg"), b.st("acc_delta")
+    torch._foreach_mul_(square_avgs, rho)
+    torch._foreach_addcmul_(square_avgs, grads, grads, value=1 - rho)
+    std = torch._foreach_add(square_avgs, eps)
+    torch._foreach_sqrt_(std)
+    deltas = torch._foreach_add(acc_deltas, eps)
+    torch._foreach_sqrt_(deltas)
+    torch._foreach_div_(deltas, std)
+    torch._foreach_mul_(deltas, grads)
+    torch._foreach_mul_(acc_deltas, rho)
+    torch._foreach_addcmul_(acc_deltas, deltas, deltas, value=1 - rho)
+    _alpha_add(b.P, deltas, [-r for r in b.hp("lr")], inplace=True)
+
+
+# kind -> (the group's constants that must be equal to share one call, the state key whose presence
+# means "initialised", the grouped step)
+_GROUPED = {
+    torch.optim.Adam: (("betas", "eps"), "exp_avg", _adam),  # AdamW is an Adam (decoupled_weight_decay)
+    torch.optim.SGD: (("dampening",), None, _sgd),
+    torch.optim.RMSprop: (("alpha", "eps"), "square_avg", _rmsprop),
+    torch.optim.Adagrad: (("eps",), "sum", _adagrad),
+    torch.optim.Adamax: (("betas", "eps"), "exp_avg", _adamax),
+    torch.optim.Adadelta: (("rho", "eps"), "square_avg", _adadelta),
+}
+_OFF_PATH = {"fused": True, "amsgrad": True, "maximize": True, "nesterov": True, "capturable": True,
+             "differentiable": True, "centered": True, "foreach": False}
+
+
+class PackOptimizer:
+    """One torch optimizer per member over ``pack.member_parameters(i)``, stepped together.
+
+    ``make(i, params)`` builds member i's optimizer (``from_configs`` uses the project's
+    ``make_optimizer``). The stacked gradients are persistent: ``zero_grad`` zeroes them in place (one
+    op), and every member parameter's ``.grad`` is a view of them. ``step(members)`` steps only the
+    given members (default all): pass the active ones, so a finished or diverged member is frozen.
+    ``optimizers[i].state_dict()`` is a solo optimizer's; schedulers attach to ``optimizers[i]``.
+    Create it after the pack's last ``.to(...)`` (it holds views of the parameters' storage).
+    """
+
+    def __init__(self, pack: PackedUNet, make: Callable[[int, list[Tensor]], torch.optim.Optimizer],
+                 grouped: bool = True):
+        self.pack, self.grouped = pack, grouped
+        self.stacked = list(pack.parameters())
+        self.views = [pack.member_parameters(i) for i in range(pack.n)]
+        self.optimizers = [make(i, self.views[i]) for i in range(pack.n)]
+        self._ptrs = [p.data_ptr() for p in self.stacked]
+        self._linked: list[Tensor | None] = [None] * len(self.stacked)
+        self._ready: dict[int, object] = {}  # member -> its optimizer's state dict, once ready for the grouped path
+        self._batches: dict[tuple, _Batch] = {}
+
+    @classmethod
+    def from_configs(cls, pack: PackedUNet, cfgs: Sequence, grouped: bool = True) -> "PackOptimizer":
+        return cls(pack, lambda i, params: make_optimizer(cfgs[i], params), grouped)
+
+    def zero_grad(self) -> None:
+        grads = [p.grad for p in self.stacked if p.grad is not None]
+        if grads:
+            torch._foreach_zero_(grads)
+
+    def _link_grads(self) -> None:
+        if [p.data_ptr() for p in self.stacked] != self._ptrs:
+            raise RuntimeError("the pack's parameters moved (.to() after PackOptimizer was built); build it again")
+        for k, p in enumerate(self.stacked):
+            if p.grad is not self._linked[k]:
+                self._linked[k] = p.grad
+                self._ready, self._batches = {}, {}
+                for i in range(self.pack.n):
+                    view = self.views[i][k]
+                    view.grad = None if p.grad is None else self.pack._rows("", p.grad)(i)
+
+    def _group_key(self, i: int) -> tuple | None:
+        opt = self.optimizers[i]
+        kind = next((k for k in _GROUPED if type(opt) is k or (k is torch.optim.Adam and isinstance(opt, k))), None)
+        if not self.grouped or kind is None or len(opt.param_groups) != 1:
+            return None
+        g = opt.param_groups[0]
+        if any(g.get(k) == v for k, v in _OFF_PATH.items()) or isinstance(g["lr"], Tensor) \
+                or (kind is torch.optim.RMSprop and g["momentum"] != 0):
+            return None
+        ready = "momentum_buffer" if kind is torch.optim.SGD and g["momentum"] != 0 else _GROUPED[kind][1]
+        if self._ready.get(i) is not opt.state:
+            if any(v.grad is None or (ready and opt.state.get(v, {}).get(ready) is None) for v in self.views[i]):
+                return None  # e.g. the first step: torch initialises the state exactly as a solo run does
+            self._ready[i] = opt.state
+        return (kind, *(tuple(g[k]) if isinstance(g[k], (list, tuple)) else g[k] for k in _GROUPED[kind][0]))
+
+    @torch.no_grad()
+    def step(self, members: Iterable[int] | None = None) -> None:
+        self._link_grads()
+        batches: dict[tuple, list[int]] = {}
+        for i in range(self.pack.n) if members is None else members:
+            key = self._group_key(i)
+            if key is None:
+                self.optimizers[i].step()
+            else:
+                batches.setdefault(key, []).append(i)
+        for key, ms in batches.items():
+            b = self._batches.get(key)
+            if b is None or b.members != ms or any(c is not self.optimizers[i].state for c, i in zip(b.containers, ms)):
+                b = self._batches[key] = _Batch(self.optimizers, self.views, ms)
+            _GROUPED[key[0]][2](b, self.optimizers[ms[0]].param_groups[0])
+            for i in ms:
+                self.optimizers[i]._opt_called = True  # what an LR scheduler's wrapper of opt.step() records
