@@ -22,14 +22,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.tui.fixtures import metric_rows, write_run  # noqa: E402
-from unettui.core.config import Config  # noqa: E402
+from unettui.core.define.config import Config  # noqa: E402
 from unettui.tui.app import make_app  # noqa: E402
 from unettui.tui.data import ProjectMonitor  # noqa: E402
 from unettui.tui.widgets.queue import QueuePanel  # noqa: E402
 
 WRITER = textwrap.dedent("""
     import sys, time
-    from unettui.core.store import append_jsonl
+    from unettui.core.runs.store import append_jsonl
     path, seconds = sys.argv[1], float(sys.argv[2])
     end, e = time.time() + seconds, 5
     while time.time() < end:

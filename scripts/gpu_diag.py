@@ -1,12 +1,17 @@
 """Diagnose the CUDA behaviour of three trainer tests (device check, not part of the suite)."""
-import sys, tempfile
+import sys
+import tempfile
 from pathlib import Path
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "unit"))
-from test_train import easy_folder, TINY as _TINY  # noqa: E402
+from test_train import TINY as _TINY
+from test_train import easy_folder  # noqa: E402
+
 TINY = {k: v for k, v in _TINY.items() if k != "device"}
-from unettui.core.config import Config
-from unettui.core.store import RunStore
-from unettui.core.train import Trainer
+from unettui.core.define.config import Config
+from unettui.core.learn.train import Trainer
+from unettui.core.runs.store import RunStore
+
 
 def fit(cfg, root, name):
     run = RunStore(root).run(name); run.path.mkdir(parents=True, exist_ok=True)

@@ -18,10 +18,16 @@ from pathlib import Path
 
 
 def main(project: Path, study_id: str, stage_name: str) -> int:
-    from unettui.core.queue import load_queue
-    from unettui.core.store import RunStore
-    from unettui.core.study import _metric_value, choose, ConfigScore, RunScore, _score
-    from unettui.core.train import Trainer
+    from unettui.core.define.queue import load_queue
+    from unettui.core.define.study import (
+        ConfigScore,
+        RunScore,
+        _metric_value,
+        _score,
+        choose,
+    )
+    from unettui.core.learn.train import Trainer
+    from unettui.core.runs.store import RunStore
 
     q = load_queue(project)
     status = next((s for s in q.studies if s.id == study_id), None)

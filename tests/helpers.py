@@ -17,7 +17,7 @@ def run_cli(*args: str, timeout: float = 240, env: dict | None = None, **kw) -> 
 
 def finish(proj, run_id, state="done", **summary):
     """A run folder as a runner leaves it: status.json with ``state``, and summary.json when ``summary`` is given."""
-    from unettui.core.store import RunStore, atomic_write_json
+    from unettui.core.runs.store import RunStore, atomic_write_json
 
     run = RunStore(proj).run(run_id)
     run.path.mkdir(parents=True, exist_ok=True)

@@ -16,10 +16,20 @@ from typing import Any, Callable, Iterator, Protocol
 
 from filelock import FileLock, Timeout
 
-from .core.config import definition_changes
-from .core.queue import QUEUE_FILE, Experiment, Queue, QueueError, load_queue
-from .core.status import DataIds, Judgement, Row, State, collect, judge_run
-from .core.store import HEARTBEAT_TIMEOUT, HOST, ME, RUN_LOCK, STATUS, Run, RunStore, atomic_write_json, short_of
+from .core.define.config import definition_changes
+from .core.define.queue import QUEUE_FILE, Experiment, Queue, QueueError, load_queue
+from .core.runs.status import DataIds, Judgement, Row, State, collect, judge_run
+from .core.runs.store import (
+    HEARTBEAT_TIMEOUT,
+    HOST,
+    ME,
+    RUN_LOCK,
+    STATUS,
+    Run,
+    RunStore,
+    atomic_write_json,
+    short_of,
+)
 
 HEARTBEAT_INTERVAL = 5.0
 
@@ -323,7 +333,10 @@ class Runner:
         """Train one claimed experiment; every failure is recorded in its run, never raised. Returns the state it
         ended in: done, failed, interrupted, lost (its claim was taken over), removed (from the queue while it
         trained) or redefined (its definition changed while it trained: it is to start again)."""
-        from .core.train import Events, Trainer  # torch is imported here, not at CLI start-up
+        from .core.learn.train import (  # torch is imported here, not at CLI start-up
+            Events,
+            Trainer,
+        )
 
         claim = Claim(run, self.token)
         self._claim, self._abandon = claim, None

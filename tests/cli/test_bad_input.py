@@ -207,8 +207,8 @@ def test_command_line_mistakes(tmp_path, args, needles):
 def test_cuda_out_of_memory_is_recorded_with_what_to_do():
     import torch
 
-    from unettui.core.config import Config
-    from unettui.core.queue import Experiment
+    from unettui.core.define.config import Config
+    from unettui.core.define.queue import Experiment
     from unettui.runner import _describe_failure
 
     exp = Experiment(id="big", origin="[[experiment]] 'big'", config=Config(batch_size=64, image_size=256))

@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from unettui.cli.app import app
-from unettui.core.config import KEYS
+from unettui.core.define.config import KEYS
 
 runner = CliRunner()
 

@@ -17,8 +17,8 @@ from typer.testing import CliRunner
 from tests.conftest import TINY_DEFAULTS
 from unettui.cli import inspect_cmds
 from unettui.cli.app import app
-from unettui.core.render import ASCII_PANELS_LEGEND, BLOCKS
-from unettui.core.store import HOST
+from unettui.core.runs.store import HOST
+from unettui.core.show.render import ASCII_PANELS_LEGEND, BLOCKS
 
 runner = CliRunner()
 ENV = {"COLUMNS": "80", "NO_COLOR": None, "FORCE_COLOR": None, "TERM": None}

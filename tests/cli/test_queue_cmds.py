@@ -8,9 +8,9 @@ from typer.testing import CliRunner
 
 from unettui.cli import queue_cmds
 from unettui.cli.app import app
-from unettui.core.edit import STARTER
-from unettui.core.queue import load_queue
-from unettui.core.store import HOST, RunStore
+from unettui.core.define.edit import STARTER
+from unettui.core.define.queue import load_queue
+from unettui.core.runs.store import HOST, RunStore
 
 runner = CliRunner()
 

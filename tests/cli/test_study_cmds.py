@@ -10,8 +10,8 @@ from typer.testing import CliRunner
 from tests.conftest import TINY_DEFAULTS
 from tests.helpers import finish, run_cli
 from unettui.cli.app import app
-from unettui.core.store import RunStore
-from unettui.core.study import base_hash
+from unettui.core.define.study import base_hash
+from unettui.core.runs.store import RunStore
 
 runner = CliRunner()
 

@@ -6,8 +6,8 @@ import json
 import math
 from pathlib import Path
 
-from unettui.core.config import Config
-from unettui.core.store import RunStore, append_jsonl, atomic_write_json
+from unettui.core.define.config import Config
+from unettui.core.runs.store import RunStore, append_jsonl, atomic_write_json
 
 QUEUE = """# study of optimizers (a comment that edits must keep)
 [defaults]
@@ -85,7 +85,7 @@ def add_preview(project: Path, run_id: str) -> None:
     import numpy as np
     import torch
 
-    from unettui.core.preview import save_preview
+    from unettui.core.show.preview import save_preview
 
     yy, xx = np.mgrid[:32, :32]
     images, masks, probs = [], [], []
@@ -126,7 +126,7 @@ STAGE1 = {"opt-lr-lr0.001-f0.4": 0.6, "opt-lr-lr0.001-f0.8": 0.8, "opt-lr-lr0.01
 def study_run(project: Path, run_id: str, dice: float, state: str = "done", epochs_done: int | None = None) -> None:
     """A run of the study as the runner leaves it: its config from the queue, metrics, summary (best val Dice
     ``dice``) and status; ``state="running"`` with ``epochs_done`` epochs of 2 (a heartbeat that stays fresh)."""
-    from unettui.core.queue import load_queue
+    from unettui.core.define.queue import load_queue
 
     exp = load_queue(project).get(run_id)
     assert exp is not None and exp.config is not None, f"{run_id} is not (yet) an experiment of the queue"
@@ -139,7 +139,7 @@ def study_project(root: Path) -> Path:
     """The 'opt' study: stage 1 done (lr=0.01 won a tie on spread), stage 2 started on it (scheduler none:
     0.75 at f=0.4, f=0.8 failed; step queued), stage 3 waiting."""
     from tests.conftest import TINY_DEFAULTS
-    from unettui.core.study import base_hash
+    from unettui.core.define.study import base_hash
 
     root.mkdir(parents=True, exist_ok=True)
     (root / "experiments.toml").write_text(TINY_DEFAULTS + STUDY)

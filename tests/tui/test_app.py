@@ -10,8 +10,8 @@ import time
 from textual.widgets import DataTable, Input, TabbedContent
 
 from tests.tui.fixtures import QUEUE, seeded_project, write_run
-from unettui.core.config import Config
-from unettui.core.store import RunStore
+from unettui.core.define.config import Config
+from unettui.core.runs.store import RunStore
 from unettui.tui.app import make_app
 from unettui.tui.widgets.live import LivePanel
 from unettui.tui.widgets.queue import QueuePanel
@@ -124,7 +124,7 @@ def test_live_panel_follows_metrics_appended_by_another_process(tmp_path):
             await select(pilot, app, "base")
             live = app.query_one(LivePanel)
             for epoch in (1, 2, 3):
-                code = ("import sys; from unettui.core.store import append_jsonl; "
+                code = ("import sys; from unettui.core.runs.store import append_jsonl; "
                         f"append_jsonl(sys.argv[1], {{'epoch': {epoch}, 'train_loss': {1.0 / epoch}, 'train_dice': 0.5, "
                         f"'val_loss': {1.1 / epoch}, 'val_dice': {0.2 * epoch}, 'val_iou': 0.1, 'lr': 0.001, 'seconds': 1.5}})")
                 subprocess.run([sys.executable, "-c", code, str(metrics)], check=True)

@@ -5,7 +5,7 @@ import asyncio
 from textual.app import App
 from textual.widgets import Button, Input, Select, Static, TextArea
 
-from unettui.core.config import DEFAULTS
+from unettui.core.define.config import DEFAULTS
 from unettui.tui.screens.form import ConfirmDialog, ExperimentForm, SweepForm
 
 DEFAULTS_HERE = DEFAULTS.replace(optimizer="sgd", epochs=7)

@@ -8,8 +8,13 @@ import numpy as np
 from rich.color import Color
 from textual.app import App
 
-from unettui.core.preview import preview_paths, save_preview
-from unettui.core.render import ASCII_PANELS_LEGEND, FN_COLOUR, FP_COLOUR, TP_COLOUR
+from unettui.core.show.preview import preview_paths, save_preview
+from unettui.core.show.render import (
+    ASCII_PANELS_LEGEND,
+    FN_COLOUR,
+    FP_COLOUR,
+    TP_COLOUR,
+)
 from unettui.tui.widgets.preview import PreviewPanel
 
 

@@ -8,8 +8,8 @@ from textual.app import App
 from textual.coordinate import Coordinate
 from textual.widgets import DataTable, Input
 
-from unettui.core.config import DEFAULTS
-from unettui.core.export import COLUMNS
+from unettui.core.define.config import DEFAULTS
+from unettui.core.runs.export import COLUMNS
 from unettui.tui.data import RunView
 from unettui.tui.widgets.results import ResultsPanel
 

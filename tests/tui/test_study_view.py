@@ -11,8 +11,8 @@ import time
 from textual.widgets import TabbedContent
 
 from tests.tui.fixtures import STUDY, study_project, study_run
-from unettui.core.store import RunStore, append_jsonl, atomic_write_json, read_json
-from unettui.core.study import base_hash
+from unettui.core.define.study import base_hash
+from unettui.core.runs.store import RunStore, append_jsonl, atomic_write_json, read_json
 from unettui.tui import data as tui_data
 from unettui.tui.app import make_app
 from unettui.tui.data import QUEUE_CHANGED, STUDIES_CHANGED, ProjectMonitor

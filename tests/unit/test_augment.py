@@ -1,11 +1,11 @@
-"""Tests for unettui.core.augment: whole-batch flips and rotations that keep images and masks aligned."""
+"""Tests for unettui.core.learn.augment: whole-batch flips and rotations that keep images and masks aligned."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from unettui.core.augment import AugmentSpec, augment_batch, rotate_batch
+from unettui.core.learn.augment import AugmentSpec, augment_batch, rotate_batch
 
 SIZE = 48
 

@@ -1,4 +1,4 @@
-"""Tests for unettui.core.data: synthetic generators, folder datasets, splits, histogram equalisation."""
+"""Tests for unettui.core.learn.data: synthetic generators, folder datasets, splits, histogram equalisation."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from unettui.core.data import (
+from unettui.core.learn.data import (
     SYNTHETIC_KINDS,
     DatasetError,
     SegData,
@@ -513,7 +513,7 @@ def test_equalize_on_synthetic_batch():
 
 def test_jpeg_masks_are_thresholded_at_half_so_compression_noise_is_not_foreground(tmp_path):
     """A JPEG mask's background is full of small non-zero values; > 0 would make nearly everything foreground."""
-    from unettui.core.data import load_folder
+    from unettui.core.learn.data import load_folder
 
     truth = np.zeros((64, 64), np.uint8)
     truth[10:40, 20:50] = 255
@@ -528,7 +528,7 @@ def test_jpeg_masks_are_thresholded_at_half_so_compression_noise_is_not_foregrou
 
 
 def test_a_folder_whose_masks_are_all_empty_is_refused(tmp_path):
-    from unettui.core.data import DatasetError, load_folder
+    from unettui.core.learn.data import DatasetError, load_folder
 
     (tmp_path / "images").mkdir()
     (tmp_path / "masks").mkdir()

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from unettui.core import edit
-from unettui.core.config import ConfigError
-from unettui.core.edit import EditError, LargeSweep
-from unettui.core.queue import load_queue
-from unettui.core.store import HOST, RunStore
+from unettui.core.define import edit
+from unettui.core.define.config import ConfigError
+from unettui.core.define.edit import EditError, LargeSweep
+from unettui.core.define.queue import load_queue
+from unettui.core.runs.store import HOST, RunStore
 
 QUEUE = """\
 # my study -- a header comment
@@ -392,7 +392,7 @@ def test_edit_keeps_file_mode(proj):
 
 WORKER = """
 import sys
-from unettui.core.edit import add_experiment
+from unettui.core.define.edit import add_experiment
 proj, name = sys.argv[1], sys.argv[2]
 for i in range(10):
     add_experiment(proj, {"seed": i}, f"{name}-{i}")
@@ -416,7 +416,7 @@ def test_concurrent_adds_lose_nothing(proj):
 
 
 def test_edit_imports_no_ui_library_nor_torch():
-    code = ("import sys, unettui.core.edit; "
+    code = ("import sys, unettui.core.define.edit; "
             "print(','.join(m for m in ('textual', 'typer', 'rich', 'click', 'torch') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""

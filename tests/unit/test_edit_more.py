@@ -2,11 +2,11 @@
 
 import pytest
 
-from unettui.core import edit
-from unettui.core.config import ConfigError
-from unettui.core.edit import EditError
-from unettui.core.queue import load_queue
-from unettui.core.store import RunStore
+from unettui.core.define import edit
+from unettui.core.define.config import ConfigError
+from unettui.core.define.edit import EditError
+from unettui.core.define.queue import load_queue
+from unettui.core.runs.store import RunStore
 
 from .test_edit import QUEUE
 

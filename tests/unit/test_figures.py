@@ -1,4 +1,4 @@
-"""unettui.core.figures: pixel-level checks of the line chart, bar chart and image grid, and the PNGs they write."""
+"""unettui.core.show.figures: pixel-level checks of the line chart, bar chart and image grid, and the PNGs they write."""
 
 import math
 import subprocess
@@ -8,7 +8,7 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 
-from unettui.core import figures as F
+from unettui.core.show import figures as F
 
 
 def _is(img: np.ndarray, colour) -> np.ndarray:
@@ -256,11 +256,11 @@ def test_writers_produce_valid_pngs_identical_to_the_rendered_arrays(tmp_path):
 
 
 def test_figures_imports_no_ui_or_heavy_library():
-    code = ("import sys, unettui.core.figures; "
+    code = ("import sys, unettui.core.show.figures; "
             "print(','.join(m for m in ('torch', 'textual', 'typer', 'rich', 'click', 'matplotlib')"
             " if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "", f"unettui.core.figures pulled in {out.stdout.strip()}"
+    assert out.stdout.strip() == "", f"unettui.core.show.figures pulled in {out.stdout.strip()}"
 
 
 def test_too_small_canvas_is_rejected():

@@ -4,8 +4,8 @@ import math
 
 import pytest
 
-from unettui.core.config import DEFAULTS, KEYS
-from unettui.core.export import COLUMNS
+from unettui.core.define.config import DEFAULTS, KEYS
+from unettui.core.runs.export import COLUMNS
 from unettui.tui.data import RunView
 from unettui.tui.filtering import (
     Condition,

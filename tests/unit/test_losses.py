@@ -1,4 +1,4 @@
-"""Tests for unettui.core.losses: every loss against a value worked out by hand with plain math."""
+"""Tests for unettui.core.learn.losses: every loss against a value worked out by hand with plain math."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from unettui.core.losses import (
+from unettui.core.learn.losses import (
     LOSSES,
     bce_loss,
     dice_bce_loss,

@@ -7,8 +7,15 @@ import sys
 import pytest
 import torch
 
-from unettui.core.config import Config
-from unettui.core.lrfind import LRFindResult, ascii_plot, lr_range_test, ramp, smooth, suggest
+from unettui.core.define.config import Config
+from unettui.core.learn.lrfind import (
+    LRFindResult,
+    ascii_plot,
+    lr_range_test,
+    ramp,
+    smooth,
+    suggest,
+)
 
 TINY = Config(device="cpu", dataset="synthetic:nuclei", num_images=16, image_size=32, base_channels=4, depth=2, batch_size=4)
 
@@ -126,7 +133,7 @@ def test_ascii_plot_of_an_empty_or_flat_curve():
 
 
 def test_the_module_imports_no_ui_library_and_torch_only_when_testing():
-    code = ("import sys, unettui.core.lrfind; "
+    code = ("import sys, unettui.core.learn.lrfind; "
             "print(','.join(m for m in ('textual', 'typer', 'rich', 'click', 'torch') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""

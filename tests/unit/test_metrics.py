@@ -1,11 +1,11 @@
-"""Tests for unettui.core.metrics: hard confusion counts, Dice and IoU against hand-counted examples."""
+"""Tests for unettui.core.learn.metrics: hard confusion counts, Dice and IoU against hand-counted examples."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from unettui.core.metrics import (
+from unettui.core.learn.metrics import (
     confusion_counts,
     dice_from_counts,
     iou_from_counts,

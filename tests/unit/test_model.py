@@ -1,4 +1,4 @@
-"""Tests for unettui.core.model: UNet shapes, size checks, parameter count, dropout, channels_last, autocast, overfitting."""
+"""Tests for unettui.core.learn.model: UNet shapes, size checks, parameter count, dropout, channels_last, autocast, overfitting."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from unettui.core.model import UNet, check_image_size, count_parameters
+from unettui.core.learn.model import UNet, check_image_size, count_parameters
 
 
 @pytest.fixture(autouse=True)

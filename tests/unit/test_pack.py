@@ -1,4 +1,4 @@
-"""Tests for unettui.core.pack: a pack of N UNets equals N solo runs (fp64, bit for bit), isolates its members, keeps solo checkpoint formats, and dispatches far fewer operators than N runs."""
+"""Tests for unettui.core.learn.pack: a pack of N UNets equals N solo runs (fp64, bit for bit), isolates its members, keeps solo checkpoint formats, and dispatches far fewer operators than N runs."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ import pytest
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from unettui.core.config import Config
-from unettui.core.losses import make_loss
-from unettui.core.model import UNet, dropout_mask
-from unettui.core.optim import Schedule, make_optimizer
-from unettui.core.pack import PackedUNet, PackLoss, PackOptimizer, member_losses
+from unettui.core.define.config import Config
+from unettui.core.learn.losses import make_loss
+from unettui.core.learn.model import UNet, dropout_mask
+from unettui.core.learn.optim import Schedule, make_optimizer
+from unettui.core.learn.pack import PackedUNet, PackLoss, PackOptimizer, member_losses
 
 ARCH = dict(in_channels=1, out_channels=1, base_channels=4, depth=2)
 B, S = 4, 32
@@ -232,7 +232,7 @@ def test_plain_cat_would_mix_members():
     pack = PackedUNet(2, **ARCH).double().eval()
     x = torch.randn(2, B, 1, S, S, dtype=torch.float64)
     ref = pack(x)
-    import unettui.core.pack as pk
+    import unettui.core.learn.pack as pk
 
     original = pk._member_cat
     try:

@@ -2,8 +2,8 @@
 
 import pytest
 
-from unettui.core.config import DEFAULTS, ConfigError, build_config
-from unettui.core.queue import QueueError, load_queue, safe_id
+from unettui.core.define.config import DEFAULTS, ConfigError, build_config
+from unettui.core.define.queue import QueueError, load_queue, safe_id
 
 
 def write(tmp_path, text):
@@ -118,7 +118,7 @@ def test_the_shipped_default_job_is_valid():
 
 
 def test_archive_attempt_keeps_the_log_and_clears_the_run(tmp_path):
-    from unettui.core.store import RunStore
+    from unettui.core.runs.store import RunStore
 
     run = RunStore(tmp_path).run("x")
     run.path.mkdir(parents=True)

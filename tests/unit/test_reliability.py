@@ -16,8 +16,8 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 
-from unettui.core.store import RunStore
 from tests.helpers import run_cli, unettui_cmd
+from unettui.core.runs.store import RunStore
 
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
 
@@ -261,7 +261,7 @@ KILL_AFTER_FIRST_MOVE = textwrap.dedent("""
                 os.kill(os.getpid(), signal.SIGKILL)
         return real(src, dst)
     os.replace = replace
-    from unettui.core import edit
+    from unettui.core.define import edit
     edit.retry(Path(sys.argv[1]), [sys.argv[2]])
 """)
 

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from unettui.core.render import (
+from unettui.core.show.render import (
     ASCII_PANELS_LEGEND,
     FN_COLOUR,
     FP_COLOUR,

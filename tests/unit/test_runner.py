@@ -6,8 +6,8 @@ import signal
 import subprocess
 import time
 
-from unettui.core.store import RunStore
 from tests.helpers import run_cli, unettui_cmd
+from unettui.core.runs.store import RunStore
 
 KEYS = ("epoch", "train_loss", "train_dice", "val_loss", "val_dice", "val_iou", "lr")
 

@@ -3,8 +3,8 @@
 import pytest
 
 from tests.helpers import finish
-from unettui.core.queue import load_queue, parse_queue
-from unettui.core.study import base_hash, experiment_id
+from unettui.core.define.queue import load_queue, parse_queue
+from unettui.core.define.study import base_hash, experiment_id
 
 HEAD = """
 [defaults]
@@ -65,7 +65,7 @@ def test_parse_expands_stage_one_at_its_file_position(tmp_path):
 
 
 def test_parse_queue_without_store_expands_only_stage_one(tmp_path):
-    from unettui.core.queue import tomllib
+    from unettui.core.define.queue import tomllib
 
     proj = write(tmp_path, OPT)
     finish_lr(proj, {(lr, f): 0.5 for lr in (1e-4, 1e-3, 1e-2) for f in (0.4, 0.8)})

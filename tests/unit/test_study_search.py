@@ -5,9 +5,9 @@ import json
 
 import pytest
 
-from unettui.core.queue import load_queue
-from unettui.core.store import RunStore, atomic_write_json
-from unettui.core.study import Halving, _next_multiplier, metric_at
+from unettui.core.define.queue import load_queue
+from unettui.core.define.study import Halving, _next_multiplier, metric_at
+from unettui.core.runs.store import RunStore, atomic_write_json
 
 
 def write(proj, body, head="[defaults]\nepochs = 2\noptimizer = \"sgd\"\n"):

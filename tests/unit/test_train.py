@@ -6,9 +6,9 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 
-from unettui.core.config import Config
-from unettui.core.store import RunStore
-from unettui.core.train import Events, Trainer
+from unettui.core.define.config import Config
+from unettui.core.learn.train import Events, Trainer
+from unettui.core.runs.store import RunStore
 
 TINY = dict(device="cpu", image_size=32, base_channels=4, depth=2, batch_size=4, num_images=16, preview_count=2)
 
@@ -89,7 +89,7 @@ def test_schedulers_change_the_learning_rate(scheduler):
 def test_plateau_cuts_the_rate_after_patience_epochs_without_val_loss_improvement():
     import torch
 
-    from unettui.core.optim import Schedule
+    from unettui.core.learn.optim import Schedule
 
     opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
     sched = Schedule(Config(scheduler="plateau", lr_patience=2, lr_factor=0.5), opt, steps_per_epoch=3)

@@ -6,9 +6,9 @@ import signal
 import subprocess
 import time
 
-from unettui.core.store import RunStore
-from unettui.runner import Runner, plan_workers
 from tests.helpers import run_cli, unettui_cmd
+from unettui.core.runs.store import RunStore
+from unettui.runner import Runner, plan_workers
 
 SIX = "".join(f"[[experiment]]\nid = 'e{i}'\nseed = {i}\n" for i in range(6))
 

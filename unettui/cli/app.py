@@ -34,11 +34,11 @@ def run(
 
     Example: unettui run --headless --project my-study --workers 2 --devices cuda:0,cuda:1
     """
-    from ..core.config import ConfigError
+    from ..core.define.config import ConfigError
 
     if device is not None:
         try:
-            from ..core.config import coerce
+            from ..core.define.config import coerce
 
             coerce("device", device, "--device")
         except ConfigError as exc:
@@ -60,7 +60,7 @@ def run(
     device_list = [d.strip() for d in devices.split(",") if d.strip()] if devices else None
     for d in device_list or []:
         try:
-            from ..core.config import coerce
+            from ..core.define.config import coerce
 
             coerce("device", d, "--devices")
         except ConfigError as exc:
@@ -130,8 +130,8 @@ PARAM_COLUMNS = ("dataset", "optimizer", "lr", "momentum", "weight_decay", "sche
 
 
 def _rows(project: Path, sort: str | None, descending: bool):
-    from ..core.export import COLUMNS, collect_rows, sort_rows
-    from ..core.store import RunStore
+    from ..core.runs.export import COLUMNS, collect_rows, sort_rows
+    from ..core.runs.store import RunStore
 
     queue = load_queue_or_fail(project, required=False)
     if queue is None and not (project / "runs").is_dir():
@@ -159,8 +159,8 @@ def results(
 
     Example: unettui results --sort final_val_loss --asc --top 5
     """
-    from rich.console import Console
     from rich import box
+    from rich.console import Console
     from rich.table import Table
 
     rows = _rows(project, sort, desc)
@@ -170,7 +170,7 @@ def results(
         typer.echo("no experiments in the queue and no runs yet")
         return
     # like `guild compare`: show the hyper-parameters that differ between rows, list the shared ones below
-    from ..core.export import varied_keys
+    from ..core.runs.export import varied_keys
 
     varying = varied_keys(rows)
     shared = [f"{c}={_show(rows[0].get(c))}" for c in PARAM_COLUMNS
@@ -232,7 +232,7 @@ def export(
 
     Example: unettui export results.csv   (then pandas.read_csv("results.csv"))
     """
-    from ..core.export import to_csv, to_markdown
+    from ..core.runs.export import to_csv, to_markdown
 
     rows = _rows(project, sort, desc)
     text = to_csv(rows) if fmt == Format.csv else to_markdown(rows)
@@ -255,7 +255,7 @@ def bench(
 
     Example: unettui bench --device cuda --steps 50
     """
-    from ..core.bench import run_bench
+    from ..core.learn.bench import run_bench
 
     if threads:
         import torch
@@ -270,9 +270,12 @@ def bench(
 
 
 # the other command groups register themselves on the same app
-from . import queue_cmds, inspect_cmds  # noqa: E402,F401
-from . import lrfind_cmd  # noqa: E402,F401
-from . import study_cmds  # noqa: E402,F401
+from . import (  # noqa: E402,F401
+    inspect_cmds,
+    lrfind_cmd,  # noqa: E402,F401
+    queue_cmds,
+    study_cmds,  # noqa: E402,F401
+)
 
 
 def main() -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from ..core.fmt import duration  # noqa: F401  (the CLI's commands import it from here)
+from ..core.show.fmt import duration  # noqa: F401  (the CLI's commands import it from here)
 
 app = typer.Typer(
     name="unettui",
@@ -31,8 +31,8 @@ def fail(message: str, code: int = 2) -> None:
 
 
 def load_queue_or_fail(project: Path, required: bool = True):
-    from ..core.config import ConfigError
-    from ..core.queue import QueueError, load_queue
+    from ..core.define.config import ConfigError
+    from ..core.define.queue import QueueError, load_queue
 
     try:
         return load_queue(project)
@@ -67,7 +67,7 @@ def write_output(path: Path | None, text: str, done: str) -> None:
     if path is None:
         sys.stdout.write(text)
         return
-    from ..core.store import atomic_write_text
+    from ..core.runs.store import atomic_write_text
 
     try:
         atomic_write_text(path, text)

@@ -12,7 +12,7 @@ from typing import Any, Optional
 
 import typer
 
-from ..core.fmt import value as fmt_value
+from ..core.show.fmt import value as fmt_value
 from .common import ProjectOpt, app, duration, fail, load_queue_or_fail
 
 POLL_SECONDS = 0.5  # `logs --follow` polling interval
@@ -35,7 +35,7 @@ def _console(colour: bool | None = None):
 
 def _queue_and_store(project: Path):
     """The queue (None when there is no usable queue file but runs/ exists) and the run store."""
-    from ..core.store import RunStore
+    from ..core.runs.store import RunStore
 
     queue = load_queue_or_fail(project, required=False)
     if queue is None and not (project / "runs").is_dir():
@@ -126,7 +126,7 @@ def ls_cmd(project: Path = ProjectOpt) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    from ..core.status import collect, counts_text
+    from ..core.runs.status import collect, counts_text
 
     queue, store = _queue_and_store(project)
     rows_ = collect(queue, store)
@@ -195,7 +195,7 @@ def _kv_grid(rows: list[tuple[str, str, str | None]]):
 def _config_section(console, cfg: dict[str, Any], title: str) -> None:
     from rich.text import Text
 
-    from ..core.config import DEFAULTS, KEYS
+    from ..core.define.config import DEFAULTS, KEYS
 
     defaults = DEFAULTS.to_dict()
     differ = [k for k in KEYS if k in cfg and cfg[k] != defaults[k]]
@@ -256,7 +256,7 @@ def _metrics_section(console, metrics: list[dict[str, Any]], all_rows: bool) -> 
 def _curves_section(console, metrics: list[dict[str, Any]]) -> None:
     from rich.text import Text
 
-    from ..core.render import sparkline
+    from ..core.show.render import sparkline
 
     n = len(metrics)
     console.print(Text(f"curves ({n} epoch{'' if n == 1 else 's'})", style="bold"))
@@ -303,7 +303,7 @@ def _load_preview(run, tag: str) -> tuple[dict[str, Any] | None, str | None]:
     """(arrays of preview_<tag>.npz, None), or (None, why it cannot be drawn)."""
     import zipfile
 
-    from ..core.preview import preview_paths
+    from ..core.show.preview import preview_paths
 
     _, npz = preview_paths(run.path, tag)
     if not npz.exists():
@@ -317,7 +317,7 @@ def _load_preview(run, tag: str) -> tuple[dict[str, Any] | None, str | None]:
             pv = {k: z[k] for k in z.files}
     except Exception as exc:  # a torn or foreign file: say so, draw nothing
         return None, f"{npz.name} is unreadable ({type(exc).__name__}: {_one_line(exc, 80)})"
-    from ..core.preview import preview_problem
+    from ..core.show.preview import preview_problem
 
     problem = preview_problem(pv)
     if problem:
@@ -330,7 +330,7 @@ def _preview_section(console, pv: dict[str, Any], tag: str, sample: int | None, 
     import numpy as np
     from rich.text import Text
 
-    from ..core.render import (
+    from ..core.show.render import (
         ASCII_PANELS_LEGEND,
         ascii_panels,
         colour_panels,
@@ -367,8 +367,8 @@ def _preview_section(console, pv: dict[str, Any], tag: str, sample: int | None, 
 
 def _missing_files(run, state, st: dict[str, Any]) -> list[str]:
     """Files that a run in ``state`` should have but lacks (unreadable ones are the read model's problems)."""
-    from ..core.status import State
-    from ..core.store import CONFIG, LOG, METRICS, STATUS, SUMMARY
+    from ..core.runs.status import State
+    from ..core.runs.store import CONFIG, LOG, METRICS, STATUS, SUMMARY
 
     expected = [STATUS, LOG] if state is not State.DAMAGED else [LOG]
     if state in (State.DONE, State.PRUNED):
@@ -396,7 +396,7 @@ def show(
     """
     from rich.text import Text
 
-    from ..core.render import use_colour
+    from ..core.show.render import use_colour
 
     queue, store = _queue_and_store(project)
     exp, run = _resolve(exp_id, queue, store)
@@ -408,7 +408,7 @@ def show(
         console.print(_kv_grid([("error:", str(exp.error), "red")]))
         if not run.exists():
             return
-    from ..core.status import State, collect
+    from ..core.runs.status import State, collect
 
     row = collect(queue, store, metrics=True, ids=[exp_id])[0]
     state, st = row.state, row.status
@@ -418,7 +418,7 @@ def show(
             _config_section(console, exp.config.to_dict(), "config (resolved)")
             where = "" if str(project) == "." else f" -p {project}"
             console.print(Text(f"run it with: unettui run --headless --only {exp_id}{where}"))
-        from ..core.store import ATTEMPTS
+        from ..core.runs.store import ATTEMPTS
 
         leftovers = [p.name for p in run.path.iterdir() if not p.name.startswith(".")] if run.exists() else []
         if leftovers == [ATTEMPTS]:  # `unettui retry` archived the earlier attempts: nothing else to show
@@ -507,7 +507,7 @@ def logs(
 
     Example: unettui logs opt-at-1e-4-adam --follow
     """
-    from ..core.store import LOG
+    from ..core.runs.store import LOG
 
     queue, store = _queue_and_store(project)
     exp, run = _resolve(exp_id, queue, store)
@@ -574,7 +574,7 @@ def _copy(path: Path, offset: int) -> int:
 
 
 def _running(run) -> bool:
-    from ..core.status import State, judge_run
+    from ..core.runs.status import State, judge_run
 
     return judge_run(run, None).state is State.RUNNING
 
@@ -622,7 +622,7 @@ def _flush_tail(path: Path, offset: int) -> None:
 
 def _memory_for(cfg) -> tuple[int | None, str]:
     """The memory a run of ``cfg`` would have on this machine: its GPU's when it would train on one, else the RAM."""
-    from ..core.feasible import machine_memory
+    from ..core.learn.feasible import machine_memory
 
     if cfg.device.startswith("cuda") or cfg.device == "auto":
         import torch
@@ -650,8 +650,8 @@ def check(project: Path = ProjectOpt) -> None:
 
     Example: unettui check -p my-study
     """
-    from ..core.config import ConfigError
-    from ..core.queue import QUEUE_FILE, QueueError, load_queue
+    from ..core.define.config import ConfigError
+    from ..core.define.queue import QUEUE_FILE, QueueError, load_queue
 
     qpath = project / QUEUE_FILE
     if not qpath.exists():
@@ -675,9 +675,9 @@ def check(project: Path = ProjectOpt) -> None:
 
     checked = []
     if groups:
-        from ..core.data import DatasetError, check_synthetic_args, load_dataset
-        from ..core.dataset_id import is_synthetic
-        from ..core.feasible import problems as feasibility_problems
+        from ..core.learn.data import DatasetError, check_synthetic_args, load_dataset
+        from ..core.learn.dataset_id import is_synthetic
+        from ..core.learn.feasible import problems as feasibility_problems
 
         for (spec, size, _, _), exps in groups.items():
             ids = [e.id for e in exps]

@@ -73,8 +73,8 @@ def lr_find(
 
     Example: unettui lr-find adam-1e-3 --optimizer adam --optimizer sgd --steps 100
     """
-    from ..core.config import ConfigError, build_config, coerce
-    from ..core.edit import parse_assignments
+    from ..core.define.config import ConfigError, build_config, coerce
+    from ..core.define.edit import parse_assignments
 
     base = _base_config(project, exp_id)
     try:
@@ -94,8 +94,8 @@ def lr_find(
     if steps < 2:
         fail(f"--steps must be at least 2, got {steps}")
 
-    from ..core.data import DatasetError
-    from ..core.lrfind import ascii_plot, lr_range_test
+    from ..core.learn.data import DatasetError
+    from ..core.learn.lrfind import ascii_plot, lr_range_test
 
     width = min(max(shutil.get_terminal_size((80, 24)).columns - 1, 40), 100)
     source = exp_id or "[defaults]"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import sys
 from typing import Any, TextIO
 
-from ..core.queue import Experiment, Queue
-from ..core.status import TRAINABLE, Row, counts_text
+from ..core.define.queue import Experiment, Queue
+from ..core.runs.status import TRAINABLE, Row, counts_text
 
 
 def epoch_line(exp_id: str, epochs: int, rec: dict[str, Any]) -> str:
@@ -82,7 +82,13 @@ class RichReporter(PlainReporter):
     def __init__(self):
         super().__init__()
         from rich.console import Console
-        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+        from rich.progress import (
+            BarColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
         self.console = Console()
         self.progress = Progress(

@@ -18,9 +18,9 @@ SetOpt = typer.Option(None, "--set", "-s", metavar="KEY=VALUE",
 @contextmanager
 def _errors():
     """Turn every refusal of the core into a one-line `error: ...` and exit code 2 (nothing was written)."""
-    from ..core.config import ConfigError
-    from ..core.edit import EditError
-    from ..core.queue import QueueError
+    from ..core.define.config import ConfigError
+    from ..core.define.edit import EditError
+    from ..core.define.queue import QueueError
 
     try:
         yield
@@ -48,7 +48,7 @@ def init(
 
     Example: unettui init my-study
     """
-    from ..core.edit import init_project
+    from ..core.define.edit import init_project
 
     if directory is not None and str(project) != "." and directory.resolve() != project.resolve():
         fail(f"two folders given ({directory} and --project {project}); give one")
@@ -69,7 +69,7 @@ def add(
 
     Example: unettui add --set optimizer=sgd --set lr=1e-2 --set augment.rotate=20
     """
-    from ..core.edit import add_experiment, parse_assignments
+    from ..core.define.edit import add_experiment, parse_assignments
 
     with _errors():
         values = parse_assignments(sets or [])
@@ -78,7 +78,7 @@ def add(
 
 
 def _show(values: dict, keys) -> str:
-    from ..core.edit import format_value
+    from ..core.define.edit import format_value
 
     return " ".join(f"{k}={v if isinstance(v, str) else format_value(v)}" for k, v in values.items() if k in keys)
 
@@ -97,7 +97,14 @@ def sweep(
 
     Example: unettui sweep --id opt --set optimizer=adam,sgd,adagrad --set lr=1e-4..1e-2:log3 --dry-run
     """
-    from ..core.edit import SWEEP_CONFIRM, LargeSweep, add_sweep, expand_preview, parse_sweep_assignments, sweep_prefix
+    from ..core.define.edit import (
+        SWEEP_CONFIRM,
+        LargeSweep,
+        add_sweep,
+        expand_preview,
+        parse_sweep_assignments,
+        sweep_prefix,
+    )
 
     with _errors():
         grid = parse_sweep_assignments(sets or [])
@@ -138,8 +145,8 @@ def rm(
 
     Example: unettui rm sgd-lr0.01 opt-at-1e-4
     """
-    from ..core.edit import remove_entries
-    from ..core.store import RunStore
+    from ..core.define.edit import remove_entries
+    from ..core.runs.store import RunStore
 
     with _errors():
         removed = remove_entries(project, ids)
@@ -154,7 +161,7 @@ def rm(
             kept += [x for x in e.experiments if store.run(x).exists()]
     if kept:
         typer.echo(f"run folders kept: {', '.join(f'runs/{x}/' for x in kept)} (results show them as 'not in queue')")
-    from ..core.status import State, judge_run
+    from ..core.runs.status import State, judge_run
 
     for x in kept:
         st = store.run(x).status() or {}
@@ -175,8 +182,8 @@ def retry(
 
     Example: unettui retry --failed
     """
-    from ..core.edit import retry as retry_runs
-    from ..core.store import RunStore
+    from ..core.define.edit import retry as retry_runs
+    from ..core.runs.store import RunStore
 
     with _errors():
         done = retry_runs(project, ids, failed)

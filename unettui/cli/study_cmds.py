@@ -10,11 +10,11 @@ from typing import Any, Optional
 
 import typer
 
-from ..core.fmt import value as fmt_value
-from ..core.study_text import describe as _describe
-from ..core.study_text import num as _num
-from ..core.study_text import stage_notes, winner_text
-from ..core.study_text import values_text as _values
+from ..core.show.fmt import value as fmt_value
+from ..core.show.study_text import describe as _describe
+from ..core.show.study_text import num as _num
+from ..core.show.study_text import stage_notes, winner_text
+from ..core.show.study_text import values_text as _values
 from .common import ProjectOpt, app, fail, load_queue_or_fail, write_output
 
 study_app = typer.Typer(
@@ -85,8 +85,8 @@ def study_new(
 
     Example: unettui study new --template quick
     """
-    from ..core.edit import EditError
-    from ..core.templates import TEMPLATES, add_study, render_template
+    from ..core.define.edit import EditError
+    from ..core.define.templates import TEMPLATES, add_study, render_template
 
     t = TEMPLATES[template.value]
     try:
@@ -302,8 +302,8 @@ def report(
     if not no_figures:
         import os
 
-        from ..core.store import RunStore
-        from ..core.study_figures import write_study_figures
+        from ..core.runs.store import RunStore
+        from ..core.show.study_figures import write_study_figures
 
         folder = figures_dir or ((output.parent / f"{output.stem}-figures") if output else project / "reports" / s.id)
         base = (output.parent if output else project).resolve()

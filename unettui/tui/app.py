@@ -299,9 +299,9 @@ class UnettuiApp(App):
 
     def _edit(self, what: str, fn: Callable[[], Any]) -> Any:
         """Run one edit of experiments.toml; every refusal becomes a notification, never a crash."""
-        from ..core.config import ConfigError
-        from ..core.edit import EditError
-        from ..core.queue import QueueError
+        from ..core.define.config import ConfigError
+        from ..core.define.edit import EditError
+        from ..core.define.queue import QueueError
 
         try:
             result = fn()
@@ -312,13 +312,13 @@ class UnettuiApp(App):
         return result
 
     def _defaults(self):
-        from ..core.config import DEFAULTS
+        from ..core.define.config import DEFAULTS
 
         q = self.monitor.queue
         return q.defaults if q is not None else DEFAULTS
 
     def action_add(self) -> None:
-        from ..core import edit
+        from ..core.define import edit
         from .screens.form import ExperimentForm
 
         added: list[str] = []
@@ -334,7 +334,7 @@ class UnettuiApp(App):
         self.push_screen(ExperimentForm("Add an experiment", {}, None, self._defaults(), apply=apply), done)
 
     def action_edit(self) -> None:
-        from ..core import edit
+        from ..core.define import edit
         from .screens.form import ExperimentForm
 
         run_id = self._selected_in_queue()
@@ -358,7 +358,7 @@ class UnettuiApp(App):
         self.push_screen(ExperimentForm(f"Edit {run_id}", values, run_id, self._defaults(), apply=apply), done)
 
     def action_duplicate(self) -> None:
-        from ..core import edit
+        from ..core.define import edit
 
         run_id = self._selected_in_queue()
         if run_id:
@@ -367,7 +367,7 @@ class UnettuiApp(App):
                 self.notify(f"added {new}, a copy of {run_id}")
 
     def action_delete(self) -> None:
-        from ..core import edit
+        from ..core.define import edit
         from .screens.form import ConfirmDialog
 
         run_id = self._selected_in_queue()
@@ -383,14 +383,14 @@ class UnettuiApp(App):
         self.push_screen(ConfirmDialog(f"Remove {run_id} from experiments.toml? Its run folder stays."), done)
 
     def action_move(self, delta: int) -> None:
-        from ..core import edit
+        from ..core.define import edit
 
         run_id = self._selected_in_queue()
         if run_id and self._edit("move", lambda: edit.move(self.project, run_id, delta)) is False:
             self.notify(f"{run_id} is already {'first' if delta < 0 else 'last'}")
 
     def action_retry(self) -> None:
-        from ..core import edit
+        from ..core.define import edit
 
         run_id = self._selected_in_queue()
         if run_id:
@@ -399,14 +399,14 @@ class UnettuiApp(App):
                 self.notify(f"{run_id} will train again from scratch on the next runner pass")
 
     def action_retry_failed(self) -> None:
-        from ..core import edit
+        from ..core.define import edit
 
         done = self._edit("retry", lambda: edit.retry(self.project, None, failed=True))
         if done is not None:
             self.notify(f"retrying {len(done)} failed run(s)" if done else "no failed runs")
 
     def action_sweep(self) -> None:
-        from ..core import edit
+        from ..core.define import edit
         from .screens.form import SweepForm
 
         added: list[list[str]] = []

@@ -12,9 +12,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..core.queue import QUEUE_FILE, Queue, QueueError, load_queue
-from ..core.status import DataIds, Halving, Row, RunFiles, State, row_of
-from ..core.store import ARCHIVING, CONFIG, METRICS, RUNS_DIR, STATUS, SUMMARY, Run, RunStore, read_json_checked
+from ..core.define.queue import QUEUE_FILE, Queue, QueueError, load_queue
+from ..core.runs.status import DataIds, Halving, Row, RunFiles, State, row_of
+from ..core.runs.store import (
+    ARCHIVING,
+    CONFIG,
+    METRICS,
+    RUNS_DIR,
+    STATUS,
+    SUMMARY,
+    Run,
+    RunStore,
+    read_json_checked,
+)
 
 QUEUE_CHANGED = "__queue__"
 STUDIES_CHANGED = "__studies__"  # the studies' status was recomputed (experiments.toml or a study run changed)

@@ -22,8 +22,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from ..core.config import DEFAULTS, KEYS
-from ..core.export import COLUMNS, row_dict
+from ..core.define.config import DEFAULTS, KEYS
+from ..core.runs.export import COLUMNS, row_dict
 
 ALIASES: dict[str, str] = {
     "val_dice": "best_val_dice",

@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..core.store import RUNS_DIR
+from ..core.runs.store import RUNS_DIR
 from .data import RunView
 
 RUNNER_LOG = ".tui-runner.log"  # in runs/: what the runner started from the TUI printed

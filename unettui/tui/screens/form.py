@@ -19,8 +19,25 @@ from textual.screen import ModalScreen
 from textual.validation import ValidationResult, Validator
 from textual.widgets import Button, Input, Label, Select, Static, TextArea
 
-from ...core.config import AMP_MODES, KEYS, LOSSES, OPTIMIZERS, SCHEDULERS, Config, ConfigError, build_config, key_to_field
-from ...core.edit import SWEEP_CONFIRM, check_id, format_value, parse_setting, parse_sweep_assignments, sweep_size
+from ...core.define.config import (
+    AMP_MODES,
+    KEYS,
+    LOSSES,
+    OPTIMIZERS,
+    SCHEDULERS,
+    Config,
+    ConfigError,
+    build_config,
+    key_to_field,
+)
+from ...core.define.edit import (
+    SWEEP_CONFIRM,
+    check_id,
+    format_value,
+    parse_setting,
+    parse_sweep_assignments,
+    sweep_size,
+)
 
 CHOICES = {"optimizer": OPTIMIZERS, "scheduler": SCHEDULERS, "loss": LOSSES, "amp": AMP_MODES}
 GROUPS = {"dataset": "Data", "base_channels": "Model", "optimizer": "Optimisation",

@@ -12,7 +12,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import ProgressBar, Sparkline, Static
 
-from ...core.fmt import duration as _duration
+from ...core.show.fmt import duration as _duration
 from ..data import RunView
 
 # (metrics key, label, how to print a value); the order is the order on screen

@@ -18,9 +18,9 @@ from textual.message import Message
 from textual.widget import Widget
 from textual.worker import get_current_worker
 
-from ...core import render
-from ...core.preview import preview_problem, preview_paths, sample_dice
-from ...core.store import RunStore
+from ...core.runs.store import RunStore
+from ...core.show import render
+from ...core.show.preview import preview_paths, preview_problem, sample_dice
 from ...richtext import segments_text
 
 TAGS = ("best", "last")

@@ -16,10 +16,10 @@ from textual.screen import ModalScreen
 from textual.widgets import DataTable, Input, Label, Static
 from textual.widgets.data_table import ColumnKey
 
-from ...core.export import to_csv
-from ...core.fmt import duration
-from ...core.fmt import value as fmt_value
-from ...core.store import atomic_write_text
+from ...core.runs.export import to_csv
+from ...core.runs.store import atomic_write_text
+from ...core.show.fmt import duration
+from ...core.show.fmt import value as fmt_value
 from ..filtering import (
     Condition,
     FilterError,

@@ -19,10 +19,10 @@ from textual.coordinate import Coordinate
 from textual.message import Message
 from textual.widgets import DataTable, Static
 
-from ...core.fmt import value as fmt_value
-from ...core.study_text import describe, stage_notes, winner_text
-from ...core.study_text import num as _num
-from ...core.study_text import values_text as _values
+from ...core.show.fmt import value as fmt_value
+from ...core.show.study_text import describe, stage_notes, winner_text
+from ...core.show.study_text import num as _num
+from ...core.show.study_text import values_text as _values
 
 NO_STUDY = ("no [[study]] in experiments.toml — `unettui study new --template quick` creates one\n\n"
             "A study tunes one hyper-parameter family per stage (learning rate, then scheduler, ...) and "

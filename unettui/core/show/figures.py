@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from .store import atomic_write_bytes
+from ..runs.store import atomic_write_bytes
 
 # Okabe-Ito colour-blind-safe palette (yellow darkened so it reads on white); series cycle through it.
 PALETTE: tuple[tuple[int, int, int], ...] = (

@@ -26,7 +26,7 @@ Suggestions, all read from the smoothed loss:
   bottom of the curve. ``min_div_10`` is reported next to it as the conservative alternative; when there
   are too few points for a slope, ``suggested`` falls back to it.
 
-Everything is throwaway: the model and optimizer are built by a :class:`~unettui.core.train.Trainer`
+Everything is throwaway: the model and optimizer are built by a :class:`~unettui.core.learn.train.Trainer`
 (the same data on the device, the same model, loss, optimizer, augmentation and autocast as a real run)
 and nothing is written to ``runs/``. The config's own ``lr`` and scheduler are not used: the ramp sets
 the rate before every step. Every step sees a full batch (the training images are shuffled each pass
@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-from .config import Config
+from ..define.config import Config
 
 MIN_STEPS = 5  # the divergence test waits this many steps (the first smoothed values are the least reliable)
 SKIP_START = 0.1  # share of the first points left out when looking for the steepest descent

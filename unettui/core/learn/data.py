@@ -12,7 +12,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .dataset_id import IMAGE_EXTENSIONS, LOSSY_EXTENSIONS, MIN_SYNTHETIC_SIZE, SYNTHETIC_KINDS, image_files
+from .dataset_id import (
+    IMAGE_EXTENSIONS,
+    LOSSY_EXTENSIONS,
+    MIN_SYNTHETIC_SIZE,
+    SYNTHETIC_KINDS,
+    image_files,
+)
 
 __all__ = [
     "DatasetError",
@@ -576,7 +582,7 @@ def _short_reason(exc: BaseException) -> str:
 
 
 def _read(path: Path) -> np.ndarray:
-    import imageio.v3 as iio  # local import: keeps `import unettui.core.data` light
+    import imageio.v3 as iio  # local import: keeps `import unettui.core.learn.data` light
 
     try:
         size = path.stat().st_size

@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .config import check_image_size
+from ..define.config import check_image_size
 from .losses import make_loss
 from .model import SeededDropout, UNet, check_generator
 from .optim import make_optimizer

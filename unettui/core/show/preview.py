@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from .store import atomic_write_bytes
+from ..runs.store import atomic_write_bytes
 
 TILE_MIN = 128  # PNG tiles are upscaled (nearest) to at least this many pixels
 GAP = 2

@@ -7,9 +7,9 @@ import math
 from pathlib import Path
 from typing import Any
 
+from ..runs.store import RunStore
 from .figures import bar_chart, image_grid, line_chart
 from .fmt import value as fmt_value
-from .store import RunStore
 
 __all__ = ["write_study_figures"]
 

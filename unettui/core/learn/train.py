@@ -13,9 +13,21 @@ from typing import Any, Callable, ContextManager
 
 import torch
 
-from .. import __version__
+from ... import __version__
+from ..define.config import Config, definition_changes, describe_changes
+from ..runs.store import (
+    CHECKPOINT,
+    CONFIG,
+    METRICS,
+    SUMMARY,
+    Run,
+    append_jsonl,
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_text,
+)
+from ..show.preview import PREVIEW_FILES, save_preview
 from .augment import AugmentSpec, augment_batch
-from .config import Config, definition_changes, describe_changes
 from .data import equalize_histogram, load_dataset, split_indices
 from .dataset_id import count_images, data_id, is_synthetic
 from .feasible import machine_memory
@@ -24,8 +36,6 @@ from .losses import make_loss
 from .metrics import confusion_counts, dice_from_counts, iou_from_counts
 from .model import UNet
 from .optim import Schedule, make_optimizer
-from .preview import PREVIEW_FILES, save_preview
-from .store import CHECKPOINT, CONFIG, METRICS, SUMMARY, Run, append_jsonl, atomic_write_bytes, atomic_write_json, atomic_write_text
 
 
 class Diverged(RuntimeError):

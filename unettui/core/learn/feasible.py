@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import os
 
-from .config import Config
+from ..define.config import Config
 
 # Training memory per image is about this many times the activations autograd keeps for the backward pass (the
 # gradients of those activations, and temporaries). Measured on the CPU: the formula in _activation_floats is within

@@ -8,8 +8,8 @@ import json
 import math
 from typing import Any
 
-from .config import KEYS
-from .queue import Queue
+from ..define.config import KEYS
+from ..define.queue import Queue
 from .status import Row, collect
 from .store import RunStore
 

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .config import _is_int, check_image_size
+from ..define.config import _is_int, check_image_size
 
 __all__ = ["UNet", "ConvBlock", "SeededDropout", "dropout_mask", "check_image_size", "count_parameters"]
 
@@ -18,7 +18,7 @@ def dropout_mask(shape, p: float, generator: torch.Generator, dtype: torch.dtype
 
     Drawn as one contiguous tensor from ``generator`` (``bernoulli_(1-p)``, then ``div_(1-p)``), so the
     same generator state gives the same mask whatever the memory format of the activations. A pack
-    (unettui.core.pack) draws each member's mask with exactly these two ops from the member's own
+    (unettui.core.learn.pack) draws each member's mask with exactly these two ops from the member's own
     generator, which is what makes a packed member's dropout equal to its solo run's.
     """
     return torch.empty(shape, dtype=dtype, device=device).bernoulli_(1.0 - p, generator=generator).div_(1.0 - p)

@@ -34,11 +34,21 @@ else:  # pragma: no cover
 import tomlkit
 from filelock import FileLock, Timeout
 
+from ..runs.status import State, judge_run
+from ..runs.store import RunStore, atomic_write_text
 from .config import DEFAULTS, ConfigError, check_key, coerce, flatten, key_to_field
-from .queue import MAX_ID, MAX_SWEEP, QUEUE_FILE, Experiment, Queue, QueueError, load_queue, parse_queue, safe_id
+from .queue import (
+    MAX_ID,
+    MAX_SWEEP,
+    QUEUE_FILE,
+    Experiment,
+    Queue,
+    QueueError,
+    load_queue,
+    parse_queue,
+    safe_id,
+)
 from .queue import sweep_prefix as queue_sweep_prefix
-from .status import State, judge_run
-from .store import RunStore, atomic_write_text
 
 SWEEP_CONFIRM = 100  # a sweep of more experiments than this needs confirm_large=True (the CLI: --yes)
 MAX_RANGE = 10_000  # values one START..STOP:N range may give

@@ -46,9 +46,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..runs.status import DataIds, State, judge_run
+from ..runs.store import FINISHED, short_of
 from .config import KEYS, Config, ConfigError, _nearest, build_config, coerce, flatten
-from .status import DataIds, State, judge_run
-from .store import FINISHED, short_of
 
 STUDY_KEYS = ("id", "metric", "direction", "stage")
 STAGE_KEYS = ("name", "pin", "halving", "lr_search")

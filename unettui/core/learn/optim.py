@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .config import Config
+from ..define.config import Config
 
 
 def make_optimizer(cfg: Config, params) -> torch.optim.Optimizer:

@@ -14,13 +14,13 @@ from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
-from .config import Config, definition_changes, describe_changes
-from .dataset_id import DataId, data_id
+from ..define.config import Config, definition_changes, describe_changes
+from ..learn.dataset_id import DataId, data_id
 from .store import (ARCHIVING, CONFIG, HEARTBEAT_TIMEOUT, METRICS, RUNS_DIR, STATUS, SUMMARY, Run, RunStore,
                     claim_alive, read_json, read_json_checked, read_jsonl_checked, short_of)
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .queue import Experiment, Queue
+    from ..define.queue import Experiment, Queue
 
 
 class State(str, Enum):

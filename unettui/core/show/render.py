@@ -10,7 +10,7 @@ Two pixel geometries are used, both for terminal cells about twice as tall as th
   pixel as background, so one character covers one pixel column and two pixel rows and pixels stay
   square;
 - ASCII: one character covers ``step`` pixel columns and ``2 * step`` pixel rows (the layout of
-  :func:`unettui.core.preview.ascii_overlay`).
+  :func:`unettui.core.show.preview.ascii_overlay`).
 
 Downsampling to a target width: colour panels are shrunk by area averaging to exactly that width (the
 overlay averages the colours of its pixels, so a cell with a few missed pixels gets a tint of the missed

@@ -97,7 +97,7 @@ def load_queue(project: Path) -> Queue:
         raise QueueError(f"{path}: not valid TOML: {exc}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise QueueError(f"{path}: cannot be read: {exc}") from None
-    from .store import RunStore
+    from ..runs.store import RunStore
 
     return parse_queue(data, path, store=RunStore(path.parent))
 

@@ -9,7 +9,7 @@ from typing import Iterator
 
 import torch
 
-from .config import Config
+from ..define.config import Config
 from .train import Trainer, resolve_device
 
 
