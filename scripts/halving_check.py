@@ -22,8 +22,8 @@ def main(project: Path, study_id: str, stage_name: str) -> int:
     from unettui.core.define.study import (
         ConfigScore,
         RunScore,
-        _metric_value,
-        _score,
+        metric_value,
+        score,
         choose,
     )
     from unettui.core.learn.train import Trainer
@@ -55,9 +55,9 @@ def main(project: Path, study_id: str, stage_name: str) -> int:
                     result = Trainer(q.get(r.id).config, project).fit(scratch.run(r.id))
                     summary = result.summary
                     extra_epochs += int(summary["epochs_done"]) - before
-                runs.append(RunScore(r.id, r.fraction, "done", _metric_value(summary, metric), summary))
+                runs.append(RunScore(r.id, r.fraction, "done", metric_value(summary, metric), summary))
             cs = ConfigScore(values=c.values, runs=runs)
-            _score(cs)
+            score(cs)
             full.append(cs)
     seconds = time.perf_counter() - t0
     print(f"study {study_id}, stage {stage_name}: {len(st.configs)} configurations, rungs {st.rungs}, metric {metric}")

@@ -208,7 +208,7 @@ def test_cuda_out_of_memory_is_recorded_with_what_to_do():
     import torch
 
     from unettui.core.define.config import Config
-    from unettui.core.define.queue import Experiment
+    from unettui.core.define.experiment import Experiment
     from unettui.runner import _describe_failure
 
     exp = Experiment(id="big", origin="[[experiment]] 'big'", config=Config(batch_size=64, image_size=256))

@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.conftest import TINY_DEFAULTS
-from unettui.cli import inspect_cmds
+from unettui.cli import logs_cmd
 from unettui.cli.app import app
 from unettui.core.runs.store import HOST
 from unettui.core.show.render import ASCII_PANELS_LEGEND, BLOCKS
@@ -267,7 +267,7 @@ def _running_run(tmp_path):
 
 
 def test_logs_follow_until_the_run_ends(tmp_path, monkeypatch):
-    monkeypatch.setattr(inspect_cmds, "POLL_SECONDS", 0.02)
+    monkeypatch.setattr(logs_cmd, "POLL_SECONDS", 0.02)
     p, run, status = _running_run(tmp_path)
 
     def writer():
@@ -296,7 +296,7 @@ def test_logs_follow_ctrl_c_exits_0(tmp_path, monkeypatch):
     def interrupt(_):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(inspect_cmds.time, "sleep", interrupt)
+    monkeypatch.setattr(logs_cmd.time, "sleep", interrupt)
     out = invoke("logs", "r", "-p", str(p), "--follow")
     assert out.exit_code == 0 and out.stdout == "first\n"
 

@@ -10,6 +10,14 @@ from pathlib import Path
 import pytest
 
 from unettui.core.define import edit
+
+from unettui.core.define import init
+
+from unettui.core.runs import retry as retry_mod
+
+from unettui.core.define import setvalues
+
+from unettui.core.define import tomltext
 from unettui.core.define.config import ConfigError
 from unettui.core.define.edit import EditError, LargeSweep
 from unettui.core.define.queue import load_queue
@@ -75,12 +83,12 @@ def ids(proj):
     ("2024-05-01", "2024-05-01"), ("[1, 2]", [1, 2]), (" adam ", "adam"), ("", ""),
 ])
 def test_parse_value(raw, value):
-    got = edit.parse_value(raw)
+    got = setvalues.parse_value(raw)
     assert got == value and type(got) is type(value)
 
 
 def test_parse_assignments():
-    got = edit.parse_assignments(["lr=1e-4", "optimizer=adam", "augment.histeq=True", "dataset=2024", "epochs = 5"])
+    got = setvalues.parse_assignments(["lr=1e-4", "optimizer=adam", "augment.histeq=True", "dataset=2024", "epochs = 5"])
     assert got == {"lr": 1e-4, "optimizer": "adam", "augment.histeq": True, "dataset": "2024", "epochs": 5}
     assert type(got["epochs"]) is int
 
@@ -96,13 +104,13 @@ def test_parse_assignments():
 ])
 def test_parse_assignments_errors(item, message):
     with pytest.raises(ConfigError) as err:
-        edit.parse_assignments([item])
+        setvalues.parse_assignments([item])
     assert str(err.value).startswith("--set: ") and message in str(err.value) and "\n" not in str(err.value)
 
 
 def test_parse_assignments_twice():
     with pytest.raises(ConfigError, match="lr: given twice"):
-        edit.parse_assignments(["lr=1", "lr=2"])
+        setvalues.parse_assignments(["lr=1", "lr=2"])
 
 
 @pytest.mark.parametrize("raw, values", [
@@ -119,7 +127,7 @@ def test_parse_assignments_twice():
     (" 1 .. 2 : 2 ", [1, 2]),
 ])
 def test_expand_range(raw, values):
-    got = edit.expand_range(raw, "x")
+    got = setvalues.expand_range(raw, "x")
     assert got == values
     assert [type(v) for v in got] == [type(v) for v in values]
 
@@ -132,27 +140,27 @@ def test_expand_range(raw, values):
 ])
 def test_expand_range_errors(raw, message):
     with pytest.raises(ConfigError) as err:
-        edit.parse_sweep_value("lr", raw)
+        setvalues.parse_sweep_value("lr", raw)
     assert str(err.value).startswith("--set: lr: ") and message in str(err.value)
     assert "START..STOP:logN" in str(err.value) or "log range" in str(err.value)
 
 
 def test_sweep_values():
-    got = edit.parse_sweep_assignments(["optimizer=adam,sgd", "lr=1e-4..1e-2:log3", "epochs=5",
+    got = setvalues.parse_sweep_assignments(["optimizer=adam,sgd", "lr=1e-4..1e-2:log3", "epochs=5",
                                         "augment.hflip=[0, 0.5]", "dropout=0,0.1..0.3:3", "dataset=a,b"])
     assert got == {"optimizer": ["adam", "sgd"], "lr": [1e-4, 1e-3, 1e-2], "epochs": 5, "augment.hflip": [0, 0.5],
                    "dropout": [0, 0.1, 0.2, 0.3], "dataset": ["a", "b"]}
-    assert edit.sweep_size(got) == 2 * 3 * 2 * 4 * 2
+    assert setvalues.sweep_size(got) == 2 * 3 * 2 * 4 * 2
     with pytest.raises(ConfigError, match="value 0.001 appears twice"):
-        edit.parse_sweep_value("lr", "1e-3,0.001")
+        setvalues.parse_sweep_value("lr", "1e-3,0.001")
     with pytest.raises(ConfigError, match="empty value"):
-        edit.parse_sweep_value("lr", "1e-3,")
+        setvalues.parse_sweep_value("lr", "1e-3,")
     with pytest.raises(ConfigError, match="unknown value 'adamm'"):
-        edit.parse_sweep_value("optimizer", "adam,adamm")
+        setvalues.parse_sweep_value("optimizer", "adam,adamm")
 
 
 def test_format_value():
-    assert [edit.format_value(v) for v in (1e-4, 2.5e-5, 0.001, 0.5, 20.0, 1e6, 3, True, "a\"b", [1e-4, "x"])] == [
+    assert [setvalues.format_value(v) for v in (1e-4, 2.5e-5, 0.001, 0.5, 20.0, 1e6, 3, True, "a\"b", [1e-4, "x"])] == [
         "1e-4", "2.5e-5", "0.001", "0.5", "20.0", "1e6", "3", "true", '"a\\"b"', '[1e-4, "x"]']
 
 
@@ -295,10 +303,10 @@ def test_remove_refusals_leave_the_file_alone(proj, wanted, message):
 def test_scanner_is_not_fooled_by_multiline_values():
     lines = ('[[experiment]]\nid = "x"\nnote = """\n[[sweep]]\n# not a comment\n"""\nv = [\n  [1, 2],\n  "]",\n]\n'
              '# own\n\n# free\n\n[defaults]\n').splitlines(keepends=True)
-    kinds = [k.kind for k in edit._scan(lines)]
+    kinds = [k.kind for k in tomltext.scan(lines)]
     assert kinds == ["header", "content", "content", "content", "content", "content", "content", "content", "content",
                      "content", "comment", "blank", "comment", "blank", "header"]
-    assert edit._spans(edit._scan(lines)) == {"experiment": [(0, 11)], "sweep": [], "study": []}
+    assert tomltext.spans(tomltext.scan(lines)) == {"experiment": [(0, 11)], "sweep": [], "study": []}
 
 
 # ---- retry --------------------------------------------------------------------------------
@@ -317,15 +325,15 @@ def test_retry_archives_failed_and_named_runs(proj):
     failed = make_run(proj, "opt-sgd", "failed", error="diverged")
     done = make_run(proj, "a", "done")
     interrupted = make_run(proj, "opt-adam", "interrupted")
-    assert edit.retry(proj, failed=True) == ["opt-sgd"]
+    assert retry_mod.retry(proj, failed=True) == ["opt-sgd"]
     assert failed.state() == "queued" and not (failed.path / "checkpoint.pt").exists()
     log = (failed.path / "attempts" / "1" / "run.log").read_text()
     assert "attempt ended failed\n" in log and log.endswith("archived as attempt 1: retried by `unettui retry`\n")
     assert failed.attempts()[0].joinpath("status.json").exists()
     assert done.state() == "done" and interrupted.state() == "interrupted"  # --failed picks failed runs only
-    assert edit.retry(proj, ["a", "opt-adam"]) == ["a", "opt-adam"]
+    assert retry_mod.retry(proj, ["a", "opt-adam"]) == ["a", "opt-adam"]
     assert done.state() == "queued" and interrupted.state() == "queued"
-    assert edit.retry(proj, failed=True) == []
+    assert retry_mod.retry(proj, failed=True) == []
     assert text(proj) == QUEUE
 
 
@@ -342,15 +350,15 @@ def test_retry_refusals_change_nothing(proj, wanted, message):
     make_run(proj, "running", "running")
     make_run(proj, "gone", "failed")
     with pytest.raises(EditError) as err:
-        edit.retry(proj, wanted)
+        retry_mod.retry(proj, wanted)
     assert message in str(err.value)
     assert failed.state() == "failed" and failed.attempts() == []
 
 
 def test_retry_before_any_run_leaves_no_runs_folder(proj):
-    assert edit.retry(proj, failed=True) == []
+    assert retry_mod.retry(proj, failed=True) == []
     with pytest.raises(EditError, match="has not run yet"):
-        edit.retry(proj, ["a"])
+        retry_mod.retry(proj, ["a"])
     assert not (proj / "runs").exists()
 
 
@@ -358,26 +366,26 @@ def test_retry_before_any_run_leaves_no_runs_folder(proj):
 
 
 def test_init_writes_a_valid_commented_queue_and_never_overwrites(tmp_path):
-    path = edit.init_project(tmp_path / "new" / "study")
+    path = init.init_project(tmp_path / "new" / "study")
     q = load_queue(path.parent)
     assert [e.id for e in q.experiments] == ["baseline"] and not q.problems
     assert "# [[sweep]]" in path.read_text() and path.read_text().startswith("# unettui queue")
     path.write_text("mine")
     with pytest.raises(EditError, match="experiments.toml already exists"):
-        edit.init_project(path.parent)
+        init.init_project(path.parent)
     assert path.read_text() == "mine"
     with pytest.raises(EditError, match="is a file, not a folder"):
-        edit.init_project(path)
+        init.init_project(path)
 
 
 def test_init_replaces_the_empty_file_a_killed_init_left(tmp_path):
     """The starter is written whole (temp file + rename); an empty or blank experiments.toml holds nothing of the
     user's and is replaced instead of refused."""
     (tmp_path / "experiments.toml").write_text("")
-    path = edit.init_project(tmp_path)
+    path = init.init_project(tmp_path)
     assert [e.id for e in load_queue(tmp_path).experiments] == ["baseline"]
     path.write_text("  \n")
-    edit.init_project(tmp_path)
+    init.init_project(tmp_path)
     assert path.read_text().startswith("# unettui queue")
     assert not list(tmp_path.glob(".experiments.toml.*.tmp"))
 

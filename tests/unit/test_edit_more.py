@@ -3,6 +3,8 @@
 import pytest
 
 from unettui.core.define import edit
+
+from unettui.core.define import setvalues
 from unettui.core.define.config import ConfigError
 from unettui.core.define.edit import EditError
 from unettui.core.define.queue import load_queue
@@ -186,11 +188,11 @@ def test_duplicate_refusals(proj):
 
 
 def test_parse_setting_reads_like_the_cli():
-    assert edit.parse_setting("lr", "1e-4", "form") == 1e-4
-    assert edit.parse_setting("dataset", "2024", "form") == "2024"
-    assert edit.parse_setting("augment.histeq", "True", "form") is True
+    assert setvalues.parse_setting("lr", "1e-4", "form") == 1e-4
+    assert setvalues.parse_setting("dataset", "2024", "form") == "2024"
+    assert setvalues.parse_setting("augment.histeq", "True", "form") is True
     with pytest.raises(ConfigError) as err:
-        edit.parse_setting("lr", "fast", "form")
+        setvalues.parse_setting("lr", "fast", "form")
     assert str(err.value) == "form: lr: must be a number, got 'fast'"
     with pytest.raises(ConfigError, match="not filesystem-safe"):
         edit.check_id("a b")

@@ -262,7 +262,8 @@ KILL_AFTER_FIRST_MOVE = textwrap.dedent("""
         return real(src, dst)
     os.replace = replace
     from unettui.core.define import edit
-    edit.retry(Path(sys.argv[1]), [sys.argv[2]])
+    from unettui.core.runs import retry as retry_mod
+    retry_mod.retry(Path(sys.argv[1]), [sys.argv[2]])
 """)
 
 

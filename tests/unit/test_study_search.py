@@ -6,7 +6,8 @@ import json
 import pytest
 
 from unettui.core.define.queue import load_queue
-from unettui.core.define.study import Halving, _next_multiplier, metric_at
+from unettui.core.define.study import next_multiplier, metric_at
+from unettui.core.define.study_parse import Halving
 from unettui.core.runs.store import RunStore, atomic_write_json
 
 
@@ -38,15 +39,15 @@ def stage(q, name, study="s"):
 
 # ---- the bisection --------------------------------------------------------------------------------------
 def test_bisection_halves_toward_the_better_end():
-    assert _next_multiplier({1: 0.90, 10: 0.50}, 3, "max") == 5  # [1, 10] -> mid 5
-    assert _next_multiplier({1: 0.90, 10: 0.50, 5: 0.95}, 3, "max") == 3  # best mid, lo better than hi: [1, 5]
-    assert _next_multiplier({1: 0.90, 10: 0.50, 5: 0.95, 3: 0.93}, 3, "max") == 4  # hi best: [3, 5]
-    assert _next_multiplier({1: 0.90, 10: 0.50, 5: 0.95, 3: 0.93, 4: 0.96}, 3, "max") is None  # [4, 5]: done
-    assert _next_multiplier({1: 0.90, 10: 0.50, 5: 0.95}, 1, "max") is None  # steps spent
-    assert _next_multiplier({1: 0.90}, 3, "max") == 9  # the top power of ten: 9 is the first new run
-    assert _next_multiplier({1: 0.5, 10: 0.9}, 3, "max") == 5 and _next_multiplier({1: 0.5, 10: 0.9, 5: 0.6}, 3, "max") == 7
-    assert _next_multiplier({1: 0.2, 10: 0.9, 5: 0.1}, 3, "min") == 3  # losses: smaller is better
-    assert _next_multiplier({1: None, 10: 0.5}, 3, "max") == 5  # a failed run scores -inf
+    assert next_multiplier({1: 0.90, 10: 0.50}, 3, "max") == 5  # [1, 10] -> mid 5
+    assert next_multiplier({1: 0.90, 10: 0.50, 5: 0.95}, 3, "max") == 3  # best mid, lo better than hi: [1, 5]
+    assert next_multiplier({1: 0.90, 10: 0.50, 5: 0.95, 3: 0.93}, 3, "max") == 4  # hi best: [3, 5]
+    assert next_multiplier({1: 0.90, 10: 0.50, 5: 0.95, 3: 0.93, 4: 0.96}, 3, "max") is None  # [4, 5]: done
+    assert next_multiplier({1: 0.90, 10: 0.50, 5: 0.95}, 1, "max") is None  # steps spent
+    assert next_multiplier({1: 0.90}, 3, "max") == 9  # the top power of ten: 9 is the first new run
+    assert next_multiplier({1: 0.5, 10: 0.9}, 3, "max") == 5 and next_multiplier({1: 0.5, 10: 0.9, 5: 0.6}, 3, "max") == 7
+    assert next_multiplier({1: 0.2, 10: 0.9, 5: 0.1}, 3, "min") == 3  # losses: smaller is better
+    assert next_multiplier({1: None, 10: 0.5}, 3, "max") == 5  # a failed run scores -inf
 
 
 def test_halving_rungs():
@@ -61,6 +62,30 @@ def test_metric_at_reads_the_history_up_to_an_epoch():
     assert metric_at(h, "best_val_dice", 2) == 0.6 and metric_at(h, "best_val_dice", 1) == 0.2
     assert metric_at(h, "final_val_dice", 3) == 0.4 and metric_at(h, "best_val_loss", 3) == 0.5
     assert metric_at(h, "best_val_dice", 0) is None
+
+
+def test_best_val_loss_is_the_val_loss_of_the_best_dice_epoch_everywhere():
+    """summary.json's best_val_loss is the val loss at the best-Dice epoch, not the lowest val loss; a halving
+    rung (metric_at) must rank by the same number the final summary has."""
+    h = [{"epoch": 1, "val_dice": 0.30, "val_loss": 0.40}, {"epoch": 2, "val_dice": 0.70, "val_loss": 0.55},
+         {"epoch": 3, "val_dice": 0.70, "val_loss": 0.35}, {"epoch": 4, "val_dice": 0.50, "val_loss": 0.20}]
+    assert metric_at(h, "best_val_loss", 4) == 0.55  # epoch 2: the first with the highest Dice; the lowest is 0.20
+    assert metric_at(h, "best_val_loss", 1) == 0.40
+
+    from unettui.core.define.config import Config
+    from unettui.core.learn.train import Trainer
+
+    cfg = Config(dataset="synthetic:nuclei", num_images=16, image_size=32, base_channels=4, depth=2, epochs=5,
+                 batch_size=4, device="cpu", lr=3e-3)
+    trainer = Trainer(cfg)
+    summary = trainer.fit().summary
+    history = trainer.history
+    assert summary["best_val_loss"] == metric_at(history, "best_val_loss", 5)
+    assert summary["best_val_dice"] == metric_at(history, "best_val_dice", 5)
+    lowest = min(r["val_loss"] for r in history)
+    best_epoch_loss = next(r["val_loss"] for r in history if r["epoch"] == summary["best_epoch"])
+    assert summary["best_val_loss"] == best_epoch_loss
+    assert lowest <= best_epoch_loss  # (equal only when the best-Dice epoch also has the lowest loss)
 
 
 # ---- learning-rate search -------------------------------------------------------------------------------

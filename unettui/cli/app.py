@@ -271,10 +271,13 @@ def bench(
 
 # the other command groups register themselves on the same app
 from . import (  # noqa: E402,F401
-    inspect_cmds,
-    lrfind_cmd,  # noqa: E402,F401
+    check_cmd,
+    logs_cmd,
+    lrfind_cmd,
+    ls_cmd,
     queue_cmds,
-    study_cmds,  # noqa: E402,F401
+    show_cmd,
+    study_cmds,
 )
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -74,3 +76,89 @@ def write_output(path: Path | None, text: str, done: str) -> None:
     except OSError as exc:
         fail(f"cannot write {path}: {exc.strerror or exc}")
     typer.echo(done, err=True)
+
+
+# ---- what the commands that look at the queue and runs share -----------------------------------------
+
+
+def make_console(colour: bool | None = None):
+    from rich.console import Console
+
+    if colour is False:
+        return Console(highlight=False, no_color=True, color_system=None)
+    return Console(highlight=False)
+
+
+def queue_and_store(project: Path):
+    """The queue (None when there is no usable queue file but runs/ exists) and the run store."""
+    from ..core.runs.store import RunStore
+
+    queue = load_queue_or_fail(project, required=False)
+    if queue is None and not (project / "runs").is_dir():
+        load_queue_or_fail(project)  # says why and exits 2
+    return queue, RunStore(project)
+
+
+def known_ids(queue, store) -> list[str]:
+    ids = [e.id for e in queue.experiments] if queue else []
+    return ids + [r.id for r in store.runs() if r.id not in set(ids)]
+
+
+def resolve(exp_id: str, queue, store):
+    """(experiment or None, run) for ``exp_id``; an id that is neither in the queue nor in runs/ fails with the nearest ids."""
+    exp = queue.get(exp_id) if queue else None
+    run = store.run(exp_id)
+    if exp is None and not run.exists():
+        from ..core.define.names import nearest_ids
+
+        ids = known_ids(queue, store)
+        hint = nearest_ids(exp_id, ids) if ids else "the queue is empty"
+        if not hint.startswith("did you mean") and ids:
+            hint = "`unettui ls` lists the experiments"
+        fail(f"unknown experiment '{exp_id}'; {hint}")
+    return exp, run
+
+
+def one_line(text: Any, limit: int | None = None) -> str:
+    s = " ".join(str(text).split())
+    if limit and len(s) > limit:
+        s = s[: limit - 1] + "…"
+    return s
+
+
+def fmt_number(v: Any, digits: int = 4) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, bool):
+        return str(v).lower()
+    if isinstance(v, (int, float)):
+        f = float(v)
+        if math.isnan(f):
+            return "nan"
+        if math.isinf(f):
+            return "inf" if f > 0 else "-inf"
+        return f"{f:.{digits}f}"
+    return str(v)
+
+
+def fmt_lr(v: Any) -> str:
+    return f"{float(v):.3g}" if isinstance(v, (int, float)) and not isinstance(v, bool) else "-"
+
+
+def best_of(metrics: list[dict[str, Any]], summary: dict[str, Any] | None) -> tuple[float | None, int | None]:
+    """Best val Dice and its epoch: from summary.json, else from the epochs recorded so far."""
+    if summary and isinstance(summary.get("best_val_dice"), (int, float)):
+        return float(summary["best_val_dice"]), summary.get("best_epoch")
+    best = None
+    for rec in metrics:
+        v = rec.get("val_dice")
+        if isinstance(v, (int, float)) and math.isfinite(v) and (best is None or v > best[0]):
+            best = (float(v), rec.get("epoch"))
+    return best if best else (None, None)
+
+
+def as_dict(obj: Any) -> dict[str, Any]:
+    """A JSON file's content when it is an object, else {} (missing, torn, or not an object)."""
+    return obj if isinstance(obj, dict) else {}
+
+

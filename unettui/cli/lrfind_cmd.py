@@ -74,7 +74,7 @@ def lr_find(
     Example: unettui lr-find adam-1e-3 --optimizer adam --optimizer sgd --steps 100
     """
     from ..core.define.config import ConfigError, build_config, coerce
-    from ..core.define.edit import parse_assignments
+    from ..core.define.setvalues import parse_assignments
 
     base = _base_config(project, exp_id)
     try:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import sys
 from typing import Any, TextIO
 
-from ..core.define.queue import Experiment, Queue
+from ..core.define.experiment import Experiment
+from ..core.define.queue import Queue
 from ..core.runs.status import TRAINABLE, Row, counts_text
 
 

@@ -48,7 +48,7 @@ def init(
 
     Example: unettui init my-study
     """
-    from ..core.define.edit import init_project
+    from ..core.define.init import init_project
 
     if directory is not None and str(project) != "." and directory.resolve() != project.resolve():
         fail(f"two folders given ({directory} and --project {project}); give one")
@@ -69,7 +69,8 @@ def add(
 
     Example: unettui add --set optimizer=sgd --set lr=1e-2 --set augment.rotate=20
     """
-    from ..core.define.edit import add_experiment, parse_assignments
+    from ..core.define.edit import add_experiment
+    from ..core.define.setvalues import parse_assignments
 
     with _errors():
         values = parse_assignments(sets or [])
@@ -78,7 +79,7 @@ def add(
 
 
 def _show(values: dict, keys) -> str:
-    from ..core.define.edit import format_value
+    from ..core.define.setvalues import format_value
 
     return " ".join(f"{k}={v if isinstance(v, str) else format_value(v)}" for k, v in values.items() if k in keys)
 
@@ -97,14 +98,8 @@ def sweep(
 
     Example: unettui sweep --id opt --set optimizer=adam,sgd,adagrad --set lr=1e-4..1e-2:log3 --dry-run
     """
-    from ..core.define.edit import (
-        SWEEP_CONFIRM,
-        LargeSweep,
-        add_sweep,
-        expand_preview,
-        parse_sweep_assignments,
-        sweep_prefix,
-    )
+    from ..core.define.edit import SWEEP_CONFIRM, LargeSweep, add_sweep, expand_preview
+    from ..core.define.setvalues import parse_sweep_assignments, sweep_prefix
 
     with _errors():
         grid = parse_sweep_assignments(sets or [])
@@ -182,7 +177,7 @@ def retry(
 
     Example: unettui retry --failed
     """
-    from ..core.define.edit import retry as retry_runs
+    from ..core.runs.retry import retry as retry_runs
     from ..core.runs.store import RunStore
 
     with _errors():

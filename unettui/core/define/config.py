@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import hashlib
 import json
 import math
-import numbers
 from dataclasses import dataclass
 from typing import Any
+
+from .names import did_you_mean, is_int
 
 OPTIMIZERS = ("adam", "adamw", "adagrad", "adamax", "rmsprop", "sgd", "adadelta")
 SCHEDULERS = ("none", "step", "plateau", "cosine", "onecycle")
@@ -109,11 +109,6 @@ def _type_name(t: Any) -> str:
     return {"int": "an integer", "float": "a number", "str": "a string", "bool": "true or false"}[t]
 
 
-def _nearest(word: str, options: tuple[str, ...] | list[str]) -> str:
-    close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
-    return f"did you mean '{close[0]}'? " if close else ""
-
-
 def flatten(table: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     """Turn nested TOML tables ({'augment': {'rotate': 20}}) into dotted keys ('augment.rotate')."""
     out: dict[str, Any] = {}
@@ -128,7 +123,7 @@ def flatten(table: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def check_key(key: str, where: str) -> None:
     if key not in KEYS:
-        hint = _nearest(key, KEYS)
+        hint = did_you_mean(key, KEYS)
         raise ConfigError(where, key, f"unknown key; {hint.strip()}" if hint else f"unknown key; valid keys: {', '.join(KEYS)}")
 
 
@@ -157,7 +152,7 @@ def coerce(key: str, value: Any, where: str) -> Any:
 
 def _choice(key: str, value: str, options: tuple[str, ...], where: str) -> None:
     if value not in options:
-        raise ConfigError(where, key, f"unknown value {value!r}; {_nearest(value, options)}valid: {', '.join(options)}")
+        raise ConfigError(where, key, f"unknown value {value!r}; {did_you_mean(value, options)}valid: {', '.join(options)}")
 
 
 def _check_range(key: str, v: Any, where: str) -> None:
@@ -182,7 +177,7 @@ def _check_range(key: str, v: Any, where: str) -> None:
             kinds = ("ventricle", "nuclei")
             kind = v.split(":", 1)[1]
             if kind not in kinds:
-                raise ConfigError(where, key, f"unknown built-in dataset {v!r}; {_nearest(kind, kinds)}valid: synthetic:ventricle, synthetic:nuclei")
+                raise ConfigError(where, key, f"unknown built-in dataset {v!r}; {did_you_mean(kind, kinds)}valid: synthetic:ventricle, synthetic:nuclei")
     elif key in ("lr",):
         need(v > 0, "must be > 0")
         need(v <= MAX_LR, f"must be <= {MAX_LR:g} (a larger rate diverges in the first steps with every optimizer)")
@@ -214,10 +209,6 @@ def _check_range(key: str, v: Any, where: str) -> None:
         need(v >= 0, "must be >= 0")
 
 
-def _is_int(value: object) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
 def check_image_size(image_size: int, depth: int) -> str | None:
     """Return None if a UNet of ``depth`` poolings accepts ``image_size`` x ``image_size`` inputs, else a one-line reason.
 
@@ -227,11 +218,11 @@ def check_image_size(image_size: int, depth: int) -> str | None:
     The message names the nearest valid sizes, e.g.
     ``'image_size 100 is not divisible by 2**4 = 16 (depth 4): use 96 or 112, or change depth'``.
     """
-    if not _is_int(depth):
+    if not is_int(depth):
         return f"depth must be an integer, got {depth!r}"
     if depth < 1:
         return f"depth must be >= 1, got {depth}"
-    if not _is_int(image_size):
+    if not is_int(image_size):
         return f"image_size must be an integer, got {image_size!r}"
     step = 2**depth
     if image_size < step:

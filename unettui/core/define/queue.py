@@ -16,11 +16,14 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from .config import DEFAULTS, Config, ConfigError, build_config, coerce, flatten
+from .experiment import Experiment
+from .names import safe_id, slug
+from .study import StudyStatus, expand
+from .study_parse import parse_study
+from ..runs.store import RunStore
 
 QUEUE_FILE = "experiments.toml"
 TOP_LEVEL = ("defaults", "experiment", "sweep", "study")
-_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
-MAX_ID = 80
 MAX_SWEEP = 100_000  # experiments one sweep may expand to: beyond that, reading the queue itself takes minutes
 
 
@@ -29,61 +32,15 @@ class QueueError(ValueError):
 
 
 @dataclass
-class Experiment:
-    """One trainable experiment: its id, where it was defined, and its resolved config (or why it is invalid)."""
-
-    id: str
-    origin: str  # e.g. "[[sweep]] 'opt' (item 3 of 6)"
-    overrides: dict[str, Any] = field(default_factory=dict)  # keys set by this entry (on top of [defaults])
-    config: Config | None = None
-    error: ConfigError | None = None
-    budget: int | None = None  # train only to this epoch for now (a study stage's successive-halving rung)
-
-    @property
-    def target_epochs(self) -> int:
-        """The epoch this experiment is to be trained to now: its budget, or the config's epochs."""
-        assert self.config is not None
-        return self.config.epochs if self.budget is None else min(self.budget, self.config.epochs)
-
-    @property
-    def valid(self) -> bool:
-        return self.error is None
-
-
-@dataclass
 class Queue:
     path: Path
     defaults: Config
     experiments: list[Experiment]
     problems: list[ConfigError]  # every problem found, including those attached to experiments
-    studies: list[Any] = field(default_factory=list)  # core.study.StudyStatus of each valid [[study]], in file order
+    studies: list[StudyStatus] = field(default_factory=list)  # each valid [[study]], in file order
 
     def get(self, exp_id: str) -> Experiment | None:
         return next((e for e in self.experiments if e.id == exp_id), None)
-
-
-def safe_id(text: str) -> str:
-    """A filesystem-safe id: letters, digits, '.', '_' and '-' only; never empty or hidden."""
-    s = _SAFE.sub("-", text).strip("-.")
-    return (s or "experiment")[:MAX_ID]
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, bool):
-        return "on" if value else "off"
-    if isinstance(value, float):
-        # 1e+20 -> "1e20" (safe_id would turn the '+' into '-', naming 1e20 as 1e-20 and 1e6 like 1e-6)
-        return re.sub(r"e\+0*(\d)", r"e\1", f"{value:g}")
-    return str(value)
-
-
-def _slug(items: dict[str, Any]) -> str:
-    """Readable id fragment from keys: strings stand alone ('sgd'), numbers carry their key ('lr0.0001')."""
-    parts = []
-    for k, v in items.items():
-        short = k.split(".")[-1]
-        parts.append(_fmt(v) if isinstance(v, str) and not v.startswith(("synthetic:", "/", ".")) else f"{short}{_fmt(v)}")
-    return "-".join(parts)
 
 
 def load_queue(project: Path) -> Queue:
@@ -97,8 +54,6 @@ def load_queue(project: Path) -> Queue:
         raise QueueError(f"{path}: not valid TOML: {exc}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise QueueError(f"{path}: cannot be read: {exc}") from None
-    from ..runs.store import RunStore
-
     return parse_queue(data, path, store=RunStore(path.parent))
 
 
@@ -136,7 +91,7 @@ def parse_queue(data: dict[str, Any], path: Path, text: str | None = None, store
             raise QueueError(f"{path}: '{section}' must be an array of tables: [[{section}]]")
     # keep file order between [[experiment]] and [[sweep]] entries: tomllib loses it, so recover it from the text
     order = _entry_order(text, data)
-    studies: list[Any] = []
+    studies: list[StudyStatus] = []
     study_problems: list[ConfigError] = []
     for section, index, line in order:
         entry = data[section][index]
@@ -211,7 +166,7 @@ def _experiment(entry: dict[str, Any], index: int, defaults: Config, name: str, 
         exp_id = _entry_id(entry, f"{name} {origin}")
     except ConfigError as exc:
         return Experiment(id=f"invalid-experiment-{index + 1}", origin=origin, error=exc)
-    exp_id = exp_id or safe_id(_slug(values) or "baseline")
+    exp_id = exp_id or safe_id(slug(values) or "baseline")
     origin = f"[[experiment]] '{exp_id}'{at}" if "id" in entry else origin
     exp = Experiment(id=exp_id, origin=origin, overrides=values)
     try:
@@ -254,7 +209,7 @@ def _sweep(entry: dict[str, Any], index: int, defaults: Config, name: str, at: s
     out = []
     for n, combo in enumerate(combos, 1):
         varied = dict(zip(grid, combo))
-        exp_id = safe_id(f"{prefix}-{_slug(varied)}")
+        exp_id = safe_id(f"{prefix}-{slug(varied)}")
         exp = Experiment(id=exp_id, origin=f"{origin} (item {n} of {len(combos)})", overrides={**shared, **varied})
         try:
             exp.config = build_config(exp.overrides, f"{name} {origin} item {n}", defaults)
@@ -265,11 +220,9 @@ def _sweep(entry: dict[str, Any], index: int, defaults: Config, name: str, at: s
 
 
 def _study(entry: Any, index: int, defaults: Config, name: str, at: str, store: Any,
-           studies: list[Any], extra_problems: list[ConfigError]) -> list[Experiment]:
+           studies: list[StudyStatus], extra_problems: list[ConfigError]) -> list[Experiment]:
     """The experiments of one [[study]] so far (see core/study.py); an invalid study gives one invalid
     placeholder experiment carrying its first problem (the others go to the queue's problems)."""
-    from .study import expand, parse_study
-
     study, found = parse_study(entry, index, name, at)
     if study is None:
         sid = entry.get("id") if isinstance(entry, dict) else None

@@ -22,7 +22,7 @@ over fractions) are promoted and trained on from their checkpoints to ``min_epoc
 ``epochs``; the others are pruned where they stopped. The winner is the best of the last rung.
 ``lr_search = { from, to, steps }`` is the course study's learning-rate method, per configuration of the
 stage's grid (e.g. per optimizer): one run per power of ten from ``from`` to ``to``; once they are finished,
-a bisection over the integer multipliers of the best power (see :func:`_next_multiplier`), one run at a time.
+a bisection over the integer multipliers of the best power (see :func:`next_multiplier`), one run at a time.
 The best rate of each configuration is "tuned": a later stage's experiment that has that configuration
 (e.g. optimizer = "sgd") trains at that rate, unless the stage sets lr itself.
 
@@ -40,7 +40,6 @@ those matching the pin (the pinned one when the pin names every varied key).
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
 import math
 from dataclasses import dataclass, field
@@ -48,72 +47,12 @@ from typing import Any
 
 from ..runs.status import DataIds, State, judge_run
 from ..runs.store import FINISHED, short_of
-from .config import KEYS, Config, ConfigError, _nearest, build_config, coerce, flatten
+from .config import Config, ConfigError, build_config
+from .experiment import Experiment
+from .names import MAX_ID, id_value, safe_id, slug
+from .study_parse import Stage, Study, show_value
 
-STUDY_KEYS = ("id", "metric", "direction", "stage")
-STAGE_KEYS = ("name", "pin", "halving", "lr_search")
-METRICS = ("best_val_dice", "best_val_loss", "final_train_loss", "final_train_dice", "final_val_loss",
-           "final_val_dice", "final_val_iou")
-DIRECTIONS = ("max", "min")
 REL_TOL = 1e-9
-
-
-@dataclass(frozen=True)
-class Halving:
-    """Successive halving: every configuration trains to ``min_epochs``, the best 1/``eta`` go on to
-    ``min_epochs * eta`` epochs, and so on, until the survivors reach the run's full ``epochs``."""
-
-    min_epochs: int
-    eta: int = 3
-
-    def rungs(self, epochs: int) -> list[int]:
-        out, r = [], self.min_epochs
-        while r < epochs:
-            out.append(r)
-            r *= self.eta
-        return out + [epochs]
-
-
-@dataclass(frozen=True)
-class LrSearch:
-    """The study's learning-rate method: one run per power of ten from ``lo`` to ``hi``, then a bisection
-    over the integer multipliers 1..9 of the best power (at most ``steps`` more runs per configuration)."""
-
-    lo_exp: int
-    hi_exp: int
-    steps: int = 3
-
-    def decades(self) -> list[float]:
-        return [float(f"1e{e}") for e in range(self.lo_exp, self.hi_exp + 1)]
-
-
-@dataclass
-class Stage:
-    name: str
-    grid: dict[str, list[Any]]  # varied keys -> values (coerced), in file order
-    shared: dict[str, Any] = field(default_factory=dict)  # the stage's scalar keys
-    pin: dict[str, Any] | None = None
-    halving: Halving | None = None
-    lr_search: LrSearch | None = None
-    fractions: list[float] | None = None  # this stage's train_fraction list (instead of the study's)
-
-    @property
-    def kind(self) -> str:
-        return "lr-search" if self.lr_search else "halving" if self.halving else "grid"
-
-    def configurations(self) -> list[dict[str, Any]]:
-        return [dict(zip(self.grid, combo)) for combo in itertools.product(*self.grid.values())]
-
-
-@dataclass
-class Study:
-    id: str
-    metric: str
-    direction: str
-    fractions: list[float] | None  # None: one run per configuration
-    base: dict[str, Any]  # flat scalar keys on top of [defaults]
-    stages: list[Stage]
-    origin: str = ""  # "[[study]] 'opt' (line 12)"
 
 
 @dataclass
@@ -135,7 +74,7 @@ class ConfigScore:
     budget: int | None = None  # halving: the epoch its runs are to be trained to now
 
     def label(self) -> str:
-        return ", ".join(f"{k}={_show(v)}" for k, v in self.values.items())
+        return ", ".join(f"{k}={show_value(v)}" for k, v in self.values.items())
 
 
 @dataclass
@@ -182,220 +121,6 @@ class StudyStatus:
         return all(st.state == "done" for st in self.stages)
 
 
-def _show(v: Any) -> str:
-    if isinstance(v, float):
-        return f"{v:g}"
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    return str(v)
-
-
-# ---- parsing ----------------------------------------------------------------------------------------
-def _check_key(key: str, extra: tuple[str, ...], where: str) -> ConfigError | None:
-    if key in KEYS:
-        return None
-    hint = _nearest(key, list(KEYS) + list(extra)).strip()
-    return ConfigError(where, key, f"unknown key; {hint}" if hint else f"unknown key; valid: {', '.join(extra)} or a configuration key")
-
-
-def _fraction_list(v: list, where: str) -> list[float]:
-    """A train_fraction list: every configuration runs at each fraction, scored by the mean."""
-    if not v:
-        raise ConfigError(where, "train_fraction", "empty list: give at least one fraction, e.g. [0.4, 0.8]")
-    out = [coerce("train_fraction", x, where) for x in v]
-    if len(set(out)) != len(out):
-        raise ConfigError(where, "train_fraction", f"repeats a fraction: {v}")
-    return out
-
-
-def parse_study(entry: Any, index: int, file: str, at: str = "") -> tuple[Study | None, list[ConfigError]]:
-    """Validate one [[study]] table; returns (the study, []) or (None, every problem found)."""
-    problems: list[ConfigError] = []
-    origin = f"[[study]] #{index + 1}{at}"
-    if not isinstance(entry, dict):
-        return None, [ConfigError(f"{file} {origin}", None, "must be a table: [[study]]")]
-    raw_id = entry.get("id")
-    from .queue import safe_id  # late: queue imports this module
-
-    sid = None
-    if raw_id is None:
-        problems.append(ConfigError(f"{file} {origin}", "id", "required: a study needs an id, e.g. id = \"opt\" (its experiments' id prefix)"))
-    elif not isinstance(raw_id, str) or not raw_id.strip():
-        problems.append(ConfigError(f"{file} {origin}", "id", f"must be a non-empty string, got {raw_id!r}"))
-    elif safe_id(raw_id) != raw_id:
-        problems.append(ConfigError(f"{file} {origin}", "id", f"{raw_id!r} is not filesystem-safe; use letters, digits, '.', '_' and '-' (e.g. {safe_id(raw_id)!r})"))
-    else:
-        sid = raw_id
-        origin = f"[[study]] '{sid}'{at}"
-    where = f"{file} {origin}"
-
-    metric = entry.get("metric", "best_val_dice")
-    if metric not in METRICS:
-        problems.append(ConfigError(where, "metric", f"unknown metric {metric!r}; {_nearest(str(metric), METRICS)}valid (summary.json keys): {', '.join(METRICS)}"))
-    direction = entry.get("direction", "min" if "loss" in str(metric) else "max")
-    if direction not in DIRECTIONS:
-        problems.append(ConfigError(where, "direction", f"must be max or min, got {direction!r}"))
-
-    base: dict[str, Any] = {}
-    fractions: list[float] | None = None
-    for k, v in flatten({k: v for k, v in entry.items() if k not in STUDY_KEYS}).items():
-        err = _check_key(k, STUDY_KEYS, where)
-        if err:
-            problems.append(err)
-            continue
-        try:
-            if isinstance(v, list):
-                if k != "train_fraction":
-                    raise ConfigError(where, k, "a list at study level; lists (grids) belong in a [[study.stage]]; "
-                                                "only train_fraction may be a list here")
-                fractions = _fraction_list(v, where)
-            else:
-                base[k] = coerce(k, v, where)
-        except ConfigError as exc:
-            problems.append(exc)
-
-    raw_stages = entry.get("stage")
-    stages: list[Stage] = []
-    if not isinstance(raw_stages, list) or not raw_stages:
-        problems.append(ConfigError(where, "stage", "a study needs at least one [[study.stage]] with a grid, e.g. lr = [1e-4, 1e-3]"))
-        raw_stages = []
-    names: set[str] = set()
-    for j, raw in enumerate(raw_stages):
-        swhere = f"{where} stage #{j + 1}"
-        if not isinstance(raw, dict):
-            problems.append(ConfigError(swhere, None, "must be a table: [[study.stage]]"))
-            continue
-        name = raw.get("name")
-        if not isinstance(name, str) or not name.strip():
-            problems.append(ConfigError(swhere, "name", f"required: a stage needs a name, e.g. name = \"lr\" (got {name!r})"))
-            name = None
-        elif safe_id(name) != name:
-            problems.append(ConfigError(swhere, "name", f"{name!r} is not filesystem-safe; use letters, digits, '.', '_' and '-' (e.g. {safe_id(name)!r})"))
-            name = None
-        else:
-            swhere = f"{where} stage '{name}'"
-            if name in names:
-                problems.append(ConfigError(swhere, "name", f"duplicate stage name '{name}'; stage names must be unique within a study"))
-            names.add(name)
-        grid: dict[str, list[Any]] = {}
-        shared: dict[str, Any] = {}
-        stage_fractions: list[float] | None = None
-        for k, v in flatten({k: v for k, v in raw.items() if k not in STAGE_KEYS}).items():
-            err = _check_key(k, STAGE_KEYS, swhere)
-            if err:
-                problems.append(err)
-                continue
-            try:
-                if k == "train_fraction" and isinstance(v, list):
-                    # not a grid (the "best" fraction would always be the largest): this stage's fractions
-                    stage_fractions = _fraction_list(v, swhere)
-                elif isinstance(v, list):
-                    if not v:
-                        raise ConfigError(swhere, k, "empty list: a stage needs at least one value per key")
-                    vals = [coerce(k, x, swhere) for x in v]
-                    if len(set(map(repr, vals))) != len(vals):
-                        raise ConfigError(swhere, k, f"repeats a value: {v}")
-                    grid[k] = vals
-                else:
-                    shared[k] = coerce(k, v, swhere)
-            except ConfigError as exc:
-                problems.append(exc)
-        halving, lr_search = _parse_halving(raw.get("halving"), swhere, problems), _parse_lr_search(raw.get("lr_search"), swhere, problems)
-        if "lr_search" in raw and ("lr" in grid or "lr" in shared):
-            problems.append(ConfigError(swhere, "lr", "this stage searches the learning rate (lr_search): remove lr here"))
-        if halving and lr_search:
-            problems.append(ConfigError(swhere, "halving", "a learning-rate search stage cannot also use halving; "
-                                                           "put halving on a grid stage"))
-        if halving and "epochs" in grid:
-            problems.append(ConfigError(swhere, "halving", "successive halving needs one epochs for the whole stage; "
-                                                           "don't vary epochs here"))
-        if "lr_search" not in raw and not any(isinstance(v, list) for k, v in flatten(
-                {k: v for k, v in raw.items() if k not in STAGE_KEYS}).items() if k != "train_fraction"):
-            problems.append(ConfigError(swhere, None, "a stage needs at least one key with a list of values, e.g. lr = [1e-4, 1e-3], "
-                                                      "or an lr_search"))
-        pin = None
-        if "pin" in raw:
-            raw_pin = raw["pin"]
-            if not isinstance(raw_pin, dict) or not raw_pin:
-                problems.append(ConfigError(swhere, "pin", f"must be a table of varied keys, e.g. pin = {{ scheduler = \"plateau\" }}, got {raw_pin!r}"))
-            else:
-                pin = {}
-                for k, v in flatten(raw_pin).items():
-                    if k not in grid:
-                        varied = ", ".join(grid) or "none"
-                        problems.append(ConfigError(swhere, f"pin.{k}", f"this stage does not vary {k!r}; {_nearest(k, list(grid))}varied keys: {varied}"))
-                        continue
-                    try:
-                        val = coerce(k, v, swhere)
-                    except ConfigError as exc:
-                        problems.append(ConfigError(swhere, f"pin.{k}", exc.message))
-                        continue
-                    if val not in grid[k]:
-                        problems.append(ConfigError(swhere, f"pin.{k}", f"{_show(val)} is not in the stage's grid; valid: {', '.join(_show(x) for x in grid[k])}"))
-                        continue
-                    pin[k] = val
-        if name is not None:
-            stages.append(Stage(name=name, grid=grid, shared=shared, pin=pin, halving=halving, lr_search=lr_search,
-                                fractions=stage_fractions))
-    if problems or sid is None:
-        return None, problems
-    return Study(id=sid, metric=metric, direction=direction, fractions=fractions, base=base, stages=stages, origin=origin), []
-
-
-def _int_in(table: dict, key: str, default: int | None, low: int, where: str, what: str, problems: list) -> int | None:
-    v = table.get(key, default)
-    if isinstance(v, bool) or not isinstance(v, int) or v < low:
-        problems.append(ConfigError(where, what, f"{key} must be a whole number >= {low}, got {v!r}"))
-        return None
-    return v
-
-
-def _parse_halving(raw: Any, where: str, problems: list[ConfigError]) -> Halving | None:
-    if raw is None:
-        return None
-    example = "halving = { min_epochs = 4, eta = 3 }"
-    if not isinstance(raw, dict):
-        problems.append(ConfigError(where, "halving", f"must be a table, e.g. {example}; got {raw!r}"))
-        return None
-    for k in raw:
-        if k not in ("min_epochs", "eta"):
-            problems.append(ConfigError(where, f"halving.{k}", f"unknown key; {_nearest(k, ['min_epochs', 'eta'])}valid: min_epochs, eta"))
-            return None
-    if "min_epochs" not in raw:
-        problems.append(ConfigError(where, "halving.min_epochs", f"required: the epochs of the first rung, e.g. {example}"))
-        return None
-    n = len(problems)
-    lo = _int_in(raw, "min_epochs", None, 1, where, "halving.min_epochs", problems)
-    eta = _int_in(raw, "eta", 3, 2, where, "halving.eta", problems)
-    return Halving(lo, eta) if len(problems) == n else None  # type: ignore[arg-type]
-
-
-def _parse_lr_search(raw: Any, where: str, problems: list[ConfigError]) -> LrSearch | None:
-    if raw is None:
-        return None
-    example = "lr_search = { from = 1e-5, to = 1e-1, steps = 3 }"
-    if not isinstance(raw, dict):
-        problems.append(ConfigError(where, "lr_search", f"must be a table, e.g. {example}; got {raw!r}"))
-        return None
-    for k in raw:
-        if k not in ("from", "to", "steps"):
-            problems.append(ConfigError(where, f"lr_search.{k}", f"unknown key; {_nearest(k, ['from', 'to', 'steps'])}valid: from, to, steps"))
-            return None
-    exps = []
-    for k, default in (("from", 1e-5), ("to", 1e-1)):
-        v = raw.get(k, default)
-        e = round(math.log10(v)) if isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 else None
-        if e is None or not math.isclose(v, 10.0 ** e, rel_tol=1e-9):
-            problems.append(ConfigError(where, f"lr_search.{k}", f"must be a power of ten such as 1e-5, got {v!r}"))
-            return None
-        exps.append(e)
-    if exps[0] >= exps[1]:
-        problems.append(ConfigError(where, "lr_search", f"from ({raw.get('from', 1e-5)!r}) must be below to ({raw.get('to', 1e-1)!r})"))
-        return None
-    steps = _int_in(raw, "steps", 3, 0, where, "lr_search.steps", problems)
-    return None if steps is None else LrSearch(exps[0], exps[1], steps)
-
-
 # ---- expansion ----------------------------------------------------------------------------------------
 def base_hash(carried: dict[str, Any]) -> str:
     """5 hex digits naming the winners a later stage stands on (part of its experiments' ids)."""
@@ -405,21 +130,19 @@ def base_hash(carried: dict[str, Any]) -> str:
 def experiment_id(study: str, stage: str, values: dict[str, Any], carried: dict[str, Any] | None,
                   fraction: float | None) -> str:
     """``<study>-<stage>-<slug>[-b<hash>][-f<fraction>]``; the suffix survives truncation to the id limit."""
-    from .queue import MAX_ID, _fmt, _slug, safe_id
-
-    suffix = (f"-b{base_hash(carried)}" if carried is not None else "") + (f"-f{_fmt(fraction)}" if fraction is not None else "")
-    head = safe_id(f"{study}-{stage}-{_slug(values)}")[: MAX_ID - len(suffix)].rstrip("-.")
+    suffix = (f"-b{base_hash(carried)}" if carried is not None else "") + (f"-f{id_value(fraction)}" if fraction is not None else "")
+    head = safe_id(f"{study}-{stage}-{slug(values)}")[: MAX_ID - len(suffix)].rstrip("-.")
     return head + suffix
 
 
-def _metric_value(summary: dict[str, Any] | None, metric: str) -> float | None:
+def metric_value(summary: dict[str, Any] | None, metric: str) -> float | None:
     v = (summary or {}).get(metric)
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
         return None
     return float(v)
 
 
-def _score(cs: ConfigScore) -> None:
+def score(cs: ConfigScore) -> None:
     vals = [r.value for r in cs.runs]
     if vals and all(v is not None for v in vals):
         cs.score = sum(vals) / len(vals)  # type: ignore[arg-type]
@@ -454,12 +177,14 @@ def metric_at(history: list[dict[str, Any]], metric: str, epoch: int) -> float |
     if not rows:
         return None
     if metric.startswith("best_"):
-        key = metric[len("best_"):]
-        vals = [h.get(key) for h in rows if isinstance(h.get(key), (int, float))]
-        if not vals:
+        # as summary.json has it: the best epoch is the first with the highest val Dice, and best_val_loss is the
+        # val loss of that epoch (not the lowest val loss of any epoch)
+        scored = [h for h in rows if metric_value(h, "val_dice") is not None]
+        if not scored:
             return None
-        return float(max(vals) if key == "val_dice" else min(vals))
-    return _metric_value(rows[-1], metric[len("final_"):])
+        best = max(scored, key=lambda h: (h["val_dice"], -h["epoch"]))
+        return metric_value(best, metric[len("best_"):])
+    return metric_value(rows[-1], metric[len("final_"):])
 
 
 def rank(configs: list[ConfigScore], direction: str) -> list[ConfigScore]:
@@ -509,8 +234,6 @@ class _StageBuilder:
 
     def point(self, values: dict[str, Any]) -> ConfigScore:
         """One configuration: an experiment per train fraction, with each run's state and metric."""
-        from .queue import Experiment
-
         cs = ConfigScore(values=values)
         for f in self.fractions:
             exp_id = experiment_id(self.study.id, self.stage.name, values, self.id_base, f)
@@ -541,8 +264,8 @@ class _StageBuilder:
                 self.status.epochs_full += exp.config.epochs
                 self.status.epochs_trained += int((summary or {}).get("epochs_done") or 0)
             cs.runs.append(RunScore(id=exp_id, fraction=f, state=state, summary=summary,
-                                    value=_metric_value(summary, self.study.metric) if state == "done" else None))
-        _score(cs)
+                                    value=metric_value(summary, self.study.metric) if state == "done" else None))
+        score(cs)
         self.status.configs.append(cs)
         return cs
 
@@ -602,20 +325,20 @@ def _halving(b: _StageBuilder) -> bool:
         if rung == st.rungs[-1]:
             for c in alive:
                 for r in c.runs:
-                    r.value = _metric_value(r.summary, study.metric) if r.state == "done" else None
+                    r.value = metric_value(r.summary, study.metric) if r.state == "done" else None
                 c.score = c.spread = None
-                _score(c)
+                score(c)
             return True
         for c in alive:  # scores at this rung, from each run's metrics up to it
             for r in c.runs:
                 if r.state == "done":
                     summ = r.summary or {}
                     if int(summ.get("epochs_done") or 0) == rung or summ.get("stopped_early"):
-                        r.value = _metric_value(summ, study.metric)
+                        r.value = metric_value(summ, study.metric)
                     else:
                         r.value = metric_at(b.store.run(r.id).metrics(), study.metric, rung)
             c.score = c.spread = None
-            _score(c)
+            score(c)
         keep = max(1, len(alive) // halving.eta)
         survivors = rank(alive, study.direction)[:keep]
         if b.stage.pin:  # a pinned configuration is never pruned
@@ -627,7 +350,7 @@ def _halving(b: _StageBuilder) -> bool:
     return True
 
 
-def _next_multiplier(scores: dict[int, float | None], steps: int, direction: str) -> int | None:
+def next_multiplier(scores: dict[int, float | None], steps: int, direction: str) -> int | None:
     """The next integer multiplier of the best power of ten to run, or None when the bisection is over.
 
     ``scores`` maps the multipliers run so far to their score (1 = the best power itself; 10 = the next power,
@@ -679,7 +402,7 @@ def _lr_search(b: _StageBuilder) -> bool:
         if above is not None:
             by_mult[10] = above
         group_done = True
-        while (m := _next_multiplier({k: c.score for k, c in by_mult.items()}, search.steps, direction)) is not None:
+        while (m := next_multiplier({k: c.score for k, c in by_mult.items()}, search.steps, direction)) is not None:
             c = b.point({**group, "lr": float(f"{m}e{exp10}")})
             _go_on(b, c)
             points.append(c)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .edit import EditError, _data, _read, _write, check_id, queue_path
+from .edit import EditError, check_id, editing, queue_path
 from .queue import parse_queue, tomllib
 
 __all__ = ["TEMPLATES", "Template", "render_template", "add_study"]
@@ -134,8 +134,6 @@ def render_template(name: str, study_id: str | None = None) -> str:
 def add_study(project: Path, name: str, study_id: str | None = None) -> tuple[Path, str, bool]:
     """Append the template's study to ``project``'s experiments.toml (created when missing), under the edit lock,
     keeping the file's text as it is. Returns (file, study id, created). Refuses a study id already in use."""
-    from .edit import _locked
-
     study_id = study_id or name
     text = render_template(name, study_id)
     project = Path(project)
@@ -143,10 +141,9 @@ def add_study(project: Path, name: str, study_id: str | None = None) -> tuple[Pa
     if project.exists() and not project.is_dir():
         raise EditError(f"{project} is a file, not a folder")
     project.mkdir(parents=True, exist_ok=True)
-    with _locked(project):
-        created = not path.exists()
-        old_text = "" if created else _read(path)
-        old = {} if created else _data(old_text, path)
+    created = not path.exists()
+    with editing(project, create=True) as edit:
+        old_text, old = edit.text, edit.data
         used = {s.get("id") for s in old.get("study", []) if isinstance(s, dict)}
         if study_id in used:
             raise EditError(f"{path}: a study '{study_id}' is already defined; pick another id with --id")
@@ -155,13 +152,11 @@ def add_study(project: Path, name: str, study_id: str | None = None) -> tuple[Pa
         if base.strip() and not base.endswith(nl + nl):
             base += nl
         new_text = base + text.replace("\n", nl)
-        new = tomllib.loads(new_text)
-        if [s for s in new.get("study", []) if s.get("id") != study_id] != old.get("study", []):
-            raise EditError(f"{path}: cannot append a [[study]] safely to this file's layout; paste it by hand "
-                            f"(`unettui study new --template {name} --print`)")
-        queue = parse_queue(new, path, new_text)
+        edit.verify(new_text, lambda new: [s for s in new.get("study", []) if s.get("id") != study_id] == old.get("study", []),
+                    f"cannot append a [[study]] safely to this file's layout; paste it by hand "
+                    f"(`unettui study new --template {name} --print`)")
+        queue = parse_queue(tomllib.loads(new_text), path, new_text)
         mine = [p for p in queue.problems if f"[[study]] '{study_id}'" in p.where]
         if mine:
             raise EditError(f"the template does not fit this project: {mine[0]}")
-        _write(path, new_text)
     return path, study_id, created

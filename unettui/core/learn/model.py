@@ -8,7 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..define.config import _is_int, check_image_size
+from ..define.config import check_image_size
+from ..define.names import is_int
 
 __all__ = ["UNet", "ConvBlock", "SeededDropout", "dropout_mask", "check_image_size", "count_parameters"]
 
@@ -110,7 +111,7 @@ class UNet(nn.Module):
             ("base_channels", base_channels),
             ("depth", depth),
         ):
-            if not _is_int(value) or value < 1:
+            if not is_int(value) or value < 1:
                 raise ValueError(f"UNet: {name} must be an integer >= 1, got {value!r}")
         if (
             isinstance(dropout, bool)

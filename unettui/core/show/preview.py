@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -78,15 +79,26 @@ def strip_png(images: np.ndarray, truth: np.ndarray, pred: np.ndarray) -> bytes:
     return iio.imwrite("<bytes>", strip, extension=".png")
 
 
-def load_preview(run_dir: Path, tag: str = "best") -> dict[str, Any] | None:
-    _, npz_path = preview_paths(run_dir, tag)
-    if not npz_path.exists():
-        return None
+def read_preview(npz: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """(the arrays of a preview npz, None), or (None, why it cannot be drawn: missing, torn, foreign, odd arrays).
+    Never raises; every face (show, the TUI's preview, report figures) reads previews through it."""
+    npz = Path(npz)
+    if not npz.exists():
+        return None, f"{npz.name} (no validation preview yet)"
     try:
-        with np.load(npz_path) as z:
-            return {k: z[k] for k in z.files}
-    except (OSError, ValueError):
-        return None
+        if not zipfile.is_zipfile(npz):
+            return None, f"{npz.name} is unreadable (not an npz archive: torn or foreign file)"
+        with np.load(npz, allow_pickle=False) as z:
+            pv = {k: z[k] for k in z.files}
+    except Exception as exc:  # noqa: BLE001 - a torn or foreign file: say so, draw nothing
+        return None, f"{npz.name} is unreadable ({type(exc).__name__}: {' '.join(str(exc).split())[:80]})"
+    problem = preview_problem(pv)
+    return (None, f"{npz.name} cannot be drawn: {problem}") if problem else (pv, None)
+
+
+def load_preview(run_dir: Path, tag: str = "best") -> tuple[dict[str, Any] | None, str | None]:
+    """``read_preview`` of a run's preview_<tag>.npz (tag: best or last)."""
+    return read_preview(preview_paths(run_dir, tag)[1])
 
 
 ASCII_LEGEND = ". background   # truth only (missed)   + prediction only (false positive)   @ both (hit)"

@@ -36,13 +36,12 @@ def _prediction_tile(npz: Path, samples: int = 2, scale: int = 2):
     """input | truth | prediction for the first ``samples`` validation images of a run's preview arrays."""
     import numpy as np
 
-    if not npz.exists():
+    from .preview import read_preview
+
+    pv, _ = read_preview(npz)
+    if pv is None:
         return None
-    try:
-        with np.load(npz) as z:
-            images, truth, prob = z["images"][:samples], z["truth"][:samples], z["prob"][:samples]
-    except (OSError, ValueError, KeyError):
-        return None
+    images, truth, prob = pv["images"][:samples], pv["truth"][:samples], pv["prob"][:samples]
     rows = []
     for im, t, p in zip(images, truth, prob):
         im = np.repeat(im[..., None], 3, axis=2) if im.ndim == 2 else im[..., :3]

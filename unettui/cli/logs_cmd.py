@@ -1,0 +1,138 @@
+"""`unettui logs ID [--follow] [--attempt N]`: a run's log, followed until the run ends."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .common import ProjectOpt, app, fail, queue_and_store, resolve
+
+POLL_SECONDS = 0.5  # `logs --follow` polling interval
+
+
+
+
+@app.command()
+def logs(
+    exp_id: str = typer.Argument(..., metavar="ID", help="Experiment id (see `unettui ls`)."),
+    project: Path = ProjectOpt,
+    follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new lines until the run stops running (Ctrl-C to leave)."),
+    attempt: Optional[int] = typer.Option(None, "--attempt", "-a", min=1, help="Print the log of earlier attempt N (runs/ID/attempts/N/run.log)."),
+) -> None:
+    """Print a run's log (runs/ID/run.log): claims, epochs, the end state, and the traceback of a failure.
+
+    With --follow, new lines are printed as they are written until the run is no longer running; Ctrl-C leaves at once. Logs of earlier attempts (kept by `unettui retry`) are printed with --attempt N.
+
+    Example: unettui logs opt-at-1e-4-adam --follow
+    """
+    from ..core.runs.store import LOG
+
+    queue, store = queue_and_store(project)
+    exp, run = resolve(exp_id, queue, store)
+    older = run.attempts()
+    if attempt is not None:
+        match = [p for p in older if int(p.name) == attempt]
+        if not match:
+            have = ", ".join(p.name for p in older) or "none"
+            fail(f"'{exp_id}' has no attempt {attempt} (earlier attempts: {have})")
+        path = match[0] / LOG
+        if not path.exists():
+            typer.echo(f"attempt {attempt} of '{exp_id}' has no log", err=True)
+            return
+        _quiet_pipe(_copy, path, 0)
+        return
+
+    path = run.file(LOG)
+    if older:
+        typer.echo(f"({len(older)} earlier attempt{'s' if len(older) > 1 else ''}: "
+                   f"unettui logs {exp_id} --attempt N, N in {', '.join(p.name for p in older)})", err=True)
+    if not path.exists() and not (follow and _running(run)):
+        if exp is not None and not exp.valid:
+            why = "invalid definition; see `unettui check`"
+        elif not run.exists() or not run.status():
+            why = "not run yet"
+        else:
+            why = f"state {run.state()}"
+        typer.echo(f"no log yet for '{exp_id}' ({why})", err=True)
+        return
+    offset = _quiet_pipe(_copy, path, 0) if path.exists() else 0
+    if not follow or not _running(run):  # a finished run has nothing more to say
+        return
+    try:
+        _quiet_pipe(_follow, run, path, offset)
+    except KeyboardInterrupt:
+        pass
+
+
+def _quiet_pipe(fn, *args):
+    """Run ``fn``; a reader that went away (``unettui logs ID | head``) ends the command quietly."""
+    try:
+        return fn(*args)
+    except BrokenPipeError:
+        try:  # no "Exception ignored ... BrokenPipeError" when Python flushes stdout at exit
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError, AttributeError):
+            pass
+        raise typer.Exit(0) from None
+
+
+def _copy(path: Path, offset: int) -> int:
+    """Print ``path`` from ``offset`` up to its last complete line; returns the new offset."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(offset)
+            data = fh.read()
+    except OSError:
+        return offset
+    end = data.rfind(b"\n") + 1
+    if end:
+        sys.stdout.write(data[:end].decode("utf-8", errors="replace"))
+        sys.stdout.flush()
+    return offset + end
+
+
+def _running(run) -> bool:
+    from ..core.runs.status import State, judge_run
+
+    return judge_run(run, None).state is State.RUNNING
+
+
+def _follow(run, path: Path, offset: int) -> None:
+    """Poll the log until the run is no longer running (then one more poll for the final lines)."""
+    stopping = False
+    while True:
+        time.sleep(POLL_SECONDS)
+        try:
+            size = path.stat().st_size
+        except OSError:
+            size = None
+        if size is not None:
+            if size < offset:  # replaced: a new attempt started a fresh log
+                typer.echo("--- the log was restarted (new attempt) ---")
+                offset = 0
+            offset = _copy(path, offset)
+        if not _running(run):
+            if stopping:
+                if size is not None:
+                    _flush_tail(path, offset)
+                return
+            stopping = True
+        else:
+            stopping = False
+
+
+def _flush_tail(path: Path, offset: int) -> None:
+    """A last line without a newline (the writer is gone) is still printed."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(offset)
+            rest = fh.read()
+    except OSError:
+        return
+    if rest:
+        typer.echo(rest.decode("utf-8", errors="replace"))

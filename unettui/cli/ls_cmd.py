@@ -1,0 +1,69 @@
+"""`unettui ls`: the queue in file order with each experiment's state, best val Dice, attempt and note."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from .common import ProjectOpt, app, make_console, one_line, queue_and_store
+
+# ---------------------------------------------------------------------------
+# ls
+# ---------------------------------------------------------------------------
+
+
+@app.command("ls")
+def ls_cmd(project: Path = ProjectOpt) -> None:
+    """List the queue in file order with each experiment's state, best val Dice, attempt and the note that explains it.
+
+    States: pending (nothing trained yet, a retry, or a halving promotion: the next run trains it), running E/N (epochs finished of the epochs it trains to now), interrupted E/N (the next `unettui run` resumes it), done, pruned @E (successive halving stopped it after epoch E), failed (its error is shown), invalid (its definition has a problem), changed (its definition or dataset changed since it ran: the next run trains it again, keeping the earlier attempt), damaged (a file of the run cannot be read: named). Runs whose experiment is no longer in experiments.toml are listed at the end.
+
+    Example: unettui ls -p my-study
+    """
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
+    from ..core.runs.status import collect, counts_text
+
+    queue, store = queue_and_store(project)
+    rows_ = collect(queue, store)
+    rows: list[tuple[str, str, str, str, str]] = []
+    for r in rows_:
+        best = r.best_val_dice
+        best_text = "-" if best is None else f"{best:.4f}" + (f" @{r.best_epoch}" if r.best_epoch is not None else "")
+        note = r.note
+        if not r.in_queue:
+            note = "not in experiments.toml" + (f"; {note}" if note else "")
+        rows.append((r.id, r.label, best_text, str(r.attempt) if r.attempt else "-", one_line(note)))
+
+    if not rows:
+        typer.echo(f"{project}: no experiments in the queue and no runs yet")
+        return
+    console = make_console()
+    heads = ("id", "state", "best dice", "attempt", "note")
+    fixed = [max(len(h) for h in heads[i].split("\n")) for i in range(len(heads))]
+    for r in rows:
+        for i in (1, 2, 3):
+            fixed[i] = max(fixed[i], len(r[i]))
+    id_width = max(len(r[0]) for r in rows)
+    err_width = max([len(r[4]) for r in rows] + [len(heads[4])])
+    # the state, Dice and attempt columns keep their width; id and note share the rest (id folds, note ends in …)
+    room = console.width - sum(fixed[1:4]) - 2 * (len(heads) - 1)  # two spaces between columns
+    if id_width + err_width > room:
+        id_width = max(8, min(id_width, room // 2 if err_width > room // 2 else room - err_width))
+        err_width = max(10, min(err_width, room - id_width))
+    title = f"{project.resolve()}: {len(rows)} experiment{'' if len(rows) == 1 else 's'}"
+    table = Table(title=Text(title), title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), pad_edge=False,
+                  show_edge=False)
+    # rich counts a column's right padding in its width (the last column has none: pad_edge=False)
+    table.add_column(heads[0], overflow="fold", width=id_width + 1)
+    table.add_column(heads[1], no_wrap=True, width=fixed[1] + 1)
+    table.add_column(heads[2], no_wrap=True, justify="right", width=fixed[2] + 1)
+    table.add_column(heads[3], no_wrap=True, justify="right", width=fixed[3] + 1)
+    table.add_column(heads[4], no_wrap=True, overflow="ellipsis", width=err_width)
+    for r in rows:
+        table.add_row(*(Text(cell) for cell in r))  # Text: ids and errors may contain [brackets], never markup
+    console.print(table)
+    typer.echo(counts_text(rows_))

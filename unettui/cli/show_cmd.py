@@ -1,0 +1,320 @@
+"""`unettui show ID`: a run's config, epochs, curves, best and final numbers, and its validation previews."""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from ..core.show.fmt import value as fmt_value
+from .common import (
+    ProjectOpt,
+    app,
+    as_dict,
+    best_of,
+    duration,
+    fail,
+    fmt_lr,
+    fmt_number,
+    make_console,
+    queue_and_store,
+    resolve,
+)
+
+MAX_EPOCH_ROWS = 30  # longer histories show their first and last rows
+EDGE_ROWS = 10
+
+
+
+
+RUN_INFO_KEYS = ("id", "unettui_version", "torch_version", "resolved_device", "amp_dtype", "in_channels", "n_train",
+                 "n_val", "val_on_train", "parameters", "fingerprint")
+
+
+def _kv_grid(rows: list[tuple[str, str, str | None]]):
+    """Label | text rows where long texts wrap under themselves, not under the label."""
+    from rich.table import Table
+    from rich.text import Text
+
+    grid = Table.grid(padding=(0, 1))
+    grid.add_column(no_wrap=True)
+    grid.add_column(overflow="fold")
+    for label, text, style in rows:
+        grid.add_row(Text("  " + label), Text(text, style=style or ""))
+    return grid
+
+
+def _config_section(console, cfg: dict[str, Any], title: str) -> None:
+    from rich.text import Text
+
+    from ..core.define.config import DEFAULTS, KEYS
+
+    defaults = DEFAULTS.to_dict()
+    differ = [k for k in KEYS if k in cfg and cfg[k] != defaults[k]]
+    same = [k for k in KEYS if k in cfg and cfg[k] == defaults[k]]
+    extra = [k for k in cfg if k not in KEYS and k not in RUN_INFO_KEYS]
+    rows: list[tuple[str, str, str | None]] = []
+    if differ:
+        rows.append(("set:", "  ".join(f"{k}={fmt_value(cfg[k])}" for k in differ), None))
+    if same:
+        rows.append(("defaults:", "  ".join(f"{k}={fmt_value(cfg[k])}" for k in same), "dim"))
+    if extra:
+        rows.append(("other:", "  ".join(f"{k}={fmt_value(cfg[k])}" for k in extra), "dim"))
+    info = []
+    if cfg.get("resolved_device"):
+        info.append(f"{cfg['resolved_device']}, amp {cfg.get('amp_dtype', '?')}")
+    if cfg.get("n_train") is not None:
+        info.append(f"{cfg['n_train']} train / {cfg.get('n_val', '?')} val images"
+                    + (" (validating on the training images)" if cfg.get("val_on_train") else ""))
+    if isinstance(cfg.get("parameters"), int):
+        info.append(f"{cfg['parameters']:,} parameters")
+    if cfg.get("torch_version"):
+        info.append(f"torch {cfg['torch_version']}")
+    if info:
+        rows.append(("run:", ", ".join(info), None))
+    console.print(Text(title, style="bold"))
+    console.print(_kv_grid(rows))
+
+
+def _metrics_section(console, metrics: list[dict[str, Any]], all_rows: bool) -> None:
+    from rich import box
+    from rich.table import Table
+
+    best_v, best_e = best_of(metrics, None)
+    shown: list[dict[str, Any] | None] = list(metrics)
+    notes = ["* best val dice"] if best_v is not None else []
+    if not all_rows and len(metrics) > MAX_EPOCH_ROWS:
+        middle = metrics[EDGE_ROWS:-EDGE_ROWS]
+        best_rec = [r for r in middle if r.get("epoch") == best_e and r.get("val_dice") == best_v][:1]
+        shown = metrics[:EDGE_ROWS] + [None] + (best_rec + [None] if best_rec else []) + metrics[-EDGE_ROWS:]
+        notes.append(f"⋮ {len(middle) - len(best_rec)} epochs not shown (--all-epochs)")
+    table = Table(box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), pad_edge=False, show_edge=False, title="epochs",
+                  title_justify="left", title_style="bold",
+                  caption="; ".join(notes) or None, caption_justify="left")
+    for head in ("epoch", "train loss", "train dice", "val loss", "val dice", "lr", "time"):
+        table.add_column(head, justify="right", no_wrap=True)
+    for rec in shown:
+        if rec is None:
+            table.add_row(*["⋮"] * 7)
+            continue
+        is_best = best_v is not None and rec.get("epoch") == best_e and rec.get("val_dice") == best_v
+        table.add_row(fmt_number(rec.get("epoch"), 0) if isinstance(rec.get("epoch"), int) else fmt_number(rec.get("epoch")),
+                      fmt_number(rec.get("train_loss")), fmt_number(rec.get("train_dice")), fmt_number(rec.get("val_loss")),
+                      fmt_number(rec.get("val_dice")) + ("*" if is_best else " "), fmt_lr(rec.get("lr")), duration(rec.get("seconds")),
+                      style="bold" if is_best else None)
+    console.print(table)
+
+
+def _curves_section(console, metrics: list[dict[str, Any]]) -> None:
+    from rich.text import Text
+
+    from ..core.show.render import sparkline
+
+    n = len(metrics)
+    console.print(Text(f"curves ({n} epoch{'' if n == 1 else 's'})", style="bold"))
+    width = max(8, min(n, console.width - 52))
+    for key, label, better in (("train_loss", "train loss", min), ("val_loss", "val loss", min),
+                               ("train_dice", "train dice", max), ("val_dice", "val dice", max), ("lr", "lr", None)):
+        vals = [rec.get(key) for rec in metrics]
+        finite = [(float(v), rec.get("epoch")) for v, rec in zip(vals, metrics)
+                  if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)]
+        fmt = fmt_lr if key == "lr" else fmt_number
+        line = Text(f"  {label:<11}")
+        line.append(sparkline(vals, width).ljust(width), style="cyan")
+        if finite:
+            line.append(f"  {fmt(finite[0][0])} → {fmt(finite[-1][0])}")
+            if better is not None:
+                v, e = better(finite, key=lambda t: t[0])
+                line.append(f"  ({'min' if better is min else 'max'} {fmt(v)} @{e})")
+        console.print(line, no_wrap=True, overflow="ellipsis")
+
+
+def _summary_section(console, summary: dict[str, Any], st: dict[str, Any]) -> None:
+    from rich.text import Text
+
+    parts = []
+    if summary.get("best_val_dice") is not None:
+        parts.append(f"best val dice {fmt_number(summary.get('best_val_dice'))} at epoch {summary.get('best_epoch', '?')}")
+    final = [f"{label} {fmt_number(summary.get(k))}" for k, label in (
+        ("final_train_loss", "train loss"), ("final_train_dice", "train dice"), ("final_val_loss", "val loss"),
+        ("final_val_dice", "val dice"), ("final_val_iou", "val iou")) if k in summary]
+    console.print(Text("summary", style="bold"))
+    if parts:
+        console.print(Text("  " + "; ".join(parts)))
+    if final:
+        console.print(Text("  final: " + ", ".join(final)))
+    done, total = summary.get("epochs_done"), summary.get("epochs", st.get("epochs"))
+    if done is not None:
+        console.print(Text(f"  {done}/{total} epochs in {duration(summary.get('seconds'))}"))
+    if summary.get("val_on_train"):
+        console.print(Text("  note: train_fraction = 1.0: validated on the training images; val numbers measure fit,"
+                           " not generalisation"))
+
+
+def _preview_section(console, pv: dict[str, Any], tag: str, sample: int | None, colour: bool) -> None:
+    """Draw the validation preview: every sample (or sample N) as input | truth | prediction | overlay."""
+    import numpy as np
+    from rich.text import Text
+
+    from ..core.show.render import (
+        ASCII_PANELS_LEGEND,
+        ascii_panels,
+        colour_panels,
+        overlay_legend,
+        pred_from_prob,
+    )
+    from ..richtext import segments_text
+
+    k = pv["truth"].shape[0]
+    names = [str(n) for n in np.atleast_1d(pv.get("names", []))]
+    dice = [float(d) for d in np.atleast_1d(pv.get("dice", []))]
+    epoch = pv.get("epoch")
+    ep = f", epoch {int(epoch)}" if epoch is not None and np.ndim(epoch) == 0 else ""
+    console.print(Text(f"validation preview ({tag}{ep}, {k} sample{'' if k == 1 else 's'})", style="bold"))
+    gap = 2
+    panel_width = max(4, (console.width - 3 * gap) // 4)
+    for i in ([sample - 1] if sample else range(k)):
+        name = names[i] if i < len(names) else f"#{i + 1}"
+        d = f"  dice {dice[i]:.4f}" if i < len(dice) else ""
+        console.print(Text(f"sample {i + 1}/{k}  {name}{d}"))
+        image, truth, pred = pv["images"][i], pv["truth"][i], pred_from_prob(pv["prob"][i])
+        if colour:
+            for row in colour_panels(image, truth, pred, panel_width, gap):
+                console.print(segments_text([row]), no_wrap=True, overflow="crop")
+        else:
+            for line in ascii_panels(image, truth, pred, panel_width, gap, legend=False):
+                console.print(Text(line), no_wrap=True, overflow="crop")
+    if colour:
+        console.print(segments_text([overlay_legend()]))
+    else:
+        console.print(Text(ASCII_PANELS_LEGEND))
+        console.print(Text("truth: # foreground; prediction: + foreground (probability > 0.5)"))
+
+
+def _missing_files(run, state, st: dict[str, Any]) -> list[str]:
+    """Files that a run in ``state`` should have but lacks (unreadable ones are the read model's problems)."""
+    from ..core.runs.status import State
+    from ..core.runs.store import CONFIG, LOG, METRICS, STATUS, SUMMARY
+
+    expected = [STATUS, LOG] if state is not State.DAMAGED else [LOG]
+    if state in (State.DONE, State.PRUNED):
+        expected += [CONFIG, METRICS, SUMMARY]
+    elif state in (State.RUNNING, State.INTERRUPTED) and isinstance(st.get("epoch"), int) and st["epoch"] > 0:
+        expected += [CONFIG, METRICS]
+    missing = [n for n in expected if not run.file(n).exists()]
+    return ["missing: " + ", ".join(missing)] if missing else []
+
+
+@app.command()
+def show(
+    exp_id: str = typer.Argument(..., metavar="ID", help="Experiment id (see `unettui ls`)."),
+    project: Path = ProjectOpt,
+    ascii_: bool = typer.Option(False, "--ascii", help="Draw the preview in plain ASCII (also with NO_COLOR or when not on a terminal)."),
+    sample: Optional[int] = typer.Option(None, "--sample", "-n", min=1, help="Draw only preview sample N (1-based; default: all)."),
+    last: bool = typer.Option(False, "--last", help="The preview of the last epoch instead of the best one."),
+    all_epochs: bool = typer.Option(False, "--all-epochs", help=f"Every epoch's row, even beyond {MAX_EPOCH_ROWS}."),
+) -> None:
+    """Everything about one run: its config, the per-epoch metrics, loss and Dice curves, the best and final numbers, and validation previews (input | truth | prediction | overlay).
+
+    Previews are drawn with colour half-blocks on a terminal; in plain ASCII with --ascii, when NO_COLOR is set, or when the output is not a terminal. In the overlay, hits are green, false positives red (vermillion) and misses blue; in ASCII '@' hit, '+' false positive, '#' missed. An experiment that has not run yet shows its resolved config.
+
+    Example: unettui show opt-at-1e-4-adam --sample 2 --last
+    """
+    from rich.text import Text
+
+    from ..core.show.render import use_colour
+
+    queue, store = queue_and_store(project)
+    exp, run = resolve(exp_id, queue, store)
+    colour = not ascii_ and use_colour()
+    console = make_console(colour)
+
+    if exp is not None and not exp.valid:
+        console.print(Text(f"{exp_id}: invalid definition ({exp.origin})", style="bold"))
+        console.print(_kv_grid([("error:", str(exp.error), "red")]))
+        if not run.exists():
+            return
+    from ..core.runs.status import State, collect
+
+    row = collect(queue, store, metrics=True, ids=[exp_id])[0]
+    state, st = row.state, row.status
+    if state is State.PENDING and not run.file("config.json").exists() and not row.metrics:
+        if exp is not None and exp.valid:
+            console.print(Text(f"{exp_id}: not run yet ({exp.origin})", style="bold"))
+            _config_section(console, exp.config.to_dict(), "config (resolved)")
+            where = "" if str(project) == "." else f" -p {project}"
+            console.print(Text(f"run it with: unettui run --headless --only {exp_id}{where}"))
+        from ..core.runs.store import ATTEMPTS
+
+        leftovers = [p.name for p in run.path.iterdir() if not p.name.startswith(".")] if run.exists() else []
+        if leftovers == [ATTEMPTS]:  # `unettui retry` archived the earlier attempts: nothing else to show
+            console.print(Text(f"  earlier attempts: {', '.join(p.name for p in run.attempts())}"
+                               f" (their logs: unettui logs {exp_id} --attempt N)"))
+        if not leftovers or leftovers == [ATTEMPTS]:
+            return
+
+    tag = "last" if last else "best"
+    from ..core.show.preview import load_preview
+
+    pv, pv_problem = load_preview(run.path, tag)
+    if sample is not None:  # say so before printing anything else
+        if pv is None:
+            fail(f"--sample {sample}: {pv_problem}")
+        if sample > pv["truth"].shape[0]:
+            fail(f"--sample {sample}: preview_{tag}.npz holds samples 1..{pv['truth'].shape[0]}")
+
+    # header
+    head = f"{exp_id}: {row.label}"
+    if row.attempt:
+        head += f", attempt {row.attempt}"
+    if exp is None:
+        head += " (not in experiments.toml)"
+    console.print(Text(head, style="bold"))
+    when = []
+    for key, label in (("started", "started"), ("ended", "ended"), ("heartbeat", "last heartbeat")):
+        if isinstance(st.get(key), (int, float)) and (key != "heartbeat" or state in ("running", "interrupted")):
+            try:
+                when.append(f"{label} {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(st[key]))}")
+            except (OverflowError, OSError, ValueError):
+                pass
+    if st.get("host"):
+        when.append(f"on {st['host']}" + (f" pid {st['pid']}" if st.get("pid") else ""))
+    if when:
+        console.print(Text("  " + ", ".join(when)))
+    if row.error:
+        console.print(_kv_grid([("error:", row.error, "red")]))
+    if row.change_text:
+        console.print(_kv_grid([("changed:", row.note, "yellow")]))
+    older = run.attempts()
+    if older:
+        console.print(Text(f"  earlier attempts: {', '.join(p.name for p in older)}"
+                           f" (their logs: unettui logs {exp_id} --attempt N)"))
+
+    cfg = as_dict(run.config())
+    if cfg and row.change_text:
+        _config_section(console, cfg, "config (as it ran; experiments.toml now defines it otherwise)")
+    elif cfg:
+        _config_section(console, cfg, "config")
+    elif exp is not None and exp.config is not None:
+        _config_section(console, exp.config.to_dict(), "config (from experiments.toml; the run has no config.json)")
+
+    metrics = row.metrics
+    if metrics:
+        _metrics_section(console, metrics, all_epochs)
+        _curves_section(console, metrics)
+    summary = as_dict(run.summary())
+    if summary:
+        _summary_section(console, summary, st)
+
+    problems = row.problems + _missing_files(run, state, st)
+    if pv is not None:
+        _preview_section(console, pv, tag, sample, colour)
+    elif pv_problem and (state == "done" or run.file(f"preview_{tag}.npz").exists()):
+        problems.append(pv_problem)
+    elif metrics:
+        console.print(Text(f"no validation preview yet (preview_{tag}.npz)", style="dim"))
+    for p in problems:
+        console.print(Text(f"note: {p}", style="yellow"))
