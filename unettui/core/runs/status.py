@@ -20,7 +20,8 @@ from .store import (ARCHIVING, CONFIG, HEARTBEAT_TIMEOUT, METRICS, RUNS_DIR, STA
                     claim_alive, read_json, read_json_checked, read_jsonl_checked, short_of)
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..define.queue import Experiment, Queue
+    from ..define.experiment import Experiment
+    from ..define.queue import Queue
 
 
 class State(str, Enum):
