@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from pathlib import Path
+
+import tomllib
 
 from unettui.core.define.config import Config
 from unettui.core.runs.store import RunStore, append_jsonl, atomic_write_json
@@ -74,6 +77,32 @@ def seeded_project(root: Path) -> Path:
                          epochs=4, batch_size=4, optimizer=opt, scheduler=sched)
             write_run(root, f"opt-{opt}-{sched}", cfg, metric_rows(d + bump, 4))
     return root
+
+
+async def wait_for(pilot, condition, timeout: float = 30.0) -> bool:
+    """Let the app run until ``condition()`` holds (True) or ``timeout`` seconds pass (then what it says)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if condition():
+            return True
+        await pilot.pause(0.1)
+    return condition()
+
+
+async def select(pilot, app, run_id: str) -> None:
+    """Put the queue's cursor on ``run_id`` (and the focus on the queue)."""
+    from unettui.tui.widgets.queue import QueuePanel
+
+    table = app.query_one(QueuePanel)
+    table.focus()
+    table.move_cursor(row=app.monitor.order().index(run_id))
+    await pilot.pause()
+    assert table.selected_id() == run_id
+
+
+def experiments(project: Path) -> list[dict]:
+    """The [[experiment]] tables of the project's experiments.toml, in file order, as read back from the file."""
+    return tomllib.loads((project / "experiments.toml").read_text()).get("experiment", [])
 
 
 def read_json(path: Path) -> dict:

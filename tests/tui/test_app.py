@@ -5,11 +5,17 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
-import time
 
 from textual.widgets import DataTable, Input, TabbedContent
 
-from tests.tui.fixtures import QUEUE, seeded_project, write_run
+from tests.tui.fixtures import (
+    QUEUE,
+    experiments,
+    seeded_project,
+    select,
+    wait_for,
+    write_run,
+)
 from unettui.core.define.config import Config
 from unettui.core.runs.store import RunStore
 from unettui.tui.app import make_app
@@ -22,23 +28,6 @@ def run(coro):
     return asyncio.run(coro)
 
 
-async def wait_for(pilot, condition, timeout: float = 30.0) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if condition():
-            return True
-        await pilot.pause(0.1)
-    return condition()
-
-
-async def select(pilot, app, run_id: str) -> None:
-    table = app.query_one(QueuePanel)
-    table.focus()
-    table.move_cursor(row=app.monitor.order().index(run_id))
-    await pilot.pause()
-    assert table.selected_id() == run_id
-
-
 def row_ids(table: DataTable) -> list[str]:
     return [row.key.value for row in table.ordered_rows]
 
@@ -49,7 +38,7 @@ def test_opens_with_the_queue_in_file_order_and_the_results(tmp_path):
     async def go():
         app = make_app(proj, poll_interval=0.2)
         async with app.run_test(size=(80, 24)) as pilot:
-            await wait_for(pilot, lambda: app.query_one(QueuePanel).row_count == 7)
+            assert await wait_for(pilot, lambda: app.query_one(QueuePanel).row_count == 7)
             assert row_ids(app.query_one(QueuePanel)) == [
                 "opt-adam-none", "opt-adam-plateau", "opt-sgd-none", "opt-sgd-plateau",
                 "opt-rmsprop-none", "opt-rmsprop-plateau", "base"]
@@ -63,13 +52,21 @@ def test_opens_with_the_queue_in_file_order_and_the_results(tmp_path):
 
 
 def test_add_edit_duplicate_delete_through_the_ui_keep_comments(tmp_path):
+    """Each edit is read back from experiments.toml: the key it set, the entry it added or removed, the order it
+    changed; the comments stay."""
     proj = seeded_project(tmp_path / "p")
     toml = proj / "experiments.toml"
+
+    def ids() -> list[str]:
+        return [e["id"] for e in experiments(proj)]
+
+    def entry(exp_id: str) -> dict:
+        return next(e for e in experiments(proj) if e["id"] == exp_id)
 
     async def go():
         app = make_app(proj, poll_interval=0.2)
         async with app.run_test(size=(100, 40)) as pilot:
-            await wait_for(pilot, lambda: app.query_one(QueuePanel).row_count == 7)
+            assert await wait_for(pilot, lambda: app.query_one(QueuePanel).row_count == 7)
             # add
             await pilot.press("a")
             await pilot.pause()
@@ -77,9 +74,9 @@ def test_add_edit_duplicate_delete_through_the_ui_keep_comments(tmp_path):
             app.screen.query_one("#field-lr", Input).value = "3e-3"
             await pilot.pause()
             await pilot.press("ctrl+s")
-            await wait_for(pilot, lambda: "fast" in app.monitor.order())
-            text = toml.read_text()
-            assert text.startswith(QUEUE) and "id = \"fast\"" in text and "lr = 3e-3" in text.replace("0.003", "3e-3")
+            assert await wait_for(pilot, lambda: "fast" in app.monitor.order())
+            assert ids() == ["base", "fast"] and entry("fast") == {"id": "fast", "lr": 0.003}
+            assert toml.read_text().startswith(QUEUE)
             # edit: a bad value is refused in the form with the CLI's message, a good one saved
             await select(pilot, app, "fast")
             await pilot.press("e")
@@ -88,25 +85,35 @@ def test_add_edit_duplicate_delete_through_the_ui_keep_comments(tmp_path):
             lr.value = "fast"
             await pilot.pause()
             assert "must be a number" in str(app.screen.query_one("#error-lr").render())
+            assert entry("fast")["lr"] == 0.003  # nothing written while the value is bad
             lr.value = "0.01"
             await pilot.pause()
             await pilot.press("ctrl+s")
-            await wait_for(pilot, lambda: "lr = 0.01" in toml.read_text())
+            assert await wait_for(pilot, lambda: entry("fast")["lr"] == 0.01)
+            assert entry("fast") == {"id": "fast", "lr": 0.01} and entry("base") == {"id": "base"}
             assert toml.read_text().startswith(QUEUE)
             # duplicate, then delete the copy (confirmed)
             await select(pilot, app, "fast")
             await pilot.press("d")
-            await wait_for(pilot, lambda: "fast-copy" in app.monitor.order())
+            assert await wait_for(pilot, lambda: "fast-copy" in app.monitor.order())
+            assert ids() == ["base", "fast", "fast-copy"] and entry("fast-copy")["lr"] == 0.01
             await select(pilot, app, "fast-copy")
             await pilot.press("x")
             await pilot.pause()
+            assert "fast-copy" in str(app.screen.query_one("#confirm-message").render())
             await pilot.press("y")
-            await wait_for(pilot, lambda: "fast-copy" not in app.monitor.order())
-            assert "fast-copy" not in toml.read_text() and toml.read_text().startswith(QUEUE)
-            # move 'fast' up one entry: it now stands before 'base'
+            assert await wait_for(pilot, lambda: "fast-copy" not in app.monitor.order())
+            assert ids() == ["base", "fast"] and toml.read_text().startswith(QUEUE)
+            # move 'fast' up one entry: it now stands before 'base' in the file, and in the queue
             await select(pilot, app, "fast")
             await pilot.press("K")
-            await wait_for(pilot, lambda: app.monitor.order().index("fast") < app.monitor.order().index("base"))
+            assert await wait_for(pilot, lambda: ids() == ["fast", "base"])
+            assert await wait_for(pilot, lambda: app.monitor.order().index("fast") < app.monitor.order().index("base"))
+            assert app.query_one(QueuePanel).selected_id() == "fast"  # the cursor went with it
+            # and down again
+            await pilot.press("J")
+            assert await wait_for(pilot, lambda: ids() == ["base", "fast"])
+            assert toml.read_text().startswith(QUEUE)
 
     run(go())
 
@@ -120,7 +127,7 @@ def test_live_panel_follows_metrics_appended_by_another_process(tmp_path):
     async def go():
         app = make_app(proj, poll_interval=0.2)
         async with app.run_test(size=(100, 30)) as pilot:
-            await wait_for(pilot, lambda: "base" in app.views)
+            assert await wait_for(pilot, lambda: "base" in app.views)
             await select(pilot, app, "base")
             live = app.query_one(LivePanel)
             for epoch in (1, 2, 3):
@@ -189,7 +196,7 @@ def test_a_runner_that_crashes_is_reported_not_fatal(tmp_path):
     async def go():
         app = make_app(proj, poll_interval=0.2)
         async with app.run_test(size=(100, 30)) as pilot:
-            await wait_for(pilot, lambda: app.query_one(QueuePanel).row_count == 7)
+            assert await wait_for(pilot, lambda: app.query_one(QueuePanel).row_count == 7)
             (proj / "experiments.toml").write_text("[defaults]\nlr = \n")  # a half-saved edit
             await pilot.press("R")  # the runner refuses the broken file and exits 2
             assert await wait_for(pilot, lambda: app.runner.exit_code() is not None, 60)

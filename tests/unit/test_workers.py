@@ -79,3 +79,38 @@ def test_a_stale_claim_from_another_machine_is_taken_over_a_fresh_one_is_not(mak
     assert "taking over the stale claim of gpu-box-7 pid 4242" in old.file("run.log").read_text()
     busy = json.loads(store.run("busy").file("status.json").read_text())
     assert busy["state"] == "running" and busy["host"] == "gpu-box-7"  # untouched
+
+
+def test_a_worker_with_nothing_to_claim_waits_for_the_next_study_stage(make_project):
+    """Stage 1 has one run: the second worker finds nothing to claim but must not leave; when stage 1 ends, stage 2
+    expands and both workers train it."""
+    study = ("[[study]]\nid = 's'\nepochs = 8\nnum_images = 48\n"
+             "[[study.stage]]\nname = 'one'\nlr = [1e-3]\n"
+             "[[study.stage]]\nname = 'two'\nseed = [0, 1, 2, 3]\n")
+    proj = make_project(study)
+    out = run_cli("run", "--headless", "--workers", "2", "-p", str(proj), timeout=600)
+    assert out.returncode == 0, out.stdout[-3000:]
+    starts = [line.split(" | ")[0] for line in out.stdout.splitlines() if ": started on" in line and "s-two-" in line]
+    assert len(starts) == 4 and set(starts) == {"w1", "w2"}, out.stdout  # both workers trained stage 2
+    store = RunStore(proj)
+    assert all(r.status()["state"] == "done" for r in store.runs())
+    assert len(list(store.runs())) == 5
+
+
+def test_sigterm_to_the_workers_parent_is_passed_on_and_leaves_every_run_resumable(make_project):
+    proj = make_project("[[experiment]]\nid = 'a'\nepochs = 300\nnum_images = 32\n"
+                        "[[experiment]]\nid = 'b'\nepochs = 300\nnum_images = 32\nseed = 1\n")
+    parent = subprocess.Popen(unettui_cmd("run", "--headless", "--workers", "2", "-p", str(proj)),
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    store = RunStore(proj)
+    deadline = time.time() + 120
+    while time.time() < deadline and not all(len(store.run(i).metrics()) >= 1 for i in "ab"):
+        time.sleep(0.05)
+    parent.send_signal(signal.SIGTERM)
+    out, _ = parent.communicate(timeout=120)
+    assert parent.returncode == 130, out
+    for i in "ab":
+        st = store.run(i).status()
+        assert st["state"] == "interrupted" and st["error"] is None, st
+        assert 1 <= len(store.run(i).metrics()) < 300
+    assert out.count("interrupted after epoch") == 2 and "Traceback" not in out, out

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from textual import work
 from textual.app import App, ComposeResult
-from textual.binding import Binding
-from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.containers import Horizontal
 from textual.message import Message
 from textual.widgets import Footer, Header, TabbedContent, TabPane, Tabs
 
+from .actions import ActionCommands, bindings
 from .data import STUDIES_CHANGED, ProjectMonitor, RunView
 from .runner_control import RunnerControl
 from .screens.dialogs import HelpScreen, QuitDialog
@@ -43,66 +41,15 @@ class PollFailed(Message):
         super().__init__()
 
 
-class UnettuiCommands(Provider):
-    """Command-palette entries for the app's actions."""
-
-    def _commands(self) -> list[tuple[str, str, Callable[[], Any]]]:
-        app: UnettuiApp = self.app  # type: ignore[assignment]
-        return [
-            ("Start or stop the runner", "train the queue in a separate process (R)", app.action_toggle_runner),
-            ("Add an experiment", "a form for every key (a)", app.action_add),
-            ("Add a sweep", "a grid of experiments (w)", app.action_sweep),
-            ("Edit the selected experiment", "(e)", app.action_edit),
-            ("Duplicate the selected experiment", "(d)", app.action_duplicate),
-            ("Delete the selected experiment", "(x)", app.action_delete),
-            ("Retry the selected run", "train it again from scratch (r)", app.action_retry),
-            ("Retry every failed run", "", app.action_retry_failed),
-            ("Show the queue", "(1)", partial(app.action_tab, "queue")),
-            ("Show the results", "(2)", partial(app.action_tab, "results")),
-            ("Show the mask preview", "(3)", partial(app.action_tab, "preview")),
-            ("Show the studies", "stages, their progress and winners (4)", partial(app.action_tab, "studies")),
-            ("Export the results shown to CSV", "(x in Results)", app.action_export),
-            ("Help: every key", "(?)", app.action_help),
-        ]
-
-    async def discover(self) -> Hits:
-        for name, help_text, callback in self._commands():
-            yield DiscoveryHit(name, callback, help=help_text)
-
-    async def search(self, query: str) -> Hits:
-        matcher = self.matcher(query)
-        for name, help_text, callback in self._commands():
-            score = matcher.match(name)
-            if score > 0:
-                yield Hit(score, matcher.highlight(name), callback, help=help_text)
-
-
 class UnettuiApp(App):
-    """A thin face: it edits experiments.toml through core.edit, starts the runner as a process and
-    observes runs/ exactly as it would observe a runner started by someone else."""
+    """A thin face: its widgets edit experiments.toml through core (tui.edits), it starts the runner as a process
+    and observes runs/ exactly as it would observe a runner started by someone else. Its keys, and every widget's,
+    come from tui.actions."""
 
     CSS_PATH = "app.tcss"
     TITLE = "unettui"
-    COMMANDS = App.COMMANDS | {UnettuiCommands}
-    BINDINGS = [
-        Binding("q", "quit", "quit"),
-        Binding("question_mark", "help", "help"),
-        Binding("1", "tab('queue')", "queue", show=False),
-        Binding("2", "tab('results')", "results", show=False),
-        Binding("3", "tab('preview')", "preview", show=False),
-        Binding("4", "tab('studies')", "studies", show=False),
-        Binding("R", "toggle_runner", "runner"),
-        Binding("plus", "workers(1)", "+worker", show=False),
-        Binding("minus", "workers(-1)", "-worker", show=False),
-        Binding("a", "add", "add"),
-        Binding("e", "edit", "edit"),
-        Binding("d", "duplicate", "dup", show=False),
-        Binding("x,delete", "delete", "delete"),
-        Binding("r", "retry", "retry"),
-        Binding("w", "sweep", "sweep", show=False),
-        Binding("K", "move(-1)", "up", show=False),
-        Binding("J", "move(1)", "down", show=False),
-    ]
+    COMMANDS = App.COMMANDS | {ActionCommands}
+    BINDINGS = bindings("app")
 
     def __init__(self, project: Path, start_runner: bool = False, workers: int = 1, poll_interval: float = 1.0):
         super().__init__()
@@ -237,8 +184,15 @@ class UnettuiApp(App):
             self._select(msg.run_id)
 
     def on_study_panel_run_selected(self, msg: StudyPanel.RunSelected) -> None:
-        if msg.run_id != self.selected:
-            self._select(msg.run_id)
+        self._preview(msg.run_id)
+
+    def on_results_panel_run_selected(self, msg: ResultsPanel.RunSelected) -> None:
+        self._preview(msg.run_id)
+
+    def _preview(self, run_id: str) -> None:
+        """Enter on a run (in Results or Studies): its preview."""
+        if run_id != self.selected:
+            self._select(run_id)
         self.action_tab("preview")
 
     def refresh_now(self) -> None:
@@ -289,146 +243,6 @@ class UnettuiApp(App):
     def action_workers(self, delta: int) -> None:
         self.n_workers = max(1, min(16, self.n_workers + delta))
         self.notify(f"{self.n_workers} worker(s) for the next runner start")
-
-    # ---- actions: editing the queue ------------------------------------------------------
-    def _selected_in_queue(self) -> str | None:
-        run_id = self.query_one(QueuePanel).selected_id()
-        if run_id is None:
-            self.notify("no experiment selected", severity="warning")
-        return run_id
-
-    def _edit(self, what: str, fn: Callable[[], Any]) -> Any:
-        """Run one edit of experiments.toml; every refusal becomes a notification, never a crash."""
-        from ..core.define.config import ConfigError
-        from ..core.define.edit import EditError
-        from ..core.define.queue import QueueError
-
-        try:
-            result = fn()
-        except (EditError, ConfigError, QueueError, OSError, ValueError) as exc:
-            self.notify(f"{what}: {exc}", severity="error", timeout=10)
-            return None
-        self.refresh_now()
-        return result
-
-    def _defaults(self):
-        from ..core.define.config import DEFAULTS
-
-        q = self.monitor.queue
-        return q.defaults if q is not None else DEFAULTS
-
-    def action_add(self) -> None:
-        from ..core.define import edit
-        from .screens.form import ExperimentForm
-
-        added: list[str] = []
-
-        def apply(result: dict) -> None:  # runs on Save; a refusal (ValueError) keeps the form open with its message
-            added.append(edit.add_experiment(self.project, _set_only(result["values"]), result.get("id") or None))
-
-        def done(result: dict | None) -> None:
-            if result and added:
-                self.notify(f"added {added[-1]}")
-                self.refresh_now()
-
-        self.push_screen(ExperimentForm("Add an experiment", {}, None, self._defaults(), apply=apply), done)
-
-    def action_edit(self) -> None:
-        from ..core.define import edit
-        from .screens.form import ExperimentForm
-
-        run_id = self._selected_in_queue()
-        if run_id is None:
-            return
-        values = self._edit("edit", lambda: edit.experiment_values(self.project, run_id))
-        if values is None:
-            return
-        saved: list[str] = []
-
-        def apply(result: dict) -> None:
-            new_id = result.get("id") or None
-            saved.append(edit.update_experiment(self.project, run_id, result["values"],
-                                                new_id if new_id != run_id else None))
-
-        def done(result: dict | None) -> None:
-            if result and saved:
-                self.notify(f"saved {saved[-1]}" + (f" (was {run_id})" if saved[-1] != run_id else ""))
-                self.refresh_now()
-
-        self.push_screen(ExperimentForm(f"Edit {run_id}", values, run_id, self._defaults(), apply=apply), done)
-
-    def action_duplicate(self) -> None:
-        from ..core.define import edit
-
-        run_id = self._selected_in_queue()
-        if run_id:
-            new = self._edit("duplicate", lambda: edit.duplicate(self.project, run_id))
-            if new:
-                self.notify(f"added {new}, a copy of {run_id}")
-
-    def action_delete(self) -> None:
-        from ..core.define import edit
-        from .screens.form import ConfirmDialog
-
-        run_id = self._selected_in_queue()
-        if run_id is None:
-            return
-
-        def done(yes: bool | None) -> None:
-            if yes:
-                removed = self._edit("delete", lambda: edit.remove(self.project, [run_id]))
-                if removed:
-                    self.notify(f"removed {', '.join(removed)} from the queue; runs/{run_id} stays")
-
-        self.push_screen(ConfirmDialog(f"Remove {run_id} from experiments.toml? Its run folder stays."), done)
-
-    def action_move(self, delta: int) -> None:
-        from ..core.define import edit
-
-        run_id = self._selected_in_queue()
-        if run_id and self._edit("move", lambda: edit.move(self.project, run_id, delta)) is False:
-            self.notify(f"{run_id} is already {'first' if delta < 0 else 'last'}")
-
-    def action_retry(self) -> None:
-        from ..core.define import edit
-
-        run_id = self._selected_in_queue()
-        if run_id:
-            done = self._edit("retry", lambda: edit.retry(self.project, [run_id]))
-            if done:
-                self.notify(f"{run_id} will train again from scratch on the next runner pass")
-
-    def action_retry_failed(self) -> None:
-        from ..core.define import edit
-
-        done = self._edit("retry", lambda: edit.retry(self.project, None, failed=True))
-        if done is not None:
-            self.notify(f"retrying {len(done)} failed run(s)" if done else "no failed runs")
-
-    def action_sweep(self) -> None:
-        from ..core.define import edit
-        from .screens.form import SweepForm
-
-        added: list[list[str]] = []
-
-        def apply(result: dict) -> None:
-            added.append(edit.add_sweep(self.project, result["grid"], result.get("id") or None, confirm_large=True))
-
-        def done(result: dict | None) -> None:
-            if result and added:
-                self.notify(f"added {len(added[-1])} experiments")
-                self.refresh_now()
-
-        self.push_screen(SweepForm(apply=apply), done)
-
-    def action_export(self) -> None:
-        self.action_tab("results")
-        self.query_one(ResultsPanel).action_export()
-
-
-def _set_only(values: dict[str, Any]) -> dict[str, Any]:
-    """A new experiment writes only the keys that were filled in."""
-    return {k: v for k, v in values.items() if v is not None}
 
 
 def make_app(project: Path, start_runner: bool = False, workers: int = 1, poll_interval: float = 1.0) -> UnettuiApp:

@@ -22,8 +22,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from ..core.define.config import DEFAULTS, KEYS
-from ..core.runs.export import COLUMNS, row_dict
+from ..core.define.config import DEFAULTS
+from ..core.runs.export import COLUMNS, row_dict, varied_keys
 
 ALIASES: dict[str, str] = {
     "val_dice": "best_val_dice",
@@ -198,14 +198,10 @@ def sort_rows(rows: list[dict[str, Any]], key: str, descending: bool = False) ->
     return present + missing
 
 
-def varying_keys(rows: list[dict[str, Any]], keys: Iterable[str] = KEYS) -> list[str]:
-    """The keys whose value is not the same in every row (in ``keys`` order), like ``guild compare``."""
-    out = []
-    for key in keys:
-        values = {_order_key(r.get(key)) if not is_missing(r.get(key)) else None for r in rows}
-        if len(values) > 1:
-            out.append(key)
-    return out
+def varying_keys(rows: list[dict[str, Any]]) -> list[str]:
+    """The hyper-parameters the results table shows as columns: those that differ between ``rows`` by the policy
+    `unettui results` uses (core's varied_keys), less ``epochs``, which the table's epochs column shows as done/total."""
+    return varied_keys(rows, exclude=("epochs",))
 
 
 def group_means(rows: list[dict[str, Any]], key: str) -> list[tuple[Any, int, float, float | None]]:

@@ -80,17 +80,24 @@ def row_dict(r: Row) -> dict[str, Any]:
 NOT_COMPARED = ("device", "preview_count")
 
 
-def varied_keys(rows: list[dict[str, Any]]) -> list[str]:
+def varied_keys(rows: list[dict[str, Any]], exclude: tuple[str, ...] = ()) -> list[str]:
     """The hyper-parameters (in KEYS order) that differ between ``rows``: the columns a comparison table needs. A key
-    set on some rows and absent (unknown) on others does not count as varied."""
+    set on some rows and absent (unknown) on others does not count as varied. ``exclude``: keys a table shows in a
+    column of its own (the TUI's epochs column shows done/total)."""
+    skip = set(NOT_COMPARED) | set(exclude)
     out = []
     for key in KEYS:
-        if key in NOT_COMPARED:
+        if key in skip:
             continue
-        seen = {json.dumps(r.get(key), sort_keys=True, default=str) for r in rows if r.get(key) is not None}
+        seen = {json.dumps(_same_kind(r.get(key)), sort_keys=True, default=str) for r in rows if r.get(key) is not None}
         if len(seen) > 1:
             out.append(key)
     return out
+
+
+def _same_kind(v: Any) -> Any:
+    """1 and 1.0 are one value (a float key written as an int in a hand-made config.json)."""
+    return float(v) if isinstance(v, int) and not isinstance(v, bool) else v
 
 
 def sort_rows(rows: list[dict[str, Any]], key: str, descending: bool) -> list[dict[str, Any]]:

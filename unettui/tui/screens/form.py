@@ -30,14 +30,8 @@ from ...core.define.config import (
     build_config,
     key_to_field,
 )
-from ...core.define.edit import (
-    SWEEP_CONFIRM,
-    check_id,
-    format_value,
-    parse_setting,
-    parse_sweep_assignments,
-    sweep_size,
-)
+from ...core.define.edit import SWEEP_CONFIRM, check_id
+from ...core.define.setvalues import format_value, parse_setting, parse_sweep_assignments, sweep_size
 
 CHOICES = {"optimizer": OPTIMIZERS, "scheduler": SCHEDULERS, "loss": LOSSES, "amp": AMP_MODES}
 GROUPS = {"dataset": "Data", "base_channels": "Model", "optimizer": "Optimisation",

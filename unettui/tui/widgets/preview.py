@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import os
-import zipfile
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, ClassVar
@@ -12,7 +11,7 @@ from typing import Any, ClassVar
 import numpy as np
 from rich.text import Text
 from textual import work
-from textual.binding import Binding, BindingType
+from textual.binding import BindingType
 from textual.events import Resize
 from textual.message import Message
 from textual.widget import Widget
@@ -20,8 +19,9 @@ from textual.worker import get_current_worker
 
 from ...core.runs.store import RunStore
 from ...core.show import render
-from ...core.show.preview import preview_paths, preview_problem, sample_dice
+from ...core.show.preview import preview_paths, read_preview, sample_dice
 from ...richtext import segments_text
+from ..actions import bindings
 
 TAGS = ("best", "last")
 GAP = 2
@@ -33,19 +33,6 @@ MAX_ZOOM = 8  # the overlay-only view enlarges small images by whole pixels, at 
 # ---------------------------------------------------------------------------
 
 
-
-
-def read_preview(npz: Path) -> tuple[dict[str, Any] | None, str | None]:
-    """(the arrays of a preview npz, None), or (None, why it cannot be drawn). Never raises."""
-    try:
-        if not zipfile.is_zipfile(npz):
-            return None, f"{npz.name} is unreadable (not an npz archive: torn or foreign file)"
-        with np.load(npz, allow_pickle=False) as z:
-            pv = {k: z[k] for k in z.files}
-    except Exception as exc:  # noqa: BLE001  (a torn or foreign file: say so, draw nothing)
-        return None, f"{npz.name} is unreadable ({type(exc).__name__}: {' '.join(str(exc).split())[:80]})"
-    problem = preview_problem(pv)
-    return (None, f"{npz.name} cannot be drawn: {problem}") if problem else (pv, None)
 
 
 @lru_cache(maxsize=65536)
@@ -159,13 +146,7 @@ class PreviewPanel(Widget, can_focus=True):
     PreviewPanel { height: 1fr; min-height: 3; }
     """
 
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("right_square_bracket,right", "step(1)", "Next sample"),
-        Binding("left_square_bracket,left", "step(-1)", "Prev sample"),
-        Binding("o", "toggle_overlay", "Overlay/panels"),
-        Binding("b", "toggle_tag", "Best/last"),
-        Binding("c", "toggle_colour", "Colour/ASCII"),
-    ]
+    BINDINGS: ClassVar[list[BindingType]] = bindings("preview")
 
     class Loaded(Message):
         """A preview file was read (or found missing/unreadable) for ``run_id``; posted from the loader thread."""

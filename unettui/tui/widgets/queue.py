@@ -1,11 +1,17 @@
-"""The queue panel: every experiment in file order with its status, epoch progress and best val Dice."""
+"""The queue panel: every experiment in file order with its status, epoch progress and best val Dice; its keys
+(add, edit, delete, retry, move, ...) act on the experiment selected here."""
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from rich.text import Text
+from textual.binding import BindingType
 from textual.message import Message
 from textual.widgets import DataTable
 
+from .. import edits
+from ..actions import bindings
 from ..data import RunView
 
 STATE_STYLE = {
@@ -39,6 +45,7 @@ class QueuePanel(DataTable):
     """A DataTable keyed by experiment id; ``update_views`` adds, removes and updates rows in place."""
 
     COLUMNS = (("id", "id"), ("state", "status"), ("best dice", "best"), ("attempt", "tries"))
+    BINDINGS: ClassVar[list[BindingType]] = bindings("queue")
 
     class Selected(Message):
         """The cursor moved to an experiment."""
@@ -86,3 +93,39 @@ class QueuePanel(DataTable):
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         event.stop()
         self.post_message(self.Selected(event.row_key.value if event.row_key else None))
+
+    # ---- actions (keys from actions.ACTIONS): on the experiment selected here ------------------------
+    def _chosen(self) -> str | None:
+        run_id = self.selected_id()
+        if run_id is None:
+            self.notify("no experiment selected", severity="warning")
+        return run_id
+
+    def action_add(self) -> None:
+        edits.add(self.app)
+
+    def action_sweep(self) -> None:
+        edits.sweep(self.app)
+
+    def action_edit(self) -> None:
+        if run_id := self._chosen():
+            edits.edit(self.app, run_id)
+
+    def action_duplicate(self) -> None:
+        if run_id := self._chosen():
+            edits.duplicate(self.app, run_id)
+
+    def action_delete(self) -> None:
+        if run_id := self._chosen():
+            edits.delete(self.app, run_id)
+
+    def action_move(self, delta: int) -> None:
+        if run_id := self._chosen():
+            edits.move(self.app, run_id, delta)
+
+    def action_retry(self) -> None:
+        if run_id := self._chosen():
+            edits.retry(self.app, run_id)
+
+    def action_retry_failed(self) -> None:
+        edits.retry_failed(self.app)

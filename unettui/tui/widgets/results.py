@@ -20,6 +20,8 @@ from ...core.runs.export import to_csv
 from ...core.runs.store import atomic_write_text
 from ...core.show.fmt import duration
 from ...core.show.fmt import value as fmt_value
+from .. import edits
+from ..actions import bindings
 from ..filtering import (
     Condition,
     FilterError,
@@ -41,9 +43,6 @@ METRIC_COLUMNS = (
     ("epochs_done", "epochs"),
     ("seconds", "time"),
 )
-# never a column of their own: where a run ran or how many previews it drew say nothing about its
-# result, and the epochs column already shows done/total
-NOT_COMPARED = frozenset({"device", "preview_count", "epochs"})
 # higher is better: the first sort by these is descending
 DESCENDING_FIRST = frozenset({"best_val_dice", "final_val_dice", "final_train_dice", "final_val_iou"})
 STATE_STYLES = {"running": "yellow", "done": "green", "failed": "red", "interrupted": "magenta"}
@@ -86,7 +85,9 @@ def _text(cell: Cell) -> Text:
 
 class ResultsTable(DataTable):
     """A row-cursor DataTable whose left/right keys pick a current column (the one `s` sorts by)
-    and scroll it into view, instead of only scrolling."""
+    and scroll it into view, instead of only scrolling; enter (named in the footer) opens the run in Preview."""
+
+    BINDINGS: ClassVar[list[BindingType]] = bindings("results-table")
 
     def action_cursor_right(self) -> None:
         self._step_column(1)
@@ -154,7 +155,8 @@ class ResultsPanel(Vertical):
     that differ between them and their metrics; a live filter, sorting, per-value means and CSV export.
 
     The parent feeds it with ``update_runs(views)`` (on the UI thread) whenever runs change; rows are
-    added, removed and updated in place, and the cursor, sort, filter and grouping are kept.
+    added, removed and updated in place, and the cursor, sort, filter and grouping are kept. Its keys (from
+    tui.actions) act on the run highlighted here: e / d / r edit, duplicate and retry that run's experiment.
     """
 
     DEFAULT_CSS = """
@@ -165,14 +167,7 @@ class ResultsPanel(Vertical):
     ResultsPanel > #results-groups { height: auto; max-height: 12; border-top: solid $primary; }
     """
 
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("s", "sort", "Sort", tooltip="Sort by the current column (again: reverse)"),
-        Binding("S", "reverse_sort", "Reverse", tooltip="Reverse the sort"),
-        Binding("g", "group", "Group", tooltip="Cycle the hyper-parameter whose values are averaged"),
-        Binding("x", "export", "Export", tooltip="Write the rows shown to a CSV file"),
-        Binding("slash", "focus_filter", "Filter", tooltip="Type a filter: optimizer=adam val_dice>0.8"),
-        Binding("escape", "clear_filter", "Clear filter", tooltip="Clear the filter"),
-    ]
+    BINDINGS: ClassVar[list[BindingType]] = bindings("results")
 
     class RunHighlighted(Message):
         """The cursor moved to another run's row."""
@@ -334,6 +329,25 @@ class ResultsPanel(Vertical):
             return box is not None and (bool(box.value) or box.has_focus)
         return True
 
+    # the queue's actions that make sense on a result: on the run highlighted here (none: nothing happens)
+    def _chosen(self) -> str | None:
+        run_id = self.highlighted_id()
+        if run_id is None:
+            self.notify("no run highlighted", severity="warning")
+        return run_id
+
+    def action_edit(self) -> None:
+        if run_id := self._chosen():
+            edits.edit(self.app, run_id)
+
+    def action_duplicate(self) -> None:
+        if run_id := self._chosen():
+            edits.duplicate(self.app, run_id)
+
+    def action_retry(self) -> None:
+        if run_id := self._chosen():
+            edits.retry(self.app, run_id)
+
     def action_export(self) -> None:
         n = len(self._shown)
 
@@ -397,7 +411,8 @@ class ResultsPanel(Vertical):
         event.stop()
 
     # ---- drawing ---------------------------------------------------------------------------
-    def _cursor_run(self) -> str | None:
+    def highlighted_id(self) -> str | None:
+        """The id of the run under the cursor (None: no row shown)."""
         table = self.table
         if table.row_count == 0:
             return None
@@ -405,14 +420,14 @@ class ResultsPanel(Vertical):
         return str(row_key.value)
 
     def _sync_highlight(self) -> None:
-        run_id = self._cursor_run()
+        run_id = self.highlighted_id()
         if run_id is not None and run_id != self._highlighted:
             self._highlighted = run_id
             self.post_message(self.RunHighlighted(self, run_id))
 
     def _refresh(self) -> None:
         rows = list(self._rows.values())
-        self.varying = [k for k in varying_keys(rows) if k not in NOT_COMPARED]
+        self.varying = varying_keys(rows)
         columns = ("id", "status", *self.varying, *(key for key, _ in METRIC_COLUMNS))
         visible = [r for r in rows if matches(r, self._conditions)]
         if self.sort_key is not None:

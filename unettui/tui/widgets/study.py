@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
-from textual.binding import Binding, BindingType
+from textual.binding import BindingType
 from textual.containers import Vertical
 from textual.coordinate import Coordinate
 from textual.message import Message
@@ -23,6 +23,7 @@ from ...core.show.fmt import value as fmt_value
 from ...core.show.study_text import describe, stage_notes, winner_text
 from ...core.show.study_text import num as _num
 from ...core.show.study_text import values_text as _values
+from ..actions import bindings
 
 NO_STUDY = ("no [[study]] in experiments.toml — `unettui study new --template quick` creates one\n\n"
             "A study tunes one hyper-parameter family per stage (learning rate, then scheduler, ...) and "
@@ -53,13 +54,13 @@ def stage_kind(st: Any) -> str:
 class StageTable(DataTable):
     """The stages; enter (named in the footer) moves to the selected stage's configurations."""
 
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("enter", "select_cursor", "configurations")]
+    BINDINGS: ClassVar[list[BindingType]] = bindings("study-stages")
 
 
 class ConfigTable(DataTable):
     """The configurations of a stage; enter (named in the footer) opens the run under the cursor in Preview."""
 
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("enter", "select_cursor", "preview run")]
+    BINDINGS: ClassVar[list[BindingType]] = bindings("study-configs")
 
     def on_focus(self) -> None:
         if isinstance(self.parent, StudyPanel):
