@@ -17,7 +17,8 @@ from typing import Any, Callable, Iterator, Protocol
 from filelock import FileLock, Timeout
 
 from .core.define.config import definition_changes
-from .core.define.queue import QUEUE_FILE, Experiment, Queue, QueueError, load_queue
+from .core.define.experiment import Experiment
+from .core.define.queue import QUEUE_FILE, Queue, QueueError, load_queue
 from .core.runs.status import DataIds, Judgement, Row, State, collect, judge_run
 from .core.runs.store import (
     HEARTBEAT_TIMEOUT,

@@ -189,7 +189,7 @@ def test_show_long_history_first_best_and_last_rows(proj, tmp_path):
 def test_show_pending_invalid_and_failed(proj):
     out = invoke("show", "later", "-p", str(proj))
     assert out.exit_code == 0
-    assert "later: not run yet" in out.stdout and "lr=0.0001" in out.stdout and "optimizer=adam" in out.stdout
+    assert "later: pending, not run yet" in out.stdout and "lr=0.0001" in out.stdout and "optimizer=adam" in out.stdout
     out = invoke("show", "typo", "-p", str(proj))
     assert out.exit_code == 0 and "invalid definition" in out.stdout and "optimiser" in out.stdout
     out = invoke("show", "no-data", "-p", str(proj))

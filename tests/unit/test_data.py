@@ -10,17 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from unettui.core.learn.data import (
-    SYNTHETIC_KINDS,
-    DatasetError,
-    SegData,
-    equalize_histogram,
-    load_dataset,
-    load_folder,
-    split_indices,
-    synthetic_nuclei,
-    synthetic_ventricle,
-)
+from unettui.core.learn.data import DatasetError, SegData, equalize_histogram, split_indices
+from unettui.core.learn.dataset_id import SYNTHETIC_KINDS
+from unettui.core.learn.datasets import load_dataset
+from unettui.core.learn.folders import load_folder
+from unettui.core.learn.synthetic import synthetic_nuclei, synthetic_ventricle
 
 GENERATORS = {"ventricle": synthetic_ventricle, "nuclei": synthetic_nuclei}
 
@@ -513,7 +507,7 @@ def test_equalize_on_synthetic_batch():
 
 def test_jpeg_masks_are_thresholded_at_half_so_compression_noise_is_not_foreground(tmp_path):
     """A JPEG mask's background is full of small non-zero values; > 0 would make nearly everything foreground."""
-    from unettui.core.learn.data import load_folder
+    from unettui.core.learn.folders import load_folder
 
     truth = np.zeros((64, 64), np.uint8)
     truth[10:40, 20:50] = 255
@@ -528,7 +522,8 @@ def test_jpeg_masks_are_thresholded_at_half_so_compression_noise_is_not_foregrou
 
 
 def test_a_folder_whose_masks_are_all_empty_is_refused(tmp_path):
-    from unettui.core.learn.data import DatasetError, load_folder
+    from unettui.core.learn.data import DatasetError
+    from unettui.core.learn.folders import load_folder
 
     (tmp_path / "images").mkdir()
     (tmp_path / "masks").mkdir()

@@ -32,3 +32,57 @@ def test_cli_help_does_not_import_torch_or_textual():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "Usage" in out.stdout
     assert out.stdout.strip().endswith("LOADED"), out.stdout[-200:]
+
+
+def test_no_import_cycles_no_private_imports_and_no_overgrown_modules():
+    """Every import in unettui/ (module level or late, TYPE_CHECKING aside): no module imports another module's
+    private name, no two modules import each other through any chain, and no module is over 600 lines unless
+    its docstring says why."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2] / "unettui"
+    mods: dict[str, Path] = {}
+    for f in root.rglob("*.py"):
+        name = ".".join(f.relative_to(root.parent).with_suffix("").parts).removesuffix(".__init__")
+        mods[name] = f
+
+    def resolve(cur: str, level: int, module: str | None) -> str:
+        pkg = cur.split(".") if mods[cur].name == "__init__.py" else cur.split(".")[:-1]
+        return ".".join(pkg[: len(pkg) - (level - 1)] + (module.split(".") if module else []))
+
+    edges: dict[str, set[str]] = {m: set() for m in mods}
+    private, overgrown = [], []
+    for m, f in mods.items():
+        text = f.read_text()
+        tree = ast.parse(text)
+        if len(text.splitlines()) > 600 and "lines:" not in (ast.get_docstring(tree) or ""):
+            overgrown.append((m, len(text.splitlines())))
+        skip = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+                for n in ast.walk(node)}
+        for node in ast.walk(tree):
+            if id(node) in skip or not isinstance(node, ast.ImportFrom):
+                continue
+            target = resolve(m, node.level, node.module) if node.level else (node.module or "")
+            for alias in node.names:
+                full = f"{target}.{alias.name}"
+                edges[m].add(full if full in mods else target)
+                if alias.name.startswith("_") and not alias.name.startswith("__") and target.startswith("unettui"):
+                    private.append(f"{m} imports {target}.{alias.name}")
+
+    def reaches(start: str, goal: str) -> bool:
+        seen, todo = set(), [start]
+        while todo:
+            cur = todo.pop()
+            for nxt in edges.get(cur, ()):
+                if nxt == goal:
+                    return True
+                if nxt not in seen and nxt in edges:
+                    seen.add(nxt)
+                    todo.append(nxt)
+        return False
+
+    cycles = sorted(m for m in mods if m in edges and any(reaches(n, m) for n in edges[m] if n != m and n in mods))
+    assert not private, private
+    assert not cycles, cycles
+    assert not overgrown, overgrown

@@ -243,7 +243,7 @@ def show(
     state, st = row.state, row.status
     if state is State.PENDING and not run.file("config.json").exists() and not row.metrics:
         if exp is not None and exp.valid:
-            console.print(Text(f"{exp_id}: not run yet ({exp.origin})", style="bold"))
+            console.print(Text(f"{exp_id}: pending, not run yet ({exp.origin})", style="bold"))
             _config_section(console, exp.config.to_dict(), "config (resolved)")
             where = "" if str(project) == "." else f" -p {project}"
             console.print(Text(f"run it with: unettui run --headless --only {exp_id}{where}"))

@@ -1,5 +1,8 @@
 """Edits of experiments.toml that keep the user's comments and layout: add, sweep, edit, move, duplicate, rm.
 
+(~620 lines: the six edits share their reading, locking and verification through ``editing``; splitting them
+across modules would spread that one invariant thin.)
+
 Every edit takes the project's edit lock (``<project>/.experiments.toml.lock``), re-reads the file inside
 it, changes only the text of the entry it appends or removes, checks the result (TOML, the exact data
 it should now hold, and the queue's validation of the touched entries) and replaces the file

@@ -175,7 +175,6 @@ def lr_range_test(
         beta = auto_beta(steps)
     import torch
 
-    from .augment import augment_batch
     from .train import Trainer
 
     if not (isinstance(start_lr, (int, float)) and math.isfinite(start_lr) and start_lr > 0):
@@ -190,9 +189,9 @@ def lr_range_test(
 
     t0 = time.perf_counter()
     trainer = Trainer(cfg.replace(scheduler="none"), project, device)
-    model, opt, bs = trainer.model, trainer.optimizer, cfg.batch_size
+    bs = cfg.batch_size
     full_batches = trainer.n_train // bs  # >= 1: the Trainer refuses a batch larger than the training set
-    model.train()
+    trainer.model.train()
 
     lrs_planned = ramp(float(start_lr), float(end_lr), steps)
     lrs: list[float] = []
@@ -205,22 +204,11 @@ def lr_range_test(
         b = i % full_batches
         if b == 0:  # a new pass over the training images, in a new seeded order
             order = torch.randperm(trainer.n_train, generator=trainer.shuffle_gen).to(trainer.device)
-        idx = order[b * bs : (b + 1) * bs]
-        x, y = trainer.train_x[idx], trainer.train_y[idx]
-        if trainer.augment.active:
-            x, y = augment_batch(x, y, trainer.augment, trainer.aug_gen)
-        if trainer.cuda:
-            x = x.contiguous(memory_format=trainer.memory_format)
-        for group in opt.param_groups:
+        for group in trainer.optimizer.param_groups:
             group["lr"] = lr
-        opt.zero_grad(set_to_none=True)
-        with trainer._autocast():
-            loss = trainer.loss_fn(model(x), y)
-        trainer.scaler.scale(loss).backward()
-        trainer.scaler.step(opt)
-        trainer.scaler.update()
+        loss = trainer.step(order[b * bs : (b + 1) * bs]).loss  # the training step itself, augmentation included
 
-        value = float(loss.detach())  # one sync per step: the stop test needs it
+        value = float(loss)  # one sync per step: the stop test needs it
         sm = ema.update(value)
         lrs.append(lr)
         losses.append(value)

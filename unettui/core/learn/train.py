@@ -9,7 +9,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, ContextManager
+from typing import Any, Callable, ContextManager, NamedTuple
 
 import torch
 
@@ -28,10 +28,11 @@ from ..runs.store import (
 )
 from ..show.preview import PREVIEW_FILES, save_preview
 from .augment import AugmentSpec, augment_batch
-from .data import equalize_histogram, load_dataset, split_indices
+from .data import equalize_histogram, split_indices
 from .dataset_id import count_images, data_id, is_synthetic
 from .feasible import machine_memory
 from .feasible import problems as feasibility_problems
+from .datasets import load_dataset
 from .losses import make_loss
 from .metrics import confusion_counts, dice_from_counts, iou_from_counts
 from .model import UNet
@@ -64,6 +65,14 @@ class Events:
     should_stop: Callable[[], bool] | None = None
     # held around every write to the run folder: the runner's fence, which raises when its claim was taken over
     guard: Callable[[], ContextManager[Any]] | None = None
+
+
+class Step(NamedTuple):
+    """What one :meth:`Trainer.step` leaves for the caller's accumulators: detached tensors on the device."""
+
+    loss: torch.Tensor  # the batch's mean loss (a 0-d tensor)
+    logits: torch.Tensor  # the model's output for the batch
+    masks: torch.Tensor  # the batch's masks, augmented as its images were
 
 
 @dataclass
@@ -158,16 +167,39 @@ class Trainer:
         self.epoch = 0
 
     # ---- the hot loop ------------------------------------------------------------
-    def _autocast(self):
+    def autocast(self) -> ContextManager[Any]:
+        """The mixed-precision context of every forward pass (a no-op when ``amp`` resolved to off)."""
         return torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None)
+
+    def step(self, idx: torch.Tensor) -> Step:
+        """One optimisation step on the training images at ``idx`` (a LongTensor on the device), augmented as
+        configured: zero the gradients, forward and loss under :meth:`autocast`, backward, optimizer step (through
+        the GradScaler). The learning-rate schedule is the caller's (``train_epoch`` advances it after each step).
+
+        The model must already be in training mode (``train_epoch`` sets it once per epoch). Returns the detached
+        loss, logits and (augmented) masks, all still on the device: nothing is read back to the host.
+        """
+        x, y = self.train_x[idx], self.train_y[idx]
+        if self.augment.active:
+            x, y = augment_batch(x, y, self.augment, self.aug_gen)
+        if self.cuda:
+            x = x.contiguous(memory_format=self.memory_format)
+        self.optimizer.zero_grad(set_to_none=True)
+        with self.autocast():
+            logits = self.model(x)
+            loss = self.loss_fn(logits, y)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return Step(loss.detach(), logits.detach(), y)
 
     def train_epoch(self, on_batch=None, should_stop=None) -> tuple[float, float]:
         """One pass over the training images in a seeded random order. Returns (mean loss, hard Dice).
 
         Loss and Dice counts are accumulated on the device and read once at the end (no per-batch sync).
         """
-        model, opt, bs = self.model, self.optimizer, self.cfg.batch_size
-        model.train()
+        bs = self.cfg.batch_size
+        self.model.train()
         order = torch.randperm(self.n_train, generator=self.shuffle_gen).to(self.device)
         loss_sum = torch.zeros((), device=self.device, dtype=torch.float64)
         counts = torch.zeros(3, device=self.device, dtype=torch.float64)
@@ -176,21 +208,10 @@ class Trainer:
             if should_stop is not None and should_stop():
                 raise Stopped()
             idx = order[step * bs : (step + 1) * bs]
-            x, y = self.train_x[idx], self.train_y[idx]
-            if self.augment.active:
-                x, y = augment_batch(x, y, self.augment, self.aug_gen)
-            if self.cuda:
-                x = x.contiguous(memory_format=self.memory_format)
-            opt.zero_grad(set_to_none=True)
-            with self._autocast():
-                logits = model(x)
-                loss = self.loss_fn(logits, y)
-            self.scaler.scale(loss).backward()
-            self.scaler.step(opt)
-            self.scaler.update()
+            out = self.step(idx)
             self.schedule.batch_end()
-            loss_sum += loss.detach() * len(idx)
-            counts += confusion_counts(logits.detach(), y)
+            loss_sum += out.loss * len(idx)
+            counts += confusion_counts(out.logits, out.masks)
             if on_batch is not None:
                 on_batch(self.epoch + 1, step + 1, steps)
         mean_loss = float(loss_sum) / self.n_train
@@ -207,7 +228,7 @@ class Trainer:
             x, y = self.val_x[start : start + bs], self.val_y[start : start + bs]
             if self.cuda:
                 x = x.contiguous(memory_format=self.memory_format)
-            with self._autocast():
+            with self.autocast():
                 logits = model(x)
                 loss = self.loss_fn(logits, y)
             loss_sum += loss.double() * len(x)
@@ -220,7 +241,7 @@ class Trainer:
         k = min(self.cfg.preview_count, self.n_val)
         self.model.eval()
         x, y = self.val_x[:k], self.val_y[:k]
-        with self._autocast():
+        with self.autocast():
             prob = torch.sigmoid(self.model(x).float())
         return {"images": x.float().cpu(), "masks": y.cpu(), "probs": prob.cpu(), "names": self.names[:k]}
 
