@@ -19,6 +19,7 @@ from filelock import FileLock, Timeout
 from .core.define.config import definition_changes
 from .core.define.experiment import Experiment
 from .core.define.queue import QUEUE_FILE, Queue, QueueError, load_queue
+from .core.runs.slurm_state import backend_from_env, claim_backend
 from .core.runs.status import DataIds, Judgement, Row, State, collect, judge_run
 from .core.runs.store import (
     HEARTBEAT_TIMEOUT,
@@ -139,7 +140,7 @@ class Runner:
 
     def __init__(self, project: Path, device: str | None = None, reporter: Reporter | None = None,
                  heartbeat_interval: float = HEARTBEAT_INTERVAL, only: list[str] | None = None,
-                 stale_after: float = HEARTBEAT_TIMEOUT):
+                 stale_after: float = HEARTBEAT_TIMEOUT, backend: dict[str, Any] | None = None):
         self.project = Path(project)
         self.store = RunStore(self.project)
         self.device = device
@@ -155,6 +156,8 @@ class Runner:
         self._noted: set[tuple[str, str]] = set()  # (id, why) already reported as skipped
         self._queue_stamp: tuple[float, int] | None = None
         self._abandon: str | None = None  # why the run in training is to stop after its epoch (redefined, removed)
+        # where this runner runs, recorded in its claims (a SLURM job: from its task, else from SLURM_* variables)
+        self.backend = backend if backend is not None else backend_from_env()
 
     # ---- output --------------------------------------------------------------------
     def _output_failed(self, exc: BaseException) -> None:
@@ -257,6 +260,7 @@ class Runner:
             "epoch": 0 if fresh else _as_int(prev.get("epoch")), "epochs": exp.config.epochs,
             "target": exp.target_epochs,
         }
+        status.update(claim_backend(prev, self.backend))
         atomic_write_json(run.file(STATUS), status)
         return exp, run, why
 
@@ -279,7 +283,7 @@ class Runner:
                     fresh = queue
                 if queue is None:
                     rows = collect(fresh, self.store, stale_after=self.stale_after,
-                                   ids=None if self.only is None else self.only)
+                                   ids=None if self.only is None else self.only, scheduler=None)
                     self.reporter.plan(fresh, rows)
                 queue = fresh
                 claimed = self.claim_next(queue, seen_invalid)
@@ -356,7 +360,8 @@ class Runner:
 
         hb = threading.Thread(target=beat, name=f"heartbeat-{exp.id}", daemon=True)
         hb.start()
-        claim.log(f"claimed by {HOST} pid {os.getpid()} ({exp.origin})")
+        where = f" in {self.backend['kind']} job {self.backend['job']}" if self.backend else ""
+        claim.log(f"claimed by {HOST} pid {os.getpid()}{where} ({exp.origin})")
         state, error, summary = "failed", None, {}
         try:
             trainer = Trainer(exp.config, self.project, self.device)
@@ -379,7 +384,8 @@ class Runner:
                 if info.get("restarted"):
                     what = f"started again from scratch ({info['restarted']})"
                 claim.log(f"{what} on {info['resolved_device']} (amp {info['amp_dtype']}), "
-                          f"{info['n_train']} train / {info['n_val']} val images"
+                          f"{info['n_train']} train / {info['n_val']} val"
+                          + (f" / {info['n_test']} test" if info.get("n_test") else "") + " images"
                           + (" (validating on the training images)" if info["val_on_train"] else ""))
                 self.reporter.run_start(exp, info)
 

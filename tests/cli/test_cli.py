@@ -76,7 +76,7 @@ def test_export_csv_loads_in_pandas(trained, tmp_path):
 def test_export_markdown(trained):
     out = invoke("export", "-p", str(trained), "--format", "md")
     lines = out.stdout.splitlines()
-    assert lines[0].startswith("| id | status | in_queue | attempt | dataset")
+    assert lines[0].startswith("| id | status | in_queue | attempt | configuration | repeat | dataset")
     assert len(lines) == 2 + 4
 
 

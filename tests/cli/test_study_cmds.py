@@ -89,6 +89,14 @@ def test_ls_show_report_on_a_half_done_study(make_project):
     assert rows[4]["stage"] == "sched" and rows[4]["lr"] == "0.01" and rows[4]["scheduler"] == "none"
     assert rows[7]["state"] == "queued" and rows[7]["best_val_dice"] == ""
 
+    out = invoke("report", "opt", "-p", str(proj), "--vector", "pdf", "--figures", str(proj / "pdf"))
+    assert out.exit_code == 0, out.output
+    pdfs = sorted(p.name for p in (proj / "pdf").iterdir() if p.suffix == ".pdf")
+    assert pdfs == ["overview.pdf", "stage1-lr-loss.pdf", "stage1-lr-scores.pdf", "stage2-sched-loss.pdf",
+                    "stage2-sched-scores.pdf"]  # no predictions: these runs have no previews
+    assert (proj / "pdf" / "overview.pdf").read_bytes()[:5] == b"%PDF-"
+    assert "![lr: scores](pdf/stage1-lr-scores.png) [PDF](pdf/stage1-lr-scores.pdf)" in out.stdout
+
 
 def test_bad_input_is_one_line_error(make_project, tmp_path):
     proj = make_project(STUDY + "\n[[study]]\nid = 'broken'\n[[study.stage]]\nname = 'x'\nlr = 1e-3\n")
@@ -105,6 +113,88 @@ def test_every_command_has_an_example():
     for args in (["study", "ls"], ["study", "show"], ["report"]):
         out = invoke(*args, "--help")
         assert out.exit_code == 0 and "Example: unettui " in out.stdout, out.stdout
+
+
+FIG_STUDY = """
+[[study]]
+id = "fig"
+[[study.stage]]
+name = "opt-sched"
+optimizer = ["adam", "sgd"]
+scheduler = ["none", "step"]
+[[study.stage]]
+name = "wd"
+weight_decay = [0.0, 0.01]
+train_fraction = [0.5, 0.8]
+"""
+
+
+def trained(proj, rid, dice, val_loss):
+    """A finished run as a runner leaves it: status, summary, per-epoch metrics and the best epoch's preview."""
+    import numpy as np
+
+    from unettui.core.show.preview import save_preview
+
+    finish(proj, rid, **summ(dice))
+    run = RunStore(proj).run(rid)
+    run.file("metrics.jsonl").write_text("".join(json.dumps(
+        {"epoch": e, "train_loss": v * 0.9, "val_loss": v, "val_dice": dice * e / len(val_loss)}) + "\n"
+        for e, v in enumerate(val_loss, 1)))
+    truth = np.zeros((2, 1, 16, 16), np.float32)
+    truth[:, :, 3:11, 5:13] = 1
+    images = np.random.default_rng(len(rid)).random((2, 1, 16, 16)).astype(np.float32)
+    save_preview(run.path, "best", epoch=len(val_loss), images=images, masks=truth, probs=truth * dice, names=["x", "y"])
+
+
+def test_report_figures_png_and_vector_with_full_labels_and_one_colour_per_configuration(make_project):
+    import xml.etree.ElementTree as ET
+
+    from PIL import Image
+
+    from tests.unit.test_figures import svg_colour, svg_texts
+    from unettui.core.define.queue import load_queue
+
+    proj = make_project(FIG_STUDY)
+    scores = {("adam", "none"): 0.9, ("adam", "step"): 0.8, ("sgd", "none"): 0.7, ("sgd", "step"): 0.6}
+    for c in load_queue(proj).studies[0].stages[0].configs:
+        diverges = c.values == {"optimizer": "sgd", "scheduler": "step"}
+        trained(proj, c.runs[0].id, scores[c.values["optimizer"], c.values["scheduler"]],
+                [0.8, 120.0, 0.5] if diverges else [0.8, 0.6, 0.5])  # one epoch of sgd/step diverges
+    for c in load_queue(proj).studies[0].stages[1].configs:  # stage 2 exists once stage 1 is done
+        for r in c.runs:
+            trained(proj, r.id, 0.5 + r.fraction / 2 - c.values["weight_decay"], [0.7, 0.5, 0.4])
+
+    out = invoke("report", "fig", str(proj / "rep.md"), "-p", str(proj))
+    assert out.exit_code == 0, out.output
+    assert "wrote 7 figures (per stage: loss curves, scores, predictions; the study's overview), each as PNG and SVG" \
+        in out.stderr
+    folder = proj / "rep-figures"
+    stems = ["overview", "stage1-opt-sched-loss", "stage1-opt-sched-scores", "stage1-opt-sched-predictions",
+             "stage2-wd-loss", "stage2-wd-scores", "stage2-wd-predictions"]
+    assert sorted(p.name for p in folder.iterdir()) == sorted(f"{s}.{e}" for s in stems for e in ("png", "svg"))
+    for s in stems:
+        with Image.open(folder / f"{s}.png") as im:
+            assert im.format == "PNG" and im.size[0] >= 600 and im.size[1] >= 400, (s, im.size)
+        assert ET.parse(folder / f"{s}.svg").getroot().tag == "{http://www.w3.org/2000/svg}svg"
+    loss1 = svg_texts(folder / "stage1-opt-sched-loss.svg")
+    assert {"optimizer=adam, scheduler=none", "optimizer=sgd, scheduler=step"} <= set(loss1)  # full labels
+    assert "loss (log scale)" in loss1  # sgd/step's diverging epoch
+    assert "loss" in svg_texts(folder / "stage2-wd-loss.svg")
+    assert not any("log scale" in t for t in svg_texts(folder / "stage2-wd-loss.svg"))
+    assert "weight_decay=0.01" in svg_texts(folder / "stage2-wd-scores.svg")
+    assert {"train_fraction=0.5", "train_fraction=0.8"} <= set(svg_texts(folder / "overview.svg"))
+
+    # a configuration has one colour in every figure of the study, and no other configuration has it
+    gid = "cfg-optimizer-adam-scheduler-none"
+    colour = svg_colour(folder / "stage1-opt-sched-loss.svg", f"{gid}-val_loss", "stroke")
+    assert svg_colour(folder / "stage1-opt-sched-loss.svg", f"{gid}-train_loss", "stroke") == colour
+    assert svg_colour(folder / "stage1-opt-sched-scores.svg", f"{gid}-score", "fill") == colour
+    assert svg_colour(folder / "overview.svg", f"{gid}-overview", "fill") == colour
+    assert svg_colour(folder / "stage1-opt-sched-scores.svg", "cfg-optimizer-sgd-scheduler-step-score", "fill") != colour
+
+    md = (proj / "rep.md").read_text()
+    assert "![fig: overview](rep-figures/overview.png) [SVG](rep-figures/overview.svg)" in md
+    assert "![opt-sched: loss](rep-figures/stage1-opt-sched-loss.png) [SVG](rep-figures/stage1-opt-sched-loss.svg)" in md
 
 
 def test_real_study_trains_stage_by_stage(make_project):
@@ -137,7 +227,10 @@ scheduler = ["none", "step"]
     out = run_cli("report", "tiny", "-p", str(proj))
     assert out.returncode == 0, out.stderr
     assert "## Stage 1: lr (done)" in out.stdout and "## Stage 2: sched (done)" in out.stdout
-    assert f"## Final configuration\n\n```toml\nlr = {float(win)!r}\nscheduler = " in out.stdout
+    assert f"```toml\nlr = {float(win)!r}\nscheduler = " in out.stdout.split("## Final configuration")[1]
+    # the score that chose it, labelled apart from the (absent) held-out test score
+    assert "- Validation best_val_dice (chose it, optimistic): " in out.stdout
+    assert "- Held-out test: none (test_fraction = 0); set test_fraction = 0.2" in out.stdout
 
     again = run_cli("run", "--headless", "--plain", "-p", str(proj))
     assert again.returncode == 0 and "finished: 0 done" in again.stdout, again.stdout
@@ -184,16 +277,18 @@ lr_search = { from = 1e-3, to = 1e-2, steps = 1 }
     again = run_cli("run", "--headless", "--plain", "-p", str(proj))
     assert again.returncode == 0 and "finished: 0 done" in again.stdout, again.stdout
 
-    # the report with its figures: one loss chart, one score chart and one prediction grid per stage
+    # the report with its figures: loss curves, scores and a prediction grid per stage, the overview; PNG and SVG
     out = invoke("report", "-p", str(proj), str(proj / "rep.md"))
     assert out.exit_code == 0, out.output
     figs = sorted(p.name for p in (proj / "rep-figures").iterdir())
-    assert figs == ["stage1-h-loss.png", "stage1-h-predictions.png", "stage1-h-scores.png",
-                    "stage2-lr-loss.png", "stage2-lr-predictions.png", "stage2-lr-scores.png"]
+    assert figs == sorted(f"{stem}.{ext}" for ext in ("png", "svg") for stem in (
+        "overview", "stage1-h-loss", "stage1-h-predictions", "stage1-h-scores",
+        "stage2-lr-loss", "stage2-lr-predictions", "stage2-lr-scores"))
     import imageio.v3 as iio
-    assert iio.imread(proj / "rep-figures" / "stage1-h-scores.png").shape[2] == 3
+    assert iio.imread(proj / "rep-figures" / "stage1-h-scores.png").shape[2] in (3, 4)
     md = (proj / "rep.md").read_text()
-    assert "![h: scores](rep-figures/stage1-h-scores.png)" in md and "pruned after epoch 1" in md
+    assert "![h: scores](rep-figures/stage1-h-scores.png) [SVG](rep-figures/stage1-h-scores.svg)" in md
+    assert "pruned after epoch 1" in md
     assert "epochs trained: 6 of 8 for the full grid (75 %)" in md and "- Best lr: 0.0" in md
 
     # removing the study keeps every stage's run folders, and says so

@@ -28,9 +28,46 @@ def test_cli_help_does_not_import_torch_or_textual():
     code = ("import sys\n"
             "from unettui.cli.app import app\n"
             "try:\n    app(['--help'])\nexcept SystemExit:\n    pass\n"
-            "print('LOADED', ','.join(m for m in ('torch', 'textual') if m in sys.modules))")
+            "print('LOADED', ','.join(m for m in ('torch', 'textual', 'submitit') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "Usage" in out.stdout
+    assert out.stdout.strip().endswith("LOADED"), out.stdout[-200:]
+
+
+def test_matplotlib_is_imported_only_to_draw_figures():
+    """matplotlib (a second or so to import) is loaded by the report's drawing functions only: not by `--help` of any
+    command, the TUI's app module, `unettui compare`'s modules, or any core module on import."""
+    modules = core_modules()
+    code = ("import sys\n"
+            "from unettui.cli.app import app\n"
+            "for args in (['--help'], ['report', '--help'], ['compare', '--help']):\n"
+            "    try:\n        app(args)\n    except SystemExit:\n        pass\n"
+            "import unettui.tui.app, unettui.cli.compare_cmd\n"
+            + "".join(f"import {name}\n" for name in modules)
+            + "print('LOADED', ','.join(m for m in ('matplotlib',) if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "--vector" in out.stdout and "Example: unettui compare" in out.stdout
+    assert out.stdout.strip().endswith("LOADED"), out.stdout[-200:]
+
+
+def test_submitit_is_imported_only_to_submit(tmp_path):
+    """The SLURM backend's library is loaded by a submission (or inside a task), never by `run --help`, the TUI's
+    modules, or a poll of a project that has SLURM claims and records."""
+    proj = tmp_path / "p"
+    (proj / "runs" / "a").mkdir(parents=True)
+    (proj / "runs" / ".slurm").mkdir()
+    (proj / "experiments.toml").write_text("[[experiment]]\nid = 'a'\n")
+    (proj / "runs" / "a" / "status.json").write_text('{"state": "running", "host": "elsewhere", "heartbeat": 0, '
+                                                     '"backend": {"kind": "slurm", "job": "1_0"}}')
+    code = ("import sys\n"
+            "from unettui.cli.app import app\n"
+            "try:\n    app(['run', '--help'])\nexcept SystemExit:\n    pass\n"
+            "import unettui.tui.app, unettui.cli.slurm_cmds, unettui.core.runs.slurm_state\n"
+            "from unettui.tui.data import ProjectMonitor\n"
+            f"ProjectMonitor({str(proj)!r}).poll()\n"
+            "print('LOADED', ','.join(m for m in ('submitit',) if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "--backend" in out.stdout
     assert out.stdout.strip().endswith("LOADED"), out.stdout[-200:]
 
 

@@ -12,6 +12,11 @@ import typer
 from .common import ProjectOpt, app, duration, fail, load_queue_or_fail, write_output
 
 
+class Backend(str, Enum):
+    local = "local"
+    slurm = "slurm"
+
+
 @app.command()
 def run(
     project: Path = ProjectOpt,
@@ -23,6 +28,16 @@ def run(
     workers: int = typer.Option(1, "--workers", "-w", min=1, help="Runner processes sharing the queue (each claims its own experiments)."),
     devices: Optional[str] = typer.Option(None, "--devices", help="Comma-separated devices given to the workers in turn, e.g. cuda:0,cuda:1 or cpu."),
     stale_after: float = typer.Option(120.0, "--stale-after", min=5, help="Seconds without a heartbeat after which another machine's running claim is taken over."),
+    backend: Backend = typer.Option(Backend.local, "--backend", help="local: train here (default). slurm: submit pilot tasks to SLURM and return at once (see 'Running on a SLURM cluster' in the README).", rich_help_panel="SLURM"),
+    partition: Optional[str] = typer.Option(None, "--partition", help="SLURM partition (default: the cluster's default).", rich_help_panel="SLURM"),
+    gpus_per_run: int = typer.Option(0, "--gpus-per-run", min=0, help="GPUs per task (--gpus-per-node).", rich_help_panel="SLURM"),
+    cpus_per_run: int = typer.Option(1, "--cpus-per-run", min=1, help="CPUs per task (--cpus-per-task); also its PyTorch threads.", rich_help_panel="SLURM"),
+    mem: Optional[str] = typer.Option(None, "--mem", help="Memory per task in SLURM syntax, e.g. 16G (default: the partition's).", rich_help_panel="SLURM"),
+    time_limit: Optional[str] = typer.Option(None, "--time", help="Time limit per task in SLURM syntax (30, 4:00:00, 1-00:00:00); default 4:00:00 or the partition's MaxTime if lower. A task at its limit checkpoints and is requeued.", rich_help_panel="SLURM"),
+    max_parallel: Optional[int] = typer.Option(None, "--max-parallel", min=1, help="Pilot tasks in the array (default: what there is to train, at most 4).", rich_help_panel="SLURM"),
+    account: Optional[str] = typer.Option(None, "--account", help="SLURM account to charge.", rich_help_panel="SLURM"),
+    qos: Optional[str] = typer.Option(None, "--qos", help="SLURM quality of service.", rich_help_panel="SLURM"),
+    sbatch: Optional[list[str]] = typer.Option(None, "--sbatch", metavar="KEY=VALUE", help="Any other sbatch option, passed through (repeatable), e.g. --sbatch constraint=a100.", rich_help_panel="SLURM"),
 ) -> None:
     """Train every experiment of the queue that has no finished run, in file order.
 
@@ -32,7 +47,11 @@ def run(
 
     Several workers (--workers N, or runners started by hand on the same folder, on this or other machines sharing it) cooperate: each experiment is claimed by one process; a claim whose process is gone (same machine) or whose heartbeat is older than --stale-after is taken over and resumed from its checkpoint. CPU workers split the cores' threads between them.
 
+    On a SLURM cluster, --backend slurm submits a job array of pilot tasks, each an ordinary runner claiming from this queue on the shared filesystem, and returns at once (follow with `unettui ls`, `unettui logs ID`; stop with `unettui cancel --all`).
+
     Example: unettui run --headless --project my-study --workers 2 --devices cuda:0,cuda:1
+
+    Example: unettui run --headless --backend slurm --partition gpu --gpus-per-run 1 --cpus-per-run 8 --mem 32G --time 4:00:00 --max-parallel 8
     """
     from ..core.define.config import ConfigError
 
@@ -52,6 +71,16 @@ def run(
         close = difflib.get_close_matches(unknown[0], ids, n=3, cutoff=0.5)
         hint = ("did you mean " + ", ".join(f"'{c}'" for c in close) + "?") if close else "`unettui ls` lists them"
         fail(f"--only {unknown[0]}: no such experiment in {project / 'experiments.toml'}; {hint}")
+    if backend is Backend.slurm:
+        if workers > 1 or devices:
+            fail("--workers/--devices do not go with --backend slurm: each SLURM task is one runner; "
+                 "ask for more tasks with --max-parallel")
+        from .slurm_cmds import submit_to_slurm
+
+        submit_to_slurm(project, device=device, only=only, stale_after=stale_after, partition=partition,
+                        gpus_per_run=gpus_per_run, cpus_per_run=cpus_per_run, mem=mem, time=time_limit,
+                        max_parallel=max_parallel, account=account, qos=qos, sbatch=sbatch)
+        return
     if not headless:
         from .common import open_tui
 
@@ -154,8 +183,11 @@ def results(
     sort: str = typer.Option("best_val_dice", "--sort", "-s", help="Column to sort by (any export column)."),
     desc: bool = typer.Option(True, "--desc/--asc", help="Sort direction."),
     top: Optional[int] = typer.Option(None, "--top", "-n", min=1, help="Show only the first N rows."),
+    runs: bool = typer.Option(False, "--runs", help="One row per run even where configurations have repeats."),
 ) -> None:
-    """A table of every experiment: status, key hyper-parameters, best and final val Dice, epochs, time.
+    """A table of every experiment: state, the hyper-parameters that differ, best and final val Dice, test Dice, epochs, time.
+
+    Where configurations are trained several times (repeats = N), one row per configuration gives the mean ± standard deviation (n) over its repeats (--runs lists every run). Dice is summed over the validation images (see the README).
 
     Example: unettui results --sort final_val_loss --asc --top 5
     """
@@ -163,27 +195,43 @@ def results(
     from rich.console import Console
     from rich.table import Table
 
-    rows = _rows(project, sort, desc)
+    from ..core.runs.export import sort_rows, varied_keys
+    from ..core.runs.groups import configuration_rows, mean_sd_text
+
+    rows = _rows(project, sort, desc)  # (checks the sort key)
+    grouped = not runs and any((r.get("repeat") or 1) > 1 for r in rows)
+    if grouped:
+        rows = configuration_rows(rows)
+    if sort:
+        rows = sort_rows(rows, sort, desc)
     if top:
         rows = rows[:top]
     if not rows:
         typer.echo("no experiments in the queue and no runs yet")
         return
     # like `guild compare`: show the hyper-parameters that differ between rows, list the shared ones below
-    from ..core.runs.export import varied_keys
-
-    varying = varied_keys(rows)
+    varying = [k for k in varied_keys(rows) if not (grouped and k == "seed")]
     shared = [f"{c}={_show(rows[0].get(c))}" for c in PARAM_COLUMNS
-              if c not in varying and rows[0].get(c) is not None]
+              if c not in varying and rows[0].get(c) is not None and not (grouped and c == "seed")]
     table = Table(title=f"{project.resolve()}: {len(rows)} experiment{'' if len(rows) == 1 else 's'}", title_justify="left",
                   caption=("same for all: " + ", ".join(shared)) if shared else None, caption_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), pad_edge=False)
     cells = []
+    test = any(r.get("test_dice") is not None for r in rows)
     for r in rows:
-        best = "-" if r.get("best_val_dice") is None else f"{r['best_val_dice']:.4f} @{r['best_epoch']}"
+        if grouped:
+            best = mean_sd_text(r["best_val_dice"], r["best_val_dice_sd"], r["best_val_dice_n"], 3, compact=True)
+            last = mean_sd_text(r["final_val_dice"], r["final_val_dice_sd"], r["final_val_dice_n"], 3, compact=True)
+            held = mean_sd_text(r["test_dice"], r["test_dice_sd"], r["test_dice_n"], 3, compact=True)
+        else:
+            best = "-" if r.get("best_val_dice") is None else f"{r['best_val_dice']:.4f} @{r['best_epoch']}"
+            last, held = _num(r.get("final_val_dice")), _num(r.get("test_dice"))
         epochs = f"{r['epochs_done']}/{r['epochs']}" if r.get("epochs_done") is not None else f"-/{_show(r.get('epochs'))}"
-        cells.append([r["id"], r["label"], *[_show(r.get(c)) for c in varying], best,
-                      _num(r.get("final_val_dice")), epochs, duration(r.get("seconds"))])
-    heads = ["id", "state", *[SHORT.get(c, c) for c in varying], "best\nval dice", "last\nval dice", "epochs", "time"]
+        # configurations: the best val Dice and the test score (mean ± sd of each) are what is compared
+        cells.append([r["id"], r["label"], *[_show(r.get(c)) for c in varying], best, *([] if grouped else [last]),
+                      *([held] if test else []), epochs, duration(r.get("seconds"))])
+    heads = ["id" if not grouped else "configuration", "state", *[SHORT.get(c, c) for c in varying],
+             "best\nval dice", *([] if grouped else ["last\nval dice"]), *(["test dice\n@best"] if test else []),
+             "epochs", "time"]
     widths = [max([len(row[i]) for row in cells] + [max(len(h) for h in head.split("\n"))]) for i, head in enumerate(heads)]
     console = Console()
     # every column but the id keeps its full width; the id takes what is left and folds beyond that
@@ -199,6 +247,9 @@ def results(
     for row in cells:
         table.add_row(*row)
     console.print(table)
+    if grouped:
+        typer.echo("mean±sd(n): mean and standard deviation over each configuration's n repeats; "
+                   "--runs lists every run")
     if any(r.get("val_on_train") for r in rows):
         typer.echo("note: runs with train_fraction = 1.0 validate on their training images; their val numbers measure fit, not generalisation")
 
@@ -227,15 +278,30 @@ def export(
     fmt: Format = typer.Option(Format.csv, "--format", "-f", help="csv or md (Markdown table)."),
     sort: Optional[str] = typer.Option(None, "--sort", "-s", help="Column to sort by (default: queue order)."),
     desc: bool = typer.Option(True, "--desc/--asc", help="Sort direction."),
+    by_configuration: bool = typer.Option(False, "--by-configuration", help="One row per configuration: the mean, standard deviation and n of each metric over its repeats."),
 ) -> None:
-    """Export one row per experiment: id, status, every hyper-parameter, best and final metrics.
+    """Export one row per experiment: id, status, configuration and repeat, every hyper-parameter, best, final and test metrics.
+
+    With --by-configuration, one row per configuration (its repeats folded): the keys of its first repeat, runs, seeds, and for best/final val Dice and loss, final val IoU and test Dice/IoU the mean (under the metric's name), <metric>_sd and <metric>_n.
 
     Example: unettui export results.csv   (then pandas.read_csv("results.csv"))
     """
-    from ..core.runs.export import to_csv, to_markdown
+    from ..core.define.config import KEYS
+    from ..core.runs.export import sort_rows, to_csv, to_markdown
+    from ..core.runs.groups import AGGREGATED, configuration_rows
 
     rows = _rows(project, sort, desc)
-    text = to_csv(rows) if fmt == Format.csv else to_markdown(rows)
+    columns = None
+    if by_configuration:
+        rows = configuration_rows(rows)
+        if sort:
+            rows = sort_rows(rows, sort, desc)
+        columns = ("configuration", "status", "runs", "seeds", *[k for k in KEYS if k != "seed"],
+                   *[c for m in AGGREGATED for c in (m, f"{m}_sd", f"{m}_n")], "epochs_done", "seconds")
+    if columns:
+        text = to_csv(rows, columns) if fmt == Format.csv else to_markdown(rows, columns)
+    else:
+        text = to_csv(rows) if fmt == Format.csv else to_markdown(rows)
     write_output(path, text, f"wrote {len(rows)} rows to {path}")
 
 
@@ -272,11 +338,14 @@ def bench(
 # the other command groups register themselves on the same app
 from . import (  # noqa: E402,F401
     check_cmd,
+    compare_cmd,
     logs_cmd,
     lrfind_cmd,
     ls_cmd,
+    predict_cmd,
     queue_cmds,
     show_cmd,
+    slurm_cmds,
     study_cmds,
 )
 

@@ -23,10 +23,11 @@ def logs(
     project: Path = ProjectOpt,
     follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new lines until the run stops running (Ctrl-C to leave)."),
     attempt: Optional[int] = typer.Option(None, "--attempt", "-a", min=1, help="Print the log of earlier attempt N (runs/ID/attempts/N/run.log)."),
+    slurm: bool = typer.Option(False, "--slurm", help="Print the stdout and stderr files of the SLURM tasks that trained it (every attempt) instead."),
 ) -> None:
     """Print a run's log (runs/ID/run.log): claims, epochs, the end state, and the traceback of a failure.
 
-    With --follow, new lines are printed as they are written until the run is no longer running; Ctrl-C leaves at once. Logs of earlier attempts (kept by `unettui retry`) are printed with --attempt N.
+    With --follow, new lines are printed as they are written until the run is no longer running; Ctrl-C leaves at once. Logs of earlier attempts (kept by `unettui retry`) are printed with --attempt N. For a run trained by SLURM tasks (`unettui run --backend slurm`), their stdout/stderr files are named on stderr, and printed with --slurm.
 
     Example: unettui logs opt-at-1e-4-adam --follow
     """
@@ -34,6 +35,9 @@ def logs(
 
     queue, store = queue_and_store(project)
     exp, run = resolve(exp_id, queue, store)
+    if slurm:
+        _slurm_files(project, exp_id, run, print_them=True)
+        return
     older = run.attempts()
     if attempt is not None:
         match = [p for p in older if int(p.name) == attempt]
@@ -48,6 +52,7 @@ def logs(
         return
 
     path = run.file(LOG)
+    _slurm_files(project, exp_id, run, print_them=False)
     if older:
         typer.echo(f"({len(older)} earlier attempt{'s' if len(older) > 1 else ''}: "
                    f"unettui logs {exp_id} --attempt N, N in {', '.join(p.name for p in older)})", err=True)
@@ -67,6 +72,45 @@ def logs(
         _quiet_pipe(_follow, run, path, offset)
     except KeyboardInterrupt:
         pass
+
+
+def _slurm_files(project: Path, exp_id: str, run, print_them: bool) -> None:
+    """The stdout/stderr files of the SLURM tasks that trained ``run`` (current and earlier attempts): named on
+    stderr, or printed (--slurm)."""
+    from ..core.runs.slurm_state import backends_of_run
+
+    found = [(which, b) for which, b in backends_of_run(run.path) if b.get("log") or b.get("err")]
+    if not found:
+        if print_them:
+            fail(f"'{exp_id}' was not trained by a SLURM task (no backend in runs/{exp_id}/status.json)", code=1)
+        return
+    for which, b in found:
+        files = [(kind, _under(project, b.get(key))) for kind, key in (("stdout", "log"), ("stderr", "err"))
+                 if b.get(key)]
+        if not print_them:
+            typer.echo(f"(slurm task {b.get('job')} [{which}]: " + ", ".join(f"{k} {p}" for k, p in files)
+                       + f"; unettui logs {exp_id} --slurm prints them)", err=True)
+            continue
+        for kind, p in files:
+            typer.echo(f"==> slurm task {b.get('job')} [{which}] {kind}: {p} <==")
+            if p.exists():
+                _quiet_pipe(_copy, p, 0)
+                _flush_tail(p, _complete(p))  # a last line without its newline too
+            else:
+                typer.echo("(not there: the task has not started, or the file was removed)")
+
+
+def _under(project: Path, path: str | None) -> Path:
+    p = Path(path or "")
+    return p if p.is_absolute() else Path(project) / p
+
+
+def _complete(path: Path) -> int:
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return 0
+    return data.rfind(b"\n") + 1
 
 
 def _quiet_pipe(fn, *args):

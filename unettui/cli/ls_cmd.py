@@ -67,3 +67,7 @@ def ls_cmd(project: Path = ProjectOpt) -> None:
         table.add_row(*(Text(cell) for cell in r))  # Text: ids and errors may contain [brackets], never markup
     console.print(table)
     typer.echo(counts_text(rows_))
+    from ..core.runs.slurm_state import active_submissions
+
+    for line in active_submissions(project):  # what this project submitted to SLURM that may still run
+        typer.echo(line)

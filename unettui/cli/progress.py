@@ -65,7 +65,8 @@ class PlainReporter:
         if exp.budget is not None and exp.target_epochs < exp.config.epochs:
             note += f" (to epoch {exp.target_epochs} of {exp.config.epochs}: a successive-halving rung)"
         self.say(f"{exp.id}: {what} on {info['resolved_device']}, amp {info['amp_dtype']}, "
-                 f"{info['n_train']} train / {info['n_val']} val images{note}")
+                 f"{info['n_train']} train / {info['n_val']} val" + (f" / {info['n_test']} test" if info.get("n_test") else "")
+                 + f" images{note}")
 
     def batch(self, exp: Experiment, epoch: int, step: int, steps: int) -> None:
         pass

@@ -282,6 +282,10 @@ def show(
                 pass
     if st.get("host"):
         when.append(f"on {st['host']}" + (f" pid {st['pid']}" if st.get("pid") else ""))
+    if row.backend:  # a claim of a cluster job: which, and what the scheduler says of it
+        when.append(f"in {row.backend.get('kind')} job {row.backend.get('job')}"
+                    + (f" ({row.scheduler})" if row.scheduler else "")
+                    + (f" (its output: unettui logs {exp_id} --slurm)" if row.backend.get("log") else ""))
     if when:
         console.print(Text("  " + ", ".join(when)))
     if row.error:

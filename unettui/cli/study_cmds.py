@@ -159,11 +159,21 @@ def study_show(study_id: str = typer.Argument(..., metavar="ID", help="The study
             typer.echo(f"  leading: {_values(st.winner)} ({st.why})")
     typer.echo("")
     typer.echo(("final configuration: " if s.done else "configuration so far: ") + _values(s.final()))
+    from ..core.show.study_text import final_scores_text
+
+    for line in final_scores_text(s):
+        typer.echo("  " + line)
 
 
 class ReportFormat(str, Enum):
     md = "md"
     csv = "csv"
+
+
+class VectorFormat(str, Enum):
+    svg = "svg"
+    pdf = "pdf"
+    none = "none"
 
 
 @app.command()
@@ -172,12 +182,13 @@ def report(
     output: Optional[Path] = typer.Argument(None, metavar="OUTPUT", help="File to write; stdout when left out.", dir_okay=False),
     project: Path = ProjectOpt,
     fmt: ReportFormat = typer.Option(ReportFormat.md, "--format", "-f", help="md (one table per stage, group averages, winners, final configuration) or csv (one row per run)."),
-    figures_dir: Optional[Path] = typer.Option(None, "--figures", help="Folder for the PNG figures (md only; default: OUTPUT's name + -figures beside it, or reports/STUDY/ in the project).", file_okay=False),
-    no_figures: bool = typer.Option(False, "--no-figures", help="Write no PNG figures."),
+    figures_dir: Optional[Path] = typer.Option(None, "--figures", help="Folder for the figures (md only; default: OUTPUT's name + -figures beside it, or reports/STUDY/ in the project).", file_okay=False),
+    vector: VectorFormat = typer.Option(VectorFormat.svg, "--vector", help="The vector copy of each figure, beside its PNG: svg, pdf, or none (PNG only)."),
+    no_figures: bool = typer.Option(False, "--no-figures", help="Write no figures."),
 ) -> None:
-    """Write a staged study's report: per stage a Markdown table of its runs (configuration, final train loss, train Dice, val loss, val Dice, score), the mean val loss and val Dice per value of each varied key, the winner and why; then the final configuration (the study base plus every winner). With md, PNG figures per stage too (train/val loss curves, a bar chart of the score per configuration with the winner highlighted, the validation predictions of each configuration), linked from the report.
+    """Write a staged study's report: per stage a Markdown table of its runs (configuration, final train loss, train Dice, val loss, val Dice, score), the mean val loss and val Dice per value of each varied key, the winner and why; then the final configuration (the study base plus every winner). With md, figures drawn with matplotlib too, each as PNG plus SVG (or PDF with --vector pdf), linked from the report: per stage the train/val loss curves, the score per configuration with the winner outlined, the validation predictions of each configuration; and an overview of the metric of every setting, stage by stage.
 
-    Example: unettui report opt study-opt.md -p my-study   (or --format csv for one row per run)
+    Example: unettui report opt study-opt.md -p my-study --vector pdf   (or --format csv for one row per run)
     """
     if study_id and output is None and (study_id.endswith((".md", ".csv")) or "/" in study_id):
         if study_id not in {x.id for x in _studies(project)[1]}:  # `unettui report out.md`: the only study, to a file
@@ -198,11 +209,15 @@ def report(
         folder = figures_dir or ((output.parent / f"{output.stem}-figures") if output else project / "reports" / s.id)
         base = (output.parent if output else project).resolve()
         try:
-            written = write_study_figures(s, RunStore(project), folder)
+            written = write_study_figures(s, RunStore(project), folder, None if vector == VectorFormat.none else vector.value)
+        except ImportError as exc:
+            fail(f"the figures need matplotlib ({exc}); `pip install matplotlib`, or pass --no-figures")
         except OSError as exc:
             fail(f"cannot write the figures to {folder}: {exc.strerror or exc}; pass --figures DIR or --no-figures")
         figures = {k: [os.path.relpath(Path(p).resolve(), base) for p in v] for k, v in written.items()}
-        n = sum(len(v) for v in written.values())
+        n = sum(1 for v in written.values() for p in v if p.suffix == ".png")
         if n:
-            typer.echo(f"wrote {n} figure{'s' if n != 1 else ''} (loss curves, scores, predictions per stage) to {folder}", err=True)
+            also = "" if vector == VectorFormat.none else f", each as PNG and {vector.value.upper()}"
+            typer.echo(f"wrote {n} figure{'s' if n != 1 else ''} (per stage: loss curves, scores, predictions; "
+                       f"the study's overview){also} to {folder}", err=True)
     write_output(output, report_markdown(s, figures), f"wrote the report of study '{s.id}' to {output}")

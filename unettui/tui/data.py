@@ -5,6 +5,7 @@ it; this module only decides what to re-read, so a poll with nothing changed rea
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -13,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from ..core.define.queue import QUEUE_FILE, Queue, QueueError, load_queue
-from ..core.runs.status import DataIds, Halving, Row, RunFiles, State, row_of
+from ..core.runs.slurm_state import SCHEDULER, JobState, refresh_summary, task_word
+from ..core.runs.status import DataIds, Halving, Row, RunFiles, State, jobs_to_ask, row_of
 from ..core.runs.store import (
     ARCHIVING,
     CONFIG,
@@ -72,6 +74,7 @@ class ProjectMonitor:
         self._study_ids: frozenset[str] = frozenset()  # experiment ids of every study's expanded stages
         self._study_seen: dict[str, tuple | None] = {}  # their signature when the studies were last expanded
         self._halving = Halving()
+        self._jobs: dict[str, JobState] = {}  # the scheduler's last answer about the jobs of cluster claims
 
     def order(self) -> list[str]:
         """Queue order, then runs that are no longer in the queue."""
@@ -147,6 +150,7 @@ class ProjectMonitor:
                 self.queue_error = str(exc)  # keep the last good queue on screen
             changed |= {QUEUE_CHANGED, STUDIES_CHANGED}
         self._refresh_runs(changed)
+        self._poll_jobs(changed)
         if self._study_ids and self._studies_moved(changed, loaded) and not loaded:
             before = [e.id for e in self.queue.experiments] if self.queue else []
             try:
@@ -160,6 +164,25 @@ class ProjectMonitor:
             self._refresh_runs(changed | {QUEUE_CHANGED})  # halving may have pruned or promoted runs
             self._studies_moved(changed, True)
         return changed
+
+    def _poll_jobs(self, changed: set[str]) -> None:
+        """The scheduler's state of the cluster jobs that running or interrupted runs are claimed in, and of this
+        project's SLURM submissions. Asked only here, in the polling thread, and at most every few seconds (the core
+        caches the answers and limits every squeue/sacct call in time); views whose job state moved are replaced."""
+        refresh_summary(self.project)
+        ask = jobs_to_ask(self.runs.values())
+        if not ask and not self._jobs:
+            return
+        states = SCHEDULER.states(ask) if ask else {}
+        if states == self._jobs:
+            return
+        self._jobs = states
+        for run_id, view in list(self.runs.items()):
+            if view.backend:
+                word = task_word(view.backend, states)
+                if word != view.scheduler:
+                    self.runs[run_id] = dataclasses.replace(view, scheduler=word)
+                    changed.add(run_id)
 
     def _refresh_runs(self, changed: set[str]) -> None:
         run_ids = self._run_ids()
@@ -233,7 +256,7 @@ class ProjectMonitor:
             fs.mtime, fs.size = (stamp if stamp else (-1.0, -1))
         self._snaps[run_id] = snap
         valid = exp is not None and exp.config is not None
-        view = row_of(run_id, exp, snap, self._halving, data(exp.config) if valid else None)
+        view = row_of(run_id, exp, snap, self._halving, data(exp.config) if valid else None, jobs=self._jobs)
         if old is not None and old == view:
             return None
         return view

@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..core.runs.slurm_state import cached_summary
 from ..core.runs.store import RUNS_DIR
 from .data import RunView
 
@@ -20,7 +21,7 @@ RUNNER_LOG = ".tui-runner.log"  # in runs/: what the runner started from the TUI
 class RunnerState:
     """What the status line says about runners on this project."""
 
-    kind: str  # "ours", "elsewhere", "stale", "none"
+    kind: str  # "ours", "slurm" (jobs this project submitted may still run), "elsewhere", "stale", "none"
     text: str
 
 
@@ -78,6 +79,9 @@ class RunnerControl:
         if self.running():
             n = f"{self.workers} workers" if self.workers > 1 else "1 worker"
             return RunnerState("ours", f"runner: started here (pid {self.proc.pid}, {n})")
+        jobs = cached_summary(self.project)  # SLURM submissions of this project (read by the poll thread, no I/O here)
+        if jobs:
+            return RunnerState("slurm", "runner: " + "; ".join(jobs))
         ours_pid = self.proc.pid if self.proc is not None else None
         active = [v for v in views if v.state == "running" and v.pid != ours_pid]
         if active:

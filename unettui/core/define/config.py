@@ -43,6 +43,9 @@ class Config:
     data_seed: int = 0  # synthetic generation and the train/validation split
     image_size: int = 64
     train_fraction: float = 0.8
+    # share of the images held out for testing before the train/validation split (never used to choose anything);
+    # 0 keeps a project's earlier runs valid and comparable: their splits had no test part
+    test_fraction: float = 0.0
     # model
     base_channels: int = 16
     depth: int = 4
@@ -74,6 +77,8 @@ class Config:
     amp: str = "auto"
     device: str = "auto"
     preview_count: int = 4
+    # train each configuration this many times, seeds seed, seed + 1000, seed + 2000, ... (ids <id>, <id>-r2, ...)
+    repeats: int = 1
 
     # ---- conversions -------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -103,6 +108,8 @@ KEYS: tuple[str, ...] = tuple(field_to_key(n) for n in _FIELDS)
 DEFAULTS = Config()
 MAX_LR = 100.0
 MAX_SEED = 2**63 - 2  # torch seeds are 64-bit; augmentation uses seed + 1
+MAX_REPEATS = 100
+REPEAT_SEED_STRIDE = 1000  # repeat k of a configuration trains with seed + (k - 1) * 1000
 
 
 def _type_name(t: Any) -> str:
@@ -187,6 +194,10 @@ def _check_range(key: str, v: Any, where: str) -> None:
         need(0 <= v < 1, "must be in [0, 1)")
     elif key == "augment.rotate":
         need(0 <= v <= 180, "is the largest rotation in degrees either way and must be in [0, 180]")
+    elif key == "test_fraction":
+        need(0 <= v <= 0.5, "must be in [0, 0.5]: the share of the images held out for testing (0: none)")
+    elif key == "repeats":
+        need(1 <= v <= MAX_REPEATS, f"must be in [1, {MAX_REPEATS}]")
     elif key == "train_fraction":
         need(0 < v <= 1, "must be in (0, 1]: the share of images used for training (1.0 validates on the training images)")
     elif key == "dropout":
@@ -257,6 +268,8 @@ def _cross_check(cfg: Config) -> tuple[str, str] | None:
         return "image_size", problem.removeprefix("image_size ")
     if cfg.amp == "fp16" and cfg.device == "cpu":
         return "amp", "fp16 needs a CUDA device; use amp = \"off\" or \"bf16\" on the CPU"
+    if cfg.seed + (cfg.repeats - 1) * REPEAT_SEED_STRIDE > MAX_SEED:
+        return "seed", f"{cfg.seed} leaves no room for {cfg.repeats} repeats (seed + {REPEAT_SEED_STRIDE} per repeat)"
     if cfg.scheduler in ("cosine", "plateau") and cfg.lr_min > cfg.lr:
         use = "the final rate of cosine" if cfg.scheduler == "cosine" else "the floor of plateau"
         return "lr_min", f"{cfg.lr_min:g} is above lr {cfg.lr:g}; lr_min is {use} and must not exceed lr"
@@ -266,10 +279,10 @@ def _cross_check(cfg: Config) -> tuple[str, str] | None:
 # ---- what a run's definition is --------------------------------------------------------
 
 # Keys that do not change what a run computes: where it ran and how many validation images its previews draw.
-NOT_DEFINITION = ("device", "preview_count")
+NOT_DEFINITION = ("device", "preview_count", "repeats")
 # Keys added after runs were first recorded, with the value an older config.json that lacks them implies (a key
 # missing from a recorded config otherwise means its default).
-LEGACY: dict[str, Any] = {}
+LEGACY: dict[str, Any] = {"test_fraction": 0.0}
 
 
 def definition_changes(recorded: dict[str, Any], cfg: Config) -> list[tuple[str, Any, Any]]:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .config import Config, ConfigError
+from .config import REPEAT_SEED_STRIDE, Config, ConfigError
+from .names import MAX_ID
 
 
 @dataclass
@@ -18,6 +19,12 @@ class Experiment:
     config: Config | None = None
     error: ConfigError | None = None
     budget: int | None = None  # train only to this epoch for now (a study stage's successive-halving rung)
+    configuration: str = ""  # the id its repeats share (its own id when it is not a repeat)
+    repeat: int = 1  # 1..repeats: repeats of one configuration differ only in their seed
+    repeats: int = 1
+
+    def __post_init__(self) -> None:
+        self.configuration = self.configuration or self.id
 
     @property
     def target_epochs(self) -> int:
@@ -28,3 +35,29 @@ class Experiment:
     @property
     def valid(self) -> bool:
         return self.error is None
+
+
+def repeat_id(base: str, k: int) -> str:
+    """The id of repeat ``k`` of configuration ``base``: ``base`` itself for the first (so adding repeats to an
+    experiment keeps its run), ``base-r2``, ``base-r3``, ... after (shortened to fit the id limit)."""
+    if k == 1:
+        return base
+    suffix = f"-r{k}"
+    return base[: MAX_ID - len(suffix)].rstrip("-.") + suffix
+
+
+def with_repeats(exp: Experiment) -> list[Experiment]:
+    """``exp`` and its repeats: ``config.repeats`` experiments that differ only in their seed (seed, seed + 1000,
+    seed + 2000, ...: initialisation, shuffling, augmentation and dropout change; the data split, seeded by
+    data_seed, does not). An invalid experiment stays one."""
+    if exp.config is None or exp.config.repeats <= 1:
+        if exp.config is not None:
+            exp.repeats = exp.config.repeats
+        return [exp]
+    n, out = exp.config.repeats, []
+    for k in range(1, n + 1):
+        cfg = exp.config.replace(seed=exp.config.seed + (k - 1) * REPEAT_SEED_STRIDE)
+        origin = exp.origin if n == 1 else f"{exp.origin} (repeat {k} of {n})"
+        out.append(Experiment(id=repeat_id(exp.id, k), origin=origin, overrides=dict(exp.overrides), config=cfg,
+                              budget=exp.budget, configuration=exp.id, repeat=k, repeats=n))
+    return out

@@ -16,7 +16,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from .config import DEFAULTS, Config, ConfigError, build_config, coerce, flatten
-from .experiment import Experiment
+from .experiment import Experiment, with_repeats
 from .names import safe_id, slug
 from .study import StudyStatus, expand
 from .study_parse import parse_study
@@ -97,9 +97,9 @@ def parse_queue(data: dict[str, Any], path: Path, text: str | None = None, store
         entry = data[section][index]
         at = f" (line {line})" if line else ""
         if section == "experiment":
-            experiments.append(_experiment(entry, index, defaults, name, at))
+            experiments.extend(with_repeats(_experiment(entry, index, defaults, name, at)))
         elif section == "sweep":
-            experiments.extend(_sweep(entry, index, defaults, name, at))
+            experiments.extend(e for exp in _sweep(entry, index, defaults, name, at) for e in with_repeats(exp))
         else:
             experiments.extend(_study(entry, index, defaults, name, at, store, studies, study_problems))
 
@@ -191,6 +191,9 @@ def _sweep(entry: dict[str, Any], index: int, defaults: Config, name: str, at: s
         for k, v in grid.items():
             if not v:
                 raise ConfigError(where, k, "empty list: a sweep needs at least one value per key")
+            if k == "repeats":
+                raise ConfigError(where, k, "cannot be swept: give one number, every configuration of the sweep is "
+                                            "trained that many times")
             for item in v:
                 coerce(k, item, where)
         if not grid:

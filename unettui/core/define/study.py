@@ -45,10 +45,11 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..runs.groups import mean_sd, within_noise
 from ..runs.status import DataIds, State, judge_run
 from ..runs.store import FINISHED, short_of
 from .config import Config, ConfigError, build_config
-from .experiment import Experiment
+from .experiment import Experiment, with_repeats
 from .names import MAX_ID, id_value, safe_id, slug
 from .study_parse import Stage, Study, show_value
 
@@ -62,14 +63,18 @@ class RunScore:
     state: str  # queued / running / done / failed / interrupted / invalid
     value: float | None  # the study's metric, when the run is done and has it
     summary: dict[str, Any] | None = None
+    repeat: int = 1  # which repeat of the configuration (at this fraction) it is
 
 
 @dataclass
 class ConfigScore:
     values: dict[str, Any]
     runs: list[RunScore] = field(default_factory=list)
-    score: float | None = None  # mean over fractions; None unless every run has the metric
-    spread: float | None = None  # max - min over fractions
+    score: float | None = None  # mean over fractions of the mean over repeats; None unless every run has the metric
+    spread: float | None = None  # max - min over fractions (of the means over repeats)
+    sd: float | None = None  # seed-to-seed standard deviation (pooled over fractions); None without repeats
+    n: int = 1  # repeats per fraction
+    se: float | None = None  # standard error of the score: sd / sqrt(repeats x fractions)
     pruned_at: int | None = None  # successive halving stopped it after this epoch (score: its score there)
     budget: int | None = None  # halving: the epoch its runs are to be trained to now
 
@@ -120,6 +125,24 @@ class StudyStatus:
     def done(self) -> bool:
         return all(st.state == "done" for st in self.stages)
 
+    def final_scores(self) -> dict[str, Any] | None:
+        """The final configuration's numbers: the last finished stage's winner's runs (every fraction and repeat) —
+        the study metric that chose it (mean, sd, n) and the held-out test Dice/IoU at each run's best epoch, which
+        nothing chose by (None without a test split). None before a stage has a winner."""
+        stage = next((st for st in reversed(self.stages) if st.state == "done" and st.winner is not None), None)
+        if stage is None:
+            return None
+        cs = next((c for c in stage.configs if c.values == stage.winner), None)
+        if cs is None:
+            return None
+        summaries = [r.summary or {} for r in cs.runs if r.state == "done"]
+        val = mean_sd([r.value for r in cs.runs if r.value is not None])
+        test = mean_sd([x.get("test_dice") for x in summaries if x.get("test_dice") is not None])
+        iou = mean_sd([x.get("test_iou") for x in summaries if x.get("test_iou") is not None])
+        n_test = next((x.get("n_test") for x in summaries if x.get("n_test")), 0)
+        return {"stage": stage.name, "metric": self.study.metric, "val": val, "test_dice": test, "test_iou": iou,
+                "n_test": n_test, "runs": [r.id for r in cs.runs]}
+
 
 # ---- expansion ----------------------------------------------------------------------------------------
 def base_hash(carried: dict[str, Any]) -> str:
@@ -143,10 +166,23 @@ def metric_value(summary: dict[str, Any] | None, metric: str) -> float | None:
 
 
 def score(cs: ConfigScore) -> None:
+    """Mean over fractions of the mean over repeats (None unless every run has the metric); spread over fractions;
+    the pooled seed-to-seed sd and the score's standard error when there are repeats."""
     vals = [r.value for r in cs.runs]
-    if vals and all(v is not None for v in vals):
-        cs.score = sum(vals) / len(vals)  # type: ignore[arg-type]
-        cs.spread = max(vals) - min(vals)  # type: ignore[type-var,operator]
+    cs.score = cs.spread = cs.sd = cs.se = None
+    if not vals or any(v is None for v in vals):
+        return
+    by_fraction: dict[Any, list[float]] = {}
+    for r in cs.runs:
+        by_fraction.setdefault(r.fraction, []).append(r.value)  # type: ignore[arg-type]
+    means = [sum(v) / len(v) for v in by_fraction.values()]
+    cs.score = sum(means) / len(means)
+    cs.spread = max(means) - min(means)
+    cs.n = min(len(v) for v in by_fraction.values())
+    sds = [mean_sd(v)[1] for v in by_fraction.values()]
+    if cs.n >= 2 and all(x is not None for x in sds):
+        cs.sd = math.sqrt(sum(x * x for x in sds) / len(sds))  # type: ignore[operator]
+        cs.se = cs.sd / math.sqrt(cs.n * len(means))
 
 
 def _close(a: float, b: float) -> bool:
@@ -154,15 +190,32 @@ def _close(a: float, b: float) -> bool:
 
 
 def choose(configs: list[ConfigScore], direction: str) -> tuple[ConfigScore | None, str, str]:
-    """The best configuration among ``configs`` (grid order), with how ('best', 'tie-break', 'no-score') and why."""
+    """The best configuration among ``configs`` (grid order), with how and why.
+
+    How: 'best' (the best score, clear of the others), 'tie within noise' (with repeats: the runner-up is within one
+    standard error of the difference; of the configurations within the noise of the best, the one with the smallest
+    seed-to-seed sd wins — the most reliable — then the better score), 'tie-break' (equal scores without repeats: the
+    smaller spread over fractions, then grid order) or 'no-score'."""
     scored = [c for c in configs if c.score is not None]
     if not scored:
         return (configs[0], "no-score", "no configuration has a score (failed runs or missing metric): the first in grid order") if configs else (None, "no-score", "")
     sign = 1.0 if direction == "max" else -1.0
     top = max(sign * c.score for c in scored)  # type: ignore[operator]
+    best = next(c for c in scored if _close(sign * c.score, top))  # type: ignore[operator]
+    noisy = [c for c in scored if c is best or within_noise(best.score, best.se, c.score, c.se)]  # type: ignore[arg-type]
+    if len(noisy) > 1:
+        order = {id(c): i for i, c in enumerate(configs)}
+        pick = min(noisy, key=lambda c: (c.sd, -sign * c.score, order[id(c)]))  # type: ignore[operator]
+        others = ", ".join(f"{c.label()} {c.score:.4f} ± {c.sd:.4f}" for c in noisy if c is not pick)
+        return pick, "tie within noise", (
+            f"{len(noisy)} configurations within one standard error of the best mean ({top * sign:.4f}, n={best.n}): "
+            f"the smallest seed-to-seed sd wins ({pick.score:.4f} ± {pick.sd:.4f}; also {others})")
     tied = [c for c in scored if _close(sign * c.score, top)]  # type: ignore[operator]
     if len(tied) == 1:
-        return tied[0], "best", f"{direction} score {tied[0].score:.4f}"
+        runner_up = max((sign * c.score for c in scored if c is not best), default=None)  # type: ignore[operator]
+        margin = "" if runner_up is None else f", {abs(top - runner_up):.4f} ahead"
+        noise = f" ± {best.sd:.4f} (n={best.n})" if best.sd is not None else ""
+        return tied[0], "best", f"{direction} score {tied[0].score:.4f}{noise}{margin}"
     low = min(c.spread for c in tied)  # type: ignore[type-var]
     steady = [c for c in tied if _close(c.spread, low)]  # type: ignore[arg-type]
     if len(steady) == 1:
@@ -246,28 +299,32 @@ class _StageBuilder:
                 exp.config = build_config(overrides, f"{self.file} {self.origin}", self.defaults)
             except ConfigError as exc:
                 exp.error = exc
-            self.out.append(exp)
-            self.exps[exp_id] = exp
-            self.status.experiments.append(exp_id)
-            summary = None
-            if not exp.valid:
-                state = "invalid"  # never trained: the stage cannot finish until the definition is fixed
-            elif self.store is None:
-                state = "queued"
-            else:
-                run = self.store.run(exp_id)
-                # the read model's state; a run of another definition or data (changed) is to be trained again
-                verdict = judge_run(run, exp.config, self.data)
-                state = {State.PENDING: "queued", State.CHANGED: "queued"}.get(verdict.state, verdict.state.value)
-                summary = run.summary() if state in ("done", "failed", "interrupted") else None
-            if exp.valid:
-                self.status.epochs_full += exp.config.epochs
-                self.status.epochs_trained += int((summary or {}).get("epochs_done") or 0)
-            cs.runs.append(RunScore(id=exp_id, fraction=f, state=state, summary=summary,
-                                    value=metric_value(summary, self.study.metric) if state == "done" else None))
+            for rexp in with_repeats(exp):
+                self.out.append(rexp)
+                self.exps[rexp.id] = rexp
+                self.status.experiments.append(rexp.id)
+                cs.runs.append(self._run_score(rexp, f))
         score(cs)
         self.status.configs.append(cs)
         return cs
+
+    def _run_score(self, exp: Experiment, fraction: float | None) -> RunScore:
+        summary = None
+        if not exp.valid:
+            state = "invalid"  # never trained: the stage cannot finish until the definition is fixed
+        elif self.store is None:
+            state = "queued"
+        else:
+            run = self.store.run(exp.id)
+            # the read model's state; a run of another definition or data (changed) is to be trained again
+            verdict = judge_run(run, exp.config, self.data)
+            state = {State.PENDING: "queued", State.CHANGED: "queued"}.get(verdict.state, verdict.state.value)
+            summary = run.summary() if state in ("done", "failed", "interrupted") else None
+        if exp.valid:
+            self.status.epochs_full += exp.config.epochs
+            self.status.epochs_trained += int((summary or {}).get("epochs_done") or 0)
+        return RunScore(id=exp.id, fraction=fraction, state=state, summary=summary, repeat=exp.repeat,
+                        value=metric_value(summary, self.study.metric) if state == "done" else None)
 
 
 def _finished(cs: ConfigScore) -> bool:
@@ -430,6 +487,8 @@ def expand(study: Study, defaults: Config, store: Any = None, file: str = "exper
     blocked = False
     for k, stage in enumerate(study.stages):
         n_fractions = len(stage.fractions or study.fractions or [None])
+        repeats = stage.shared.get("repeats", study.base.get("repeats", defaults.repeats))
+        n_fractions *= repeats if isinstance(repeats, int) and repeats > 0 else 1
         n_configs = len(stage.configurations())
         if stage.lr_search:
             n_configs = max(1, n_configs) * (len(stage.lr_search.decades()) + stage.lr_search.steps)

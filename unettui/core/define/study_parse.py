@@ -235,6 +235,9 @@ def _stage_values(raw: dict, swhere: str, problems: list[ConfigError]
             elif isinstance(v, list):
                 if not v:
                     raise ConfigError(swhere, k, "empty list: a stage needs at least one value per key")
+                if k == "repeats":
+                    raise ConfigError(swhere, k, "cannot be a grid: give one number, every configuration is trained "
+                                                 "that many times")
                 vals = [coerce(k, x, swhere) for x in v]
                 if len(set(map(repr, vals))) != len(vals):
                     raise ConfigError(swhere, k, f"repeats a value: {v}")

@@ -97,6 +97,36 @@ def split_indices(n: int, train_fraction: float, seed: int) -> tuple[torch.Tenso
     return train, val, False
 
 
+# The test split's permutation is seeded apart from the train/validation one, so it depends only on (n, test_fraction,
+# data_seed): every experiment of a study, at every train_fraction, holds out the same test images.
+TEST_SEED_OFFSET = 104_729
+
+
+def split_with_test(n: int, train_fraction: float, seed: int, test_fraction: float = 0.0
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, bool]:
+    """(train_idx, val_idx, test_idx, val_on_train): ``test_fraction`` of the images (half-up rounding, at least one
+    when > 0, leaving at least two) are held out first, then the rest is split by ``split_indices``. With
+    test_fraction 0 the split is exactly ``split_indices``'s (and test_idx is empty)."""
+    n = int(n)
+    tf = float(test_fraction)
+    if tf <= 0.0:
+        train, val, vot = split_indices(n, train_fraction, seed)
+        return train, val, torch.zeros(0, dtype=torch.long), vot
+    if not tf < 1.0:
+        raise DatasetError(f"test_fraction must be below 1, got {test_fraction}")
+    if n < 3:
+        raise DatasetError(f"test_fraction {tf:g} needs at least 3 images (test, train and validation), the dataset "
+                           f"has {n}; use test_fraction = 0 or more images")
+    n_test = min(max(int(math.floor(tf * n + 0.5)), 1), n - 2)
+    g = torch.Generator(device="cpu")
+    g.manual_seed(int(seed) + TEST_SEED_OFFSET)
+    perm = torch.randperm(n, generator=g)
+    test = torch.sort(perm[:n_test]).values
+    rest = torch.sort(perm[n_test:]).values
+    tr, va, vot = split_indices(len(rest), train_fraction, seed)
+    return rest[tr], rest[va], test, vot
+
+
 def equalize_histogram(images: torch.Tensor, bins: int = 256) -> torch.Tensor:
     """Histogram equalisation of a batch [N,C,H,W] in [0,1], per image and per channel, vectorised on the tensor's device (no Python loop over images): output in [0,1], monotone in the input values of each image.
 

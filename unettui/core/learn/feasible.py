@@ -24,9 +24,18 @@ FOLDER_BYTES_PER_PIXEL = 32
 OPTIMIZER_STATES = {"adam": 2, "adamw": 2, "adamax": 2, "adadelta": 2, "rmsprop": 1, "adagrad": 1, "sgd": 1}
 
 
-def split_counts(n: int, train_fraction: float) -> tuple[int, int]:
-    """(training images, validation images) of ``n`` at ``train_fraction``, as core.data.split_indices splits them
-    (half-up rounding, at least one on each side; 1.0 validates on the training images)."""
+def held_out_count(n: int, test_fraction: float) -> int:
+    """Images held out for testing, as core.learn.data.split_with_test counts them."""
+    if test_fraction <= 0 or n < 3:
+        return 0
+    return min(max(int(math.floor(test_fraction * n + 0.5)), 1), n - 2)
+
+
+def split_counts(n: int, train_fraction: float, test_fraction: float = 0.0) -> tuple[int, int]:
+    """(training images, validation images) of ``n`` at ``train_fraction`` after ``test_fraction`` is held out, as
+    core.learn.data splits them (half-up rounding, at least one on each side; 1.0 validates on the training
+    images)."""
+    n -= held_out_count(n, test_fraction)
     if n < 1:
         return 0, 0
     if train_fraction >= 1.0:
@@ -123,15 +132,20 @@ def problems(cfg: Config, n_images: int | None, memory: int | None = None, where
     memory when it trains on one), checked only when given."""
     out: list[tuple[str, str]] = []
     if n_images is not None:
-        n_train, n_val = split_counts(n_images, cfg.train_fraction)
+        if cfg.test_fraction > 0 and n_images < 3:
+            out.append(("test_fraction", f"{cfg.test_fraction:g} needs at least 3 images (test, train and "
+                                         f"validation), the dataset has {n_images}; use test_fraction = 0 or more images"))
+            return out
+        n_train, n_val = split_counts(n_images, cfg.train_fraction, cfg.test_fraction)
         if n_val < 1:
             out.append(("train_fraction", f"{cfg.train_fraction:g} of {n_images} image{'s' if n_images != 1 else ''} "
                                           "leaves no validation image; use train_fraction = 1.0 or more images"))
             return out
         if cfg.batch_size > n_train:
+            held = f", after test_fraction {cfg.test_fraction:g}" if cfg.test_fraction > 0 else ""
             out.append(("batch_size", f"{cfg.batch_size} is larger than the {n_train} training images (train_fraction "
-                                      f"{cfg.train_fraction:g} of {n_images}); lower batch_size, raise train_fraction "
-                                      "or add images"))
+                                      f"{cfg.train_fraction:g} of {n_images}{held}); lower batch_size, raise "
+                                      "train_fraction or add images"))
             return out
         bottleneck = cfg.image_size // 2**cfg.depth
         last = n_train % cfg.batch_size or cfg.batch_size

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from .data import DatasetError, SegData
 from .dataset_id import IMAGE_EXTENSIONS, LOSSY_EXTENSIONS, image_files
 
-__all__ = ["load_folder"]
+__all__ = ["image_to_float", "load_folder", "read_image_file", "resize_image"]
 
 
 # ---------------------------------------------------------------------------
@@ -44,7 +44,7 @@ def _short_reason(exc: BaseException) -> str:
     return first if len(first) <= 160 else first[:157] + "..."
 
 
-def _read(path: Path) -> np.ndarray:
+def read_image_file(path: Path) -> np.ndarray:
     import imageio.v3 as iio  # local import: keeps `import unettui.core.learn.folders` light
 
     try:
@@ -79,7 +79,7 @@ def _to_hwc(arr: np.ndarray, path: Path) -> np.ndarray:
     )
 
 
-def _image_to_float(arr: np.ndarray, path: Path) -> np.ndarray:
+def image_to_float(arr: np.ndarray, path: Path) -> np.ndarray:
     """float32 [C, H, W] in [0, 1]: 8-bit / 255, bool as 0/1; 16-bit, signed and float images min-max per image.
 
     16-bit microscopy and MRI rarely use the full 0..65535 range (a 12-bit camera tops out at 4095),
@@ -121,7 +121,7 @@ def _center_crop(t: torch.Tensor) -> torch.Tensor:
     return t[..., top : top + side, left : left + side]
 
 
-def _resize_image(img: torch.Tensor, size: int) -> torch.Tensor:
+def resize_image(img: torch.Tensor, size: int) -> torch.Tensor:
     """[C, s, s] -> [C, size, size], bilinear (antialiased when downsampling)."""
     s = img.shape[-1]
     if s == size:
@@ -211,16 +211,16 @@ def load_folder(path: Path, image_size: int) -> SegData:
     stems = sorted(images)
     for stem in stems:
         ip, mp = images[stem], masks[stem]
-        iarr, marr = _read(ip), _read(mp)
+        iarr, marr = read_image_file(ip), read_image_file(mp)
         ih, iw = iarr.shape[:2]
         mh, mw = marr.shape[:2]
         if (ih, iw) != (mh, mw):
             raise DatasetError(
                 f"size mismatch: image {ip} is {iw}x{ih} (WxH) but mask {mp} is {mw}x{mh}; they must have the same size"
             )
-        img = torch.from_numpy(_image_to_float(iarr, ip))
+        img = torch.from_numpy(image_to_float(iarr, ip))
         msk = torch.from_numpy(_mask_to_bool(marr, mp).astype(np.float32))
-        imgs.append(_resize_image(_center_crop(img), image_size))
+        imgs.append(resize_image(_center_crop(img), image_size))
         msks.append(_resize_mask(_center_crop(msk), image_size))
 
     if not any(bool(m.any()) for m in msks):

@@ -16,6 +16,7 @@ import torch
 from ... import __version__
 from ..define.config import Config, definition_changes, describe_changes
 from ..runs.store import (
+    BEST_WEIGHTS,
     CHECKPOINT,
     CONFIG,
     METRICS,
@@ -28,7 +29,7 @@ from ..runs.store import (
 )
 from ..show.preview import PREVIEW_FILES, save_preview
 from .augment import AugmentSpec, augment_batch
-from .data import equalize_histogram, split_indices
+from .data import equalize_histogram, split_with_test
 from .dataset_id import count_images, data_id, is_synthetic
 from .feasible import machine_memory
 from .feasible import problems as feasibility_problems
@@ -140,13 +141,17 @@ class Trainer:
         images = data.images
         if cfg.augment_histeq:  # preprocessing of every input (train and validation), never of masks
             images = equalize_histogram(images)
-        train_idx, val_idx, self.val_on_train = split_indices(len(images), cfg.train_fraction, cfg.data_seed)
+        train_idx, val_idx, test_idx, self.val_on_train = split_with_test(
+            len(images), cfg.train_fraction, cfg.data_seed, cfg.test_fraction)
         self.names = [data.names[i] for i in val_idx.tolist()]
         self.train_x = images[train_idx].to(self.device)
         self.train_y = data.masks[train_idx].to(self.device)
         self.val_x = images[val_idx].to(self.device)
         self.val_y = data.masks[val_idx].to(self.device)
-        self.n_train, self.n_val = len(train_idx), len(val_idx)
+        # held out before the train/validation split; scored only at the best epoch, never used to choose anything
+        self.test_x = images[test_idx].to(self.device)
+        self.test_y = data.masks[test_idx].to(self.device)
+        self.n_train, self.n_val, self.n_test = len(train_idx), len(val_idx), len(test_idx)
         self.channels = images.shape[1]
 
         self.model = UNet(self.channels, 1, cfg.base_channels, cfg.depth, cfg.dropout).to(self.device)
@@ -162,6 +167,10 @@ class Trainer:
         # separate generators so shuffling and augmentation are reproducible and resumable
         self.shuffle_gen = torch.Generator().manual_seed(cfg.seed)
         self.aug_gen = torch.Generator().manual_seed(cfg.seed + 1)
+        # dropout masks from the run's own generator (on its device), not the global RNG: a pack's member draws
+        # exactly these masks, and a resume continues the same stream
+        self.dropout_gen = torch.Generator(device=self.device).manual_seed(cfg.seed + 2)
+        self.model.set_dropout_generator(self.dropout_gen)
         self.history: list[dict[str, Any]] = []
         self.best: dict[str, Any] = {}
         self.epoch = 0
@@ -218,14 +227,18 @@ class Trainer:
         return mean_loss, dice_from_counts(*counts.tolist())
 
     @torch.no_grad()
-    def evaluate(self) -> tuple[float, float, float]:
-        """(loss, hard Dice, IoU) on the untouched validation images, in eval mode."""
+    def evaluate(self, images: torch.Tensor | None = None, masks: torch.Tensor | None = None) -> tuple[float, float, float]:
+        """(loss, hard Dice, IoU) on the untouched validation images (or ``images``/``masks``), in eval mode; Dice
+        and IoU from true/false positives summed over all the images."""
         model, bs = self.model, self.cfg.batch_size
+        images = self.val_x if images is None else images
+        masks = self.val_y if masks is None else masks
         model.eval()
         loss_sum = torch.zeros((), device=self.device, dtype=torch.float64)
         counts = torch.zeros(3, device=self.device, dtype=torch.float64)
-        for start in range(0, self.n_val, bs):
-            x, y = self.val_x[start : start + bs], self.val_y[start : start + bs]
+        n = len(images)
+        for start in range(0, n, bs):
+            x, y = images[start : start + bs], masks[start : start + bs]
             if self.cuda:
                 x = x.contiguous(memory_format=self.memory_format)
             with self.autocast():
@@ -234,7 +247,7 @@ class Trainer:
             loss_sum += loss.double() * len(x)
             counts += confusion_counts(logits, y)
         tp, fp, fn = counts.tolist()
-        return float(loss_sum) / self.n_val, dice_from_counts(tp, fp, fn), iou_from_counts(tp, fp, fn)
+        return float(loss_sum) / n, dice_from_counts(tp, fp, fn), iou_from_counts(tp, fp, fn)
 
     @torch.no_grad()
     def predict_preview(self) -> dict[str, Any]:
@@ -247,7 +260,8 @@ class Trainer:
 
     # ---- checkpoints -------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        rng = {"torch": torch.get_rng_state(), "shuffle": self.shuffle_gen.get_state(), "augment": self.aug_gen.get_state()}
+        rng = {"torch": torch.get_rng_state(), "shuffle": self.shuffle_gen.get_state(), "augment": self.aug_gen.get_state(),
+               "dropout": self.dropout_gen.get_state(), "dropout_device": self.device.type}
         if self.cuda:
             rng["cuda"] = torch.cuda.get_rng_state(self.device)
         return {
@@ -273,6 +287,10 @@ class Trainer:
         torch.set_rng_state(ckpt["rng"]["torch"])
         self.shuffle_gen.set_state(ckpt["rng"]["shuffle"])
         self.aug_gen.set_state(ckpt["rng"]["augment"])
+        if ckpt["rng"].get("dropout_device") == self.device.type and "dropout" in ckpt["rng"]:
+            self.dropout_gen.set_state(ckpt["rng"]["dropout"])
+        else:  # resumed on another kind of device (CPU and CUDA generators differ): a new stream, still seeded
+            self.dropout_gen.manual_seed(self.cfg.seed + 2 + 7919 * int(ckpt["epoch"]))
         if self.cuda and "cuda" in ckpt["rng"]:
             torch.cuda.set_rng_state(ckpt["rng"]["cuda"], self.device)
         self.epoch = ckpt["epoch"]
@@ -293,6 +311,19 @@ class Trainer:
             return f"dataset {self.cfg.dataset} changed ({self.data_id.images} images now)"
         return None
 
+    def save_best(self, path: Path) -> None:
+        """The best epoch's model alone (best.pt: weights and what `predict` needs to rebuild and feed it), atomically."""
+        buf = io.BytesIO()
+        torch.save({
+            "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+            "epoch": self.epoch,
+            "val_dice": self.best.get("val_dice"),
+            "config": self.cfg.to_dict(),
+            "in_channels": self.channels,
+            "unettui_version": __version__,
+        }, buf)
+        atomic_write_bytes(path, buf.getvalue())
+
     def save_checkpoint(self, path: Path) -> None:
         buf = io.BytesIO()
         torch.save(self.state_dict(), buf)
@@ -308,6 +339,7 @@ class Trainer:
             "in_channels": self.channels,
             "n_train": self.n_train,
             "n_val": self.n_val,
+            "n_test": self.n_test,
             "val_on_train": self.val_on_train,
             "parameters": sum(p.numel() for p in self.model.parameters()),
             "fingerprint": self.cfg.fingerprint(),
@@ -331,6 +363,11 @@ class Trainer:
             "seconds": round(sum(h["seconds"] for h in self.history), 3),
             "val_on_train": self.val_on_train,
             "stopped_early": self.stopped_early(),
+            # the held-out test images, scored once per new best epoch with that epoch's model (the one best.pt holds)
+            "test_dice": self.best.get("test_dice"),
+            "test_iou": self.best.get("test_iou"),
+            "test_loss": self.best.get("test_loss"),
+            "n_test": self.n_test,
         }
 
     def stopped_early(self) -> bool:
@@ -371,7 +408,7 @@ class Trainer:
                     dest = run.archive_attempt(restarted, keep_status=True)
                     restarted += f"; the earlier attempt is kept in {dest.parent.name}/{dest.name}"
                 elif not resumed:  # a fresh start: nothing of an earlier attempt with another config may linger
-                    for name in (CHECKPOINT, SUMMARY, *PREVIEW_FILES):
+                    for name in (CHECKPOINT, BEST_WEIGHTS, SUMMARY, *PREVIEW_FILES):
                         run.file(name).unlink(missing_ok=True)
                 # metrics.jsonl mirrors the checkpoint's history: drop any line of an epoch in flight at a crash
                 atomic_write_text(run.file(METRICS), "".join(_jsonline(h) for h in self.history))
@@ -404,9 +441,14 @@ class Trainer:
                 improved = not self.best or val_dice > self.best["val_dice"]
                 if improved:
                     self.best = {"epoch": self.epoch, "val_dice": val_dice, "val_loss": val_loss}
+                    if self.n_test:
+                        test_loss, test_dice, test_iou = self.evaluate(self.test_x, self.test_y)
+                        self.best.update(test_loss=test_loss, test_dice=test_dice, test_iou=test_iou)
                 if run is not None:
                     previews = self.cfg.preview_count > 0
                     with guard():
+                        if improved:
+                            self.save_best(run.file(BEST_WEIGHTS))
                         if improved and previews:
                             save_preview(run.path, "best", epoch=self.epoch, **self.predict_preview())
                         if previews and (self.epoch == stop_at or self.stopped_early()):

@@ -6,12 +6,14 @@ import csv
 import io
 import json
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..define.config import KEYS
-from ..define.queue import Queue
 from .status import Row, collect
 from .store import RunStore
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..define.queue import Queue
 
 METRIC_COLUMNS = (
     "val_on_train",
@@ -25,10 +27,15 @@ METRIC_COLUMNS = (
     "final_val_iou",
     "epochs_done",
     "seconds",
+    "test_dice",
+    "test_iou",
+    "n_test",
 )
 # status: the read model's state word (core.status.State); in_queue false: the run's experiment was removed from
 # experiments.toml; error: the one line that explains the state (an error, what changed, what is damaged)
-COLUMNS: tuple[str, ...] = ("id", "status", "in_queue", "attempt", *KEYS, *METRIC_COLUMNS, "error")
+# configuration: the id the repeats of one configuration share (its own id without repeats); repeat: 1, 2, ...
+COLUMNS: tuple[str, ...] = ("id", "status", "in_queue", "attempt", "configuration", "repeat", *KEYS, *METRIC_COLUMNS,
+                            "error")
 NUMERIC = set(METRIC_COLUMNS) - {"val_on_train"}
 
 
@@ -70,7 +77,7 @@ def row_dict(r: Row) -> dict[str, Any]:
             if row[col] is None:
                 row[col] = value
     row.update(id=r.id, status=r.state.value, in_queue=r.in_queue, attempt=r.attempt or None, error=r.note or None,
-               label=r.label)
+               label=r.label, configuration=r.configuration, repeat=r.repeat)
     if row["epochs_done"] is None and r.epoch:
         row["epochs_done"] = r.epoch
     return row

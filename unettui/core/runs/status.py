@@ -18,6 +18,7 @@ from ..define.config import Config, definition_changes, describe_changes
 from ..learn.dataset_id import DataId, data_id
 from .store import (ARCHIVING, CONFIG, HEARTBEAT_TIMEOUT, METRICS, RUNS_DIR, STATUS, SUMMARY, Run, RunStore,
                     claim_alive, read_json, read_json_checked, read_jsonl_checked, short_of)
+from .slurm_state import SCHEDULER, JobState, Scheduler, backend_of, task_word
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..define.experiment import Experiment
@@ -201,9 +202,14 @@ class Row:
     summary: dict[str, Any] = field(default_factory=dict)
     status: dict[str, Any] = field(default_factory=dict)
     metrics: list[dict[str, Any]] = field(default_factory=list)  # only when asked for (collect(metrics=True))
+    backend: dict[str, Any] = field(default_factory=dict)  # where its claim runs: status.json "backend" ({} local)
+    scheduler: str | None = None  # that job's state in the scheduler's words (pending, running, requeued, cancelled..)
+    configuration: str = ""  # the id its repeats share (its own id when it is not a repeat)
+    repeat: int = 1  # 1..repeats: repeats of one configuration differ only in their seed
 
     def __post_init__(self) -> None:
         self.state = State(self.state)
+        self.configuration = self.configuration or self.id
 
     # ---- derived -------------------------------------------------------------------------------------
     @property
@@ -233,10 +239,20 @@ class Row:
     def label(self) -> str:
         """The state as tables show it: ``running 7/20``, ``interrupted 3/20``, ``pruned @6``, ``done``, ..."""
         if self.state in (State.RUNNING, State.INTERRUPTED) and self.target:
-            return f"{self.state.value} {self.epoch}/{self.target}"
+            return f"{self.state.value} {self.epoch}/{self.target}" + (f" · {self.job_label}" if self.job_label else "")
+        if self.state in (State.RUNNING, State.INTERRUPTED) and self.job_label:
+            return f"{self.state.value} · {self.job_label}"
         if self.state is State.PRUNED and self.pruned_at:
             return f"pruned @{self.pruned_at}"
         return self.state.value
+
+    @property
+    def job_label(self) -> str:
+        """``slurm 42_3 running``: the job a running or interrupted run's claim is in and the scheduler's state of it
+        (beside the run's own state); "" for a local claim or a finished run."""
+        if not self.backend or self.state not in (State.RUNNING, State.INTERRUPTED):
+            return ""
+        return " ".join(str(x) for x in (self.backend.get("kind"), self.backend.get("job"), self.scheduler) if x)
 
     @property
     def note(self) -> str:
@@ -307,10 +323,15 @@ class Halving:
 
 
 def row_of(run_id: str, exp: "Experiment | None", files: RunFiles, halving: Halving | None = None,
-           data: DataId | None = None, now: float | None = None, stale_after: float = HEARTBEAT_TIMEOUT) -> Row:
-    """The row of experiment ``exp`` (None: a run folder not in the queue) from its run's ``files``."""
+           data: DataId | None = None, now: float | None = None, stale_after: float = HEARTBEAT_TIMEOUT,
+           jobs: dict[str, JobState] | None = None) -> Row:
+    """The row of experiment ``exp`` (None: a run folder not in the queue) from its run's ``files``; ``jobs``: the
+    scheduler's answer about the jobs claims run in (Scheduler.states), when asked."""
+    recorded = files.config or {}
     row = Row(id=run_id, in_queue=exp is not None, origin=exp.origin if exp is not None else "",
-              metrics=list(files.metrics), problems=list(files.problems))
+              metrics=list(files.metrics), problems=list(files.problems),
+              configuration=exp.configuration if exp is not None else str(recorded.get("configuration") or run_id),
+              repeat=exp.repeat if exp is not None else _int(recorded.get("repeat"), 1))
     if exp is not None and not exp.valid:
         row.state = State.INVALID
         row.error = f"{exp.error.key}: {exp.error.message}" if getattr(exp.error, "key", None) else \
@@ -325,6 +346,9 @@ def row_of(run_id: str, exp: "Experiment | None", files: RunFiles, halving: Halv
     row.state, row.changes, row.data_change = verdict.state, verdict.changes, verdict.data_change
     st = files.status or {}
     row.status = dict(st)
+    row.backend = backend_of(st)
+    if row.backend and jobs:
+        row.scheduler = task_word(row.backend, jobs)
     row.config = dict(files.config) if files.config else (cfg.to_dict() if cfg is not None else {})
     row.summary = dict(files.summary or {})
     row.epochs = cfg.epochs if cfg is not None else _int(row.config.get("epochs"), None)  # type: ignore[arg-type]
@@ -356,10 +380,11 @@ def _earlier_error(run: Run) -> str | None:
 
 
 def collect(queue: "Queue | None", store: RunStore, metrics: bool = False, now: float | None = None,
-            stale_after: float = HEARTBEAT_TIMEOUT, ids: Iterable[str] | None = None) -> list[Row]:
+            stale_after: float = HEARTBEAT_TIMEOUT, ids: Iterable[str] | None = None,
+            scheduler: Scheduler | None = SCHEDULER) -> list[Row]:
     """One row per experiment in queue order, then the run folders whose experiment is no longer in the queue.
     ``metrics``: also read every run's metrics.jsonl (for curves, or the best epoch of a run still training);
-    ``ids``: only these experiments."""
+    ``ids``: only these experiments; ``scheduler``: asked (cached) about the jobs of claims on a cluster (None: not)."""
     want = set(ids) if ids is not None else None
     halving = Halving.of(queue)
     data = DataIds(store.project)
@@ -382,7 +407,28 @@ def collect(queue: "Queue | None", store: RunStore, metrics: bool = False, now: 
             continue
         files = read_run(run, metrics=True)
         rows.append(_finish(row_of(run.id, None, files, halving, None, now, stale_after), run))
+    if scheduler is not None:
+        attach_jobs(rows, scheduler)
     return rows
+
+
+def jobs_to_ask(rows: Iterable[Row]) -> list[str]:
+    """The jobs whose state the faces show: those of running or interrupted runs claimed on a cluster."""
+    return sorted({str(r.backend["job"]) for r in rows
+                   if r.backend and r.state in (State.RUNNING, State.INTERRUPTED)})
+
+
+def attach_jobs(rows: list[Row], scheduler: Scheduler | None = None) -> dict[str, JobState]:
+    """Fill ``Row.scheduler`` of the rows whose claim runs in a cluster job (asks the scheduler only when there are
+    such rows; its answers are cached for a few seconds). Returns the answer."""
+    ask = jobs_to_ask(rows)
+    if not ask:
+        return {}
+    states = (scheduler or SCHEDULER).states(ask)
+    for r in rows:
+        if r.backend:
+            r.scheduler = task_word(r.backend, states)
+    return states
 
 
 def _finish(row: Row, run: Run) -> Row:

@@ -10,8 +10,9 @@ from typing import Any
 
 from .fmt import value as fmt_value
 from .study_text import num as _num
-from .study_text import stage_notes
+from .study_text import final_scores_text, stage_notes
 from .study_text import values_text as _values
+from .study_figures import OVERVIEW
 
 METRIC_COLUMNS = (("final_train_loss", "train loss"), ("final_train_dice", "train Dice"),
                   ("final_val_loss", "val loss"), ("final_val_dice", "val Dice"))
@@ -32,6 +33,10 @@ def report_markdown(s, figures: dict[str, list[str]] | None = None) -> str:
         out += [f"Base (on top of [defaults]): {_values(study.base)}.", ""]
     out += [f"In the tables, train loss, train Dice, val loss and val Dice are the last epoch's; score is `{study.metric}` "
             "(the mean over a stage's train fractions when it has several).", ""]
+    overview = (figures or {}).get(OVERVIEW, [])
+    if overview:
+        out += [f"`{study.metric}` of every setting, stage by stage (bars grouped by each stage's first varied key):", ""]
+        out += _figure_lines(s.id, overview)
     for n, st in enumerate(s.stages, 1):
         out += [f"## Stage {n}: {st.name} ({st.state})", ""]
         if st.carried:
@@ -72,16 +77,30 @@ def report_markdown(s, figures: dict[str, list[str]] | None = None) -> str:
         notes = stage_notes(st)
         if notes:
             out += [f"- {n[0].upper()}{n[1:]}." for n in notes] + [""]
-        for fig in (figures or {}).get(st.name, []):
-            out += [f"![{st.name}: {Path(fig).stem.split('-')[-1]}]({fig})", ""]
+        out += _figure_lines(st.name, (figures or {}).get(st.name, []))
         if st.state == "done":
             out += [f"Winner: **{_values(st.winner or {})}** ({st.how}: {st.why}).", ""]
         elif st.winner:
             out += [f"Leading so far: {_values(st.winner)} ({st.why}).", ""]
-    out += ["## Final configuration" if s.done else "## Configuration so far (not every stage is done)", "", "```toml"]
+    out += ["## Final configuration" if s.done else "## Configuration so far (not every stage is done)", ""]
+    scores = final_scores_text(s)
+    if scores:
+        out += [f"- {line[0].upper()}{line[1:]}." for line in scores] + [""]
+    out += ["```toml"]
     out += [f"{k} = {_toml(v)}" for k, v in s.final().items()] or ["# the study base is [defaults]"]
     out += ["```", ""]
     return "\n".join(out)
+
+
+def _figure_lines(name: str, paths: list[str]) -> list[str]:
+    """A Markdown image per PNG, followed by links to its vector copies (same name, .svg or .pdf)."""
+    out = []
+    for png in [p for p in paths if Path(p).suffix == ".png"]:
+        kind = Path(png).stem.split("-")[-1]
+        vectors = [p for p in paths if Path(p).suffix != ".png" and Path(p).with_suffix(".png") == Path(png)]
+        links = "".join(f" [{Path(v).suffix[1:].upper()}]({v})" for v in vectors)
+        out += [f"![{name}: {kind}]({png})" + links, ""]
+    return out
 
 
 def _toml(v: Any) -> str:
@@ -95,7 +114,7 @@ def _toml(v: Any) -> str:
 
 
 CSV_METRICS = ("best_val_dice", "best_epoch", "final_train_loss", "final_train_dice", "final_val_loss",
-               "final_val_dice", "final_val_iou", "epochs_done", "seconds")
+               "final_val_dice", "final_val_iou", "test_dice", "test_iou", "epochs_done", "seconds")
 
 
 def report_csv(s) -> str:

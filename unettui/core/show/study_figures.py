@@ -1,111 +1,198 @@
-"""PNG figures of a staged study, per stage: loss curves, a bar chart of the score per configuration, and a grid
-of validation predictions (the runs' preview strips at their best epoch). Used by `unettui report`."""
+"""The figures of a staged study, per stage (loss curves, the score per configuration, the validation predictions of
+each configuration) and for the whole study (the metric of every setting, grouped as the course study's Figure 10),
+written by `unettui report`. This module gathers what they show from the study's status and the run folders — with
+one style per configuration, so that a configuration has the same colour in every figure — and
+:mod:`unettui.core.show.figures` draws them with matplotlib."""
 
 from __future__ import annotations
 
-import math
+import colorsys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..define.names import safe_id
+from ..runs.groups import mean_sd
 from ..runs.store import RunStore
-from .figures import bar_chart, image_grid, line_chart
+from . import figures
+from .curves import PALETTE, hex_colour
 from .fmt import value as fmt_value
 
-__all__ = ["write_study_figures"]
+__all__ = ["write_study_figures", "study_model", "stage_styles", "OVERVIEW", "VECTOR_FORMATS"]
 
-MAX_CURVES_WITH_TRAIN = 8  # above this many configurations a stage's chart shows val loss only
-
-
-def _label(values: dict[str, Any]) -> str:
-    """``lr=0.01`` for one varied key; only the values (``adam, plateau``) for several: the keys are in the title."""
-    if len(values) == 1:
-        return ", ".join(f"{k}={fmt_value(v)}" for k, v in values.items())
-    return ", ".join(fmt_value(v) for v in values.values()) or "base"
+OVERVIEW = ""  # the key of the study's overview in write_study_figures' answer (no stage has an empty name)
+VECTOR_FORMATS = ("svg", "pdf")
+LINESTYLES: tuple[Any, ...] = ("-", "--", ":", "-.", (0, (5, 1)), (0, (3, 1, 1, 1, 1, 1)))
+MARKERS = "osD^vP*Xph"
 
 
-def _keys(st) -> str:
-    return f" ({', '.join(st.varied)})" if len(st.varied) > 1 else ""
+@dataclass(frozen=True)
+class Style:
+    """How one configuration is drawn in every figure: its colour, and its line style and marker in the curves."""
+
+    colour: str
+    linestyle: Any = "-"
+    marker: str = "o"
 
 
-def _representative(cs) -> Any:
-    """The run a configuration is pictured by: the one at the largest train fraction (the only one without)."""
-    return max(cs.runs, key=lambda r: -1.0 if r.fraction is None else r.fraction)
+def _shade(rgb: tuple[int, int, int], j: int, m: int) -> str:
+    """Level ``j`` of ``m`` of one hue: from darker (first) to lighter (last), keeping the hue."""
+    if m <= 1:
+        return hex_colour(rgb)
+    h, lightness, s = colorsys.rgb_to_hls(*(c / 255 for c in rgb))
+    lo, hi = max(0.18, lightness - 0.2), min(0.72, lightness + 0.22)
+    r, g, b = colorsys.hls_to_rgb(h, lo + (hi - lo) * j / (m - 1), s)
+    return hex_colour((round(r * 255), round(g * 255), round(b * 255)))
 
 
-def _prediction_tile(npz: Path, samples: int = 2, scale: int = 2):
-    """input | truth | prediction for the first ``samples`` validation images of a run's preview arrays."""
-    import numpy as np
-
-    from .preview import read_preview
-
-    pv, _ = read_preview(npz)
-    if pv is None:
-        return None
-    images, truth, prob = pv["images"][:samples], pv["truth"][:samples], pv["prob"][:samples]
-    rows = []
-    for im, t, p in zip(images, truth, prob):
-        im = np.repeat(im[..., None], 3, axis=2) if im.ndim == 2 else im[..., :3]
-        t3 = np.repeat((t > 0).astype(np.uint8)[..., None] * 255, 3, axis=2)
-        p3 = np.repeat((p > 127).astype(np.uint8)[..., None] * 255, 3, axis=2)
-        gap = np.full((im.shape[0], 2, 3), 128, np.uint8)
-        rows.append(np.concatenate([im, gap, t3, gap, p3], axis=1))
-        rows.append(np.full((2, rows[-1].shape[1], 3), 128, np.uint8))
-    if not rows:
-        return None
-    return np.concatenate(rows[:-1], axis=0).repeat(scale, axis=0).repeat(scale, axis=1)
+def _levels(items: list[Any]) -> list[Any]:
+    """The distinct items in order of appearance, or sorted when they are all numbers (a shade then follows the value)."""
+    seen = list(dict.fromkeys(items))
+    flat = [v for t in seen for v in (t if isinstance(t, tuple) else (t,))]
+    if flat and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in flat):
+        return sorted(seen)
+    return seen
 
 
-def write_study_figures(status, store: RunStore, folder: Path) -> dict[str, list[Path]]:
-    """Write each started stage's figures into ``folder``; returns {stage name: [paths]} (stages with no finished
-    run are left out)."""
-    folder = Path(folder)
-    out: dict[str, list[Path]] = {}
-    metric = status.study.metric
+def stage_styles(configs: list[dict[str, Any]], varied: list[str]) -> list[Style]:
+    """A style per configuration of a stage: a hue (and marker) per value of the first varied key; with more keys, a
+    shade and a line style per combination of the others (adam/step and adam/plateau: two blues, solid and
+    dashed), so that the grid reads in the curves and in the overview's groups alike."""
+    first, rest = (varied[0], varied[1:]) if varied else (None, [])
+    outer = list(dict.fromkeys(_key(c.get(first)) for c in configs))
+    inner = _levels([tuple(_key(c.get(k)) for k in rest) for c in configs])
+    out = []
+    for c in configs:
+        i, j = outer.index(_key(c.get(first))), inner.index(tuple(_key(c.get(k)) for k in rest))
+        cycle = i // len(PALETTE)  # past the palette: the same hues again, in another line style
+        out.append(Style(colour=_shade(PALETTE[i % len(PALETTE)], j, len(inner)),
+                         linestyle=LINESTYLES[(j + cycle) % len(LINESTYLES)], marker=MARKERS[i % len(MARKERS)]))
+    return out
+
+
+def _key(v: Any) -> Any:
+    return v if isinstance(v, (int, float, str, bool)) or v is None else str(v)
+
+
+def label_of(values: dict[str, Any], keys: list[str]) -> str:
+    """``optimizer=adam, scheduler=none``: the configuration by the keys its stage varies (all of them, never cut)."""
+    return ", ".join(f"{k}={fmt_value(values.get(k))}" for k in keys) or "base"
+
+
+@dataclass
+class ConfigFigure:
+    """One configuration of a stage as its figures show it."""
+
+    label: str
+    values: dict[str, Any]
+    style: Style
+    histories: list[list[dict[str, Any]]] = field(default_factory=list)  # metrics of its pictured runs (repeats)
+    score: float | None = None  # the stage's score (mean over train fractions)
+    sd: float | None = None  # the seed-to-seed standard deviation of the score (the study's; None without repeats)
+    n: int = 1  # runs behind each point (repeats)
+    points: list[tuple[float | None, float | None, float | None, int]] = field(default_factory=list)  # (fraction, mean, sd, n)
+    winner: bool = False
+    pruned_at: int | None = None
+    preview: Path | None = None
+    states: list[str] = field(default_factory=list)
+
+    @property
+    def gid(self) -> str:
+        """An id for the configuration's shapes in SVG output (the label made XML-safe)."""
+        return "cfg-" + safe_id(self.label.replace("=", "-").replace(", ", "-"))
+
+    @property
+    def legend_label(self) -> str:
+        extra = [f"pruned @{self.pruned_at}"] if self.pruned_at else []
+        if len(self.histories) > 1:
+            extra.append(f"mean of {len(self.histories)}, band min to max")
+        return self.label + (f" ({', '.join(extra)})" if extra else "")
+
+
+@dataclass
+class StageFigure:
+    """A started stage: its configurations in grid order with their styles."""
+
+    number: int
+    name: str
+    varied: list[str]
+    metric: str
+    fractions: list[float | None]
+    configs: list[ConfigFigure]
+    done: bool = False
+
+    @property
+    def title(self) -> str:
+        return f"Stage {self.number}, {self.name}"
+
+    @property
+    def stem(self) -> str:
+        return f"stage{self.number}-{self.name}"
+
+    @property
+    def dims(self) -> list[str]:
+        """The stage's axes: its varied keys, then train_fraction when it has several."""
+        return list(self.varied) + (["train_fraction"] if len(self.fractions) > 1 else [])
+
+
+def _representative(fractions: list[float | None]) -> float | None:
+    """The train fraction a configuration's curves and predictions are pictured at: the largest."""
+    return max(fractions, key=lambda f: -1.0 if f is None else f)
+
+
+def _config(st, cs, style: Style, store: RunStore, winner: bool) -> ConfigFigure:
+    by_fraction: dict[float | None, list[Any]] = {}
+    for r in cs.runs:  # several runs at one fraction are repeats of the configuration
+        by_fraction.setdefault(r.fraction, []).append(r)
+    fractions = list(by_fraction)
+    shown = by_fraction[_representative(fractions)]
+    finished = [r for r in shown if r.state in ("done", "failed", "interrupted", "running")]
+    cf = ConfigFigure(label=label_of(cs.values, list(st.varied)), values=dict(cs.values), style=style, winner=winner,
+                      pruned_at=cs.pruned_at, score=cs.score, states=[r.state for r in cs.runs])
+    cf.histories = [h for h in (store.run(r.id).metrics() for r in finished) if h]
+    if shown:
+        npz = store.run(shown[0].id).file("preview_best.npz")
+        cf.preview = npz if npz.exists() else None
+    for f, runs in by_fraction.items():
+        m, sd, n = mean_sd([r.value for r in runs if r.value is not None])
+        cf.points.append((f, m, sd, n))
+    # the study's own spread of the score over repeats (core.define.study.score), the one the tables and the winner use
+    cf.sd, cf.n = getattr(cs, "sd", None), getattr(cs, "n", 1) or 1
+    return cf
+
+
+def study_model(status, store: RunStore) -> list[StageFigure]:
+    """Each stage with at least one finished run, as its figures show it."""
+    out = []
     for n, st in enumerate(status.stages, 1):
         if st.state == "waiting" or not st.configs:
             continue
-        stem = f"stage{n}-{st.name}"
-        paths: list[Path] = []
-        finished = [c for c in st.configs if any(r.state in ("done", "failed") for r in c.runs)]
-        if not finished:
+        if not any(r.state in ("done", "failed") for c in st.configs for r in c.runs):
             continue
-        # loss curves of each configuration's pictured run
-        series = []
-        with_train = len(finished) <= MAX_CURVES_WITH_TRAIN
-        for c in finished:
-            hist = store.run(_representative(c).id).metrics()
-            xs = [h.get("epoch") for h in hist]
-            tag = _label(c.values)
-            if c.pruned_at:
-                tag += f" (pruned @{c.pruned_at})"
-            series.append((tag + (" val" if with_train else ""), xs, [h.get("val_loss") for h in hist]))
-            if with_train:
-                series.append((tag + " train", xs, [h.get("train_loss") for h in hist]))
-        fr = _representative(finished[0]).fraction
-        at = f" at train_fraction {fmt_value(fr)}" if fr is not None else ""
-        ys = [y for _, _, vals in series for y in vals if isinstance(y, (int, float)) and math.isfinite(y)]
-        log_y = bool(ys) and min(ys) > 0 and max(ys) / min(ys) > 30  # one diverging epoch must not flatten the rest
-        paths.append(line_chart(series, f"Stage {n}: {st.name}{_keys(st)} - {'train and ' if with_train else ''}val loss{at}"
-                                + (" (log scale)" if log_y else ""), "epoch", "loss", folder / f"{stem}-loss.png",
-                                log_y=log_y))
-        # the score of every configuration, the winner highlighted
-        labels = [_label(c.values) + (f" (pruned @{c.pruned_at})" if c.pruned_at else "") for c in st.configs]
-        scores = [c.score for c in st.configs]
-        win = next((i for i, c in enumerate(st.configs) if st.winner == c.values), None) if st.state == "done" else None
-        mean = " (mean over train fractions)" if any(len(c.runs) > 1 for c in st.configs) else ""
-        paths.append(bar_chart(labels, scores, f"Stage {n}: {st.name}{_keys(st)} - {metric}{mean}", metric,
-                               folder / f"{stem}-scores.png", highlight=win))
-        # validation predictions at each configuration's best epoch
-        tiles = []
-        for c in finished:
-            tile = _prediction_tile(store.run(_representative(c).id).file("preview_best.npz"))
-            if tile is not None:
-                score = "-" if c.score is None else f"{c.score:.3f}"
-                tiles.append((f"{_label(c.values)}: {score}" + (" (winner)" if win is not None and st.configs[win] is c else ""),
-                              tile))
-        if tiles:
-            paths.append(image_grid(tiles, f"Stage {n}: {st.name}{_keys(st)} - the same validation images at each configuration's "
-                                           "best epoch (input | truth | prediction)", folder / f"{stem}-predictions.png",
-                                    columns=min(4, len(tiles)) if len(tiles) > 3 else None))
-        out[st.name] = paths
+        styles = stage_styles([c.values for c in st.configs], list(st.varied))
+        fractions = list(dict.fromkeys(r.fraction for c in st.configs for r in c.runs))
+        configs = [_config(st, c, s, store, st.state == "done" and st.winner == c.values)
+                   for c, s in zip(st.configs, styles)]
+        out.append(StageFigure(n, st.name, list(st.varied), status.study.metric, fractions, configs,
+                               done=st.state == "done"))
+    return out
+
+
+def write_study_figures(status, store: RunStore, folder: Path, vector: str | None = "svg") -> dict[str, list[Path]]:
+    """Draw every started stage's figures and the study's overview into ``folder``, each as PNG and (``vector``: svg or
+    pdf; None for none) a vector file; returns {stage name: [paths]} and the overview's paths under OVERVIEW."""
+    if vector is not None and vector not in VECTOR_FORMATS:
+        raise ValueError(f"unknown vector format {vector!r}; use one of {', '.join(VECTOR_FORMATS)}")
+    folder = Path(folder)
+    stages = study_model(status, store)
+    out: dict[str, list[Path]] = {}
+    for sf in stages:
+        paths = figures.save(figures.loss_figure(sf), folder / f"{sf.stem}-loss.png", vector)
+        paths += figures.save(figures.score_figure(sf), folder / f"{sf.stem}-scores.png", vector)
+        grid = figures.predictions_figure(sf)
+        if grid is not None:
+            paths += figures.save(grid, folder / f"{sf.stem}-predictions.png", vector)
+        out[sf.name] = paths
+    if stages:
+        out[OVERVIEW] = figures.save(figures.overview_figure(stages, status.id), folder / "overview.png", vector)
     return out

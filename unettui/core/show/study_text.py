@@ -54,3 +54,20 @@ def stage_notes(st: Any) -> list[str]:
             out.append("best lr: " + "; ".join(f"{values_text(g)}: {fmt_value(v['lr'])}" for g, v in st.tuned)
                        + " (later stages use each one's own rate)")
     return out
+
+
+def final_scores_text(status: Any) -> list[str]:
+    """The final configuration's validation score (which chose it) and its held-out test score (which nothing chose
+    by), labelled so that nobody mistakes one for the other."""
+    from ..runs.groups import mean_sd_text
+
+    fs = status.final_scores()
+    if fs is None:
+        return []
+    out = [f"validation {fs['metric']} (chose it, optimistic): {mean_sd_text(*fs['val'])}"]
+    if fs["test_dice"][0] is None:
+        out.append("held-out test: none (test_fraction = 0); set test_fraction = 0.2 in the study for an honest score")
+    else:
+        out.append(f"held-out test Dice (never used to choose, {fs['n_test']} images): {mean_sd_text(*fs['test_dice'])}"
+                   f", IoU {mean_sd_text(*fs['test_iou'])}")
+    return out

@@ -130,6 +130,8 @@ class LivePanel(Vertical):
         title = Text(view.id, style="bold")
         word = view.state.value if view.state.value in ("running", "interrupted") else view.label  # epochs: below
         title.append(f"  {word}", style=_STATE_STYLE.get(view.state.value, ""))
+        if view.job_label:  # a claim of a cluster job: "slurm 42_3 running"
+            title.append(f"  {view.job_label}", style="cyan")
         if view.attempt:
             title.append(f"  attempt {view.attempt}")
         self._title.update(title)

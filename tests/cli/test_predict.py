@@ -1,0 +1,159 @@
+"""`unettui predict` and `unettui evaluate`: a trained run applied to new images and scored on labelled ones."""
+
+import json
+import shutil
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from unettui.cli.app import app
+from unettui.core.learn.data import split_with_test
+from unettui.core.runs.store import RunStore
+
+RGB_DEFAULTS = """[defaults]
+dataset = "data"
+image_size = 32
+base_channels = 4
+depth = 2
+epochs = 4
+batch_size = 4
+lr = 3e-3
+test_fraction = 0.2
+device = "cpu"
+"""
+
+
+def _pairs(folder, n, rgb=True, size=(40, 32)):
+    (folder / "images").mkdir(parents=True, exist_ok=True)
+    (folder / "masks").mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(1)
+    for i in range(n):
+        h, w = size
+        mask = np.zeros((h, w), np.uint8)
+        mask[5 + i % 6:22, 6:20 + i % 5] = 255
+        img = (rng.random((h, w, 3) if rgb else (h, w)) * 90).astype(np.uint8)
+        img[mask > 0] += 130
+        iio.imwrite(folder / "images" / f"p{i:02d}.png", img)
+        iio.imwrite(folder / "masks" / f"p{i:02d}.png", mask)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    proj = tmp_path_factory.mktemp("predict") / "p"
+    proj.mkdir()
+    _pairs(proj / "data", 20)
+    (proj / "experiments.toml").write_text(RGB_DEFAULTS + "[[experiment]]\nid = 'rgb'\n")
+    out = CliRunner().invoke(app, ["run", "--headless", "-p", str(proj)])
+    assert out.exit_code == 0, out.output
+    return proj
+
+
+def invoke(*args):
+    return CliRunner().invoke(app, list(args))
+
+
+def test_predict_writes_masks_at_every_inputs_own_size(trained, tmp_path):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    rng = np.random.default_rng(5)
+    iio.imwrite(inputs / "wide.png", (rng.random((30, 70, 3)) * 255).astype(np.uint8))  # non-square RGB
+    iio.imwrite(inputs / "deep.tif", (rng.random((50, 20, 3)) * 4095).astype(np.uint16))  # 16-bit, tall
+    iio.imwrite(inputs / "grey.png", (rng.random((32, 32)) * 255).astype(np.uint8))  # grey: replicated to RGB
+    (inputs / ".hidden.png").write_bytes(b"not read")
+    out = invoke("predict", "rgb", str(inputs), str(tmp_path / "out"), "--probabilities", "-p", str(trained))
+    assert out.exit_code == 0, out.output
+    assert "rgb: 3 masks from best.pt (epoch" in out.output
+    for name, shape in (("wide", (30, 70)), ("deep", (50, 20)), ("grey", (32, 32))):
+        mask = iio.imread(tmp_path / "out" / f"{name}.png")
+        prob = iio.imread(tmp_path / "out" / f"{name}_prob.png")
+        assert mask.shape == shape and prob.shape == shape and mask.dtype == np.uint8
+        assert set(np.unique(mask)) <= {0, 255}
+        assert np.array_equal(mask == 255, prob > 127) or np.abs((mask == 255).astype(int) - (prob >= 128)).sum() < 3
+    # default output folder, one file, --last
+    out = invoke("predict", "rgb", str(inputs / "wide.png"), "--last", "-p", str(trained))
+    assert out.exit_code == 0 and (trained / "predictions" / "rgb" / "wide.png").exists(), out.output
+    assert "checkpoint.pt (last epoch, 4)" in out.output
+
+
+def test_a_prediction_reproduces_the_best_epochs_validation_masks(trained, tmp_path):
+    """The run's own validation images, predicted from their files, give the masks the best epoch's model gives in
+    training: the same Dice as summary.json's best."""
+    from unettui.core.learn.metrics import dice_from_counts
+
+    summary = json.loads((trained / "runs" / "rgb" / "summary.json").read_text())
+    _, val, _, _ = split_with_test(20, 0.8, 0, 0.2)
+    folder = tmp_path / "val"
+    folder.mkdir()
+    names = sorted(p.name for p in (trained / "data" / "images").iterdir())
+    chosen = [names[i] for i in val.tolist()]
+    tp = fp = fn = 0
+    for name in chosen:  # square crops at the training size so that the files are the training images exactly
+        img = iio.imread(trained / "data" / "images" / name)[4:36]
+        iio.imwrite(folder / name, img)
+    out = invoke("predict", "rgb", str(folder), str(tmp_path / "masks"), "-p", str(trained))
+    assert out.exit_code == 0, out.output
+    for name in chosen:
+        truth = iio.imread(trained / "data" / "masks" / name)[4:36] > 0
+        pred = iio.imread(tmp_path / "masks" / name) > 0
+        tp, fp, fn = tp + (pred & truth).sum(), fp + (pred & ~truth).sum(), fn + (~pred & truth).sum()
+    assert dice_from_counts(tp, fp, fn) == pytest.approx(summary["best_val_dice"], abs=1e-9)
+
+
+def test_evaluate_reproduces_the_runs_numbers(trained, tmp_path):
+    summary = json.loads((trained / "runs" / "rgb" / "summary.json").read_text())
+    out = invoke("evaluate", "rgb", "-p", str(trained))
+    assert out.exit_code == 0, out.output
+    assert f"Dice {summary['best_val_dice']:.4f}" in out.output and "its own val images" in out.output
+    out = invoke("evaluate", "rgb", "--split", "test", "-p", str(trained))
+    assert f"Dice {summary['test_dice']:.4f}" in out.output and f"{summary['n_test']} images" in out.output
+    # a labelled folder holding exactly the validation pairs gives the same numbers
+    _, val, _, _ = split_with_test(20, 0.8, 0, 0.2)
+    folder = tmp_path / "labelled"
+    names = sorted(p.name for p in (trained / "data" / "images").iterdir())
+    for sub in ("images", "masks"):
+        (folder / sub).mkdir(parents=True)
+        for i in val.tolist():
+            shutil.copy(trained / "data" / sub / names[i], folder / sub / names[i])
+    out = invoke("evaluate", "rgb", str(folder), "-p", str(trained))
+    assert out.exit_code == 0 and f"Dice {summary['best_val_dice']:.4f}" in out.output, out.output
+
+
+@pytest.mark.parametrize("case, needle", [
+    ("no weights", "grey has not been trained yet (no runs/grey/): train it with `unettui run --headless --only grey`"),
+    ("grey model, RGB input", "has 3 channels (RGB) but run grey was trained on 1-channel images"),
+    ("unreadable", "cannot read"),
+    ("not an image", "is not an image file unettui reads"),
+    ("empty folder", "no image files in"),
+    ("unknown run", "unknown experiment 'nosuch'"),
+])
+def test_predict_errors_are_one_line(tmp_path, case, needle):
+    proj = tmp_path / "p"
+    proj.mkdir()
+    (proj / "experiments.toml").write_text(RGB_DEFAULTS.replace('dataset = "data"', 'dataset = "grey-data"')
+                                           + "[[experiment]]\nid = 'grey'\nepochs = 1\n")
+    _pairs(proj / "grey-data", 10, rgb=False, size=(32, 32))
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    iio.imwrite(inputs / "a.png", np.zeros((32, 32, 3), np.uint8))
+    run_id, target = "grey", inputs
+    if case != "no weights":
+        assert invoke("run", "--headless", "-p", str(proj)).exit_code == 0
+    if case == "unreadable":
+        (inputs / "a.png").write_bytes(b"garbage")
+    elif case == "not an image":
+        target = inputs / "notes.txt"
+        target.write_text("x")
+    elif case == "empty folder":
+        target = tmp_path / "empty"
+        target.mkdir()
+    elif case == "unknown run":
+        run_id = "nosuch"
+    before = sorted(p.name for p in inputs.iterdir())
+    out = invoke("predict", run_id, str(target), str(tmp_path / "out"), "-p", str(proj))
+    assert out.exit_code == 2 and "Traceback" not in out.output, out.output
+    assert needle in " ".join(out.output.split()), out.output
+    assert sorted(p.name for p in inputs.iterdir()) == before
+    if case == "no weights":
+        assert not RunStore(proj).run("grey").exists()

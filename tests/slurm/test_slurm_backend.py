@@ -1,0 +1,244 @@
+"""`unettui run --backend slurm` against a real Slurm (scripts/slurm_local.sh; no mocks): the pilot tasks train each
+experiment once, later study stages without resubmitting; scancel and the warning signal leave runs resumable with the
+numbers of an uninterrupted run; failures are one line and leave nothing recorded."""
+
+import re
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.helpers import run_cli, unettui_cmd
+from unettui.core.define.queue import load_queue
+from unettui.core.runs.slurm_state import Scheduler, records
+from unettui.core.runs.status import State, collect
+from unettui.core.runs.store import RunStore
+
+KEYS = ("epoch", "train_loss", "train_dice", "val_loss", "val_dice", "val_iou", "lr")
+THREE = "".join(f"[[experiment]]\nid = 'e{i}'\nseed = {i}\n" for i in range(3))
+STUDY = ("[[study]]\nid = 's'\n"
+         "[[study.stage]]\nname = 'one'\nlr = [1e-3]\n"
+         "[[study.stage]]\nname = 'two'\nseed = [0, 1]\n")
+# long enough to be stopped mid-run (about 0.13 s an epoch here), short enough for the suite
+LONG = ("[[experiment]]\nid = 'r'\nepochs = 40\nnum_images = 48\ndropout = 0.1\naugment.rotate = 10\n"
+        "augment.hflip = 0.5\nscheduler = 'step'\nlr_step_size = 10\n")
+
+
+def wait(pred, timeout, what):
+    end = time.time() + timeout
+    while time.time() < end:
+        got = pred()
+        if got:
+            return got
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def submit(proj, *args):
+    out = run_cli("run", "--headless", "--backend", "slurm", "-p", str(proj), "--time", "5", "--cpus-per-run", "1",
+                  *args, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    return re.search(r"submitted slurm job (\d+)", out.stdout).group(1), out
+
+
+def rows(proj):
+    return collect(load_queue(proj), RunStore(proj), scheduler=Scheduler(ttl=0))
+
+
+def tasks(job):
+    return Scheduler(ttl=0).states([job])
+
+
+def metrics(proj, run_id="r"):
+    return [{k: m[k] for k in KEYS} for m in RunStore(proj).run(run_id).metrics()]
+
+
+def claims(run):
+    return [ln for ln in run.file("run.log").read_text().splitlines() if "claimed by" in ln]
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """LONG trained locally without interruption (one thread, like the SLURM tasks with --cpus-per-run 1); started at
+    once, in parallel with the first test that needs it."""
+    from tests.conftest import TINY_DEFAULTS
+
+    proj = tmp_path_factory.mktemp("ref") / "ref"
+    proj.mkdir()
+    (proj / "experiments.toml").write_text(TINY_DEFAULTS + "\n" + LONG)
+    proc = subprocess.Popen(unettui_cmd("run", "--headless", "--threads", "1", "-p", str(proj)),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    cache = {}
+
+    def get():
+        if "m" not in cache:
+            out, _ = proc.communicate(timeout=240)
+            assert proc.returncode == 0, out
+            cache["m"] = metrics(proj)
+            assert len(cache["m"]) == 40
+        return cache["m"]
+
+    yield get
+    if proc.poll() is None:
+        proc.kill()
+
+
+def test_a_three_experiment_queue_is_trained_once_each_by_the_pilot_tasks(slurm_project):
+    proj = slurm_project(THREE)
+    job, out = submit(proj, "--max-parallel", "2")
+    assert "2 pilot tasks" in out.stdout and "unettui cancel --all" in out.stdout and "unettui logs ID" in out.stdout
+    (rec,) = records(proj)  # recorded, with its job id, before the command returned
+    assert rec["job"] == job and rec["tasks"] == 2 and (proj / rec["folder"]).is_dir()
+    wait(lambda: [r.state for r in rows(proj)] == [State.DONE] * 3, 120, "the three runs done")
+    store = RunStore(proj)
+    used = set()
+    for i in range(3):
+        run = store.run(f"e{i}")
+        st = run.status()
+        assert st["state"] == "done" and st["attempt"] == 1 and st["resumes"] == 0
+        assert len(claims(run)) == 1  # trained exactly once
+        assert st["backend"]["kind"] == "slurm" and st["backend"]["job"] in (f"{job}_0", f"{job}_1")
+        assert f"in slurm job {st['backend']['job']}" in claims(run)[0]
+        assert (proj / st["backend"]["log"]).is_file()
+        used.add(st["backend"]["job"])
+    # the tasks leave once the queue is empty
+    wait(lambda: sorted((k, v.word) for k, v in tasks(job).items()) == [(f"{job}_0", "completed"),
+                                                                           (f"{job}_1", "completed")],
+         60, "both tasks completed")
+    # logs ID names the SLURM files of the task that trained it; --slurm prints them
+    out = run_cli("logs", "e0", "-p", str(proj))
+    assert out.returncode == 0 and "claimed by" in out.stdout
+    assert f"slurm task {store.run('e0').status()['backend']['job']} [current]" in out.stderr
+    out = run_cli("logs", "e0", "--slurm", "-p", str(proj))
+    assert out.returncode == 0 and "e0: done" in out.stdout and "stderr:" in out.stdout
+    # nothing left to cancel: one line, non-zero
+    out = run_cli("cancel", "--all", "-p", str(proj))
+    assert out.returncode == 1 and out.stderr.startswith("error: nothing to cancel") and out.stderr.count("\n") == 1
+
+
+def test_a_studys_second_stage_is_trained_without_submitting_again(slurm_project):
+    proj = slurm_project(STUDY)
+    job, out = submit(proj, "--max-parallel", "2")
+    assert "study stages still to come" in out.stdout
+    wait(lambda: len(rows(proj)) == 3 and all(r.state is State.DONE for r in rows(proj)), 150,
+         "stage one, then stage two's two runs, done")
+    assert len(records(proj)) == 1  # one submission
+    for run in RunStore(proj).runs():
+        st = run.status()
+        assert st["state"] == "done" and len(claims(run)) == 1
+        assert st["backend"]["job"].startswith(f"{job}_"), st
+    assert sum(1 for r in RunStore(proj).runs() if r.id.startswith("s-two-")) == 2
+
+
+def test_scancel_of_a_task_leaves_its_run_interrupted_and_it_resumes_exactly(slurm_project, reference):
+    proj = slurm_project(LONG, name="cancelled")
+    job, _ = submit(proj, "--max-parallel", "1")
+    run = RunStore(proj).run("r")
+    wait(lambda: len(run.metrics()) >= 2, 120, "two epochs trained in the SLURM task")
+    row = rows(proj)[0]
+    assert row.state is State.RUNNING and row.job_label == f"slurm {job} running", row.label
+    # the TUI's poll (its worker thread) reads the same: the job beside the state, and the submission's tasks
+    from unettui.tui.data import ProjectMonitor
+    from unettui.tui.runner_control import RunnerControl
+
+    mon = ProjectMonitor(proj)
+    mon.poll()
+    assert mon.runs["r"].label.endswith(f"· slurm {job} running")
+    assert RunnerControl(proj).describe(mon.views()).text == f"runner: slurm job {job} (1 task): 1 running"
+    out = run_cli("ls", "-p", str(proj))
+    assert f"slurm {job} running" in out.stdout and f"slurm job {job} (1 task): 1 running" in out.stdout
+    out = run_cli("cancel", "r", "-p", str(proj))  # scancel of the task that trains r
+    assert out.returncode == 0 and f"cancelled slurm task {job}" in out.stdout, out.stderr
+    wait(lambda: run.status()["state"] != "running", 30, "the runner to record its end")
+    st = run.status()
+    assert st["state"] == "interrupted" and st["error"] is None  # not stuck running
+    stopped_at = len(run.metrics())
+    assert 2 <= stopped_at < 40
+    row = wait(lambda: next((r for r in rows(proj) if r.scheduler == "cancelled"), None), 30, "sacct: cancelled")
+    assert row.label == f"interrupted {stopped_at}/40 · slurm {job} cancelled"
+    out = run_cli("ls", "-p", str(proj))
+    assert f"slurm {job} cancelled" in out.stdout
+    # resumed here, by a local runner, from the task's checkpoint: the numbers of an uninterrupted run
+    out = run_cli("run", "--headless", "--threads", "1", "-p", str(proj))
+    assert out.returncode == 0, out.stdout
+    assert "r: resumed at epoch" in out.stdout
+    assert metrics(proj) == reference()
+    st = run.status()
+    assert st["state"] == "done" and st["attempt"] == 1 and st["resumes"] == 1
+    assert "backend" not in st and st["backends"][0]["job"] == job  # the local claim; the task's kept for logs
+    out = run_cli("logs", "r", "-p", str(proj))
+    assert f"slurm task {job} [current]" in out.stderr
+
+
+def test_the_warning_signal_checkpoints_requeues_and_the_task_resumes_exactly(slurm_project, reference):
+    proj = slurm_project(LONG, name="requeued")
+    job, _ = submit(proj, "--max-parallel", "1")
+    run = RunStore(proj).run("r")
+    wait(lambda: len(run.metrics()) >= 2, 120, "two epochs trained in the SLURM task")
+    # what SLURM sends before the time limit (submitit's --signal=USR2@N) or on preemption; the clock's version
+    # (--time 1) takes 20-50 s more because slurmctld checks time limits every 30 s
+    subprocess.run(["scancel", "--signal=USR2", job], check=True)
+    wait(lambda: run.status()["state"] == "interrupted", 30, "the checkpoint: the run interrupted")
+    row = wait(lambda: next((r for r in rows(proj) if r.scheduler == "requeued"), None), 30, "the task requeued")
+    assert row.state is State.INTERRUPTED and row.label.endswith(f"· slurm {job} requeued")
+    wait(lambda: run.status()["state"] == "done", 150, "the requeued task to finish the run")
+    assert metrics(proj) == reference()
+    st = run.status()
+    assert st["attempt"] == 1 and st["resumes"] == 1 and st["backend"]["job"] == job
+    assert [f"in slurm job {job}" in c for c in claims(run)] == [True, True]  # the same task, twice
+    assert "resumed at epoch" in run.file("run.log").read_text()
+    log = (proj / st["backend"]["log"]).read_text() + (proj / st["backend"]["err"]).read_text()
+    assert "Calling checkpoint method" in log and "Requeued job" in log
+
+
+def test_cancel_all_cancels_what_the_project_submitted(slurm_project):
+    proj = slurm_project(THREE)
+    job, _ = submit(proj, "--max-parallel", "2")
+    out = run_cli("cancel", "--all", "-p", str(proj))
+    assert out.returncode == 0 and out.stdout.startswith(f"cancelled slurm job {job} ("), out.stdout + out.stderr
+    wait(lambda: len(tasks(job)) == 2 and all(v.word == "cancelled" for v in tasks(job).values()), 30,
+         "both tasks cancelled")
+    assert "cancelled" in records(proj)[0]
+    out = run_cli("ls", "-p", str(proj))
+    assert f"slurm job {job}" not in out.stdout  # nothing of it may still run
+    assert all(r.state is not State.RUNNING for r in rows(proj))
+
+
+def _nothing_recorded(proj):
+    d = proj / "runs" / ".slurm"
+    return not d.exists() or not any(d.iterdir())
+
+
+def test_without_sbatch_on_path_it_says_so_in_one_line_and_records_nothing(make_project, tmp_path):
+    proj = make_project(THREE)
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    out = run_cli("run", "--headless", "--backend", "slurm", "-p", str(proj), env={"PATH": str(empty)})
+    assert out.returncode == 1
+    assert out.stderr.startswith("error: sbatch not found on PATH") and out.stderr.count("\n") == 1, out.stderr
+    assert _nothing_recorded(proj)
+
+
+@pytest.mark.parametrize("args, cause", [
+    (["--partition", "nosuch"], "Invalid partition name specified (--partition nosuch; partitions here: debug)"),
+    (["--sbatch", "no-such-option=1"], "unrecognized option '--no-such-option=1'"),
+    (["--mem", "100000G"], "Requested node configuration is not available"),
+    (["--sbatch", "output=/tmp/x"], "unettui sets --output itself"),
+    (["--time", "soon"], "'soon' is not a SLURM time"),
+])
+def test_a_refused_submission_is_one_line_naming_the_cause_and_records_nothing(slurm_project, args, cause):
+    proj = slurm_project(THREE)
+    out = run_cli("run", "--headless", "--backend", "slurm", "-p", str(proj), *args)
+    assert out.returncode == 1, out.stdout
+    assert out.stderr.startswith("error: ") and out.stderr.count("\n") == 1, out.stderr
+    assert cause in out.stderr, out.stderr
+    assert _nothing_recorded(proj)
+    assert not list(RunStore(proj).runs())
+
+
+def test_help_lists_the_slurm_options():
+    out = subprocess.run([sys.executable, "-m", "unettui", "run", "--help"], capture_output=True, text=True)
+    for opt in ("--backend", "--partition", "--gpus-per-run", "--cpus-per-run", "--mem", "--time", "--max-parallel",
+                "--account", "--qos", "--sbatch"):
+        assert opt in out.stdout

@@ -1,0 +1,82 @@
+"""`unettui compare ID...`: the curves of several runs overlaid in the terminal, labelled by what differs between them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .common import ProjectOpt, app, fail, known_ids, make_console, queue_and_store
+
+DEFAULT_HEIGHT = 16
+
+
+def _wanted(ids: list[str], queue, each: bool) -> list[str]:
+    """The ids asked for, in order, once each; an id naming a configuration with repeats brings its repeats along
+    (unless ``each``)."""
+    out = list(dict.fromkeys(ids))
+    if queue is not None and not each:
+        asked = set(out)
+        for e in queue.experiments:
+            if e.configuration in asked and e.id not in asked:
+                out.append(e.id)
+    return out
+
+
+@app.command()
+def compare(
+    ids: list[str] = typer.Argument(..., metavar="ID...", help="Runs to compare (in the queue or not); an id whose experiment has repeats brings its repeats."),
+    metric: str = typer.Option("val_dice", "--metric", "-m", help="val_dice, val_loss, train_loss, train_dice, val_iou or lr."),
+    ascii_: bool = typer.Option(False, "--ascii", help="Plain ASCII, a character per run (also with NO_COLOR or when not on a terminal)."),
+    group: bool = typer.Option(False, "--group", help="Also take runs whose configurations differ only in the seed as repeats of one configuration."),
+    each: bool = typer.Option(False, "--each", help="One curve per run, repeats too (no mean and band)."),
+    height: int = typer.Option(DEFAULT_HEIGHT, "--height", min=3, max=200, help="Rows of the plot."),
+    width: Optional[int] = typer.Option(None, "--width", min=30, max=1000, help="Columns (default: the terminal's width)."),
+    project: Path = ProjectOpt,
+) -> None:
+    """Overlay one metric's curves of several runs on shared axes, in the terminal. The legend names each run (or configuration) by the keys that differ between them; a configuration with repeats is drawn as their mean with a band from the lowest to the highest run. The y axis turns logarithmic when the values span decades (a diverging loss).
+
+    Drawn with braille dots in colour, a marker per run at each epoch, on a terminal; in plain ASCII with a character per run with --ascii, when NO_COLOR is set, or when the output is not a terminal.
+
+    Example: unettui compare opt-lr-adam-lr0.001 opt-lr-adam-lr0.01 opt-lr-sgd-lr0.1 --metric val_loss
+    """
+    from ..core.define.names import did_you_mean, nearest_ids
+    from ..core.runs.status import collect
+    from ..core.show.compare import METRICS, compare as build, describe
+    from ..core.show.curves import plain, render_curves
+    from ..core.show.render import use_colour
+
+    if metric not in METRICS:
+        fail(f"unknown metric '{metric}'; {did_you_mean(metric, METRICS)}metrics: {', '.join(METRICS)}")
+    if group and each:
+        fail("--group and --each contradict each other; use one")
+    queue, store = queue_and_store(project)
+    known = known_ids(queue, store)
+    unknown = [i for i in dict.fromkeys(ids) if i not in set(known)]
+    if unknown:
+        hint = nearest_ids(unknown[0], known) if known else "the queue is empty and runs/ has no run"
+        more = f" (and {len(unknown) - 1} more unknown)" if len(unknown) > 1 else ""
+        fail(f"unknown run '{unknown[0]}'{more}; {hint}")
+    wanted = _wanted(ids, queue, each)
+    by_id = {r.id: r for r in collect(queue, store, metrics=True, ids=wanted)}
+    rows = [by_id[i] for i in wanted if i in by_id]
+    comparison = build(rows, metric, "none" if each else "seed" if group else "configuration")
+    colour = not ascii_ and use_colour()
+    console = make_console(colour)
+    cols = width or console.width
+    console.width = cols
+    try:
+        drawn = render_curves(comparison.series, width=cols, height=height, ascii=not colour, ylabel=metric)
+    except ValueError as exc:
+        fail(str(exc))
+    typer.echo(describe(comparison))
+    if colour:
+        from ..richtext import segments_text
+
+        console.print(segments_text(drawn), no_wrap=True, overflow="crop", soft_wrap=True)
+    else:
+        for line in plain(drawn):
+            typer.echo(line)
+    if not any(s.points for s in comparison.series):
+        typer.echo(f"none of these runs has recorded {metric} yet")

@@ -1,0 +1,125 @@
+"""`unettui predict RUN INPUT [OUTPUT]` and `unettui evaluate RUN [DATASET]`: a trained run applied to images."""
+
+from __future__ import annotations
+
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .common import ProjectOpt, app, fail, queue_and_store, resolve
+
+
+class Split(str, Enum):
+    val = "val"
+    test = "test"
+    train = "train"
+    all = "all"
+
+
+def _model(run_id: str, project: Path, last: bool, device: str):
+    from ..core.learn.predict import PredictError, load_model
+
+    queue, store = queue_and_store(project)
+    _, run = resolve(run_id, queue, store)
+    try:
+        return load_model(run, last=last, device=device)
+    except (PredictError, RuntimeError) as exc:
+        fail(" ".join(str(exc).split()))
+
+
+def _progress(total: int, what: str):
+    """A progress bar on stderr when it is a terminal, else nothing."""
+    if not sys.stderr.isatty():
+        return None
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    progress = Progress(TextColumn(what), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                        console=Console(stderr=True), transient=True)
+    progress.start()
+    progress.add_task(what, total=total)
+    return progress
+
+
+@app.command()
+def predict(
+    run_id: str = typer.Argument(..., metavar="RUN", help="The run whose model is applied (see `unettui ls`)."),
+    target: Path = typer.Argument(..., metavar="INPUT", help="An image file, or a folder of images (any format the folder loader reads)."),
+    output: Optional[Path] = typer.Argument(None, metavar="OUTPUT", help="Folder for the masks (default: predictions/RUN in the project).", file_okay=False),
+    project: Path = ProjectOpt,
+    last: bool = typer.Option(False, "--last", help="The last epoch's model instead of the best epoch's."),
+    probabilities: bool = typer.Option(False, "--probabilities", help="Also write STEM_prob.png: the foreground probability as 0-255."),
+    device: str = typer.Option("auto", "--device", "-d", help="auto (a GPU when there is one), cpu, cuda or cuda:N."),
+) -> None:
+    """Predict masks for new images with a trained run's best epoch's model (best.pt; --last: the last epoch's).
+
+    Each input is prepared as training prepared its images (grey or RGB as the run was trained on, 8-bit / 255, 16-bit and float min-max per image, histogram equalisation if the run used it), padded to a square (edge pixels repeated) and resized to the run's image_size; the predicted probability is resized back, so every mask (OUTPUT/STEM.png: 255 where the probability > 0.5, else 0) has its input's own height and width, square or not.
+
+    Example: unettui predict seed-augment-rotate20 scans/ masks/ --probabilities
+    """
+    from ..core.learn.predict import PredictError, image_files
+    from ..core.learn.predict import predict as predict_files
+
+    tm = _model(run_id, project, last, device)
+    try:
+        files = image_files(target)
+    except PredictError as exc:
+        fail(str(exc))
+    out = output or project / "predictions" / run_id
+    bar = _progress(len(files), f"{run_id}: predicting")
+    try:
+        written = predict_files(tm, files, out, probabilities,
+                                on_file=(lambda i, n, p: bar.advance(bar.task_ids[0])) if bar else None)
+    except PredictError as exc:
+        fail(" ".join(str(exc).split()))
+    except OSError as exc:
+        fail(f"cannot write to {out}: {exc.strerror or exc}")
+    finally:
+        if bar is not None:
+            bar.stop()
+    masks = [p for p in written if not p.name.endswith("_prob.png")]
+    typer.echo(f"{run_id}: {len(masks)} mask{'s' if len(masks) != 1 else ''} from {tm.weights} on {tm.device} "
+               f"written to {out}" + (" (with probabilities)" if probabilities else ""))
+
+
+@app.command()
+def evaluate(
+    run_id: str = typer.Argument(..., metavar="RUN", help="The run whose model is scored (see `unettui ls`)."),
+    dataset: Optional[Path] = typer.Argument(None, metavar="DATASET", help="A folder with images/ and masks/ (default: the run's own images of --split)."),
+    project: Path = ProjectOpt,
+    split: Split = typer.Option(Split.val, "--split", help="Without DATASET: the run's own val, test, train or all images."),
+    last: bool = typer.Option(False, "--last", help="The last epoch's model instead of the best epoch's."),
+    device: str = typer.Option("auto", "--device", "-d", help="auto (a GPU when there is one), cpu, cuda or cuda:N."),
+) -> None:
+    """Score a trained run's model: hard Dice and IoU (threshold 0.5, true/false positives summed over all the images, as everywhere in unettui) on a labelled folder, or on the run's own split.
+
+    A folder is prepared exactly as a folder dataset is for training (pairs matched by stem, centre-cropped, resized). Without DATASET the run's own images are rebuilt with its split: `evaluate RUN` reproduces the run's best val Dice, `--split test` gives its held-out test score.
+
+    Example: unettui evaluate seed-augment-rotate20 new-labelled-scans/
+    """
+    from ..core.learn.data import DatasetError
+    from ..core.learn.predict import PredictError, labelled_folder, run_split, score
+
+    tm = _model(run_id, project, last, device)
+    try:
+        if dataset is not None:
+            images, masks = labelled_folder(tm, dataset)
+            where = str(dataset)
+        else:
+            images, masks = run_split(tm, project, split.value)
+            where = f"its own {split.value} images"
+    except (PredictError, DatasetError) as exc:
+        fail(" ".join(str(exc).split()))
+    bar = _progress(len(images), f"{run_id}: scoring")
+    try:
+        result = score(tm, images, masks, on_batch=(lambda done, n: bar.update(bar.task_ids[0], completed=done))
+                       if bar else None)
+    finally:
+        if bar is not None:
+            bar.stop()
+    typer.echo(f"{run_id} ({tm.weights}) on {where}: {result.images} image{'s' if result.images != 1 else ''}, "
+               f"Dice {result.dice:.4f}, IoU {result.iou:.4f} (TP {result.tp:.0f}, FP {result.fp:.0f}, "
+               f"FN {result.fn:.0f}; device {tm.device})")
