@@ -20,7 +20,8 @@ STARTER = '''\
 [defaults]                      # applied to every experiment unless it overrides them
 dataset = "synthetic:ventricle" # built-in, nothing to download; or a folder with images/ and masks/
 image_size = 64
-train_fraction = 0.8            # share of the images used for training; the rest validate
+test_fraction = 0.2             # held out for an honest final score: never trained on, never used to choose
+train_fraction = 0.8            # of the rest: share used for training; the others validate
 base_channels = 16              # 16 = the original UNet widths divided by 4
 depth = 4
 epochs = 20
