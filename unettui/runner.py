@@ -1,4 +1,9 @@
-"""The runner: claims the next experiment of the queue, trains it via the core, keeps a heartbeat, handles signals."""
+"""The runner: claims the next experiment of the queue (or a pack of them), trains it via the core, keeps a heartbeat,
+handles signals.
+
+Over 600 lines: one Runner whose claims, fences, heartbeat, solo and packed training and recorded ends share its
+state, then the few functions that start several runner processes on one queue.
+"""
 
 from __future__ import annotations
 
@@ -16,10 +21,11 @@ from typing import Any, Callable, Iterator, Protocol
 
 from filelock import FileLock, Timeout
 
-from .core.define.config import definition_changes
+from .core.define.config import Config, definition_changes
 from .core.define.experiment import Experiment
 from .core.define.queue import QUEUE_FILE, Queue, QueueError, load_queue
 from .core.runs.slurm_state import backend_from_env, claim_backend
+from .core.runs.runners import remove_figures, write_figures
 from .core.runs.status import DataIds, Judgement, Row, State, collect, judge_run
 from .core.runs.store import (
     HEARTBEAT_TIMEOUT,
@@ -34,6 +40,32 @@ from .core.runs.store import (
 )
 
 HEARTBEAT_INTERVAL = 5.0
+# `--pack auto` on CUDA: experiments packed together at most, until a GPU measurement sets it (README, "Packs");
+# on the CPU auto is off (a CPU is compute-bound: packing gains nothing there)
+AUTO_PACK_CUDA = 8
+PACK_MEMORY_SHARE = 0.8  # a pack is made no larger than this share of the device's memory holds (feasible.py)
+
+
+def parse_pack(value: str | int | None) -> str | int:
+    """``--pack``: "auto", "off", or a number of experiments (1 is off). Raises ValueError with what is valid."""
+    if value is None:
+        return "auto"
+    text = str(value).strip().lower()
+    if text in ("auto", "off"):
+        return text
+    if text.isdigit() and int(text) >= 1:
+        return int(text)
+    raise ValueError(f"--pack {value}: use auto, off or a number of experiments >= 1")
+
+
+def pack_limit(pack: str | int, device_type: str) -> int:
+    """At most how many experiments one pack trains: N, 1 for off, and for auto 1 on the CPU (or another non-CUDA
+    device) and AUTO_PACK_CUDA on CUDA."""
+    if pack == "off":
+        return 1
+    if pack == "auto":
+        return AUTO_PACK_CUDA if device_type == "cuda" else 1
+    return max(1, int(pack))
 
 
 class Reporter(Protocol):
@@ -83,6 +115,19 @@ class GuardedReporter:
 
 class ClaimLost(Exception):
     """Another process holds this run's claim now (it took over a claim it saw as stale): stop touching the run."""
+
+
+@dataclass
+class _Job:
+    """One claimed experiment while this runner trains it (alone or in a pack)."""
+
+    exp: Experiment
+    run: Run
+    claim: "Claim"
+    status: dict[str, Any] = field(default_factory=lambda: {"epoch": 0})  # what the heartbeat writes
+    member: Any = None  # its PackMember, in a pack
+    ended: bool = False  # its end is recorded: the heartbeat leaves it alone
+    ending: str | None = None
 
 
 class Claim:
@@ -140,8 +185,10 @@ class Runner:
 
     def __init__(self, project: Path, device: str | None = None, reporter: Reporter | None = None,
                  heartbeat_interval: float = HEARTBEAT_INTERVAL, only: list[str] | None = None,
-                 stale_after: float = HEARTBEAT_TIMEOUT, backend: dict[str, Any] | None = None):
+                 stale_after: float = HEARTBEAT_TIMEOUT, backend: dict[str, Any] | None = None,
+                 pack: str | int = "auto"):
         self.project = Path(project)
+        self.pack = parse_pack(pack)  # packs: see claim_pack
         self.store = RunStore(self.project)
         self.device = device
         self.reporter = GuardedReporter(reporter or SilentReporter(), self._output_failed)
@@ -152,18 +199,19 @@ class Runner:
         self.stop_requested = False
         self.token = uuid.uuid4().hex
         self._status_lock = threading.Lock()
-        self._claim: Claim | None = None  # the run being trained
+        self._claims: list[Claim] = []  # those of the runs being trained
         self._noted: set[tuple[str, str]] = set()  # (id, why) already reported as skipped
         self._queue_stamp: tuple[float, int] | None = None
-        self._abandon: str | None = None  # why the run in training is to stop after its epoch (redefined, removed)
+        self._training: dict[str, Experiment] = {}  # the experiments being trained, by id
+        self._abandons: dict[str, str] = {}  # why a run in training is to stop after its epoch (redefined, removed)
         # where this runner runs, recorded in its claims (a SLURM job: from its task, else from SLURM_* variables)
         self.backend = backend if backend is not None else backend_from_env()
 
     # ---- output --------------------------------------------------------------------
     def _output_failed(self, exc: BaseException) -> None:
         what = f"{type(exc).__name__}: {exc}".strip()
-        if self._claim is not None:
-            self._claim.log(f"progress output failed ({what}); training goes on, this log keeps the record")
+        for claim in self._claims:
+            claim.log(f"progress output failed ({what}); training goes on, this log keeps the record")
 
     # ---- signals -------------------------------------------------------------------
     def request_stop(self, *_: Any) -> None:
@@ -204,32 +252,100 @@ class Runner:
             self.reporter.note(exp, f"skipped: {why}{hint}")
 
     def claim_next(self, queue: Queue, seen_invalid: set[str]) -> tuple[Experiment, Run, str] | None:
+        """Claim the first claimable experiment of the queue (no pack)."""
+        got = self.claim_pack(queue, seen_invalid, limit=1)
+        return got[0] if got else None
+
+    def claim_pack(self, queue: Queue, seen_invalid: set[str], limit: int | None = None
+                   ) -> list[tuple[Experiment, Run, str]]:
+        """Under the queue lock, claim the first claimable experiment, then (packs: ``self.pack``, or ``limit``) up to
+        limit - 1 more claimable ones with its pack key (core.learn.pack_train.pack_key: data, architecture, batch
+        size, device, AMP dtype) and its successive-halving budget, repeats of its configuration first. Each member
+        is claimed exactly as a lone experiment is (its own status, token check and lock), so packed and unpacked
+        runners share a queue. Returns what was claimed, in training order (empty: nothing to claim)."""
         data = DataIds(self.project)
         with FileLock(str(self.store.lock_path()), timeout=60):
-            for exp in queue.experiments:
-                if (self.only is not None and exp.id not in self.only) or (exp.id, exp.budget) in self.attempted:
-                    continue  # at most one attempt per experiment in one runner session
+            got: list[tuple[Experiment, Run, str]] = []
+            rest: list[Experiment] = []
+            for i, exp in enumerate(queue.experiments):
+                if not self._wanted(exp):
+                    continue
                 if not exp.valid:
                     if exp.id not in seen_invalid:
                         seen_invalid.add(exp.id)
                         self.reporter.skip(exp, str(exp.error))
                     continue
-                run = self.store.run(exp.id)
-                decided = self._claimable(exp, run, data)
-                if decided is None:
-                    continue
-                why, verdict = decided
-                run.path.mkdir(parents=True, exist_ok=True)
-                run_lock = FileLock(str(run.file(RUN_LOCK)), timeout=0)
-                try:
-                    run_lock.acquire()
-                except Timeout:  # its runner is writing to it this very moment (or was suspended doing so)
-                    continue
-                try:
-                    return self._claim_run(exp, run, why, verdict)
-                finally:
-                    run_lock.release()
-        return None
+                claimed = self._try_claim(exp, data)
+                if claimed is not None:
+                    got.append(claimed)
+                    rest = queue.experiments[i + 1:]
+                    break
+            if not got:
+                return got
+            first = got[0][0]
+            most, key = self._pack_plan(first.config) if limit is None else (limit, None)
+            if most > 1 and key is not None:
+                from .core.learn.pack_train import pack_key
+
+                def same(exp: Experiment) -> bool:
+                    if not (self._wanted(exp) and exp.valid and exp.budget == first.budget) or exp.id == first.id:
+                        return False
+                    try:
+                        return pack_key(exp.config, self.device) == key
+                    except RuntimeError:
+                        return False
+
+                mates = sorted((e for e in rest if same(e)), key=lambda e: e.configuration != first.configuration)
+                seen = {first.id}
+                for exp in mates:
+                    if len(got) >= most:
+                        break
+                    if exp.id in seen:
+                        continue
+                    seen.add(exp.id)
+                    claimed = self._try_claim(exp, data)
+                    if claimed is not None:
+                        got.append(claimed)
+            return got
+
+    def _wanted(self, exp: Experiment) -> bool:
+        """In this runner's --only, and not attempted yet in this session (at most one attempt each)."""
+        return (self.only is None or exp.id in self.only) and (exp.id, exp.budget) not in self.attempted
+
+    def _try_claim(self, exp: Experiment, data: DataIds) -> tuple[Experiment, Run, str] | None:
+        """Claim ``exp`` if it is to run now and no runner is writing to it this very moment (queue lock held)."""
+        run = self.store.run(exp.id)
+        decided = self._claimable(exp, run, data)
+        if decided is None:
+            return None
+        why, verdict = decided
+        run.path.mkdir(parents=True, exist_ok=True)
+        run_lock = FileLock(str(run.file(RUN_LOCK)), timeout=0)
+        try:
+            run_lock.acquire()
+        except Timeout:  # its runner is writing to it this very moment (or was suspended doing so)
+            return None
+        try:
+            return self._claim_run(exp, run, why, verdict)
+        finally:
+            run_lock.release()
+
+    def _pack_plan(self, cfg: Config | None) -> tuple[int, tuple | None]:
+        """(most experiments in a pack with ``cfg``'s, its pack key): (1, None) when it trains alone."""
+        if cfg is None or self.pack in ("off", 1):
+            return 1, None
+        from .core.learn.pack_train import pack_key
+        from .core.learn.train import resolve_device
+
+        try:
+            key = pack_key(cfg, self.device)
+            dev = resolve_device(self.device or cfg.device)
+        except RuntimeError:  # no such device here: it fails alone, with the trainer's message
+            return 1, None
+        most = pack_limit(self.pack, dev.type)
+        if key is None or most <= 1:
+            return 1, None
+        return min(most, _members_that_fit(cfg, dev)), key
 
     def _claim_run(self, exp: Experiment, run: Run, why: str, verdict: Judgement) -> tuple[Experiment, Run, str]:
         """Write this runner's claim into ``run`` (holding the queue lock and the run's lock)."""
@@ -286,26 +402,32 @@ class Runner:
                                    ids=None if self.only is None else self.only, scheduler=None)
                     self.reporter.plan(fresh, rows)
                 queue = fresh
-                claimed = self.claim_next(queue, seen_invalid)
-                if claimed is None:
+                claimed = self.claim_pack(queue, seen_invalid)
+                if not claimed:
                     if self._study_stage_pending(queue):
                         # another runner is finishing a study stage whose successor we can then train
                         time.sleep(min(self.heartbeat_interval, 1.0))
                         continue
                     break
-                exp, run, _ = claimed
-                self.attempted.add((exp.id, exp.budget))
-                state = self.train(exp, run)
-                if state == "redefined":  # stopped to start again with its new definition, in this session
-                    self.attempted.discard((exp.id, exp.budget))
-                    continue
-                getattr(outcome, state).append(exp.id)
+                for exp, _, _ in claimed:
+                    self.attempted.add((exp.id, exp.budget))
+                if len(claimed) == 1:
+                    exp, run, _ = claimed[0]
+                    ends = [(exp, self.train(exp, run))]
+                else:
+                    ends = self.train_pack([(exp, run) for exp, run, _ in claimed])
+                for exp, state in ends:
+                    if state == "redefined":  # stopped to start again with its new definition, in this session
+                        self.attempted.discard((exp.id, exp.budget))
+                        continue
+                    getattr(outcome, state).append(exp.id)
             outcome.skipped_invalid = sorted(seen_invalid)
             outcome.skipped_damaged = sorted({i for i, why in self._noted if why.startswith("damaged:")})
             outcome.stopped = self.stop_requested
         finally:
             for sig, handler in old.items():
                 signal.signal(sig, handler)
+            remove_figures(self.project)
         return outcome
 
     def _study_stage_pending(self, queue: Queue) -> bool:
@@ -317,9 +439,9 @@ class Runner:
         return any(judge_run(self.store.run(e.id), None, stale_after=self.stale_after).state is State.RUNNING
                    for e in queue.experiments if e.valid)
 
-    def _still_wanted(self, exp: Experiment) -> None:
-        """After each epoch: if experiments.toml changed, is this experiment still in it, as it was? If not, the run
-        stops after this epoch (``self._abandon`` says why)."""
+    def _still_wanted(self) -> None:
+        """After each epoch: if experiments.toml changed, is every experiment in training still in it, as it was? If
+        not, that run stops after this epoch (``self._abandons`` says why)."""
         stamp = _stamp(self.project / QUEUE_FILE)
         if stamp == self._queue_stamp:
             return
@@ -328,99 +450,176 @@ class Runner:
         except QueueError:
             return  # half-saved: judged again when it is whole
         self._queue_stamp = stamp
-        now = queue.get(exp.id)
-        if now is None:
-            self._abandon = "removed"
-        elif now.valid and exp.config is not None and definition_changes(exp.config.to_dict(), now.config):
-            self._abandon = "redefined"
+        for exp in self._training.values():
+            now = queue.get(exp.id)
+            if now is None:
+                self._abandons[exp.id] = "removed"
+            elif now.valid and exp.config is not None and definition_changes(exp.config.to_dict(), now.config):
+                self._abandons[exp.id] = "redefined"
 
     def train(self, exp: Experiment, run: Run) -> str:
         """Train one claimed experiment; every failure is recorded in its run, never raised. Returns the state it
         ended in: done, failed, interrupted, lost (its claim was taken over), removed (from the queue while it
         trained) or redefined (its definition changed while it trained: it is to start again)."""
-        from .core.learn.train import (  # torch is imported here, not at CLI start-up
-            Events,
-            Trainer,
-        )
+        from .core.learn.train import Trainer  # torch is imported here, not at CLI start-up
 
-        claim = Claim(run, self.token)
-        self._claim, self._abandon = claim, None
-        status: dict[str, Any] = {"epoch": 0}
+        job = _Job(exp, run, Claim(run, self.token))
+        self._claims, self._training, self._abandons = [job.claim], {exp.id: exp}, {}
+        state, error, summary = "failed", None, {}
+        with self._heartbeat([job]):
+            job.claim.log(f"claimed by {HOST} pid {os.getpid()}{self._where()} ({exp.origin})")
+            try:
+                trainer = Trainer(exp.config, self.project, self.device)
+                result = trainer.fit(run, self._events(job), run_id=exp.id, until_epoch=exp.budget)
+                state, error, summary = result.state, result.error, result.summary
+            except Exception as exc:  # any failure ends this run (failed, or interrupted by the machine)
+                state, error = self._failure(exc, job)
+        self._claims, self._training = [], {}
+        return self._end(job, state, error, summary)
+
+    def train_pack(self, claimed: list[tuple[Experiment, Run]]) -> list[tuple[Experiment, str]]:
+        """Train claimed experiments of one pack key as one pack (core.learn.pack_train): each member as its own
+        run (its files, its fence, its end recorded the moment it leaves the pack), one heartbeat thread for all.
+        Returns each member's ending, as ``train`` does for one."""
+        from .core.learn.pack_train import PackMember, PackTrainer  # torch is imported here
+
+        jobs = [_Job(exp, run, Claim(run, self.token)) for exp, run in claimed]
+        self._claims, self._training, self._abandons = [j.claim for j in jobs], {j.exp.id: j.exp for j in jobs}, {}
+        with self._heartbeat(jobs):
+            for j in jobs:
+                mates = ", ".join(o.exp.id for o in jobs if o is not j)
+                j.claim.log(f"claimed by {HOST} pid {os.getpid()}{self._where()} ({j.exp.origin}) "
+                            f"in a pack of {len(jobs)} with {mates}")
+            first = None
+            for j in jobs:
+                try:
+                    j.member = PackMember(j.exp.config, self.project, self.device, data_from=first)
+                    first = first or j.member
+                except Exception as exc:  # this member cannot train (its checks, its data): it fails alone
+                    state, error = self._failure(exc, j)
+                    j.ending = self._end(j, state, error, {})
+            live = [j for j in jobs if j.member is not None]
+            if live:
+                try:
+                    PackTrainer([j.member for j in live]).fit(
+                        [j.run for j in live], [self._events(j) for j in live], [j.exp.id for j in live],
+                        [j.exp.budget for j in live])
+                except Exception as exc:  # the pack could not be built: every member not ended yet
+                    for j in live:
+                        if j.ending is None:
+                            state, error = self._failure(exc, j)
+                            j.ending = self._end(j, state, error, {})
+        for j in jobs:  # (every member ends through its on_end; this is a safety net)
+            if j.ending is None:
+                j.ending = self._end(j, "interrupted", None, {})
+        self._claims, self._training = [], {}
+        return [(j.exp, j.ending or "interrupted") for j in jobs]
+
+    def _where(self) -> str:
+        return f" in {self.backend['kind']} job {self.backend['job']}" if self.backend else ""
+
+    @contextlib.contextmanager
+    def _heartbeat(self, jobs: list[_Job]) -> Iterator[None]:
+        """One thread writing every job's heartbeat (and epoch) every heartbeat_interval, through its fence."""
         stop_beat = threading.Event()
 
         def beat() -> None:
             while not stop_beat.wait(self.heartbeat_interval):
-                try:
-                    with claim.fence():
-                        self._update_status(run, heartbeat=time.time(), epoch=status["epoch"])
-                except ClaimLost:
-                    return  # should_stop sees claim.lost: the loop stops at its next batch
-                except Exception:  # noqa: BLE001 - a missed heartbeat is harmless; the next one writes again
-                    pass
+                # what this process does, for the TUI (runs/.runners/): device, GPU memory and utilisation, its runs
+                write_figures(self.project, jobs[0].status.get("device") or self.device,
+                              [j.exp.id for j in jobs if not j.ended])
+                for job in jobs:
+                    if job.ended or job.claim.lost:
+                        continue
+                    try:
+                        with job.claim.fence():
+                            self._update_status(job.run, heartbeat=time.time(), epoch=job.status["epoch"])
+                    except ClaimLost:
+                        continue  # should_stop sees claim.lost: the loop stops it at its next batch
+                    except Exception:  # noqa: BLE001 - a missed heartbeat is harmless; the next one writes again
+                        pass
 
-        hb = threading.Thread(target=beat, name=f"heartbeat-{exp.id}", daemon=True)
+        hb = threading.Thread(target=beat, name=f"heartbeat-{jobs[0].exp.id}", daemon=True)
         hb.start()
-        where = f" in {self.backend['kind']} job {self.backend['job']}" if self.backend else ""
-        claim.log(f"claimed by {HOST} pid {os.getpid()}{where} ({exp.origin})")
-        state, error, summary = "failed", None, {}
         try:
-            trainer = Trainer(exp.config, self.project, self.device)
-
-            def on_epoch(rec: dict[str, Any]) -> None:
-                status["epoch"] = rec["epoch"]
-                with claim.fence():
-                    self._update_status(run, heartbeat=time.time(), epoch=rec["epoch"])
-                claim.log(
-                    f"epoch {rec['epoch']}/{exp.config.epochs} train_loss {rec['train_loss']:.4f} "
-                    f"train_dice {rec['train_dice']:.4f} val_loss {rec['val_loss']:.4f} "
-                    f"val_dice {rec['val_dice']:.4f} lr {rec['lr']:.3g} {rec['seconds']:.1f}s"
-                )
-                self.reporter.epoch(exp, rec)
-                self._still_wanted(exp)
-
-            def on_start(info: dict[str, Any]) -> None:
-                status["epoch"] = info.get("resumed_epoch") or 0
-                what = f"resumed at epoch {info['resumed_epoch']}" if info.get("resumed_epoch") else "started"
-                if info.get("restarted"):
-                    what = f"started again from scratch ({info['restarted']})"
-                claim.log(f"{what} on {info['resolved_device']} (amp {info['amp_dtype']}), "
-                          f"{info['n_train']} train / {info['n_val']} val"
-                          + (f" / {info['n_test']} test" if info.get("n_test") else "") + " images"
-                          + (" (validating on the training images)" if info["val_on_train"] else ""))
-                self.reporter.run_start(exp, info)
-
-            events = Events(
-                on_start=on_start,
-                on_batch=lambda e, s, n: self.reporter.batch(exp, e, s, n),
-                on_epoch=on_epoch,
-                should_stop=lambda: self.stop_requested or claim.lost is not None or self._abandon is not None,
-                guard=claim.fence,
-            )
-            result = trainer.fit(run, events, run_id=exp.id, until_epoch=exp.budget)
-            state, error, summary = result.state, result.error, result.summary
-        except ClaimLost:
-            state = "lost"
-        except OSError as exc:
-            # the machine, not the experiment (the disk, a file system gone): resumable from its last checkpoint
-            state, error = "interrupted", _describe_failure(exc, exp)
-            claim.log("interrupted:\n" + traceback.format_exc())
-        except Exception as exc:  # any failure ends this run as failed; the queue goes on
-            error = _describe_failure(exc, exp)
-            claim.log("failed:\n" + traceback.format_exc())
+            yield
         finally:
             stop_beat.set()
             hb.join()
-            self._claim = None
+
+    def _events(self, job: _Job):
+        """The trainer's callbacks for one job: status and run.log per epoch, the reporter, the fence, stopping."""
+        from .core.learn.train import Events
+
+        exp, run, claim, status = job.exp, job.run, job.claim, job.status
+
+        def on_epoch(rec: dict[str, Any]) -> None:
+            status["epoch"] = rec["epoch"]
+            with claim.fence():
+                self._update_status(run, heartbeat=time.time(), epoch=rec["epoch"])
+            claim.log(
+                f"epoch {rec['epoch']}/{exp.config.epochs} train_loss {rec['train_loss']:.4f} "
+                f"train_dice {rec['train_dice']:.4f} val_loss {rec['val_loss']:.4f} "
+                f"val_dice {rec['val_dice']:.4f} lr {rec['lr']:.3g} {rec['seconds']:.1f}s"
+            )
+            self.reporter.epoch(exp, rec)
+            self._still_wanted()
+
+        def on_start(info: dict[str, Any]) -> None:
+            status["epoch"] = info.get("resumed_epoch") or 0
+            status["device"] = info.get("resolved_device")  # for the heartbeat's figures
+            what = f"resumed at epoch {info['resumed_epoch']}" if info.get("resumed_epoch") else "started"
+            if info.get("restarted"):
+                what = f"started again from scratch ({info['restarted']})"
+            claim.log(f"{what} on {info['resolved_device']} (amp {info['amp_dtype']}), "
+                      f"{info['n_train']} train / {info['n_val']} val"
+                      + (f" / {info['n_test']} test" if info.get("n_test") else "") + " images"
+                      + (" (validating on the training images)" if info["val_on_train"] else "")
+                      + (f", in a pack of {info['pack_size']}" if info.get("pack_size") else ""))
+            self.reporter.run_start(exp, info)
+
+        def on_end(result: Any) -> None:  # a pack's member left its pack: record its end now
+            state, error = result.state, result.error
+            if state == "raised":
+                state, error = self._failure(result.exc, job)
+            job.ending = self._end(job, state, error, result.summary)
+
+        return Events(
+            on_start=on_start,
+            on_batch=lambda e, s, n: self.reporter.batch(exp, e, s, n),
+            on_epoch=on_epoch,
+            should_stop=lambda: self.stop_requested or claim.lost is not None or exp.id in self._abandons,
+            guard=claim.fence,
+            on_end=on_end,
+        )
+
+    def _failure(self, exc: BaseException, job: _Job) -> tuple[str, str | None]:
+        """(state, error) of a run whose training raised ``exc``: lost (its claim was taken over), interrupted (the
+        machine, not the experiment: resumable from its last checkpoint) or failed; the traceback goes to run.log."""
+        if isinstance(exc, ClaimLost):
+            return "lost", None
+        trace = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        if isinstance(exc, OSError):
+            job.claim.log("interrupted:\n" + trace)
+            return "interrupted", _describe_failure(exc, job.exp)  # type: ignore[arg-type]
+        job.claim.log("failed:\n" + trace)
+        return "failed", _describe_failure(exc, job.exp)  # type: ignore[arg-type]
+
+    def _end(self, job: _Job, state: str, error: str | None, summary: dict[str, Any]) -> str:
+        """Record how a run ended (status, run.log, the reporter); returns its ending (see ``train``)."""
+        job.ended = True
+        exp, run, claim = job.exp, job.run, job.claim
         if claim.lost:
             self.reporter.note(exp, claim.lost)
             return "lost"
         ending = state
-        if state == "interrupted" and self._abandon and not self.stop_requested:
-            ending, error = self._abandon, None
+        abandon = self._abandons.get(exp.id)
+        if state == "interrupted" and abandon and not self.stop_requested:
+            ending, error = abandon, None
         try:
             with claim.fence():
                 self._update_status(run, state=state, error=error, ended=time.time(), heartbeat=time.time(),
-                                    epoch=summary.get("epochs_done", status["epoch"]))
+                                    epoch=summary.get("epochs_done", job.status["epoch"]))
             claim.log(f"{state}" + (f": {error}" if error else "")
                       + (f" ({ending} in experiments.toml)" if ending in ("removed", "redefined") else ""))
         except ClaimLost:
@@ -439,6 +638,21 @@ class Runner:
                 if "state" in fields:
                     raise
                 # a missed heartbeat is harmless; the next one (or the end of the run) writes again
+
+
+def _members_that_fit(cfg: Config, device: Any) -> int:
+    """How many members of ``cfg``'s shape a pack can hold in PACK_MEMORY_SHARE of the device's memory (the
+    machine's for the CPU), from feasible.py's estimate: each member its model and a batch's activations, the data
+    once."""
+    import torch
+
+    from .core.learn.feasible import machine_memory, memory_estimate
+
+    est = memory_estimate(cfg, cfg.num_images)
+    memory = torch.cuda.get_device_properties(device).total_memory if device.type == "cuda" else machine_memory()
+    if not memory:
+        return 10**6
+    return max(1, int((PACK_MEMORY_SHARE * memory - est["data"]) // max(1, est["model"] + est["activations"])))
 
 
 def _as_int(v: Any, default: int = 0) -> int:

@@ -28,6 +28,7 @@ def run(
     workers: int = typer.Option(1, "--workers", "-w", min=1, help="Runner processes sharing the queue (each claims its own experiments)."),
     devices: Optional[str] = typer.Option(None, "--devices", help="Comma-separated devices given to the workers in turn, e.g. cuda:0,cuda:1 or cpu."),
     stale_after: float = typer.Option(120.0, "--stale-after", min=5, help="Seconds without a heartbeat after which another machine's running claim is taken over."),
+    pack: str = typer.Option("auto", "--pack", envvar="UNETTUI_PACK", help="Train up to N compatible experiments at once as one fused model (same data, architecture, batch size, device, AMP dtype; see 'Packs' in the README): N, off, or auto (off on the CPU, 8 on CUDA)."),
     backend: Backend = typer.Option(Backend.local, "--backend", help="local: train here (default). slurm: submit pilot tasks to SLURM and return at once (see 'Running on a SLURM cluster' in the README).", rich_help_panel="SLURM"),
     partition: Optional[str] = typer.Option(None, "--partition", help="SLURM partition (default: the cluster's default).", rich_help_panel="SLURM"),
     gpus_per_run: int = typer.Option(0, "--gpus-per-run", min=0, help="GPUs per task (--gpus-per-node).", rich_help_panel="SLURM"),
@@ -49,12 +50,21 @@ def run(
 
     On a SLURM cluster, --backend slurm submits a job array of pilot tasks, each an ordinary runner claiming from this queue on the shared filesystem, and returns at once (follow with `unettui ls`, `unettui logs ID`; stop with `unettui cancel --all`).
 
+    Packs (--pack N|auto|off): up to N pending experiments that share the data, architecture, batch size, device and AMP dtype train together as one fused model in one process, each still its own run with its own files; auto packs 8 on CUDA and none on the CPU.
+
     Example: unettui run --headless --project my-study --workers 2 --devices cuda:0,cuda:1
+
+    Example: unettui run --headless --pack 16   (a sweep on one GPU, 16 experiments at a time)
 
     Example: unettui run --headless --backend slurm --partition gpu --gpus-per-run 1 --cpus-per-run 8 --mem 32G --time 4:00:00 --max-parallel 8
     """
     from ..core.define.config import ConfigError
+    from ..runner import parse_pack
 
+    try:
+        pack_choice = parse_pack(pack)
+    except ValueError as exc:
+        fail(str(exc))
     if device is not None:
         try:
             from ..core.define.config import coerce
@@ -79,11 +89,14 @@ def run(
 
         submit_to_slurm(project, device=device, only=only, stale_after=stale_after, partition=partition,
                         gpus_per_run=gpus_per_run, cpus_per_run=cpus_per_run, mem=mem, time=time_limit,
-                        max_parallel=max_parallel, account=account, qos=qos, sbatch=sbatch)
+                        max_parallel=max_parallel, account=account, qos=qos, sbatch=sbatch, pack=str(pack_choice))
         return
     if not headless:
+        import os
+
         from .common import open_tui
 
+        os.environ["UNETTUI_PACK"] = str(pack_choice)  # the TUI's runner control passes it on (runner_control.py)
         open_tui(project, start_runner=True, workers=workers)
         return
     device_list = [d.strip() for d in devices.split(",") if d.strip()] if devices else None
@@ -99,7 +112,8 @@ def run(
             fail("--device and --devices do not go together; list the workers' devices with --devices")
         from ..runner import run_workers
 
-        extra = [a for o in (only or []) for a in ("--only", o)] + ["--stale-after", str(stale_after)]
+        extra = [a for o in (only or []) for a in ("--only", o)] + ["--stale-after", str(stale_after),
+                                                                    "--pack", str(pack_choice)]
         raise typer.Exit(run_workers(project, workers, device_list, extra, threads=threads))
     if threads:
         import torch
@@ -109,7 +123,7 @@ def run(
     from .progress import PlainReporter, RichReporter
 
     reporter = RichReporter() if (sys.stdout.isatty() and not plain) else PlainReporter()
-    runner = Runner(project, device=device, reporter=reporter, only=only, stale_after=stale_after)
+    runner = Runner(project, device=device, reporter=reporter, only=only, stale_after=stale_after, pack=pack_choice)
     try:
         outcome = runner.run()
     except KeyboardInterrupt:
@@ -314,22 +328,41 @@ def bench(
     batch_size: int = typer.Option(8, "--batch-size", help="Images per step."),
     base_channels: int = typer.Option(16, "--base-channels", help="UNet width (16 = baseline / 4)."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads (default: all cores)."),
+    pack: Optional[str] = typer.Option(None, "--pack", metavar="N[,N...]", help="Packs instead: train N experiments one after the other and as one pack, for each N, and compare images/s."),
+    amp: str = typer.Option("off", "--amp", help="With --pack: off (fp32), bf16, or auto (the trainer's choice)."),
 ) -> None:
     """Compare unettui's trainer with a minimal hand-written PyTorch loop (same model, data and steps).
 
     Prints images/s for both and, on the last line, ratio = trainer / reference. On CUDA it also compares fp32 with AMP.
 
+    With --pack N[,N...]: for each N, the same N experiments trained sequentially and as one pack in one process; prints images/s of each and, on the last line, ratio = packed / sequential (one per N).
+
     Example: unettui bench --device cuda --steps 50
+
+    Example: unettui bench --device cuda --pack 1,4,8,16 --amp bf16 --image-size 128
     """
-    from ..core.learn.bench import run_bench
+    from ..core.learn.bench import run_bench, run_pack_bench
 
     if threads:
         import torch
 
         torch.set_num_threads(threads)
+    sizes: tuple[int, ...] = ()
+    if pack is not None:
+        try:
+            sizes = tuple(int(x) for x in pack.split(",") if x.strip())
+        except ValueError:
+            sizes = ()
+        if not sizes or min(sizes) < 1:
+            fail(f"--pack {pack}: give pack sizes >= 1, e.g. --pack 1,4,8")
+        if amp not in ("off", "bf16", "auto"):
+            fail(f"--amp {amp}: use off, bf16 or auto (packs do not train in fp16)")
     try:
-        for line in run_bench(device=device, steps=steps, rounds=rounds, image_size=image_size,
-                              batch_size=batch_size, base_channels=base_channels):
+        lines = (run_pack_bench(device=device, packs=sizes, steps=steps, rounds=rounds, image_size=image_size,
+                                batch_size=batch_size, base_channels=base_channels, amp=amp) if sizes else
+                 run_bench(device=device, steps=steps, rounds=rounds, image_size=image_size,
+                           batch_size=batch_size, base_channels=base_channels))
+        for line in lines:
             typer.echo(line)
     except RuntimeError as exc:
         fail(str(exc))

@@ -64,6 +64,8 @@ class PlainReporter:
         note = " (validating on the training images)" if info["val_on_train"] else ""
         if exp.budget is not None and exp.target_epochs < exp.config.epochs:
             note += f" (to epoch {exp.target_epochs} of {exp.config.epochs}: a successive-halving rung)"
+        if info.get("pack_size"):
+            note += f", in a pack of {info['pack_size']}"
         self.say(f"{exp.id}: {what} on {info['resolved_device']}, amp {info['amp_dtype']}, "
                  f"{info['n_train']} train / {info['n_val']} val" + (f" / {info['n_test']} test" if info.get("n_test") else "")
                  + f" images{note}")
@@ -98,7 +100,7 @@ class RichReporter(PlainReporter):
             TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
             console=self.console, transient=True,
         )
-        self.task = None
+        self.tasks: dict[str, Any] = {}  # a bar per run in training (a pack trains several at once)
 
     def say(self, text: str) -> None:
         self.console.print(text, highlight=False, markup=False, soft_wrap=True)
@@ -106,18 +108,22 @@ class RichReporter(PlainReporter):
     def run_start(self, exp: Experiment, info: dict[str, Any]) -> None:
         super().run_start(exp, info)
         epochs = exp.target_epochs
-        self.progress.start()
+        if not self.tasks:
+            self.progress.start()
         done = info.get("resumed_epoch") or 0
-        self.task = self.progress.add_task(exp.id, total=epochs, completed=done, info=f"epoch {done + 1}/{epochs}")
+        self.tasks[exp.id] = self.progress.add_task(exp.id, total=epochs, completed=done,
+                                                    info=f"epoch {done + 1}/{epochs}")
 
     def batch(self, exp: Experiment, epoch: int, step: int, steps: int) -> None:
-        if self.task is not None:
-            self.progress.update(self.task, completed=epoch - 1 + step / steps,
+        task = self.tasks.get(exp.id)
+        if task is not None:
+            self.progress.update(task, completed=epoch - 1 + step / steps,
                                  info=f"epoch {epoch}/{exp.config.epochs} batch {step}/{steps}")
 
     def run_end(self, exp: Experiment, state: str, summary: dict[str, Any], error: str | None) -> None:
-        if self.task is not None:
-            self.progress.remove_task(self.task)
-            self.progress.stop()
-            self.task = None
+        task = self.tasks.pop(exp.id, None)
+        if task is not None:
+            self.progress.remove_task(task)
+            if not self.tasks:
+                self.progress.stop()
         super().run_end(exp, state, summary, error)

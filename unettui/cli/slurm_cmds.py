@@ -12,7 +12,8 @@ from .common import ProjectOpt, app, fail, queue_and_store, resolve
 
 def submit_to_slurm(project: Path, *, device: str | None, only: list[str] | None, stale_after: float,
                     partition: str | None, gpus_per_run: int, cpus_per_run: int, mem: str | None, time: str | None,
-                    max_parallel: int | None, account: str | None, qos: str | None, sbatch: list[str] | None) -> None:
+                    max_parallel: int | None, account: str | None, qos: str | None, sbatch: list[str] | None,
+                    pack: str = "auto") -> None:
     """Submit pilot tasks on the queue, print what was submitted and how to follow it (the `run` command's part)."""
     from ..cluster.slurm import DEFAULT_TASKS, SlurmError, SlurmOptions, submit, to_train
 
@@ -25,7 +26,7 @@ def submit_to_slurm(project: Path, *, device: str | None, only: list[str] | None
         raise typer.Exit(0)
     tasks = max_parallel or (DEFAULT_TASKS if later else max(1, min(DEFAULT_TASKS, n)))
     try:
-        rec = submit(project, opts, device=device, only=only, stale_after=stale_after, tasks=tasks)
+        rec = submit(project, opts, device=device, only=only, stale_after=stale_after, tasks=tasks, pack=pack)
     except SlurmError as exc:
         fail(str(exc), code=1)
     if not gpus_per_run and any(str(d).startswith("cuda") for d in ({device} if device else devices)):

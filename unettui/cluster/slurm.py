@@ -129,7 +129,7 @@ def to_train(project: Path, only: list[str] | None) -> tuple[int, bool, set[str]
 
 
 def submit(project: Path, opts: SlurmOptions, device: str | None = None, only: list[str] | None = None,
-           stale_after: float = 120.0, tasks: int | None = None) -> dict[str, Any]:
+           stale_after: float = 120.0, tasks: int | None = None, pack: str = "auto") -> dict[str, Any]:
     """Submit ``tasks`` pilot array tasks on ``project``'s queue; returns the submission's record. Raises SlurmError
     (nothing recorded, nothing left behind) when it cannot."""
     project = Path(project).resolve()
@@ -154,7 +154,7 @@ def submit(project: Path, opts: SlurmOptions, device: str | None = None, only: l
     record: dict[str, Any] = {
         "job": None, "tasks": n, "mode": "pilot", "submitted": time.time(), "host": HOST, "project": str(project),
         "folder": str(folder.relative_to(project)), "name": JOB_PREFIX + token, "minutes": minutes,
-        "options": {**asdict(opts), "device": device, "only": only, "stale_after": stale_after},
+        "options": {**asdict(opts), "device": device, "only": only, "stale_after": stale_after, "pack": pack},
         "python": sys.executable,
     }
     params: dict[str, Any] = {
@@ -169,7 +169,7 @@ def submit(project: Path, opts: SlurmOptions, device: str | None = None, only: l
             params[key] = value
     if extra:
         params["slurm_additional_parameters"] = extra
-    task = PilotArgs(str(project), device, only, stale_after, int(opts.cpus_per_run), token)
+    task = PilotArgs(str(project), device, only, stale_after, int(opts.cpus_per_run), token, pack)
     said = io.StringIO()
     try:
         write_record(project, token, record)  # before sbatch: a submission is never left unrecorded
@@ -202,6 +202,7 @@ class PilotArgs:
     stale_after: float
     threads: int
     submission: str
+    pack: str = "auto"  # the runners' --pack
 
 
 def _submit(executor, args: PilotArgs, n: int) -> list:
@@ -209,7 +210,7 @@ def _submit(executor, args: PilotArgs, n: int) -> list:
 
     def make() -> PilotTask:
         return PilotTask(args.project, device=args.device, only=args.only, stale_after=args.stale_after,
-                         threads=args.threads, submission=args.submission)
+                         threads=args.threads, submission=args.submission, pack=args.pack)
 
     if n == 1:
         return [executor.submit(make())]

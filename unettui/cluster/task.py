@@ -28,8 +28,10 @@ class PilotTask:
     """The callable submitit pickles for every array task (the same one for all: each claims its own runs)."""
 
     def __init__(self, project: str, device: str | None = None, only: list[str] | None = None,
-                 stale_after: float = 120.0, threads: int | None = None, submission: str | None = None):
+                 stale_after: float = 120.0, threads: int | None = None, submission: str | None = None,
+                 pack: str = "auto"):
         self.project = str(project)
+        self.pack = str(pack)  # the runner's --pack: packs work in a task as in any runner
         self.device = device
         self.only = list(only) if only else None
         self.stale_after = stale_after
@@ -40,7 +42,7 @@ class PilotTask:
 
     def _args(self) -> dict[str, Any]:
         return {"project": self.project, "device": self.device, "only": self.only, "stale_after": self.stale_after,
-                "threads": self.threads, "submission": self.submission}
+                "threads": self.threads, "submission": self.submission, "pack": self.pack}
 
     def __getstate__(self) -> dict[str, Any]:  # pickled: the arguments only, never a live runner
         return self._args()
@@ -71,7 +73,7 @@ class PilotTask:
 
             torch.set_num_threads(self.threads)
         runner = Runner(Path(self.project), device=self.device, reporter=PlainReporter(), only=self.only,
-                        stale_after=self.stale_after, backend=self.backend())
+                        stale_after=self.stale_after, backend=self.backend(), pack=self.pack)
         self._runner = runner
         # scancel: SIGTERM (submitit only logs it) -> stop after the current batch, the run left interrupted
         signal.signal(signal.SIGTERM, self._stop)

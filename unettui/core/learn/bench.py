@@ -10,7 +10,7 @@ from typing import Iterator
 import torch
 
 from ..define.config import Config
-from .train import Trainer, resolve_device
+from .train import Trainer, resolve_amp, resolve_device
 
 
 def _sync(device: torch.device) -> None:
@@ -87,3 +87,51 @@ def run_bench(device: str = "auto", steps: int = 20, rounds: int = 5, image_size
     else:
         yield f"trainer {ours:.1f} images/s, reference {ref:.1f} images/s"
     yield f"ratio = trainer / reference = {ours / ref:.3f}"
+
+
+def run_pack_bench(device: str = "auto", packs: tuple[int, ...] = (1, 4, 8), steps: int = 20, rounds: int = 3,
+                   image_size: int = 64, batch_size: int = 8, base_channels: int = 16, depth: int = 4,
+                   amp: str = "off") -> Iterator[str]:
+    """For each N in ``packs``: the same N experiments (seeds 0..N-1, each its own lr) trained one after the other
+    (N solo trainers' epochs) and as one pack (PackTrainer's epoch), in one process, alternating, after a warm-up of
+    each; yield images/s of both per N. The last line is ``ratio = packed / sequential = ...`` (one per N)."""
+    from .pack_train import PackMember, PackTrainer
+
+    dev = resolve_device(device)
+    dtype = resolve_amp(amp, dev)
+    if dtype == torch.float16:
+        raise RuntimeError("amp resolves to fp16 here: packs train in bf16 or fp32 only; use --amp bf16 or off")
+    n_images = steps * batch_size
+    yield (f"bench --pack: UNet base {base_channels} depth {depth}, {image_size}x{image_size}, batch {batch_size}, "
+           f"{steps} steps x {rounds} rounds, amp {str(dtype).replace('torch.', '') if dtype else 'off'}, device {dev}"
+           + (f" ({torch.cuda.get_device_name(dev)})" if dev.type == "cuda" else "")
+           + f", torch {torch.__version__}, threads {torch.get_num_threads()}")
+    ratios = []
+    for n in packs:
+        cfgs = [Config(num_images=n_images, train_fraction=1.0, image_size=image_size, batch_size=batch_size,
+                       base_channels=base_channels, depth=depth, device=device, amp=amp, seed=i,
+                       lr=1e-3 * (1 + 0.1 * i)) for i in range(n)]
+        solos = [Trainer(cfgs[0], device=device)]
+        solos += [Trainer(c, device=device, data_from=solos[0]) for c in cfgs[1:]]
+        pack = PackTrainer([PackMember(c, device=device, data_from=solos[0]) for c in cfgs])
+
+        def sequential(solos: list[Trainer] = solos) -> None:
+            for t in solos:
+                t.train_epoch()
+
+        sequential(), pack.train_epoch()  # warm-up (cudnn autotuning, allocator)
+        t_seq, t_pack = [], []
+        for _ in range(rounds):
+            for fn, acc in ((sequential, t_seq), (pack.train_epoch, t_pack)):
+                _sync(dev)
+                t0 = time.perf_counter()
+                fn()
+                _sync(dev)
+                acc.append(time.perf_counter() - t0)
+        seq, packed = n * n_images / statistics.median(t_seq), n * n_images / statistics.median(t_pack)
+        ratios.append((n, packed / seq))
+        yield f"N={n}: sequential {seq:.1f} images/s, packed {packed:.1f} images/s, ratio {packed / seq:.2f}"
+        del solos, pack
+        if dev.type == "cuda":
+            torch.cuda.empty_cache()
+    yield "ratio = packed / sequential = " + ", ".join(f"{r:.2f} (N={n})" for n, r in ratios)

@@ -168,11 +168,17 @@ class PackedUNet(nn.Module):
                 f"base_channels={self.base_channels}, depth={self.depth}, dropouts={list(self.dropouts)}")
 
     # ---- member views --------------------------------------------------------------------------
-    def _rows(self, key: str, t: Tensor) -> Callable[[int], Tensor]:
+    @staticmethod
+    def member_rows(key: str, t: Tensor, i: int, n: int) -> Tensor:
+        """Member i's part (a view) of ``t``, the pack tensor under state_dict key ``key`` of a pack of ``n``
+        (also of a copy of a pack's state_dict, e.g. a trainer's snapshot of its best weights)."""
         if key.endswith("num_batches_tracked"):
-            return lambda i: t[i]
-        r = t.shape[0] // self.n
-        return lambda i: t.narrow(0, i * r, r)
+            return t[i]
+        r = t.shape[0] // n
+        return t.narrow(0, i * r, r)
+
+    def _rows(self, key: str, t: Tensor) -> Callable[[int], Tensor]:
+        return lambda i: self.member_rows(key, t, i, self.n)
 
     def member_parameters(self, i: int) -> list[Tensor]:
         """Member i's parameters in ``UNet.parameters()`` order: leaf views of its rows, for its optimizer."""
@@ -244,6 +250,24 @@ def member_losses(logits: Tensor, targets: Tensor, loss_fns: Sequence[Callable[[
     return torch.stack([fn(logits[i], targets[i]) for i, fn in enumerate(loss_fns)])
 
 
+class _MemberMeanBCE(torch.autograd.Function):
+    """Per-member mean BCE with logits, [N, ...] -> [N], whose gradient is computed as
+    F.binary_cross_entropy_with_logits(reduction="mean") computes its own: ((sigmoid(x) - y) * grad) / numel.
+    (Autograd through ``reduction="none"`` then ``.mean`` would compute (sigmoid(x) - y) * (grad / numel), which
+    rounds differently whenever numel is not a power of two: an odd last batch.)"""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, y: Tensor) -> Tensor:  # type: ignore[override]
+        ctx.save_for_backward(x, y)
+        return F.binary_cross_entropy_with_logits(x, y, reduction="none").mean(tuple(range(1, x.dim())))
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
+        x, y = ctx.saved_tensors
+        per_member = x[0].numel()
+        return (x.sigmoid() - y) * grad.view(-1, *[1] * (x.dim() - 1)) / per_member, None
+
+
 class PackLoss:
     """Every member's project loss (losses.make_loss) in ONE set of ops: [N] float32, backprop its ``.sum()``.
 
@@ -282,7 +306,7 @@ class PackLoss:
 
             terms = []
             if self.need[0]:
-                terms.append(c * F.binary_cross_entropy_with_logits(x, y, reduction="none").mean(dims))
+                terms.append(c * _MemberMeanBCE.apply(x, y))
             if self.need[3]:
                 w = torch.where(y.mean(dims) > tau, lam, lam1)
                 a, b = torch.where(switch > 0, w, a), torch.where(switch > 0, 1.0 - w, b)

@@ -66,6 +66,8 @@ class Events:
     should_stop: Callable[[], bool] | None = None
     # held around every write to the run folder: the runner's fence, which raises when its claim was taken over
     guard: Callable[[], ContextManager[Any]] | None = None
+    # a pack's member left its pack (done, failed, interrupted, or an error: Result.exc); a solo fit returns instead
+    on_end: Callable[["Result"], None] | None = None
 
 
 class Step(NamedTuple):
@@ -78,9 +80,20 @@ class Step(NamedTuple):
 
 @dataclass
 class Result:
-    state: str  # done / interrupted / failed
+    state: str  # done / interrupted / failed (a pack's member: also "raised", with the exception in exc)
     summary: dict[str, Any]
     error: str | None = None
+    exc: BaseException | None = None
+
+
+def diverged_message(train_loss: float, epoch: int, lr: float) -> str:
+    """The reason a run failed when its training loss stopped being finite in ``epoch`` (1-based)."""
+    return f"training diverged: train loss is {train_loss} in epoch {epoch} (lr {lr:g}); try a lower lr or another optimizer"
+
+
+# what a trainer holds of its data (shared by a pack's members, see Trainer(data_from=...))
+_DATA_ATTRS = ("names", "train_x", "train_y", "val_x", "val_y", "test_x", "test_y", "n_train", "n_val", "n_test",
+               "val_on_train", "channels")
 
 
 def resolve_device(requested: str) -> torch.device:
@@ -117,7 +130,11 @@ def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
 class Trainer:
     """One experiment's model, optimizer, data and state; ``fit`` runs it, ``train_epoch`` is the hot loop."""
 
-    def __init__(self, cfg: Config, project: Path | None = None, device: str | None = None):
+    def __init__(self, cfg: Config, project: Path | None = None, device: str | None = None, *,
+                 dtype: torch.dtype | None = None, data_from: "Trainer | None" = None):
+        """``dtype``: the model's and the images' floating-point type (None: float32; the tests train in float64).
+        ``data_from``: a trainer of the same data keys whose tensors this one shares instead of loading them again
+        (a pack's members); the random streams are untouched by data loading, so the run is the same."""
         self.cfg = cfg
         self.device = resolve_device(device or cfg.device)
         self.amp_dtype = resolve_amp(cfg.amp, self.device)
@@ -135,26 +152,32 @@ class Trainer:
             memory, where = machine_memory(), "this machine"
         for key, why in feasibility_problems(cfg, n_images, memory, where, synthetic=is_synthetic(cfg.dataset)):
             raise NotTrainable(f"{key}: {why}")
-        self.data_id = data_id(cfg.dataset, cfg.num_images, cfg.image_size, cfg.data_seed, project)
-
-        data = load_dataset(cfg.dataset, cfg.image_size, cfg.num_images, cfg.data_seed, base_dir=project)
-        images = data.images
-        if cfg.augment_histeq:  # preprocessing of every input (train and validation), never of masks
-            images = equalize_histogram(images)
-        train_idx, val_idx, test_idx, self.val_on_train = split_with_test(
-            len(images), cfg.train_fraction, cfg.data_seed, cfg.test_fraction)
-        self.names = [data.names[i] for i in val_idx.tolist()]
-        self.train_x = images[train_idx].to(self.device)
-        self.train_y = data.masks[train_idx].to(self.device)
-        self.val_x = images[val_idx].to(self.device)
-        self.val_y = data.masks[val_idx].to(self.device)
-        # held out before the train/validation split; scored only at the best epoch, never used to choose anything
-        self.test_x = images[test_idx].to(self.device)
-        self.test_y = data.masks[test_idx].to(self.device)
-        self.n_train, self.n_val, self.n_test = len(train_idx), len(val_idx), len(test_idx)
-        self.channels = images.shape[1]
+        if data_from is not None:
+            self.data_id = data_from.data_id
+            for name in _DATA_ATTRS:
+                setattr(self, name, getattr(data_from, name))
+        else:
+            self.data_id = data_id(cfg.dataset, cfg.num_images, cfg.image_size, cfg.data_seed, project)
+            data = load_dataset(cfg.dataset, cfg.image_size, cfg.num_images, cfg.data_seed, base_dir=project)
+            images = data.images if dtype is None else data.images.to(dtype)
+            if cfg.augment_histeq:  # preprocessing of every input (train and validation), never of masks
+                images = equalize_histogram(images)
+            train_idx, val_idx, test_idx, self.val_on_train = split_with_test(
+                len(images), cfg.train_fraction, cfg.data_seed, cfg.test_fraction)
+            self.names = [data.names[i] for i in val_idx.tolist()]
+            self.train_x = images[train_idx].to(self.device)
+            self.train_y = data.masks[train_idx].to(self.device)
+            self.val_x = images[val_idx].to(self.device)
+            self.val_y = data.masks[val_idx].to(self.device)
+            # held out before the train/validation split; scored only at the best epoch, never used to choose anything
+            self.test_x = images[test_idx].to(self.device)
+            self.test_y = data.masks[test_idx].to(self.device)
+            self.n_train, self.n_val, self.n_test = len(train_idx), len(val_idx), len(test_idx)
+            self.channels = images.shape[1]
 
         self.model = UNet(self.channels, 1, cfg.base_channels, cfg.depth, cfg.dropout).to(self.device)
+        if dtype is not None:
+            self.model = self.model.to(dtype)
         self.memory_format = torch.channels_last if self.cuda else torch.contiguous_format
         if self.cuda:
             self.model = self.model.to(memory_format=torch.channels_last)
@@ -311,13 +334,16 @@ class Trainer:
             return f"dataset {self.cfg.dataset} changed ({self.data_id.images} images now)"
         return None
 
-    def save_best(self, path: Path) -> None:
-        """The best epoch's model alone (best.pt: weights and what `predict` needs to rebuild and feed it), atomically."""
+    def save_best(self, path: Path, model_state: dict[str, torch.Tensor] | None = None, epoch: int | None = None,
+                  val_dice: float | None = None) -> None:
+        """The best epoch's model alone (best.pt: weights and what `predict` needs to rebuild and feed it), atomically.
+        By default the model as it is now, at this epoch; a pack hands in weights it kept from an earlier epoch."""
         buf = io.BytesIO()
         torch.save({
-            "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
-            "epoch": self.epoch,
-            "val_dice": self.best.get("val_dice"),
+            "model": {k: v.detach().cpu() for k, v in (model_state if model_state is not None
+                                                         else self.model.state_dict()).items()},
+            "epoch": self.epoch if epoch is None else epoch,
+            "val_dice": self.best.get("val_dice") if val_dice is None else val_dice,
             "config": self.cfg.to_dict(),
             "in_channels": self.channels,
             "unettui_version": __version__,
@@ -376,6 +402,68 @@ class Trainer:
         patience = self.cfg.early_stop_patience
         return bool(patience and self.best and self.epoch - self.best["epoch"] >= patience)
 
+    def stop_epoch(self, until_epoch: int | None) -> int:
+        """The epoch a fit ends after: ``cfg.epochs``, or ``until_epoch`` (a successive-halving rung) when lower."""
+        return self.cfg.epochs if until_epoch is None else max(1, min(int(until_epoch), self.cfg.epochs))
+
+    def open_run(self, run: Run, guard: Callable[[], ContextManager[Any]], run_id: str | None = None
+                 ) -> tuple[bool, str | None]:
+        """Before training into ``run``: resume from its checkpoint when it holds this definition and data, else
+        start afresh (archiving an attempt of another definition); write config.json and metrics.jsonl as the
+        checkpoint has them. Returns (resumed, why it restarted from scratch or None)."""
+        ckpt_path = run.file(CHECKPOINT)
+        resumed, restarted = False, None
+        if ckpt_path.exists():
+            # Loaded on the CPU: the RNG states must stay CPU tensors, and load_state_dict moves the weights
+            # and optimizer state to this trainer's device (so a run can resume on another device too).
+            try:
+                ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+            except Exception as exc:  # noqa: BLE001 - torn by a foreign writer, or disk corruption
+                raise CheckpointError(f"{run.path.name}/{CHECKPOINT} cannot be read ({type(exc).__name__}); "
+                                      f"`unettui retry {run.path.name}` trains it again from scratch") from None
+            restarted = self._why_not_resume(ckpt)
+            if restarted is None:
+                self.load_state_dict(ckpt)
+                resumed = True
+        with guard():
+            if restarted:  # the runner archives changed runs before training; this catches what it could not see
+                dest = run.archive_attempt(restarted, keep_status=True)
+                restarted += f"; the earlier attempt is kept in {dest.parent.name}/{dest.name}"
+            elif not resumed:  # a fresh start: nothing of an earlier attempt with another config may linger
+                for name in (CHECKPOINT, BEST_WEIGHTS, SUMMARY, *PREVIEW_FILES):
+                    run.file(name).unlink(missing_ok=True)
+            # metrics.jsonl mirrors the checkpoint's history: drop any line of an epoch in flight at a crash
+            atomic_write_text(run.file(METRICS), "".join(_jsonline(h) for h in self.history))
+            atomic_write_json(run.file(CONFIG), {"id": run_id or run.id, **self.cfg.to_dict(), **self.describe()})
+        return resumed, restarted
+
+    def end_epoch(self, train_loss: float, train_dice: float, lr: float, val: tuple[float, float, float],
+                  t0: float) -> tuple[dict[str, Any], bool]:
+        """After an epoch's training and validation (``val``: loss, Dice, IoU): step the epoch's schedule, count the
+        epoch, record it in the history and keep the best epoch (scoring the test images when it is a new best).
+        Returns (the epoch's metrics record, whether it is a new best)."""
+        val_loss, val_dice, val_iou = val
+        self.schedule.epoch_end(val_loss)
+        self.epoch += 1
+        rec = {
+            "epoch": self.epoch,
+            "train_loss": train_loss,
+            "train_dice": train_dice,
+            "val_loss": val_loss,
+            "val_dice": val_dice,
+            "val_iou": val_iou,
+            "lr": lr,
+            "seconds": round(time.perf_counter() - t0, 4),
+        }
+        self.history.append(rec)
+        improved = not self.best or val_dice > self.best["val_dice"]
+        if improved:
+            self.best = {"epoch": self.epoch, "val_dice": val_dice, "val_loss": val_loss}
+            if self.n_test:
+                test_loss, test_dice, test_iou = self.evaluate(self.test_x, self.test_y)
+                self.best.update(test_loss=test_loss, test_dice=test_dice, test_iou=test_iou)
+        return rec, improved
+
     def fit(self, run: Run | None = None, events: Events | None = None, run_id: str | None = None,
             until_epoch: int | None = None) -> Result:
         """Train to ``cfg.epochs``, resuming from ``run``'s checkpoint when it has one for the same config.
@@ -386,35 +474,8 @@ class Trainer:
         """
         ev = events or Events()
         guard = ev.guard or contextlib.nullcontext
-        stop_at = self.cfg.epochs if until_epoch is None else max(1, min(int(until_epoch), self.cfg.epochs))
-        restarted = None
-        if run is not None:
-            ckpt_path = run.file(CHECKPOINT)
-            resumed = False
-            if ckpt_path.exists():
-                # Loaded on the CPU: the RNG states must stay CPU tensors, and load_state_dict moves the weights
-                # and optimizer state to this trainer's device (so a run can resume on another device too).
-                try:
-                    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-                except Exception as exc:  # noqa: BLE001 - torn by a foreign writer, or disk corruption
-                    raise CheckpointError(f"{run.path.name}/{CHECKPOINT} cannot be read ({type(exc).__name__}); "
-                                          f"`unettui retry {run.path.name}` trains it again from scratch") from None
-                restarted = self._why_not_resume(ckpt)
-                if restarted is None:
-                    self.load_state_dict(ckpt)
-                    resumed = True
-            with guard():
-                if restarted:  # the runner archives changed runs before training; this catches what it could not see
-                    dest = run.archive_attempt(restarted, keep_status=True)
-                    restarted += f"; the earlier attempt is kept in {dest.parent.name}/{dest.name}"
-                elif not resumed:  # a fresh start: nothing of an earlier attempt with another config may linger
-                    for name in (CHECKPOINT, BEST_WEIGHTS, SUMMARY, *PREVIEW_FILES):
-                        run.file(name).unlink(missing_ok=True)
-                # metrics.jsonl mirrors the checkpoint's history: drop any line of an epoch in flight at a crash
-                atomic_write_text(run.file(METRICS), "".join(_jsonline(h) for h in self.history))
-                atomic_write_json(run.file(CONFIG), {"id": run_id or run.id, **self.cfg.to_dict(), **self.describe()})
-        else:
-            resumed = False
+        stop_at = self.stop_epoch(until_epoch)
+        resumed, restarted = self.open_run(run, guard, run_id) if run is not None else (False, None)
         if ev.on_start:
             ev.on_start({**self.describe(), "resumed_epoch": self.epoch if resumed else None, "restarted": restarted})
         try:
@@ -423,27 +484,8 @@ class Trainer:
                 train_loss, train_dice = self.train_epoch(ev.on_batch, ev.should_stop)
                 lr = self.optimizer.param_groups[0]["lr"]
                 if not math.isfinite(train_loss):
-                    raise Diverged(f"training diverged: train loss is {train_loss} in epoch {self.epoch + 1} (lr {lr:g}); try a lower lr or another optimizer")
-                val_loss, val_dice, val_iou = self.evaluate()
-                self.schedule.epoch_end(val_loss)
-                self.epoch += 1
-                rec = {
-                    "epoch": self.epoch,
-                    "train_loss": train_loss,
-                    "train_dice": train_dice,
-                    "val_loss": val_loss,
-                    "val_dice": val_dice,
-                    "val_iou": val_iou,
-                    "lr": lr,
-                    "seconds": round(time.perf_counter() - t0, 4),
-                }
-                self.history.append(rec)
-                improved = not self.best or val_dice > self.best["val_dice"]
-                if improved:
-                    self.best = {"epoch": self.epoch, "val_dice": val_dice, "val_loss": val_loss}
-                    if self.n_test:
-                        test_loss, test_dice, test_iou = self.evaluate(self.test_x, self.test_y)
-                        self.best.update(test_loss=test_loss, test_dice=test_dice, test_iou=test_iou)
+                    raise Diverged(diverged_message(train_loss, self.epoch + 1, lr))
+                rec, improved = self.end_epoch(train_loss, train_dice, lr, self.evaluate(), t0)
                 if run is not None:
                     previews = self.cfg.preview_count > 0
                     with guard():

@@ -1,0 +1,163 @@
+"""Packs in the runner, over real processes: `unettui run --pack`, kill -9 and SIGTERM of a packed runner, which
+experiments share a pack, and `unettui bench --pack`."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+
+import pytest
+import torch
+
+from tests.helpers import run_cli, unettui_cmd
+from unettui.core.runs.store import RunStore
+from unettui.runner import Runner, SilentReporter, pack_limit, parse_pack
+
+KEYS = ("epoch", "train_loss", "train_dice", "val_loss", "val_dice", "val_iou", "lr")
+SWEEP = "[[sweep]]\nid = 's'\noptimizer = ['adam', 'sgd', 'rmsprop']\n"
+IDS = ("s-adam", "s-sgd", "s-rmsprop")
+
+
+def metrics(proj, run_id):
+    return [{k: m[k] for k in KEYS} for m in RunStore(proj).run(run_id).metrics()]
+
+
+def wait_for(predicate, proc, timeout=120.0):
+    end = time.time() + timeout
+    while time.time() < end:
+        if predicate():
+            return True
+        if proc.poll() is not None:
+            return False
+        time.sleep(0.01)
+    return False
+
+
+def test_run_pack_3_trains_a_sweep_as_one_pack_with_every_members_files(make_project):
+    proj = make_project(SWEEP, name="packed")
+    ref = make_project(SWEEP, name="alone")
+    out = run_cli("run", "--headless", "--plain", "--threads", "1", "--pack", "3", "-p", str(proj))
+    assert out.returncode == 0, out.stdout + out.stderr
+    alone = run_cli("run", "--headless", "--plain", "--threads", "1", "--pack", "off", "-p", str(ref))
+    assert alone.returncode == 0, alone.stdout
+    lines = out.stdout.splitlines()
+    store = RunStore(proj)
+    for i in IDS:
+        run = store.run(i)
+        st = run.status()
+        assert st["state"] == "done" and st["attempt"] == 1 and st["epoch"] == 2, st
+        for name in ("config.json", "metrics.jsonl", "summary.json", "checkpoint.pt", "best.pt", "run.log",
+                     "preview_best.png", "preview_best.npz", "preview_last.png", "preview_last.npz"):
+            assert run.file(name).exists(), (i, name)
+        config = json.loads(run.file("config.json").read_text())
+        assert config["pack_size"] == 3 and sorted(config["pack_members"]) == sorted(set(IDS) - {i})
+        assert [m["epoch"] for m in run.metrics()] == [1, 2]
+        assert run.summary()["epochs_done"] == 2
+        log = run.file("run.log").read_text()
+        assert "in a pack of 3 with" in log and log.rstrip().endswith("done")
+        # the same numbers as the run trained alone (grouped kernels: float32 rounding, no more)
+        got, want = metrics(proj, i)[0], metrics(ref, i)[0]
+        for k in KEYS:
+            assert got[k] == pytest.approx(want[k], rel=1e-5, abs=1e-6), (i, k, got[k], want[k])
+    # trained at the same time, by one process: every member started before any finished its first epoch, and
+    # every member's first epoch came before any member's end
+    first_epoch = min(n for n, line in enumerate(lines) if " 1/2 " in line)
+    first_end = min(n for n, line in enumerate(lines) if ": done," in line)
+    for i in IDS:
+        assert next(n for n, line in enumerate(lines) if line.startswith(f"{i}: started")) < first_epoch
+        assert next(n for n, line in enumerate(lines) if line.startswith(f"  {i} 1/2 ")) < first_end
+        assert f"{i}: started on cpu, amp off, 13 train / 3 val images, in a pack of 3" in out.stdout
+    assert len({store.run(i).status()["pid"] for i in IDS}) == 1
+    assert "finished: 3 done, 0 failed, 0 interrupted" in out.stdout
+
+
+def test_kill_9_of_a_packed_runner_then_resume_completes_every_member_exactly(make_project):
+    # long enough for several rounds of writes (a pack writes on a cadence: see core/learn/pack_train.py)
+    body = SWEEP + "epochs = 30\nnum_images = 32\ndropout = 0.1\naugment.rotate = 10\n"
+    ref = make_project(body, name="ref")
+    got = make_project(body, name="got")
+    out = run_cli("run", "--headless", "--threads", "1", "--pack", "3", "-p", str(ref))
+    assert out.returncode == 0, out.stdout
+    proc = subprocess.Popen(unettui_cmd("run", "--headless", "--threads", "1", "--pack", "3", "-p", str(got)),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    store = RunStore(got)
+    assert wait_for(lambda: any(len(store.run(i).metrics()) >= 2 for i in IDS), proc), \
+        "the runner finished or stalled before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    at = {i: torch.load(store.run(i).file("checkpoint.pt"), weights_only=False)["epoch"] for i in IDS}
+    assert all(1 <= e < 30 for e in at.values()), at  # killed mid-run, every member with a checkpoint
+    assert all(store.run(i).state() == "interrupted" for i in IDS)
+    again = run_cli("run", "--headless", "--threads", "1", "--pack", "3", "-p", str(got))
+    assert again.returncode == 0, again.stdout
+    for i in IDS:
+        assert f"{i}: resumed at epoch {at[i]} on cpu" in again.stdout
+        assert metrics(got, i) == metrics(ref, i)  # exactly the uninterrupted pack's numbers
+        st = store.run(i).status()
+        assert st["state"] == "done" and st["attempt"] == 1 and st["resumes"] == 1
+
+
+def test_sigterm_stops_a_pack_with_every_member_interrupted_and_resumable(make_project):
+    proj = make_project(SWEEP + "epochs = 40\nnum_images = 32\n")
+    proc = subprocess.Popen(unettui_cmd("run", "--headless", "--threads", "1", "--pack", "3", "-p", str(proj)),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    store = RunStore(proj)
+    assert wait_for(lambda: all(len(store.run(i).metrics()) >= 1 for i in IDS), proc)
+    proc.send_signal(signal.SIGTERM)
+    stdout, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stdout
+    for i in IDS:
+        st = store.run(i).status()
+        ckpt = torch.load(store.run(i).file("checkpoint.pt"), weights_only=False)
+        # stopped after a batch: the run stays at its last written epoch, which its status and summary say
+        assert st["state"] == "interrupted" and st["error"] is None and 1 <= st["epoch"] < 40, st
+        assert ckpt["epoch"] == st["epoch"] == store.run(i).summary()["epochs_done"]
+        assert f"{i}: interrupted after epoch {st['epoch']}" in stdout
+
+
+def test_the_runner_packs_only_compatible_experiments(make_project):
+    proj = make_project(
+        "[[experiment]]\nid = 'a'\n"
+        "[[experiment]]\nid = 'big'\nimage_size = 64\n"  # another shape: alone, or with its like
+        "[[experiment]]\nid = 'b'\noptimizer = 'sgd'\nlr = 0.01\n"
+        "[[experiment]]\nid = 'big2'\nimage_size = 64\nseed = 3\n"
+        "[[experiment]]\nid = 'batch2'\nbatch_size = 2\n"  # alone
+        "[[experiment]]\nid = 'c'\nloss = 'bce'\ndropout = 0.2\nepochs = 3\n"
+        "[[experiment]]\nid = 'd'\nseed = 9\n"  # a fourth: the pack is full
+    )
+    outcome = Runner(proj, reporter=SilentReporter(), pack=3).run()
+    assert sorted(outcome.done) == sorted(["a", "b", "c", "big", "big2", "batch2", "d"]), outcome
+    store = RunStore(proj)
+
+    def mates(i):
+        config = json.loads(store.run(i).file("config.json").read_text())
+        return config.get("pack_size"), sorted(config.get("pack_members", []))
+
+    assert mates("a") == (3, ["b", "c"]) and mates("b") == (3, ["a", "c"]) and mates("c") == (3, ["a", "b"])
+    assert mates("big") == (2, ["big2"]) and mates("big2") == (2, ["big"])
+    assert mates("batch2") == (None, []) and mates("d") == (None, [])  # trained alone: the solo trainer
+    assert [m["epoch"] for m in store.run("c").metrics()] == [1, 2, 3]
+    # packed and unpacked runners share a queue: a second runner finds nothing left
+    assert Runner(proj, reporter=SilentReporter(), pack=3).run().done == []
+
+
+def test_pack_choices():
+    assert parse_pack("auto") == "auto" and parse_pack("OFF") == "off" and parse_pack("8") == 8
+    with pytest.raises(ValueError, match="auto, off or a number"):
+        parse_pack("0")
+    assert pack_limit("auto", "cpu") == 1 and pack_limit("auto", "cuda") == 8 and pack_limit("off", "cuda") == 1
+    assert pack_limit(4, "cpu") == 4
+    bad = run_cli("run", "--headless", "--pack", "many", "-p", ".")
+    assert bad.returncode != 0 and "--pack many: use auto, off or a number" in bad.stdout + bad.stderr
+
+
+def test_bench_pack_prints_both_speeds_and_the_ratio_last():
+    out = run_cli("bench", "--device", "cpu", "--pack", "1,2", "--steps", "2", "--rounds", "1", "--image-size", "32",
+                  "--base-channels", "4", "--threads", "1")
+    assert out.returncode == 0, out.stdout + out.stderr
+    lines = out.stdout.strip().splitlines()
+    assert lines[0].startswith("bench --pack: UNet base 4") and "amp off" in lines[0]
+    assert lines[1].startswith("N=1: sequential ") and "packed " in lines[1] and lines[2].startswith("N=2: ")
+    assert lines[-1].startswith("ratio = packed / sequential = ") and "(N=1)" in lines[-1] and "(N=2)" in lines[-1]

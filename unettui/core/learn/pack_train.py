@@ -1,0 +1,546 @@
+"""Training a pack: N experiments that share every tensor shape trained as ONE PackedUNet in one process, each of
+them still its own run with its own files.
+
+What members share (``pack_key``): the data (dataset, num_images, data_seed, image_size, train_fraction,
+test_fraction, augment.histeq), the architecture (base_channels, depth), batch_size, the resolved device and the
+AMP dtype (bf16 or none: fp16 needs a GradScaler, and one scaler shared by all would skip every member's step when
+one member overflows, so fp16 experiments train alone). Everything else is a member's own: its seed (its weights
+are initialised as its solo run's, its shuffling and augmentation come from its own generators, its dropout masks
+from its own generator), optimizer, lr, momentum, weight decay, scheduler, loss, dropout p, augmentation, epochs,
+early stopping and successive-halving budget. Members may even be at different epochs (a resumed member goes on
+from its own checkpoint): each counts its own.
+
+Exactness: a member is its solo run's maths (pack.py: grouped convolutions, per-member losses SUMMED, per-member
+optimizers over views). In float64 on the CPU a pack's members equal their solo runs (tests/unit/test_pack_train.py:
+parameters, losses, metrics records); in float32/bf16 grouped kernels round differently from solo ones, as any
+change of convolution algorithm does.
+
+A member that ends (its epochs, early stopping, its budget), diverges (recorded failed with its epoch and the solo
+message), is stopped (Ctrl-C, its claim taken over, its definition changed) or whose files cannot be written leaves
+the pack at the end of the epoch: its weights, optimizer and schedule go back into a solo Trainer (``PackMember``
+is one), and the others are packed again from their exact states. Nothing a member does changes another's numbers.
+
+Files: every member writes its runs/<id>/ as a solo run does (checkpoint in the solo format: a member resumes alone
+with ``Trainer``, a solo checkpoint joins a pack), through its own ``Events.guard``. Writing is on a cadence: all
+of a pack's writes (best.pt, previews, checkpoints, metrics lines, summaries, and the runner's per-epoch callbacks)
+happen together, after an epoch, when the training time since the last writes is at least (1/share - 1) times what
+those writes took (``max_write_share``, 10 %: writes never take more than about a tenth of the time); the first
+epoch, a member's last epoch and every epoch whose writes are cheap enough are written at once. A ``kill -9`` loses,
+for every member, the epochs since its last writes (at most about nine times the duration of one round of writes,
+plus the epoch in flight); a stop (Ctrl-C, SIGTERM) leaves each member at its last written epoch. The next run
+resumes them from there, packed or not, exactly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections import OrderedDict
+from typing import Any, Iterator, Sequence
+
+import torch
+from torch import Tensor
+
+from ..define.config import Config
+from ..runs.store import BEST_WEIGHTS, CHECKPOINT, METRICS, SUMMARY, Run, append_jsonl, atomic_write_json
+from ..show.preview import save_preview
+from .augment import rotate_batch
+from .metrics import dice_from_counts, iou_from_counts
+from .optim import Schedule, make_optimizer
+from .pack import PackedUNet, PackLoss, PackOptimizer
+from .train import Events, Result, Trainer, diverged_message, resolve_amp, resolve_device
+
+__all__ = ["PACK_KEYS", "pack_key", "PackMember", "PackTrainer"]
+
+# the definition keys every member of a pack shares (with the resolved device and AMP dtype)
+PACK_KEYS = ("dataset", "num_images", "data_seed", "image_size", "train_fraction", "test_fraction", "augment.histeq",
+             "base_channels", "depth", "batch_size")
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda" and device.index is None:
+        return f"cuda:{torch.cuda.current_device()}"
+    return str(device)
+
+
+def pack_key(cfg: Config, device: str | None = None) -> tuple | None:
+    """What experiments must share to train in one pack (``device``: the runner's override of ``cfg.device``); None
+    when this one trains alone (fp16 AMP). Raises RuntimeError where its device does not exist here."""
+    dev = resolve_device(device or cfg.device)
+    amp = resolve_amp(cfg.amp, dev)
+    if amp == torch.float16:
+        return None
+    d = cfg.to_dict()
+    return (*(d[k] for k in PACK_KEYS), _device_name(dev), str(amp))
+
+
+class _MemberModel:
+    """Stands for a member's UNet while it is in a pack: its state_dict is its rows of the pack (solo format)."""
+
+    def __init__(self, member: "PackMember"):
+        self._member = member
+
+    @property
+    def _pack(self) -> PackedUNet:
+        assert self._member.pack is not None and self._member.pack.model is not None
+        return self._member.pack.model
+
+    def state_dict(self) -> "OrderedDict[str, Tensor]":
+        return self._pack.member_state_dict(self._member.slot)
+
+    def load_state_dict(self, state_dict: dict[str, Tensor], strict: bool = True) -> None:
+        self._pack.load_member_state_dict(self._member.slot, state_dict)
+
+    def parameters(self) -> Iterator[Tensor]:
+        return iter(self._pack.member_parameters(self._member.slot))
+
+
+class PackMember(Trainer):
+    """A Trainer built exactly as a solo run's (seeded weights, generators, data split, feasibility checks) whose
+    model, optimizer and schedule are, while it is in a pack, its rows of the pack, a torch optimizer over views of
+    them and a Schedule on that optimizer. ``state_dict``/``load_state_dict`` are the solo ones (the solo checkpoint
+    format); out of a pack it is a solo Trainer again. ``data_from``: share a first member's data tensors."""
+
+    def __init__(self, cfg: Config, project=None, device: str | None = None, *, dtype: torch.dtype | None = None,
+                 data_from: Trainer | None = None):
+        super().__init__(cfg, project, device, dtype=dtype, data_from=data_from)
+        self.unet = self.model  # its own UNet: packs are built from these, and it gets its weights back on leaving
+        self.pack: PackTrainer | None = None
+        self.slot = -1
+        self.pack_info: dict[str, Any] = {}  # recorded in config.json: pack_size, pack_members (not the definition)
+        # a fit's bookkeeping (PackTrainer.fit)
+        self.run: Run | None = None
+        self.run_id: str | None = None
+        self.events = Events()
+        self.stop_at = cfg.epochs
+        self.pending: list[dict[str, Any]] = []  # epochs trained whose files are not written yet
+        self.pending_best: dict[str, Any] | None = None  # the newest best epoch not written yet (best.pt, preview)
+        self.written: dict[str, Any] = self.summary()  # the summary as last written
+        self.stopping = False  # its should_stop said so in the epoch: frozen until the epoch ends, then interrupted
+        self.result: Result | None = None
+
+    def guard(self) -> contextlib.AbstractContextManager:
+        return (self.events.guard or contextlib.nullcontext)()
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), **self.pack_info}
+
+    def evaluate(self, images: Tensor | None = None, masks: Tensor | None = None) -> tuple[float, float, float]:
+        if self.pack is None:
+            return super().evaluate(images, masks)
+        if images is None or images is self.val_x:
+            return self.pack.scores("val")[self.slot]
+        if images is self.test_x:
+            return self.pack.scores("test")[self.slot]
+        raise ValueError("a member of a pack is evaluated on its validation or test images only")
+
+    def predict_preview(self) -> dict[str, Any]:
+        if self.pack is None:
+            return super().predict_preview()
+        return self.pack.preview(self)
+
+
+def _member_counts(logits: Tensor, targets: Tensor) -> Tensor:
+    """[N, 3] int64 (tp, fp, fn) per member of [N, B, 1, H, W] logits and targets (metrics.confusion_counts each)."""
+    pred, truth = logits > 0, targets.to(logits.device) > 0.5
+    dims = tuple(range(1, logits.dim()))
+    tp = (pred & truth).sum(dim=dims, dtype=torch.int64)
+    fp = (pred & ~truth).sum(dim=dims, dtype=torch.int64)
+    fn = (~pred & truth).sum(dim=dims, dtype=torch.int64)
+    return torch.stack([tp, fp, fn], dim=-1)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+class PackTrainer:
+    """Trains ``members`` (PackMember, one shape key: see ``pack_key``) as one PackedUNet; ``fit`` runs them."""
+
+    max_write_share = 0.1  # writes take at most about this share of the time (>= 1: write after every epoch)
+
+    def __init__(self, members: Sequence[PackMember]):
+        if not members:
+            raise ValueError("PackTrainer: no members")
+        first = members[0]
+        for m in members:
+            if m.amp_dtype == torch.float16:
+                raise ValueError(f"amp fp16 does not train in a pack (one GradScaler would couple the members): "
+                                 f"seed {m.cfg.seed} trains alone")
+            mine = (*(m.cfg.to_dict()[k] for k in PACK_KEYS), str(m.device), str(m.amp_dtype), tuple(m.train_x.shape))
+            theirs = (*(first.cfg.to_dict()[k] for k in PACK_KEYS), str(first.device), str(first.amp_dtype),
+                      tuple(first.train_x.shape))
+            if mine != theirs:
+                diff = [k for k, a, b in zip((*PACK_KEYS, "device", "amp", "data"), mine, theirs) if a != b]
+                raise ValueError(f"pack members must share {', '.join(diff)}")
+        self.members = list(members)
+        self.device, self.amp_dtype, self.cuda = first.device, first.amp_dtype, first.cuda
+        self.bs, self.steps_per_epoch = first.cfg.batch_size, first.steps_per_epoch
+        self.train_x, self.train_y = first.train_x, first.train_y
+        self.val_x, self.val_y, self.test_x, self.test_y = first.val_x, first.val_y, first.test_x, first.test_y
+        self.names = first.names
+        self.model: PackedUNet | None = None
+        self.popt: PackOptimizer | None = None
+        self.loss: PackLoss | None = None
+        self.in_pack: list[PackMember] = []
+        self._cache: dict[Any, Any] = {}
+        self._last_write: float | None = None  # seconds the last round of writes took
+        self._since_write = 0.0  # seconds of training and evaluation since then
+        # where the time goes, for `unettui bench` and the README's overhead figures
+        self.timing: dict[str, Any] = {"epochs": 0, "train": 0.0, "eval": 0.0, "write": 0.0, "write_rounds": 0,
+                                       "checkpoint_bytes": 0, "checkpoints": 0}
+        self._assemble(self.members)
+
+    @classmethod
+    def from_configs(cls, cfgs: Sequence[Config], project=None, device: str | None = None,
+                     dtype: torch.dtype | None = None) -> "PackTrainer":
+        """Build every member as its solo Trainer would be (the data loaded once and shared), then pack them."""
+        first = PackMember(cfgs[0], project, device, dtype=dtype)
+        return cls([first, *(PackMember(c, project, device, dtype=dtype, data_from=first) for c in cfgs[1:])])
+
+    # ---- packing and unpacking ------------------------------------------------------------------------------------
+    def autocast(self) -> contextlib.AbstractContextManager:
+        return torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None)
+
+    def _assemble(self, members: list[PackMember]) -> None:
+        """Pack ``members`` from their exact current states (weights, BN buffers, optimizer and schedule state): the
+        same transfer as a checkpoint's, so training goes on exactly as it would have."""
+        states = [(m.model.state_dict(), m.optimizer.state_dict(), m.schedule.state_dict()) for m in members]
+        with torch.no_grad():
+            for m, (weights, _, _) in zip(members, states):
+                if m.model is not m.unet:
+                    m.unet.load_state_dict(weights)
+            pack = PackedUNet.from_members([m.unet for m in members])
+            if self.cuda:
+                pack = pack.to(memory_format=torch.channels_last)
+        popt = PackOptimizer(pack, lambda i, params: make_optimizer(members[i].cfg, params))
+        self.model, self.popt, self.in_pack = pack, popt, list(members)
+        for i, (m, (_, opt_state, sched_state)) in enumerate(zip(members, states)):
+            m.pack, m.slot, m.model = self, i, _MemberModel(m)
+            m.optimizer = popt.optimizers[i]
+            m.schedule = Schedule(m.cfg, m.optimizer, m.steps_per_epoch)
+            m.optimizer.load_state_dict(opt_state)
+            m.schedule.load_state_dict(sched_state)
+        self.loss = PackLoss.from_configs([m.cfg for m in members])
+        self._cache = {}
+
+    def _release(self, m: PackMember) -> None:
+        """Give a leaving member its own UNet, optimizer and schedule back, with its state: a solo Trainer again."""
+        weights, opt_state, sched_state = m.model.state_dict(), m.optimizer.state_dict(), m.schedule.state_dict()
+        with torch.no_grad():
+            m.unet.load_state_dict(weights)
+        m.model, m.pack, m.slot = m.unet, None, -1
+        m.optimizer = make_optimizer(m.cfg, m.unet.parameters())
+        m.schedule = Schedule(m.cfg, m.optimizer, m.steps_per_epoch)
+        m.optimizer.load_state_dict(opt_state)
+        m.schedule.load_state_dict(sched_state)
+
+    def _compact(self) -> None:
+        """Members that left go back to solo; the others are packed again (only when someone left)."""
+        gone = [m for m in self.in_pack if m.result is not None]
+        if not gone:
+            return
+        stay = [m for m in self.in_pack if m.result is None]
+        for m in gone:
+            self._release(m)
+        if stay:
+            self._assemble(stay)
+        else:
+            self.model = self.popt = self.loss = None
+            self.in_pack = []
+
+    # ---- the packed computations ----------------------------------------------------------------------------------
+    def _augment(self, x: Tensor, y: Tensor, members: list[PackMember]) -> tuple[Tensor, Tensor]:
+        """Each member's batch [N, B, ...] augmented as augment_batch would with its spec and generator (the same
+        3*B draws, the same flips and rotations), in one pass over the pack's batch."""
+        specs = [m.augment for m in members]
+        act = [i for i, s in enumerate(specs) if s.active]
+        if not act:
+            return x, y
+        n, b = x.shape[:2]
+        hflip = torch.zeros(n, b, dtype=torch.bool)
+        vflip = torch.zeros(n, b, dtype=torch.bool)
+        angles = torch.zeros(n, b, dtype=torch.float64)
+        rotating = []
+        for i in act:
+            spec = specs[i]
+            draws = torch.rand(3, b, generator=members[i].aug_gen, dtype=torch.float64)
+            hflip[i], vflip[i] = draws[0] < spec.hflip, draws[1] < spec.vflip
+            if spec.rotate > 0:
+                angles[i] = (draws[2] * 2.0 - 1.0) * spec.rotate
+                rotating.append(i)
+        images, masks = x.reshape(n * b, *x.shape[2:]), y.reshape(n * b, *y.shape[2:])
+        flags = torch.stack([hflip.reshape(-1), vflip.reshape(-1)]).to(images.device, non_blocking=True)
+        for k, (flip_dim, used) in enumerate(((-1, any(s.hflip > 0 for s in specs)), (-2, any(s.vflip > 0 for s in specs)))):
+            if used:
+                f = flags[k].view(-1, 1, 1, 1)
+                images = torch.where(f, images.flip(flip_dim), images)
+                masks = torch.where(f, masks.flip(flip_dim), masks)
+        if rotating:
+            rows = torch.cat([torch.arange(i * b, (i + 1) * b) for i in rotating]).to(images.device)
+            turned, turned_masks = rotate_batch(images[rows], masks[rows], angles[rotating].reshape(-1))
+            images, masks = images.index_copy(0, rows, turned), masks.index_copy(0, rows, turned_masks)
+        return images.reshape(x.shape), masks.reshape(y.shape)
+
+    def train_epoch(self) -> list[tuple[float, float]]:
+        """One epoch of every member in the pack, each over its own shuffled order: (mean loss, hard Dice) each.
+        A member whose should_stop says so is frozen for the rest of the epoch (``stopping``)."""
+        members, n, bs = self.in_pack, len(self.in_pack), self.bs
+        assert self.model is not None and self.popt is not None and self.loss is not None
+        self.model.train()
+        order = torch.stack([torch.randperm(m.n_train, generator=m.shuffle_gen) for m in members]).to(self.device)
+        loss_sum = torch.zeros(n, device=self.device, dtype=torch.float64)
+        counts = torch.zeros(n, 3, device=self.device, dtype=torch.float64)
+        steps = self.steps_per_epoch
+        stepping = [i for i, m in enumerate(members) if not m.stopping]
+        for step in range(steps):
+            for i in list(stepping):
+                stop = members[i].events.should_stop
+                if stop is not None and stop():
+                    members[i].stopping = True
+                    stepping.remove(i)
+            if not stepping:
+                break
+            idx = order[:, step * bs: (step + 1) * bs]
+            x, y = self._augment(self.train_x[idx], self.train_y[idx], members)
+            x = self.model.pack_inputs(x)
+            if self.cuda:
+                x = x.contiguous(memory_format=torch.channels_last)
+            self.popt.zero_grad()
+            with self.autocast():
+                logits = self.model(x)
+                losses = self.loss(logits, y)
+            losses.sum().backward()  # the SUM: each member's loss gets a gradient of exactly 1
+            self.popt.step(stepping)
+            for i in stepping:
+                members[i].schedule.batch_end()
+            loss_sum += losses.detach() * idx.shape[1]
+            counts += _member_counts(logits.detach(), y)
+            for i in stepping:
+                on_batch = members[i].events.on_batch
+                if on_batch is not None:
+                    on_batch(members[i].epoch + 1, step + 1, steps)
+        sums, cnts = loss_sum.tolist(), counts.tolist()
+        return [(sums[i] / m.n_train, dice_from_counts(*cnts[i])) for i, m in enumerate(members)]
+
+    @torch.no_grad()
+    def _forward_eval(self, images: Tensor) -> Tensor:
+        """Every member's logits [N, B, 1, H, W] for one shared batch of images, in eval mode."""
+        assert self.model is not None
+        self.model.eval()
+        x = images.repeat(1, self.model.n, 1, 1)
+        if self.cuda:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with self.autocast():
+            return self.model(x)
+
+    @torch.no_grad()
+    def scores(self, which: str) -> list[tuple[float, float, float]]:
+        """(loss, hard Dice, IoU) of every member in the pack on the shared validation ("val") or test ("test")
+        images, as Trainer.evaluate computes them; computed once per epoch."""
+        if which in self._cache:
+            return self._cache[which]
+        assert self.loss is not None
+        images, masks = (self.val_x, self.val_y) if which == "val" else (self.test_x, self.test_y)
+        n = len(self.in_pack)
+        loss_sum = torch.zeros(n, device=self.device, dtype=torch.float64)
+        counts = torch.zeros(n, 3, device=self.device, dtype=torch.float64)
+        for start in range(0, len(images), self.bs):
+            x, y = images[start: start + self.bs], masks[start: start + self.bs]
+            logits = self._forward_eval(x)
+            y = y.unsqueeze(0).expand(n, *y.shape)
+            with self.autocast():
+                losses = self.loss(logits, y)
+            loss_sum += losses.double() * len(x)
+            counts += _member_counts(logits, y)
+        total, cnts = len(images), counts.tolist()
+        out = [(s / total, dice_from_counts(*c), iou_from_counts(*c)) for s, c in zip(loss_sum.tolist(), cnts)]
+        self._cache[which] = out
+        return out
+
+    @torch.no_grad()
+    def preview(self, m: PackMember) -> dict[str, Any]:
+        """Trainer.predict_preview of member ``m`` (one packed forward per epoch for all members)."""
+        k = min(m.cfg.preview_count, m.n_val)
+        key = ("preview", k)
+        if key not in self._cache:
+            prob = torch.sigmoid(self._forward_eval(self.val_x[:k]).float()).cpu()
+            self._cache[key] = (prob, self.val_x[:k].float().cpu(), self.val_y[:k].cpu())
+        prob, images, masks = self._cache[key]
+        return {"images": images, "masks": masks, "probs": prob[m.slot], "names": self.names[:k]}
+
+    def _snapshot(self) -> dict[str, Any]:
+        assert self.model is not None
+        sd = self.model.state_dict()
+        return {"state": OrderedDict((k, v.detach().clone()) for k, v in sd.items()), "n": self.model.n,
+                "meta": getattr(sd, "_metadata", None)}
+
+    @staticmethod
+    def _member_weights(snap: dict[str, Any], slot: int) -> "OrderedDict[str, Tensor]":
+        out = OrderedDict((k, PackedUNet.member_rows(k, v, slot, snap["n"]).clone()) for k, v in snap["state"].items())
+        out._metadata = snap["meta"]  # type: ignore[attr-defined]
+        return out
+
+    # ---- the whole fit ----------------------------------------------------------------------------------------------
+    def _write_due(self) -> bool:
+        share = self.max_write_share
+        if share >= 1 or self._last_write is None:
+            return True
+        return self._since_write >= self._last_write * (1.0 / share - 1.0)
+
+    def _write(self, m: PackMember, final: bool) -> None:
+        """Write member ``m``'s pending epochs as a solo run writes each of its epochs (best.pt and preview of its
+        newest best, the last preview, checkpoint, metrics lines, summary), then tell its on_epoch about them."""
+        run = m.run
+        if run is not None:
+            previews = m.cfg.preview_count > 0
+            with m.guard():
+                best = m.pending_best
+                if best is not None:
+                    weights = best["snapshot"] and self._member_weights(best["snapshot"], best["slot"])
+                    m.save_best(run.file(BEST_WEIGHTS), weights or None, best["epoch"], best["val_dice"])
+                    if previews and best["preview"] is not None:
+                        save_preview(run.path, "best", epoch=best["epoch"], **best["preview"])
+                if previews and final:
+                    save_preview(run.path, "last", epoch=m.epoch, **m.predict_preview())
+                # checkpoint first (it holds the history), then the metrics lines and summary
+                m.save_checkpoint(run.file(CHECKPOINT))
+                self.timing["checkpoint_bytes"] += run.file(CHECKPOINT).stat().st_size
+                self.timing["checkpoints"] += 1
+                for rec in m.pending:
+                    append_jsonl(run.file(METRICS), rec)
+                atomic_write_json(run.file(SUMMARY), m.summary())
+        m.written = m.summary()
+        done, m.pending, m.pending_best = m.pending, [], None
+        for rec in done:
+            if m.events.on_epoch:
+                m.events.on_epoch(rec)
+
+    def _leave(self, m: PackMember, result: Result) -> None:
+        """``m`` leaves the pack (it goes back to solo at the end of the epoch) and its on_end hears how it ended."""
+        m.result = result
+        if m.events.on_end:
+            m.events.on_end(result)
+
+    def _fail(self, m: PackMember, why: str) -> None:
+        """Diverged: as a solo run, the good epochs' metrics and the summary are written (the checkpoint stays at
+        the last written epoch: the weights now are not finite) and the run ends failed with the solo message."""
+        try:
+            if m.run is not None:
+                with m.guard():
+                    best = m.pending_best
+                    if best is not None and best["snapshot"] is not None:
+                        m.save_best(m.run.file(BEST_WEIGHTS), self._member_weights(best["snapshot"], best["slot"]),
+                                    best["epoch"], best["val_dice"])
+                        if m.cfg.preview_count > 0 and best["preview"] is not None:
+                            save_preview(m.run.path, "best", epoch=best["epoch"], **best["preview"])
+                    for rec in m.pending:
+                        append_jsonl(m.run.file(METRICS), rec)
+                    atomic_write_json(m.run.file(SUMMARY), m.summary())
+            done, m.pending, m.pending_best = m.pending, [], None
+            for rec in done:
+                if m.events.on_epoch:
+                    m.events.on_epoch(rec)
+        except Exception as exc:  # noqa: BLE001 - its files (or its claim): this member only
+            self._leave(m, Result("raised", m.written, _first_line(exc), exc))
+            return
+        self._leave(m, Result("failed", m.summary(), why))
+
+    def fit(self, runs: Sequence[Run | None] | None = None, events: Sequence[Events | None] | None = None,
+            run_ids: Sequence[str | None] | None = None, until_epochs: Sequence[int | None] | None = None
+            ) -> list[Result]:
+        """Train every member to its epochs (or ``until_epochs[i]``, a successive-halving rung), each resuming from
+        its run's checkpoint when it has one for its definition (as Trainer.fit). Returns one Result per member, in
+        order; each member's ``events.on_end`` hears its Result as soon as it leaves the pack. A member's
+        "raised" Result carries the exception its files, its claim or the shared computation raised (``exc``)."""
+        n = len(self.members)
+        runs = list(runs) if runs is not None else [None] * n
+        events = [e or Events() for e in events] if events is not None else [Events() for _ in range(n)]
+        run_ids = list(run_ids) if run_ids is not None else [None] * n
+        until_epochs = list(until_epochs) if until_epochs is not None else [None] * n
+        ids = [rid or (r.id if r is not None else f"member {i + 1}") for i, (rid, r) in enumerate(zip(run_ids, runs))]
+        for i, m in enumerate(self.members):
+            m.run, m.events, m.run_id, m.result = runs[i], events[i], run_ids[i], None
+            m.stop_at, m.stopping, m.pending, m.pending_best = m.stop_epoch(until_epochs[i]), False, [], None
+            m.pack_info = {"pack_size": n, "pack_members": [x for j, x in enumerate(ids) if j != i]}
+        for m in self.members:  # resume or start afresh, as a solo run
+            try:
+                resumed, restarted = m.open_run(m.run, m.guard, m.run_id) if m.run is not None else (False, None)
+            except Exception as exc:  # noqa: BLE001 - an unreadable checkpoint, a claim lost: this member only
+                self._leave(m, Result("raised", m.summary(), _first_line(exc), exc))
+                continue
+            m.written = m.summary()
+            if m.events.on_start:
+                m.events.on_start({**m.describe(), "resumed_epoch": m.epoch if resumed else None,
+                                   "restarted": restarted})
+            if m.epoch >= m.stop_at or m.stopped_early():
+                self._leave(m, Result("done", m.summary()))
+        try:
+            self._compact()
+            while self.in_pack:
+                self._epoch()
+                self._compact()
+        except Exception as exc:  # noqa: BLE001 - the shared computation (out of memory, ...): every member in it
+            for m in self.in_pack:
+                if m.result is None:
+                    self._leave(m, Result("raised", m.written, _first_line(exc), exc))
+            with contextlib.suppress(Exception):
+                self._compact()
+        return [m.result if m.result is not None else Result("interrupted", m.written) for m in self.members]
+
+    def _epoch(self) -> None:
+        members = list(self.in_pack)
+        size = len(members)
+        t0 = time.perf_counter()
+        trained = self.train_epoch()
+        t_train = time.perf_counter()
+        going: list[tuple[PackMember, float, float, float]] = []
+        for m, (loss, dice) in zip(members, trained):
+            if m.stopping:  # its rows hold part of an epoch: nothing more is written; resumes from its files
+                self._leave(m, Result("interrupted", m.written))
+            elif not math.isfinite(loss):
+                self._fail(m, diverged_message(loss, m.epoch + 1, m.optimizer.param_groups[0]["lr"]))
+            else:
+                going.append((m, loss, dice, m.optimizer.param_groups[0]["lr"]))
+        self._cache = {}
+        improved = []
+        for m, loss, dice, lr in going:
+            rec, better = m.end_epoch(loss, dice, lr, m.evaluate(), t0)
+            rec["pack_size"] = size  # its seconds are the pack's epoch: every member trained in them
+            m.pending.append(rec)
+            if better:
+                improved.append(m)
+        write_now = self._write_due()
+        ending = {id(m) for m, *_ in going if m.epoch >= m.stop_at or m.stopped_early()}
+        if improved:
+            later = [m for m in improved if not (write_now or id(m) in ending)]
+            snap = self._snapshot() if later else None
+            for m in improved:
+                now = snap is None or id(m) not in {id(x) for x in later}
+                preview = m.predict_preview() if (m.cfg.preview_count > 0 and not now) else None
+                m.pending_best = {"epoch": m.epoch, "val_dice": m.best["val_dice"], "preview": preview,
+                                  "snapshot": None if now else snap, "slot": m.slot}
+        t_eval = time.perf_counter()
+        self._since_write += t_eval - t0
+        self.timing["epochs"] += 1
+        self.timing["train"] += t_train - t0
+        self.timing["eval"] += t_eval - t_train
+        writing = [m for m, *_ in going if write_now or id(m) in ending]
+        for m in writing:
+            try:
+                if m.pending_best is not None and m.pending_best["snapshot"] is None and m.pending_best["preview"] is None \
+                        and m.cfg.preview_count > 0:
+                    m.pending_best["preview"] = m.predict_preview()
+                self._write(m, final=id(m) in ending)
+            except Exception as exc:  # noqa: BLE001 - its files or its claim: this member leaves, the others go on
+                self._leave(m, Result("raised", m.written, _first_line(exc), exc))
+                continue
+            if id(m) in ending:
+                self._leave(m, Result("done", m.summary()))
+        t_write = time.perf_counter()
+        if write_now:
+            self._last_write, self._since_write = t_write - t_eval, 0.0
+            self.timing["write_rounds"] += 1
+        self.timing["write"] += t_write - t_eval
