@@ -1,16 +1,29 @@
-"""Benchmark: open the TUI on a project with N finished runs and measure how it keeps up while a runner writes.
+"""Benchmark: open the TUI on projects of N finished runs and measure how it keeps up while a runner writes.
 
-Usage: python scripts/bench_tui.py [--runs 1000] [--seconds 10]
+Usage: python scripts/bench_tui.py [--runs 1000 10000] [--repeat 5] [--seconds 8]
 
-Prints: the time until the queue table shows every run; the time of one poll of runs/ with nothing
-changed and with one metrics line appended; and, while a separate process appends a metrics line
-to a running run every 0.2 s, the key-press round trip (cursor down, processed) — median and worst.
+For each N (a project built once: N finished runs of 20 epochs, the last one running), ``--repeat`` times:
+
+- open: the time from starting the app until the queue table shows its first rows, and until it holds every run
+  with its state (every run read, every row added);
+- poll: one poll of runs/ with nothing changed (the median of five in a row, after a first poll read everything);
+- keys: while a separate process appends a metrics line to the running run every 0.2 s, a "down" key is sent every
+  20-80 ms for ``--seconds``; a key's latency is the time from sending it until the app has handled it and the run
+  it moved to is the selected one (its live panel updated) — median and worst over all presses; also the longest
+  stall of the UI's event loop meanwhile (no key can wait longer than that plus its own handling);
+- pilot: the same presses through Textual's test pilot, ``press`` + ``pause`` — the instrument of the figures
+  measured before this benchmark was extended; it also waits until the whole process (the polling thread too) is
+  idle, so it is an upper bound of what a user waits.
+
+Prints every repetition and, per N, the range over the repetitions.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import random
 import statistics
 import subprocess
 import sys
@@ -20,6 +33,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from textual import events  # noqa: E402
 
 from tests.tui.fixtures import metric_rows, write_run  # noqa: E402
 from unettui.core.define.config import Config  # noqa: E402
@@ -41,70 +56,130 @@ WRITER = textwrap.dedent("""
 
 
 def build(root: Path, n: int) -> Path:
+    """N finished runs of 20 epochs (the last one running at epoch 5), written with the run store's own functions
+    (fsync skipped while building: the benchmark needs the files, not their durability)."""
     lines = ['[defaults]\ndataset = "synthetic:nuclei"\nepochs = 20\n']
-    lines += [f"[[experiment]]\nid = 'r{i:04d}'\nseed = {i}\n" for i in range(n)]
+    lines += [f"[[experiment]]\nid = 'r{i:05d}'\nseed = {i}\n" for i in range(n)]
     (root / "experiments.toml").write_text("\n".join(lines))
-    for i in range(n):
-        cfg = Config(dataset="synthetic:nuclei", epochs=20, seed=i)
-        running = i == n - 1
-        write_run(root, f"r{i:04d}", cfg, metric_rows(0.5 + (i % 97) / 200, 5 if running else 20),
-                  state="running" if running else "done", epochs=20)
+    fsync, os.fsync = os.fsync, lambda fd: None
+    try:
+        for i in range(n):
+            cfg = Config(dataset="synthetic:nuclei", epochs=20, seed=i)
+            running = i == n - 1
+            write_run(root, f"r{i:05d}", cfg, metric_rows(0.5 + (i % 97) / 200, 5 if running else 20),
+                      state="running" if running else "done", epochs=20)
+    finally:
+        os.fsync = fsync
     return root
 
 
-async def measure(project: Path, seconds: float) -> float:
+def poll_times(project: Path) -> tuple[float, float]:
+    """(first poll, median of five polls with nothing changed), seconds."""
+    mon = ProjectMonitor(project)
+    t = time.perf_counter()
+    mon.poll()
+    first = time.perf_counter() - t
+    idle = []
+    for _ in range(5):
+        t = time.perf_counter()
+        mon.poll()
+        idle.append(time.perf_counter() - t)
+    return first, statistics.median(idle)
+
+
+async def watch_loop(stalls: list[float], stop: asyncio.Event) -> None:
+    """The event loop's stalls: how late a 5 ms sleep wakes up."""
+    while not stop.is_set():
+        t = time.perf_counter()
+        await asyncio.sleep(0.005)
+        stalls.append(time.perf_counter() - t - 0.005)
+
+
+async def session(project: Path, n: int, seconds: float) -> dict[str, float]:
     app = make_app(project, poll_interval=1.0)
+    out: dict[str, float] = {}
     t0 = time.perf_counter()
     async with app.run_test(size=(120, 40)) as pilot:
         table = app.query_one(QueuePanel)
-        while table.row_count < n_runs:
-            await pilot.pause(0.05)
-        opened = time.perf_counter() - t0
-        print(f"open: {opened:.2f} s until the queue table shows {table.row_count} runs")
-        last = project / "runs" / f"r{n_runs - 1:04d}" / "metrics.jsonl"
-        writer = subprocess.Popen([sys.executable, "-c", WRITER, str(last), str(seconds)])
+        while table.row_count == 0:
+            await asyncio.sleep(0.005)
+        out["first_rows"] = time.perf_counter() - t0
+        while table.row_count < n or not table.complete:
+            await asyncio.sleep(0.005)
+        out["open"] = time.perf_counter() - t0
+        table.focus()
+        await pilot.pause(0.3)
+        running = project / "runs" / f"r{n - 1:05d}" / "metrics.jsonl"
+        writer = subprocess.Popen([sys.executable, "-c", WRITER, str(running), str(2 * seconds + 3)])
+        stalls: list[float] = []
+        stop = asyncio.Event()
+        watcher = asyncio.get_running_loop().create_task(watch_loop(stalls, stop))
         lat = []
-        end = time.time() + seconds
-        while time.time() < end:
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            row = table.cursor_row
+            want = table.keys[min(row + 1, len(table.keys) - 1)]
+            t = time.perf_counter()
+            app._driver.send_message(events.Key("down", None))
+            while app.selected != want and time.perf_counter() - t < 30:
+                await asyncio.sleep(0.001)
+            lat.append(time.perf_counter() - t)
+            await asyncio.sleep(random.uniform(0.02, 0.08))
+        stop.set()
+        await watcher
+        out["key_median"], out["key_worst"], out["keys"] = statistics.median(lat), max(lat), len(lat)
+        out["stall"] = max(stalls)
+        pil = []
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
             t = time.perf_counter()
             await pilot.press("down")
             await pilot.pause()
-            lat.append((time.perf_counter() - t) * 1000)
+            pil.append(time.perf_counter() - t)
             await asyncio.sleep(0.05)
+        out["pilot_median"], out["pilot_worst"] = statistics.median(pil), max(pil)
         writer.wait()
         await pilot.pause(1.5)
-        shown = app.views[f"r{n_runs - 1:04d}"]
-        print(f"while a runner appends a metrics line every 0.2 s for {seconds:.0f} s: {len(lat)} key presses, "
-              f"round trip median {statistics.median(lat):.1f} ms, worst {max(lat):.1f} ms; "
-              f"the running run shows {len(shown.metrics)} epochs")
-        return statistics.median(lat)
+        out["epochs_shown"] = len(app.views[f"r{n - 1:05d}"].metrics)
+    return out
+
+
+def rng(values: list[float], scale: float = 1.0, fmt: str = "{:.2f}") -> str:
+    lo, hi = min(values) * scale, max(values) * scale
+    return fmt.format(lo) if fmt.format(lo) == fmt.format(hi) else f"{fmt.format(lo)}–{fmt.format(hi)}"
 
 
 def main() -> None:
-    global n_runs
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--runs", type=int, default=1000)
-    ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--runs", type=int, nargs="+", default=[1000, 10000])
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--seconds", type=float, default=8.0)
     args = ap.parse_args()
-    medians = {}
-    for n in (10, args.runs):  # a 10-run project is the reference for the pilot's own round trip
-        n_runs = n
+    for n in args.runs:
         with tempfile.TemporaryDirectory() as tmp:
             t = time.perf_counter()
             project = build(Path(tmp), n)
-            print(f"--- {n} runs (built in {time.perf_counter() - t:.1f} s)")
-            mon = ProjectMonitor(project)
-            t = time.perf_counter()
-            mon.poll()
-            first = time.perf_counter() - t
-            t = time.perf_counter()
-            mon.poll()
-            idle = time.perf_counter() - t
-            print(f"poll of runs/: first (reads everything) {first * 1000:.0f} ms, then with nothing changed {idle * 1000:.0f} ms")
-            medians[n] = asyncio.run(measure(project, args.seconds))
-    print(f"ratio = key round trip with {args.runs} runs / with 10 runs = {medians[args.runs] / medians[10]:.2f}")
+            print(f"--- {n} runs (built in {time.perf_counter() - t:.1f} s)", flush=True)
+            results = []
+            for k in range(args.repeat):
+                first, idle = poll_times(project)
+                r = asyncio.run(session(project, n, args.seconds))
+                r["poll_first"], r["poll_idle"] = first, idle
+                results.append(r)
+                print(f"  #{k + 1}: open {r['open']:.2f} s (first rows {r['first_rows']:.2f} s); poll: first "
+                      f"{first * 1000:.0f} ms, nothing changed {idle * 1000:.1f} ms; {r['keys']} keys: median "
+                      f"{r['key_median'] * 1000:.1f} ms, worst {r['key_worst'] * 1000:.0f} ms; longest UI stall "
+                      f"{r['stall'] * 1000:.0f} ms; pilot press+pause median {r['pilot_median'] * 1000:.0f} ms, worst "
+                      f"{r['pilot_worst'] * 1000:.0f} ms; the running run shows {r['epochs_shown']} epochs", flush=True)
+            col = {key: [r[key] for r in results] for key in results[0]}
+            print(f"  {n} runs, {len(results)} repetitions: open {rng(col['open'])} s (first rows "
+                  f"{rng(col['first_rows'])} s); poll with nothing changed {rng(col['poll_idle'], 1000, '{:.0f}')} ms "
+                  f"(first {rng(col['poll_first'], 1000, '{:.0f}')} ms); key median {rng(col['key_median'], 1000, '{:.0f}')} "
+                  f"ms, worst {rng(col['key_worst'], 1000, '{:.0f}')} ms; longest UI stall "
+                  f"{rng(col['stall'], 1000, '{:.0f}')} ms; pilot press+pause median "
+                  f"{rng(col['pilot_median'], 1000, '{:.0f}')} ms, worst {rng(col['pilot_worst'], 1000, '{:.0f}')} ms",
+                  flush=True)
 
-n_runs = 0
 
 if __name__ == "__main__":
     main()

@@ -160,7 +160,7 @@ def test_the_tui_app_shows_the_read_model_states(tmp_path):
                 if table.row_count >= len(EXPECTED) + 6:
                     break
                 await pilot.pause(0.1)
-            cells = {row.key.value: str(table.get_row(row.key)[1]) for row in table.ordered_rows}
+            cells = {row.key.value: str(table.get_cell(row.key, "status")) for row in table.ordered_rows}
             assert cells["stopped"] == "interrupted 2/2" and cells["busy"] == "running 2/2"
             assert cells["broken"] == "damaged" and cells["edited"] == "changed" and cells["typo"] == "invalid"
             assert cells["gone"] == "done (not in queue)"

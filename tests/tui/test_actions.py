@@ -36,6 +36,7 @@ from unettui.tui.actions import (
 from unettui.tui.app import UnettuiApp, make_app
 from unettui.tui.screens.dialogs import HelpScreen
 from unettui.tui.screens.form import ConfirmDialog, ExperimentForm
+from unettui.tui.widgets.compare import CompareView
 from unettui.tui.widgets.preview import PreviewPanel
 from unettui.tui.widgets.queue import QueuePanel
 from unettui.tui.widgets.results import ExportDialog, ResultsPanel, ResultsTable
@@ -64,7 +65,8 @@ lr = 0.004
 """
 
 OWNER_CLASSES = {"app": UnettuiApp, "queue": QueuePanel, "results": ResultsPanel, "results-table": ResultsTable,
-                 "preview": PreviewPanel, "study-stages": StageTable, "study-configs": ConfigTable}
+                 "preview": PreviewPanel, "study-stages": StageTable, "study-configs": ConfigTable,
+                 "compare": CompareView}
 
 
 def run(coro):
@@ -194,7 +196,7 @@ def test_every_widget_binds_exactly_its_rows_of_the_table():
                 assert hasattr(cls, f"action_{name}"), f"{cls.__name__} has no action_{name}"
     assert set(OWNER_CLASSES) == set(OWNERS)
     app_keys = {k for b in UnettuiApp.BINDINGS for k in b.key.split(",")}
-    assert app_keys == {"q", "question_mark", "1", "2", "3", "4", "R", "plus", "minus", "ctrl+p"}
+    assert app_keys == {"q", "question_mark", "1", "2", "3", "4", "5", "R", "plus", "minus", "ctrl+p"}
     # the same key means one thing per owner: x deletes in the queue, exports in the results
     x = {(a.owner, a.action) for a in ACTIONS if "x" in a.keys.split(",")}
     assert x == {("queue", "delete"), ("results", "export")}

@@ -111,7 +111,7 @@ def header_offset(table, key):
 def test_rows_keyed_by_id_and_only_varying_columns(tmp_path):
     async def body(pilot, panel, table):
         assert order(table) == list(STUDY)  # the order given; the pending run is not shown
-        assert column_keys(table) == ["id", "status", "optimizer", "scheduler", "best_val_dice", "best_epoch",
+        assert column_keys(table) == ["mark", "id", "status", "optimizer", "scheduler", "best_val_dice", "best_epoch",
                                       "final_val_dice", "final_val_loss", "epochs_done", "seconds"]
         assert cell(table, "adam-cosine", "best_val_dice") == "0.8731"
         assert cell(table, "adam-cosine", "final_val_loss") == "0.1932"

@@ -1,4 +1,4 @@
-"""Snapshot tests of the main screens at 80x24 on a seeded project (update with --snapshot-update)."""
+"""Snapshot tests of the main screens at 80x24 and 160x45 on a seeded project (update with --snapshot-update)."""
 
 from __future__ import annotations
 
@@ -73,3 +73,25 @@ def test_studies_screen(snap_compare, tmp_path, monkeypatch):
         await pilot.pause(0.5)
 
     assert snap_compare(make_app(proj, poll_interval=60), terminal_size=(80, 24), run_before=before)
+
+
+def test_queue_screen_wide(snap_compare, project):
+    """At 160x45 the live panel (curves) takes the room the queue table does not need."""
+    assert snap_compare(make_app(project, poll_interval=60), terminal_size=(160, 45), run_before=loaded)
+
+
+async def _compare(pilot) -> None:
+    await loaded(pilot)
+    table = pilot.app.query_one(QueuePanel)
+    for row in (0, 1, 2):
+        table.move_cursor(row=row)
+        await pilot.pause(0.05)
+        await pilot.press("space")
+    await pilot.press("5")
+    await pilot.pause(0.5)
+
+
+@pytest.mark.parametrize("size", [(80, 24), (160, 45)], ids=["80x24", "160x45"])
+def test_compare_screen(snap_compare, project, size):
+    """Three marked runs overlaid, the legend naming what differs."""
+    assert snap_compare(make_app(project, poll_interval=60), terminal_size=size, run_before=_compare)

@@ -43,13 +43,15 @@ OWNERS: dict[str, Owner] = {
     "study-stages": Owner("Studies", "studies", "#study-stages", (("up, down", "choose a stage"),)),
     "study-configs": Owner("Studies", "studies", "#study-configs",
                            (("arrows", "pick a configuration and a train fraction"),)),
+    "compare": Owner("Compare", "compare", "#compare-view"),
 }
-SECTIONS = ("Anywhere", "Queue", "Results", "Preview", "Studies")
+SECTIONS = ("Anywhere", "Queue", "Results", "Preview", "Studies", "Compare")
 SECTION_HINTS = {
     "Queue": "acts on the experiment selected here",
     "Results": "acts on the run highlighted here",
     "Preview": "the run selected in Queue, Results or Studies",
     "Studies": "stages, their progress and winners",
+    "Compare": "the marked runs' curves overlaid; mark with space in Queue, Results or a stage",
 }
 
 
@@ -76,6 +78,8 @@ ACTIONS: tuple[Action, ...] = (
     Action("2", "app", "tab('results')", "results", "show the Results tab", show=False),
     Action("3", "app", "tab('preview')", "preview", "show the Preview tab (the selected run's masks)", show=False),
     Action("4", "app", "tab('studies')", "studies", "show the Studies tab", show=False),
+    Action("5", "app", "tab('compare')", "compare", "show the Compare tab (the marked runs' curves overlaid)",
+           show=False),
     Action("R", "app", "toggle_runner", "runner", "start or stop the runner (it trains in its own process)"),
     Action("plus", "app", "workers(1)", "+worker", "one more worker for the next runner start", show=False),
     Action("minus", "app", "workers(-1)", "-worker", "one worker fewer for the next runner start", show=False),
@@ -92,14 +96,20 @@ ACTIONS: tuple[Action, ...] = (
            show=False),
     Action("J", "queue", "move(1)", "down", "move the selected experiment down", show=False),
     Action("", "queue", "retry_failed", "retry failed", "retrain every failed run from scratch (asks first)"),
+    Action("space", "queue", "mark", "mark", "mark or unmark the selected experiment for the Compare tab"),
     # ---- the results: the run highlighted there ----------------------------------------------------------
     Action("enter", "results-table", "select_cursor", "preview", "open the highlighted run in Preview"),
+    Action("space", "results-table", "mark", "mark", "mark or unmark the highlighted run (a configuration: its repeats)"),
     Action("slash", "results", "focus_filter", "filter", "filter the runs, e.g. optimizer=adam val_dice>0.8"),
     Action("escape", "results", "clear_filter", "clear filter", "clear the filter"),
     Action("s", "results", "sort", "sort", "sort by the cursor's column, again to reverse"),
     Action("S", "results", "reverse_sort", "reverse", "reverse the sort", show=False),
     Action("g", "results", "group", "group", "group by a hyper-parameter (mean Dice and loss per value)"),
     Action("x", "results", "export", "export", "export the rows shown to CSV"),
+    Action("M", "results", "mark_shown", "mark shown", "mark every run the filter shows (again: unmark them)",
+           show=False),
+    Action("c", "results", "configurations", "per config", "one row per configuration (mean ± sd (n) of its "
+           "repeats) or per run", show=False),
     Action("e", "results", "edit", "edit", "edit the highlighted run's experiment"),
     Action("d", "results", "duplicate", "dup", "duplicate the highlighted run's experiment", show=False),
     Action("r", "results", "retry", "retry", "retrain the highlighted run from scratch (asks first)"),
@@ -114,9 +124,16 @@ ACTIONS: tuple[Action, ...] = (
            "in the stages: show the selected stage's configurations"),
     Action("enter", "study-configs", "select_cursor", "preview run",
            "in a stage's configurations: open that run in Preview"),
+    Action("space", "study-configs", "mark", "mark", "in a stage's configurations: mark the runs under the cursor "
+           "(a train fraction's, or the whole configuration's)"),
+    # ---- the comparison of the marked runs ---------------------------------------------------------------
+    Action("m", "compare", "step_metric", "metric", "all three metrics, or val Dice, val loss, train loss alone"),
+    Action("g", "compare", "toggle_each", "repeats", "a configuration's repeats as mean and spread, or each run"),
+    Action("c", "compare", "toggle_colour", "colour", "colour or ASCII"),
+    Action("u", "compare", "clear_marks", "unmark all", "unmark every run (the comparison empties)"),
 )
 
-KEY_NAMES = {"question_mark": "?", "slash": "/", "plus": "+", "minus": "-", "left_square_bracket": "[",
+KEY_NAMES = {"space": "space", "question_mark": "?", "slash": "/", "plus": "+", "minus": "-", "left_square_bracket": "[",
              "right_square_bracket": "]", "escape": "esc", "delete": "del"}
 
 

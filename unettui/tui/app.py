@@ -1,7 +1,10 @@
-"""The unettui TUI: queue, runner control, live curves, results and mask previews over one project folder."""
+"""The unettui TUI: queue, runner control, live curves, results, mask previews, studies and the comparison of marked runs
+over one project folder."""
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -10,26 +13,36 @@ from textual.app import App, ComposeResult
 from textual.containers import Horizontal
 from textual.message import Message
 from textual.widgets import Footer, Header, TabbedContent, TabPane, Tabs
+from textual.worker import get_current_worker
 
+from ..core.runs.runners import RunnerFigures
 from .actions import ActionCommands, bindings
-from .data import STUDIES_CHANGED, ProjectMonitor, RunView
+from .data import QUEUE_CHANGED, RUNNERS_CHANGED, STUDIES_CHANGED, ProjectMonitor, RunView, queue_eta
 from .runner_control import RunnerControl
 from .screens.dialogs import HelpScreen, QuitDialog
+from .widgets.compare import CompareView
 from .widgets.live import LivePanel
+from .widgets.marks import Mark
 from .widgets.preview import PreviewPanel
 from .widgets.queue import QueuePanel
 from .widgets.results import ResultsPanel
 from .widgets.study import StudyPanel
 
+FIRST_READ = 400  # runs the first poll reads at most (a screenful and more): a large project shows them at once
+
 
 class ProjectUpdated(Message):
-    """A poll of the project found changes (sent from the polling thread)."""
+    """A poll of the project (sent from the polling thread): the views that changed (replaced, never mutated), the ids
+    that are gone, the order when it changed, and what the header and the live panel show."""
 
-    def __init__(self, views: list[RunView], changed: set[str], queue_error: str | None,
-                 studies: list[Any] | None = None, study_ids: frozenset[str] = frozenset(),
-                 study_problems: list[str] | None = None) -> None:
-        self.views, self.changed, self.queue_error = views, changed, queue_error
+    def __init__(self, views: dict[str, RunView], gone: set[str], order: list[str] | None, changed: set[str],
+                 queue_error: str | None, studies: list[Any] | None = None, study_ids: frozenset[str] = frozenset(),
+                 study_problems: list[str] | None = None, claimed: list[RunView] | None = None,
+                 runners: list[RunnerFigures] | None = None, eta: tuple[int, float | None] = (0, 0.0),
+                 complete: bool = True) -> None:
+        self.views, self.gone, self.order, self.changed, self.queue_error = views, gone, order, changed, queue_error
         self.studies, self.study_ids, self.study_problems = studies or [], study_ids, study_problems or []
+        self.claimed, self.runners, self.eta, self.complete = claimed or [], runners or [], eta, complete
         super().__init__()
 
 
@@ -44,7 +57,7 @@ class PollFailed(Message):
 class UnettuiApp(App):
     """A thin face: its widgets edit experiments.toml through core (tui.edits), it starts the runner as a process
     and observes runs/ exactly as it would observe a runner started by someone else. Its keys, and every widget's,
-    come from tui.actions."""
+    come from tui.actions. Reading the project happens in one polling thread; this thread only applies what changed."""
 
     CSS_PATH = "app.tcss"
     TITLE = "unettui"
@@ -60,13 +73,23 @@ class UnettuiApp(App):
         self.n_workers = workers
         self.poll_interval = poll_interval
         self.views: dict[str, RunView] = {}
+        self.order: list[str] = []
         self.selected: str | None = None
+        self.marked: list[str] = []  # the runs marked for the Compare tab, in the order they were marked
+        self.claimed: list[RunView] = []
+        self.runners: list[RunnerFigures] = []
+        self.eta: tuple[int, float | None] = (0, 0.0)
+        self.loaded = False  # every run has been read once
+        self._wake = threading.Event()
+        self._poll_requested = False
         self._last_queue_error: str | None = None
         self._results_dirty = False
         self._studies_dirty = False
         self._study_msg: ProjectUpdated | None = None
         self._reported_exit: int | None = None
         self._last_poll_error: str | None = None
+        self._sent_order = False  # (the polling thread's) the order has been sent once
+        self._eta: tuple[int, float | None] | None = None  # (the polling thread's) the queue's ETA last computed
         self.sub_title = self.project.name
 
     # ---- layout --------------------------------------------------------------------
@@ -83,26 +106,67 @@ class UnettuiApp(App):
                 yield PreviewPanel(self.project, id="preview-panel")
             with TabPane("Studies", id="studies"):
                 yield StudyPanel(id="study-panel")
+            with TabPane("Compare", id="compare"):
+                yield CompareView(id="compare-view")
         yield Footer()
 
     def on_mount(self) -> None:
         self.query_one(QueuePanel).focus()
-        self.poll()
-        self.set_interval(self.poll_interval, self.poll)
+        self._poll_loop()
         if self.start_runner:
             self.action_toggle_runner()
 
+    def on_unmount(self) -> None:
+        self._wake.set()  # the polling thread sees its worker cancelled and ends
+
     # ---- observing the project ------------------------------------------------------
-    @work(thread=True, exclusive=True, group="poll", exit_on_error=False)
-    def poll(self) -> None:
-        try:
-            changed = self.monitor.poll()
-        except Exception as exc:  # noqa: BLE001 - say so, keep polling: a later poll may read it whole
-            self.post_message(PollFailed(f"reading {self.project.name} failed: {type(exc).__name__}: {exc}"))
-            return
+    @work(thread=True, group="poll", exit_on_error=False)
+    def _poll_loop(self) -> None:
+        """The one polling thread: a poll every ``poll_interval`` seconds, or at once when asked (``refresh_now``, a run
+        whose metrics are wanted). Polls never overlap (a Textual exclusive worker would start the next while the last
+        still runs: piled-up polls of 10,000 runs were what froze the TUI), and this thread never touches a widget."""
+        worker = get_current_worker()
         mon = self.monitor
-        self.post_message(ProjectUpdated(mon.views(), changed, mon.queue_error, mon.studies, mon.study_run_ids,
-                                         mon.study_problems))
+        due = 0.0
+        while not worker.is_cancelled:
+            try:
+                changed = mon.load_wanted()
+                if time.monotonic() >= due or self._poll_requested or not mon.complete:
+                    self._poll_requested = False
+                    changed |= mon.poll(budget=None if self._sent_order else FIRST_READ)
+                    due = time.monotonic() + self.poll_interval
+                    self.post_message(self._update(changed))
+                elif changed:
+                    self.post_message(self._update(changed))
+            except Exception as exc:  # noqa: BLE001 - say so, keep polling: a later poll may read it whole
+                self.post_message(PollFailed(f"reading {self.project.name} failed: {type(exc).__name__}: {exc}"))
+                due = time.monotonic() + self.poll_interval
+            if mon.complete:
+                self._wake.wait(max(0.0, due - time.monotonic()))
+                self._wake.clear()
+
+    def _update(self, changed: set[str]) -> ProjectUpdated:
+        """The message of a poll (built in the polling thread)."""
+        mon = self.monitor
+        views = {i: mon.runs[i] for i in changed if i in mon.runs}
+        gone = {i for i in changed if i not in mon.runs and not i.startswith("__")}
+        order = mon.order() if QUEUE_CHANGED in changed or not self._sent_order else None
+        self._sent_order = True
+        if views or gone or self._eta is None:
+            self._eta = queue_eta(mon.views(), max(1, len(mon.runners)))
+        return ProjectUpdated(views, gone, order, changed, mon.queue_error, mon.studies, mon.study_run_ids,
+                              mon.study_problems, mon.claimed(), mon.runners, self._eta, mon.complete)
+
+    def refresh_now(self) -> None:
+        """Poll now (after an edit), not at the next tick."""
+        self._poll_requested = True
+        self._wake.set()
+
+    def _want_metrics(self) -> None:
+        """The runs whose curves are shown (the selected one, the marked ones): their metrics are read at once."""
+        wanted = set(self.marked) | ({self.selected} if self.selected else set())
+        if self.monitor.want(wanted):
+            self._wake.set()
 
     def on_poll_failed(self, msg: "PollFailed") -> None:
         if msg.text != self._last_poll_error:
@@ -111,27 +175,46 @@ class UnettuiApp(App):
 
     def on_project_updated(self, msg: ProjectUpdated) -> None:
         self._last_poll_error = None
-        self.views = {v.id: v for v in msg.views}
-        if msg.changed:
-            self.query_one(QueuePanel).update_views(msg.views, msg.changed)
-            # the results table recomputes every row: do it when it is on screen, else when it is shown
+        self.views.update(msg.views)
+        for gone in msg.gone:
+            self.views.pop(gone, None)
+        if msg.order is not None:
+            self.order = msg.order
+        ids = set(msg.views) | msg.gone
+        if ids or msg.order is not None:
+            queue = self.query_one(QueuePanel)
+            if msg.order is not None or msg.gone or not all(queue.has_row(i) for i in msg.views):
+                queue.update_views([self.views[i] for i in self.order if i in self.views], ids)
+            else:
+                queue.update_changed(list(msg.views.values()))
+            # the results table follows the runs when it is on screen, else when it is shown
             self._results_dirty = True
             if self.query_one(TabbedContent).active == "results":
                 self._update_results()
-            if self.selected is None and msg.views:
-                self._select(msg.views[0].id)
-            elif self.selected in msg.changed:
+            if self.selected is None and self.order and self.order[0] in self.views:
+                self._select(self.order[0])
+            elif self.selected in ids:
                 self._select(self.selected)
-            # the studies panel: when their status was recomputed, or a study run moved (its epoch shows)
-            if STUDIES_CHANGED in msg.changed or not msg.changed.isdisjoint(msg.study_ids):
-                self._study_msg, self._studies_dirty = msg, True
-                if self.query_one(TabbedContent).active == "studies":
-                    self._update_studies()
+            if not ids.isdisjoint(self.marked):
+                self._update_compare()
+        # the studies panel: when their status was recomputed, or a study run moved (its epoch shows)
+        if STUDIES_CHANGED in msg.changed or not ids.isdisjoint(msg.study_ids):
+            self._study_msg, self._studies_dirty = msg, True
+            if self.query_one(TabbedContent).active == "studies":
+                self._update_studies()
         if msg.queue_error and msg.queue_error != self._last_queue_error:
             self.notify(f"{msg.queue_error} (showing the last good queue)", severity="error", timeout=10)
         self._last_queue_error = msg.queue_error
-        self.sub_title = f"{self.project.name} · {self.runner.describe(msg.views).text}"
+        self.claimed, self.eta, self.loaded = msg.claimed, msg.eta, msg.complete
+        if RUNNERS_CHANGED in msg.changed or msg.runners != self.runners or ids:
+            self.runners = msg.runners
+            running = [v for v in self.claimed if v.state == "running"]
+            self.query_one(LivePanel).show_system(self.runners, self.views, self.eta, self._workers_now(), running)
+        self.sub_title = f"{self.project.name} · {self.runner.describe(self.claimed).text}"
         self._report_runner_exit()
+
+    def _workers_now(self) -> int:
+        return len(self.runners) or (self.runner.workers if self.runner.running() else 1)
 
     def _report_runner_exit(self) -> None:
         """Tell once when the runner started here ends: done, some runs failed, or it crashed."""
@@ -152,7 +235,7 @@ class UnettuiApp(App):
     def _update_results(self) -> None:
         if self._results_dirty:
             self._results_dirty = False
-            self.query_one(ResultsPanel).update_runs(list(self.views.values()))
+            self.query_one(ResultsPanel).update_runs([self.views[i] for i in self.order if i in self.views])
 
     def _update_studies(self) -> None:
         if self._studies_dirty and self._study_msg is not None:
@@ -160,16 +243,22 @@ class UnettuiApp(App):
             msg = self._study_msg
             self.query_one(StudyPanel).update_studies(msg.studies, self.views, msg.study_problems, msg.queue_error)
 
+    def _update_compare(self) -> None:
+        self.query_one(CompareView).show_runs([self.views[i] for i in self.marked if i in self.views])
+
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
         if event.pane.id == "results":
             self._update_results()
         elif event.pane.id == "studies":
             self._update_studies()
+        elif event.pane.id == "compare":
+            self._update_compare()
 
     def _select(self, run_id: str | None) -> None:
         self.selected = run_id
         self.query_one(LivePanel).show_run(self.views.get(run_id) if run_id else None)
         self.query_one(PreviewPanel).show_run(run_id)
+        self._want_metrics()
 
     def on_queue_panel_selected(self, msg: QueuePanel.Selected) -> None:
         if msg.run_id and msg.run_id != self.selected:
@@ -195,18 +284,32 @@ class UnettuiApp(App):
             self._select(run_id)
         self.action_tab("preview")
 
-    def refresh_now(self) -> None:
-        self.poll()
+    # ---- marks -------------------------------------------------------------------------
+    def on_mark(self, msg: Mark) -> None:
+        """Mark or unmark runs (from any table); every table shows the marks, the Compare tab the marked runs."""
+        msg.stop()
+        ids = [i for i in dict.fromkeys(msg.run_ids)]
+        on = msg.on if msg.on is not None else not all(i in self.marked for i in ids)
+        if on:
+            self.marked += [i for i in ids if i not in self.marked]
+        else:
+            self.marked = [i for i in self.marked if i not in set(ids)]
+        marked = frozenset(self.marked)
+        self.query_one(QueuePanel).set_marked(marked)
+        self.query_one(ResultsPanel).set_marked(marked)
+        self.query_one(StudyPanel).set_marked(marked)
+        self._want_metrics()
+        self._update_compare()
 
     # ---- actions: navigation, help, quit -----------------------------------------------
     def action_tab(self, tab: str) -> None:
         self.query_one(TabbedContent).active = tab
         target = {"queue": "#queue-panel", "results": "#results-table", "preview": "#preview-panel",
-                  "studies": "#study-stages"}[tab]
+                  "studies": "#study-stages", "compare": "#compare-view"}[tab]
         if tab == "studies":
             self._update_studies()  # now, so the focus goes to what it shows
         widget = self.query_one(target)
-        if not widget.display:  # no study to show: the tabs keep the focus, not a hidden table
+        if not widget.display or not widget.focusable:  # no study shown: the tabs keep the focus, not a hidden table
             widget = self.query_one(TabbedContent).query_one(Tabs)
         widget.focus()
 
@@ -234,11 +337,11 @@ class UnettuiApp(App):
             self.runner.stop()
             self.notify("runner asked to stop after the current batch; the run stays resumable")
         else:
-            busy = [v for v in self.views.values() if v.state == "running"]
+            busy = [v for v in self.claimed if v.state == "running"]
             pid = self.runner.start(self.n_workers)
             extra = f" (another runner is working on {busy[0].id}; they share the queue)" if busy else ""
             self.notify(f"runner started, pid {pid}, {self.n_workers} worker(s){extra}")
-        self.sub_title = f"{self.project.name} · {self.runner.describe(list(self.views.values())).text}"
+        self.sub_title = f"{self.project.name} · {self.runner.describe(self.claimed).text}"
 
     def action_workers(self, delta: int) -> None:
         self.n_workers = max(1, min(16, self.n_workers + delta))

@@ -1,36 +1,43 @@
 """What the TUI knows about a project, read incrementally from experiments.toml and runs/ (no Textual here).
 
 The state of each experiment comes from the read model (core.status.row_of), exactly as `unettui ls` derives
-it; this module only decides what to re-read, so a poll with nothing changed reads (almost) nothing."""
+it; this module only decides what to re-read, so that a poll with nothing changed reads (almost) nothing even with
+10,000 runs: one ``stat`` of each run folder (every write of a run file but an append renames a file into it, which
+changes the folder's time), the files of running runs, and a rotating slice of every run's files as a safety net."""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
+import math
 import os
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from ..core.define.queue import QUEUE_FILE, Queue, QueueError, load_queue
+from ..core.runs.runners import RunnerFigures, read_figures
 from ..core.runs.slurm_state import SCHEDULER, JobState, refresh_summary, task_word
 from ..core.runs.status import DataIds, Halving, Row, RunFiles, State, jobs_to_ask, row_of
 from ..core.runs.store import (
     ARCHIVING,
+    ATTEMPTS,
     CONFIG,
     METRICS,
     RUNS_DIR,
     STATUS,
     SUMMARY,
-    Run,
-    RunStore,
     read_json_checked,
 )
 
 QUEUE_CHANGED = "__queue__"
 STUDIES_CHANGED = "__studies__"  # the studies' status was recomputed (experiments.toml or a study run changed)
+RUNNERS_CHANGED = "__runners__"  # the runners' figures files (runs/.runners/) changed
 RUN_FINISHED = (State.DONE, State.FAILED, State.PRUNED)
+FILES = (STATUS, METRICS, SUMMARY, CONFIG, ARCHIVING)
 
 RunView = Row  # one experiment as the TUI shows it: the read model's row, with its metrics
 
@@ -43,7 +50,7 @@ class _FileState:
     bad: int = 0  # metrics.jsonl lines that could not be read
 
 
-def _stat(path: Path) -> tuple[float, int] | None:
+def _stamp(path: str) -> tuple[float, int] | None:
     try:
         st = os.stat(path)
     except OSError:
@@ -51,30 +58,79 @@ def _stat(path: Path) -> tuple[float, int] | None:
     return st.st_mtime, st.st_size
 
 
+def _dir_stamp(path: str) -> int:
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return -1
+
+
+def _read_json(path: str) -> tuple[dict[str, Any] | None, str | None]:
+    """store.read_json_checked, without its pathlib on the common path (a readable JSON object): 30,000 of these open
+    a project of 10,000 runs. Anything else goes to read_json_checked, which says what is wrong."""
+    try:
+        with open(path, "rb") as fh:
+            obj = json.loads(fh.read())
+        if isinstance(obj, dict):
+            return obj, None
+    except FileNotFoundError:
+        return None, None
+    except (OSError, ValueError):
+        pass
+    return read_json_checked(Path(path))
+
+
+def _summary_final(summary: dict[str, Any] | None, status: dict[str, Any] | None) -> bool:
+    """A finished run whose summary has its best val Dice: its metrics.jsonl adds nothing to its row."""
+    best = (summary or {}).get("best_val_dice")
+    return ((status or {}).get("state") in ("done", "failed") and isinstance(best, (int, float))
+            and not isinstance(best, bool) and math.isfinite(best))
+
+
 class ProjectMonitor:
     """Polls a project: re-reads experiments.toml when it changes and each run's files when they change.
 
-    metrics.jsonl is read incrementally (from the last offset; from the start again when the file
-    shrank, as it does when a resumed run rewrites it). ``poll()`` returns the ids whose view changed
-    (plus QUEUE_CHANGED when the queue file was re-read, STUDIES_CHANGED when the studies' status was
-    recomputed). Safe to call from a worker thread; the views, the queue and the study statuses it
-    hands out are replaced, never mutated in place, so a UI thread may read them meanwhile.
+    metrics.jsonl is read incrementally (from the last offset; from the start again when the file shrank, as it does
+    when a resumed run rewrites it). A finished run's metrics (its curves) are not needed for its row: they are read
+    for the runs ``want`` names first (the selected run, the compared runs), then ``backfill`` reads the others a few
+    hundred per poll, so that opening 10,000 runs does not wait for 10,000 metrics files.
+
+    ``poll()`` returns the ids whose view changed (plus QUEUE_CHANGED when the queue file was re-read or the order
+    changed, STUDIES_CHANGED when the studies' status was recomputed, RUNNERS_CHANGED when a runner's figures did).
+    One poll at a time (a lock); the views, the queue and the study statuses it hands out are replaced, never
+    mutated in place, so a UI thread may read them meanwhile.
     """
+
+    FULL_CHECK = 50  # runs whose every file is stat-ed in each poll, in rotation (all of them in a smaller project)
+    BACKFILL = 400  # finished runs whose metrics a backfill reads at most
 
     def __init__(self, project: Path):
         self.project = Path(project)
-        self.store = RunStore(self.project)
+        self.root = str(self.project / RUNS_DIR)
         self.queue: Queue | None = None
         self.queue_error: str | None = None
         self.runs: dict[str, RunView] = {}
+        self.runners: list[RunnerFigures] = []
         self._order: list[str] = []
         self._files: dict[tuple[str, str], _FileState] = {}
         self._snaps: dict[str, RunFiles] = {}
+        self._dirs: dict[str, int] = {}  # run folder -> its mtime (ns) when its files were last stat-ed
+        self._with_metrics: set[str] = set()  # runs whose metrics.jsonl has been read (and is followed)
+        self._want: frozenset[str] = frozenset()
+        self._rotation = 0
+        self._lock = threading.RLock()
         self._queue_stamp: tuple[float, int] | None = None
+        self._defs: dict[str, Any] = {}  # experiment id -> its definition (the first of that id)
+        self._queue_ids: list[str] = []
         self._study_ids: frozenset[str] = frozenset()  # experiment ids of every study's expanded stages
         self._study_seen: dict[str, tuple | None] = {}  # their signature when the studies were last expanded
         self._halving = Halving()
         self._jobs: dict[str, JobState] = {}  # the scheduler's last answer about the jobs of cluster claims
+        self._data = DataIds(self.project)
+        self._problem_text: dict[tuple[str, str], str] = {}  # (run, file) -> what is wrong with it
+        self._claimed: set[str] = set()  # runs whose status says running
+        self.complete = False  # every run has been read (a poll with a budget may read part of them)
+        self._loaded_partly = False  # the queue was loaded by a poll that did not read every run
 
     def order(self) -> list[str]:
         """Queue order, then runs that are no longer in the queue."""
@@ -82,6 +138,60 @@ class ProjectMonitor:
 
     def views(self) -> list[RunView]:
         return [self.runs[i] for i in self._order if i in self.runs]
+
+    def claimed(self) -> list[RunView]:
+        """The views of runs whose status says running (live or stale claims): what the runner header reads."""
+        return [self.runs[i] for i in self._claimed if i in self.runs]
+
+    # ---- metrics on demand -------------------------------------------------------------
+    def want(self, run_ids: Iterable[str]) -> bool:
+        """Runs whose metrics are needed now (the selected one, the compared ones; replaces the last call; safe from any
+        thread). True when one of them has not been read yet: ``load_wanted`` reads them."""
+        self._want = frozenset(run_ids)
+        return any(i not in self._with_metrics and i in self.runs for i in self._want)
+
+    def load_wanted(self) -> set[str]:
+        """Read the metrics of the wanted runs not read yet; returns the ids whose view changed."""
+        with self._lock:
+            return self._load_metrics([i for i in self._want if i not in self._with_metrics and i in self.runs])
+
+    def backfill(self, limit: int | None = None) -> set[str]:
+        """Read the metrics of up to ``limit`` more runs that have none read yet (wanted ones first)."""
+        with self._lock:
+            limit = self.BACKFILL if limit is None else limit
+            todo = [i for i in self._want if i not in self._with_metrics and i in self.runs]
+            if len(todo) < limit:
+                for run_id in self._order:
+                    if run_id not in self._with_metrics and run_id in self._snaps and self._snaps[run_id].exists:
+                        todo.append(run_id)
+                        if len(todo) >= limit:
+                            break
+            return self._load_metrics(todo[:limit])
+
+    def backfilled(self) -> bool:
+        """Whether every run folder's metrics have been read."""
+        return all(i in self._with_metrics for i, s in self._snaps.items() if s.exists)
+
+    def _load_metrics(self, run_ids: list[str]) -> set[str]:
+        changed: set[str] = set()
+        for run_id in run_ids:
+            snap = self._snaps.get(run_id)
+            if snap is None:
+                continue
+            snap = copy.copy(snap)
+            path = f"{self.root}/{run_id}/{METRICS}"
+            fs = self._files.setdefault((run_id, METRICS), _FileState())
+            stamp = _stamp(path)
+            snap.metrics = self._read_metrics(path, fs, stamp, [])
+            fs.mtime, fs.size = stamp if stamp else (-1.0, -1)
+            self._with_metrics.add(run_id)
+            snap.problems = self._problems(run_id, snap, fs)
+            self._snaps[run_id] = snap
+            view = self._row(run_id, snap)
+            if view != self.runs.get(run_id):
+                self.runs[run_id] = view
+                changed.add(run_id)
+        return changed
 
     # ---- studies ---------------------------------------------------------------------
     @property
@@ -128,17 +238,28 @@ class ProjectMonitor:
         self._study_seen = {i: sig for i, sig in self._study_seen.items() if i in ids}
         self._study_ids = ids
         self._halving = Halving.of(queue)
+        self._defs = {}
+        for e in queue.experiments:
+            self._defs.setdefault(e.id, e)
+        self._queue_ids = list(self._defs)
+        self._data = DataIds(self.project)  # a reload may be a dataset's change too: ask again
 
     # ---- polling -------------------------------------------------------------------
-    def poll(self) -> set[str]:
-        """Read what changed; returns the ids whose view changed, QUEUE_CHANGED when experiments.toml was
-        re-read or the order changed, and STUDIES_CHANGED when the studies' status was recomputed.
+    def poll(self, budget: int | None = None) -> set[str]:
+        """Read what changed (at most ``budget`` runs not seen before: the rest on the next calls, ``complete`` says
+        when every run has been read; None: all); returns the ids whose view changed, QUEUE_CHANGED when experiments.toml was
+        re-read or the order changed, STUDIES_CHANGED when the studies' status was recomputed and RUNNERS_CHANGED
+        when the runners' figures changed.
 
         A study's status (stages, scores, winners, and the experiments of its later stages) depends on
         its runs: when one of them changes state, or a finished one its summary, the queue is expanded
         again (at most once per poll); the file itself is re-read only then or when it changed."""
+        with self._lock:
+            return self._poll(budget)
+
+    def _poll(self, budget: int | None) -> set[str]:
         changed: set[str] = set()
-        stamp = _stat(self.project / QUEUE_FILE)
+        stamp = _stamp(str(self.project / QUEUE_FILE))
         loaded = False
         if stamp != self._queue_stamp:
             self._queue_stamp = stamp
@@ -149,28 +270,42 @@ class ProjectMonitor:
             except QueueError as exc:
                 self.queue_error = str(exc)  # keep the last good queue on screen
             changed |= {QUEUE_CHANGED, STUDIES_CHANGED}
-        self._refresh_runs(changed)
+        self._refresh_runs(changed, budget)
         self._poll_jobs(changed)
+        self._poll_runners(changed)
+        if not self.complete:  # the studies are looked at once every run has been read
+            self._loaded_partly = self._loaded_partly or loaded
+            return changed
+        if self._loaded_partly:
+            loaded, self._loaded_partly = True, False
         if self._study_ids and self._studies_moved(changed, loaded) and not loaded:
-            before = [e.id for e in self.queue.experiments] if self.queue else []
+            before = list(self._queue_ids)
             try:
                 queue = load_queue(self.project)
             except QueueError:
                 return changed  # a half-written file: its own change is reported by the next poll
             self._set_queue(queue)
             changed.add(STUDIES_CHANGED)
-            if [e.id for e in queue.experiments] != before:  # a stage expanded: its experiments join the queue
+            if self._queue_ids != before:  # a stage expanded: its experiments join the queue
                 changed.add(QUEUE_CHANGED)
-            self._refresh_runs(changed | {QUEUE_CHANGED})  # halving may have pruned or promoted runs
+            again = changed | {QUEUE_CHANGED}  # every row derived again: halving may have pruned or promoted runs
+            self._refresh_runs(again)
+            changed |= again - ({QUEUE_CHANGED} - changed)
             self._studies_moved(changed, True)
         return changed
+
+    def _poll_runners(self, changed: set[str]) -> None:
+        figures = read_figures(self.project)
+        if figures != self.runners:
+            self.runners = figures
+            changed.add(RUNNERS_CHANGED)
 
     def _poll_jobs(self, changed: set[str]) -> None:
         """The scheduler's state of the cluster jobs that running or interrupted runs are claimed in, and of this
         project's SLURM submissions. Asked only here, in the polling thread, and at most every few seconds (the core
         caches the answers and limits every squeue/sacct call in time); views whose job state moved are replaced."""
         refresh_summary(self.project)
-        ask = jobs_to_ask(self.runs.values())
+        ask = jobs_to_ask(self.claimed())
         if not ask and not self._jobs:
             return
         states = SCHEDULER.states(ask) if ask else {}
@@ -184,93 +319,135 @@ class ProjectMonitor:
                     self.runs[run_id] = dataclasses.replace(view, scheduler=word)
                     changed.add(run_id)
 
-    def _refresh_runs(self, changed: set[str]) -> None:
-        run_ids = self._run_ids()
-        queue_ids = list(dict.fromkeys(e.id for e in self.queue.experiments)) if self.queue else []
-        order = queue_ids + sorted(set(run_ids) - set(queue_ids))
+    def _refresh_runs(self, changed: set[str], budget: int | None = None) -> None:
+        self._data = DataIds(self.project)  # each poll asks again (cached in the core): a dataset may have changed
+        try:
+            run_ids = {e.name for e in os.scandir(self.root) if e.is_dir() and not e.name.startswith(".")}
+        except OSError:
+            run_ids = set()
+        queue_ids = self._queue_ids
+        known = set(queue_ids)
+        order = queue_ids + sorted(run_ids - known) if run_ids - known else list(queue_ids)
         if order != self._order:
             self._order = order
             changed.add(QUEUE_CHANGED)
-        defs: dict[str, Any] = {}
-        for e in (self.queue.experiments if self.queue else []):
-            defs.setdefault(e.id, e)
-        data = DataIds(self.project)
-        present = set(run_ids)
+        reread = QUEUE_CHANGED in changed
+        n = len(order)
+        start, width = self._rotation % max(1, n), min(n, self.FULL_CHECK)
+        self._rotation = start + width
+        checked = set(order[start:start + width]) | set(order[:max(0, start + width - n)])
+        self.complete = True
         for run_id in order:
-            view = self._refresh(run_id, defs.get(run_id), run_id in present, QUEUE_CHANGED in changed, data)
+            if budget is not None and run_id not in self.runs:
+                if budget <= 0:
+                    self.complete = False
+                    continue
+                budget -= 1
+            view = self._refresh(run_id, run_id in run_ids, run_id in checked, reread)
             if view is not None:
                 self.runs[run_id] = view
                 changed.add(run_id)
-        for gone in set(self.runs) - set(order):
+                if view.claimed or view.state is State.RUNNING:
+                    self._claimed.add(run_id)
+                else:
+                    self._claimed.discard(run_id)
+        for gone in [i for i in self.runs if i not in self._defs and i not in run_ids]:
             del self.runs[gone]
             self._snaps.pop(gone, None)
+            self._dirs.pop(gone, None)
+            self._with_metrics.discard(gone)
+            self._claimed.discard(gone)
+            for name in FILES:
+                self._files.pop((gone, name), None)
             changed.add(gone)
 
-    def _run_ids(self) -> list[str]:
-        try:
-            return [e.name for e in os.scandir(self.store.root) if e.is_dir() and not e.name.startswith(".")]
-        except OSError:
-            return []
+    def _row(self, run_id: str, snap: RunFiles) -> RunView:
+        exp = self._defs.get(run_id)
+        valid = exp is not None and exp.config is not None
+        return row_of(run_id, exp, snap, self._halving, self._data(exp.config) if valid else None, jobs=self._jobs)
 
-    def _changed(self, run_id: str, name: str) -> tuple[bool, _FileState, tuple[float, int] | None]:
-        key = (run_id, name)
-        fs = self._files.setdefault(key, _FileState())
-        stamp = _stat(self.store.root / run_id / name)
-        now = (stamp[0], stamp[1]) if stamp else (-1.0, -1)
-        different = now != (fs.mtime, fs.size)
-        return different, fs, stamp
-
-    def _refresh(self, run_id: str, exp, has_run: bool, queue_changed: bool, data: DataIds) -> RunView | None:
+    def _refresh(self, run_id: str, has_run: bool, full: bool, rederive: bool) -> RunView | None:
+        """The new view of ``run_id`` when it changed, else None. Its files are looked at when its folder changed,
+        when it is running (its metrics grow; its claim may go stale), when it is new and when ``full``; ``rederive``
+        (the queue changed: its definition may have) derives its row again from what was read."""
         old = self.runs.get(run_id)
-        run = Run(self.store.root / run_id)
-        files = {name: self._changed(run_id, name) for name in (STATUS, METRICS, SUMMARY, CONFIG, ARCHIVING)}
-        # a running claim goes stale without any file changing: re-derive its state now and then
-        stale_check = old is not None and old.state is State.RUNNING
-        if old is not None and not queue_changed and not stale_check and not any(f[0] for f in files.values()):
-            return None
+        folder = f"{self.root}/{run_id}"
+        dir_now = _dir_stamp(folder) if has_run else -1
+        running = old is not None and old.state is State.RUNNING
+        if old is not None and not running and not full and dir_now == self._dirs.get(run_id, -2):
+            return self._rederived(run_id, old) if rederive else None
+        self._dirs[run_id] = dir_now
         snap = self._snaps.get(run_id) or RunFiles()
-        snap = RunFiles(**{**snap.__dict__})
+        follow = run_id in self._with_metrics or run_id in self._want or not _summary_final(snap.summary, snap.status)
+        stamps: dict[str, tuple[bool, _FileState, tuple[float, int] | None]] = {}
+        for name in FILES:
+            fs = self._files.setdefault((run_id, name), _FileState())
+            stamp = _stamp(f"{folder}/{name}") if has_run else None
+            differs = (stamp or (-1.0, -1)) != (fs.mtime, fs.size)
+            stamps[name] = (differs and (name != METRICS or follow), fs, stamp)
+        if old is not None and not running and not rederive and not any(d for d, _, _ in stamps.values()):
+            return None
+        snap = copy.copy(snap)
         snap.exists = has_run
         rel = f"{RUNS_DIR}/{run_id}"
-        if files[STATUS][0] or old is None:
-            status, problem = read_json_checked(run.file(STATUS))
+        if stamps[STATUS][0] or old is None:
+            status, problem = _read_json(f"{folder}/{STATUS}")
             snap.status, snap.status_problem = status, f"{rel}/{STATUS} {problem}" if problem else None
-            snap.attempts = len(run.attempts()) if has_run else 0
-        problems: dict[str, str] = {}
+            snap.attempts = self._attempts(folder) if has_run else 0
         for name, attr in ((CONFIG, "config"), (SUMMARY, "summary")):
-            if files[name][0] or old is None:
-                value, problem = read_json_checked(run.file(name))
+            if stamps[name][0] or old is None:
+                value, problem = _read_json(f"{folder}/{name}")
                 setattr(snap, attr, value)
-                files[name][1].bad = 1 if problem else 0
+                stamps[name][1].bad = 1 if problem else 0
                 if problem:
-                    problems[name] = f"{rel}/{name} {problem}"
-            elif files[name][1].bad:
-                problems[name] = next((p for p in snap.problems if p.startswith(f"{rel}/{name} ")), f"{rel}/{name}")
-        if files[METRICS][0] or old is None:
-            snap.metrics = self._read_metrics(run, files[METRICS][1], files[METRICS][2], list(snap.metrics))
-        bad = files[METRICS][1].bad
-        snap.problems = [problems[n] for n in (CONFIG, SUMMARY) if n in problems] + (
-            [f"{rel}/{METRICS}: {bad} unreadable line{'s' if bad > 1 else ''} skipped"] if bad else [])
-        snap.archiving = files[ARCHIVING][2] is not None
-        for name, (_, fs, stamp) in files.items():
+                    self._problem_text[(run_id, name)] = f"{rel}/{name} {problem}"
+        metrics_fs = stamps[METRICS][1]
+        follow = run_id in self._with_metrics or run_id in self._want or not _summary_final(snap.summary, snap.status)
+        if follow and (stamps[METRICS][0] or run_id not in self._with_metrics):
+            snap.metrics = self._read_metrics(f"{folder}/{METRICS}", metrics_fs, stamps[METRICS][2],
+                                              list(snap.metrics) if run_id in self._with_metrics else [])
+            self._with_metrics.add(run_id)
+        snap.problems = self._problems(run_id, snap, metrics_fs)
+        snap.archiving = stamps[ARCHIVING][2] is not None
+        for name, (_, fs, stamp) in stamps.items():
+            if name == METRICS and run_id not in self._with_metrics:
+                continue  # not read: the first time it is, its whole file is
             fs.mtime, fs.size = (stamp if stamp else (-1.0, -1))
         self._snaps[run_id] = snap
-        valid = exp is not None and exp.config is not None
-        view = row_of(run_id, exp, snap, self._halving, data(exp.config) if valid else None, jobs=self._jobs)
+        view = self._row(run_id, snap)
         if old is not None and old == view:
             return None
         return view
 
+    def _rederived(self, run_id: str, old: RunView) -> RunView | None:
+        view = self._row(run_id, self._snaps.get(run_id) or RunFiles())
+        return None if view == old else view
+
+
+    def _problems(self, run_id: str, snap: RunFiles, metrics_fs: _FileState) -> list[str]:
+        rel = f"{RUNS_DIR}/{run_id}"
+        out = [self._problem_text.get((run_id, n), f"{rel}/{n}") for n in (CONFIG, SUMMARY)
+               if self._files.get((run_id, n), _FileState()).bad]
+        bad = metrics_fs.bad
+        return out + ([f"{rel}/{METRICS}: {bad} unreadable line{'s' if bad > 1 else ''} skipped"] if bad else [])
+
     @staticmethod
-    def _read_metrics(run: Run, fs: _FileState, stamp, metrics: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def _attempts(folder: str) -> int:
+        try:
+            return sum(1 for e in os.scandir(f"{folder}/{ATTEMPTS}") if e.is_dir() and e.name.isdigit())
+        except OSError:
+            return 0
+
+    @staticmethod
+    def _read_metrics(path: str, fs: _FileState, stamp, metrics: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if not stamp:
             fs.offset, fs.bad = 0, 0
             return []
         size = stamp[1]
-        if size < fs.offset:  # rewritten (a resumed run): read again from the start
+        if size < fs.offset or not metrics:  # rewritten (a resumed run), or not read yet: from the start
             fs.offset, fs.bad, metrics = 0, 0, []
         try:
-            with open(run.file(METRICS), "rb") as fh:
+            with open(path, "rb") as fh:
                 fh.seek(fs.offset)
                 chunk = fh.read(size - fs.offset)
         except OSError:
@@ -290,6 +467,51 @@ class ProjectMonitor:
                 fs.bad += 1
         fs.offset += end
         return metrics
+
+
+# ---- figures derived from views (pure) ----------------------------------------------------
+
+
+def images_per_second(view: RunView) -> float | None:
+    """Training images per second of a run's latest epoch (its wall time, validation included): the throughput a
+    user compares between devices and batch sizes. None before its first epoch."""
+    n = view.config.get("n_train")
+    if not view.metrics or not isinstance(n, int) or isinstance(n, bool) or n <= 0:
+        return None
+    secs = view.metrics[-1].get("seconds")
+    if not isinstance(secs, (int, float)) or isinstance(secs, bool) or not math.isfinite(secs) or secs <= 0:
+        return None
+    return n / secs
+
+
+TO_TRAIN = (State.PENDING, State.INTERRUPTED, State.CHANGED, State.RUNNING)
+
+
+def queue_eta(views: Iterable[RunView], workers: int = 1) -> tuple[int, float | None]:
+    """(runs left to train, seconds until the queue is done at ``workers`` runs at a time): running runs by their own
+    ETA, the others by their epochs left times the mean epoch time of the project's runs so far. The time is None when
+    no epoch has been timed yet."""
+    left, eta, epochs_left = 0, 0.0, 0
+    secs: list[float] = []
+    for v in views:
+        s = v.summary.get("seconds")
+        done = v.summary.get("epochs_done")
+        if isinstance(s, (int, float)) and isinstance(done, int) and done > 0 and not isinstance(s, bool):
+            secs.append(s / done)
+        if v.state not in TO_TRAIN or not v.in_queue:
+            continue
+        left += 1
+        if v.state is State.RUNNING and (own := v.eta_seconds()) is not None:
+            eta += own
+            continue
+        target = v.target or v.epochs or 0
+        epochs_left += max(0, target - (v.epoch if v.state is not State.CHANGED else 0))
+    if left == 0:
+        return 0, 0.0
+    if epochs_left and not secs:
+        return left, None
+    per_epoch = sum(secs) / len(secs) if secs else 0.0
+    return left, (eta + epochs_left * per_epoch) / max(1, workers)
 
 
 def now() -> float:

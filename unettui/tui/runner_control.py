@@ -34,6 +34,8 @@ class RunnerControl:
         self.project = Path(project)
         self.proc: subprocess.Popen | None = None
         self.workers = 1
+        # the runner's --pack (auto, off or N); `unettui run --pack N` sets UNETTUI_PACK before opening the TUI
+        self.pack: str | None = os.environ.get("UNETTUI_PACK") or None
 
     @property
     def log_path(self) -> Path:
@@ -42,14 +44,18 @@ class RunnerControl:
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def start(self, workers: int = 1) -> int:
-        """Start a runner (``workers`` processes); returns its pid. Does nothing if ours already runs."""
+    def start(self, workers: int = 1, pack: str | None = None) -> int:
+        """Start a runner (``workers`` processes, each packing as ``pack`` says: auto, off or N; None: self.pack);
+        returns its pid. Does nothing if ours already runs."""
         if self.running():
             return self.proc.pid
         self.workers = workers
+        self.pack = pack or self.pack
         args = [sys.executable, "-m", "unettui", "run", "--headless", "--plain", "-p", str(self.project)]
         if workers > 1:
             args += ["--workers", str(workers)]
+        if self.pack:
+            args += ["--pack", str(self.pack)]
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "a", encoding="utf-8")
         log.write(f"--- runner started from the TUI at {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
@@ -78,6 +84,7 @@ class RunnerControl:
         now = now or time.time()
         if self.running():
             n = f"{self.workers} workers" if self.workers > 1 else "1 worker"
+            n += f", packs {self.pack}" if self.pack and self.pack != "auto" else ""
             return RunnerState("ours", f"runner: started here (pid {self.proc.pid}, {n})")
         jobs = cached_summary(self.project)  # SLURM submissions of this project (read by the poll thread, no I/O here)
         if jobs:

@@ -1,4 +1,5 @@
-"""LivePanel: the selected run's progress, ETA, curves (train loss, val loss, val Dice, lr) and latest numbers."""
+"""LivePanel: what the runners do now (device, GPU memory and utilisation, images/s; the queue's ETA) and the selected
+run's progress, ETA, curves (train loss, val loss, val Dice, lr) and latest numbers."""
 
 from __future__ import annotations
 
@@ -12,8 +13,12 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import ProgressBar, Sparkline, Static
 
+from ...core.runs.runners import RunnerFigures
+from ...core.show import render
+from ...core.show.curves import ASCII_MARKERS, MARKERS, PALETTE, Series, plain, render_curves
 from ...core.show.fmt import duration as _duration
-from ..data import RunView
+from ...richtext import segments_text
+from ..data import RunView, images_per_second
 
 # (metrics key, label, how to print a value); the order is the order on screen
 CURVES: tuple[tuple[str, str, str], ...] = (
@@ -54,6 +59,126 @@ def best_val_dice(view: RunView) -> tuple[float | None, Any]:
     return found
 
 
+GIB = 1024**3
+
+
+def _run_speed(view: RunView | None) -> str:
+    ips = images_per_second(view) if view is not None else None
+    return f"{ips:,.0f} img/s" if ips is not None and ips >= 10 else f"{ips:.1f} img/s" if ips is not None else ""
+
+
+def runner_line(fig: RunnerFigures, views: dict[str, RunView]) -> Text:
+    """``lab pid 4242 · cuda:0 NVIDIA H100 · GPU mem 12.3/79.6 GiB · util 97% · opt-adam 412 img/s``."""
+    line = Text(f"{fig.host} pid {fig.pid}", style="bold")
+    line.append(f" · {fig.device or '?'}" + (f" {fig.gpu}" if fig.gpu else ""))
+    if fig.mem_used is not None and fig.mem_total:
+        share = fig.mem_used / fig.mem_total
+        line.append(" · GPU mem ")
+        line.append(f"{fig.mem_used / GIB:.1f}/{fig.mem_total / GIB:.1f} GiB",
+                    style="bold red" if share > 0.95 else "yellow" if share > 0.8 else "")
+        if fig.mem_process is not None:
+            line.append(f" (this {fig.mem_process / GIB:.1f})", style="dim")
+    if fig.util is not None:
+        line.append(f" · util {fig.util}%")
+    for run_id in fig.runs:
+        speed = _run_speed(views.get(run_id))
+        line.append(f" · {run_id}" + (f" {speed}" if speed else ""), style="cyan")
+    return line
+
+
+def system_text(runners: list[RunnerFigures], views: dict[str, RunView], eta: tuple[int, float | None],
+                workers: int, running: list[RunView] | None = None) -> Text:
+    """One line per runner (its figures file), one per running run no figures file names (a runner of an older
+    version, or one whose file is late), then the queue: runs left and when it is done."""
+    lines = [runner_line(f, views) for f in runners]
+    named = {r for f in runners for r in f.runs}
+    for v in running or []:
+        if v.id not in named:
+            device = v.config.get("resolved_device") or v.config.get("device") or "?"
+            speed = _run_speed(v)
+            lines.append(Text(f"{v.id} on {device}" + (f" · {speed}" if speed else ""), style="cyan"))
+    left, seconds = eta
+    if left:
+        at = f" at {workers} runs at a time" if workers > 1 else ""
+        when = f"ETA {duration(seconds)}{at}" if seconds is not None else "ETA - (no epoch timed yet)"
+        lines.append(Text(f"queue: {left} run{'s' if left != 1 else ''} to train · {when}", style="dim"))
+    elif views:
+        lines.append(Text("queue: nothing left to train", style="dim"))
+    return Text("\n").join(lines)
+
+
+class CurvePlot(Static):
+    """The selected run's curves drawn large when the panel has the room (at 120 columns and more): its train and val
+    loss on shared axes and its val Dice, side by side when wide, else one above the other; nothing when too small
+    (the sparklines above say it all). Drawn by core.show.curves, in colour or ASCII like the Compare tab."""
+
+    DEFAULT_CSS = "CurvePlot { height: 1fr; }"
+    MIN_WIDTH, MIN_ROWS = 50, 8
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__("", markup=False, **kwargs)
+        self.metrics: list[dict[str, Any]] = []
+        self.colour = render.use_colour(isatty=True)
+        self._key: tuple | None = None
+
+    def show(self, metrics: list[dict[str, Any]]) -> None:
+        self.metrics = metrics
+        self._draw()
+
+    def on_resize(self) -> None:
+        self._draw()
+
+    def _draw(self) -> None:
+        width, height = self.content_size.width, self.content_size.height
+        m = self.metrics
+        key = (width, height, len(m), m[-1] if m else None, m[0] if m else None, self.colour)
+        if key == self._key:
+            return
+        self._key = key
+        if width < self.MIN_WIDTH or height < self.MIN_ROWS or len(m) < 2:
+            self.update("")
+            return
+        pts = {k: [(float(r.get("epoch", i)), v) for i, r in enumerate(m, 1) if (v := _finite(r.get(k))) is not None]
+               for k in ("train_loss", "val_loss", "val_dice")}
+        losses = [Series("train loss", pts["train_loss"], colour=PALETTE[0]),
+                  Series("val loss", pts["val_loss"], colour=PALETTE[1])]
+        dice = [Series("val dice", pts["val_dice"], colour=PALETTE[2])]
+        ascii = not self.colour
+        try:
+            if width >= 100:  # side by side: each half, the loss legend under both
+                half = (width - 2) // 2
+                a = render_curves(losses, half, max(3, height - 5), ascii=ascii, ylabel="loss", legend=False)
+                b = render_curves(dice, width - half - 2, max(3, height - 5), ascii=ascii, ylabel="val dice",
+                                  legend=False)
+                rows = [ra + [("  ", None, None)] + rb for ra, rb in zip(_pad(a, half), b)]
+            else:
+                each = (height - 8) // 2
+                if each < 3:
+                    rows = render_curves(dice, width, height - 3, ascii=ascii, ylabel="val dice", legend=False)
+                else:
+                    rows = (render_curves(losses, width, each, ascii=ascii, ylabel="loss", legend=False)
+                            + render_curves(dice, width, each, ascii=ascii, ylabel="val dice", legend=False))
+            rows = rows + _legend(losses, ascii)
+        except ValueError:
+            self.update("")
+            return
+        self.update(segments_text(rows) if self.colour else Text("\n".join(plain(rows)), no_wrap=True))
+
+
+def _pad(rows: list, width: int) -> list:
+    """Rows padded with spaces to ``width`` cells (to put another plot beside them)."""
+    return [row + [(" " * (width - sum(len(t) for t, _, _ in row)), None, None)] for row in rows]
+
+
+def _legend(series: list[Series], ascii: bool) -> list:
+    """The loss plot's legend (the val Dice plot has one curve: its title names it)."""
+    row: list = [("  loss: ", None, None)]
+    for i, s in enumerate(series):
+        mark = ASCII_MARKERS[i] if ascii else MARKERS[i] + "⠒"
+        row += [(mark, None if ascii else s.colour, None), (f" {s.label}   ", None, None)]
+    return [row]
+
+
 class LivePanel(Vertical):
     """The selected run, live: title, epoch progress with ETA, one sparkline per curve with its numbers.
 
@@ -64,6 +189,7 @@ class LivePanel(Vertical):
 
     DEFAULT_CSS = """
     LivePanel { height: auto; }
+    LivePanel > #live-system { height: auto; margin-bottom: 1; }
     LivePanel > #live-title { text-style: bold; }
     LivePanel > #live-message { color: $text-muted; }
     LivePanel > #live-error { color: $error; }
@@ -80,6 +206,8 @@ class LivePanel(Vertical):
     def __init__(self, *, name: str | None = None, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(name=name, id=id, classes=classes)
         self.view: RunView | None = None
+        self._system = Static("", id="live-system", markup=False)
+        self._system.display = False
         self._title = Static("", id="live-title", markup=False)
         self._message = Static("select an experiment", id="live-message", markup=False)
         self._epoch = Static("", id="live-epoch", markup=False)
@@ -96,15 +224,18 @@ class LivePanel(Vertical):
             self._rows.append(Horizontal(Static(label, classes="live-label"), spark, value, classes="live-curve"))
         self._best = Static("", id="live-best", markup=False)
         self._error = Static("", id="live-error", markup=False)
+        self.plot = CurvePlot(id="live-plot")
         self._metrics_key: tuple[Any, ...] | None = None
 
     def compose(self) -> ComposeResult:
+        yield self._system
         yield self._title
         yield self._message
         yield self._progress
         yield from self._rows
         yield self._best
         yield self._error
+        yield self.plot
 
     def on_mount(self) -> None:
         self._apply()
@@ -115,6 +246,13 @@ class LivePanel(Vertical):
         self.view = view
         if self.is_mounted:
             self._apply()
+
+    def show_system(self, runners: list[RunnerFigures], views: dict[str, RunView], eta: tuple[int, float | None],
+                    workers: int = 1, running: list[RunView] | None = None) -> None:
+        """The runners' figures, the running runs' speed and the queue's ETA (from the poll; nothing here asks a GPU)."""
+        text = system_text(runners, views, eta, workers, running)
+        self._system.display = bool(text.plain)
+        self._system.update(text)
 
     # ---- drawing ----------------------------------------------------------------------
     def _apply(self) -> None:
@@ -168,6 +306,7 @@ class LivePanel(Vertical):
     def _show_curves(self, show: bool) -> None:
         for row in self._rows:
             row.display = show
+        self.plot.display = show
 
     def _update_progress(self, view: RunView) -> None:
         done = len(view.metrics) if view.metrics else view.epoch
@@ -191,6 +330,7 @@ class LivePanel(Vertical):
         if key == self._metrics_key:
             return
         self._metrics_key = key
+        self.plot.show(metrics)
         for name, _, fmt in CURVES:
             values = curve(metrics, name)
             self.sparklines[name].data = values  # a new list each time: Sparkline only redraws on a new value

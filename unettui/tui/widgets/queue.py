@@ -13,6 +13,8 @@ from textual.widgets import DataTable
 from .. import edits
 from ..actions import bindings
 from ..data import RunView
+from .keyed_table import KeyedTable
+from .marks import Mark, mark_text
 
 STATE_STYLE = {
     "pending": "dim",
@@ -41,10 +43,11 @@ def best_text(v: RunView) -> Text:
     return Text(f"{best:.4f}", justify="right")
 
 
-class QueuePanel(DataTable):
-    """A DataTable keyed by experiment id; ``update_views`` adds, removes and updates rows in place."""
+class QueuePanel(KeyedTable):
+    """The queue, keyed by experiment id: ``update_views`` adds, removes and updates rows in place (a new queue
+    order is one sort, not a rebuild); space marks the selected experiment for the Compare tab."""
 
-    COLUMNS = (("id", "id"), ("state", "status"), ("best dice", "best"), ("attempt", "tries"))
+    COLUMNS = ((" ", "mark"), ("id", "id"), ("state", "status"), ("best dice", "best"), ("attempt", "tries"))
     BINDINGS: ClassVar[list[BindingType]] = bindings("queue")
 
     class Selected(Message):
@@ -55,40 +58,45 @@ class QueuePanel(DataTable):
             super().__init__()
 
     def __init__(self, **kwargs) -> None:
-        super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
-        self._order: list[str] = []
+        super().__init__(cursor_type="row", zebra_stripes=True, key_column="id", **kwargs)
+        self._views: dict[str, RunView] = {}
+        self.marked: frozenset[str] = frozenset()
 
     def on_mount(self) -> None:
         for label, key in self.COLUMNS:
-            self.add_column(label, key=key)
+            self.add_column(label, key=key, width=1 if key == "mark" else None)
 
     def _cells(self, v: RunView) -> tuple:
-        return (Text(v.id), status_text(v), best_text(v), Text(str(v.attempt or "-"), justify="right"))
+        return (mark_text(v.id in self.marked), Text(v.id), status_text(v), best_text(v),
+                Text(str(v.attempt or "-"), justify="right"))
 
     def update_views(self, views: list[RunView], changed: set[str] | None = None) -> None:
-        """Rows follow ``views`` (queue order); existing rows are updated cell by cell (only the ``changed``
-        ids when given)."""
-        selected = self.selected_id()
-        order = [v.id for v in views]
-        if order != self._order:  # the queue changed (added, removed, moved): rebuild rows, keep the cursor
-            self.clear()
-            for v in views:
-                self.add_row(*self._cells(v), key=v.id)
-            self._order = order
-            if selected in order:
-                self.move_cursor(row=order.index(selected))
+        """Rows follow ``views`` (queue order): the ``changed`` ids' cells are updated in place (every row's when None),
+        new rows added, gone ones removed, and the order fixed when it moved."""
+        self._views = {v.id: v for v in views}
+        if changed is not None and len(views) == len(self.keys) and [v.id for v in views] == self.keys:
+            self.update_rows([(v.id, self._cells(v)) for v in views if v.id in changed])
             return
-        for v in views:
-            if changed is not None and v.id not in changed:
-                continue
-            for (_, key), cell in zip(self.COLUMNS, self._cells(v)):
-                if str(self.get_cell(v.id, key)) != str(cell) or key == "status":
-                    self.update_cell(v.id, key, cell, update_width=True)
+        known = self._want_cells
+        self.sync([(v.id, self._cells(v) if changed is None or v.id in changed or v.id not in known
+                    else known[v.id]) for v in views])
+
+    def update_changed(self, views: list[RunView]) -> None:
+        """These views changed (their rows exist): their cells are updated in place."""
+        self._views.update((v.id, v) for v in views)
+        self.update_rows([(v.id, self._cells(v)) for v in views])
+
+    def has_row(self, run_id: str) -> bool:
+        return run_id in self._want_cells
+
+    def set_marked(self, marked: frozenset[str]) -> None:
+        """Show which experiments are marked for the comparison."""
+        flipped = marked ^ self.marked
+        self.marked = marked
+        self.update_rows([(k, self._cells(self._views[k])) for k in flipped if k in self._views])
 
     def selected_id(self) -> str | None:
-        if not self._order or self.cursor_row is None or not (0 <= self.cursor_row < len(self._order)):
-            return None
-        return self.coordinate_to_cell_key((self.cursor_row, 0)).row_key.value
+        return self.cursor_key()
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         event.stop()
@@ -129,3 +137,7 @@ class QueuePanel(DataTable):
 
     def action_retry_failed(self) -> None:
         edits.retry_failed(self.app)
+
+    def action_mark(self) -> None:
+        if run_id := self._chosen():
+            self.post_message(Mark([run_id]))

@@ -1,7 +1,10 @@
-"""The results panel: runs with their varying hyper-parameters and metrics; filter, sort, group by and export to CSV."""
+"""The results panel: runs with their varying hyper-parameters and metrics — per configuration (mean ± sd (n) over its
+repeats) when runs have repeats — with a filter, sorting, per-value means, marks for the Compare tab and CSV export.
+What it shows is computed by tui.results_model: on this thread for a few thousand runs, in a worker beyond."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -18,76 +21,35 @@ from textual.widgets.data_table import ColumnKey
 
 from ...core.runs.export import to_csv
 from ...core.runs.store import atomic_write_text
-from ...core.show.fmt import duration
 from ...core.show.fmt import value as fmt_value
 from .. import edits
 from ..actions import bindings
-from ..filtering import (
-    Condition,
-    FilterError,
-    group_means,
-    has_epochs,
-    matches,
-    parse_filter,
-    row_of,
-    sort_rows,
-    varying_keys,
-)
+from ..filtering import Condition, FilterError, parse_filter
+from ..results_model import CONFIGURATION_COLUMNS, METRIC_COLUMNS, ResultsModel, Shown
+from .keyed_table import KeyedTable
+from .marks import Mark
 
-# (row key, header label) of the metric columns, after id, status and the varying hyper-parameters
-METRIC_COLUMNS = (
-    ("best_val_dice", "best dice"),
-    ("best_epoch", "best ep"),
-    ("final_val_dice", "final dice"),
-    ("final_val_loss", "final loss"),
-    ("epochs_done", "epochs"),
-    ("seconds", "time"),
-)
 # higher is better: the first sort by these is descending
 DESCENDING_FIRST = frozenset({"best_val_dice", "final_val_dice", "final_train_dice", "final_val_iou"})
-STATE_STYLES = {"running": "yellow", "done": "green", "failed": "red", "interrupted": "magenta"}
 ARROWS = {False: " ▲", True: " ▼"}
 NO_ARROW = "  "  # same width as an arrow, so a sorted header never needs a wider column
-
-Cell = tuple[str, str, bool]  # text, rich style, right-justified
+IN_WORKER = 2000  # more runs than this: the rows are computed in a worker thread, never on the UI thread
+LABELS = {"mark": " ", **dict(METRIC_COLUMNS)}
 
 
 def _metric(value: Any) -> str:
     return "" if value is None else f"{value:.4f}"
 
 
-def _cells(row: dict[str, Any], columns: tuple[str, ...]) -> tuple[Cell, ...]:
-    out: list[Cell] = []
-    for col in columns:
-        value = row.get(col)
-        if col == "id":
-            out.append((str(value), "bold", False))
-        elif col == "status":
-            out.append((str(value), STATE_STYLES.get(str(value), ""), False))
-        elif col in ("best_val_dice", "final_val_dice", "final_val_loss"):
-            out.append((_metric(value), "", True))
-        elif col == "best_epoch":
-            out.append(("" if value is None else str(value), "", True))
-        elif col == "epochs_done":
-            done, total = value or 0, row.get("epochs")
-            out.append((f"{done}/{total}" if total else str(done), "", True))
-        elif col == "seconds":
-            out.append(("" if value is None else duration(value), "", True))
-        else:
-            out.append((fmt_value(value, missing=""), "", isinstance(value, (int, float)) and not isinstance(value, bool)))
-    return tuple(out)
-
-
-def _text(cell: Cell) -> Text:
-    text, style, right = cell
-    return Text(text, style=style, justify="right" if right else "left")
-
-
-class ResultsTable(DataTable):
+class ResultsTable(KeyedTable):
     """A row-cursor DataTable whose left/right keys pick a current column (the one `s` sorts by)
     and scroll it into view, instead of only scrolling; enter (named in the footer) opens the run in Preview."""
 
     BINDINGS: ClassVar[list[BindingType]] = bindings("results-table")
+
+    def action_mark(self) -> None:
+        if isinstance(self.parent, ResultsPanel):
+            self.parent.mark_highlighted()
 
     def action_cursor_right(self) -> None:
         self._step_column(1)
@@ -98,7 +60,7 @@ class ResultsTable(DataTable):
     def _step_column(self, step: int) -> None:
         if not self.columns:
             return
-        column = max(0, min(len(self.columns) - 1, self.cursor_column + step))
+        column = max(1, min(len(self.columns) - 1, self.cursor_column + step))  # never the mark column
         self.cursor_coordinate = Coordinate(self.cursor_row, column)
         self.scroll_to_column(column)
 
@@ -150,13 +112,23 @@ class ExportDialog(ModalScreen[str | None]):
         self.dismiss(None)
 
 
-class ResultsPanel(Vertical):
-    """Runs that trained at least one epoch, one row each (keyed by run id), with the hyper-parameters
-    that differ between them and their metrics; a live filter, sorting, per-value means and CSV export.
+class Computed(Message):
+    """What the table is to show, computed in a worker (``generation``: the request it answers)."""
 
-    The parent feeds it with ``update_runs(views)`` (on the UI thread) whenever runs change; rows are
-    added, removed and updated in place, and the cursor, sort, filter and grouping are kept. Its keys (from
-    tui.actions) act on the run highlighted here: e / d / r edit, duplicate and retry that run's experiment.
+    def __init__(self, shown: Shown, generation: int) -> None:
+        self.shown, self.generation = shown, generation
+        super().__init__()
+
+
+class ResultsPanel(Vertical):
+    """Runs that trained at least one epoch, one row each (keyed by run id) — or, when some configuration has repeats,
+    one row per configuration (keyed by its id) with the mean ± sd (n) of its repeats (``c`` switches) — with the
+    hyper-parameters that differ between them and their metrics; a live filter, sorting, per-value means, marks and
+    CSV export.
+
+    The parent feeds it with ``update_runs(views)`` (on the UI thread) whenever runs change; rows are added, removed
+    and updated in place, and the cursor, sort, filter and grouping are kept. Its keys (from tui.actions) act on the
+    row highlighted here: e / d / r edit, duplicate and retry that run's experiment (a configuration's: its first).
     """
 
     DEFAULT_CSS = """
@@ -195,26 +167,30 @@ class ResultsPanel(Vertical):
         super().__init__(name=name, id=id, classes=classes)
         self.project = Path(project)
         self.export_path = "results.csv"  # what the export dialog offers; relative to the project
-        self._rows: dict[str, dict[str, Any]] = {}  # runs with >= 1 epoch, in the order given
+        self.model = ResultsModel()
+        self._lock = threading.Lock()  # the model: one thread at a time
+        self._views: list = []
         self._conditions: list[Condition] = []
         self.filter_text = ""  # as typed; when it is bad, the last good filter stays applied
         self.filter_error: str | None = None
         self.sort_key: str | None = None
         self.sort_reverse = False
         self.group_key: str | None = None
-        self.varying: list[str] = []  # hyper-parameters shown as columns
-        self._columns: tuple[str, ...] = ()
-        self._cells: dict[str, tuple[Cell, ...]] = {}
-        self._labels: dict[str, Text] = {}
-        self._shown: list[str] = []
-        self._groups: list[tuple] | None = None
+        self.by_configuration: bool | None = None  # None: per configuration when some configuration has repeats
+        self.marked: frozenset[str] = frozenset()
+        self._flipped: set[str] = set()  # runs whose mark changed since the last computation
+        self.shown = Shown()
+        self._generation = 0
+        self._pending = False  # a worker computes what to show
         self._group_columns_for: str | None = None
+        self._groups: list[tuple] | None = None
+        self._labels: dict[str, Text] = {}
         self._highlighted: str | None = None
 
     def compose(self) -> ComposeResult:
         yield Input(placeholder="filter: optimizer=adam val_dice>0.8", id="results-filter", compact=True)
         yield Static("", id="results-status")
-        yield ResultsTable(id="results-table", cursor_type="row", zebra_stripes=True, fixed_columns=1)
+        yield ResultsTable(id="results-table", cursor_type="row", zebra_stripes=True, fixed_columns=2, key_column="id")
         groups = DataTable(id="results-groups", show_cursor=False, zebra_stripes=True)
         groups.can_focus = False
         groups.display = False
@@ -227,23 +203,45 @@ class ResultsPanel(Vertical):
 
     # ---- data in ---------------------------------------------------------------------------
     def update_runs(self, views: list) -> None:
-        """Show these RunViews (those with at least one epoch); call on the UI thread."""
-        self._rows = {v.id: row_of(v) for v in views if has_epochs(v)}
+        """Show these RunViews (those with at least one epoch); call on the UI thread. Views that are the same objects
+        as in the last call are not computed again."""
+        self._views = list(views)
         if self.is_mounted:
             self._refresh()
+
+    def set_marked(self, marked: frozenset[str]) -> None:
+        flipped, self.marked = marked ^ self.marked, marked
+        if flipped:
+            self._flipped |= flipped
+            if self.is_mounted:
+                self._refresh()
 
     @property
     def table(self) -> ResultsTable:
         return self.query_one("#results-table", ResultsTable)
 
     @property
+    def varying(self) -> list[str]:
+        """The hyper-parameters shown as columns."""
+        return self.shown.varying
+
+    @property
+    def grouped(self) -> bool:
+        """Rows are configurations (their repeats folded), not runs."""
+        return self.shown.grouped
+
+    @property
     def shown_ids(self) -> list[str]:
-        """Ids of the rows shown, top to bottom (filter and sort applied)."""
-        return list(self._shown)
+        """Keys of the rows shown, top to bottom (filter and sort applied): run ids, or configurations when grouped."""
+        return list(self.shown.keys)
 
     def shown_rows(self) -> list[dict[str, Any]]:
-        """The rows shown, top to bottom, with every export column."""
-        return [self._rows[i] for i in self._shown]
+        """The rows shown, top to bottom, with every export column (a configuration's: its folded row)."""
+        return [self.shown.rows[k] for k in self.shown.keys]
+
+    def runs_of(self, key: str) -> list[str]:
+        """The runs of a row: a configuration's repeats, or the run itself."""
+        return list(self.shown.members.get(key, [key]))
 
     # ---- filter / sort / group -------------------------------------------------------------
     def set_filter(self, text: str) -> None:
@@ -266,7 +264,7 @@ class ResultsPanel(Vertical):
     def sort_by(self, key: str | None, reverse: bool | None = None) -> None:
         """Sort by a column (None: the order runs were given in); ``reverse`` None means the column's
         natural first direction (descending for Dice, ascending otherwise)."""
-        self.sort_key = key
+        self.sort_key = None if key == "mark" else key
         self.sort_reverse = (key in DESCENDING_FIRST) if reverse is None else reverse
         if self.is_mounted:
             self._refresh()
@@ -283,16 +281,76 @@ class ResultsPanel(Vertical):
         if self.is_mounted:
             self._refresh()
 
+    def set_by_configuration(self, on: bool | None) -> None:
+        """Rows per configuration (True), per run (False), or per configuration when there are repeats (None)."""
+        self.by_configuration = on
+        if self.is_mounted:
+            self._refresh()
+
     def group_rows(self) -> list[tuple[Any, int, float, float | None]]:
         """``(value, n, mean best val dice, mean final val loss)`` of the rows shown, per group value."""
-        return group_means(self.shown_rows(), self.group_key) if self.group_key else []
+        return list(self.shown.groups) if self.group_key else []
+
+    # ---- computing what to show --------------------------------------------------------------
+    def _settings(self) -> tuple:
+        return (list(self._conditions), self.sort_key, self.sort_reverse, self.by_configuration, self.group_key,
+                self.marked)
+
+    def _refresh(self) -> None:
+        """Compute what to show: here for a few thousand runs, else in a worker (the table keeps what it shows)."""
+        self._generation += 1
+        flipped, self._flipped = self._flipped, set()
+        if len(self._views) > IN_WORKER or self._pending:
+            self._pending = True
+            self._update_status()
+            self._compute_in_worker(self._views, self._settings(), flipped, self._generation)
+            return
+        self._apply(self._compute(self._views, self._settings(), flipped))
+
+    def _compute(self, views: list, settings: tuple, flipped: set[str]) -> Shown:
+        with self._lock:
+            m = self.model
+            m.conditions, m.sort_key, m.sort_reverse, m.grouped, m.group_key, m.marked = settings
+            m.set_views(views)
+            m.mark_changed(flipped)
+            return m.shown()
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="results-compute")
+    def _compute_in_worker(self, views: list, settings: tuple, flipped: set[str], generation: int) -> None:
+        shown = self._compute(views, settings, flipped)
+        self.post_message(Computed(shown, generation))
+
+    def on_computed(self, msg: Computed) -> None:
+        msg.stop()
+        if msg.generation == self._generation:
+            self._pending = False
+            self._apply(msg.shown)
+
+    def _apply(self, shown: Shown) -> None:
+        table = self.table
+        keep_key = self._highlight_key()
+        keep_column = self._current_column()
+        columns_before = self.shown.columns
+        self.shown = shown
+        if shown.columns != columns_before:
+            self._labels.clear()
+            table.reset_columns([(key, self._header(key, shown.columns)) for key in shown.columns],
+                                [1 if key == "mark" else None for key in shown.columns])
+        table.sync([(k, shown.cells[k]) for k in shown.keys], keep=keep_key if keep_key in shown.cells else None)
+        col = shown.columns.index(keep_column) if keep_column in shown.columns and keep_column != "mark" else 1
+        if table.cursor_column != col and table.row_count:
+            table.move_cursor(column=col, animate=False)
+        self._update_headers()
+        self._sync_highlight()
+        self._update_status()
+        self._update_groups()
 
     # ---- actions ---------------------------------------------------------------------------
     def _current_column(self) -> str | None:
-        table = self.table
-        if not self._columns:
+        columns = self.shown.columns
+        if not columns:
             return None
-        return self._columns[min(table.cursor_column, len(self._columns) - 1)]
+        return columns[min(self.table.cursor_column, len(columns) - 1)]
 
     def action_sort(self) -> None:
         key = self._current_column()
@@ -312,6 +370,24 @@ class ResultsPanel(Vertical):
             self.set_group(options[at] if at < len(options) else None)
         else:
             self.set_group(options[0] if options and self.group_key is None else None)
+
+    def action_configurations(self) -> None:
+        self.set_by_configuration(not self.grouped)
+        self.notify("one row per configuration: mean ± sd (n) over its repeats" if self.by_configuration
+                    else "one row per run")
+
+    def action_mark_shown(self) -> None:
+        """Mark every run of the rows shown (the filter applied); unmark them when all are marked already."""
+        ids = [i for k in self.shown.keys for i in self.runs_of(k)]
+        if ids:
+            self.post_message(Mark(ids, on=not all(i in self.marked for i in ids)))
+
+    def mark_highlighted(self) -> None:
+        key = self._highlight_key()
+        if key is None:
+            self.notify("no run highlighted", severity="warning")
+        else:
+            self.post_message(Mark(self.runs_of(key)))
 
     def action_focus_filter(self) -> None:
         self.query_one("#results-filter", Input).focus()
@@ -349,7 +425,7 @@ class ResultsPanel(Vertical):
             edits.retry(self.app, run_id)
 
     def action_export(self) -> None:
-        n = len(self._shown)
+        n = len(self.shown.keys)
 
         def chosen(path: str | None) -> None:
             if path:
@@ -359,13 +435,15 @@ class ResultsPanel(Vertical):
         self.app.push_screen(ExportDialog(n, self.export_path, self.project), chosen)
 
     def export_csv(self, path: str | Path) -> None:
-        """Write the rows shown (filter and sort applied, every export column) to ``path`` (relative
-        paths are under the project) in a worker; notify when done or on error."""
+        """Write the rows shown (filter and sort applied, every export column; configurations as `unettui export
+        --by-configuration` writes them) to ``path`` (relative paths are under the project) in a worker; notify when
+        done or on error."""
         target = Path(path).expanduser()
         if not target.is_absolute():
             target = self.project / target
         rows = self.shown_rows()
-        self._write_csv(target, to_csv(rows), len(rows))
+        text = to_csv(rows, CONFIGURATION_COLUMNS) if self.grouped else to_csv(rows)
+        self._write_csv(target, text, len(rows))
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="results-export")
     def _write_csv(self, target: Path, text: str, n: int) -> None:
@@ -403,7 +481,7 @@ class ResultsPanel(Vertical):
     def _row_selected(self, event: DataTable.RowSelected) -> None:
         event.stop()
         if event.row_key.value is not None:
-            self.post_message(self.RunSelected(self, str(event.row_key.value)))
+            self.post_message(self.RunSelected(self, self.runs_of(str(event.row_key.value))[0]))
 
     @on(DataTable.HeaderSelected, "#results-groups")
     @on(DataTable.RowHighlighted, "#results-groups")
@@ -411,13 +489,14 @@ class ResultsPanel(Vertical):
         event.stop()
 
     # ---- drawing ---------------------------------------------------------------------------
+    def _highlight_key(self) -> str | None:
+        """The key of the row under the cursor (a run id, or a configuration when grouped)."""
+        return self.table.cursor_key()
+
     def highlighted_id(self) -> str | None:
-        """The id of the run under the cursor (None: no row shown)."""
-        table = self.table
-        if table.row_count == 0:
-            return None
-        row_key, _ = table.coordinate_to_cell_key(Coordinate(min(table.cursor_row, table.row_count - 1), 0))
-        return str(row_key.value)
+        """The run under the cursor (a configuration's first run when grouped; None: no row shown)."""
+        key = self._highlight_key()
+        return None if key is None else self.runs_of(key)[0]
 
     def _sync_highlight(self) -> None:
         run_id = self.highlighted_id()
@@ -425,84 +504,25 @@ class ResultsPanel(Vertical):
             self._highlighted = run_id
             self.post_message(self.RunHighlighted(self, run_id))
 
-    def _refresh(self) -> None:
-        rows = list(self._rows.values())
-        self.varying = varying_keys(rows)
-        columns = ("id", "status", *self.varying, *(key for key, _ in METRIC_COLUMNS))
-        visible = [r for r in rows if matches(r, self._conditions)]
-        if self.sort_key is not None:
-            visible = sort_rows(visible, self.sort_key, self.sort_reverse)
-        self._shown = [r["id"] for r in visible]
-
-        table = self.table
-        keep_run = self._highlighted
-        keep_column = self._current_column()
-        if columns != self._columns:
-            # the set of varying hyper-parameters changed (runs with new settings streamed in): the
-            # only time the table is rebuilt
-            table.clear(columns=True)
-            self._labels.clear()
-            for key in columns:
-                table.add_column(self._header(key), key=key)
-            self._columns = columns
-            self._cells = {}
-            for row in visible:
-                self._cells[row["id"]] = cells = _cells(row, columns)
-                table.add_row(*map(_text, cells), key=row["id"])
-        else:
-            shown = set(self._shown)
-            for run_id in [i for i in self._cells if i not in shown]:
-                table.remove_row(run_id)
-                del self._cells[run_id]
-            for row in visible:
-                run_id, cells = row["id"], _cells(row, columns)
-                old = self._cells.get(run_id)
-                if old is None:
-                    table.add_row(*map(_text, cells), key=run_id)
-                else:
-                    for key, new, was in zip(columns, cells, old):
-                        if new != was:
-                            table.update_cell(run_id, key, _text(new), update_width=True)
-                self._cells[run_id] = cells
-        self._order_table()
-        self._restore_cursor(keep_run, keep_column)
-        self._update_headers()
-        self._sync_highlight()
-        self._update_status()
-        self._update_groups()
-
-    def _order_table(self) -> None:
-        table = self.table
-        if [str(r.key.value) for r in table.ordered_rows] != self._shown:
-            rank = {run_id: i for i, run_id in enumerate(self._shown)}
-            table.sort("id", key=lambda cell: rank[cell.plain])
-
-    def _restore_cursor(self, run_id: str | None, column: str | None) -> None:
-        """Keep the cursor on the same run and column after rows moved or columns changed."""
-        table = self.table
-        if table.row_count == 0:
-            return
-        row = self._shown.index(run_id) if run_id in self._shown else min(table.cursor_row, table.row_count - 1)
-        col = self._columns.index(column) if column in self._columns else 0
-        if Coordinate(row, col) != table.cursor_coordinate:
-            table.move_cursor(row=row, column=col)
-
-    def _header(self, key: str) -> Text:
-        name = dict(METRIC_COLUMNS).get(key, key)
+    def _header(self, key: str, columns: tuple[str, ...] | None = None) -> Text:
+        name = LABELS.get(key, key)
+        if key == "mark":
+            return Text(name)
         arrow = ARROWS[self.sort_reverse] if key == self.sort_key else NO_ARROW
-        current = key == self._current_column() if self._columns else False
+        current = key == self._current_column() if (columns or self.shown.columns) else False
         return Text.assemble((name, "underline" if current else ""), arrow)
 
     def _update_headers(self) -> None:
         """Mark the sort column (▲ ascending, ▼ descending) and the current column (underlined)."""
         table = self.table
-        labels = {key: self._header(key) for key in self._columns}
+        labels = {key: self._header(key) for key in self.shown.columns}
         changed = False
         for key, label in labels.items():
             old = self._labels.get(key)
             if old is None or old.plain != label.plain or old.spans != label.spans:
-                table.columns[ColumnKey(key)].label = label
-                changed = True
+                if ColumnKey(key) in table.columns:
+                    table.columns[ColumnKey(key)].label = label
+                    changed = True
         self._labels = labels
         if changed:
             table.notify_style_update()  # header cells are cached; this drops the caches
@@ -510,12 +530,23 @@ class ResultsPanel(Vertical):
 
     def _update_status(self) -> None:
         status = self.query_one("#results-status", Static)
+        shown = self.shown
         parts = [f"filter: {self.filter_error}"] if self.filter_error else []  # first: it must not be cut off
-        parts.append(f"{len(self._shown)} of {len(self._rows)} runs")
+        what = "configurations" if shown.grouped else "runs"
+        parts.append(f"{len(shown.keys)} of {shown.total} {what}")
+        if shown.grouped:
+            parts.append("mean ± sd (n) over repeats; c lists runs")
+        elif self.model.has_repeats():
+            parts.append("c: per configuration")
         if self.sort_key:
-            parts.append(f"sorted by {dict(METRIC_COLUMNS).get(self.sort_key, self.sort_key)}{ARROWS[self.sort_reverse]}")
+            parts.append(f"sorted by {LABELS.get(self.sort_key, self.sort_key)}{ARROWS[self.sort_reverse]}")
         if self.group_key:
             parts.append(f"grouped by {self.group_key}")
+        n_marked = len(self.marked)
+        if n_marked:
+            parts.append(f"{n_marked} marked (5: compare)")
+        if self._pending:
+            parts.append("computing…")
         status.update(Text(" · ".join(parts)))
         status.set_class(bool(self.filter_error), "-error")
 

@@ -24,6 +24,7 @@ from ...core.show.study_text import describe, stage_notes, winner_text
 from ...core.show.study_text import num as _num
 from ...core.show.study_text import values_text as _values
 from ..actions import bindings
+from .marks import Mark
 
 NO_STUDY = ("no [[study]] in experiments.toml — `unettui study new --template quick` creates one\n\n"
             "A study tunes one hyper-parameter family per stage (learning rate, then scheduler, ...) and "
@@ -58,9 +59,16 @@ class StageTable(DataTable):
 
 
 class ConfigTable(DataTable):
-    """The configurations of a stage; enter (named in the footer) opens the run under the cursor in Preview."""
+    """The configurations of a stage; enter (named in the footer) opens the run under the cursor in Preview, space marks
+    the runs under the cursor for the Compare tab."""
 
     BINDINGS: ClassVar[list[BindingType]] = bindings("study-configs")
+
+    def action_mark(self) -> None:
+        if isinstance(self.parent, StudyPanel):
+            runs = self.parent.cursor_runs()
+            if runs:
+                self.post_message(Mark(runs))
 
     def on_focus(self) -> None:
         if isinstance(self.parent, StudyPanel):
@@ -121,6 +129,8 @@ class StudyPanel(Vertical):
         self._cells: dict[str, tuple[tuple, list[Row]]] = {}  # table id -> (columns, rows) drawn
         self._run_at: dict[tuple[str, str], str] = {}  # (config row key, column key) -> run id
         self._first_run: dict[str, str] = {}  # config row key -> its first run id
+        self._runs_at: dict[tuple[str, str | None], list[str]] = {}  # (config row key, column or None) -> its runs
+        self.marked: frozenset[str] = frozenset()
         self._highlighted: str | None = None
 
     def compose(self) -> ComposeResult:
@@ -275,23 +285,38 @@ class StudyPanel(Vertical):
             label = view.label
         return (label, RUN_STYLE.get(r.state, ""), True)
 
+    def _fraction_cell(self, runs: list[Any]) -> Cell:
+        """One train fraction of a configuration: its run's value, or with repeats their mean (once all have one)."""
+        if len(runs) == 1:
+            return self._run_cell(runs[0])
+        values = [r.value for r in runs if r.value is not None]
+        if len(values) == len(runs):
+            return (_num(sum(values) / len(values)), "", True)
+        waiting = next(r for r in runs if r.value is None)
+        cell = self._run_cell(waiting)
+        return (f"{cell[0]} ({len(values)}/{len(runs)})", cell[1], True)
+
     def _fill_configs(self, s: Any, st: Any) -> None:
         metric = s.study.metric
         fracs: list[Any] = []  # every train fraction any configuration runs at, in order
         for c in st.configs:
-            fracs += [r.fraction for r in c.runs if r.fraction not in fracs]
+            for r in c.runs:
+                if r.fraction not in fracs:
+                    fracs.append(r.fraction)
         halving = bool(getattr(st, "rungs", None))
+        repeats = any(len(c.runs) > len({r.fraction for r in c.runs}) for c in st.configs)
         columns = (("mark", " "), *((f"v:{k}", k) for k in st.varied),
                    *((f"run{i}", f"f={fmt_value(f)}" if f is not None else metric) for i, f in enumerate(fracs)),
-                   ("mean", "mean"), ("spread", "spread"), *((("epochs", "epochs"),) if halving else ()),
-                   ("note", "note"))
+                   ("mean", "mean"), *((("sd", "± sd"), ("n", "n")) if repeats else ()), ("spread", "spread"),
+                   *((("epochs", "epochs"),) if halving else ()), ("note", "note"))
         rows: list[Row] = []
-        self._run_at, self._first_run = {}, {}
+        self._run_at, self._first_run, self._runs_at = {}, {}, {}
         for j, c in enumerate(st.configs):
             key = f"{self.stage_key}/{j}"
             pruned = getattr(c, "pruned_at", None)
             is_winner = bool(st.winner) and st.winner == c.values
-            mark = ("*", "bold green", False) if is_winner else ("", "", False)
+            marked = any(r.id in self.marked for r in c.runs)
+            mark = Text.assemble(("*", "bold green") if is_winner else " ", ("●", "bold magenta") if marked else "")
             note = ("", "", False)
             if pruned is not None:
                 note = (f"pruned @{pruned}", "dim", False)
@@ -299,21 +324,44 @@ class StudyPanel(Vertical):
                 note = ("winner", "bold green", False) if st.state == "done" else ("leading", "yellow", False)
             style = "dim" if pruned is not None else "bold" if is_winner else ""
             cells: list[Any] = [mark, *((fmt_value(c.values.get(k)), style, False) for k in st.varied)]
-            by_fraction = {r.fraction: r for r in c.runs}
             for i, f in enumerate(fracs):
-                r = by_fraction.get(f)
-                cells.append(self._run_cell(r) if r is not None else ("", "", True))
-                if r is not None:
-                    self._run_at[(key, f"run{i}")] = r.id
-            cells += [(_num(c.score), style, True), (_num(c.spread), "", True)]
+                runs = [r for r in c.runs if r.fraction == f]
+                cells.append(self._fraction_cell(runs) if runs else ("", "", True))
+                if runs:
+                    self._run_at[(key, f"run{i}")] = runs[0].id
+                    self._runs_at[(key, f"run{i}")] = [r.id for r in runs]
+            cells.append((_num(c.score), style, True))
+            if repeats:
+                n = getattr(c, "n", 1) or 1
+                cells += [(_num(c.sd) if c.sd is not None else "", "", True), (str(n) if c.score is not None else "",
+                                                                              "", True)]
+            cells.append((_num(c.spread), "", True))
             if halving:
                 done = max((int((r.summary or {}).get("epochs_done") or 0) for r in c.runs), default=0)
                 cells.append((f"{done}/{getattr(c, 'budget', None) or '-'}", "", True))
             cells.append(note)
             if c.runs:
                 self._first_run[key] = c.runs[0].id
+                self._runs_at[(key, None)] = [r.id for r in c.runs]
             rows.append((key, tuple(cells)))
         self._fill(self.config_table, columns, rows)
+
+    def set_marked(self, marked: frozenset[str]) -> None:
+        """Show which runs are marked for the comparison (a configuration with a marked run shows ●)."""
+        if marked != self.marked:
+            self.marked = marked
+            if self.is_mounted and self.studies and self.stage_key in self._stages:
+                self._refresh_stage()
+
+    def cursor_runs(self) -> list[str]:
+        """The runs under the configurations' cursor: a train fraction's (every repeat), or the whole configuration's
+        when the cursor is on its keys or scores."""
+        table = self.config_table
+        if not table.row_count or not table.display:
+            return []
+        row_key, col_key = table.coordinate_to_cell_key(
+            Coordinate(min(table.cursor_row, table.row_count - 1), min(table.cursor_column, len(table.columns) - 1)))
+        return self._runs_at.get((row_key.value, col_key.value)) or self._runs_at.get((row_key.value, None), [])
 
     def _fill(self, table: DataTable, columns: tuple, rows: list[Row], keep: str | None = None) -> None:
         """Draw ``rows`` in ``table``: cell by cell when the columns, their widths and the row keys are as

@@ -1,0 +1,238 @@
+"""What the Results tab shows, computed from the runs (no Textual here): one row per run, or per configuration when
+runs have repeats (mean ± sd (n) of each metric over the repeats), the hyper-parameters that differ, the filter, the
+sort and the cells. Incremental: a run whose view did not change (the same object as before) is not computed again, the
+varying columns only when a run's hyper-parameters or the set of runs changed, the order only when a sort value did —
+so a poll that changed one run of 10,000 costs about as much as one run. A model is used by one thread at a time."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+from rich.text import Text
+
+from ..core.define.config import KEYS
+from ..core.runs.groups import AGGREGATED, configuration_rows, mean_sd_text
+from ..core.show.fmt import duration
+from ..core.show.fmt import value as fmt_value
+from .filtering import Condition, group_means, has_epochs, matches, row_of, sort_rows, varying_keys
+
+# (row key, header label) of the metric columns, after mark, id, status and the varying hyper-parameters
+METRIC_COLUMNS = (
+    ("best_val_dice", "best dice"),
+    ("best_epoch", "best ep"),
+    ("final_val_dice", "final dice"),
+    ("final_val_loss", "final loss"),
+    ("epochs_done", "epochs"),
+    ("seconds", "time"),
+)
+GROUPED_METRICS = ("best_val_dice", "final_val_dice", "final_val_loss")  # shown as mean ± sd (n) per configuration
+STATE_STYLES = {"running": "yellow", "done": "green", "failed": "red", "interrupted": "magenta"}
+MARK = "●"
+# what an export of configuration rows writes: the columns of `unettui export --by-configuration`
+CONFIGURATION_COLUMNS = ("configuration", "status", "runs", "seeds", *[k for k in KEYS if k != "seed"],
+                         *[c for m in AGGREGATED for c in (m, f"{m}_sd", f"{m}_n")], "epochs_done", "seconds")
+
+Cell = tuple[str, str, bool]  # text, rich style, right-justified
+
+
+def _metric(value: Any) -> str:
+    return "" if value is None else f"{value:.4f}"
+
+
+def cells_of(row: dict[str, Any], columns: tuple[str, ...], marked: bool, grouped: bool) -> tuple[Text, ...]:
+    """The table's cells of one row (a run's export row, or a configuration's folded row when ``grouped``)."""
+    out: list[Text] = []
+    for col in columns:
+        value = row.get(col)
+        if col == "mark":
+            out.append(Text(MARK, style="bold magenta") if marked else Text(" "))
+        elif col == "id":
+            out.append(Text(str(value), style="bold"))
+        elif col == "status":
+            label = str(row.get("label") or value) if grouped else str(value)
+            out.append(Text(label, style=STATE_STYLES.get(str(value), "")))
+        elif grouped and col in GROUPED_METRICS and row.get("runs", 1) > 1:
+            out.append(Text(mean_sd_text(value, row.get(f"{col}_sd"), row.get(f"{col}_n") or 0, compact=True),
+                            justify="right"))
+        elif col in ("best_val_dice", "final_val_dice", "final_val_loss"):
+            out.append(Text(_metric(value), justify="right"))
+        elif col == "best_epoch":
+            out.append(Text("" if value is None or (grouped and row.get("runs", 1) > 1) else str(value),
+                            justify="right"))
+        elif col == "epochs_done":
+            done, total = value or 0, row.get("epochs")
+            out.append(Text(f"{done}/{total}" if total else str(done), justify="right"))
+        elif col == "seconds":
+            out.append(Text("" if value is None else duration(value), justify="right"))
+        else:
+            number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            out.append(Text(fmt_value(value, missing=""), justify="right" if number else "left"))
+    return tuple(out)
+
+
+def _signature(row: dict[str, Any]) -> tuple:
+    """What the varying columns depend on in a run's row: its hyper-parameters."""
+    return tuple(repr(row.get(k)) for k in KEYS)
+
+
+@dataclass
+class Shown:
+    """What the table is to show now."""
+
+    columns: tuple[str, ...] = ()
+    keys: list[str] = field(default_factory=list)  # row keys, top to bottom (a run id, or a configuration)
+    cells: dict[str, tuple[Text, ...]] = field(default_factory=dict)  # of every key in keys
+    rows: dict[str, dict[str, Any]] = field(default_factory=dict)  # of every key in keys
+    members: dict[str, list[str]] = field(default_factory=dict)  # key -> its runs (a configuration's repeats)
+    varying: list[str] = field(default_factory=list)
+    grouped: bool = False
+    total: int = 0  # rows before the filter
+    groups: list[tuple] = field(default_factory=list)  # (value, n, mean dice, mean loss) per value of group_key
+
+
+class ResultsModel:
+    """The runs in, ``shown()`` out. Settings: ``conditions`` (the filter), ``sort_key``/``sort_reverse``, ``grouped``
+    (None: by configuration when some configuration has repeats), ``group_key`` (means per value), ``marked``."""
+
+    def __init__(self) -> None:
+        self.conditions: list[Condition] = []
+        self.sort_key: str | None = None
+        self.sort_reverse = False
+        self.grouped: bool | None = None
+        self.group_key: str | None = None
+        self.marked: frozenset[str] = frozenset()
+        self._views: dict[str, Any] = {}
+        self._runs: dict[str, dict[str, Any]] = {}  # run id -> its export row (runs with at least one epoch)
+        self._order: list[str] = []  # those run ids in the order given
+        self._sigs: dict[str, tuple] = {}
+        self._dirty: set[str] = set()  # run ids computed again since the last shown()
+        self._set_changed = True  # runs were added or removed, or a run's hyper-parameters changed
+        self._confs: dict[str, dict[str, Any]] = {}  # configuration -> its folded row
+        self._members: dict[str, list[str]] = {}
+        self._last: tuple = ()  # the settings of the last shown()
+        self._varying: list[str] = []
+        self._visible: list[str] = []
+        self._cells: dict[str, tuple[Text, ...]] = {}
+        self._cells_for: tuple = ()
+
+    # ---- runs in -------------------------------------------------------------------------
+    def set_views(self, views: Iterable[Any]) -> None:
+        """The runs (read-model rows, in order); only those whose view object changed are computed again."""
+        new: dict[str, Any] = {}
+        for v in views:
+            new[v.id] = v
+            if self._views.get(v.id) is v:
+                continue
+            self._dirty.add(v.id)
+            if has_epochs(v):
+                row = row_of(v)
+                sig = _signature(row)
+                if v.id not in self._runs or self._sigs.get(v.id) != sig:
+                    self._set_changed = True
+                self._runs[v.id], self._sigs[v.id] = row, sig
+            elif v.id in self._runs:
+                del self._runs[v.id], self._sigs[v.id]
+                self._set_changed = True
+        for gone in [i for i in self._views if i not in new]:
+            self._dirty.add(gone)
+            if self._runs.pop(gone, None) is not None:
+                self._sigs.pop(gone, None)
+                self._set_changed = True
+        self._views = new
+        if self._set_changed or len(self._order) != len(self._runs):
+            self._order = [i for i in new if i in self._runs]
+
+    @property
+    def run_rows(self) -> dict[str, dict[str, Any]]:
+        return self._runs
+
+    def has_repeats(self) -> bool:
+        seen: set[str] = set()
+        for row in self._runs.values():
+            conf = row.get("configuration") or row["id"]
+            if conf in seen:
+                return True
+            seen.add(conf)
+        return False
+
+    def is_grouped(self) -> bool:
+        return self.has_repeats() if self.grouped is None else self.grouped
+
+    # ---- what to show ----------------------------------------------------------------------
+    def shown(self) -> Shown:
+        grouped = self.is_grouped()
+        settings = (grouped, tuple(map(str, self.conditions)), self.sort_key, self.sort_reverse)
+        dirty, self._dirty = self._dirty, set()
+        if grouped:
+            rows, members, dirty = self._configurations(dirty, settings != self._last or self._set_changed)
+        else:
+            rows, members = self._runs, {}
+        if self._set_changed or settings[0] != (self._last[0] if self._last else None):
+            self._varying = varying_keys(list(rows.values())) if not grouped else \
+                [k for k in varying_keys(list(self._runs.values())) if k not in ("seed", "repeats")]
+        self._set_changed = False
+        columns = ("mark", "id", "status", *self._varying, *(key for key, _ in METRIC_COLUMNS))
+        resort = settings != self._last or bool(dirty) or not self._visible
+        if resort:
+            order = [k for k in (self._conf_order() if grouped else self._order) if k in rows]
+            visible = [k for k in order if matches(rows[k], self.conditions)]
+            if self.sort_key is not None:
+                visible = [r["id"] if not grouped else r["configuration"]
+                           for r in sort_rows([rows[k] for k in visible], self.sort_key, self.sort_reverse)]
+            self._visible = visible
+        self._last = settings
+        cell_settings = (columns, grouped)
+        if cell_settings != self._cells_for:
+            self._cells, self._cells_for = {}, cell_settings
+        for key in dirty:
+            self._cells.pop(key, None)
+        cells = {}
+        for key in self._visible:
+            c = self._cells.get(key)
+            if c is None:
+                marked = any(m in self.marked for m in members.get(key, [key]))
+                c = self._cells[key] = cells_of(rows[key], columns, marked, grouped)
+            cells[key] = c
+        shown_rows = {k: rows[k] for k in self._visible}
+        groups = group_means(list(shown_rows.values()), self.group_key) if self.group_key else []
+        return Shown(columns, list(self._visible), cells, shown_rows, members, list(self._varying), grouped, len(rows),
+                     groups)
+
+    def mark_changed(self, keys: Iterable[str]) -> None:
+        """These runs' (or configurations') mark changed: their cells are drawn again."""
+        for key in keys:
+            self._cells.pop(key, None)
+            conf = (self._runs.get(key) or {}).get("configuration")
+            if conf:
+                self._cells.pop(conf, None)
+
+    def _conf_order(self) -> list[str]:
+        return list(dict.fromkeys((self._runs[i].get("configuration") or i) for i in self._order))
+
+    def _configurations(self, dirty: set[str], everything: bool) -> tuple[dict, dict, set[str]]:
+        """The folded row of each configuration (again only for those with a dirty run, unless ``everything``)."""
+        members: dict[str, list[str]] = {}
+        for i in self._order:
+            members.setdefault(self._runs[i].get("configuration") or i, []).append(i)
+        touched = set(members) if everything else {
+            (self._runs[i].get("configuration") or i) if i in self._runs else self._conf_of_gone(i) for i in dirty}
+        touched |= {c for c in self._confs if c not in members}
+        for conf in touched:
+            if conf in members:
+                self._confs[conf] = configuration_rows([self._runs[i] for i in members[conf]])[0]
+            else:
+                self._confs.pop(conf, None)
+        self._members = members
+        return self._confs, members, {c for c in touched if c is not None}
+
+    def _conf_of_gone(self, run_id: str) -> str | None:
+        for conf, ids in self._members.items():
+            if run_id in ids:
+                return conf
+        return None
+
+
+def is_finite(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
