@@ -47,7 +47,7 @@ def test_added_to_an_existing_queue_keeps_its_text(tmp_path):
     assert q.problems == [] and len(q.experiments) == 4 + 6 * 4  # the default job, then stage 1 of seed: 6 x 4 powers
     s = study(tmp_path, "seed")
     assert [st.name for st in s.stages] == ["lr", "opt-sched", "weight-decay", "dropout", "loss", "augment"]
-    assert [st.planned for st in s.stages] == [6 * (4 + 2), 18, 9, 9, 5, 4]
+    assert [st.planned for st in s.stages] == [6 * (4 + 2), 18, 9, 9, 5 * 3, 4 * 3]  # loss and augment: 3 repeats each
     assert [st.kind for st in s.stages] == ["lr-search", "grid", "grid", "grid", "halving", "grid"]
     lr_stage = s.stages[0]
     optimizers = {q.get(i).config.optimizer for i in lr_stage.experiments}

@@ -2,6 +2,7 @@
 experiment once, later study stages without resubmitting; scancel and the warning signal leave runs resumable with the
 numbers of an uninterrupted run; failures are one line and leave nothing recorded."""
 
+import json
 import re
 import subprocess
 import sys
@@ -117,6 +118,20 @@ def test_a_three_experiment_queue_is_trained_once_each_by_the_pilot_tasks(slurm_
     assert out.returncode == 1 and out.stderr.startswith("error: nothing to cancel") and out.stderr.count("\n") == 1
 
 
+def test_a_pilot_task_trains_a_sweep_as_one_pack(slurm_project):
+    """--pack passes through to the pilot tasks: one task trains the three experiments as one pack of 3."""
+    proj = slurm_project(THREE)
+    job, _ = submit(proj, "--max-parallel", "1", "--pack", "3")
+    wait(lambda: [r.state for r in rows(proj)] == [State.DONE] * 3, 120, "the three runs done")
+    store = RunStore(proj)
+    for i in range(3):
+        run = store.run(f"e{i}")
+        cfg = json.loads(run.file("config.json").read_text())
+        assert cfg["pack_size"] == 3 and sorted(cfg["pack_members"]) == sorted({"e0", "e1", "e2"} - {f"e{i}"})
+        assert run.status()["backend"]["job"] in (job, f"{job}_0") and len(claims(run)) == 1  # one task trained all
+        assert len(run.metrics()) == run.summary()["epochs"]
+
+
 def test_a_studys_second_stage_is_trained_without_submitting_again(slurm_project):
     proj = slurm_project(STUDY)
     job, out = submit(proj, "--max-parallel", "2")
@@ -131,6 +146,7 @@ def test_a_studys_second_stage_is_trained_without_submitting_again(slurm_project
     assert sum(1 for r in RunStore(proj).runs() if r.id.startswith("s-two-")) == 2
 
 
+@pytest.mark.slow
 def test_scancel_of_a_task_leaves_its_run_interrupted_and_it_resumes_exactly(slurm_project, reference):
     proj = slurm_project(LONG, name="cancelled")
     job, _ = submit(proj, "--max-parallel", "1")
@@ -171,6 +187,7 @@ def test_scancel_of_a_task_leaves_its_run_interrupted_and_it_resumes_exactly(slu
     assert f"slurm task {job} [current]" in out.stderr
 
 
+@pytest.mark.slow
 def test_the_warning_signal_checkpoints_requeues_and_the_task_resumes_exactly(slurm_project, reference):
     proj = slurm_project(LONG, name="requeued")
     job, _ = submit(proj, "--max-parallel", "1")

@@ -73,6 +73,7 @@ def test_run_pack_3_trains_a_sweep_as_one_pack_with_every_members_files(make_pro
     assert "finished: 3 done, 0 failed, 0 interrupted" in out.stdout
 
 
+@pytest.mark.slow
 def test_kill_9_of_a_packed_runner_then_resume_completes_every_member_exactly(make_project):
     # long enough for several rounds of writes (a pack writes on a cadence: see core/learn/pack_train.py)
     body = SWEEP + "epochs = 30\nnum_images = 32\ndropout = 0.1\naugment.rotate = 10\n"

@@ -63,6 +63,7 @@ def test_a_closed_pipe_does_not_fail_the_run_and_training_goes_on(make_project):
     assert "progress output failed (BrokenPipeError" in run.file("run.log").read_text()
 
 
+@pytest.mark.slow
 def test_ctrl_c_with_the_pipe_gone_leaves_the_run_interrupted_not_failed(make_project):
     """`unettui run --headless | tee out.txt` then Ctrl-C: tee dies with the pipe; the run must stay resumable."""
     proj = make_project("[[experiment]]\nid = 't'\nepochs = 30\nnum_images = 32\n")
@@ -104,6 +105,7 @@ def _group_alive(pgid):
 # ---- claims are fenced --------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_suspended_runner_keeps_its_claim_on_this_machine(make_project):
     """Ctrl-Z (SIGSTOP) longer than --stale-after: a second runner must not train the same run."""
     proj = make_project("[[experiment]]\nid = 'z'\nepochs = 25\nnum_images = 32\n")
@@ -123,6 +125,7 @@ def test_a_suspended_runner_keeps_its_claim_on_this_machine(make_project):
     assert run.file("run.log").read_text().count("claimed by") == 1
 
 
+@pytest.mark.slow
 def test_a_runner_whose_claim_was_taken_over_stops_touching_the_run(make_project):
     """Another machine (UNETTUI_HOST) takes over a claim whose heartbeat went stale while its runner was
     suspended; when that runner wakes, it notices the new token and writes nothing more to the run."""
@@ -267,6 +270,7 @@ KILL_AFTER_FIRST_MOVE = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_a_kill_between_two_moves_of_retry_loses_nothing(make_project):
     proj = make_project("[[experiment]]\nid = 'k'\nepochs = 3\n")
     assert run_cli("run", "--headless", "-p", str(proj)).returncode == 0

@@ -6,6 +6,8 @@ import signal
 import subprocess
 import time
 
+import pytest
+
 from tests.helpers import run_cli, unettui_cmd
 from unettui.core.runs.store import RunStore
 
@@ -27,6 +29,7 @@ def wait_for_lines(path, n, proc, timeout=120):
     return False
 
 
+@pytest.mark.slow
 def test_resume_after_kill_9_reproduces_the_uninterrupted_run(make_project):
     body = "[[experiment]]\nid = 'r'\nepochs = 6\nnum_images = 48\ndropout = 0.1\naugment.rotate = 10\naugment.hflip = 0.5\nscheduler = 'step'\nlr_step_size = 2\n"
     ref = make_project(body, name="ref")

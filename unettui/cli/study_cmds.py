@@ -134,10 +134,17 @@ def study_show(study_id: str = typer.Argument(..., metavar="ID", help="The study
         if st.state == "waiting":
             typer.echo("  waits until every run of the earlier stages is finished")
             continue
-        fracs = [r.fraction for r in st.configs[0].runs] if st.configs else []
-        fhead = [f"f={fmt_value(f)}" if f is not None else metric for f in fracs]
+        first = st.configs[0].runs if st.configs else []
+        repeats = any(c.n > 1 for c in st.configs)
+
+        def column(r) -> str:  # a run's column: its train fraction and, with repeats, which repeat it is
+            name = f"f={fmt_value(r.fraction)}" if r.fraction is not None else ("" if repeats else metric)
+            return f"{name} r{r.repeat}".strip() if repeats else name
+
+        fhead = [column(r) for r in first]
         halving = bool(st.rungs)
-        head = ["", *st.varied, *fhead, "mean", "spread"] + (["epochs", "halving"] if halving else [])
+        head = ["", *st.varied, *fhead, "mean", *(["± sd", "n"] if repeats else []), "spread"] + (
+            ["epochs", "halving"] if halving else [])
         rows = []
         for c in st.configs:
             mark = "*" if st.winner == c.values else ""
@@ -148,7 +155,9 @@ def study_show(study_id: str = typer.Argument(..., metavar="ID", help="The study
             if halving:
                 done = max(int((r.summary or {}).get("epochs_done") or 0) for r in c.runs)
                 extra = [f"{done}/{c.budget or '-'}", f"pruned @{c.pruned_at}" if c.pruned_at else ""]
-            rows.append([mark, *[fmt_value(c.values[k]) for k in st.varied], *cells, _num(c.score), _num(c.spread), *extra])
+            noise = [_num(c.sd), str(c.n)] if repeats else []
+            rows.append([mark, *[fmt_value(c.values[k]) for k in st.varied], *cells, _num(c.score), *noise, _num(c.spread),
+                         *extra])
         for line in _table(head, rows, right=set(range(1 + len(st.varied), len(head)))):
             typer.echo("  " + line)
         for line in stage_notes(st):
