@@ -196,7 +196,7 @@ def test_every_widget_binds_exactly_its_rows_of_the_table():
                 assert hasattr(cls, f"action_{name}"), f"{cls.__name__} has no action_{name}"
     assert set(OWNER_CLASSES) == set(OWNERS)
     app_keys = {k for b in UnettuiApp.BINDINGS for k in b.key.split(",")}
-    assert app_keys == {"q", "question_mark", "1", "2", "3", "4", "5", "R", "plus", "minus", "ctrl+p"}
+    assert app_keys == {"q", "question_mark", "1", "2", "3", "4", "5", "R", "P", "plus", "minus", "ctrl+p"}
     # the same key means one thing per owner: x deletes in the queue, exports in the results
     x = {(a.owner, a.action) for a in ACTIONS if "x" in a.keys.split(",")}
     assert x == {("queue", "delete"), ("results", "export")}

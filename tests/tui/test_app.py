@@ -167,6 +167,35 @@ def test_start_and_stop_a_real_runner(tmp_path):
     assert st["state"] == "interrupted" and 1 <= st["epoch"] < 400
 
 
+def test_p_chooses_packs_for_the_runner_it_starts(tmp_path, monkeypatch):
+    """P cycles the next runner's --pack (auto, off, 2, ...); the runner started with R then trains the two
+    experiments as one pack of 2 (each records it in its config.json)."""
+    monkeypatch.delenv("UNETTUI_PACK", raising=False)
+    proj = tmp_path / "p"
+    proj.mkdir()
+    (proj / "experiments.toml").write_text(
+        '[defaults]\ndataset = "synthetic:nuclei"\nnum_images = 16\nimage_size = 32\nbase_channels = 4\n'
+        "depth = 2\nbatch_size = 4\nepochs = 2\ndevice = 'cpu'\n\n[[experiment]]\nid = 'a'\n\n"
+        "[[experiment]]\nid = 'b'\nlr = 0.01\n")
+
+    async def go():
+        app = make_app(proj, poll_interval=0.2)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await pilot.press("P")
+            assert app.runner.pack == "off"
+            await pilot.press("P")
+            assert app.runner.pack == "2"
+            await pilot.press("R")
+            assert "packs 2" in app.sub_title
+            assert await wait_for(pilot, lambda: all(app.views.get(i) and app.views[i].state == "done"
+                                                     for i in ("a", "b")), 120)
+
+    run(go())
+    for run_id, other in (("a", "b"), ("b", "a")):
+        cfg = RunStore(proj).run(run_id).config()
+        assert cfg["pack_size"] == 2 and cfg["pack_members"] == [other]
+
+
 def test_quitting_with_our_runner_working_asks_and_can_stop_it(tmp_path):
     proj = tmp_path / "p"
     proj.mkdir()

@@ -83,6 +83,8 @@ ACTIONS: tuple[Action, ...] = (
     Action("R", "app", "toggle_runner", "runner", "start or stop the runner (it trains in its own process)"),
     Action("plus", "app", "workers(1)", "+worker", "one more worker for the next runner start", show=False),
     Action("minus", "app", "workers(-1)", "-worker", "one worker fewer for the next runner start", show=False),
+    Action("P", "app", "cycle_pack", "packs", "packs for the next runner start: auto, off, 2, 4, 8, 16 (see --pack)",
+           show=False),
     Action("ctrl+p", "app", "command_palette", "palette", "command palette: every action by name", show=False,
            priority=True),
     # ---- the queue: the experiment selected there --------------------------------------------------------

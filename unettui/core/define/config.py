@@ -82,8 +82,8 @@ class Config:
 
     # ---- conversions -------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        """Flat dict keyed by canonical (dotted) key names, in declaration order."""
-        return {field_to_key(f.name): getattr(self, f.name) for f in dataclasses.fields(self)}
+        """Flat dict keyed by canonical (dotted) key names, in declaration order (a new dict each call)."""
+        return {key: getattr(self, name) for name, key in _FIELD_KEYS}
 
     def replace(self, **changes: Any) -> "Config":
         return dataclasses.replace(self, **{key_to_field(k): v for k, v in changes.items()})
@@ -105,6 +105,8 @@ def key_to_field(key: str) -> str:
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Config)}
 KEYS: tuple[str, ...] = tuple(field_to_key(n) for n in _FIELDS)
+# (field name, key) of every Config field, in declaration order
+_FIELD_KEYS = tuple((f.name, field_to_key(f.name)) for f in dataclasses.fields(Config))
 DEFAULTS = Config()
 MAX_LR = 100.0
 MAX_SEED = 2**63 - 2  # torch seeds are 64-bit; augmentation uses seed + 1
@@ -289,10 +291,11 @@ def definition_changes(recorded: dict[str, Any], cfg: Config) -> list[tuple[str,
     """(key, recorded value, value now) for every key of ``cfg`` that differs from a run's recorded config (its
     config.json, or a checkpoint's config), ignoring NOT_DEFINITION. Empty: the run is of this very definition."""
     out = []
-    for key, now in cfg.to_dict().items():
+    for name, key in _FIELD_KEYS:
         if key in NOT_DEFINITION:
             continue
-        was = recorded.get(key, LEGACY.get(key, getattr(DEFAULTS, key_to_field(key))))
+        now = getattr(cfg, name)
+        was = recorded[key] if key in recorded else LEGACY.get(key, getattr(DEFAULTS, name))
         if was != now:
             out.append((key, was, now))
     return out

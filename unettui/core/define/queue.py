@@ -137,10 +137,13 @@ def _entry_order(text: str, data: dict[str, Any]) -> list[tuple[str, int, int | 
     """(section, index, line) of the [[experiment]] / [[sweep]] headers in the order they appear in the text."""
     counts = {"experiment": 0, "sweep": 0, "study": 0}
     order: list[tuple[str, int, int | None]] = []
+    line, seen = 1, 0  # the line number at offset `seen` (counted incrementally: a queue may hold 10,000 entries)
     for m in re.finditer(r"^[ \t]*\[\[[ \t]*(experiment|sweep|study)[ \t]*\]\]", text, re.M):
         sec = m.group(1)
+        line += text.count("\n", seen, m.start())
+        seen = m.start()
         if counts[sec] < len(data.get(sec, [])):
-            order.append((sec, counts[sec], text.count("\n", 0, m.start()) + 1))
+            order.append((sec, counts[sec], line))
             counts[sec] += 1
     for sec in ("experiment", "sweep", "study"):  # inline arrays of tables that the regex did not see
         for i in range(counts[sec], len(data.get(sec, []))):
