@@ -111,6 +111,11 @@ def test_images_per_second_and_queue_eta():
     assert queue_eta([done, running, pending, gone]) == (2, 18.0 + 40.0)
     assert queue_eta([done, running, pending], workers=2) == (2, 29.0)
     assert queue_eta([pending]) == (1, None)  # nothing timed yet
+    # a pack of three training at once with one worker: they end together, not one after the other
+    packed = [RunView(id=f"k{i}", state="running", epochs=4, epoch=1, metrics=[{"epoch": 1, "seconds": 6.0}])
+              for i in range(3)]
+    assert queue_eta([done, *packed]) == (3, 18.0)
+    assert queue_eta([done, *packed, pending]) == (4, (3 * 18.0 + 40.0) / 3)
     assert queue_eta([done]) == (0, 0.0)
 
 

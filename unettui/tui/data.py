@@ -488,10 +488,11 @@ TO_TRAIN = (State.PENDING, State.INTERRUPTED, State.CHANGED, State.RUNNING)
 
 
 def queue_eta(views: Iterable[RunView], workers: int = 1) -> tuple[int, float | None]:
-    """(runs left to train, seconds until the queue is done at ``workers`` runs at a time): running runs by their own
-    ETA, the others by their epochs left times the mean epoch time of the project's runs so far. The time is None when
-    no epoch has been timed yet."""
-    left, eta, epochs_left = 0, 0.0, 0
+    """(runs left to train, seconds until the queue is done): running runs by their own ETA, the others by their epochs
+    left times the mean epoch time of the project's runs so far, all of it shared by as many runs at a time as there
+    are ``workers`` or runs training now (a pack trains several at once), and never before the longest running run
+    ends. The time is None when no epoch has been timed yet."""
+    left, eta, epochs_left, running, longest = 0, 0.0, 0, 0, 0.0
     secs: list[float] = []
     for v in views:
         s = v.summary.get("seconds")
@@ -502,7 +503,7 @@ def queue_eta(views: Iterable[RunView], workers: int = 1) -> tuple[int, float | 
             continue
         left += 1
         if v.state is State.RUNNING and (own := v.eta_seconds()) is not None:
-            eta += own
+            eta, running, longest = eta + own, running + 1, max(longest, own)
             continue
         target = v.target or v.epochs or 0
         epochs_left += max(0, target - (v.epoch if v.state is not State.CHANGED else 0))
@@ -511,7 +512,7 @@ def queue_eta(views: Iterable[RunView], workers: int = 1) -> tuple[int, float | 
     if epochs_left and not secs:
         return left, None
     per_epoch = sum(secs) / len(secs) if secs else 0.0
-    return left, (eta + epochs_left * per_epoch) / max(1, workers)
+    return left, max(longest, (eta + epochs_left * per_epoch) / max(1, workers, running))
 
 
 def now() -> float:
