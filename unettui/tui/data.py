@@ -115,6 +115,8 @@ class ProjectMonitor:
         self._files: dict[tuple[str, str], _FileState] = {}
         self._snaps: dict[str, RunFiles] = {}
         self._dirs: dict[str, int] = {}  # run folder -> its mtime (ns) when its files were last stat-ed
+        self._root_stamp = -2  # runs/'s mtime (ns) when its folders were last listed
+        self._run_ids: set[str] = set()
         self._with_metrics: set[str] = set()  # runs whose metrics.jsonl has been read (and is followed)
         self._want: frozenset[str] = frozenset()
         self._rotation = 0
@@ -321,10 +323,14 @@ class ProjectMonitor:
 
     def _refresh_runs(self, changed: set[str], budget: int | None = None) -> None:
         self._data = DataIds(self.project)  # each poll asks again (cached in the core): a dataset may have changed
-        try:
-            run_ids = {e.name for e in os.scandir(self.root) if e.is_dir() and not e.name.startswith(".")}
-        except OSError:
-            run_ids = set()
+        root_now = _dir_stamp(self.root)  # runs/ itself changes only when a run folder comes or goes
+        if root_now != self._root_stamp or root_now == -1:
+            try:
+                self._run_ids = {e.name for e in os.scandir(self.root) if e.is_dir() and not e.name.startswith(".")}
+            except OSError:
+                self._run_ids = set()
+            self._root_stamp = root_now
+        run_ids = self._run_ids
         queue_ids = self._queue_ids
         known = set(queue_ids)
         order = queue_ids + sorted(run_ids - known) if run_ids - known else list(queue_ids)
