@@ -251,11 +251,6 @@ class Runner:
             self._noted.add((exp.id, why))
             self.reporter.note(exp, f"skipped: {why}{hint}")
 
-    def claim_next(self, queue: Queue, seen_invalid: set[str]) -> tuple[Experiment, Run, str] | None:
-        """Claim the first claimable experiment of the queue (no pack)."""
-        got = self.claim_pack(queue, seen_invalid, limit=1)
-        return got[0] if got else None
-
     def claim_pack(self, queue: Queue, seen_invalid: set[str], limit: int | None = None
                    ) -> list[tuple[Experiment, Run, str]]:
         """Under the queue lock, claim the first claimable experiment, then (packs: ``self.pack``, or ``limit``) up to

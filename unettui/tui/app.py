@@ -42,11 +42,10 @@ class ProjectUpdated(Message):
     def __init__(self, views: dict[str, RunView], gone: set[str], order: list[str] | None, changed: set[str],
                  queue_error: str | None, studies: list[Any] | None = None, study_ids: frozenset[str] = frozenset(),
                  study_problems: list[str] | None = None, claimed: list[RunView] | None = None,
-                 runners: list[RunnerFigures] | None = None, eta: tuple[int, float | None] = (0, 0.0),
-                 complete: bool = True) -> None:
+                 runners: list[RunnerFigures] | None = None, eta: tuple[int, float | None] = (0, 0.0)) -> None:
         self.views, self.gone, self.order, self.changed, self.queue_error = views, gone, order, changed, queue_error
         self.studies, self.study_ids, self.study_problems = studies or [], study_ids, study_problems or []
-        self.claimed, self.runners, self.eta, self.complete = claimed or [], runners or [], eta, complete
+        self.claimed, self.runners, self.eta = claimed or [], runners or [], eta
         super().__init__()
 
 
@@ -83,7 +82,6 @@ class UnettuiApp(App):
         self.claimed: list[RunView] = []
         self.runners: list[RunnerFigures] = []
         self.eta: tuple[int, float | None] = (0, 0.0)
-        self.loaded = False  # every run has been read once
         self._wake = threading.Event()
         self._poll_requested = False
         self._unfrozen = 0  # views that arrived since the last gc.freeze()
@@ -162,7 +160,7 @@ class UnettuiApp(App):
         if views or gone or self._eta is None:
             self._eta = queue_eta(mon.views(), max(1, len(mon.runners)))
         return ProjectUpdated(views, gone, order, changed, mon.queue_error, mon.studies, mon.study_run_ids,
-                              mon.study_problems, mon.claimed(), mon.runners, self._eta, mon.complete)
+                              mon.study_problems, mon.claimed(), mon.runners, self._eta)
 
     def refresh_now(self) -> None:
         """Poll now (after an edit), not at the next tick."""
@@ -212,7 +210,7 @@ class UnettuiApp(App):
         if msg.queue_error and msg.queue_error != self._last_queue_error:
             self.notify(f"{msg.queue_error} (showing the last good queue)", severity="error", timeout=10)
         self._last_queue_error = msg.queue_error
-        self.claimed, self.eta, self.loaded = msg.claimed, msg.eta, msg.complete
+        self.claimed, self.eta = msg.claimed, msg.eta
         if RUNNERS_CHANGED in msg.changed or msg.runners != self.runners or ids:
             self.runners = msg.runners
             running = [v for v in self.claimed if v.state == "running"]
@@ -223,7 +221,7 @@ class UnettuiApp(App):
     def _settle(self, arrived: int) -> None:
         """(The polling thread.) Move what has been read so far out of the garbage collector's way (gc.freeze): with
         10,000 runs read, a full collection walked millions of long-lived objects and stopped every thread for
-        0.2-0.35 s, once in a while, whatever the user was doing. Done after every FREEZE_EVERY changed views (the
+        a few hundred ms, once in a while, whatever the user was doing. Done after every FREEZE_EVERY changed views (the
         first read comes in slices for this, too); frozen objects are still freed by reference counting when a newer
         view replaces them."""
         self._unfrozen += arrived

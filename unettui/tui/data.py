@@ -92,8 +92,8 @@ class ProjectMonitor:
 
     metrics.jsonl is read incrementally (from the last offset; from the start again when the file shrank, as it does
     when a resumed run rewrites it). A finished run's metrics (its curves) are not needed for its row: they are read
-    for the runs ``want`` names first (the selected run, the compared runs), then ``backfill`` reads the others a few
-    hundred per poll, so that opening 10,000 runs does not wait for 10,000 metrics files.
+    only for the runs ``want`` names (the selected run, the compared runs), so that opening 10,000 runs does not wait
+    for 10,000 metrics files.
 
     ``poll()`` returns the ids whose view changed (plus QUEUE_CHANGED when the queue file was re-read or the order
     changed, STUDIES_CHANGED when the studies' status was recomputed, RUNNERS_CHANGED when a runner's figures did).
@@ -102,7 +102,6 @@ class ProjectMonitor:
     """
 
     FULL_CHECK = 50  # runs whose every file is stat-ed in each poll, in rotation (all of them in a smaller project)
-    BACKFILL = 400  # finished runs whose metrics a backfill reads at most
 
     def __init__(self, project: Path):
         self.project = Path(project)
@@ -156,23 +155,6 @@ class ProjectMonitor:
         """Read the metrics of the wanted runs not read yet; returns the ids whose view changed."""
         with self._lock:
             return self._load_metrics([i for i in self._want if i not in self._with_metrics and i in self.runs])
-
-    def backfill(self, limit: int | None = None) -> set[str]:
-        """Read the metrics of up to ``limit`` more runs that have none read yet (wanted ones first)."""
-        with self._lock:
-            limit = self.BACKFILL if limit is None else limit
-            todo = [i for i in self._want if i not in self._with_metrics and i in self.runs]
-            if len(todo) < limit:
-                for run_id in self._order:
-                    if run_id not in self._with_metrics and run_id in self._snaps and self._snaps[run_id].exists:
-                        todo.append(run_id)
-                        if len(todo) >= limit:
-                            break
-            return self._load_metrics(todo[:limit])
-
-    def backfilled(self) -> bool:
-        """Whether every run folder's metrics have been read."""
-        return all(i in self._with_metrics for i, s in self._snaps.items() if s.exists)
 
     def _load_metrics(self, run_ids: list[str]) -> set[str]:
         changed: set[str] = set()

@@ -13,6 +13,28 @@ if TYPE_CHECKING:
     from .app import UnettuiApp
 
 
+class OnChosenRun:
+    """The edits a widget offers on the one experiment it names (``_chosen``: the selected or highlighted one, or None
+    after telling the user there is none); mixed into the Queue and Results widgets."""
+
+    app: "UnettuiApp"
+
+    def _chosen(self) -> str | None:
+        raise NotImplementedError
+
+    def action_edit(self) -> None:
+        if run_id := self._chosen():
+            edit(self.app, run_id)
+
+    def action_duplicate(self) -> None:
+        if run_id := self._chosen():
+            duplicate(self.app, run_id)
+
+    def action_retry(self) -> None:
+        if run_id := self._chosen():
+            retry(self.app, run_id)
+
+
 def _attempt(app: UnettuiApp, what: str, fn: Callable[[], Any]) -> Any:
     """Run one edit; every refusal becomes a notification naming it, and the project is read again after."""
     from ..core.define.config import ConfigError

@@ -6,7 +6,6 @@ so a poll that changed one run of 10,000 costs about as much as one run. A model
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
@@ -144,10 +143,6 @@ class ResultsModel:
         if self._set_changed or len(self._order) != len(self._runs):
             self._order = [i for i in new if i in self._runs]
 
-    @property
-    def run_rows(self) -> dict[str, dict[str, Any]]:
-        return self._runs
-
     def has_repeats(self) -> bool:
         seen: set[str] = set()
         for row in self._runs.values():
@@ -232,7 +227,3 @@ class ResultsModel:
             if run_id in ids:
                 return conf
         return None
-
-
-def is_finite(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)

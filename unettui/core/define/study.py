@@ -45,7 +45,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..runs.groups import mean_sd, within_noise
+from ..runs.groups import mean_sd, standard_error, within_noise
 from ..runs.status import DataIds, State, judge_run
 from ..runs.store import FINISHED, short_of
 from .config import Config, ConfigError, build_config
@@ -182,7 +182,7 @@ def score(cs: ConfigScore) -> None:
     sds = [mean_sd(v)[1] for v in by_fraction.values()]
     if cs.n >= 2 and all(x is not None for x in sds):
         cs.sd = math.sqrt(sum(x * x for x in sds) / len(sds))  # type: ignore[operator]
-        cs.se = cs.sd / math.sqrt(cs.n * len(means))
+        cs.se = standard_error(cs.sd, cs.n * len(means))
 
 
 def _close(a: float, b: float) -> bool:

@@ -390,29 +390,33 @@ class PackTrainer:
             return True
         return self._since_write >= self._last_write * (1.0 / share - 1.0)
 
-    def _write(self, m: PackMember, final: bool) -> None:
+    def _write(self, m: PackMember, final: bool, failed: bool = False) -> None:
         """Write member ``m``'s pending epochs as a solo run writes each of its epochs (best.pt and preview of its
-        newest best, the last preview, checkpoint, metrics lines, summary), then tell its on_epoch about them."""
+        newest best, the last preview, checkpoint, metrics lines, summary), then tell its on_epoch about them.
+        ``failed`` (it diverged): its weights now are not finite, so no checkpoint (it stays at the last written
+        epoch), no last preview, and best.pt only from a snapshot taken when that epoch was the best."""
         run = m.run
         if run is not None:
             previews = m.cfg.preview_count > 0
             with m.guard():
                 best = m.pending_best
-                if best is not None:
-                    weights = best["snapshot"] and self._member_weights(best["snapshot"], best["slot"])
-                    m.save_best(run.file(BEST_WEIGHTS), weights or None, best["epoch"], best["val_dice"])
+                if best is not None and not (failed and best["snapshot"] is None):
+                    weights = self._member_weights(best["snapshot"], best["slot"]) if best["snapshot"] else None
+                    m.save_best(run.file(BEST_WEIGHTS), weights, best["epoch"], best["val_dice"])
                     if previews and best["preview"] is not None:
                         save_preview(run.path, "best", epoch=best["epoch"], **best["preview"])
-                if previews and final:
-                    save_preview(run.path, "last", epoch=m.epoch, **m.predict_preview())
-                # checkpoint first (it holds the history), then the metrics lines and summary
-                m.save_checkpoint(run.file(CHECKPOINT))
-                self.timing["checkpoint_bytes"] += run.file(CHECKPOINT).stat().st_size
-                self.timing["checkpoints"] += 1
+                if not failed:
+                    if previews and final:
+                        save_preview(run.path, "last", epoch=m.epoch, **m.predict_preview())
+                    # checkpoint first (it holds the history), then the metrics lines and summary
+                    m.save_checkpoint(run.file(CHECKPOINT))
+                    self.timing["checkpoint_bytes"] += run.file(CHECKPOINT).stat().st_size
+                    self.timing["checkpoints"] += 1
                 for rec in m.pending:
                     append_jsonl(run.file(METRICS), rec)
                 atomic_write_json(run.file(SUMMARY), m.summary())
-        m.written = m.summary()
+        if not failed:
+            m.written = m.summary()
         done, m.pending, m.pending_best = m.pending, [], None
         for rec in done:
             if m.events.on_epoch:
@@ -428,21 +432,7 @@ class PackTrainer:
         """Diverged: as a solo run, the good epochs' metrics and the summary are written (the checkpoint stays at
         the last written epoch: the weights now are not finite) and the run ends failed with the solo message."""
         try:
-            if m.run is not None:
-                with m.guard():
-                    best = m.pending_best
-                    if best is not None and best["snapshot"] is not None:
-                        m.save_best(m.run.file(BEST_WEIGHTS), self._member_weights(best["snapshot"], best["slot"]),
-                                    best["epoch"], best["val_dice"])
-                        if m.cfg.preview_count > 0 and best["preview"] is not None:
-                            save_preview(m.run.path, "best", epoch=best["epoch"], **best["preview"])
-                    for rec in m.pending:
-                        append_jsonl(m.run.file(METRICS), rec)
-                    atomic_write_json(m.run.file(SUMMARY), m.summary())
-            done, m.pending, m.pending_best = m.pending, [], None
-            for rec in done:
-                if m.events.on_epoch:
-                    m.events.on_epoch(rec)
+            self._write(m, final=False, failed=True)
         except Exception as exc:  # noqa: BLE001 - its files (or its claim): this member only
             self._leave(m, Result("raised", m.written, _first_line(exc), exc))
             return
@@ -517,8 +507,9 @@ class PackTrainer:
         if improved:
             later = [m for m in improved if not (write_now or id(m) in ending)]
             snap = self._snapshot() if later else None
+            later_ids = {id(x) for x in later}
             for m in improved:
-                now = snap is None or id(m) not in {id(x) for x in later}
+                now = id(m) not in later_ids
                 preview = m.predict_preview() if (m.cfg.preview_count > 0 and not now) else None
                 m.pending_best = {"epoch": m.epoch, "val_dice": m.best["val_dice"], "preview": preview,
                                   "snapshot": None if now else snap, "slot": m.slot}

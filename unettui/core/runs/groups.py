@@ -24,6 +24,7 @@ def mean_sd(values: Sequence[float]) -> tuple[float | None, float | None, int]:
 
 
 def standard_error(sd: float | None, n: int) -> float | None:
+    """The standard error of a mean of ``n`` values with standard deviation ``sd`` (None below two values)."""
     return sd / math.sqrt(n) if sd is not None and n >= 2 else None
 
 
@@ -77,10 +78,6 @@ def group_rows(rows: Iterable[Row], metric: str = "best_val_dice") -> list[Group
     for g in out.values():
         g.mean, g.sd, g.n = mean_sd(g.values)
     return list(out.values())
-
-
-def group_of(rows: Sequence[Row], configuration: str) -> list[Row]:
-    return [r for r in rows if r.configuration == configuration]
 
 
 def has_repeats(rows: Iterable[Any]) -> bool:

@@ -67,13 +67,7 @@ class KeyedTable(DataTable):
                 del self._drawn[key]
         columns = [c.key.value for c in self.ordered_columns]
         for key, cells in rows:
-            was = self._drawn.get(key)
-            if was is None or was == cells:
-                continue
-            for column, new, old in zip(columns, cells, was):
-                if new != old:
-                    self.update_cell(key, column, new, update_width=True)
-            self._drawn[key] = cells
+            self._redraw(key, cells, columns)
         self._pending = [k for k in self._want if k not in self._drawn]
         self._keep = keep
         self._fill()
@@ -85,13 +79,17 @@ class KeyedTable(DataTable):
             if key not in self._want_cells:
                 continue
             self._want_cells[key] = cells
-            was = self._drawn.get(key)
-            if was is None or was == cells:
-                continue
-            for column, new, old in zip(columns, cells, was):
-                if new != old:
-                    self.update_cell(key, column, new, update_width=True)
-            self._drawn[key] = cells
+            self._redraw(key, cells, columns)
+
+    def _redraw(self, key: str, cells: Cells, columns: list[str]) -> None:
+        """Update the cells of row ``key`` that differ from what it shows (rows not added yet: nothing)."""
+        was = self._drawn.get(key)
+        if was is None or was == cells:
+            return
+        for column, new, old in zip(columns, cells, was):
+            if new != old:
+                self.update_cell(key, column, new, update_width=True)
+        self._drawn[key] = cells
 
     def _fill(self) -> None:
         """Add the next CHUNK pending rows; again after the next refresh while rows remain; then order and cursor."""

@@ -43,7 +43,7 @@ def best_text(v: RunView) -> Text:
     return Text(f"{best:.4f}", justify="right")
 
 
-class QueuePanel(KeyedTable):
+class QueuePanel(edits.OnChosenRun, KeyedTable):
     """The queue, keyed by experiment id: ``update_views`` adds, removes and updates rows in place (a new queue
     order is one sort, not a rebuild); space marks the selected experiment for the Compare tab."""
 
@@ -102,7 +102,7 @@ class QueuePanel(KeyedTable):
         event.stop()
         self.post_message(self.Selected(event.row_key.value if event.row_key else None))
 
-    # ---- actions (keys from actions.ACTIONS): on the experiment selected here ------------------------
+    # ---- actions (keys from actions.ACTIONS; edit, duplicate, retry: edits.OnChosenRun): on the experiment selected here
     def _chosen(self) -> str | None:
         run_id = self.selected_id()
         if run_id is None:
@@ -115,14 +115,6 @@ class QueuePanel(KeyedTable):
     def action_sweep(self) -> None:
         edits.sweep(self.app)
 
-    def action_edit(self) -> None:
-        if run_id := self._chosen():
-            edits.edit(self.app, run_id)
-
-    def action_duplicate(self) -> None:
-        if run_id := self._chosen():
-            edits.duplicate(self.app, run_id)
-
     def action_delete(self) -> None:
         if run_id := self._chosen():
             edits.delete(self.app, run_id)
@@ -130,10 +122,6 @@ class QueuePanel(KeyedTable):
     def action_move(self, delta: int) -> None:
         if run_id := self._chosen():
             edits.move(self.app, run_id, delta)
-
-    def action_retry(self) -> None:
-        if run_id := self._chosen():
-            edits.retry(self.app, run_id)
 
     def action_retry_failed(self) -> None:
         edits.retry_failed(self.app)

@@ -120,7 +120,7 @@ class Computed(Message):
         super().__init__()
 
 
-class ResultsPanel(Vertical):
+class ResultsPanel(edits.OnChosenRun, Vertical):
     """Runs that trained at least one epoch, one row each (keyed by run id) — or, when some configuration has repeats,
     one row per configuration (keyed by its id) with the mean ± sd (n) of its repeats (``c`` switches) — with the
     hyper-parameters that differ between them and their metrics; a live filter, sorting, per-value means, marks and
@@ -405,24 +405,13 @@ class ResultsPanel(Vertical):
             return box is not None and (bool(box.value) or box.has_focus)
         return True
 
-    # the queue's actions that make sense on a result: on the run highlighted here (none: nothing happens)
+    # the queue's actions that make sense on a result (edit, duplicate, retry: edits.OnChosenRun), on the run
+    # highlighted here
     def _chosen(self) -> str | None:
         run_id = self.highlighted_id()
         if run_id is None:
             self.notify("no run highlighted", severity="warning")
         return run_id
-
-    def action_edit(self) -> None:
-        if run_id := self._chosen():
-            edits.edit(self.app, run_id)
-
-    def action_duplicate(self) -> None:
-        if run_id := self._chosen():
-            edits.duplicate(self.app, run_id)
-
-    def action_retry(self) -> None:
-        if run_id := self._chosen():
-            edits.retry(self.app, run_id)
 
     def action_export(self) -> None:
         n = len(self.shown.keys)
