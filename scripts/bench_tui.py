@@ -4,8 +4,10 @@ Usage: python scripts/bench_tui.py [--runs 1000 10000] [--repeat 5] [--seconds 8
 
 For each N (a project built once: N finished runs of 20 epochs, the last one running), ``--repeat`` times:
 
-- open: the time from starting the app until the queue table shows its first rows, and until it holds every run
-  with its state (every run read, every row added);
+- first open: runs/.index removed (a project never opened in the TUI, or opened by an older version): the time until
+  the queue table shows its first rows, and until it holds every run with its state (every run's files read, every
+  row added); the TUI then writes the index;
+- open: the same, the next time (the index written by the first open: one file instead of three per run);
 - poll: one poll of runs/ with nothing changed (the median of five in a row, after a first poll read everything);
 - keys: while a separate process appends a metrics line to the running run every 0.2 s, a "down" key is sent every
   20-80 ms for ``--seconds``; a key's latency is the time from sending it until the app has handled it and the run
@@ -24,6 +26,7 @@ import argparse
 import asyncio
 import os
 import random
+import shutil
 import statistics
 import subprocess
 import sys
@@ -38,6 +41,7 @@ from textual import events  # noqa: E402
 
 from tests.tui.fixtures import metric_rows, write_run  # noqa: E402
 from unettui.core.define.config import Config  # noqa: E402
+from unettui.core.runs import index as run_index  # noqa: E402
 from unettui.tui.app import make_app  # noqa: E402
 from unettui.tui.data import ProjectMonitor  # noqa: E402
 from unettui.tui.widgets.queue import QueuePanel  # noqa: E402
@@ -93,6 +97,26 @@ async def watch_loop(stalls: list[float], stop: asyncio.Event) -> None:
         t = time.perf_counter()
         await asyncio.sleep(0.005)
         stalls.append(time.perf_counter() - t - 0.005)
+
+
+async def first_open(project: Path, n: int) -> dict[str, float]:
+    """Open a project without its index: first rows, every row, and when the index has been written."""
+    shutil.rmtree(project / "runs" / run_index.INDEX_DIR, ignore_errors=True)
+    app = make_app(project, poll_interval=1.0)
+    out: dict[str, float] = {}
+    t0 = time.perf_counter()
+    async with app.run_test(size=(120, 40)):
+        table = app.query_one(QueuePanel)
+        while table.row_count == 0:
+            await asyncio.sleep(0.005)
+        out["first_rows"] = time.perf_counter() - t0
+        while table.row_count < n or not table.complete:
+            await asyncio.sleep(0.005)
+        out["open"] = time.perf_counter() - t0
+        while not run_index.index_path(project).exists() and time.perf_counter() - t0 < 60:
+            await asyncio.sleep(0.01)
+        out["indexed"] = time.perf_counter() - t0
+    return out
 
 
 async def session(project: Path, n: int, seconds: float) -> dict[str, float]:
@@ -162,17 +186,22 @@ def main() -> None:
             print(f"--- {n} runs (built in {time.perf_counter() - t:.1f} s)", flush=True)
             results = []
             for k in range(args.repeat):
+                cold = asyncio.run(first_open(project, n))
                 first, idle = poll_times(project)
                 r = asyncio.run(session(project, n, args.seconds))
                 r["poll_first"], r["poll_idle"] = first, idle
+                r["cold_open"], r["cold_first_rows"], r["indexed"] = cold["open"], cold["first_rows"], cold["indexed"]
                 results.append(r)
-                print(f"  #{k + 1}: open {r['open']:.2f} s (first rows {r['first_rows']:.2f} s); poll: first "
+                print(f"  #{k + 1}: first open {r['cold_open']:.2f} s (first rows {r['cold_first_rows']:.2f} s, index "
+                      f"written at {r['indexed']:.2f} s); "
+                      f"open {r['open']:.2f} s (first rows {r['first_rows']:.2f} s); poll: first "
                       f"{first * 1000:.0f} ms, nothing changed {idle * 1000:.1f} ms; {r['keys']} keys: median "
                       f"{r['key_median'] * 1000:.1f} ms, worst {r['key_worst'] * 1000:.0f} ms; longest UI stall "
                       f"{r['stall'] * 1000:.0f} ms; pilot press+pause median {r['pilot_median'] * 1000:.0f} ms, worst "
                       f"{r['pilot_worst'] * 1000:.0f} ms; the running run shows {r['epochs_shown']} epochs", flush=True)
             col = {key: [r[key] for r in results] for key in results[0]}
-            print(f"  {n} runs, {len(results)} repetitions: open {rng(col['open'])} s (first rows "
+            print(f"  {n} runs, {len(results)} repetitions: first open {rng(col['cold_open'])} s (first rows "
+                  f"{rng(col['cold_first_rows'])} s); open {rng(col['open'])} s (first rows "
                   f"{rng(col['first_rows'])} s); poll with nothing changed {rng(col['poll_idle'], 1000, '{:.0f}')} ms "
                   f"(first {rng(col['poll_first'], 1000, '{:.0f}')} ms); key median {rng(col['key_median'], 1000, '{:.0f}')} "
                   f"ms, worst {rng(col['key_worst'], 1000, '{:.0f}')} ms; longest UI stall "

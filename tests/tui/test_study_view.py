@@ -220,7 +220,7 @@ def test_the_poll_expands_studies_only_when_a_study_run_moves(make_project, monk
     proj = make_project(STUDY)
     loads = []
     real = tui_data.load_queue
-    monkeypatch.setattr(tui_data, "load_queue", lambda p: loads.append(p) or real(p))
+    monkeypatch.setattr(tui_data, "load_queue", lambda p, **kw: loads.append(p) or real(p, **kw))
     mon = ProjectMonitor(proj)
     changed = mon.poll()
     assert len(loads) == 1 and STUDIES_CHANGED in changed

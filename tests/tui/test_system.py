@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 import threading
 import time
@@ -128,16 +129,17 @@ def test_a_poll_with_nothing_changed_reads_no_file_and_curves_are_read_when_want
     assert mon.runs["opt-adam-none"].metrics == [] and mon.runs["opt-adam-none"].best_val_dice == 0.82
     assert len(mon.runs["base"].metrics) == 2  # a running run's are followed
     reads = []
-    real_open = open
+    real_open, real_os_open = open, os.open
     monkeypatch.setattr("builtins.open", lambda f, *a, **k: reads.append(str(f)) or real_open(f, *a, **k))
+    monkeypatch.setattr(os, "open", lambda f, *a, **k: reads.append(str(f)) or real_os_open(f, *a, **k))
     assert mon.poll() == set() and reads == []
     assert mon.want(["opt-adam-none"]) is True
     assert mon.load_wanted() == {"opt-adam-none"} and len(mon.runs["opt-adam-none"].metrics) == 4
     assert reads == [str(proj / "runs" / "opt-adam-none" / "metrics.jsonl")]
     assert mon.want(["opt-adam-none"]) is False and mon.load_wanted() == set()
     # a line appended to the running run: that file alone is read, from where it was left
-    reads.clear()
     append_jsonl(RunStore(proj).run("base").file("metrics.jsonl"), metric_rows(0.5, 4)[2])
+    reads.clear()  # (the append's own os.open)
     assert mon.poll() == {"base"} and len(mon.runs["base"].metrics) == 3
     assert reads == [str(proj / "runs" / "base" / "metrics.jsonl")]
     # a status replaced (renamed into the folder) is seen at once; a file edited in place by the rotating full check

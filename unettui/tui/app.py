@@ -31,7 +31,7 @@ from .widgets.study import StudyPanel
 
 PACK_CHOICES = ("auto", "off", "2", "4", "8", "16")  # the P key's cycle (the runner's --pack)
 FIRST_READ = 400  # runs the first poll reads at most (a screenful and more): a large project shows them at once
-SLICE_READ = 2000  # runs each later poll reads at most until every run has been read once
+SLICE_READ = 10000  # runs each later poll reads at most until every run has been read once
 FREEZE_EVERY = 500  # changed views between two gc.freeze() calls (_settle)
 
 
@@ -131,7 +131,14 @@ class UnettuiApp(App):
         worker = get_current_worker()
         mon = self.monitor
         due = 0.0
+        loading = gc.isenabled()
+        if loading:  # the first read makes objects that all live on: collecting them meanwhile is wasted (see _settle)
+            gc.disable()
         while not worker.is_cancelled:
+            if loading and mon.complete:
+                loading = False
+                gc.freeze()
+                gc.enable()
             try:
                 changed = mon.load_wanted()
                 if time.monotonic() >= due or self._poll_requested or not mon.complete:
@@ -141,6 +148,7 @@ class UnettuiApp(App):
                     self._settle(len(changed))
                     due = time.monotonic() + self.poll_interval
                     self.post_message(self._update(changed))
+                    mon.keep_index()  # after the views are on their way: the next start reads them in one file
                 elif changed:
                     self.post_message(self._update(changed))
             except Exception as exc:  # noqa: BLE001 - say so, keep polling: a later poll may read it whole

@@ -20,6 +20,7 @@ from .experiment import Experiment, with_repeats
 from .names import safe_id, slug
 from .study import StudyStatus, expand
 from .study_parse import parse_study
+from ..runs.index import cached_toml
 from ..runs.store import RunStore
 
 QUEUE_FILE = "experiments.toml"
@@ -43,18 +44,20 @@ class Queue:
         return next((e for e in self.experiments if e.id == exp_id), None)
 
 
-def load_queue(project: Path) -> Queue:
-    """Read ``project/experiments.toml``. File-level problems raise QueueError; per-experiment ones are attached."""
+def load_queue(project: Path, cache: bool = False) -> Queue:
+    """Read ``project/experiments.toml``. File-level problems raise QueueError; per-experiment ones are attached.
+    ``cache``: keep the parse of a large file under runs/.index (core.runs.index.cached_toml; the TUI's re-reads)."""
     path = Path(project) / QUEUE_FILE
     if not path.exists():
         raise QueueError(f"{path}: no queue file here; create one with `unettui init` or pass --project DIR")
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        data = cached_toml(Path(project), text, tomllib.loads) if cache else tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise QueueError(f"{path}: not valid TOML: {exc}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise QueueError(f"{path}: cannot be read: {exc}") from None
-    return parse_queue(data, path, store=RunStore(path.parent))
+    return parse_queue(data, path, text=text, store=RunStore(path.parent))
 
 
 def parse_queue(data: dict[str, Any], path: Path, text: str | None = None, store: Any = None) -> Queue:

@@ -17,5 +17,9 @@ class Mark(Message):
         super().__init__()
 
 
+_MARKED, _UNMARKED = Text(MARK, style="bold magenta"), Text(" ")
+
+
 def mark_text(marked: bool) -> Text:
-    return Text(MARK, style="bold magenta") if marked else Text(" ")
+    """The mark column's cell (shared: tables only render their cells)."""
+    return _MARKED if marked else _UNMARKED

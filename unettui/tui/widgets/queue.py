@@ -29,18 +29,33 @@ STATE_STYLE = {
 }
 
 
+_SHARED: dict[tuple[str, str, str], Text] = {}
+
+
+def shared_text(text: str, style: str = "", justify: str = "default") -> Text:
+    """One Text for every cell that reads the same (the table only renders cells, never changes them): 10,000 rows
+    of a large project need a few hundred of them, not 50,000."""
+    key = (text, style, justify)
+    cell = _SHARED.get(key)
+    if cell is None:
+        if len(_SHARED) >= 4096:
+            _SHARED.clear()
+        cell = _SHARED[key] = Text(text, style=style, justify=justify)  # type: ignore[arg-type]
+    return cell
+
+
 def status_text(v: RunView) -> Text:
     label = v.label
     if not v.in_queue:
         label += " (not in queue)"
-    return Text(label, style=STATE_STYLE.get(v.state.value, ""))
+    return shared_text(label, STATE_STYLE.get(v.state.value, ""))
 
 
 def best_text(v: RunView) -> Text:
     best = v.best_val_dice
     if best is None:
-        return Text("-", style="dim", justify="right")
-    return Text(f"{best:.4f}", justify="right")
+        return shared_text("-", "dim", "right")
+    return shared_text(f"{best:.4f}", "", "right")
 
 
 class QueuePanel(edits.OnChosenRun, KeyedTable):
@@ -68,7 +83,7 @@ class QueuePanel(edits.OnChosenRun, KeyedTable):
 
     def _cells(self, v: RunView) -> tuple:
         return (mark_text(v.id in self.marked), Text(v.id), status_text(v), best_text(v),
-                Text(str(v.attempt or "-"), justify="right"))
+                shared_text(str(v.attempt or "-"), "", "right"))
 
     def update_views(self, views: list[RunView], changed: set[str] | None = None) -> None:
         """Rows follow ``views`` (queue order): the ``changed`` ids' cells are updated in place (every row's when None),

@@ -1,0 +1,218 @@
+"""The run index (runs/.index): a reopened project reads one file instead of every run's, and never shows a run as
+it was when its folder has changed since; a damaged index is ignored. The queue file's parse cache."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import tomllib
+from pathlib import Path
+
+import pytest
+from rich.text import Text
+
+from unettui.core.define.config import Config
+from unettui.core.runs import index as run_index
+from unettui.core.runs.store import RunStore
+from unettui.tui.data import ProjectMonitor
+from unettui.tui.widgets.keyed_table import KeyedTable
+
+from .fixtures import metric_rows, seeded_project, write_run
+
+CFG = Config(dataset="synthetic:nuclei", num_images=16, image_size=32, base_channels=4, depth=2, epochs=4, batch_size=4)
+RUN_FILES = ("status.json", "config.json", "summary.json")
+
+
+def settle(proj: Path, seconds: float = 60.0) -> None:
+    """Date every run folder ``seconds`` back: folders that have been still for a while (what the index trusts)."""
+    then = time.time() - seconds
+    for d in (proj / "runs").iterdir():
+        if d.is_dir() and not d.name.startswith("."):
+            os.utime(d, (then, then))
+
+
+def monitor(proj: Path) -> ProjectMonitor:
+    mon = ProjectMonitor(proj)
+    mon.INDEX_MIN = 3  # the tests' projects are small; the real threshold keeps small projects free of an index
+    return mon
+
+
+def project(tmp_path: Path) -> Path:
+    proj = seeded_project(tmp_path / "p")
+    write_run(proj, "base", CFG, metric_rows(0.5, 2), state="running", epochs=4)  # a claim (its process is gone)
+    settle(proj)
+    return proj
+
+
+def file_reads(monkeypatch) -> list[str]:
+    """The files opened from now on (with open() or os.open(), which the monitor's first read of a run uses)."""
+    reads: list[str] = []
+    real_open, real_os_open = open, os.open
+    monkeypatch.setattr("builtins.open", lambda f, *a, **k: reads.append(str(f)) or real_open(f, *a, **k))
+    monkeypatch.setattr(os, "open", lambda f, *a, **k: reads.append(str(f)) or real_os_open(f, *a, **k))
+    return reads
+
+
+def test_a_reopened_project_reads_the_index_not_each_run_file_and_shows_the_same_rows(tmp_path, monkeypatch):
+    proj = project(tmp_path)
+    first = monitor(proj)
+    first.poll()
+    assert first.keep_index() is True and run_index.index_path(proj).is_file()
+    assert first.keep_index() is False  # nothing read from a folder since: not written again
+
+    reads = file_reads(monkeypatch)
+    again = monitor(proj)
+    again.poll()
+    assert again.views() == first.views() and again.order() == first.order()
+    run_files = [r for r in reads if r.endswith(RUN_FILES)]
+    assert run_files == [], run_files  # 6 finished runs and a claim: all from the index
+    # what is followed is still read from its file: the claimed run's metrics
+    assert str(proj / "runs" / "base" / "metrics.jsonl") in reads
+    assert len(again.runs["base"].metrics) == 2 and again.runs["opt-adam-none"].best_val_dice == 0.82
+    # the curves of a finished run, when wanted, come from its metrics.jsonl as before
+    assert again.want(["opt-sgd-plateau"]) is True
+    assert again.load_wanted() == {"opt-sgd-plateau"} and len(again.runs["opt-sgd-plateau"].metrics) == 4
+
+
+def test_a_run_that_changed_since_the_index_was_written_is_read_from_its_folder(tmp_path, monkeypatch):
+    proj = project(tmp_path)
+    first = monitor(proj)
+    first.poll()
+    assert first.keep_index()
+    # after the index was written: one run fails (its status renamed into its folder), another is retried
+    # (archived: its folder's files move to attempts/1)
+    RunStore(proj).run("opt-sgd-none").write_status(state="failed", error="boom")
+    reads = file_reads(monkeypatch)
+    again = monitor(proj)
+    again.poll()
+    assert again.runs["opt-sgd-none"].state.value == "failed" and again.runs["opt-sgd-none"].error == "boom"
+    read_runs = {Path(r).parent.name for r in reads if r.endswith(RUN_FILES)}
+    assert read_runs == {"opt-sgd-none"}
+    assert again.runs["opt-adam-none"] == first.runs["opt-adam-none"]
+
+
+def test_a_folder_written_just_before_the_index_read_it_is_not_trusted(tmp_path, monkeypatch):
+    """A rename within the clock tick of the read would leave the folder's mtime as it was: an entry is used only
+    for a folder that had been still for SETTLED seconds when it was read."""
+    proj = project(tmp_path)
+    RunStore(proj).run("opt-rmsprop-none").write_status(state="done")  # written now, not settled
+    first = monitor(proj)
+    first.poll()
+    assert first.keep_index()
+    reads = file_reads(monkeypatch)
+    monitor(proj).poll()
+    assert {Path(r).parent.name for r in reads if r.endswith(RUN_FILES)} == {"opt-rmsprop-none"}
+
+
+@pytest.mark.parametrize("damage", ["garbage", "other format", "torn line", "swapped lines", "edited entry"])
+def test_a_damaged_or_foreign_index_is_ignored_where_it_cannot_be_read(tmp_path, damage):
+    proj = project(tmp_path)
+    fresh = monitor(proj)
+    fresh.poll()
+    assert fresh.keep_index()
+    path = run_index.index_path(proj)
+    lines = path.read_bytes().split(b"\n")
+    if damage == "garbage":
+        path.write_bytes(b"\x00\xffnot json at all\n")
+    elif damage == "other format":
+        path.write_bytes(lines[0].replace(b'"unettui_index": 1', b'"unettui_index": 99') + b"\n" + b"\n".join(lines[1:]))
+    elif damage == "torn line":
+        path.write_bytes(b"\n".join(lines[:2]) + b"\n" + lines[2][: len(lines[2]) // 2])
+    elif damage == "swapped lines":  # each entry under the other's id
+        a, b = lines[1], lines[2]
+        ida, idb = a[7:a.index(b'"', 7)], b[7:b.index(b'"', 7)]
+        lines[1], lines[2] = b.replace(idb, ida, 1), a.replace(ida, idb, 1)
+        path.write_bytes(b"\n".join(lines))
+    else:  # a hand edit that leaves valid JSON of the wrong shape
+        lines[1] = lines[1].replace(b'"attempts":0', b'"attempts":"none"')
+        path.write_bytes(b"\n".join(lines))
+    again = monitor(proj)
+    again.poll()
+    assert again.views() == fresh.views()
+
+
+def test_no_index_for_a_small_project_and_none_where_it_cannot_be_written(tmp_path):
+    proj = project(tmp_path)
+    mon = ProjectMonitor(proj)  # the real threshold: 7 runs are read in a few ms, no index
+    mon.poll()
+    assert mon.keep_index() is False and not (proj / "runs" / ".index").exists()
+    blocked = monitor(proj)
+    (proj / "runs" / ".index").write_text("a file where the index folder would be")
+    blocked.poll()
+    assert blocked.keep_index() is False  # said, not raised; the TUI reads every run next time
+
+
+def test_the_index_is_written_again_once_enough_runs_changed(tmp_path, monkeypatch):
+    proj = project(tmp_path)
+    mon = monitor(proj)
+    mon.INDEX_CHANGED, mon.INDEX_EVERY = 3, 0.0  # (the claimed run is read again at every poll: it counts)
+    mon.poll()
+    assert mon.keep_index()
+    RunStore(proj).run("opt-sgd-none").write_status(state="failed", error="boom")
+    mon.poll()
+    assert mon.keep_index() is False  # two runs read again: fewer than INDEX_CHANGED
+    RunStore(proj).run("opt-adam-none").write_status(state="failed", error="bang")
+    mon.poll()
+    assert mon.keep_index() is True
+    settle(proj)  # (both folders still for a while, as they would be at the next start)
+    entries = run_index.load_index(proj)
+    assert run_index.decode(entries, "opt-adam-none")["status"]["error"] == "bang"
+
+
+def test_a_large_queue_file_is_parsed_once_and_again_only_when_its_text_changes(tmp_path):
+    (tmp_path / "runs").mkdir()
+    body = "[defaults]\nepochs = 3\n" + "".join(f"[[experiment]]\nid = 'e{i:05d}'\nlr = {1e-3 * (i + 1)!r}\n"
+                                                for i in range(3000))
+    assert len(body) > run_index.QUEUE_CACHE_MIN
+    calls = []
+
+    def parse(text):
+        calls.append(1)
+        return tomllib.loads(text)
+
+    data = run_index.cached_toml(tmp_path, body, parse)
+    assert data == tomllib.loads(body) and len(calls) == 1
+    assert run_index.cached_toml(tmp_path, body, parse) == data and len(calls) == 1  # from runs/.index/queue.json
+    changed = body.replace("epochs = 3", "epochs = 4")
+    assert run_index.cached_toml(tmp_path, changed, parse)["defaults"]["epochs"] == 4 and len(calls) == 2
+    # a date cannot be kept in JSON: parsed every time, right every time
+    dated = changed + "[[experiment]]\nid = 'dated'\nnote = 2026-11-27\n"
+    assert run_index.cached_toml(tmp_path, dated, parse) == tomllib.loads(dated)
+    assert run_index.cached_toml(tmp_path, dated, parse) == tomllib.loads(dated) and len(calls) == 4
+    small = "[defaults]\nepochs = 3\n"
+    assert run_index.cached_toml(tmp_path / "elsewhere", small, parse) == {"defaults": {"epochs": 3}}
+
+
+def test_rows_added_in_bulk_are_measured_like_add_row_measures_them():
+    """KeyedTable adds a frame's rows without DataTable.add_row's per-row work; the columns come out as wide and the
+    rows as DataTable would have them."""
+    from textual.app import App
+    from textual.widgets import DataTable
+
+    rows = [(f"r{i}", (Text(f"r{i}"), Text("done" if i % 2 else "running 3/20"), Text("é" * (i % 7)),
+                       Text("x\ny" if i == 5 else "-"))) for i in range(40)]
+
+    class Two(App):
+        def compose(self):
+            yield KeyedTable(id="bulk")
+            yield DataTable(id="plain")
+
+    async def go():
+        app = Two()
+        async with app.run_test() as pilot:
+            bulk, plain = app.query_one("#bulk", KeyedTable), app.query_one("#plain", DataTable)
+            for t in (bulk, plain):
+                for c in ("id", "state", "wide", "multi"):
+                    t.add_column(c, key=c)
+            bulk.sync(rows)
+            for key, cells in rows:
+                plain.add_row(*cells, key=key)
+            await pilot.pause()
+            return ([c.content_width for c in bulk.ordered_columns], [c.content_width for c in plain.ordered_columns],
+                    [r.key.value for r in bulk.ordered_rows], bulk.get_row("r5"), bulk.virtual_size.height,
+                    plain.virtual_size.height)
+
+    widths, expected, keys, row5, height, plain_height = asyncio.run(go())
+    assert widths == expected == [3, 12, 6, 5]  # (a label wider than its cells counts too)
+    assert keys == [k for k, _ in rows] and row5[3].plain == "x\ny" and height == plain_height == 41

@@ -1,0 +1,186 @@
+"""A cache of what was last read of each run folder (runs/.index/runs.jsonl), so that reopening a project of 10,000
+runs reads one file instead of 30,000.
+
+It is only ever a shortcut: an entry is used for a run whose folder has not changed since the entry was read (the
+folder's mtime and inode are the ones recorded: every write of a run file but an append renames a file into the folder, which
+changes its mtime) and whose folder had already been still for ``SETTLED`` seconds when it was read (a rename within
+the same clock tick as the read would not move the mtime). Anything else — no file, another format, a torn or
+edited line, a run not in it — is read from the run folder as if there were no index. Deleting it is always safe.
+
+One JSON object per line (a header line first), so that neither reading nor writing it holds Python's GIL for long
+in the TUI's polling thread.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from .store import RUNS_DIR, atomic_write_bytes
+
+INDEX_DIR = ".index"
+INDEX_FILE = "runs.jsonl"
+QUEUE_CACHE = "queue.json"  # experiments.toml parsed, for a large queue file (cached_toml)
+QUEUE_CACHE_MIN = 64 * 1024  # bytes of experiments.toml from which the TUI caches its parse
+FORMAT = 1  # the entries' layout; another number: the file is ignored (and rewritten)
+_BASE = ""  # (not a run id) load_index's key of the header's config
+SETTLED = 2.0  # seconds a folder must have been still before it was read for its entry to be trusted
+
+
+def index_path(project: Path) -> Path:
+    return Path(project) / RUNS_DIR / INDEX_DIR / INDEX_FILE
+
+
+def entry(folder: tuple[int, int], read_at: float, stamps: dict[str, tuple[float, int]],
+          status: dict[str, Any] | None, config: dict[str, Any] | None, summary: dict[str, Any] | None,
+          attempts: int) -> dict[str, Any]:
+    """One run's entry: its folder's (mtime in ns, inode) and when its files were read (``time.time()`` taken before
+    the folder was stat-ed), the (mtime, size) of each file read, what they held and how many earlier attempts it
+    has."""
+    return {"dir": list(folder), "read": read_at, "stamps": {k: list(v) for k, v in stamps.items()}, "status": status,
+            "config": config, "summary": summary, "attempts": attempts}
+
+
+def trusted(item: dict[str, Any], folder: tuple[int, int] | None) -> bool:
+    """The entry stands for the run folder whose (mtime in ns, inode) is ``folder`` now: the very folder (a copy, or
+    a folder removed and made again, has another inode), unchanged, and still for SETTLED seconds when it was read."""
+    recorded = item["dir"]
+    return (folder is not None and recorded[0] == folder[0] and recorded[1] == folder[1] and folder[0] > 0
+            and folder[0] / 1e9 <= item["read"] - SETTLED)
+
+
+def load_index(project: Path) -> dict[str, Any]:
+    """run id -> its entry's line, not decoded yet (``decode`` takes each out when its run is looked at: a large
+    project's first screenful of runs does not wait for every entry), and what decoding needs; {} when there is no
+    index or it is of another format. Never raises."""
+    try:
+        raw = index_path(project).read_bytes()
+    except OSError:
+        return {}
+    head, _, body = raw.partition(b"\n")
+    try:
+        header = json.loads(head)
+    except ValueError:
+        return {}
+    if not isinstance(header, dict) or header.get("unettui_index") != FORMAT:
+        return {}
+    base = header.get("config")
+    out: dict[str, Any] = {_BASE: base if isinstance(base, dict) else None}
+    for line in body.split(b"\n"):
+        if line.startswith(_ID):  # entry() writes the id first; ids are filesystem-safe names (no quotes)
+            end = line.find(b'"', len(_ID))
+            if end > 0:
+                out[line[len(_ID):end].decode("utf-8", "replace")] = line
+    return out
+
+
+_ID = b'{"id":"'
+
+
+def decode(index: dict[str, Any], run_id: str) -> dict[str, Any] | None:
+    """Take the entry of ``run_id`` out of ``index`` (load_index's); None when there is none or its line cannot be
+    read (torn, edited, another run's)."""
+    line = index.pop(run_id, None) if run_id != _BASE else None
+    if line is None:
+        return None
+    try:
+        item = json.loads(line)
+    except ValueError:
+        return None
+    if not _valid(item) or item.pop("id") != run_id:
+        return None
+    diff, drop = item.pop("config_diff", None), item.pop("config_drop", None)
+    if diff is not None:
+        base = index.get(_BASE)
+        if not isinstance(base, dict) or not isinstance(diff, dict) or not isinstance(drop, list):
+            return None
+        config = {k: v for k, v in base.items() if k not in drop} if drop else dict(base)
+        config.update(diff)
+        item["config"] = config
+    return item
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal and of one type (1, 1.0 and True are not the same value of a config key)."""
+    return type(a) is type(b) and a == b
+
+
+def _valid(item: Any) -> bool:
+    """An entry as ``entry`` writes them (an edited one is not trusted)."""
+    if not (type(item) is dict and type(item.get("id")) is str and type(item.get("stamps")) is dict
+            and type(item.get("attempts")) is int and type(item.get("dir")) is list and len(item["dir"]) == 2
+            and type(item["dir"][0]) is int and type(item["dir"][1]) is int
+            and type(item.get("read")) in (int, float) and type(item.get("status")) in _OBJECT
+            and type(item.get("config")) in _OBJECT and type(item.get("summary")) in _OBJECT):
+        return False
+    for v in item["stamps"].values():
+        if type(v) is not list or len(v) != 2 or type(v[0]) not in (int, float) or type(v[1]) is not int:
+            return False
+    return True
+
+
+_OBJECT = (dict, type(None))
+
+
+def write_index(project: Path, entries: Iterable[tuple[str, dict[str, Any]]], written: float) -> bool:
+    """Replace the index with ``entries`` (run id, entry) atomically; False when it cannot be written (a read-only
+    project: the TUI then simply reads every run again next time). Never raises.
+
+    The runs of a project share most of their config: the header holds the first run's config and each entry only
+    the keys whose value differs from it (and those it lacks), which makes the file a third of the size and reading
+    it twice as fast."""
+    parts: list[bytes] = []
+    base: dict[str, Any] | None = None
+    for run_id, item in entries:
+        config = item["config"]
+        if base is None and config is not None:
+            base = config
+        line = {"id": run_id, **item}  # the id first: load_index finds it without decoding the line
+        if config is not None and base is not None:
+            line["config"] = None
+            line["config_diff"] = {k: v for k, v in config.items() if k not in base or not _same(base[k], v)}
+            line["config_drop"] = [k for k in base if k not in config]
+        parts.append(json.dumps(line, separators=(",", ":")).encode())
+    parts.insert(0, json.dumps({"unettui_index": FORMAT, "written": written, "config": base}).encode())
+    path = index_path(project)
+    try:
+        path.parent.mkdir(exist_ok=True)
+        atomic_write_bytes(path, b"\n".join(parts) + b"\n")
+    except OSError:
+        return False
+    return True
+
+
+def remove_index(project: Path) -> None:
+    try:
+        os.unlink(index_path(project))
+    except OSError:
+        pass
+
+
+def cached_toml(project: Path, text: str, parse: Callable[[str], dict[str, Any]]) -> dict[str, Any]:
+    """``parse(text)`` (tomllib.loads: 0.2 s for a queue file of 10,000 experiments), or the same data kept from the
+    last parse of this very text (by its SHA-1) in runs/.index/queue.json. Only for texts of QUEUE_CACHE_MIN bytes
+    or more; data JSON cannot hold exactly (TOML dates and times) is not kept. parse's errors propagate; the
+    cache's never do."""
+    if len(text) < QUEUE_CACHE_MIN:
+        return parse(text)
+    digest = hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest()
+    path = index_path(project).with_name(QUEUE_CACHE)
+    try:
+        kept = json.loads(path.read_bytes())
+        if isinstance(kept, dict) and kept.get("sha1") == digest and isinstance(kept.get("data"), dict):
+            return kept["data"]
+    except (OSError, ValueError):
+        pass
+    data = parse(text)
+    try:
+        raw = json.dumps({"sha1": digest, "data": data}, separators=(",", ":")).encode()
+        path.parent.mkdir(exist_ok=True)
+        atomic_write_bytes(path, raw)
+    except (TypeError, ValueError, OSError):  # a date or time in the file, or a read-only project
+        pass
+    return data
