@@ -216,3 +216,52 @@ def test_rows_added_in_bulk_are_measured_like_add_row_measures_them():
     widths, expected, keys, row5, height, plain_height = asyncio.run(go())
     assert widths == expected == [3, 12, 6, 5]  # (a label wider than its cells counts too)
     assert keys == [k for k, _ in rows] and row5[3].plain == "x\ny" and height == plain_height == 41
+
+
+def test_in_a_large_project_a_finished_runs_change_shows_within_a_few_polls_and_a_training_one_at_each(tmp_path):
+    """A poll stats at most FOLDER_CHECK folders of runs not training (in rotation): a change to a finished run of a
+    10,000-run project shows within four polls; a run training, a claim and a folder just made at the next poll."""
+    proj = project(tmp_path)
+    mon = monitor(proj)
+    mon.FOLDER_CHECK = 2  # 7 runs: every finished run's folder is looked at within 4 polls
+    mon.poll()
+    RunStore(proj).run("opt-rmsprop-plateau").write_status(state="failed", error="late")
+    seen_after = None
+    for k in range(1, 6):
+        if "opt-rmsprop-plateau" in mon.poll():
+            seen_after = k
+            break
+    assert seen_after is not None and seen_after <= 4
+    assert mon.runs["opt-rmsprop-plateau"].error == "late"
+    # the claimed run ("base", its status says running) is looked at in every poll: a line appended shows at once
+    from unettui.core.runs.store import append_jsonl
+    append_jsonl(RunStore(proj).run("base").file("metrics.jsonl"), metric_rows(0.5, 4)[2])
+    assert "base" in mon.poll() and len(mon.runs["base"].metrics) == 3
+    # a run folder made since the last poll (a runner claimed a run that had none): at the next poll
+    (proj / "experiments.toml").write_text((proj / "experiments.toml").read_text() + "\n[[experiment]]\nid = 'late'\n")
+    mon.poll()
+    assert mon.runs["late"].state.value == "pending"
+    RunStore(proj).run("late").path.mkdir(parents=True)
+    RunStore(proj).run("late").write_status(state="failed", error="oom")
+    assert "late" in mon.poll() and mon.runs["late"].state.value == "failed"
+
+
+def test_the_app_ignores_a_poll_that_arrives_while_it_is_closing(tmp_path):
+    """Quitting while a large project is still being read: the last poll's views arrive after the widgets are gone
+    (this printed a NoMatches traceback on exit)."""
+    from textual.widgets import TabbedContent
+
+    from unettui.tui.app import ProjectUpdated, make_app
+
+    proj = project(tmp_path)
+
+    async def go():
+        app = make_app(proj, poll_interval=5.0)
+        async with app.run_test() as pilot:
+            await pilot.pause(0.3)
+            views = dict(app.monitor.runs)
+            await app.query_one(TabbedContent).remove()
+            app.on_project_updated(ProjectUpdated(views, set(), list(views), set(views), None))
+            return len(views)
+
+    assert asyncio.run(go()) == 7

@@ -11,6 +11,7 @@ from typing import Any
 
 from textual import work
 from textual.app import App, ComposeResult
+from textual.css.query import NoMatches
 from textual.containers import Horizontal
 from textual.message import Message
 from textual.widgets import Footer, Header, TabbedContent, TabPane, Tabs
@@ -31,7 +32,7 @@ from .widgets.study import StudyPanel
 
 PACK_CHOICES = ("auto", "off", "2", "4", "8", "16")  # the P key's cycle (the runner's --pack)
 FIRST_READ = 400  # runs the first poll reads at most (a screenful and more): a large project shows them at once
-SLICE_READ = 10000  # runs each later poll reads at most until every run has been read once
+SLICE_READ = 2500  # runs each later poll reads at most until every run has been read once
 FREEZE_EVERY = 500  # changed views between two gc.freeze() calls (_settle)
 
 
@@ -165,10 +166,10 @@ class UnettuiApp(App):
         gone = {i for i in changed if i not in mon.runs and not i.startswith("__")}
         order = mon.order() if QUEUE_CHANGED in changed or not self._sent_order else None
         self._sent_order = True
-        if views or gone or self._eta is None:
+        if mon.complete and (views or gone or self._eta is None):  # (-1 meanwhile: not for each slice of a first read)
             self._eta = queue_eta(mon.views(), max(1, len(mon.runners)))
         return ProjectUpdated(views, gone, order, changed, mon.queue_error, mon.studies, mon.study_run_ids,
-                              mon.study_problems, mon.claimed(), mon.runners, self._eta)
+                              mon.study_problems, mon.claimed(), mon.runners, self._eta or (-1, None))
 
     def refresh_now(self) -> None:
         """Poll now (after an edit), not at the next tick."""
@@ -187,6 +188,10 @@ class UnettuiApp(App):
             self.notify(f"{msg.text} (showing what was last read; retrying)", severity="error", timeout=10)
 
     def on_project_updated(self, msg: ProjectUpdated) -> None:
+        try:
+            self.query_one(QueuePanel)
+        except NoMatches:  # the app is closing (its widgets are gone) while a poll's views were on their way
+            return
         self._last_poll_error = None
         self.views.update(msg.views)
         for gone in msg.gone:

@@ -14,14 +14,14 @@ from textual.widgets.data_table import DuplicateKey, Row, RowKey
 Cells = tuple[Text, ...]
 # what KeyedTable._add_rows uses of DataTable's internals (Textual 0.80-8.x)
 _INTERNALS = ("_row_locations", "_data", "rows", "_new_rows", "_require_update_dimensions", "_update_count",
-              "_highlight_cursor", "check_idle")
+              "_offset_cache", "_highlight_cursor", "check_idle")
 
 
 class KeyedTable(DataTable):
     """``sync(rows)`` makes the table show ``rows`` (``(key, cells)`` in order). The cells of ``key_column`` must read
     as the row's key (they are how a sort finds a row). The cursor stays on its row's key."""
 
-    CHUNK = 10000  # rows added per frame at most (DataTable.add_row costs ~50-100 µs a row, _add_rows ~5 µs)
+    CHUNK = 2500  # rows added per frame at most (DataTable.add_row costs ~50-100 µs a row, _add_rows ~5 µs)
     REBUILD = 64  # removing more rows than this clears the table instead (DataTable.remove_row is O(rows))
 
     def __init__(self, *args: Any, key_column: str = "id", **kwargs: Any) -> None:
@@ -163,13 +163,21 @@ class KeyedTable(DataTable):
                     widths[i] = width
                 measured.add((i, id(cell)))
             self._drawn[key] = cells
+        wider = False
         for c, w in zip(columns, widths):
+            wider = wider or w != c.content_width
             c.content_width = w
         self._require_update_dimensions = True  # the virtual size, when idle
         self.cursor_coordinate = self.cursor_coordinate
         if first and self.show_cursor and self.cursor_type != "none":
             self._highlight_cursor()
-        self._update_count += 1
+        if wider or self.row_count - len(batch) < self.scroll_offset.y + self.size.height:
+            self._update_count += 1  # what is on screen changes: every cached line is drawn again
+        else:
+            # every new row is below the rows on screen, in columns as wide as before: the lines drawn stay right,
+            # only the map of lines to rows grows (a 10,000-run project's table is filled without being drawn
+            # again at each batch)
+            self._offset_cache.clear()
         self.check_idle()
 
     # ---- measuring -----------------------------------------------------------------------

@@ -98,7 +98,9 @@ def system_text(runners: list[RunnerFigures], views: dict[str, RunView], eta: tu
             speed = _run_speed(v)
             lines.append(Text(f"{v.id} on {device}" + (f" · {speed}" if speed else ""), style="cyan"))
     left, seconds = eta
-    if left:
+    if left < 0:
+        lines.append(Text("queue: reading the runs…", style="dim"))
+    elif left:
         at = f" at {workers} runs at a time" if workers > 1 else ""
         when = f"ETA {duration(seconds)}{at}" if seconds is not None else "ETA - (no epoch timed yet)"
         lines.append(Text(f"queue: {left} run{'s' if left != 1 else ''} to train · {when}", style="dim"))
