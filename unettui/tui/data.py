@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 import math
 import os
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -23,16 +21,9 @@ from ..core.runs import index as run_index
 from ..core.runs.runners import RunnerFigures, read_figures
 from ..core.runs.slurm_state import SCHEDULER, JobState, refresh_summary, task_word
 from ..core.runs.status import DataIds, Halving, Row, RunFiles, State, jobs_to_ask, row_of
-from ..core.runs.store import (
-    ARCHIVING,
-    ATTEMPTS,
-    CONFIG,
-    METRICS,
-    RUNS_DIR,
-    STATUS,
-    SUMMARY,
-    read_json_checked,
-)
+from ..core.runs.store import ARCHIVING, CONFIG, METRICS, RUNS_DIR, STATUS, SUMMARY
+from .run_reading import (UNSEEN, FileState, count_attempts, file_stamp, folder_stamp, read_json_object,
+                          read_json_stamped, read_metrics, summary_final)
 
 QUEUE_CHANGED = "__queue__"
 STUDIES_CHANGED = "__studies__"  # the studies' status was recomputed (experiments.toml or a study run changed)
@@ -41,93 +32,6 @@ RUN_FINISHED = (State.DONE, State.FAILED, State.PRUNED)
 FILES = (STATUS, METRICS, SUMMARY, CONFIG, ARCHIVING)
 
 RunView = Row  # one experiment as the TUI shows it: the read model's row, with its metrics
-
-
-@dataclass
-class _FileState:
-    mtime: float = -1.0
-    size: int = -1
-    offset: int = 0  # bytes of metrics.jsonl already read
-    bad: int = 0  # metrics.jsonl lines that could not be read
-
-
-def _stamp(path: str) -> tuple[float, int] | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return st.st_mtime, st.st_size
-
-
-def _dir_stamp(path: str) -> tuple[int, int] | None:
-    """A folder's (mtime in ns, inode): a file renamed into or out of it moves the first; a folder replaced by another
-    of the same name (or a project copied elsewhere) the second. None: no such folder."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return st.st_mtime_ns, st.st_ino
-
-
-_UNSEEN = (-2, -2)
-
-
-def _read_json(path: str) -> tuple[dict[str, Any] | None, str | None]:
-    """store.read_json_checked, without its pathlib on the common path (a readable JSON object): 30,000 of these open
-    a project of 10,000 runs. Anything else goes to read_json_checked, which says what is wrong."""
-    try:
-        with open(path, "rb") as fh:
-            obj = json.loads(fh.read())
-        if isinstance(obj, dict):
-            return obj, None
-    except FileNotFoundError:
-        return None, None
-    except (OSError, ValueError):
-        pass
-    return read_json_checked(Path(path))
-
-
-def _read_json_at(path: str) -> tuple[dict[str, Any] | None, str | None, tuple[float, int] | None]:
-    """_read_json and the file's stamp, in four system calls (open, fstat, read, close): what a first read of 10,000
-    runs does 30,000 times (Python's open() adds an isatty ioctl and a second fstat, and a separate stat for the
-    stamp; each call also hands the GIL to the UI thread and waits to get it back). The stamp is that of the very file
-    read."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
-        return None, None, None
-    except OSError:
-        value, problem = read_json_checked(Path(path))
-        return value, problem, _stamp(path)
-    try:
-        st = os.fstat(fd)
-        data = os.read(fd, st.st_size + 1)
-        if len(data) != st.st_size:  # short read, or the file grew or shrank meanwhile: read it to its end
-            chunks = [data]
-            while chunk := os.read(fd, 1 << 16):
-                chunks.append(chunk)
-            data = b"".join(chunks)
-    except OSError:
-        value, problem = read_json_checked(Path(path))
-        return value, problem, _stamp(path)
-    finally:
-        os.close(fd)
-    stamp = (st.st_mtime, st.st_size)
-    try:
-        value = json.loads(data)
-        if isinstance(value, dict):
-            return value, None, stamp
-    except ValueError:
-        pass
-    value, problem = read_json_checked(Path(path))  # which says what is wrong with it
-    return value, problem, stamp
-
-
-def _summary_final(summary: dict[str, Any] | None, status: dict[str, Any] | None) -> bool:
-    """A finished run whose summary has its best val Dice: its metrics.jsonl adds nothing to its row."""
-    best = (summary or {}).get("best_val_dice")
-    return ((status or {}).get("state") in ("done", "failed") and isinstance(best, (int, float))
-            and not isinstance(best, bool) and math.isfinite(best))
 
 
 class ProjectMonitor:
@@ -159,10 +63,10 @@ class ProjectMonitor:
         self.runs: dict[str, RunView] = {}
         self.runners: list[RunnerFigures] = []
         self._order: list[str] = []
-        self._files: dict[tuple[str, str], _FileState] = {}
+        self._files: dict[tuple[str, str], FileState] = {}
         self._snaps: dict[str, RunFiles] = {}
         self._dirs: dict[str, tuple[int, int] | None] = {}  # run folder -> its _dir_stamp when its files were last stat-ed
-        self._root_stamp: tuple[int, int] | None = _UNSEEN  # runs/'s _dir_stamp when its folders were last listed
+        self._root_stamp: tuple[int, int] | None = UNSEEN  # runs/'s _dir_stamp when its folders were last listed
         self._run_ids: set[str] = set()
         self._with_metrics: set[str] = set()  # runs whose metrics.jsonl has been read (and is followed)
         self._want: frozenset[str] = frozenset()
@@ -217,9 +121,9 @@ class ProjectMonitor:
                 continue
             snap = copy.copy(snap)
             path = f"{self.root}/{run_id}/{METRICS}"
-            fs = self._files.setdefault((run_id, METRICS), _FileState())
-            stamp = _stamp(path)
-            snap.metrics = self._read_metrics(path, fs, stamp, [])
+            fs = self._files.setdefault((run_id, METRICS), FileState())
+            stamp = file_stamp(path)
+            snap.metrics = read_metrics(path, fs, stamp, [])
             fs.mtime, fs.size = stamp if stamp else (-1.0, -1)
             self._with_metrics.add(run_id)
             snap.problems = self._problems(run_id, snap, fs)
@@ -296,7 +200,7 @@ class ProjectMonitor:
 
     def _poll(self, budget: int | None) -> set[str]:
         changed: set[str] = set()
-        stamp = _stamp(str(self.project / QUEUE_FILE))
+        stamp = file_stamp(str(self.project / QUEUE_FILE))
         loaded = False
         if stamp != self._queue_stamp:
             self._queue_stamp = stamp
@@ -361,7 +265,7 @@ class ProjectMonitor:
 
     def _refresh_runs(self, changed: set[str], budget: int | None = None) -> None:
         self._data = DataIds(self.project)  # each poll asks again (cached in the core): a dataset may have changed
-        root_now = _dir_stamp(self.root)  # runs/ itself changes only when a run folder comes or goes
+        root_now = folder_stamp(self.root)  # runs/ itself changes only when a run folder comes or goes
         arrived: set[str] = set()  # run folders made since the last poll (a runner claimed a run): looked at now
         if root_now != self._root_stamp or root_now is None:
             before = self._run_ids
@@ -453,9 +357,9 @@ class ProjectMonitor:
         old = self.runs.get(run_id)
         folder = f"{self.root}/{run_id}"
         read_at = time.time()
-        dir_now = _dir_stamp(folder) if has_run else None
+        dir_now = folder_stamp(folder) if has_run else None
         running = old is not None and old.state is State.RUNNING
-        if old is not None and not running and not full and dir_now == self._dirs.get(run_id, _UNSEEN):
+        if old is not None and not running and not full and dir_now == self._dirs.get(run_id, UNSEEN):
             return self._rederived(run_id, old) if rederive else None
         self._dirs[run_id] = dir_now
         if old is None and dir_now is not None:
@@ -464,11 +368,11 @@ class ProjectMonitor:
                 return self._from_index(run_id, folder, item)
             return self._first_read(run_id, folder, (dir_now, read_at))
         snap = self._snaps.get(run_id) or RunFiles()
-        follow = run_id in self._with_metrics or run_id in self._want or not _summary_final(snap.summary, snap.status)
-        stamps: dict[str, tuple[bool, _FileState, tuple[float, int] | None]] = {}
+        follow = run_id in self._with_metrics or run_id in self._want or not summary_final(snap.summary, snap.status)
+        stamps: dict[str, tuple[bool, FileState, tuple[float, int] | None]] = {}
         for name in FILES:
-            fs = self._files.setdefault((run_id, name), _FileState())
-            stamp = _stamp(f"{folder}/{name}") if has_run else None
+            fs = self._files.setdefault((run_id, name), FileState())
+            stamp = file_stamp(f"{folder}/{name}") if has_run else None
             differs = (stamp or (-1.0, -1)) != (fs.mtime, fs.size)
             stamps[name] = (differs and (name != METRICS or follow), fs, stamp)
         if old is not None and not running and not rederive and not any(d for d, _, _ in stamps.values()):
@@ -479,20 +383,20 @@ class ProjectMonitor:
         self._read_at[run_id] = (dir_now, read_at)
         self._index_dirty.add(run_id)
         if stamps[STATUS][0] or old is None:
-            status, problem = _read_json(f"{folder}/{STATUS}")
+            status, problem = read_json_object(f"{folder}/{STATUS}")
             snap.status, snap.status_problem = status, f"{rel}/{STATUS} {problem}" if problem else None
-            snap.attempts = self._attempts(folder) if has_run else 0
+            snap.attempts = count_attempts(folder) if has_run else 0
         for name, attr in ((CONFIG, "config"), (SUMMARY, "summary")):
             if stamps[name][0] or old is None:
-                value, problem = _read_json(f"{folder}/{name}")
+                value, problem = read_json_object(f"{folder}/{name}")
                 setattr(snap, attr, value)
                 stamps[name][1].bad = 1 if problem else 0
                 if problem:
                     self._problem_text[(run_id, name)] = f"{rel}/{name} {problem}"
         metrics_fs = stamps[METRICS][1]
-        follow = run_id in self._with_metrics or run_id in self._want or not _summary_final(snap.summary, snap.status)
+        follow = run_id in self._with_metrics or run_id in self._want or not summary_final(snap.summary, snap.status)
         if follow and (stamps[METRICS][0] or run_id not in self._with_metrics):
-            snap.metrics = self._read_metrics(f"{folder}/{METRICS}", metrics_fs, stamps[METRICS][2],
+            snap.metrics = read_metrics(f"{folder}/{METRICS}", metrics_fs, stamps[METRICS][2],
                                               list(snap.metrics) if run_id in self._with_metrics else [])
             self._with_metrics.add(run_id)
         snap.problems = self._problems(run_id, snap, metrics_fs)
@@ -514,8 +418,8 @@ class ProjectMonitor:
         self._read_at[run_id] = read_at
         self._index_dirty.add(run_id)
         for name in (STATUS, CONFIG, SUMMARY):
-            value, problem, stamp = _read_json_at(f"{folder}/{name}")
-            fs = self._files[(run_id, name)] = _FileState(*(stamp or (-1.0, -1)))
+            value, problem, stamp = read_json_stamped(f"{folder}/{name}")
+            fs = self._files[(run_id, name)] = FileState(*(stamp or (-1.0, -1)))
             if name == STATUS:
                 snap.status, snap.status_problem = value, f"{rel}/{STATUS} {problem}" if problem else None
                 continue
@@ -523,20 +427,20 @@ class ProjectMonitor:
             fs.bad = 1 if problem else 0
             if problem:
                 self._problem_text[(run_id, name)] = f"{rel}/{name} {problem}"
-        snap.attempts = self._attempts(folder)
-        archiving = _stamp(f"{folder}/{ARCHIVING}")
-        self._files[(run_id, ARCHIVING)] = _FileState(*(archiving or (-1.0, -1)))
+        snap.attempts = count_attempts(folder)
+        archiving = file_stamp(f"{folder}/{ARCHIVING}")
+        self._files[(run_id, ARCHIVING)] = FileState(*(archiving or (-1.0, -1)))
         snap.archiving = archiving is not None
         return self._first_view(run_id, folder, snap)
 
     def _first_view(self, run_id: str, folder: str, snap: RunFiles) -> RunView:
         """(A run seen for the first time, its other files read.) Its metrics when they are followed (a run still
         training, or wanted), its problems, its view."""
-        metrics_fs = self._files.setdefault((run_id, METRICS), _FileState())
-        if run_id in self._want or not _summary_final(snap.summary, snap.status):
+        metrics_fs = self._files.setdefault((run_id, METRICS), FileState())
+        if run_id in self._want or not summary_final(snap.summary, snap.status):
             path = f"{folder}/{METRICS}"
-            stamp = _stamp(path)
-            snap.metrics = self._read_metrics(path, metrics_fs, stamp, [])
+            stamp = file_stamp(path)
+            snap.metrics = read_metrics(path, metrics_fs, stamp, [])
             metrics_fs.mtime, metrics_fs.size = stamp if stamp else (-1.0, -1)
             self._with_metrics.add(run_id)
         snap.problems = self._problems(run_id, snap, metrics_fs)
@@ -556,7 +460,7 @@ class ProjectMonitor:
         stamps = item["stamps"]
         for name in (STATUS, CONFIG, SUMMARY, ARCHIVING):
             mtime, size = stamps.get(name, (-1.0, -1))
-            self._files[(run_id, name)] = _FileState(mtime, size)
+            self._files[(run_id, name)] = FileState(mtime, size)
         self._read_at[run_id] = (tuple(item["dir"]), item["read"])
         return self._first_view(run_id, folder, snap)
 
@@ -592,7 +496,7 @@ class ProjectMonitor:
         return run_index.write_index(self.project, self._index_entries(), time.time())
 
 
-    def _problems(self, run_id: str, snap: RunFiles, metrics_fs: _FileState) -> list[str]:
+    def _problems(self, run_id: str, snap: RunFiles, metrics_fs: FileState) -> list[str]:
         out = []
         for name in (CONFIG, SUMMARY):
             fs = self._files.get((run_id, name))
@@ -601,43 +505,6 @@ class ProjectMonitor:
         if bad := metrics_fs.bad:
             out.append(f"{RUNS_DIR}/{run_id}/{METRICS}: {bad} unreadable line{'s' if bad > 1 else ''} skipped")
         return out
-
-    @staticmethod
-    def _attempts(folder: str) -> int:
-        try:
-            return sum(1 for e in os.scandir(f"{folder}/{ATTEMPTS}") if e.is_dir() and e.name.isdigit())
-        except OSError:
-            return 0
-
-    @staticmethod
-    def _read_metrics(path: str, fs: _FileState, stamp, metrics: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        if not stamp:
-            fs.offset, fs.bad = 0, 0
-            return []
-        size = stamp[1]
-        if size < fs.offset or not metrics:  # rewritten (a resumed run), or not read yet: from the start
-            fs.offset, fs.bad, metrics = 0, 0, []
-        try:
-            with open(path, "rb") as fh:
-                fh.seek(fs.offset)
-                chunk = fh.read(size - fs.offset)
-        except OSError:
-            return metrics
-        end = chunk.rfind(b"\n") + 1  # only whole lines; a line being written is read next time
-        for line in chunk[:end].splitlines():
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line.decode("utf-8"))
-            except (UnicodeDecodeError, ValueError):
-                fs.bad += 1
-                continue
-            if isinstance(rec, dict):
-                metrics.append(rec)
-            else:
-                fs.bad += 1
-        fs.offset += end
-        return metrics
 
 
 # ---- figures derived from views (pure) ----------------------------------------------------

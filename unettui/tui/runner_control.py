@@ -93,7 +93,7 @@ class RunnerControl:
         active = [v for v in views if v.state == "running" and v.pid != ours_pid]
         if active:
             hosts = sorted({f"{v.host} pid {v.pid}" for v in active})
-            beat = max(now - (v.heartbeat or 0) for v in active)
+            beat = max(0.0, max(now - (v.heartbeat or 0) for v in active))  # (a clock ahead of ours: "0s ago")
             return RunnerState("elsewhere", f"runner: {', '.join(hosts)} (not started here), beat {beat:.0f}s ago")
         stale = [v for v in views if v.claimed and v.state == "interrupted"]
         if stale:
