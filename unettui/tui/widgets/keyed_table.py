@@ -9,7 +9,7 @@ from typing import Any, Sequence
 
 from rich.text import Text
 from textual.widgets import DataTable
-from textual.widgets.data_table import DuplicateKey, Row, RowKey
+from textual.widgets.data_table import Row, RowKey
 
 Cells = tuple[Text, ...]
 # what KeyedTable._add_rows uses of DataTable's internals (Textual 0.80-8.x)
@@ -33,6 +33,7 @@ class KeyedTable(DataTable):
         self._pending: list[str] = []  # wanted keys not added yet
         self._filling = False
         self._keep: str | None = None  # the key the cursor is to stay on while rows are added
+        self._shown: list[str] = []  # the keys of the table's rows in the table's order
 
     # ---- what the table shows --------------------------------------------------------
     @property
@@ -57,8 +58,10 @@ class KeyedTable(DataTable):
         for i, (key, label) in enumerate(columns):
             self.add_column(label, key=key, width=widths[i] if widths else None)
 
-    def sync(self, rows: Sequence[tuple[str, Cells]], keep: str | None = None) -> None:
-        """Show ``rows`` in this order; ``keep``: the key the cursor goes to (default: the one it is on)."""
+    def sync(self, rows: Sequence[tuple[str, Cells]], keep: str | None = None,
+             changed: set[str] | None = None) -> None:
+        """Show ``rows`` in this order; ``keep``: the key the cursor goes to (default: the one it is on); ``changed``:
+        the only keys whose cells may differ from what their rows show (None: any)."""
         keep = keep if keep is not None else (self._keep if self._filling else self.cursor_key())
         self._want = [k for k, _ in rows]
         self._want_cells = dict(rows)
@@ -71,9 +74,15 @@ class KeyedTable(DataTable):
                 self.remove_row(key)
                 del self._drawn[key]
         columns = [c.key.value for c in self.ordered_columns]
-        for key, cells in rows:
-            self._redraw(key, cells, columns)
-        self._pending = [k for k in self._want if k not in self._drawn]
+        if changed is None:
+            for key, cells in rows:
+                self._redraw(key, cells, columns)
+        else:
+            for key in changed & self._drawn.keys():
+                if key in self._want_cells:
+                    self._redraw(key, self._want_cells[key], columns)
+        drawn = self._drawn
+        self._pending = [k for k in self._want if k not in drawn]
         self._keep = keep
         self._fill()
 
@@ -115,14 +124,25 @@ class KeyedTable(DataTable):
             self._fill()
 
     def _order_and_cursor(self, partial: bool = False) -> None:
-        if not partial and [r.key.value for r in self.ordered_rows] != self._want:
+        if not partial and self._shown != self._want:
             rank = {k: i for i, k in enumerate(self._want)}
             self.sort(self.key_column, key=lambda cell: rank.get(_plain(cell), len(rank)))
+            self._shown = [r.key.value for r in self.ordered_rows]
         keep = self._keep
         if keep is not None and keep in self._drawn:
             row = self.get_row_index(keep)
             if row != self.cursor_row:
                 self.move_cursor(row=row, animate=False)
+
+    def clear(self, columns: bool = False):  # type: ignore[override]
+        self._shown = []
+        return super().clear(columns)
+
+    def remove_row(self, row_key):  # type: ignore[override]
+        key = row_key.value if hasattr(row_key, "value") else row_key
+        if key in self._shown:
+            self._shown.remove(key)
+        return super().remove_row(row_key)
 
     def _add_rows(self, batch: list[tuple[str, Cells]]) -> None:
         """Add rows at the bottom: what DataTable.add_row does for each, with its per-row work done once per batch (it
@@ -130,6 +150,7 @@ class KeyedTable(DataTable):
         one-line Text cells measured here. Falls back to add_row on a Textual whose internals differ."""
         if not batch:
             return
+        self._shown.extend(key for key, _ in batch)
         if not all(hasattr(self, name) for name in _INTERNALS):
             for key, cells in batch:
                 self.add_row(*cells, key=key)
@@ -143,9 +164,7 @@ class KeyedTable(DataTable):
         widths = [c.content_width for c in columns]
         measured: set[tuple[int, int]] = set()  # (column, id of a cell): a cell shared by many rows is measured once
         for key, cells in batch:
-            row_key = RowKey(key)
-            if row_key in locations:
-                raise DuplicateKey(f"The row key {row_key!r} already exists.")
+            row_key = RowKey(key)  # (a key not drawn yet: sync adds only those)
             locations[row_key] = index
             index += 1
             data[row_key] = (dict(zip(column_keys, cells)) if len(cells) == len(column_keys)

@@ -94,7 +94,7 @@ class QueuePanel(edits.OnChosenRun, KeyedTable):
             return
         known = self._want_cells
         self.sync([(v.id, self._cells(v) if changed is None or v.id in changed or v.id not in known
-                    else known[v.id]) for v in views])
+                    else known[v.id]) for v in views], changed=changed)
 
     def update_changed(self, views: list[RunView]) -> None:
         """These views changed (their rows exist): their cells are updated in place."""
