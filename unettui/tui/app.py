@@ -33,6 +33,7 @@ from .widgets.study import StudyPanel
 PACK_CHOICES = ("auto", "off", "2", "4", "8", "16")  # the P key's cycle (the runner's --pack)
 FIRST_READ = 400  # runs the first poll reads at most (a screenful and more): a large project shows them at once
 SLICE_READ = 2500  # runs each later poll reads at most until every run has been read once
+APPLY_WAIT = 1.0  # seconds the first read waits at most for the UI to apply a slice before it reads the next
 FREEZE_EVERY = 500  # changed views between two gc.freeze() calls (_settle)
 
 
@@ -84,6 +85,7 @@ class UnettuiApp(App):
         self.runners: list[RunnerFigures] = []
         self.eta: tuple[int, float | None] = (0, 0.0)
         self._wake = threading.Event()
+        self._applied = threading.Event()  # the UI has applied a poll's views (the first read waits for it)
         self._poll_requested = False
         self._unfrozen = 0  # views that arrived since the last gc.freeze()
         self._last_queue_error: str | None = None
@@ -158,6 +160,9 @@ class UnettuiApp(App):
             if mon.complete:
                 self._wake.wait(max(0.0, due - time.monotonic()))
                 self._wake.clear()
+            else:  # a first read in slices: the next slice once this one is on screen, not while the UI adds it
+                self._applied.wait(APPLY_WAIT)  # (both need the GIL: reading meanwhile made each take twice as long)
+                self._applied.clear()
 
     def _update(self, changed: set[str]) -> ProjectUpdated:
         """The message of a poll (built in the polling thread)."""
@@ -230,6 +235,7 @@ class UnettuiApp(App):
             self.query_one(LivePanel).show_system(self.runners, self.views, self.eta, self._workers_now(), running)
         self.sub_title = f"{self.project.name} · {self.runner.describe(self.claimed).text}"
         self._report_runner_exit()
+        self._applied.set()
 
     def _settle(self, arrived: int) -> None:
         """(The polling thread.) Move what has been read so far out of the garbage collector's way (gc.freeze): with
