@@ -25,6 +25,7 @@ from .core.define.config import Config, definition_changes
 from .core.define.experiment import Experiment
 from .core.define.queue import QUEUE_FILE, Queue, QueueError, load_queue
 from .core.runs.slurm_state import backend_from_env, claim_backend
+from .core.runs.index import refresh_index
 from .core.runs.runners import remove_figures, write_figures
 from .core.runs.status import DataIds, Judgement, Row, State, collect, judge_run
 from .core.runs.store import (
@@ -419,6 +420,8 @@ class Runner:
             outcome.skipped_invalid = sorted(seen_invalid)
             outcome.skipped_damaged = sorted({i for i, why in self._noted if why.startswith("damaged:")})
             outcome.stopped = self.stop_requested
+            if not self.stop_requested:  # the queue is done: the TUI opened next reads one index, not every run
+                refresh_index(self.project)
         finally:
             for sig, handler in old.items():
                 signal.signal(sig, handler)

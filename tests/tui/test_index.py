@@ -265,3 +265,40 @@ def test_the_app_ignores_a_poll_that_arrives_while_it_is_closing(tmp_path):
             return len(views)
 
     assert asyncio.run(go()) == 7
+
+
+def test_a_runner_leaves_an_index_behind_that_the_tui_then_reads_instead_of_the_run_files(tmp_path, monkeypatch):
+    """The sweep-over-SSH case: `unettui run --headless` trains a large queue, the TUI is opened afterwards. The
+    runner's refresh_index (called when its queue is done) writes what the TUI's monitor would have."""
+    proj = project(tmp_path)
+    assert run_index.refresh_index(proj) == 0 and not run_index.index_path(proj).exists()  # 7 runs: too few
+    assert run_index.refresh_index(proj, min_runs=3) == 7
+    reads = file_reads(monkeypatch)
+    mon = monitor(proj)
+    mon.poll()
+    assert [r for r in reads if r.endswith(RUN_FILES)] == []
+    monkeypatch.undo()
+    fresh = ProjectMonitor(proj)
+    fresh._index = {}  # (as if there were no index)
+    fresh.poll()
+    assert mon.views() == fresh.views()
+    # a run being archived, or with a file that cannot be read, is left out (read from its folder next time)
+    (proj / "runs" / "opt-sgd-none" / "summary.json").write_text("{torn")
+    assert run_index.refresh_index(proj, min_runs=3) == 6
+
+
+def test_the_runner_refreshes_the_index_when_its_queue_is_done_not_when_stopped(make_project, monkeypatch):
+    from unettui import runner as runner_mod
+
+    real = run_index.refresh_index
+    calls = []
+    monkeypatch.setattr(runner_mod, "refresh_index", lambda p: calls.append(p) or real(p, min_runs=1))
+    proj = make_project("[[experiment]]\nid = 'a'\n")
+    outcome = runner_mod.Runner(proj).run()
+    assert outcome.done == ["a"] and calls == [proj]
+    entries = run_index.load_index(proj)
+    assert run_index.decode(entries, "a")["status"]["state"] == "done"
+    stopped = runner_mod.Runner(make_project("[[experiment]]\nid = 'b'\n", name="other"))
+    stopped.request_stop()
+    stopped.run()
+    assert len(calls) == 1

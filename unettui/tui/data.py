@@ -22,8 +22,8 @@ from ..core.runs.runners import RunnerFigures, read_figures
 from ..core.runs.slurm_state import SCHEDULER, JobState, refresh_summary, task_word
 from ..core.runs.status import DataIds, Halving, Row, RunFiles, State, jobs_to_ask, row_of
 from ..core.runs.store import ARCHIVING, CONFIG, METRICS, RUNS_DIR, STATUS, SUMMARY
-from .run_reading import (UNSEEN, FileState, count_attempts, file_stamp, folder_stamp, read_json_object,
-                          read_json_stamped, read_metrics, summary_final)
+from ..core.runs.index import count_attempts, file_stamp, folder_stamp, read_json_stamped
+from .run_reading import UNSEEN, FileState, read_json_object, read_metrics, summary_final
 
 QUEUE_CHANGED = "__queue__"
 STUDIES_CHANGED = "__studies__"  # the studies' status was recomputed (experiments.toml or a study run changed)
@@ -50,7 +50,7 @@ class ProjectMonitor:
 
     FULL_CHECK = 50  # runs whose every file is stat-ed in each poll, in rotation (all of them in a smaller project)
     FOLDER_CHECK = 2500  # folders of runs not training stat-ed in each poll, in rotation (_folder_window)
-    INDEX_MIN = 200  # runs a project needs for the monitor to keep an index of them (core.runs.index)
+    INDEX_MIN = run_index.INDEX_MIN  # runs a project needs for the monitor to keep an index of them
     INDEX_CHANGED = 50  # runs re-read since the index was written for it to be written again ...
     INDEX_EVERY = 60.0  # ... at most this often (seconds); any change at all: every INDEX_IDLE seconds
     INDEX_IDLE = 600.0
