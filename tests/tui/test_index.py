@@ -302,3 +302,59 @@ def test_the_runner_refreshes_the_index_when_its_queue_is_done_not_when_stopped(
     stopped.request_stop()
     stopped.run()
     assert len(calls) == 1
+
+
+def test_the_garbage_collector_is_off_only_while_the_first_read_runs(tmp_path):
+    import gc
+
+    from unettui.tui.app import make_app
+
+    proj = project(tmp_path)
+
+    async def go():
+        app = make_app(proj, poll_interval=5.0)
+        async with app.run_test() as pilot:
+            for _ in range(50):
+                if app.monitor.complete:
+                    break
+                await pilot.pause(0.1)
+            await pilot.pause(0.3)
+            return app.monitor.complete, gc.isenabled()
+
+    assert asyncio.run(go()) == (True, True)
+    assert gc.isenabled()
+
+
+def test_rows_added_below_the_screen_while_more_are_coming_leave_the_size_until_the_last():
+    """A first read in slices: each slice's rows go into the table at once, its size (and the screen's layout) follows
+    once, at the last slice — and always when a row lands on screen."""
+    from textual.app import App
+
+    def rows(a, b):
+        return [(f"r{i:05d}", (Text(f"r{i:05d}"), Text("done"))) for i in range(a, b)]
+
+    class One(App):
+        def compose(self):
+            yield KeyedTable(id="t")
+
+    async def go():
+        app = One()
+        async with app.run_test(size=(60, 20)) as pilot:
+            t = app.query_one(KeyedTable)
+            for c in ("id", "state"):
+                t.add_column(c, key=c)
+            t.sync(rows(0, 50), more=True)  # the screen's rows: the size follows at once
+            await pilot.pause()
+            first = t.virtual_size.height
+            t.sync(rows(0, 500), more=True)  # below the screen, more to come: the size waits
+            await pilot.pause()
+            waiting = t.virtual_size.height, t.row_count
+            t.move_cursor(row=499)
+            await pilot.pause()
+            cursor = t.cursor_key()
+            t.sync(rows(0, 800))  # the last slice
+            await pilot.pause()
+            return first, waiting, cursor, t.virtual_size.height, t.complete
+
+    first, waiting, cursor, last, complete = asyncio.run(go())
+    assert first == 51 and waiting == (51, 500) and cursor == "r00499" and last == 801 and complete

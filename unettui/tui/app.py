@@ -48,6 +48,7 @@ class ProjectUpdated(Message):
         self.views, self.gone, self.order, self.changed, self.queue_error = views, gone, order, changed, queue_error
         self.studies, self.study_ids, self.study_problems = studies or [], study_ids, study_problems or []
         self.claimed, self.runners, self.eta = claimed or [], runners or [], eta
+        self.reading = eta[0] < 0  # the first read of the project goes on (more views are on their way)
         super().__init__()
 
 
@@ -133,10 +134,17 @@ class UnettuiApp(App):
         still runs: piled-up polls of 10,000 runs were what froze the TUI), and this thread never touches a widget."""
         worker = get_current_worker()
         mon = self.monitor
-        due = 0.0
         loading = gc.isenabled()
         if loading:  # the first read makes objects that all live on: collecting them meanwhile is wasted (see _settle)
             gc.disable()
+        try:
+            self._polls(worker, mon, loading)
+        finally:
+            if loading:  # (the app quit during the first read)
+                gc.enable()
+
+    def _polls(self, worker: Any, mon: ProjectMonitor, loading: bool) -> None:
+        due = 0.0
         while not worker.is_cancelled:
             if loading and mon.complete:
                 loading = False
@@ -157,6 +165,9 @@ class UnettuiApp(App):
             except Exception as exc:  # noqa: BLE001 - say so, keep polling: a later poll may read it whole
                 self.post_message(PollFailed(f"reading {self.project.name} failed: {type(exc).__name__}: {exc}"))
                 due = time.monotonic() + self.poll_interval
+                if loading:  # a read that fails may fail for long: collect garbage as usual meanwhile
+                    loading = False
+                    gc.enable()
             if mon.complete:
                 self._wake.wait(max(0.0, due - time.monotonic()))
                 self._wake.clear()
@@ -207,7 +218,7 @@ class UnettuiApp(App):
         if ids or msg.order is not None:
             queue = self.query_one(QueuePanel)
             if msg.order is not None or msg.gone or not all(queue.has_row(i) for i in msg.views):
-                queue.update_views([self.views[i] for i in self.order if i in self.views], ids)
+                queue.update_views([self.views[i] for i in self.order if i in self.views], ids, more=msg.reading)
             else:
                 queue.update_changed(list(msg.views.values()))
             # the results table follows the runs when it is on screen, else when it is shown
@@ -220,6 +231,8 @@ class UnettuiApp(App):
                 self._select(self.selected)
             if not ids.isdisjoint(self.marked):
                 self._update_compare()
+        if not msg.reading:
+            self.query_one(QueuePanel).sync_size()  # (the first read's slices left it behind: see KeyedTable.sync)
         # the studies panel: when their status was recomputed, or a study run moved (its epoch shows)
         if STUDIES_CHANGED in msg.changed or not ids.isdisjoint(msg.study_ids):
             self._study_msg, self._studies_dirty = msg, True

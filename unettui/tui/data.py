@@ -65,8 +65,8 @@ class ProjectMonitor:
         self._order: list[str] = []
         self._files: dict[tuple[str, str], FileState] = {}
         self._snaps: dict[str, RunFiles] = {}
-        self._dirs: dict[str, tuple[int, int] | None] = {}  # run folder -> its _dir_stamp when its files were last stat-ed
-        self._root_stamp: tuple[int, int] | None = UNSEEN  # runs/'s _dir_stamp when its folders were last listed
+        self._dirs: dict[str, tuple[int, int] | None] = {}  # run folder -> its folder_stamp when its files were last stat-ed
+        self._root_stamp: tuple[int, int] | None = UNSEEN  # runs/'s folder_stamp when its folders were last listed
         self._run_ids: set[str] = set()
         self._with_metrics: set[str] = set()  # runs whose metrics.jsonl has been read (and is followed)
         self._want: frozenset[str] = frozenset()
@@ -85,7 +85,7 @@ class ProjectMonitor:
         self._claimed: set[str] = set()  # runs whose status says running
         self.complete = False  # every run has been read (a poll with a budget may read part of them)
         self._index: dict[str, Any] | None = None  # the entries of runs/.index not used yet (None: not loaded)
-        self._read_at: dict[str, tuple[Any, float]] = {}  # run -> (_dir_stamp, time.time()) when its files were read
+        self._read_at: dict[str, tuple[Any, float]] = {}  # run -> (folder_stamp, time.time()) when its files were read
         self._index_dirty: set[str] = set()  # runs read from their folders since the index was last written
         self._index_written = -math.inf  # time.monotonic() of that
         self._loaded_partly = False  # the queue was loaded by a poll that did not read every run
@@ -436,8 +436,9 @@ class ProjectMonitor:
     def _first_view(self, run_id: str, folder: str, snap: RunFiles) -> RunView:
         """(A run seen for the first time, its other files read.) Its metrics when they are followed (a run still
         training, or wanted), its problems, its view."""
-        metrics_fs = self._files.setdefault((run_id, METRICS), FileState())
+        metrics_fs = None
         if run_id in self._want or not summary_final(snap.summary, snap.status):
+            metrics_fs = self._files.setdefault((run_id, METRICS), FileState())
             path = f"{folder}/{METRICS}"
             stamp = file_stamp(path)
             snap.metrics = read_metrics(path, metrics_fs, stamp, [])
@@ -457,9 +458,7 @@ class ProjectMonitor:
         summary from the entry (their stamps too, for the rotating check), its metrics read only when followed."""
         snap = RunFiles(exists=True, status=item["status"], config=item["config"], summary=item["summary"],
                         attempts=item["attempts"])
-        stamps = item["stamps"]
-        for name in (STATUS, CONFIG, SUMMARY, ARCHIVING):
-            mtime, size = stamps.get(name, (-1.0, -1))
+        for name, (mtime, size) in item["stamps"].items():  # (a file not there: no FileState until there is one)
             self._files[(run_id, name)] = FileState(mtime, size)
         self._read_at[run_id] = (tuple(item["dir"]), item["read"])
         return self._first_view(run_id, folder, snap)
@@ -496,13 +495,13 @@ class ProjectMonitor:
         return run_index.write_index(self.project, self._index_entries(), time.time())
 
 
-    def _problems(self, run_id: str, snap: RunFiles, metrics_fs: FileState) -> list[str]:
+    def _problems(self, run_id: str, snap: RunFiles, metrics_fs: FileState | None) -> list[str]:
         out = []
         for name in (CONFIG, SUMMARY):
             fs = self._files.get((run_id, name))
             if fs is not None and fs.bad:
                 out.append(self._problem_text.get((run_id, name), f"{RUNS_DIR}/{run_id}/{name}"))
-        if bad := metrics_fs.bad:
+        if bad := (metrics_fs.bad if metrics_fs is not None else 0):
             out.append(f"{RUNS_DIR}/{run_id}/{METRICS}: {bad} unreadable line{'s' if bad > 1 else ''} skipped")
         return out
 

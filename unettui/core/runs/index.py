@@ -180,10 +180,14 @@ def _valid(item: Any) -> bool:
             and type(item.get("read")) in (int, float) and type(item.get("status")) in _OBJECT
             and type(item.get("config")) in _OBJECT and type(item.get("summary")) in _OBJECT):
         return False
-    for v in item["stamps"].values():
-        if type(v) is not list or len(v) != 2 or type(v[0]) not in (int, float) or type(v[1]) is not int:
+    for k, v in item["stamps"].items():
+        if k not in _STAMPED or type(v) is not list or len(v) != 2 or type(v[0]) not in (int, float) \
+                or type(v[1]) is not int:
             return False
     return True
+
+
+_STAMPED = (STATUS, CONFIG, SUMMARY)  # the files an entry holds
 
 
 _OBJECT = (dict, type(None))

@@ -34,6 +34,8 @@ class KeyedTable(DataTable):
         self._filling = False
         self._keep: str | None = None  # the key the cursor is to stay on while rows are added
         self._shown: list[str] = []  # the keys of the table's rows in the table's order
+        self._more = False  # (sync's) more rows are on their way
+        self._size_stale = False  # rows were added without the table's size following (sync's ``more``)
 
     # ---- what the table shows --------------------------------------------------------
     @property
@@ -59,9 +61,12 @@ class KeyedTable(DataTable):
             self.add_column(label, key=key, width=widths[i] if widths else None)
 
     def sync(self, rows: Sequence[tuple[str, Cells]], keep: str | None = None,
-             changed: set[str] | None = None) -> None:
+             changed: set[str] | None = None, more: bool = False) -> None:
         """Show ``rows`` in this order; ``keep``: the key the cursor goes to (default: the one it is on); ``changed``:
-        the only keys whose cells may differ from what their rows show (None: any)."""
+        the only keys whose cells may differ from what their rows show (None: any); ``more``: more rows are on their
+        way (a large project read in slices): rows added below the screen leave the table's size (its scrollbar) as it
+        is until a sync without ``more`` (each change of size lays the whole screen out again)."""
+        self._more = more
         keep = keep if keep is not None else (self._keep if self._filling else self.cursor_key())
         self._want = [k for k, _ in rows]
         self._want_cells = dict(rows)
@@ -85,6 +90,8 @@ class KeyedTable(DataTable):
         self._pending = [k for k in self._want if k not in drawn]
         self._keep = keep
         self._fill()
+        if not more:
+            self.sync_size()
 
     def update_rows(self, rows: Sequence[tuple[str, Cells]]) -> None:
         """New cells for rows already wanted (others are ignored), in place; the order stays."""
@@ -186,17 +193,31 @@ class KeyedTable(DataTable):
         for c, w in zip(columns, widths):
             wider = wider or w != c.content_width
             c.content_width = w
-        self._require_update_dimensions = True  # the virtual size, when idle
         self.cursor_coordinate = self.cursor_coordinate
         if first and self.show_cursor and self.cursor_type != "none":
             self._highlight_cursor()
-        if wider or self.row_count - len(batch) < self.scroll_offset.y + self.size.height:
-            self._update_count += 1  # what is on screen changes: every cached line is drawn again
-        else:
+        below = not wider and self.row_count - len(batch) >= self.scroll_offset.y + self.size.height
+        if below:
             # every new row is below the rows on screen, in columns as wide as before: the lines drawn stay right,
             # only the map of lines to rows grows (a 10,000-run project's table is filled without being drawn
             # again at each batch)
             self._offset_cache.clear()
+        else:
+            self._update_count += 1  # what is on screen changes: every cached line is drawn again
+        if below and self._more:
+            self._size_stale = True
+        else:
+            self._size_now()
+
+    def sync_size(self) -> None:
+        """The table's size follows its rows again, if a sync with ``more`` left it behind."""
+        if self._size_stale:
+            self._size_now()
+
+    def _size_now(self) -> None:
+        """The table's virtual size from its rows, when idle."""
+        self._size_stale = False
+        self._require_update_dimensions = True
         self.check_idle()
 
     # ---- measuring -----------------------------------------------------------------------

@@ -209,6 +209,7 @@ class LivePanel(Vertical):
         super().__init__(name=name, id=id, classes=classes)
         self.view: RunView | None = None
         self._system = Static("", id="live-system", markup=False)
+        self._system_shown: Text | None = None
         self._system.display = False
         self._title = Static("", id="live-title", markup=False)
         self._message = Static("select an experiment", id="live-message", markup=False)
@@ -253,6 +254,9 @@ class LivePanel(Vertical):
                     workers: int = 1, running: list[RunView] | None = None) -> None:
         """The runners' figures, the running runs' speed and the queue's ETA (from the poll; nothing here asks a GPU)."""
         text = system_text(runners, views, eta, workers, running)
+        if text == self._system_shown:  # (every poll calls this: an update re-lays the screen out)
+            return
+        self._system_shown = text
         self._system.display = bool(text.plain)
         self._system.update(text)
 

@@ -85,16 +85,17 @@ class QueuePanel(edits.OnChosenRun, KeyedTable):
         return (mark_text(v.id in self.marked), Text(v.id), status_text(v), best_text(v),
                 shared_text(str(v.attempt or "-"), "", "right"))
 
-    def update_views(self, views: list[RunView], changed: set[str] | None = None) -> None:
+    def update_views(self, views: list[RunView], changed: set[str] | None = None, more: bool = False) -> None:
         """Rows follow ``views`` (queue order): the ``changed`` ids' cells are updated in place (every row's when None),
-        new rows added, gone ones removed, and the order fixed when it moved."""
+        new rows added, gone ones removed, and the order fixed when it moved; ``more``: the first read of a large
+        project goes on (KeyedTable.sync)."""
         self._views = {v.id: v for v in views}
         if changed is not None and len(views) == len(self.keys) and [v.id for v in views] == self.keys:
             self.update_rows([(v.id, self._cells(v)) for v in views if v.id in changed])
             return
         known = self._want_cells
         self.sync([(v.id, self._cells(v) if changed is None or v.id in changed or v.id not in known
-                    else known[v.id]) for v in views], changed=changed)
+                    else known[v.id]) for v in views], changed=changed, more=more)
 
     def update_changed(self, views: list[RunView]) -> None:
         """These views changed (their rows exist): their cells are updated in place."""
