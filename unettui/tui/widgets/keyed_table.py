@@ -1,5 +1,5 @@
 """KeyedTable: a DataTable whose rows are keyed (a run id) and brought up to date from the rows wanted, in place: changed
-cells updated, new rows added a few hundred per frame, gone rows removed, the order fixed by one sort — so a table of
+cells updated, new rows added in batches of up to CHUNK per frame, gone rows removed, the order fixed by one sort — so a table of
 10,000 runs never holds the UI thread for long, and a poll that changed one run touches one row."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from textual.widgets import DataTable
 from textual.widgets.data_table import Row, RowKey
 
 Cells = tuple[Text, ...]
-# what KeyedTable._add_rows uses of DataTable's internals (Textual 0.80-8.x)
+# what KeyedTable._add_rows uses of DataTable's internals (written against Textual 8.2; without them: add_row)
 _INTERNALS = ("_row_locations", "_data", "rows", "_new_rows", "_require_update_dimensions", "_update_count",
               "_offset_cache", "_highlight_cursor", "check_idle")
 
