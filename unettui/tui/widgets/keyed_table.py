@@ -1,6 +1,6 @@
 """KeyedTable: a DataTable whose rows are keyed (a run id) and brought up to date from the rows wanted, in place: changed
-cells updated, new rows added in batches of up to CHUNK per frame, gone rows removed, the order fixed by one sort — so a table of
-10,000 runs never holds the UI thread for long, and a poll that changed one run touches one row."""
+cells updated, new rows added in batches of up to CHUNK per frame, gone rows removed, the order fixed by one sort — so
+a table of 10,000 runs never holds the UI thread for long, and a poll that changed one run touches one row."""
 
 from __future__ import annotations
 
