@@ -65,7 +65,7 @@ class ProjectMonitor:
         self._order: list[str] = []
         self._files: dict[tuple[str, str], FileState] = {}
         self._snaps: dict[str, RunFiles] = {}
-        self._dirs: dict[str, tuple[int, int] | None] = {}  # run folder -> its folder_stamp when its files were last stat-ed
+        self._dirs: dict[str, tuple[int, int] | None] = {}  # run -> its folder_stamp when its files were last stat-ed
         self._root_stamp: tuple[int, int] | None = UNSEEN  # runs/'s folder_stamp when its folders were last listed
         self._run_ids: set[str] = set()
         self._with_metrics: set[str] = set()  # runs whose metrics.jsonl has been read (and is followed)

@@ -4,8 +4,9 @@ runs reads one file instead of 30,000. The TUI keeps it; a runner whose queue is
 It is only ever a shortcut: an entry is used for a run whose folder has not changed since the entry was read (the
 folder's mtime and inode are the ones recorded: every write of a run file but an append renames a file into the
 folder, which changes its mtime) and whose folder had already been still for ``SETTLED`` seconds when it was read (a
-rename within the same clock tick as the read would not move the mtime). Anything else — no file, another format, a torn or
-edited line, a run not in it — is read from the run folder as if there were no index. Deleting it is always safe.
+rename within the same clock tick as the read would not move the mtime). Anything else — no file, another format, a
+torn or edited line, a run not in it — is read from the run folder as if there were no index. Deleting it is always
+safe.
 
 One JSON object per line (a header line first), so that neither reading nor writing it holds Python's GIL for long
 in the TUI's polling thread.
@@ -53,10 +54,10 @@ def folder_stamp(path: str) -> tuple[int, int] | None:
 
 
 def read_json_stamped(path: str) -> tuple[dict[str, Any] | None, str | None, tuple[float, int] | None]:
-    """store.read_json_checked's answer and the file's stamp, in four system calls (open, fstat, read, close): what a first read of 10,000
-    runs does 30,000 times (Python's open() adds an isatty ioctl and a second fstat, and a separate stat for the
-    stamp; each call also hands the GIL to the UI thread and waits to get it back). The stamp is that of the very file
-    read."""
+    """store.read_json_checked's answer and the file's stamp, in four system calls (open, fstat, read, close): what a
+    first read of 10,000 runs does 30,000 times (Python's open() adds an isatty ioctl and a second fstat, and a
+    separate stat for the stamp; each call also hands the GIL to the UI thread and waits to get it back). The stamp
+    is that of the very file read."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:
