@@ -103,6 +103,25 @@ async def watch_loop(stalls: list[float], stop: asyncio.Event) -> None:
         stalls.append(time.perf_counter() - t - 0.005)
 
 
+async def opened(app, n: int, t0: float, out: dict[str, float]) -> QueuePanel:
+    """Wait until the queue table shows its first rows, then every run; ``out``: when (since ``t0``), and the event
+    loop's longest stall meanwhile."""
+    table = app.query_one(QueuePanel)
+    while table.row_count == 0:
+        await asyncio.sleep(0.005)
+    out["first_rows"] = time.perf_counter() - t0
+    stalls: list[float] = []
+    stop = asyncio.Event()
+    watcher = asyncio.get_running_loop().create_task(watch_loop(stalls, stop))
+    while table.row_count < n or not table.complete:
+        await asyncio.sleep(0.005)
+    out["open"] = time.perf_counter() - t0
+    stop.set()
+    await watcher
+    out["open_stall"] = max(stalls, default=0.0)
+    return table
+
+
 async def first_open(project: Path, n: int) -> dict[str, float]:
     """Open a project without its index: first rows, every row, and when the index has been written."""
     shutil.rmtree(project / "runs" / run_index.INDEX_DIR, ignore_errors=True)
@@ -110,19 +129,7 @@ async def first_open(project: Path, n: int) -> dict[str, float]:
     out: dict[str, float] = {}
     t0 = time.perf_counter()
     async with app.run_test(size=(120, 40)):
-        table = app.query_one(QueuePanel)
-        while table.row_count == 0:
-            await asyncio.sleep(0.005)
-        out["first_rows"] = time.perf_counter() - t0
-        stalls: list[float] = []
-        stop = asyncio.Event()
-        watcher = asyncio.get_running_loop().create_task(watch_loop(stalls, stop))
-        while table.row_count < n or not table.complete:
-            await asyncio.sleep(0.005)
-        out["open"] = time.perf_counter() - t0
-        stop.set()
-        await watcher
-        out["open_stall"] = max(stalls, default=0.0)
+        await opened(app, n, t0, out)
         while not run_index.index_path(project).exists() and time.perf_counter() - t0 < 60:
             await asyncio.sleep(0.01)
         out["indexed"] = time.perf_counter() - t0
@@ -134,24 +141,12 @@ async def session(project: Path, n: int, seconds: float) -> dict[str, float]:
     out: dict[str, float] = {}
     t0 = time.perf_counter()
     async with app.run_test(size=(120, 40)) as pilot:
-        table = app.query_one(QueuePanel)
-        while table.row_count == 0:
-            await asyncio.sleep(0.005)
-        out["first_rows"] = time.perf_counter() - t0
-        stalls: list[float] = []
-        stop = asyncio.Event()
-        watcher = asyncio.get_running_loop().create_task(watch_loop(stalls, stop))
-        while table.row_count < n or not table.complete:
-            await asyncio.sleep(0.005)
-        out["open"] = time.perf_counter() - t0
-        stop.set()
-        await watcher
-        out["open_stall"] = max(stalls, default=0.0)
+        table = await opened(app, n, t0, out)
         table.focus()
         await pilot.pause(0.3)
         running = project / "runs" / f"r{n - 1:05d}" / "metrics.jsonl"
         writer = subprocess.Popen([sys.executable, "-c", WRITER, str(running), str(2 * seconds + 3)])
-        stalls = []
+        stalls: list[float] = []
         stop = asyncio.Event()
         watcher = asyncio.get_running_loop().create_task(watch_loop(stalls, stop))
         lat = []

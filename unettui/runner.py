@@ -25,7 +25,7 @@ from .core.define.config import Config, definition_changes
 from .core.define.experiment import Experiment
 from .core.define.queue import QUEUE_FILE, Queue, QueueError, load_queue
 from .core.runs.slurm_state import backend_from_env, claim_backend
-from .core.runs.index import refresh_index
+from .core.runs.index import file_stamp, refresh_index
 from .core.runs.runners import remove_figures, write_figures
 from .core.runs.status import DataIds, Judgement, Row, State, collect, judge_run
 from .core.runs.store import (
@@ -386,7 +386,7 @@ class Runner:
             while not self.stop_requested:
                 try:  # re-read: edits made while training are picked up
                     fresh = load_queue(self.project)
-                    self._queue_stamp = _stamp(self.project / QUEUE_FILE)
+                    self._queue_stamp = file_stamp(self.project / QUEUE_FILE)
                 except QueueError as exc:
                     if queue is None:
                         raise
@@ -440,7 +440,7 @@ class Runner:
     def _still_wanted(self) -> None:
         """After each epoch: if experiments.toml changed, is every experiment in training still in it, as it was? If
         not, that run stops after this epoch (``self._abandons`` says why)."""
-        stamp = _stamp(self.project / QUEUE_FILE)
+        stamp = file_stamp(self.project / QUEUE_FILE)
         if stamp == self._queue_stamp:
             return
         try:
@@ -655,14 +655,6 @@ def _members_that_fit(cfg: Config, device: Any) -> int:
 
 def _as_int(v: Any, default: int = 0) -> int:
     return v if isinstance(v, int) and not isinstance(v, bool) else default
-
-
-def _stamp(path: Path) -> tuple[float, int] | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return st.st_mtime_ns, st.st_size
 
 
 def _describe_failure(exc: Exception, exp: Experiment) -> str:

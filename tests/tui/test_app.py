@@ -142,13 +142,21 @@ def test_live_panel_follows_metrics_appended_by_another_process(tmp_path):
     run(go())
 
 
-def test_start_and_stop_a_real_runner(tmp_path):
+TINY = ('[defaults]\ndataset = "synthetic:nuclei"\nnum_images = 16\nimage_size = 32\nbase_channels = 4\n'
+        "depth = 2\nbatch_size = 4\n")
+
+
+def tiny_project(tmp_path, body: str):
+    """A project whose runs train in seconds on the CPU: TINY defaults, then ``body``."""
     proj = tmp_path / "p"
     proj.mkdir()
-    (proj / "experiments.toml").write_text(
-        '[defaults]\ndataset = "synthetic:nuclei"\nnum_images = 16\nimage_size = 32\nbase_channels = 4\n'
-        "depth = 2\nbatch_size = 4\n\n[[experiment]]\nid = 'quick'\nepochs = 2\n\n"
-        "[[experiment]]\nid = 'long'\nepochs = 400\n")
+    (proj / "experiments.toml").write_text(TINY + body)
+    return proj
+
+
+def test_start_and_stop_a_real_runner(tmp_path):
+    proj = tiny_project(tmp_path, "\n[[experiment]]\nid = 'quick'\nepochs = 2\n\n"
+                                  "[[experiment]]\nid = 'long'\nepochs = 400\n")
 
     async def go():
         app = make_app(proj, poll_interval=0.2)
@@ -171,12 +179,8 @@ def test_p_chooses_packs_for_the_runner_it_starts(tmp_path, monkeypatch):
     """P cycles the next runner's --pack (auto, off, 2, ...); the runner started with R then trains the two
     experiments as one pack of 2 (each records it in its config.json)."""
     monkeypatch.delenv("UNETTUI_PACK", raising=False)
-    proj = tmp_path / "p"
-    proj.mkdir()
-    (proj / "experiments.toml").write_text(
-        '[defaults]\ndataset = "synthetic:nuclei"\nnum_images = 16\nimage_size = 32\nbase_channels = 4\n'
-        "depth = 2\nbatch_size = 4\nepochs = 2\ndevice = 'cpu'\n\n[[experiment]]\nid = 'a'\n\n"
-        "[[experiment]]\nid = 'b'\nlr = 0.01\n")
+    proj = tiny_project(tmp_path, "epochs = 2\ndevice = 'cpu'\n\n[[experiment]]\nid = 'a'\n\n"
+                                  "[[experiment]]\nid = 'b'\nlr = 0.01\n")
 
     async def go():
         app = make_app(proj, poll_interval=0.2)
@@ -197,11 +201,7 @@ def test_p_chooses_packs_for_the_runner_it_starts(tmp_path, monkeypatch):
 
 
 def test_quitting_with_our_runner_working_asks_and_can_stop_it(tmp_path):
-    proj = tmp_path / "p"
-    proj.mkdir()
-    (proj / "experiments.toml").write_text(
-        '[defaults]\ndataset = "synthetic:nuclei"\nnum_images = 16\nimage_size = 32\nbase_channels = 4\n'
-        "depth = 2\nbatch_size = 4\nepochs = 400\n\n[[experiment]]\nid = 'long'\n")
+    proj = tiny_project(tmp_path, "epochs = 400\n\n[[experiment]]\nid = 'long'\n")
 
     async def go():
         app = make_app(proj, poll_interval=0.2)

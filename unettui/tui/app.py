@@ -44,11 +44,12 @@ class ProjectUpdated(Message):
     def __init__(self, views: dict[str, RunView], gone: set[str], order: list[str] | None, changed: set[str],
                  queue_error: str | None, studies: list[Any] | None = None, study_ids: frozenset[str] = frozenset(),
                  study_problems: list[str] | None = None, claimed: list[RunView] | None = None,
-                 runners: list[RunnerFigures] | None = None, eta: tuple[int, float | None] = (0, 0.0)) -> None:
+                 runners: list[RunnerFigures] | None = None, eta: tuple[int, float | None] = (0, 0.0),
+                 reading: bool = False) -> None:
         self.views, self.gone, self.order, self.changed, self.queue_error = views, gone, order, changed, queue_error
         self.studies, self.study_ids, self.study_problems = studies or [], study_ids, study_problems or []
         self.claimed, self.runners, self.eta = claimed or [], runners or [], eta
-        self.reading = eta[0] < 0  # the first read of the project goes on (more views are on their way)
+        self.reading = reading  # the first read of the project goes on (more views are on their way)
         super().__init__()
 
 
@@ -156,7 +157,8 @@ class UnettuiApp(App):
                     self._poll_requested = False
                     budget = FIRST_READ if not self._sent_order else None if mon.complete else SLICE_READ
                     changed |= mon.poll(budget=budget)
-                    self._settle(len(changed))
+                    if not loading:  # (a first read is frozen at its end)
+                        self._settle(len(changed))
                     due = time.monotonic() + self.poll_interval
                     self.post_message(self._update(changed))
                     mon.keep_index()  # after the views are on their way: the next start reads them in one file
@@ -182,10 +184,10 @@ class UnettuiApp(App):
         gone = {i for i in changed if i not in mon.runs and not i.startswith("__")}
         order = mon.order() if QUEUE_CHANGED in changed or not self._sent_order else None
         self._sent_order = True
-        if mon.complete and (views or gone or self._eta is None):  # (-1 meanwhile: not for each slice of a first read)
+        if mon.complete and (views or gone or self._eta is None):  # (not for each slice of a first read)
             self._eta = queue_eta(mon.views(), max(1, len(mon.runners)))
         return ProjectUpdated(views, gone, order, changed, mon.queue_error, mon.studies, mon.study_run_ids,
-                              mon.study_problems, mon.claimed(), mon.runners, self._eta or (-1, None))
+                              mon.study_problems, mon.claimed(), mon.runners, self._eta or (0, None), not mon.complete)
 
     def refresh_now(self) -> None:
         """Poll now (after an edit), not at the next tick."""
@@ -205,7 +207,7 @@ class UnettuiApp(App):
 
     def on_project_updated(self, msg: ProjectUpdated) -> None:
         try:
-            self.query_one(QueuePanel)
+            queue = self.query_one(QueuePanel)
         except NoMatches:  # the app is closing (its widgets are gone) while a poll's views were on their way
             return
         self._last_poll_error = None
@@ -216,7 +218,6 @@ class UnettuiApp(App):
             self.order = msg.order
         ids = set(msg.views) | msg.gone
         if ids or msg.order is not None:
-            queue = self.query_one(QueuePanel)
             if msg.order is not None or msg.gone or not all(queue.has_row(i) for i in msg.views):
                 queue.update_views([self.views[i] for i in self.order if i in self.views], ids, more=msg.reading)
             else:
@@ -232,7 +233,7 @@ class UnettuiApp(App):
             if not ids.isdisjoint(self.marked):
                 self._update_compare()
         if not msg.reading:
-            self.query_one(QueuePanel).sync_size()  # (the first read's slices left it behind: see KeyedTable.sync)
+            queue.sync_size()  # (the first read's slices left it behind: see KeyedTable.sync)
         # the studies panel: when their status was recomputed, or a study run moved (its epoch shows)
         if STUDIES_CHANGED in msg.changed or not ids.isdisjoint(msg.study_ids):
             self._study_msg, self._studies_dirty = msg, True
@@ -245,7 +246,8 @@ class UnettuiApp(App):
         if RUNNERS_CHANGED in msg.changed or msg.runners != self.runners or ids:
             self.runners = msg.runners
             running = [v for v in self.claimed if v.state == "running"]
-            self.query_one(LivePanel).show_system(self.runners, self.views, self.eta, self._workers_now(), running)
+            self.query_one(LivePanel).show_system(self.runners, self.views, self.eta, self._workers_now(), running,
+                                                  reading=msg.reading)
         self.sub_title = f"{self.project.name} · {self.runner.describe(self.claimed).text}"
         self._report_runner_exit()
         self._applied.set()
@@ -253,9 +255,9 @@ class UnettuiApp(App):
     def _settle(self, arrived: int) -> None:
         """(The polling thread.) Move what has been read so far out of the garbage collector's way (gc.freeze): with
         10,000 runs read, a full collection walked millions of long-lived objects and stopped every thread for
-        a few hundred ms, once in a while, whatever the user was doing. Done after every FREEZE_EVERY changed views (the
-        first read comes in slices for this, too); frozen objects are still freed by reference counting when a newer
-        view replaces them."""
+        a few hundred ms, once in a while, whatever the user was doing. The first read runs with the collector off
+        and freezes what it read at its end (_polls); later, this freezes after every FREEZE_EVERY changed views.
+        Frozen objects are still freed by reference counting when a newer view replaces them."""
         self._unfrozen += arrived
         if self._unfrozen >= FREEZE_EVERY:
             self._unfrozen = 0

@@ -22,7 +22,7 @@ from ..core.runs.runners import RunnerFigures, read_figures
 from ..core.runs.slurm_state import SCHEDULER, JobState, refresh_summary, task_word
 from ..core.runs.status import DataIds, Halving, Row, RunFiles, State, jobs_to_ask, row_of
 from ..core.runs.store import ARCHIVING, CONFIG, METRICS, RUNS_DIR, STATUS, SUMMARY
-from ..core.runs.index import count_attempts, file_stamp, folder_stamp, read_json_stamped
+from ..core.runs.index import count_attempts, file_stamp, folder_stamp
 from .run_reading import UNSEEN, FileState, read_json_object, read_metrics, summary_final
 
 QUEUE_CHANGED = "__queue__"
@@ -120,12 +120,7 @@ class ProjectMonitor:
             if snap is None:
                 continue
             snap = copy.copy(snap)
-            path = f"{self.root}/{run_id}/{METRICS}"
-            fs = self._files.setdefault((run_id, METRICS), FileState())
-            stamp = file_stamp(path)
-            snap.metrics = read_metrics(path, fs, stamp, [])
-            fs.mtime, fs.size = stamp if stamp else (-1.0, -1)
-            self._with_metrics.add(run_id)
+            snap.metrics, fs = self._follow_metrics(run_id, f"{self.root}/{run_id}")
             snap.problems = self._problems(run_id, snap, fs)
             self._snaps[run_id] = snap
             view = self._row(run_id, snap)
@@ -412,25 +407,21 @@ class ProjectMonitor:
         return view
 
     def _first_read(self, run_id: str, folder: str, read_at: tuple[Any, float]) -> RunView:
-        """The view of a run folder seen for the first time: each file read with its stamp (_read_json_at)."""
-        snap = RunFiles(exists=True)
+        """The view of a run folder seen for the first time: each file read with its stamp (run_index.read_folder)."""
+        got = run_index.read_folder(folder)
         rel = f"{RUNS_DIR}/{run_id}"
         self._read_at[run_id] = read_at
         self._index_dirty.add(run_id)
-        for name in (STATUS, CONFIG, SUMMARY):
-            value, problem, stamp = read_json_stamped(f"{folder}/{name}")
+        for name in (STATUS, CONFIG, SUMMARY, ARCHIVING):
+            stamp = got.archiving if name == ARCHIVING else got.stamps.get(name)
             fs = self._files[(run_id, name)] = FileState(*(stamp or (-1.0, -1)))
-            if name == STATUS:
-                snap.status, snap.status_problem = value, f"{rel}/{STATUS} {problem}" if problem else None
-                continue
-            setattr(snap, "config" if name == CONFIG else "summary", value)
-            fs.bad = 1 if problem else 0
-            if problem:
-                self._problem_text[(run_id, name)] = f"{rel}/{name} {problem}"
-        snap.attempts = count_attempts(folder)
-        archiving = file_stamp(f"{folder}/{ARCHIVING}")
-        self._files[(run_id, ARCHIVING)] = FileState(*(archiving or (-1.0, -1)))
-        snap.archiving = archiving is not None
+            if name in (CONFIG, SUMMARY) and name in got.problems:
+                fs.bad = 1
+                self._problem_text[(run_id, name)] = f"{rel}/{name} {got.problems[name]}"
+        problem = got.problems.get(STATUS)
+        snap = RunFiles(exists=True, status=got.values[STATUS], config=got.values[CONFIG],
+                        summary=got.values[SUMMARY], attempts=got.attempts, archiving=got.archiving is not None,
+                        status_problem=f"{rel}/{STATUS} {problem}" if problem else None)
         return self._first_view(run_id, folder, snap)
 
     def _first_view(self, run_id: str, folder: str, snap: RunFiles) -> RunView:
@@ -438,15 +429,20 @@ class ProjectMonitor:
         training, or wanted), its problems, its view."""
         metrics_fs = None
         if run_id in self._want or not summary_final(snap.summary, snap.status):
-            metrics_fs = self._files.setdefault((run_id, METRICS), FileState())
-            path = f"{folder}/{METRICS}"
-            stamp = file_stamp(path)
-            snap.metrics = read_metrics(path, metrics_fs, stamp, [])
-            metrics_fs.mtime, metrics_fs.size = stamp if stamp else (-1.0, -1)
-            self._with_metrics.add(run_id)
+            snap.metrics, metrics_fs = self._follow_metrics(run_id, folder)
         snap.problems = self._problems(run_id, snap, metrics_fs)
         self._snaps[run_id] = snap
         return self._row(run_id, snap)
+
+    def _follow_metrics(self, run_id: str, folder: str) -> tuple[list[dict[str, Any]], FileState]:
+        """A run's metrics.jsonl read whole; from now on it is followed (read on from where it was left)."""
+        fs = self._files.setdefault((run_id, METRICS), FileState())
+        path = f"{folder}/{METRICS}"
+        stamp = file_stamp(path)
+        metrics = read_metrics(path, fs, stamp, [])
+        fs.mtime, fs.size = stamp if stamp else (-1.0, -1)
+        self._with_metrics.add(run_id)
+        return metrics, fs
 
     def _rederived(self, run_id: str, old: RunView) -> RunView | None:
         view = self._row(run_id, self._snaps.get(run_id) or RunFiles())

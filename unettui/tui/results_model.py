@@ -16,6 +16,7 @@ from ..core.runs.groups import AGGREGATED, configuration_rows, mean_sd_text
 from ..core.show.fmt import duration
 from ..core.show.fmt import value as fmt_value
 from .filtering import Condition, group_means, has_epochs, matches, row_of, sort_rows, varying_keys
+from .widgets.marks import mark_text
 
 # (row key, header label) of the metric columns, after mark, id, status and the varying hyper-parameters
 METRIC_COLUMNS = (
@@ -28,7 +29,6 @@ METRIC_COLUMNS = (
 )
 GROUPED_METRICS = ("best_val_dice", "final_val_dice", "final_val_loss")  # shown as mean ± sd (n) per configuration
 STATE_STYLES = {"running": "yellow", "done": "green", "failed": "red", "interrupted": "magenta"}
-MARK = "●"
 # what an export of configuration rows writes: the columns of `unettui export --by-configuration`
 CONFIGURATION_COLUMNS = ("configuration", "status", "runs", "seeds", *[k for k in KEYS if k != "seed"],
                          *[c for m in AGGREGATED for c in (m, f"{m}_sd", f"{m}_n")], "epochs_done", "seconds")
@@ -46,7 +46,7 @@ def cells_of(row: dict[str, Any], columns: tuple[str, ...], marked: bool, groupe
     for col in columns:
         value = row.get(col)
         if col == "mark":
-            out.append(Text(MARK, style="bold magenta") if marked else Text(" "))
+            out.append(mark_text(marked))
         elif col == "id":
             out.append(Text(str(value), style="bold"))
         elif col == "status":

@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -31,10 +32,11 @@ QUEUE_CACHE_MIN = 64 * 1024  # bytes of experiments.toml from which the TUI cach
 FORMAT = 1  # the entries' layout; another number: the file is ignored (and rewritten)
 _BASE = ""  # (not a run id) load_index's key of the header's config
 _ID = b'{"id":"'  # how every entry's line starts (entry() writes the id first)
+_STAMPED = (STATUS, CONFIG, SUMMARY)  # the files an entry holds
 SETTLED = 2.0  # seconds a folder must have been still before it was read for its entry to be trusted
 
 
-def file_stamp(path: str) -> tuple[float, int] | None:
+def file_stamp(path: str | os.PathLike) -> tuple[float, int] | None:
     """A file's (mtime, size); None: no such file."""
     try:
         st = os.stat(path)
@@ -95,6 +97,33 @@ def count_attempts(folder: str) -> int:
         return sum(1 for e in os.scandir(f"{folder}/{ATTEMPTS}") if e.is_dir() and e.name.isdigit())
     except OSError:
         return 0
+
+
+@dataclass
+class FolderRead:
+    """A run folder read for the first time: status, config and summary (None: absent or unreadable), what is wrong
+    with each unreadable one, the stamps of those there, its earlier attempts, and the archiving plan's stamp."""
+
+    values: dict[str, dict[str, Any] | None]
+    problems: dict[str, str]
+    stamps: dict[str, tuple[float, int]]
+    attempts: int
+    archiving: tuple[float, int] | None
+
+
+def read_folder(folder: str) -> FolderRead:
+    """What refresh_index and the TUI's first read of a run take from its folder (read_json_stamped each file)."""
+    values: dict[str, dict[str, Any] | None] = {}
+    problems: dict[str, str] = {}
+    stamps: dict[str, tuple[float, int]] = {}
+    for name in _STAMPED:
+        value, problem, stamp = read_json_stamped(f"{folder}/{name}")
+        values[name] = value
+        if problem:
+            problems[name] = problem
+        if stamp is not None:
+            stamps[name] = stamp
+    return FolderRead(values, problems, stamps, count_attempts(folder), file_stamp(f"{folder}/{ARCHIVING}"))
 
 
 def index_path(project: Path) -> Path:
@@ -187,9 +216,6 @@ def _valid(item: Any) -> bool:
     return True
 
 
-_STAMPED = (STATUS, CONFIG, SUMMARY)  # the files an entry holds
-
-
 _OBJECT = (dict, type(None))
 
 
@@ -269,20 +295,11 @@ def refresh_index(project: Path, min_runs: int = INDEX_MIN) -> int:
             folder = f"{root}/{name}"
             read_at = time.time()
             stamp = folder_stamp(folder)
-            if stamp is None or file_stamp(f"{folder}/{ARCHIVING}") is not None:
+            got = read_folder(folder) if stamp is not None else None
+            if got is None or got.problems or got.archiving is not None:
                 continue
-            values: dict[str, Any] = {}
-            stamps: dict[str, tuple[float, int]] = {}
-            for file in (STATUS, CONFIG, SUMMARY):
-                value, problem, st = read_json_stamped(f"{folder}/{file}")
-                if problem:
-                    break
-                values[file] = value
-                if st is not None:
-                    stamps[file] = st
-            else:
-                written += 1
-                yield name, entry(stamp, read_at, stamps, values[STATUS], values[CONFIG], values[SUMMARY],
-                                  count_attempts(folder))
+            written += 1
+            yield name, entry(stamp, read_at, got.stamps, got.values[STATUS], got.values[CONFIG],
+                              got.values[SUMMARY], got.attempts)
 
     return written if write_index(project, entries(), time.time()) else 0

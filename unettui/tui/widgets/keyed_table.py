@@ -220,30 +220,6 @@ class KeyedTable(DataTable):
         self._require_update_dimensions = True
         self.check_idle()
 
-    # ---- measuring -----------------------------------------------------------------------
-    def _update_dimensions(self, new_rows) -> None:
-        """Textual measures each cell of a new row with rich's ``measure`` (about 50 µs a cell: seconds for 10,000
-        rows); a one-line Text's width is its cell length, so rows made only of those are measured here and the rest
-        is left to Textual."""
-        slow = []
-        try:
-            columns = self.columns
-            for row_key in new_rows:
-                row, data = self.rows.get(row_key), self._data.get(row_key)
-                if row is None or data is None:
-                    continue
-                if row.auto_height or row.label is not None or not all(
-                        type(c) is Text and "\n" not in c.plain for c in data.values()):
-                    slow.append(row_key)
-                    continue
-                for column_key, cell in data.items():
-                    column = columns.get(column_key)
-                    if column is not None and cell.cell_len > column.content_width:
-                        column.content_width = cell.cell_len
-        except AttributeError:  # another Textual's internals: measure them all its way
-            slow = list(new_rows)
-        super()._update_dimensions(slow)
-
 
 def _plain(cell: Any) -> str:
     return cell.plain if isinstance(cell, Text) else str(cell)

@@ -87,9 +87,10 @@ def runner_line(fig: RunnerFigures, views: dict[str, RunView]) -> Text:
 
 
 def system_text(runners: list[RunnerFigures], views: dict[str, RunView], eta: tuple[int, float | None],
-                workers: int, running: list[RunView] | None = None) -> Text:
+                workers: int, running: list[RunView] | None = None, reading: bool = False) -> Text:
     """One line per runner (its figures file), one per running run no figures file names (a runner of an older
-    version, or one whose file is late), then the queue: runs left and when it is done."""
+    version, or one whose file is late), then the queue: runs left and when it is done (``reading``: not known
+    before the project's first read is done)."""
     lines = [runner_line(f, views) for f in runners]
     named = {r for f in runners for r in f.runs}
     for v in running or []:
@@ -98,7 +99,7 @@ def system_text(runners: list[RunnerFigures], views: dict[str, RunView], eta: tu
             speed = _run_speed(v)
             lines.append(Text(f"{v.id} on {device}" + (f" · {speed}" if speed else ""), style="cyan"))
     left, seconds = eta
-    if left < 0:
+    if reading:
         lines.append(Text("queue: reading the runs…", style="dim"))
     elif left:
         at = f" at {workers} runs at a time" if workers > 1 else ""
@@ -251,9 +252,9 @@ class LivePanel(Vertical):
             self._apply()
 
     def show_system(self, runners: list[RunnerFigures], views: dict[str, RunView], eta: tuple[int, float | None],
-                    workers: int = 1, running: list[RunView] | None = None) -> None:
+                    workers: int = 1, running: list[RunView] | None = None, reading: bool = False) -> None:
         """The runners' figures, the running runs' speed and the queue's ETA (from the poll; nothing here asks a GPU)."""
-        text = system_text(runners, views, eta, workers, running)
+        text = system_text(runners, views, eta, workers, running, reading)
         if text == self._system_shown:  # (every poll calls this: an update re-lays the screen out)
             return
         self._system_shown = text
