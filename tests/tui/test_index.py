@@ -132,6 +132,32 @@ def test_a_damaged_or_foreign_index_is_ignored_where_it_cannot_be_read(tmp_path,
     assert again.views() == fresh.views()
 
 
+def test_an_index_as_written_is_used_without_checking_each_entry_and_an_edited_one_entry_by_entry(tmp_path,
+                                                                                                     monkeypatch):
+    """The header holds the SHA-1 of the body written: a body that is still the one written skips the per-entry
+    checks; after an edit every entry is checked, and only the edited run is read from its folder."""
+    proj = project(tmp_path)
+    fresh = monitor(proj)
+    fresh.poll()
+    assert fresh.keep_index()
+    checked: list[object] = []
+    real_valid = run_index._valid
+    monkeypatch.setattr(run_index, "_valid", lambda item: checked.append(item) or real_valid(item))
+    again = monitor(proj)
+    again.poll()
+    assert checked == [] and again.views() == fresh.views()
+    path = run_index.index_path(proj)
+    lines = path.read_bytes().split(b"\n")
+    edited = lines[1][7:lines[1].index(b'"', 7)].decode()
+    lines[1] = lines[1].replace(b'"attempts":0', b'"attempts":"none"')
+    path.write_bytes(b"\n".join(lines))
+    reads = file_reads(monkeypatch)
+    third = monitor(proj)
+    third.poll()
+    assert len(checked) == len(fresh.runs) and third.views() == fresh.views()
+    assert {Path(r).parent.name for r in reads if r.endswith(RUN_FILES)} == {edited}
+
+
 def test_no_index_for_a_small_project_and_none_where_it_cannot_be_written(tmp_path):
     proj = project(tmp_path)
     mon = ProjectMonitor(proj)  # the real threshold: 7 runs are read in a few ms, no index
@@ -331,7 +357,7 @@ def test_rows_added_below_the_screen_while_more_are_coming_leave_the_size_until_
     from textual.app import App
 
     def rows(a, b):
-        return [(f"r{i:05d}", (Text(f"r{i:05d}"), Text("done"))) for i in range(a, b)]
+        return [(f"r{i:05d}", (Text(f"r{i:05d}"), Text("interrupted" if i == 300 else "done"))) for i in range(a, b)]
 
     class One(App):
         def compose(self):
@@ -348,13 +374,62 @@ def test_rows_added_below_the_screen_while_more_are_coming_leave_the_size_until_
             first = t.virtual_size.height
             t.sync(rows(0, 500), more=True)  # below the screen, more to come: the size waits
             await pilot.pause()
-            waiting = t.virtual_size.height, t.row_count
+            waiting = t.virtual_size.height, t.row_count, t.ordered_columns[1].content_width
             t.move_cursor(row=499)
             await pilot.pause()
             cursor = t.cursor_key()
             t.sync(rows(0, 800))  # the last slice
             await pilot.pause()
-            return first, waiting, cursor, t.virtual_size.height, t.complete
+            return first, waiting, cursor, t.virtual_size.height, t.complete, t.ordered_columns[1].content_width
 
-    first, waiting, cursor, last, complete = asyncio.run(go())
-    assert first == 51 and waiting == (51, 500) and cursor == "r00499" and last == 801 and complete
+    first, waiting, cursor, last, complete, width = asyncio.run(go())
+    # the widths wait too: row 300's "interrupted" widens its column at the last slice, in the same layout
+    assert first == 51 and waiting == (51, 500, 5) and cursor == "r00499" and last == 801 and complete
+    assert width == len("interrupted")
+
+
+def test_a_table_as_wide_as_its_columns_keeps_its_scrollbars_room_once_its_rows_overflow():
+    """Rows that overflow a ``width: auto`` table (the queue table beside the live panel) reserve the scrollbar's
+    columns before they are added: one layout (one resize), not a second one when the scrollbar appears; fewer rows
+    give the room back."""
+    from textual.app import App
+    from textual.containers import Horizontal
+    from textual.widgets import Static
+
+    class Counted(KeyedTable):
+        DEFAULT_CSS = "Counted { width: auto; max-width: 60%; height: 1fr; }"
+        widths: list[int] = []
+
+        def _on_resize(self, event) -> None:
+            Counted.widths.append(event.size.width)
+            super()._on_resize(event)
+
+    def rows(n):
+        return [(f"r{i:05d}", (Text(f"r{i:05d}"), Text("done"))) for i in range(n)]
+
+    class Beside(App):
+        def compose(self):
+            with Horizontal():
+                yield Counted(cursor_type="row")
+                yield Static("the live panel")
+
+    async def go():
+        app = Beside()
+        async with app.run_test(size=(60, 20)) as pilot:
+            t = app.query_one(Counted)
+            for c in ("id", "state"):
+                t.add_column(c, key=c)
+            await pilot.pause()
+            before, Counted.widths = t.size.width, []
+            t.sync(rows(100), more=True)
+            await pilot.pause()
+            await pilot.pause(0.2)
+            overflowing = list(Counted.widths), t.styles.scrollbar_gutter
+            t.sync(rows(3))
+            await pilot.pause()
+            return before, overflowing, t.styles.scrollbar_gutter
+
+    before, (widths, gutter), fewer = asyncio.run(go())
+    # once, to the id column's width and the scrollbar's 2 (before: 15, then 17 when the scrollbar appeared)
+    assert widths == [before + len("r00000") - len("id") + 2] and gutter == "stable"
+    assert fewer == "auto"

@@ -32,7 +32,7 @@ from .widgets.study import StudyPanel
 
 PACK_CHOICES = ("auto", "off", "2", "4", "8", "16")  # the P key's cycle (the runner's --pack)
 FIRST_READ = 400  # runs the first poll reads at most (a screenful and more): a large project shows them at once
-SLICE_READ = 2500  # runs each later poll reads at most until every run has been read once
+SLICE_READ = 5000  # runs each later poll reads at most until every run has been read once
 APPLY_WAIT = 1.0  # seconds the first read waits at most for the UI to apply a slice before it reads the next
 FREEZE_EVERY = 500  # changed views between two gc.freeze() calls (_settle)
 

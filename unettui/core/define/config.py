@@ -300,8 +300,10 @@ _DEFINITION_NAMES, _DEFINITION_KEYS, _DEFINITION_MISSING = zip(*(
 def definition_changes(recorded: dict[str, Any], cfg: Config) -> list[tuple[str, Any, Any]]:
     """(key, recorded value, value now) for every key of ``cfg`` that differs from a run's recorded config (its
     config.json, or a checkpoint's config), ignoring NOT_DEFINITION. Empty: the run is of this very definition."""
-    now = map(cfg.__dict__.__getitem__, _DEFINITION_NAMES)  # (a frozen dataclass's fields: what getattr reads)
-    was = map(recorded.get, _DEFINITION_KEYS, _DEFINITION_MISSING)
+    now = tuple(map(cfg.__dict__.__getitem__, _DEFINITION_NAMES))  # (a frozen dataclass's fields: what getattr reads)
+    was = tuple(map(recorded.get, _DEFINITION_KEYS, _DEFINITION_MISSING))
+    if was == now:  # the common case, compared in C (a project of 10,000 runs is judged at every start)
+        return []
     return [(key, w, n) for key, w, n in zip(_DEFINITION_KEYS, was, now) if w != n]
 
 

@@ -39,7 +39,7 @@ def slug(items: dict[str, Any]) -> str:
 
 def is_int(value: object) -> bool:
     """An integer, and not a bool."""
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    return type(value) is int or (isinstance(value, numbers.Integral) and not isinstance(value, bool))
 
 
 def did_you_mean(word: str, options: Iterable[str], cutoff: float = 0.6) -> str:

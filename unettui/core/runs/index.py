@@ -31,8 +31,10 @@ INDEX_MIN = 200  # run folders a project needs for an index to be kept (fewer ar
 QUEUE_CACHE_MIN = 64 * 1024  # bytes of experiments.toml from which the TUI caches its parse
 FORMAT = 1  # the entries' layout; another number: the file is ignored (and rewritten)
 _BASE = ""  # (not a run id) load_index's key of the header's config
-_ID = b'{"id":"'  # how every entry's line starts (entry() writes the id first)
+_WHOLE = "/"  # (not a run id) load_index's key of "the body is the one written": its SHA-1 is the header's
+_ID = '{"id":"'  # how every entry's line starts (entry() writes the id first)
 _STAMPED = (STATUS, CONFIG, SUMMARY)  # the files an entry holds
+_scan = json.JSONDecoder().raw_decode  # json.loads without its per-call checks of the argument's type and encoding
 SETTLED = 2.0  # seconds a folder must have been still before it was read for its entry to be trusted
 
 
@@ -82,8 +84,9 @@ def read_json_stamped(path: str) -> tuple[dict[str, Any] | None, str | None, tup
         os.close(fd)
     stamp = (st.st_mtime, st.st_size)
     try:
-        value = json.loads(data)
-        if isinstance(value, dict):
+        text = data.decode("utf-8")
+        value, end = _scan(text)
+        if type(value) is dict and (end == len(text) or not text[end:].strip()):
             return value, None, stamp
     except ValueError:
         pass
@@ -159,32 +162,34 @@ def load_index(project: Path) -> dict[str, Any]:
     head, _, body = raw.partition(b"\n")
     try:
         header = json.loads(head)
+        text = body.decode("utf-8")
     except ValueError:
         return {}
     if not isinstance(header, dict) or header.get("unettui_index") != FORMAT:
         return {}
     base = header.get("config")
-    out: dict[str, Any] = {_BASE: base if isinstance(base, dict) else None}
-    for line in body.split(b"\n"):
+    out: dict[str, Any] = {_BASE: base if isinstance(base, dict) else None,
+                           _WHOLE: header.get("sha1") == hashlib.sha1(body).hexdigest()}
+    for line in text.split("\n"):
         if line.startswith(_ID):  # entry() writes the id first; ids are filesystem-safe names (no quotes)
-            end = line.find(b'"', len(_ID))
+            end = line.find('"', len(_ID))
             if end > 0:
-                out[line[len(_ID):end].decode("utf-8", "replace")] = line
+                out[line[len(_ID):end]] = line
     return out
 
 
 def decode(index: dict[str, Any], run_id: str) -> dict[str, Any] | None:
     """Take the entry of ``run_id`` out of ``index`` (load_index's); None when there is none or its line cannot be
     read (torn, edited, another run's)."""
-    line = index.pop(run_id, None) if run_id != _BASE else None
+    line = index.pop(run_id, None) if run_id not in (_BASE, _WHOLE) else None
     if line is None:
         return None
     try:
-        item = json.loads(line)
+        item, end = _scan(line)
     except ValueError:
         return None
-    if not _valid(item) or item.pop("id") != run_id:
-        return None
+    if end != len(line) or not (index.get(_WHOLE) or _valid(item)) or item.pop("id") != run_id:
+        return None  # (a file whose body is the one write_index wrote holds only entries as entry() makes them)
     diff, drop = item.pop("config_diff", None), item.pop("config_drop", None)
     if diff is not None:
         base = index.get(_BASE)
@@ -240,11 +245,12 @@ def write_index(project: Path, entries: Iterable[tuple[str, dict[str, Any]]], wr
             parts.append(json.dumps(line, separators=(",", ":")).encode())
         except (TypeError, ValueError):  # (only a hand-made file could hold what JSON cannot: left out)
             continue
-    parts.insert(0, json.dumps({"unettui_index": FORMAT, "written": written, "config": base}).encode())
+    body = b"\n".join(parts) + b"\n"
+    head = {"unettui_index": FORMAT, "written": written, "config": base, "sha1": hashlib.sha1(body).hexdigest()}
     path = index_path(project)
     try:
         path.parent.mkdir(exist_ok=True)
-        atomic_write_bytes(path, b"\n".join(parts) + b"\n")
+        atomic_write_bytes(path, json.dumps(head).encode() + b"\n" + body)
     except OSError:
         return False
     return True

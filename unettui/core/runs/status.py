@@ -208,7 +208,8 @@ class Row:
     repeat: int = 1  # 1..repeats: repeats of one configuration differ only in their seed
 
     def __post_init__(self) -> None:
-        self.state = State(self.state)
+        if type(self.state) is not State:
+            self.state = State(self.state)
         self.configuration = self.configuration or self.id
 
     # ---- derived -------------------------------------------------------------------------------------

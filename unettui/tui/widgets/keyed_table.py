@@ -36,6 +36,7 @@ class KeyedTable(DataTable):
         self._shown: list[str] = []  # the keys of the table's rows in the table's order
         self._more = False  # (sync's) more rows are on their way
         self._size_stale = False  # rows were added without the table's size following (sync's ``more``)
+        self._later_widths: list[int] | None = None  # ... and their columns' widths, not applied yet
 
     # ---- what the table shows --------------------------------------------------------
     @property
@@ -89,9 +90,21 @@ class KeyedTable(DataTable):
         drawn = self._drawn
         self._pending = [k for k in self._want if k not in drawn]
         self._keep = keep
+        self._reserve_scrollbar()
         self._fill()
         if not more:
             self.sync_size()
+
+    def _reserve_scrollbar(self) -> None:
+        """The scrollbar's columns are kept once the rows wanted overflow the table, before they are added: a table as
+        wide as its columns (``width: auto``) is laid out once, not a second time when its scrollbar appears (each
+        layout draws the whole screen again: 50-70 ms while a large project is read)."""
+        height = self.size.height
+        if height:
+            stable = len(self._want) + (self.header_height if self.show_header else 0) > height
+            gutter = "stable" if stable else "auto"
+            if self.styles.scrollbar_gutter != gutter:
+                self.styles.scrollbar_gutter = gutter
 
     def update_rows(self, rows: Sequence[tuple[str, Cells]]) -> None:
         """New cells for rows already wanted (others are ignored), in place; the order stays."""
@@ -143,6 +156,8 @@ class KeyedTable(DataTable):
 
     def clear(self, columns: bool = False):  # type: ignore[override]
         self._shown = []
+        if columns:
+            self._later_widths = None
         return super().clear(columns)
 
     def remove_row(self, row_key):  # type: ignore[override]
@@ -189,25 +204,33 @@ class KeyedTable(DataTable):
                     widths[i] = width
                 measured.add((i, id(cell)))
             self._drawn[key] = cells
-        wider = False
-        for c, w in zip(columns, widths):
-            wider = wider or w != c.content_width
-            c.content_width = w
         self.cursor_coordinate = self.cursor_coordinate
         if first and self.show_cursor and self.cursor_type != "none":
             self._highlight_cursor()
-        below = not wider and self.row_count - len(batch) >= self.scroll_offset.y + self.size.height
-        if below:
+        below = self.row_count - len(batch) >= self.scroll_offset.y + self.size.height
+        if below and self._more:
+            # more rows are on their way (sync's ``more``) and these are all below the screen: their widths and the
+            # table's size wait for the last of them (_size_now), where the screen is laid out and drawn once
+            self._later_widths = [max(w, was) for w, was in zip(widths, self._later_widths or widths)]
+            self._size_stale = True
+            self._offset_cache.clear()
+            return
+        wider = self._set_widths(widths)
+        if below and not wider:
             # every new row is below the rows on screen, in columns as wide as before: the lines drawn stay right,
-            # only the map of lines to rows grows (a 10,000-run project's table is filled without being drawn
-            # again at each batch)
+            # only the map of lines to rows grows
             self._offset_cache.clear()
         else:
             self._update_count += 1  # what is on screen changes: every cached line is drawn again
-        if below and self._more:
-            self._size_stale = True
-        else:
-            self._size_now()
+        self._size_now()
+
+    def _set_widths(self, widths: list[int]) -> bool:
+        """The columns' content widths (the widest cell of each); True when one changed."""
+        wider = False
+        for c, w in zip(self.ordered_columns, widths):
+            wider = wider or w != c.content_width
+            c.content_width = w
+        return wider
 
     def sync_size(self) -> None:
         """The table's size follows its rows again, if a sync with ``more`` left it behind."""
@@ -217,6 +240,10 @@ class KeyedTable(DataTable):
     def _size_now(self) -> None:
         """The table's virtual size from its rows, when idle."""
         self._size_stale = False
+        if self._later_widths is not None:
+            widths, self._later_widths = self._later_widths, None
+            if self._set_widths([max(w, c.content_width) for w, c in zip(widths, self.ordered_columns)]):
+                self._update_count += 1
         self._require_update_dimensions = True
         self.check_idle()
 
