@@ -44,6 +44,8 @@ HEARTBEAT_INTERVAL = 5.0
 # `--pack auto` on CUDA: experiments packed together at most, until a GPU measurement sets it (README, "Packs");
 # on the CPU auto is off (a CPU is compute-bound: packing gains nothing there)
 AUTO_PACK_CUDA = 8
+INDEX_EVERY = 600.0  # seconds between a runner's refreshes of the run index while its queue runs (refresh_index)
+INDEX_SHARE = 0.05  # ... and at most this share of its time: a slow filesystem spaces them further apart
 PACK_MEMORY_SHARE = 0.8  # a pack is made no larger than this share of the device's memory holds (feasible.py)
 
 
@@ -205,6 +207,7 @@ class Runner:
         self._queue_stamp: tuple[float, int] | None = None
         self._training: dict[str, Experiment] = {}  # the experiments being trained, by id
         self._abandons: dict[str, str] = {}  # why a run in training is to stop after its epoch (redefined, removed)
+        self._index_due = time.monotonic() + INDEX_EVERY  # the next refresh of the run index (_keep_index)
         # where this runner runs, recorded in its claims (a SLURM job: from its task, else from SLURM_* variables)
         self.backend = backend if backend is not None else backend_from_env()
 
@@ -417,6 +420,7 @@ class Runner:
                         self.attempted.discard((exp.id, exp.budget))
                         continue
                     getattr(outcome, state).append(exp.id)
+                self._keep_index()
             outcome.skipped_invalid = sorted(seen_invalid)
             outcome.skipped_damaged = sorted({i for i, why in self._noted if why.startswith("damaged:")})
             outcome.stopped = self.stop_requested
@@ -427,6 +431,18 @@ class Runner:
                 signal.signal(sig, handler)
             remove_figures(self.project)
         return outcome
+
+    def _keep_index(self) -> None:
+        """Every INDEX_EVERY seconds of a long queue, the run index is written again from the run folders: the TUI
+        opened in the middle of a night's sweep reads the runs of the last minutes from their folders, not all of
+        them. A refresh that takes long (a cluster's filesystem) spaces the next ones so that they cost at most
+        INDEX_SHARE of the runner's time."""
+        now = time.monotonic()
+        if now < self._index_due:
+            return
+        refresh_index(self.project)
+        took = time.monotonic() - now
+        self._index_due = time.monotonic() + max(INDEX_EVERY, took / INDEX_SHARE)
 
     def _study_stage_pending(self, queue: Queue) -> bool:
         """A study has a waiting stage while runs of an earlier one are still being trained elsewhere."""

@@ -330,6 +330,26 @@ def test_the_runner_refreshes_the_index_when_its_queue_is_done_not_when_stopped(
     assert len(calls) == 1
 
 
+def test_a_long_queue_refreshes_the_index_now_and_then_spaced_by_what_a_refresh_costs(make_project, monkeypatch):
+    """While its queue runs, a runner writes the index again every INDEX_EVERY seconds (here: after every
+    experiment), and no more often than INDEX_SHARE of its time allows."""
+    from unettui import runner as runner_mod
+
+    real = run_index.refresh_index
+    calls: list[float] = []
+    monkeypatch.setattr(runner_mod, "refresh_index", lambda p: calls.append(time.monotonic()) or real(p, min_runs=1))
+    monkeypatch.setattr(runner_mod, "INDEX_EVERY", 0.0)
+    proj = make_project("[[experiment]]\nid = 'a'\n[[experiment]]\nid = 'b'\n")
+    runner = runner_mod.Runner(proj)
+    outcome = runner.run()
+    assert outcome.done == ["a", "b"] and len(calls) == 3  # after a, after b, and when the queue is done
+    assert run_index.decode(run_index.load_index(proj), "b")["status"]["state"] == "done"
+    monkeypatch.setattr(runner_mod, "refresh_index", lambda p: time.sleep(0.2) or calls.append(time.monotonic()))
+    runner._index_due = 0.0
+    runner._keep_index()
+    assert runner._index_due - time.monotonic() >= 0.2 / runner_mod.INDEX_SHARE - 0.5  # 4 s after a 0.2 s refresh
+
+
 def test_the_garbage_collector_is_off_only_while_the_first_read_runs(tmp_path):
     import gc
 

@@ -132,3 +132,40 @@ def test_show_run_before_mount():
             assert app.query_one(LivePanel).sparklines["lr"].data == [1e-3, 5e-4]
 
     asyncio.run(main())
+
+
+def test_moving_between_runs_of_the_same_shape_redraws_the_panel_without_laying_the_screen_out():
+    """Each key that moves the selection shows another run: text as wide as before is drawn in place (a layout places
+    every widget of the screen again); text of another width, or a new line, lays the screen out."""
+    layouts: list[float] = []
+
+    class Counted(Host):
+        def on_mount(self) -> None:
+            real = self.screen._refresh_layout
+
+            def counted(*args, **kwargs):
+                layouts.append(1)
+                return real(*args, **kwargs)
+
+            self.screen._refresh_layout = counted
+
+    async def main():
+        app = Counted()
+        async with app.run_test(size=(100, 30)) as pilot:
+            panel = app.query_one(LivePanel)
+            panel.show_run(_view(5, state="done"))
+            await pilot.pause()
+            layouts.clear()
+            other = RunView(id="lr-1e-4", state="done", epoch=6, epochs=10, attempt=1, metrics=_metrics(6))
+            panel.show_run(other)  # same widths: "lr-1e-4" for "lr-3e-4", "epoch 6/10" for "epoch 5/10"
+            await pilot.pause()
+            same = len(layouts), _screen_text(app)
+            layouts.clear()
+            longer = RunView(id="lr-1e-4-long", state="done", epoch=6, epochs=10, attempt=1, metrics=_metrics(6))
+            panel.show_run(longer)
+            await pilot.pause()
+            return same, len(layouts), _screen_text(app)
+
+    (quiet, text), wider, longer_text = asyncio.run(main())
+    assert quiet == 0 and "lr-1e-4" in text and "lr-3e-4" not in text and "epoch 6/10" in text
+    assert wider >= 1 and "lr-1e-4-long" in longer_text

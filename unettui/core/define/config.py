@@ -260,8 +260,9 @@ def build_config(values: dict[str, Any], where: str, base: Config = DEFAULTS) ->
     # Config has no __post_init__ and every value was checked by coerce, so a copy of base's fields with the changes
     # is what replace would build
     cfg = object.__new__(Config)
-    cfg.__dict__.update(base.__dict__)
-    cfg.__dict__.update(changes)
+    fields = base.__dict__.copy()  # (a copy of a dict is one block copy; update() into an empty one grows it in steps)
+    fields.update(changes)
+    object.__setattr__(cfg, "__dict__", fields)
     problem = _cross_check(cfg)
     if problem:
         raise ConfigError(where, problem[0], problem[1])

@@ -139,7 +139,7 @@ class CurvePlot(Static):
             return
         self._key = key
         if width < self.MIN_WIDTH or height < self.MIN_ROWS or len(m) < 2:
-            self.update("")
+            self.update("", layout=False)  # (its size is its share of the panel, whatever it shows)
             return
         pts = {k: [(float(r.get("epoch", i)), v) for i, r in enumerate(m, 1) if (v := _finite(r.get(k))) is not None]
                for k in ("train_loss", "val_loss", "val_dice")}
@@ -163,9 +163,22 @@ class CurvePlot(Static):
                             + render_curves(dice, width, each, ascii=ascii, ylabel="val dice", legend=False))
             rows = rows + _legend(losses, ascii)
         except ValueError:
-            self.update("")
+            self.update("", layout=False)
             return
-        self.update(segments_text(rows) if self.colour else Text("\n".join(plain(rows)), no_wrap=True))
+        self.update(segments_text(rows) if self.colour else Text("\n".join(plain(rows)), no_wrap=True), layout=False)
+
+
+def set_text(widget: Static, content: Text | str) -> None:
+    """``widget.update(content)``, without laying the screen out again when the content's size cannot have changed:
+    as many lines as before, each as wide as before, none wider than the widget (so none wraps). A layout places
+    every widget of the screen again; the live panel changes on every key that moves the selection."""
+    text = content.plain if isinstance(content, Text) else content
+    lines = text.split("\n")
+    shape = tuple(len(line) if line.isascii() else Text(line).cell_len for line in lines)
+    width = widget.content_size.width
+    same = getattr(widget, "_shape", None) == shape and width > 0 and max(shape) <= width
+    widget._shape = shape  # type: ignore[attr-defined]
+    widget.update(content, layout=not same)
 
 
 def _pad(rows: list, width: int) -> list:
@@ -259,7 +272,7 @@ class LivePanel(Vertical):
             return
         self._system_shown = text
         self._system.display = bool(text.plain)
-        self._system.update(text)
+        set_text(self._system, text)
 
     # ---- drawing ----------------------------------------------------------------------
     def _apply(self) -> None:
@@ -279,7 +292,7 @@ class LivePanel(Vertical):
             title.append(f"  {view.job_label}", style="cyan")
         if view.attempt:
             title.append(f"  attempt {view.attempt}")
-        self._title.update(title)
+        set_text(self._title, title)
         if view.state == "pending":
             planned = f" ({view.epochs} epochs planned)" if view.epochs else ""
             self._show_message(f"not started yet{planned}")
@@ -300,15 +313,15 @@ class LivePanel(Vertical):
         best, best_epoch = best_val_dice(view)
         self._best.display = best is not None
         if best is not None:
-            self._best.update(f"best val dice {best:.4f} at epoch {best_epoch if best_epoch is not None else '?'}")
+            set_text(self._best, f"best val dice {best:.4f} at epoch {best_epoch if best_epoch is not None else '?'}")
         self._error.display = bool(view.note)
         if view.note:
-            self._error.update(" ".join(str(view.note).split()))
+            set_text(self._error, " ".join(str(view.note).split()))
 
     def _show_message(self, message: str | None) -> None:
         self._message.display = message is not None
         if message is not None:
-            self._message.update(message)
+            set_text(self._message, message)
 
     def _show_curves(self, show: bool) -> None:
         for row in self._rows:
@@ -318,18 +331,18 @@ class LivePanel(Vertical):
     def _update_progress(self, view: RunView) -> None:
         done = len(view.metrics) if view.metrics else view.epoch
         total = view.target or view.epochs  # a successive-halving rung counts to the rung, as `ls` does
-        self._epoch.update(f"epoch {done}/{total if total else '?'}")
+        set_text(self._epoch, f"epoch {done}/{total if total else '?'}")
         self._bar.update(total=total if total else None, progress=done)
         if view.state == "running":
             eta = view.eta_seconds()
-            self._eta.update(f"ETA {duration(eta)}" if eta is not None else "ETA -")
+            set_text(self._eta, f"ETA {duration(eta)}" if eta is not None else "ETA -")
         elif view.state == "done":
             secs = view.summary.get("seconds")
             if _finite(secs) is None:
                 secs = sum(_finite(m.get("seconds")) or 0.0 for m in view.metrics)
-            self._eta.update(f"took {duration(secs)}")
+            set_text(self._eta, f"took {duration(secs)}")
         else:  # failed / interrupted: the title says so, the error line says why
-            self._eta.update("")
+            set_text(self._eta, "")
 
     def _update_curves(self, view: RunView) -> None:
         metrics = view.metrics
@@ -343,10 +356,10 @@ class LivePanel(Vertical):
             self.sparklines[name].data = values  # a new list each time: Sparkline only redraws on a new value
             latest = _finite(metrics[-1].get(name))
             if not values:
-                self.values[name].update("-")
+                set_text(self.values[name], "-")
                 continue
             now = fmt.format(latest) if latest is not None else str(metrics[-1].get(name, "-"))
-            self.values[name].update(now)
+            set_text(self.values[name], now)
             self.values[name].tooltip = f"latest {now}; lowest {fmt.format(min(values))}, highest {fmt.format(max(values))}"
 
 
