@@ -25,7 +25,7 @@ from .core.define.config import Config, definition_changes
 from .core.define.experiment import Experiment
 from .core.define.queue import QUEUE_FILE, Queue, QueueError, load_queue
 from .core.runs.slurm_state import backend_from_env, claim_backend
-from .core.runs.index import file_stamp, refresh_index
+from .core.runs.index import file_stamp, index_path, refresh_index
 from .core.runs.runners import remove_figures, write_figures
 from .core.runs.status import DataIds, Judgement, Row, State, collect, judge_run
 from .core.runs.store import (
@@ -436,9 +436,16 @@ class Runner:
         """Every INDEX_EVERY seconds of a long queue, the run index is written again from the run folders: the TUI
         opened in the middle of a night's sweep reads the runs of the last minutes from their folders, not all of
         them. A refresh that takes long (a cluster's filesystem) spaces the next ones so that they cost at most
-        INDEX_SHARE of the runner's time."""
+        INDEX_SHARE of the runner's time. An index written less than INDEX_EVERY ago (by another runner of the
+        queue, a SLURM task beside this one, or the TUI) is left as it is: a cluster's many runners refresh it about
+        once per period between them, not once each."""
         now = time.monotonic()
         if now < self._index_due:
+            return
+        written = file_stamp(index_path(self.project))
+        age = time.time() - written[0] if written else INDEX_EVERY
+        if 0 <= age < INDEX_EVERY:
+            self._index_due = now + INDEX_EVERY - age
             return
         refresh_index(self.project)
         took = time.monotonic() - now

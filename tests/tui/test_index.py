@@ -347,7 +347,14 @@ def test_a_long_queue_refreshes_the_index_now_and_then_spaced_by_what_a_refresh_
     monkeypatch.setattr(runner_mod, "refresh_index", lambda p: time.sleep(0.2) or calls.append(time.monotonic()))
     runner._index_due = 0.0
     runner._keep_index()
+    assert len(calls) == 4
     assert runner._index_due - time.monotonic() >= 0.2 / runner_mod.INDEX_SHARE - 0.5  # 4 s after a 0.2 s refresh
+    # another runner of the same queue, due too: an index written less than INDEX_EVERY ago is left alone
+    monkeypatch.setattr(runner_mod, "INDEX_EVERY", 600.0)
+    beside = runner_mod.Runner(proj)
+    beside._index_due = 0.0
+    beside._keep_index()
+    assert len(calls) == 4 and beside._index_due > time.monotonic() + 590
 
 
 def test_the_garbage_collector_is_off_only_while_the_first_read_runs(tmp_path):
@@ -369,6 +376,36 @@ def test_the_garbage_collector_is_off_only_while_the_first_read_runs(tmp_path):
 
     assert asyncio.run(go()) == (True, True)
     assert gc.isenabled()
+
+
+def test_the_first_read_is_on_screen_before_the_index_is_written(tmp_path, monkeypatch):
+    """Writing the index (0.3 s of CPU at 10,000 runs) waits until the first read's last slice is drawn: both need
+    Python's GIL, and writing it meanwhile delayed the open."""
+    from unettui.tui.app import make_app
+    from unettui.tui.widgets.queue import QueuePanel
+
+    proj = project(tmp_path)
+    seen: list[tuple[int, int]] = []
+    real = ProjectMonitor.keep_index
+
+    def keep(mon: ProjectMonitor) -> bool:
+        if mon.complete and not seen:
+            seen.append((app.query_one(QueuePanel).row_count, len(mon.runs)))
+        return real(mon)
+
+    monkeypatch.setattr(ProjectMonitor, "keep_index", keep)
+
+    async def go():
+        async with app.run_test() as pilot:
+            for _ in range(50):
+                if run_index.index_path(proj).exists():
+                    break
+                await pilot.pause(0.1)
+
+    app = make_app(proj, poll_interval=5.0)
+    app.monitor.INDEX_MIN = 3
+    asyncio.run(go())
+    assert run_index.index_path(proj).exists() and seen and seen[0][0] == seen[0][1] > 3
 
 
 def test_rows_added_below_the_screen_while_more_are_coming_leave_the_size_until_the_last():

@@ -161,6 +161,9 @@ class UnettuiApp(App):
                         self._settle(len(changed))
                     due = time.monotonic() + self.poll_interval
                     self.post_message(self._update(changed))
+                    if loading and mon.complete:  # the first read's last slice: on screen before the index is written
+                        self._applied.wait(APPLY_WAIT)  # (writing it meanwhile, 0.3 s at 10,000 runs, slowed both)
+                        self._applied.clear()
                     mon.keep_index()  # after the views are on their way: the next start reads them in one file
                 elif changed:
                     self.post_message(self._update(changed))
@@ -250,7 +253,10 @@ class UnettuiApp(App):
                                                   reading=msg.reading)
         self.sub_title = f"{self.project.name} · {self.runner.describe(self.claimed).text}"
         self._report_runner_exit()
-        self._applied.set()
+        if msg.reading:
+            self._applied.set()
+        else:  # the last slice of a first read: once it is drawn (the polling thread then writes the index)
+            self.call_after_refresh(self._applied.set)
 
     def _settle(self, arrived: int) -> None:
         """(The polling thread.) Move what has been read so far out of the garbage collector's way (gc.freeze): with

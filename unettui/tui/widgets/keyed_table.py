@@ -156,8 +156,7 @@ class KeyedTable(DataTable):
 
     def clear(self, columns: bool = False):  # type: ignore[override]
         self._shown = []
-        if columns:
-            self._later_widths = None
+        self._later_widths = None  # (the widths of rows no longer there)
         return super().clear(columns)
 
     def remove_row(self, row_key):  # type: ignore[override]
