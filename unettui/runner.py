@@ -388,7 +388,7 @@ class Runner:
         try:
             while not self.stop_requested:
                 try:  # re-read: edits made while training are picked up
-                    fresh = load_queue(self.project)
+                    fresh = load_queue(self.project, cache=True)  # (a large file: parsed once per change)
                     self._queue_stamp = file_stamp(self.project / QUEUE_FILE)
                 except QueueError as exc:
                     if queue is None:
@@ -467,7 +467,7 @@ class Runner:
         if stamp == self._queue_stamp:
             return
         try:
-            queue = load_queue(self.project)
+            queue = load_queue(self.project, cache=True)
         except QueueError:
             return  # half-saved: judged again when it is whole
         self._queue_stamp = stamp

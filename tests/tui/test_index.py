@@ -4,6 +4,7 @@ it was when its folder has changed since; a damaged index is ignored. The queue 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import time
 import tomllib
@@ -328,6 +329,31 @@ def test_the_runner_refreshes_the_index_when_its_queue_is_done_not_when_stopped(
     stopped.request_stop()
     stopped.run()
     assert len(calls) == 1
+
+
+def test_a_runner_parses_a_large_queue_file_once_per_change_and_leaves_the_parse_for_the_tui(make_project,
+                                                                                            monkeypatch):
+    """A runner re-reads experiments.toml before every claim: a large one's parse is kept (runs/.index/queue.json)
+    and reused while the text is the same; the TUI opened afterwards reads it instead of parsing again."""
+    import hashlib
+
+    from unettui import runner as runner_mod
+    from unettui.core.define import queue as queue_mod
+
+    parses: list[int] = []
+    real = queue_mod.tomllib.loads
+    monkeypatch.setattr(queue_mod.tomllib, "loads", lambda text: parses.append(len(text)) or real(text))
+    filler = "# " + "x" * run_index.QUEUE_CACHE_MIN + "\n"  # a long comment: a file above the cache's threshold
+    proj = make_project(filler + "[[experiment]]\nid = 'a'\n[[experiment]]\nid = 'b'\n")
+    outcome = runner_mod.Runner(proj).run()
+    text = (proj / "experiments.toml").read_text()
+    kept = json.loads((proj / "runs" / run_index.INDEX_DIR / run_index.QUEUE_CACHE).read_text())
+    assert outcome.done == ["a", "b"] and kept["sha1"] == hashlib.sha1(text.encode()).hexdigest()
+    # three reads (before each claim, and the one that finds nothing left), two parses: the first read comes before
+    # runs/ exists, where the parse is not kept (a queue is never what makes a project's runs/ folder)
+    assert len(parses) == 2
+    ProjectMonitor(proj).poll()
+    assert len(parses) == 2
 
 
 def test_a_long_queue_refreshes_the_index_now_and_then_spaced_by_what_a_refresh_costs(make_project, monkeypatch):
