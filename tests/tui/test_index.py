@@ -159,6 +159,49 @@ def test_an_index_as_written_is_used_without_checking_each_entry_and_an_edited_o
     assert {Path(r).parent.name for r in reads if r.endswith(RUN_FILES)} == {edited}
 
 
+def test_a_first_read_without_an_index_has_a_helper_process_write_one_and_reads_the_rest_from_it(tmp_path,
+                                                                                                  monkeypatch):
+    """A large project opened without an index: a helper process (another core) writes it while the first slices
+    are read from the run folders; the slice after it is done reads the runs left from the index."""
+    proj = project(tmp_path)
+    whole = monitor(proj)
+    whole.poll()
+    assert run_index.start_refresh(proj, min_runs=len(whole.runs) + 1) is None  # too few runs: no helper
+    mon = monitor(proj)
+    mon.HELPER_MIN = 3
+    reads = file_reads(monkeypatch)
+    mon.poll(budget=2)
+    helper = mon._helper
+    assert helper is not None and helper.wait(60) == 0 and run_index.index_path(proj).exists()
+    first = {Path(r).parent.name for r in reads if r.endswith(RUN_FILES)}
+    reads.clear()
+    while not mon.complete:
+        mon.poll(budget=100)
+    assert mon._helper is None and len(first) == 2
+    assert not [r for r in reads if r.endswith(RUN_FILES)]  # the rest: from the helper's index
+    assert mon.views() == whole.views()
+
+
+def test_a_helper_still_writing_the_index_is_stopped_without_leaving_a_temporary_file(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    proj = project(tmp_path)
+    slow = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    mon = monitor(proj)
+    mon._helper = slow
+    mon.close()
+    assert slow.poll() == -signal.SIGTERM and mon._helper is None
+    helper = run_index.start_refresh(proj, min_runs=1)
+    assert helper is not None
+    time.sleep(0.05)  # (stopped at once or while writing: either way no file is left half-made)
+    helper.terminate()
+    helper.wait(60)
+    index_dir = proj / "runs" / run_index.INDEX_DIR
+    assert not [p.name for p in index_dir.glob("*.tmp")] if index_dir.exists() else True
+
+
 def test_no_index_for_a_small_project_and_none_where_it_cannot_be_written(tmp_path):
     proj = project(tmp_path)
     mon = ProjectMonitor(proj)  # the real threshold: 7 runs are read in a few ms, no index

@@ -126,6 +126,7 @@ class UnettuiApp(App):
 
     def on_unmount(self) -> None:
         self._wake.set()  # the polling thread sees its worker cancelled and ends
+        self.monitor.close()
 
     # ---- observing the project ------------------------------------------------------
     @work(thread=True, group="poll", exit_on_error=False)

@@ -11,6 +11,7 @@ import copy
 import dataclasses
 import math
 import os
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -54,6 +55,8 @@ class ProjectMonitor:
     INDEX_CHANGED = 50  # runs re-read since the index was written for it to be written again ...
     INDEX_EVERY = 60.0  # ... at most this often (seconds); any change at all: every INDEX_IDLE seconds
     INDEX_IDLE = 600.0
+    HELPER_MIN = 2000  # run folders from which a first read without an index has a helper process write one
+    HELPER_SLICE = 1000  # runs a slice of the first read reads at most while that helper works
 
     def __init__(self, project: Path):
         self.project = Path(project)
@@ -85,10 +88,21 @@ class ProjectMonitor:
         self._claimed: set[str] = set()  # runs whose status says running
         self.complete = False  # every run has been read (a poll with a budget may read part of them)
         self._index: dict[str, Any] | None = None  # the entries of runs/.index not used yet (None: not loaded)
+        self._helper: subprocess.Popen | None = None  # writing the index meanwhile (run_index.start_refresh)
         self._read_at: dict[str, tuple[Any, float]] = {}  # run -> (folder_stamp, time.time()) when its files were read
         self._index_dirty: set[str] = set()  # runs read from their folders since the index was last written
         self._index_written = -math.inf  # time.monotonic() of that
         self._loaded_partly = False  # the queue was loaded by a poll that did not read every run
+
+    def close(self) -> None:
+        """Stop the helper process, if one still writes the index (the app quits, or the first read is done)."""
+        helper, self._helper = self._helper, None
+        if helper is not None and helper.poll() is None:
+            helper.terminate()
+            try:
+                helper.wait(5)
+            except subprocess.TimeoutExpired:
+                helper.kill()
 
     def order(self) -> list[str]:
         """Queue order, then runs that are no longer in the queue."""
@@ -195,6 +209,15 @@ class ProjectMonitor:
 
     def _poll(self, budget: int | None) -> set[str]:
         changed: set[str] = set()
+        if self._index is None:  # the first poll: before the queue file, so that a helper starts at once
+            self._index = run_index.load_index(self.project)
+            if not self._index:
+                self._helper = run_index.start_refresh(self.project, self.HELPER_MIN)
+        elif (helper := self._helper) is not None and helper.poll() is not None:
+            self._helper = None  # its index: the runs not read yet come from it
+            self._index = run_index.load_index(self.project) if not self.complete else {}
+        if self._helper is not None and budget is not None:
+            budget = min(budget, self.HELPER_SLICE)  # smaller slices: the first one after it is done uses its index
         stamp = file_stamp(str(self.project / QUEUE_FILE))
         loaded = False
         if stamp != self._queue_stamp:
@@ -206,8 +229,6 @@ class ProjectMonitor:
             except QueueError as exc:
                 self.queue_error = str(exc)  # keep the last good queue on screen
             changed |= {QUEUE_CHANGED, STUDIES_CHANGED}
-        if self._index is None:
-            self._index = run_index.load_index(self.project)
         self._refresh_runs(changed, budget)
         self._poll_jobs(changed)
         self._poll_runners(changed)
@@ -215,6 +236,7 @@ class ProjectMonitor:
             self._loaded_partly = self._loaded_partly or loaded
             return changed
         self._index = {}  # its entries of runs not in the project any more
+        self.close()  # (a helper still writing the index: not needed any more)
         if self._loaded_partly:
             loaded, self._loaded_partly = True, False
         if self._study_ids and self._studies_moved(changed, loaded) and not loaded:

@@ -17,6 +17,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -281,6 +283,26 @@ def cached_toml(project: Path, text: str, parse: Callable[[str], dict[str, Any]]
     return data
 
 
+_PACKAGE_ROOT = Path(__file__).resolve().parents[3]  # where this very unettui is imported from: the helper's too
+
+
+def start_refresh(project: Path, min_runs: int) -> subprocess.Popen | None:
+    """``refresh_index`` in a process of its own (``_helper``, imported from this very package), for a project of
+    ``min_runs`` run folders or more: the TUI opening a large project without an index reads its first runs from
+    their folders meanwhile, and the rest from the index the helper wrote (a second core: the TUI's threads share
+    one GIL). None: too few runs, or no process could be started. The helper writes the index atomically, or
+    nothing (a read-only project)."""
+    try:
+        with os.scandir(Path(project) / RUNS_DIR) as entries:
+            if sum(1 for e in entries if not e.name.startswith(".")) < min_runs:
+                return None
+        code = f"import sys; sys.path.insert(0, {str(_PACKAGE_ROOT)!r}); from {__name__} import _helper; _helper()"
+        return subprocess.Popen([sys.executable, "-c", code, str(project), str(min_runs)], stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    except OSError:
+        return None
+
+
 def refresh_index(project: Path, min_runs: int = INDEX_MIN) -> int:
     """Write the index from the run folders as they are now (a runner does when its queue is done, so that the TUI
     opened afterwards reads one file: the sweep-over-SSH case). Runs being archived or with a file that cannot be
@@ -309,3 +331,13 @@ def refresh_index(project: Path, min_runs: int = INDEX_MIN) -> int:
                               got.values[SUMMARY], got.attempts)
 
     return written if write_index(project, entries(), time.time()) else 0
+
+
+def _helper() -> None:
+    """start_refresh's process: refresh_index of the project its first argument names (its second: min_runs)."""
+    import signal
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # (stopped: its temporary file is removed, not left)
+    if hasattr(os, "nice"):
+        os.nice(10)  # the TUI that started it comes first: its first rows on screen, its keys
+    refresh_index(Path(sys.argv[1]), min_runs=int(sys.argv[2]))
