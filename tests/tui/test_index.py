@@ -182,7 +182,9 @@ def test_a_first_read_without_an_index_has_a_helper_process_write_one_and_reads_
     assert mon.views() == whole.views()
 
 
-def test_a_helper_still_writing_the_index_is_stopped_without_leaving_a_temporary_file(tmp_path):
+def test_a_helper_still_writing_the_index_is_stopped_cleanly(tmp_path):
+    """close() stops a helper still at work; the helper turns SIGTERM into an exit (143) that runs its cleanup (an
+    atomic write removes its temporary file), instead of dying where it stands."""
     import signal
     import subprocess
     import sys
@@ -193,13 +195,19 @@ def test_a_helper_still_writing_the_index_is_stopped_without_leaving_a_temporary
     mon._helper = slow
     mon.close()
     assert slow.poll() == -signal.SIGTERM and mon._helper is None
-    helper = run_index.start_refresh(proj, min_runs=1)
+    blocked = tmp_path / "blocked"
+    run = blocked / "runs" / "r1"
+    run.mkdir(parents=True)
+    os.mkfifo(run / "status.json")  # reading it waits for a writer: the helper is stopped in the middle of its read
+    helper = run_index.start_refresh(blocked, min_runs=1)
     assert helper is not None
-    time.sleep(0.05)  # (stopped at once or while writing: either way no file is left half-made)
+    wchan = Path(f"/proc/{helper.pid}/wchan")
+    for _ in range(100):  # until it waits on the FIFO (its handler is installed by then)
+        if wchan.exists() and "fifo" in wchan.read_text():
+            break
+        time.sleep(0.05)
     helper.terminate()
-    helper.wait(60)
-    index_dir = proj / "runs" / run_index.INDEX_DIR
-    assert not [p.name for p in index_dir.glob("*.tmp")] if index_dir.exists() else True
+    assert helper.wait(30) == 143 and not (blocked / "runs" / run_index.INDEX_DIR).exists()
 
 
 def test_no_index_for_a_small_project_and_none_where_it_cannot_be_written(tmp_path):

@@ -1,5 +1,7 @@
 """A cache of what was last read of each run folder (runs/.index/runs.jsonl), so that reopening a project of 10,000
-runs reads one file instead of 30,000. The TUI keeps it; a runner whose queue is done writes it (refresh_index).
+runs reads one file instead of 30,000. The TUI keeps it; runners write it (refresh_index) when their queue is done
+and now and then during a long one; a helper process the TUI starts (start_refresh) writes it when a large project
+is opened without one.
 
 It is only ever a shortcut: an entry is used for a run whose folder has not changed since the entry was read (the
 folder's mtime and inode are the ones recorded: every write of a run file but an append renames a file into the
@@ -292,6 +294,8 @@ def start_refresh(project: Path, min_runs: int) -> subprocess.Popen | None:
     their folders meanwhile, and the rest from the index the helper wrote (a second core: the TUI's threads share
     one GIL). None: too few runs, or no process could be started. The helper writes the index atomically, or
     nothing (a read-only project)."""
+    if not sys.executable:  # (an embedded interpreter: no python to start)
+        return None
     try:
         with os.scandir(Path(project) / RUNS_DIR) as entries:
             if sum(1 for e in entries if not e.name.startswith(".")) < min_runs:
