@@ -485,13 +485,20 @@ def test_the_first_read_is_on_screen_before_the_index_is_written(tmp_path, monke
     assert run_index.index_path(proj).exists() and seen and seen[0][0] == seen[0][1] > 3
 
 
+def rows(n: int, wide: int | None = None) -> list[tuple[str, tuple[Text, Text]]]:
+    """``n`` rows of (id, state) cells for a KeyedTable, all "done" but row ``wide`` ("interrupted": a wider cell)."""
+    return [(f"r{i:05d}", (Text(f"r{i:05d}"), Text("interrupted" if i == wide else "done"))) for i in range(n)]
+
+
+def id_and_state(table: KeyedTable) -> None:
+    for c in ("id", "state"):
+        table.add_column(c, key=c)
+
+
 def test_rows_added_below_the_screen_while_more_are_coming_leave_the_size_until_the_last():
     """A first read in slices: each slice's rows go into the table at once, its size (and the screen's layout) follows
     once, at the last slice — and always when a row lands on screen."""
     from textual.app import App
-
-    def rows(a, b):
-        return [(f"r{i:05d}", (Text(f"r{i:05d}"), Text("interrupted" if i == 300 else "done"))) for i in range(a, b)]
 
     class One(App):
         def compose(self):
@@ -501,18 +508,17 @@ def test_rows_added_below_the_screen_while_more_are_coming_leave_the_size_until_
         app = One()
         async with app.run_test(size=(60, 20)) as pilot:
             t = app.query_one(KeyedTable)
-            for c in ("id", "state"):
-                t.add_column(c, key=c)
-            t.sync(rows(0, 50), more=True)  # the screen's rows: the size follows at once
+            id_and_state(t)
+            t.sync(rows(50, wide=300), more=True)  # the screen's rows: the size follows at once
             await pilot.pause()
             first = t.virtual_size.height
-            t.sync(rows(0, 500), more=True)  # below the screen, more to come: the size waits
+            t.sync(rows(500, wide=300), more=True)  # below the screen, more to come: the size waits
             await pilot.pause()
             waiting = t.virtual_size.height, t.row_count, t.ordered_columns[1].content_width
             t.move_cursor(row=499)
             await pilot.pause()
             cursor = t.cursor_key()
-            t.sync(rows(0, 800))  # the last slice
+            t.sync(rows(800, wide=300))  # the last slice
             await pilot.pause()
             return first, waiting, cursor, t.virtual_size.height, t.complete, t.ordered_columns[1].content_width
 
@@ -538,9 +544,6 @@ def test_a_table_as_wide_as_its_columns_keeps_its_scrollbars_room_once_its_rows_
             Counted.widths.append(event.size.width)
             super()._on_resize(event)
 
-    def rows(n):
-        return [(f"r{i:05d}", (Text(f"r{i:05d}"), Text("done"))) for i in range(n)]
-
     class Beside(App):
         def compose(self):
             with Horizontal():
@@ -551,8 +554,7 @@ def test_a_table_as_wide_as_its_columns_keeps_its_scrollbars_room_once_its_rows_
         app = Beside()
         async with app.run_test(size=(60, 20)) as pilot:
             t = app.query_one(Counted)
-            for c in ("id", "state"):
-                t.add_column(c, key=c)
+            id_and_state(t)
             await pilot.pause()
             before, Counted.widths = t.size.width, []
             t.sync(rows(100), more=True)

@@ -23,8 +23,8 @@ from ..core.runs.runners import RunnerFigures, read_figures
 from ..core.runs.slurm_state import SCHEDULER, JobState, refresh_summary, task_word
 from ..core.runs.status import DataIds, Halving, Row, RunFiles, State, jobs_to_ask, row_of
 from ..core.runs.store import ARCHIVING, CONFIG, METRICS, RUNS_DIR, STATUS, SUMMARY
-from ..core.runs.index import count_attempts, file_stamp, folder_stamp
-from .run_reading import UNSEEN, FileState, read_json_object, read_metrics, summary_final
+from ..core.runs.index import count_attempts, file_stamp, folder_stamp, read_json_stamped
+from .run_reading import UNSEEN, FileState, read_metrics, summary_final
 
 QUEUE_CHANGED = "__queue__"
 STUDIES_CHANGED = "__studies__"  # the studies' status was recomputed (experiments.toml or a study run changed)
@@ -50,7 +50,7 @@ class ProjectMonitor:
     """
 
     FULL_CHECK = 50  # runs whose every file is stat-ed in each poll, in rotation (all of them in a smaller project)
-    FOLDER_CHECK = 2500  # folders of runs not training stat-ed in each poll, in rotation (_folder_window)
+    FOLDER_CHECK = 2500  # folders of runs not training stat-ed in each poll, in rotation (_refresh_runs)
     INDEX_MIN = run_index.INDEX_MIN  # runs a project needs for the monitor to keep an index of them
     INDEX_CHANGED = 50  # runs re-read since the index was written for it to be written again ...
     INDEX_EVERY = 60.0  # ... at most this often (seconds); any change at all: every INDEX_IDLE seconds
@@ -300,11 +300,14 @@ class ProjectMonitor:
             self._order = order
             changed.add(QUEUE_CHANGED)
         reread = QUEUE_CHANGED in changed
-        n = len(order)
-        start, width = self._rotation % max(1, n), min(n, self.FULL_CHECK)
-        self._rotation = start + width
-        checked = set(order[start:start + width]) | set(order[:max(0, start + width - n)])
-        window = self._folder_window(order)
+        checked, self._rotation = _in_turn(order, self._rotation, self.FULL_CHECK)
+        # the runs not training whose folder this poll stats: all of them (None) in a project of up to FOLDER_CHECK
+        # runs, else the next FOLDER_CHECK in rotation — a poll with nothing changed then costs the same at 10,000
+        # runs as at 2,500, and a change to a finished run of a larger project (a retry from another terminal) shows
+        # within a few polls; runs training, claimed, new or not read yet are looked at in every poll
+        window = None
+        if len(order) > self.FOLDER_CHECK:
+            window, self._folder_rotation = _in_turn(order, self._folder_rotation, self.FOLDER_CHECK)
         self.complete = True
         runs, dirs, root, stat, claimed = self.runs, self._dirs, self.root, os.stat, self._claimed
         for run_id in order:
@@ -350,18 +353,6 @@ class ProjectMonitor:
                 self._files.pop((gone, name), None)
             changed.add(gone)
 
-    def _folder_window(self, order: list[str]) -> set[str] | None:
-        """The runs not training whose folder this poll stats: all of them (None) in a project of up to FOLDER_CHECK
-        runs, else the next FOLDER_CHECK in rotation — a poll with nothing changed then costs the same at 10,000 runs
-        as at 2,500, and a change to a finished run of a larger project (a retry from another terminal) shows within
-        a few polls. Runs training, claimed, new or not read yet are looked at in every poll."""
-        n = len(order)
-        if n <= self.FOLDER_CHECK:
-            return None
-        start = self._folder_rotation % n
-        self._folder_rotation = start + self.FOLDER_CHECK
-        return set(order[start:start + self.FOLDER_CHECK]) | set(order[:max(0, start + self.FOLDER_CHECK - n)])
-
     def _row(self, run_id: str, snap: RunFiles) -> RunView:
         exp = self._defs.get(run_id)
         valid = exp is not None and exp.config is not None
@@ -400,12 +391,12 @@ class ProjectMonitor:
         self._read_at[run_id] = (dir_now, read_at)
         self._index_dirty.add(run_id)
         if stamps[STATUS][0] or old is None:
-            status, problem = read_json_object(f"{folder}/{STATUS}")
+            status, problem, _ = read_json_stamped(f"{folder}/{STATUS}")
             snap.status, snap.status_problem = status, f"{rel}/{STATUS} {problem}" if problem else None
             snap.attempts = count_attempts(folder) if has_run else 0
         for name, attr in ((CONFIG, "config"), (SUMMARY, "summary")):
             if stamps[name][0] or old is None:
-                value, problem = read_json_object(f"{folder}/{name}")
+                value, problem, _ = read_json_stamped(f"{folder}/{name}")
                 setattr(snap, attr, value)
                 stamps[name][1].bad = 1 if problem else 0
                 if problem:
@@ -522,6 +513,13 @@ class ProjectMonitor:
         if bad := (metrics_fs.bad if metrics_fs is not None else 0):
             out.append(f"{RUNS_DIR}/{run_id}/{METRICS}: {bad} unreadable line{'s' if bad > 1 else ''} skipped")
         return out
+
+
+def _in_turn(order: list[str], start: int, width: int) -> tuple[set[str], int]:
+    """The ``width`` ids of ``order`` from ``start`` on (wrapping round), and where the next turn starts."""
+    n = len(order)
+    start, width = start % max(1, n), min(n, width)
+    return set(order[start:start + width]) | set(order[:max(0, start + width - n)]), start + width
 
 
 # ---- figures derived from views (pure) ----------------------------------------------------

@@ -1,16 +1,13 @@
 """Reading a run folder's files again, cheaply and safely, for the TUI's monitor (tui.data): what it saw of each file,
-JSON objects read whole (a torn or foreign file is named, never raised), metrics.jsonl read from where it was left.
-(The first read of a run, with stamps, is core.runs.index's, shared with the runner's refresh_index.)"""
+and metrics.jsonl read from where it was left. (JSON objects are read with core.runs.index.read_json_stamped, which
+the runner's refresh_index uses too: a torn or foreign file is named, never raised.)"""
 
 from __future__ import annotations
 
 import json
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
-
-from ..core.runs.store import read_json_checked
 
 
 @dataclass
@@ -24,21 +21,6 @@ class FileState:
 
 
 UNSEEN = (-2, -2)  # the stamp of a folder never looked at (no folder_stamp returns it)
-
-
-def read_json_object(path: str) -> tuple[dict[str, Any] | None, str | None]:
-    """store.read_json_checked, without its pathlib on the common path (a readable JSON object): 30,000 of these open
-    a project of 10,000 runs. Anything else goes to read_json_checked, which says what is wrong."""
-    try:
-        with open(path, "rb") as fh:
-            obj = json.loads(fh.read())
-        if isinstance(obj, dict):
-            return obj, None
-    except FileNotFoundError:
-        return None, None
-    except (OSError, ValueError):
-        pass
-    return read_json_checked(Path(path))
 
 
 def summary_final(summary: dict[str, Any] | None, status: dict[str, Any] | None) -> bool:

@@ -224,11 +224,11 @@ class KeyedTable(DataTable):
         self._size_now()
 
     def _set_widths(self, widths: list[int]) -> bool:
-        """The columns' content widths (the widest cell of each); True when one changed."""
+        """Columns as wide as ``widths`` where those are wider (the widest cell of each); True when one widened."""
         wider = False
         for c, w in zip(self.ordered_columns, widths):
-            wider = wider or w != c.content_width
-            c.content_width = w
+            if w > c.content_width:
+                c.content_width, wider = w, True
         return wider
 
     def sync_size(self) -> None:
@@ -241,7 +241,7 @@ class KeyedTable(DataTable):
         self._size_stale = False
         if self._later_widths is not None:
             widths, self._later_widths = self._later_widths, None
-            if self._set_widths([max(w, c.content_width) for w, c in zip(widths, self.ordered_columns)]):
+            if self._set_widths(widths):
                 self._update_count += 1
         self._require_update_dimensions = True
         self.check_idle()
