@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import time
 import tomllib
@@ -53,6 +54,24 @@ def file_reads(monkeypatch) -> list[str]:
     monkeypatch.setattr("builtins.open", lambda f, *a, **k: reads.append(str(f)) or real_open(f, *a, **k))
     monkeypatch.setattr(os, "open", lambda f, *a, **k: reads.append(str(f)) or real_os_open(f, *a, **k))
     return reads
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["orjson", "json"])
+def test_json_documents_read_alike_with_orjson_and_without(monkeypatch, fast):
+    if not fast:
+        monkeypatch.setattr(run_index, "_fast_loads", None)
+    elif run_index._fast_loads is None:
+        pytest.skip("orjson is not installed here")
+    parse = run_index.parse_json
+    assert parse(b' {"a": [1, 2.5, "x\\u00e9"], "b": null, "c": true} \n') == {"a": [1, 2.5, "x\u00e9"], "b": None,
+                                                                              "c": True}
+    assert parse('{"dir": [1795827430387884378, 2146532]}') == {"dir": [1795827430387884378, 2146532]}
+    diverged = parse(b'{"val_loss": NaN, "best": Infinity, "worst": -Infinity}')  # what Python's json writes
+    assert math.isnan(diverged["val_loss"]) and diverged["best"] == math.inf and diverged["worst"] == -math.inf
+    assert parse('{"s": "\\ud800"}') == {"s": "\ud800"}  # a lone surrogate: json reads it, orjson refuses it
+    for bad in (b'{"a": 1} x', b'{"a": 1}{"b": 2}', b'{"a": ', b'\xff{}', b'', b'   '):
+        with pytest.raises(ValueError):
+            parse(bad)
 
 
 def test_a_reopened_project_reads_the_index_not_each_run_file_and_shows_the_same_rows(tmp_path, monkeypatch):

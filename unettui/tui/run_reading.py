@@ -4,10 +4,11 @@ the runner's refresh_index uses too: a torn or foreign file is named, never rais
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from typing import Any
+
+from ..core.runs.index import parse_json
 
 
 @dataclass
@@ -51,8 +52,8 @@ def read_metrics(path: str, fs: FileState, stamp: tuple[float, int] | None,
         if not line.strip():
             continue
         try:
-            rec = json.loads(line.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError):
+            rec = parse_json(line)
+        except ValueError:  # (UnicodeDecodeError too)
             fs.bad += 1
             continue
         if isinstance(rec, dict):
