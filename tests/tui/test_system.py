@@ -153,6 +153,9 @@ def test_a_first_poll_with_a_budget_reads_part_and_the_rest_next(tmp_path):
     first = mon.poll(budget=3)
     assert not mon.complete and len(mon.runs) == 3 and len(first - {"__queue__", "__studies__", "__runners__"}) == 3
     assert mon.order()[:3] == list(mon.runs)  # the first ones in queue order: the top of the table
+    first, second = mon.order()[:2]  # finished runs: the curves of the first (the one selected first) come with it
+    assert mon.runs[first].state.value == mon.runs[second].state.value == "done"
+    assert len(mon.runs[first].metrics) == 4 and mon.runs[second].metrics == []
     mon.poll()
     assert mon.complete and len(mon.runs) == 7
 

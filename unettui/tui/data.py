@@ -299,6 +299,10 @@ class ProjectMonitor:
         if order != self._order:
             self._order = order
             changed.add(QUEUE_CHANGED)
+        if budget is not None and not self.runs and not self._want and order:
+            # the first slice of a first read (the TUI's): the first run is the one the queue table selects first; its
+            # curves come with its row, not with the next slice (a change of the screen's layout while it is read)
+            self._want = frozenset(order[:1])
         reread = QUEUE_CHANGED in changed
         checked, self._rotation = _in_turn(order, self._rotation, self.FULL_CHECK)
         # the runs not training whose folder this poll stats: all of them (None) in a project of up to FOLDER_CHECK
