@@ -1,5 +1,7 @@
 """experiments.toml parsing: defaults, experiments, sweeps, ids, and the messages for bad definitions."""
 
+import re
+
 import pytest
 
 from unettui.core.define.config import DEFAULTS, ConfigError, build_config
@@ -101,6 +103,27 @@ def test_safe_id():
     assert safe_id("lr=1e-4, adam") == "lr-1e-4-adam"
     assert safe_id("../x") == "x"
     assert safe_id("///") == "experiment"
+
+
+def test_a_value_accepted_once_is_accepted_again_as_given_and_a_refused_one_refused_again():
+    """coerce remembers the values it accepted (a queue of 10,000 experiments repeats a few per key)."""
+    from unettui.core.define.config import coerce
+
+    for _ in range(2):  # the first time checked, the second remembered: the same answers
+        assert repr(coerce("weight_decay", -0.0, "t")) == "-0.0" and repr(coerce("weight_decay", 0.0, "t")) == "0.0"
+        assert coerce("dropout", 0, "t") == 0.0 and type(coerce("dropout", 0, "t")) is float
+        assert coerce("seed", 1, "t") == 1 and type(coerce("seed", 1, "t")) is int
+        for key, value, needle in (("seed", True, "must be an integer, got True"),  # (True == 1, hash(True) == 1)
+                                   ("seed", 1.0, "must be an integer, got 1.0"),
+                                   ("augment.hflip", True, "must be a number, got True"),
+                                   ("dropout", 1, "must be in [0, 1), got 1.0"),  # accepted for weight_decay
+                                   ("weight_decay", -1e-9, "must be >= 0"),
+                                   ("lr", [0.1], "must be a number"),  # (unhashable)
+                                   ("lr", float("nan"), "finite"),
+                                   ("lr", 101, "must be <= 100")):
+            coerce("weight_decay", 1, "t")
+            with pytest.raises(ConfigError, match=re.escape(needle)):
+                coerce(key, value, "t")
 
 
 def test_config_error_format():

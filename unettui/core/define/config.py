@@ -136,10 +136,22 @@ def check_key(key: str, where: str) -> None:
         raise ConfigError(where, key, f"unknown key; {hint.strip()}" if hint else f"unknown key; valid keys: {', '.join(KEYS)}")
 
 
+_TYPE_OF = {key: _FIELDS[key_to_field(key)].type for key in KEYS}
+_ACCEPTED: dict[tuple[str, type, Any], Any] = {}  # (key, type, value) coerce accepted -> what it returned
+_ACCEPTED_MAX = 4096
+
+
 def coerce(key: str, value: Any, where: str) -> Any:
-    """Check one value's type and range; return it in the field's type (ints accepted for floats)."""
+    """Check one value's type and range; return it in the field's type (ints accepted for floats). A value accepted
+    once is not checked again (a queue of 10,000 experiments repeats few values: a sweep's handful per key)."""
+    # (-0.0 equals 0.0: a float zero is remembered by its text, so that each is returned as given)
+    memo = (key, type(value), value) if value != 0.0 or type(value) is not float else (key, float, str(value))
+    try:
+        return _ACCEPTED[memo]
+    except (KeyError, TypeError):  # (TypeError: an unhashable value, a list: refused below)
+        pass
     check_key(key, where)
-    ftype = _FIELDS[key_to_field(key)].type
+    ftype = _TYPE_OF[key]
     if ftype == "bool":
         if not isinstance(value, bool):
             raise ConfigError(where, key, f"must be true or false, got {value!r}")
@@ -156,6 +168,9 @@ def coerce(key: str, value: Any, where: str) -> Any:
         if not isinstance(value, str):
             raise ConfigError(where, key, f"must be {_type_name('str')}, got {value!r}")
     _check_range(key, value, where)
+    if len(_ACCEPTED) >= _ACCEPTED_MAX:
+        _ACCEPTED.clear()
+    _ACCEPTED[memo] = value
     return value
 
 
@@ -164,62 +179,52 @@ def _choice(key: str, value: str, options: tuple[str, ...], where: str) -> None:
         raise ConfigError(where, key, f"unknown value {value!r}; {did_you_mean(value, options)}valid: {', '.join(options)}")
 
 
-def _check_range(key: str, v: Any, where: str) -> None:
-    def need(ok: bool, what: str) -> None:
-        if not ok:
-            raise ConfigError(where, key, f"{what}, got {v!r}")
+_CHOICES = {"optimizer": OPTIMIZERS, "scheduler": SCHEDULERS, "loss": LOSSES, "amp": AMP_MODES}
+# key -> (test, what a value failing it must be) of the numeric keys' ranges, in the order they are tested
+_LIMITS: dict[str, tuple[tuple[Any, str], ...]] = {
+    "lr": ((lambda v: v > 0, "must be > 0"),
+           (lambda v: v <= MAX_LR, f"must be <= {MAX_LR:g} (a larger rate diverges in the first steps with every optimizer)")),
+    "weight_decay": ((lambda v: v >= 0, "must be >= 0"),),
+    "lr_min": ((lambda v: v >= 0, "must be >= 0"),),
+    "momentum": ((lambda v: 0 <= v < 1, "must be in [0, 1)"),),
+    "augment.rotate": ((lambda v: 0 <= v <= 180, "is the largest rotation in degrees either way and must be in [0, 180]"),),
+    "test_fraction": ((lambda v: 0 <= v <= 0.5, "must be in [0, 0.5]: the share of the images held out for testing (0: none)"),),
+    "repeats": ((lambda v: 1 <= v <= MAX_REPEATS, f"must be in [1, {MAX_REPEATS}]"),),
+    "train_fraction": ((lambda v: 0 < v <= 1, "must be in (0, 1]: the share of images used for training (1.0 validates on the training images)"),),
+    "dropout": ((lambda v: 0 <= v < 1, "must be in [0, 1)"),),
+    "augment.hflip": ((lambda v: 0 <= v <= 1, "is a probability and must be in [0, 1]"),),
+    "augment.vflip": ((lambda v: 0 <= v <= 1, "is a probability and must be in [0, 1]"),),
+    "lr_gamma": ((lambda v: 0 < v < 1, "must be in (0, 1)"),),
+    "lr_factor": ((lambda v: 0 < v < 1, "must be in (0, 1)"),),
+    "switch_lambda": ((lambda v: 0 <= v <= 1, "must be in [0, 1]"),),
+    "switch_tau": ((lambda v: 0 <= v < 1, "must be in [0, 1)"),),
+    **{k: ((lambda v: v >= 1, "must be >= 1"),)
+       for k in ("epochs", "batch_size", "base_channels", "depth", "lr_step_size", "num_images")},
+    "image_size": ((lambda v: v >= 2, "must be >= 2"),),
+    "seed": ((lambda v: 0 <= v <= MAX_SEED, f"must be in [0, {MAX_SEED}]"),),
+    "data_seed": ((lambda v: 0 <= v <= MAX_SEED, f"must be in [0, {MAX_SEED}]"),),
+    **{k: ((lambda v: v >= 0, "must be >= 0"),) for k in ("lr_patience", "preview_count", "early_stop_patience")},
+}
 
-    if key == "optimizer":
-        _choice(key, v, OPTIMIZERS, where)
-    elif key == "scheduler":
-        _choice(key, v, SCHEDULERS, where)
-    elif key == "loss":
-        _choice(key, v, LOSSES, where)
-    elif key == "amp":
-        _choice(key, v, AMP_MODES, where)
+
+def _check_range(key: str, v: Any, where: str) -> None:
+    if key in _CHOICES:
+        _choice(key, v, _CHOICES[key], where)
     elif key == "device":
-        ok = v in ("auto", "cpu", "cuda", "mps") or (v.startswith("cuda:") and v[5:].isdigit())
-        need(ok, "must be auto, cpu, cuda or cuda:N")
+        if not (v in ("auto", "cpu", "cuda", "mps") or (v.startswith("cuda:") and v[5:].isdigit())):
+            raise ConfigError(where, key, f"must be auto, cpu, cuda or cuda:N, got {v!r}")
     elif key == "dataset":
-        need(bool(v.strip()), "must name a dataset: synthetic:ventricle, synthetic:nuclei or a folder")
+        if not v.strip():
+            raise ConfigError(where, key, f"must name a dataset: synthetic:ventricle, synthetic:nuclei or a folder, got {v!r}")
         if v.startswith("synthetic:"):
             kinds = ("ventricle", "nuclei")
             kind = v.split(":", 1)[1]
             if kind not in kinds:
                 raise ConfigError(where, key, f"unknown built-in dataset {v!r}; {did_you_mean(kind, kinds)}valid: synthetic:ventricle, synthetic:nuclei")
-    elif key in ("lr",):
-        need(v > 0, "must be > 0")
-        need(v <= MAX_LR, f"must be <= {MAX_LR:g} (a larger rate diverges in the first steps with every optimizer)")
-    elif key in ("weight_decay", "lr_min"):
-        need(v >= 0, "must be >= 0")
-    elif key == "momentum":
-        need(0 <= v < 1, "must be in [0, 1)")
-    elif key == "augment.rotate":
-        need(0 <= v <= 180, "is the largest rotation in degrees either way and must be in [0, 180]")
-    elif key == "test_fraction":
-        need(0 <= v <= 0.5, "must be in [0, 0.5]: the share of the images held out for testing (0: none)")
-    elif key == "repeats":
-        need(1 <= v <= MAX_REPEATS, f"must be in [1, {MAX_REPEATS}]")
-    elif key == "train_fraction":
-        need(0 < v <= 1, "must be in (0, 1]: the share of images used for training (1.0 validates on the training images)")
-    elif key == "dropout":
-        need(0 <= v < 1, "must be in [0, 1)")
-    elif key in ("augment.hflip", "augment.vflip"):
-        need(0 <= v <= 1, "is a probability and must be in [0, 1]")
-    elif key in ("lr_gamma", "lr_factor"):
-        need(0 < v < 1, "must be in (0, 1)")
-    elif key in ("switch_lambda",):
-        need(0 <= v <= 1, "must be in [0, 1]")
-    elif key in ("switch_tau",):
-        need(0 <= v < 1, "must be in [0, 1)")
-    elif key in ("epochs", "batch_size", "base_channels", "depth", "lr_step_size", "num_images"):
-        need(v >= 1, "must be >= 1")
-    elif key in ("image_size",):
-        need(v >= 2, "must be >= 2")
-    elif key in ("seed", "data_seed"):
-        need(0 <= v <= MAX_SEED, f"must be in [0, {MAX_SEED}]")
-    elif key in ("lr_patience", "preview_count", "early_stop_patience"):
-        need(v >= 0, "must be >= 0")
+    else:
+        for ok, what in _LIMITS.get(key, ()):
+            if not ok(v):
+                raise ConfigError(where, key, f"{what}, got {v!r}")
 
 
 def check_image_size(image_size: int, depth: int) -> str | None:
