@@ -310,3 +310,60 @@ def test_usable_at_80x24(tmp_path):
     started = time.perf_counter()
     run(tmp_path, body, size=(80, 24))
     assert time.perf_counter() - started < 10
+
+
+def test_a_new_view_with_the_same_row_changes_nothing_and_a_new_summary_does(tmp_path):
+    """The selected run's view comes again once its curves are read: its row is the same, so the table is neither
+    computed nor drawn again (with 10,000 runs every key that moved the selection did both)."""
+    import dataclasses
+
+    async def body(pilot, panel, table):
+        views = study_views()
+        shown = panel.shown
+        model = panel.model
+        assert model.same_rows(views)
+        again = [dataclasses.replace(v, metrics=v.metrics + [dict(v.metrics[-1], epoch=21)]) if v.id == "adam-none"
+                 else v for v in views]  # (a longer curve, the same summary: the same row)
+        assert model.same_rows(again)
+        panel.update_runs(again)
+        await pilot.pause()
+        assert panel.shown is shown and model.shown() is shown
+        moved = [view("adam-none", "adam", "none", 0.9000, 18, 0.8470, 0.2104, 61.5) if v.id == "adam-none" else v
+                 for v in again]
+        assert not model.same_rows(moved) and not model.same_rows(list(reversed(again)))
+        panel.update_runs(moved)
+        await pilot.pause()
+        assert panel.shown is not shown and cell(table, "adam-none", "best_val_dice") == "0.9000"
+        assert order(table)[0] == "adam-none"  # sorted by best val dice: first now
+
+    run(tmp_path, body)
+
+
+def test_workers_are_described_without_their_arguments(tmp_path):
+    """Textual describes a worker by the repr of its arguments unless told: the results table's worker got the list
+    of every run's view, and the repr of 10,000 views took seconds on the UI thread at each poll."""
+    calls = []
+    real = RunView.__repr__
+    RunView.__repr__ = lambda self: calls.append(self.id) or real(self)
+    try:
+        async def body(pilot, panel, table):
+            views = study_views()
+            import unettui.tui.widgets.results as results
+            old, results.IN_WORKER = results.IN_WORKER, 0  # (a worker from IN_WORKER runs on)
+            try:
+                moved = [view("adam-none", "adam", "none", 0.9000, 18, 0.8470, 0.2104, 61.5)] + views[1:]
+                panel.update_runs(moved)
+                for _ in range(50):
+                    await pilot.pause(0.02)
+                    if cell(table, "adam-none", "best_val_dice") == "0.9000":
+                        break
+                assert cell(table, "adam-none", "best_val_dice") == "0.9000"  # computed in a worker
+                assert [w.description for w in panel.app.workers if w.group == "results-compute"] in ([], [
+                    "computing the results table"])
+            finally:
+                results.IN_WORKER = old
+
+        run(tmp_path, body)
+    finally:
+        RunView.__repr__ = real
+    assert calls == []

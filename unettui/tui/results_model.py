@@ -115,6 +115,7 @@ class ResultsModel:
         self._visible: list[str] = []
         self._cells: dict[str, tuple[Text, ...]] = {}
         self._cells_for: tuple = ()
+        self._last_shown: tuple[tuple, Shown] | None = None  # ((settings, group_key), the last shown())
 
     # ---- runs in -------------------------------------------------------------------------
     def set_views(self, views: Iterable[Any]) -> None:
@@ -124,14 +125,17 @@ class ResultsModel:
             new[v.id] = v
             if self._views.get(v.id) is v:
                 continue
-            self._dirty.add(v.id)
             if has_epochs(v):
                 row = row_of(v)
+                if row == self._runs.get(v.id):
+                    continue  # a new view with the same row (its curves were read: the selected run's)
+                self._dirty.add(v.id)
                 sig = _signature(row)
                 if v.id not in self._runs or self._sigs.get(v.id) != sig:
                     self._set_changed = True
                 self._runs[v.id], self._sigs[v.id] = row, sig
             elif v.id in self._runs:
+                self._dirty.add(v.id)
                 del self._runs[v.id], self._sigs[v.id]
                 self._set_changed = True
         for gone in [i for i in self._views if i not in new]:
@@ -142,6 +146,19 @@ class ResultsModel:
         self._views = new
         if self._set_changed or len(self._order) != len(self._runs):
             self._order = [i for i in new if i in self._runs]
+
+    def same_rows(self, views: list[Any]) -> bool:
+        """``views`` (in order) are the runs last set, each the same object or one whose row is the same: set_views
+        with them would change nothing shown()."""
+        if len(views) != len(self._views) or [v.id for v in views] != list(self._views):
+            return False
+        for v in views:
+            old = self._views[v.id]
+            if old is v:
+                continue
+            if has_epochs(v) != (v.id in self._runs) or (v.id in self._runs and row_of(v) != self._runs[v.id]):
+                return False
+        return True
 
     def has_repeats(self) -> bool:
         seen: set[str] = set()
@@ -157,8 +174,13 @@ class ResultsModel:
 
     # ---- what to show ----------------------------------------------------------------------
     def shown(self) -> Shown:
+        """What to show; the very Shown of the last call when nothing it depends on changed since (a new view of a run
+        whose row stays the same, such as the selected run's with its curves read, changes nothing here)."""
         grouped = self.is_grouped()
         settings = (grouped, tuple(map(str, self.conditions)), self.sort_key, self.sort_reverse)
+        if not self._dirty and not self._set_changed and self._last_shown is not None \
+                and (settings, self.group_key) == self._last_shown[0]:
+            return self._last_shown[1]
         dirty, self._dirty = self._dirty, set()
         if grouped:
             rows, members, dirty = self._configurations(dirty, settings != self._last or self._set_changed)
@@ -192,8 +214,10 @@ class ResultsModel:
             cells[key] = c
         shown_rows = {k: rows[k] for k in self._visible}
         groups = group_means(list(shown_rows.values()), self.group_key) if self.group_key else []
-        return Shown(columns, list(self._visible), cells, shown_rows, members, list(self._varying), grouped, len(rows),
-                     groups)
+        shown = Shown(columns, list(self._visible), cells, shown_rows, members, list(self._varying), grouped, len(rows),
+                      groups)
+        self._last_shown = ((settings, self.group_key), shown)
+        return shown
 
     def mark_changed(self, keys: Iterable[str]) -> None:
         """These runs' (or configurations') mark changed: their cells are drawn again."""

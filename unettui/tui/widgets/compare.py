@@ -161,7 +161,7 @@ class CompareView(Vertical):
             return
         self._draw(list(self.rows), width, height, self.colour, self.each, self.mode, self._generation)
 
-    @work(thread=True, exclusive=True, exit_on_error=False, group="compare-draw")
+    @work(thread=True, exclusive=True, exit_on_error=False, group="compare-draw", description="drawing the comparison")
     def _draw(self, rows: list[Any], width: int, height: int, colour: bool, each: bool, mode: str, gen: int) -> None:
         self.post_message(self.Drawn(draw(rows, width, height, ascii=not colour, each=each, mode=mode), gen))
 

@@ -204,7 +204,7 @@ class PreviewPanel(Widget, can_focus=True):
             self._load(self.run_id, self.tag, None)
 
     # ---- loading ----------------------------------------------------------------------
-    @work(thread=True, exclusive=True, exit_on_error=False, group="preview-load")
+    @work(thread=True, exclusive=True, exit_on_error=False, group="preview-load", description="reading previews")
     def _load(self, run_id: str, want: str, known: tuple[str, tuple[int, int]] | None) -> None:
         worker = get_current_worker()
         other = [t for t in TAGS if t != want]
@@ -283,7 +283,7 @@ class PreviewPanel(Widget, can_focus=True):
             self._draw(key, self.data, self.sample, self.colour, self.overlay_only,
                        caption(self.data, self.sample, self.shown_tag, self.note))
 
-    @work(thread=True, exclusive=True, exit_on_error=False, group="preview-draw")
+    @work(thread=True, exclusive=True, exit_on_error=False, group="preview-draw", description="drawing a preview")
     def _draw(self, key: tuple[Any, ...], pv: dict[str, Any], i: int, colour: bool, overlay_only: bool,
               title: str) -> None:
         try:

@@ -133,7 +133,7 @@ class ResultsPanel(edits.OnChosenRun, Vertical):
 
     DEFAULT_CSS = """
     ResultsPanel { height: 1fr; }
-    ResultsPanel > #results-status { height: 1; color: $text-muted; padding: 0 1; }
+    ResultsPanel > #results-status { height: 1; width: 1fr; color: $text-muted; padding: 0 1; }
     ResultsPanel > #results-status.-error { color: $error; }
     ResultsPanel > #results-table { height: 1fr; }
     ResultsPanel > #results-groups { height: auto; max-height: 12; border-top: solid $primary; }
@@ -182,6 +182,7 @@ class ResultsPanel(edits.OnChosenRun, Vertical):
         self.shown = Shown()
         self._generation = 0
         self._pending = False  # a worker computes what to show
+        self._status_text: str | None = None  # what the status line says
         self._group_columns_for: str | None = None
         self._groups: list[tuple] | None = None
         self._labels: dict[str, Text] = {}
@@ -204,8 +205,16 @@ class ResultsPanel(edits.OnChosenRun, Vertical):
     # ---- data in ---------------------------------------------------------------------------
     def update_runs(self, views: list) -> None:
         """Show these RunViews (those with at least one epoch); call on the UI thread. Views that are the same objects
-        as in the last call are not computed again."""
-        self._views = list(views)
+        as in the last call are not computed again, and nothing is when every row stays the same (the selected run's
+        new view with its curves read: each key moving through 10,000 runs did that)."""
+        views = list(views)
+        if self.is_mounted and not self._pending:
+            with self._lock:
+                same = self.model.same_rows(views)
+            if same:
+                self._views = views
+                return
+        self._views = views
         if self.is_mounted:
             self._refresh()
 
@@ -315,7 +324,8 @@ class ResultsPanel(edits.OnChosenRun, Vertical):
             m.mark_changed(flipped)
             return m.shown()
 
-    @work(thread=True, exclusive=True, exit_on_error=False, group="results-compute")
+    @work(thread=True, exclusive=True, exit_on_error=False, group="results-compute",
+          description="computing the results table")
     def _compute_in_worker(self, views: list, settings: tuple, flipped: set[str], generation: int) -> None:
         shown = self._compute(views, settings, flipped)
         self.post_message(Computed(shown, generation))
@@ -327,6 +337,9 @@ class ResultsPanel(edits.OnChosenRun, Vertical):
             self._apply(msg.shown)
 
     def _apply(self, shown: Shown) -> None:
+        if shown is self.shown:  # nothing changed (ResultsModel.shown): the table stays as it is
+            self._update_status()
+            return
         table = self.table
         keep_key = self._highlight_key()
         keep_column = self._current_column()
@@ -434,7 +447,7 @@ class ResultsPanel(edits.OnChosenRun, Vertical):
         text = to_csv(rows, CONFIGURATION_COLUMNS) if self.grouped else to_csv(rows)
         self._write_csv(target, text, len(rows))
 
-    @work(thread=True, exclusive=True, exit_on_error=False, group="results-export")
+    @work(thread=True, exclusive=True, exit_on_error=False, group="results-export", description="writing the CSV")
     def _write_csv(self, target: Path, text: str, n: int) -> None:
         try:
             atomic_write_text(target, text)
@@ -536,7 +549,10 @@ class ResultsPanel(edits.OnChosenRun, Vertical):
             parts.append(f"{n_marked} marked (5: compare)")
         if self._pending:
             parts.append("computing…")
-        status.update(Text(" · ".join(parts)))
+        text = " · ".join(parts)
+        if text != self._status_text:  # (one line as wide as the panel whatever it says: no layout)
+            self._status_text = text
+            status.update(Text(text), layout=False)
         status.set_class(bool(self.filter_error), "-error")
 
     def _update_groups(self) -> None:
