@@ -169,3 +169,41 @@ def test_moving_between_runs_of_the_same_shape_redraws_the_panel_without_laying_
     (quiet, text), wider, longer_text = asyncio.run(main())
     assert quiet == 0 and "lr-1e-4" in text and "lr-3e-4" not in text and "epoch 6/10" in text
     assert wider >= 1 and "lr-1e-4-long" in longer_text
+
+
+def test_a_finished_run_whose_curves_are_not_read_yet_keeps_the_curve_rows():
+    """A finished run's curves are read when it is selected, a moment after its row: its curve rows stay on screen,
+    empty meanwhile, and its curves then fill them without a layout for hiding and showing them."""
+    layouts: list[float] = []
+
+    class Counted(Host):
+        def on_mount(self) -> None:
+            real = self.screen._refresh_layout
+            self.screen._refresh_layout = lambda *a, **k: layouts.append(1) or real(*a, **k)
+
+    async def main():
+        app = Counted()
+        async with app.run_test(size=(100, 30)) as pilot:
+            panel = app.query_one(LivePanel)
+            panel.show_run(_view(6, state="done"))
+            await pilot.pause()
+            summary = {"best_val_dice": 0.9, "best_epoch": 6, "seconds": 78.0}
+            unread = RunView(id="lr-1e-4", state="done", epoch=6, epochs=10, attempt=1, metrics=[], summary=summary)
+            panel.show_run(unread)
+            await pilot.pause()
+            rows = [s.parent.display for s in panel.sparklines.values()]
+            empty = [s.data for s in panel.sparklines.values()], _text(panel.values["val_dice"])
+            layouts.clear()
+            panel.show_run(RunView(id="lr-1e-4", state="done", epoch=6, epochs=10, attempt=1, metrics=_metrics(6),
+                                   summary=summary))
+            await pilot.pause()
+            pending = RunView(id="lr-1e-2", state="pending", epochs=10)  # no epoch: no curves to come
+            filled = len(layouts), panel.sparklines["val_dice"].data
+            panel.show_run(pending)
+            await pilot.pause()
+            return rows, empty, filled, [s.parent.display for s in panel.sparklines.values()]
+
+    rows, (data, value), (n_layouts, filled), pending_rows = asyncio.run(main())
+    assert all(rows) and data == [[]] * len(data) and value == "-"
+    assert len(filled) == 6 and n_layouts == 0  # (the values' column is as wide whatever it says)
+    assert not any(pending_rows)

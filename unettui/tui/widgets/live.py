@@ -170,13 +170,17 @@ class CurvePlot(Static):
 
 def set_text(widget: Static, content: Text | str) -> None:
     """``widget.update(content)``, without laying the screen out again when the content's size cannot have changed:
-    as many lines as before, each as wide as before, none wider than the widget (so none wraps). A layout places
-    every widget of the screen again; the live panel changes on every key that moves the selection."""
+    as many lines as before, each as wide as before (any width, in a widget whose width does not follow its content),
+    none wider than the widget (so none wraps). A layout places every widget of the screen again; the live panel
+    changes on every key that moves the selection."""
     text = content.plain if isinstance(content, Text) else content
     lines = text.split("\n")
     shape = tuple(len(line) if line.isascii() else Text(line).cell_len for line in lines)
     width = widget.content_size.width
-    same = getattr(widget, "_shape", None) == shape and width > 0 and max(shape) <= width
+    old = getattr(widget, "_shape", None)
+    # (a widget whose width does not follow its content, such as the values' column, only needs as many lines)
+    fixed = widget.styles.width is not None and not widget.styles.width.is_auto
+    same = old is not None and width > 0 and max(shape) <= width and (old == shape or (fixed and len(old) == len(shape)))
     widget._shape = shape  # type: ignore[attr-defined]
     widget.update(content, layout=not same)
 
@@ -306,7 +310,9 @@ class LivePanel(Vertical):
         self._progress.display = started
         if started:
             self._update_progress(view)
-        has_curves = bool(view.metrics)
+        # a run with epochs whose curves are not read yet (they are read when it is selected: a moment later) keeps
+        # the curves' rows, empty meanwhile: hiding them and showing them again laid the screen out twice per key
+        has_curves = bool(view.metrics) or (started and bool(view.epoch))
         self._show_curves(has_curves)
         if has_curves:
             self._update_curves(view)
@@ -354,10 +360,11 @@ class LivePanel(Vertical):
         for name, _, fmt in CURVES:
             values = curve(metrics, name)
             self.sparklines[name].data = values  # a new list each time: Sparkline only redraws on a new value
-            latest = _finite(metrics[-1].get(name))
             if not values:
                 set_text(self.values[name], "-")
+                self.values[name].tooltip = None
                 continue
+            latest = _finite(metrics[-1].get(name))
             now = fmt.format(latest) if latest is not None else str(metrics[-1].get(name, "-"))
             set_text(self.values[name], now)
             self.values[name].tooltip = f"latest {now}; lowest {fmt.format(min(values))}, highest {fmt.format(max(values))}"
