@@ -268,3 +268,39 @@ def test_damaged_run_files_are_shown_and_the_tui_keeps_following_the_project(tmp
                                   and app.views["base"].state.value != "pending")
 
     run(go())
+
+
+def test_hidden_panels_follow_the_selection_when_their_tab_is_shown(tmp_path):
+    """Keys in the Results table select runs; the live panel (Queue tab) and the preview (Preview tab) are hidden
+    meanwhile and are not redrawn for each (a hidden panel that changes still lays the screen out): they show the
+    selected run when their tab is shown."""
+    from unettui.tui.widgets.preview import PreviewPanel
+
+    proj = seeded_project(tmp_path / "p")
+
+    async def go():
+        app = make_app(proj, poll_interval=0.2)
+        async with app.run_test(size=(120, 40)) as pilot:
+            assert await wait_for(pilot, lambda: app.query_one(QueuePanel).row_count == 7 and app.selected)
+            live, preview = app.query_one(LivePanel), app.query_one(PreviewPanel)
+            first = app.selected
+            assert live.view is not None and live.view.id == first
+            await pilot.press("2")
+            results = app.query_one(ResultsPanel)
+            assert await wait_for(pilot, lambda: len(results.shown_ids) == 6)
+            results.table.focus()
+            await pilot.press("down", "down")
+            assert await wait_for(pilot, lambda: app.selected not in (None, first))
+            chosen = app.selected
+            assert chosen == results.highlighted_id()
+            await pilot.pause(0.5)  # (polls go on meanwhile)
+            assert live.view.id == first and preview.run_id != chosen
+            await pilot.press("3")
+            assert app.query_one(TabbedContent).active == "preview"
+            await pilot.pause()
+            assert preview.run_id == chosen and live.view.id == first
+            await pilot.press("1")
+            await pilot.pause()
+            assert live.view.id == chosen and len(live.view.metrics) == 4  # its curves (read when it was selected)
+
+    run(go())

@@ -185,6 +185,8 @@ def test_a_first_read_without_an_index_has_a_helper_process_write_one_and_reads_
     proj = project(tmp_path)
     whole = monitor(proj)
     whole.poll()
+    whole.want(whole.order()[:1])  # (a first read in slices reads the first run's curves with it)
+    whole.load_wanted()
     assert run_index.start_refresh(proj, min_runs=len(whole.runs) + 1) is None  # too few runs: no helper
     mon = monitor(proj)
     mon.HELPER_MIN = 3

@@ -93,6 +93,9 @@ class UnettuiApp(App):
         self._last_queue_error: str | None = None
         self._results_dirty = False
         self._studies_dirty = False
+        self._stale: set[str] = set()  # tabs whose panel has not shown the selected run yet (_show_selected)
+        self._system_stale = False  # the live panel's runner figures wait for the Queue tab (_show_system)
+        self._reading = False  # the last poll was a slice of the first read
         self._study_msg: ProjectUpdated | None = None
         self._reported_exit: int | None = None
         self._last_poll_error: str | None = None
@@ -129,7 +132,7 @@ class UnettuiApp(App):
         self.monitor.close()
 
     # ---- observing the project ------------------------------------------------------
-    @work(thread=True, group="poll", exit_on_error=False)
+    @work(thread=True, group="poll", exit_on_error=False, description="polling the project")
     def _poll_loop(self) -> None:
         """The one polling thread: a poll every ``poll_interval`` seconds, or at once when asked (``refresh_now``, a run
         whose metrics are wanted). Polls never overlap (a Textual exclusive worker would start the next while the last
@@ -148,10 +151,6 @@ class UnettuiApp(App):
     def _polls(self, worker: Any, mon: ProjectMonitor, loading: bool) -> None:
         due = 0.0
         while not worker.is_cancelled:
-            if loading and mon.complete:
-                loading = False
-                gc.freeze()
-                gc.enable()
             try:
                 changed = mon.load_wanted()
                 if time.monotonic() >= due or self._poll_requested or not mon.complete:
@@ -166,6 +165,10 @@ class UnettuiApp(App):
                         self._applied.wait(APPLY_WAIT)  # (writing it meanwhile, 0.3 s at 10,000 runs, slowed both)
                         self._applied.clear()
                     mon.keep_index()  # after the views are on their way: the next start reads them in one file
+                    if loading and mon.complete:  # what the first read made lives on: out of the collector's way
+                        loading = False
+                        gc.freeze()
+                        gc.enable()
                 elif changed:
                     self.post_message(self._update(changed))
             except Exception as exc:  # noqa: BLE001 - say so, keep polling: a later poll may read it whole
@@ -247,11 +250,9 @@ class UnettuiApp(App):
             self.notify(f"{msg.queue_error} (showing the last good queue)", severity="error", timeout=10)
         self._last_queue_error = msg.queue_error
         self.claimed, self.eta = msg.claimed, msg.eta
-        if RUNNERS_CHANGED in msg.changed or msg.runners != self.runners or ids:
-            self.runners = msg.runners
-            running = [v for v in self.claimed if v.state == "running"]
-            self.query_one(LivePanel).show_system(self.runners, self.views, self.eta, self._workers_now(), running,
-                                                  reading=msg.reading)
+        if RUNNERS_CHANGED in msg.changed or msg.runners != self.runners or ids or self._reading != msg.reading:
+            self.runners, self._reading = msg.runners, msg.reading
+            self._show_system()
         self.sub_title = f"{self.project.name} · {self.runner.describe(self.claimed).text}"
         self._report_runner_exit()
         if msg.reading:
@@ -310,12 +311,37 @@ class UnettuiApp(App):
             self._update_studies()
         elif event.pane.id == "compare":
             self._update_compare()
+        self._show_selected()
+        if event.pane.id == "queue" and self._system_stale:
+            self._show_system()
 
     def _select(self, run_id: str | None) -> None:
         self.selected = run_id
-        self.query_one(LivePanel).show_run(self.views.get(run_id) if run_id else None)
-        self.query_one(PreviewPanel).show_run(run_id)
+        self._stale |= {"queue", "preview"}
+        self._show_selected()
         self._want_metrics()
+
+    def _show_selected(self) -> None:
+        """The live panel (Queue tab) and the preview (Preview tab) show the selected run when their tab is on screen,
+        and catch up when it is shown: a hidden panel that changes still has the whole screen laid out again (keys
+        moving through the Results table did that twice each, and read each run's preview meanwhile)."""
+        tab = self.query_one(TabbedContent).active
+        if tab not in self._stale:
+            return
+        self._stale.discard(tab)
+        if tab == "queue":
+            self.query_one(LivePanel).show_run(self.views.get(self.selected) if self.selected else None)
+        elif tab == "preview":
+            self.query_one(PreviewPanel).show_run(self.selected)
+
+    def _show_system(self) -> None:
+        """The runners' figures and the queue's ETA in the live panel, when the Queue tab is on screen (else when it
+        is shown next)."""
+        self._system_stale = self.query_one(TabbedContent).active != "queue"
+        if not self._system_stale:
+            running = [v for v in self.claimed if v.state == "running"]
+            self.query_one(LivePanel).show_system(self.runners, self.views, self.eta, self._workers_now(), running,
+                                                  reading=self._reading)
 
     def on_queue_panel_selected(self, msg: QueuePanel.Selected) -> None:
         if msg.run_id and msg.run_id != self.selected:
