@@ -15,7 +15,9 @@ For each N (a project built once: N finished runs of 20 epochs, the last one run
   stall of the UI's event loop meanwhile (no key can wait longer than that plus its own handling);
 - pilot: the same presses through Textual's test pilot, ``press`` + ``pause`` — the instrument of the figures
   measured before this benchmark was extended; it also waits until the whole process (the polling thread too) is
-  idle, so it is an upper bound of what a user waits.
+  idle, so it is an upper bound of what a user waits;
+- Results tab: the time from "2" until its table holds every run with an epoch (computed in a worker thread, then
+  added), then the same "down" keys in its table (the runner still writing): median, worst, longest stall.
 
 Prints every repetition and, per N, the range over the repetitions.
 """
@@ -45,6 +47,7 @@ from unettui.core.runs import index as run_index  # noqa: E402
 from unettui.tui.app import make_app  # noqa: E402
 from unettui.tui.data import ProjectMonitor  # noqa: E402
 from unettui.tui.widgets.queue import QueuePanel  # noqa: E402
+from unettui.tui.widgets.results import ResultsTable  # noqa: E402
 
 WRITER = textwrap.dedent("""
     import sys, time
@@ -145,25 +148,8 @@ async def session(project: Path, n: int, seconds: float) -> dict[str, float]:
         table.focus()
         await pilot.pause(0.3)
         running = project / "runs" / f"r{n - 1:05d}" / "metrics.jsonl"
-        writer = subprocess.Popen([sys.executable, "-c", WRITER, str(running), str(2 * seconds + 3)])
-        stalls: list[float] = []
-        stop = asyncio.Event()
-        watcher = asyncio.get_running_loop().create_task(watch_loop(stalls, stop))
-        lat = []
-        end = time.perf_counter() + seconds
-        while time.perf_counter() < end:
-            row = table.cursor_row
-            want = table.keys[min(row + 1, len(table.keys) - 1)]
-            t = time.perf_counter()
-            app._driver.send_message(events.Key("down", None))
-            while app.selected != want and time.perf_counter() - t < 30:
-                await asyncio.sleep(0.001)
-            lat.append(time.perf_counter() - t)
-            await asyncio.sleep(random.uniform(0.02, 0.08))
-        stop.set()
-        await watcher
-        out["key_median"], out["key_worst"], out["keys"] = statistics.median(lat), max(lat), len(lat)
-        out["stall"] = max(stalls)
+        writer = subprocess.Popen([sys.executable, "-c", WRITER, str(running), str(3 * seconds + 5)])
+        out["key_median"], out["key_worst"], out["stall"], out["keys"] = await key_presses(app, table, seconds, True)
         pil = []
         end = time.perf_counter() + seconds
         while time.perf_counter() < end:
@@ -173,10 +159,43 @@ async def session(project: Path, n: int, seconds: float) -> dict[str, float]:
             pil.append(time.perf_counter() - t)
             await asyncio.sleep(0.05)
         out["pilot_median"], out["pilot_worst"] = statistics.median(pil), max(pil)
+        # the Results tab: shown (every run's row computed and added), then the same keys in its table
+        t = time.perf_counter()
+        await pilot.press("2")
+        results = app.query_one(ResultsTable)
+        while (results.row_count < n - 1 or not results.complete) and time.perf_counter() - t < 60:
+            await asyncio.sleep(0.005)
+        out["results_shown"] = time.perf_counter() - t
+        results.focus()
+        await pilot.pause(0.3)
+        out["results_median"], out["results_worst"], out["results_stall"] = await key_presses(app, results, seconds)
         writer.wait()
         await pilot.pause(1.5)
         out["epochs_shown"] = len(app.views[f"r{n - 1:05d}"].metrics)
     return out
+
+
+async def key_presses(app, table, seconds: float, count: bool = False) -> tuple:
+    """"down" sent to ``table`` every 20-80 ms for ``seconds``: the median and worst latency (until the run it moved
+    to is the selected one), the event loop's longest stall meanwhile (and how many keys, with ``count``)."""
+    stalls: list[float] = []
+    stop = asyncio.Event()
+    watcher = asyncio.get_running_loop().create_task(watch_loop(stalls, stop))
+    lat = []
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        row = table.cursor_row
+        want = table.keys[min(row + 1, len(table.keys) - 1)]
+        t = time.perf_counter()
+        app._driver.send_message(events.Key("down", None))
+        while app.selected != want and time.perf_counter() - t < 30:
+            await asyncio.sleep(0.001)
+        lat.append(time.perf_counter() - t)
+        await asyncio.sleep(random.uniform(0.02, 0.08))
+    stop.set()
+    await watcher
+    got = (statistics.median(lat), max(lat), max(stalls))
+    return got + (len(lat),) if count else got
 
 
 def rng(values: list[float], scale: float = 1.0, fmt: str = "{:.2f}") -> str:
@@ -211,7 +230,9 @@ def main() -> None:
                       f"{first * 1000:.0f} ms, nothing changed {idle * 1000:.1f} ms; {r['keys']} keys: median "
                       f"{r['key_median'] * 1000:.1f} ms, worst {r['key_worst'] * 1000:.0f} ms; longest UI stall "
                       f"{r['stall'] * 1000:.0f} ms; pilot press+pause median {r['pilot_median'] * 1000:.0f} ms, worst "
-                      f"{r['pilot_worst'] * 1000:.0f} ms; the running run shows {r['epochs_shown']} epochs", flush=True)
+                      f"{r['pilot_worst'] * 1000:.0f} ms; Results tab shown in {r['results_shown']:.2f} s, its keys: median "
+                      f"{r['results_median'] * 1000:.1f} ms, worst {r['results_worst'] * 1000:.0f} ms, stall "
+                      f"{r['results_stall'] * 1000:.0f} ms; the running run shows {r['epochs_shown']} epochs", flush=True)
             col = {key: [r[key] for r in results] for key in results[0]}
             print(f"  {n} runs, {len(results)} repetitions: first open {rng(col['cold_open'])} s (first rows "
                   f"{rng(col['cold_first_rows'])} s, UI stall {rng(col['cold_open_stall'], 1000, '{:.0f}')} ms); open "
@@ -220,8 +241,10 @@ def main() -> None:
                   f"(first {rng(col['poll_first'], 1000, '{:.0f}')} ms); key median {rng(col['key_median'], 1000, '{:.0f}')} "
                   f"ms, worst {rng(col['key_worst'], 1000, '{:.0f}')} ms; longest UI stall "
                   f"{rng(col['stall'], 1000, '{:.0f}')} ms; pilot press+pause median "
-                  f"{rng(col['pilot_median'], 1000, '{:.0f}')} ms, worst {rng(col['pilot_worst'], 1000, '{:.0f}')} ms",
-                  flush=True)
+                  f"{rng(col['pilot_median'], 1000, '{:.0f}')} ms, worst {rng(col['pilot_worst'], 1000, '{:.0f}')} ms; "
+                  f"Results tab shown in {rng(col['results_shown'])} s, its keys: median "
+                  f"{rng(col['results_median'], 1000, '{:.0f}')} ms, worst {rng(col['results_worst'], 1000, '{:.0f}')} ms, "
+                  f"stall {rng(col['results_stall'], 1000, '{:.0f}')} ms", flush=True)
 
 
 if __name__ == "__main__":

@@ -367,3 +367,28 @@ def test_workers_are_described_without_their_arguments(tmp_path):
     finally:
         RunView.__repr__ = real
     assert calls == []
+
+
+def test_a_large_table_computed_anew_is_moved_out_of_the_collectors_way(tmp_path, monkeypatch):
+    """The rows and cells of 10,000 runs live as long as the table shows them: frozen (gc.freeze), a full collection
+    no longer walks them (one took 150 ms in the middle of keys moving through the table)."""
+    import gc
+
+    import unettui.tui.widgets.results as results
+
+    monkeypatch.setattr(results, "FREEZE_ROWS", 3)  # (the six runs of the study stand for 10,000)
+
+    async def body(pilot, panel, table):
+        gc.unfreeze()
+        before = gc.get_freeze_count()
+        panel.update_runs([view("adam-none", "adam", "none", 0.9000, 18, 0.8470, 0.2104, 61.5)] + study_views()[1:])
+        await pilot.pause()
+        assert cell(table, "adam-none", "best_val_dice") == "0.9000"
+        frozen = gc.get_freeze_count()
+        gc.unfreeze()
+        assert before == 0 and frozen > 1000
+
+    try:
+        run(tmp_path, body)
+    finally:
+        gc.unfreeze()

@@ -179,6 +179,19 @@ def test_varying_keys_compares_across_rows():
     assert set(varying_keys(rows)) <= set(KEYS)
 
 
+def test_varying_keys_tells_values_apart_by_kind_not_by_spelling():
+    base = DEFAULTS.to_dict()
+    def rows(key, *values):
+        return [dict(base, id=f"r{i}", **{key: v}) for i, v in enumerate(values)]
+    assert varying_keys(rows("lr", 1, 1.0)) == []  # (an int in a hand-made config.json is the same number)
+    assert varying_keys(rows("lr", math.nan, float("nan"))) == []  # two NaNs: one value
+    assert varying_keys(rows("lr", math.nan, 0.1)) == ["lr"]
+    assert varying_keys(rows("augment.histeq", True, 1.0)) == ["augment.histeq"]  # true is not 1.0
+    assert varying_keys(rows("dataset", "1.0", 1.0)) == ["dataset"]
+    assert varying_keys(rows("dataset", "a", None, "a")) == []  # unknown on one row: not varied
+    assert varying_keys(rows("dataset", [1, 2], [1, 2])) == [] and varying_keys(rows("dataset", [1], [2])) == ["dataset"]
+
+
 def test_group_means_per_scheduler_and_optimizer():
     rows = study_rows() + [{"id": "fresh", "scheduler": "none", "best_val_dice": None}]
     by_scheduler = group_means(rows, "scheduler")

@@ -121,6 +121,14 @@ class UnettuiApp(App):
                 yield CompareView(id="compare-view")
         yield Footer()
 
+    @property
+    def current_theme(self):  # type: ignore[override]
+        """App.current_theme without copying every registered theme into a new dict twice (App.get_theme does): Textual
+        asks for it once per line it draws, and with a screen of tables that was a tenth of the UI thread's time. The
+        theme's name is one registered name (App validates it when set), so this is the theme App's own lookup finds."""
+        theme = getattr(self, "_registered_themes", {}).get(self.theme)
+        return theme if theme is not None else super().current_theme
+
     def on_mount(self) -> None:
         self.query_one(QueuePanel).focus()
         self._poll_loop()

@@ -96,10 +96,26 @@ def varied_keys(rows: list[dict[str, Any]], exclude: tuple[str, ...] = ()) -> li
     for key in KEYS:
         if key in skip:
             continue
-        seen = {json.dumps(_same_kind(r.get(key)), sort_keys=True, default=str) for r in rows if r.get(key) is not None}
-        if len(seen) > 1:
-            out.append(key)
+        seen = set()
+        for r in rows:
+            v = r.get(key)
+            if v is not None:
+                seen.add(_value_key(v))
+                if len(seen) > 1:
+                    out.append(key)
+                    break
     return out
+
+
+def _value_key(v: Any) -> Any:
+    """What tells values apart for varied_keys: a number, string or bool as itself (with its kind: true is not 1.0), any
+    other value (a list) by its JSON; 1 and 1.0 are one value, and so are two NaNs."""
+    v = _same_kind(v)
+    if type(v) is float:
+        return (float, "nan") if v != v else (float, v)
+    if type(v) in (str, bool):
+        return (type(v), v)
+    return (object, json.dumps(v, sort_keys=True, default=str))
 
 
 def _same_kind(v: Any) -> Any:
