@@ -304,3 +304,22 @@ def test_hidden_panels_follow_the_selection_when_their_tab_is_shown(tmp_path):
             assert live.view.id == chosen and len(live.view.metrics) == 4  # its curves (read when it was selected)
 
     run(go())
+
+
+def test_the_current_theme_is_the_one_textual_would_find(tmp_path):
+    """UnettuiApp.current_theme looks the theme up without Textual's copies of the theme dict (asked per drawn line)."""
+    from textual.app import App
+
+    proj = seeded_project(tmp_path / "p")
+
+    async def go():
+        app = make_app(proj, poll_interval=5.0)
+        async with app.run_test() as pilot:
+            found = [(app.current_theme, App.current_theme.fget(app))]
+            app.theme = "nord"
+            await pilot.pause()
+            found.append((app.current_theme, App.current_theme.fget(app)))
+            return found
+
+    (dark, dark_theirs), (nord, nord_theirs) = run(go())
+    assert dark is dark_theirs and nord is nord_theirs and nord.name == "nord" and dark.name != "nord"
