@@ -96,3 +96,34 @@ def test_a_keyed_table_keeps_drawing_the_fast_way_after_checking_its_first_cells
     (fast, left), slow, row = asyncio.run(main())
     assert fast and left == 0  # the first VERIFY cells were drawn both ways, alike
     assert row > 10 and slow == 0  # a page of new rows (and the header drawn again): every cell the fast way
+
+
+def test_moving_a_row_cursor_draws_only_the_two_rows_it_moved_between():
+    class Host(App):
+        def compose(self):
+            yield KeyedTable(cursor_type="row", zebra_stripes=True, key_column="id")
+
+    async def main():
+        app = Host()
+        async with app.run_test(size=(80, 20)) as pilot:
+            table = app.query_one(KeyedTable)
+            table.reset_columns([("id", "id"), ("state", "state"), ("best", "best")])
+            table.sync([(f"r{i:03d}", (Text(f"r{i:03d}"), Text("done", style="green"),
+                                       Text(f"{i / 100:.4f}", justify="right"))) for i in range(100)])
+            await pilot.pause()
+            table.move_cursor(row=3)  # (a key moving it, as the next one: the mouse's cursor hidden)
+            table.refresh()
+            table.render_lines(table.region.reset_offset)
+            drawn: list[int] = []
+            real = KeyedTable._render_cell
+            KeyedTable._render_cell = lambda self, row, *a, **k: drawn.append(row) or real(self, row, *a, **k)
+            try:
+                table.move_cursor(row=4)
+                table.refresh()  # (the whole table drawn again: the Results tab's header follows the cursor's row)
+                lines = table.render_lines(table.region.reset_offset)
+            finally:
+                KeyedTable._render_cell = real
+            return sorted(set(drawn)), len(lines)
+
+    rows, lines = asyncio.run(main())
+    assert lines > 10 and rows == [3, 4]  # (every other row on screen from the rows' cache)

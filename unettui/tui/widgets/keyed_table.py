@@ -11,6 +11,7 @@ from rich.cells import cell_len
 from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
+from textual.coordinate import Coordinate
 from textual.widgets import DataTable
 from textual.widgets.data_table import Row, RowKey
 
@@ -22,6 +23,7 @@ _INTERNALS = ("_row_locations", "_data", "rows", "_new_rows", "_require_update_d
 _CELL_INTERNALS = ("_cell_render_cache", "_row_locations", "_column_locations", "_data", "rows", "_pseudo_class_state",
                    "_show_hover_cursor", "_get_styles_to_render_cell", "_header_row_key", "header_height")
 _NULL = Style.null()
+_AWAY = Coordinate(-2, -2)  # no row's: where the cursor (or the mouse) is for a row it is not on
 
 
 class KeyedTable(DataTable):
@@ -288,6 +290,18 @@ class KeyedTable(DataTable):
                 return theirs
         cache[key] = lines
         return lines
+
+    def _render_line_in_row(self, row_key, line_no, base_style, cursor_location, hover_location):  # type: ignore[override]
+        """DataTable's row, whose cache is keyed by where the cursor and the mouse are: with a row cursor, a row is
+        drawn alike wherever they are unless on it, so every row but the two the cursor moved between comes from the
+        cache (each key in a table of ten columns drew every row on screen again)."""
+        if self.cursor_type == "row":
+            row = -1 if row_key is self._header_row_key else self._row_locations.get(row_key)
+            if cursor_location.row != row:
+                cursor_location = _AWAY
+            if hover_location.row != row:
+                hover_location = _AWAY
+        return super()._render_line_in_row(row_key, line_no, base_style, cursor_location, hover_location)
 
     def sync_size(self) -> None:
         """The table's size follows its rows again, if a sync with ``more`` left it behind."""
