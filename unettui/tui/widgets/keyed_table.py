@@ -249,9 +249,9 @@ class KeyedTable(DataTable):
     def _render_cell(self, row_index: int, column_index: int, base_style: Style, width: int, cursor: bool = False,
                      hover: bool = False):  # type: ignore[override]
         """DataTable's cell (a header's too), drawn without Rich's layout machinery where the cell is one line of
-        plain-styled Text that fits (every cell of these tables): 5-10 µs instead of ~100 µs (a screen of the results table holds hundreds
-        of cells, and DataTable draws every one again whenever its rows or widths change). The first VERIFY cells are
-        drawn both ways; a difference turns the fast way off for good."""
+        plain-styled Text that fits (every cell of these tables): 5-10 µs instead of ~100 µs (a screen of the results
+        table holds hundreds of cells, and DataTable draws every one again whenever its rows or widths change). The
+        first VERIFY cells are drawn both ways; a difference turns the fast way off for good."""
         if not self._fast_cells or column_index < 0 or row_index < -1:
             return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
         header = row_index == -1
