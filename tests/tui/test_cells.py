@@ -67,6 +67,7 @@ def test_a_cell_drawn_the_fast_way_is_the_one_datatable_draws():
     assert sum(fast) >= 0.6 * compared, sum(fast)  # most of them the fast way (a cell wider than its column is not)
     assert all(one_line_cell(c, 40, 1, Style.null(), Style.null(), Style.parse) is None for c in CELLS[-4:])
     assert one_line_cell(CELLS[-5], 12, 1, Style.null(), Style.null(), Style.parse) is None  # (too wide)
+    assert one_line_cell(Text("x", style="no such style"), 12, 1, Style.null(), Style.null(), Style.parse) is None
 
 
 def test_a_keyed_table_keeps_drawing_the_fast_way_after_checking_its_first_cells():

@@ -339,8 +339,12 @@ def one_line_cell(cell: Text, width: int, padding: int, pre: Style, post: Style,
             or (justify in ("right", "center") and plain[-1].isspace()):
         return None
     style = cell.style
-    if isinstance(style, str):
-        style = get_style(style) if style else None
+    if isinstance(style, str) and style:
+        try:
+            style = get_style(style)
+        except Exception:  # noqa: BLE001 - a style Rich cannot parse: DataTable's own drawing decides what it shows
+            return None
+    style = style or None
     spare = inner - size
     if justify == "left":
         plain, spare = plain + " " * spare, 0
