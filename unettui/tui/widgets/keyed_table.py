@@ -291,7 +291,8 @@ class KeyedTable(DataTable):
         cache[key] = lines
         return lines
 
-    def _render_line_in_row(self, row_key, line_no, base_style, cursor_location, hover_location):  # type: ignore[override]
+    def _render_line_in_row(self, row_key, line_no, base_style, cursor_location,  # type: ignore[override]
+                            hover_location):
         """DataTable's row, whose cache is keyed by where the cursor and the mouse are: with a row cursor, a row is
         drawn alike wherever they are unless on it, so every row but the two the cursor moved between comes from the
         cache (each key in a table of ten columns drew every row on screen again)."""

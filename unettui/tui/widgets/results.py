@@ -346,16 +346,19 @@ class ResultsPanel(edits.OnChosenRun, Vertical):
         keep_key = self._highlight_key()
         keep_column = self._current_column()
         columns_before = self.shown.columns
+        before = self.shown.cells
         self.shown = shown
         if shown.columns != columns_before:
             self._labels.clear()
             table.reset_columns([(key, self._header(key, shown.columns)) for key in shown.columns],
                                 [1 if key == "mark" else None for key in shown.columns])
         table.sync([(k, shown.cells[k]) for k in shown.keys], keep=keep_key if keep_key in shown.cells else None)
-        if len(shown.keys) >= FREEZE_ROWS:
-            # the rows and cells of a large table live on: frozen, full collections no longer walk them (with 10,000
-            # runs one took 150 ms, in the middle of the keys moving through the table); replaced ones are freed by
-            # their reference counts as before
+        anew = sum(shown.cells[k] is not before.get(k) for k in shown.keys) if len(shown.keys) >= FREEZE_ROWS else 0
+        if anew >= FREEZE_ROWS:
+            # the rows and cells of a large table drawn anew live on: frozen, full collections no longer walk them
+            # (with 10,000 runs one took 150 ms, in the middle of the keys moving through the table); replaced ones
+            # are freed by their reference counts as before. The young garbage goes first (frozen, it would stay).
+            gc.collect(1)
             gc.freeze()
         col = shown.columns.index(keep_column) if keep_column in shown.columns and keep_column != "mark" else 1
         if table.cursor_column != col and table.row_count:
