@@ -273,10 +273,12 @@ class UnettuiApp(App):
         10,000 runs read, a full collection walked millions of long-lived objects and stopped every thread for
         a few hundred ms, once in a while, whatever the user was doing. The first read runs with the collector off
         and freezes what it read at its end (_polls); later, this freezes after every FREEZE_EVERY changed views.
-        Frozen objects are still freed by reference counting when a newer view replaces them."""
+        Frozen objects are still freed by reference counting when a newer view replaces them; young garbage is
+        collected first (frozen, garbage in reference cycles would never be)."""
         self._unfrozen += arrived
         if self._unfrozen >= FREEZE_EVERY:
             self._unfrozen = 0
+            gc.collect(1)
             gc.freeze()
 
     def _workers_now(self) -> int:
