@@ -70,18 +70,24 @@ def test_a_cell_drawn_the_fast_way_is_the_one_datatable_draws():
     assert one_line_cell(Text("x", style="no such style"), 12, 1, Style.null(), Style.null(), Style.parse) is None
 
 
-def test_a_keyed_table_keeps_drawing_the_fast_way_after_checking_its_first_cells():
-    class Host(App):
-        def compose(self):
-            yield KeyedTable(cursor_type="row", zebra_stripes=True, key_column="id")
+class RunsTable(App):
+    """A KeyedTable of 100 runs (id, state, best), as the queue's."""
 
+    def compose(self):
+        yield KeyedTable(cursor_type="row", zebra_stripes=True, key_column="id")
+
+    def on_mount(self):
+        table = self.query_one(KeyedTable)
+        table.reset_columns([("id", "id"), ("state", "state"), ("best", "best")])
+        table.sync([(f"r{i:03d}", (Text(f"r{i:03d}"), Text("done", style="green"),
+                                   Text(f"{i / 100:.4f}", justify="right"))) for i in range(100)])
+
+
+def test_a_keyed_table_keeps_drawing_the_fast_way_after_checking_its_first_cells():
     async def main():
-        app = Host()
+        app = RunsTable()
         async with app.run_test(size=(80, 20)) as pilot:
             table = app.query_one(KeyedTable)
-            table.reset_columns([("id", "id"), ("state", "state"), ("best", "best")])
-            table.sync([(f"r{i:03d}", (Text(f"r{i:03d}"), Text("done", style="green"),
-                                       Text(f"{i / 100:.4f}", justify="right"))) for i in range(100)])
             await pilot.pause()
             checked = table._fast_cells, table._verify
             slow = []
@@ -100,17 +106,10 @@ def test_a_keyed_table_keeps_drawing_the_fast_way_after_checking_its_first_cells
 
 
 def test_moving_a_row_cursor_draws_only_the_two_rows_it_moved_between():
-    class Host(App):
-        def compose(self):
-            yield KeyedTable(cursor_type="row", zebra_stripes=True, key_column="id")
-
     async def main():
-        app = Host()
+        app = RunsTable()
         async with app.run_test(size=(80, 20)) as pilot:
             table = app.query_one(KeyedTable)
-            table.reset_columns([("id", "id"), ("state", "state"), ("best", "best")])
-            table.sync([(f"r{i:03d}", (Text(f"r{i:03d}"), Text("done", style="green"),
-                                       Text(f"{i / 100:.4f}", justify="right"))) for i in range(100)])
             await pilot.pause()
             table.move_cursor(row=3)  # (a key moving it, as the next one: the mouse's cursor hidden)
             table.refresh()

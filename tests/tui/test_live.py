@@ -24,6 +24,15 @@ class Host(App):
         yield LivePanel()
 
 
+class Counted(Host):
+    """Host that counts the screen's layouts (``layouts``: one entry per layout)."""
+
+    def on_mount(self) -> None:
+        self.layouts: list[int] = []
+        real = self.screen._refresh_layout
+        self.screen._refresh_layout = lambda *a, **k: self.layouts.append(1) or real(*a, **k)
+
+
 def _text(widget: Static) -> str:
     return str(widget.render())
 
@@ -137,21 +146,10 @@ def test_show_run_before_mount():
 def test_moving_between_runs_of_the_same_shape_redraws_the_panel_without_laying_the_screen_out():
     """Each key that moves the selection shows another run: text as wide as before is drawn in place (a layout places
     every widget of the screen again); text of another width, or a new line, lays the screen out."""
-    layouts: list[float] = []
-
-    class Counted(Host):
-        def on_mount(self) -> None:
-            real = self.screen._refresh_layout
-
-            def counted(*args, **kwargs):
-                layouts.append(1)
-                return real(*args, **kwargs)
-
-            self.screen._refresh_layout = counted
-
     async def main():
         app = Counted()
         async with app.run_test(size=(100, 30)) as pilot:
+            layouts = app.layouts
             panel = app.query_one(LivePanel)
             panel.show_run(_view(5, state="done"))
             await pilot.pause()
@@ -174,16 +172,10 @@ def test_moving_between_runs_of_the_same_shape_redraws_the_panel_without_laying_
 def test_a_finished_run_whose_curves_are_not_read_yet_keeps_the_curve_rows():
     """A finished run's curves are read when it is selected, a moment after its row: its curve rows stay on screen,
     empty meanwhile, and its curves then fill them without a layout for hiding and showing them."""
-    layouts: list[float] = []
-
-    class Counted(Host):
-        def on_mount(self) -> None:
-            real = self.screen._refresh_layout
-            self.screen._refresh_layout = lambda *a, **k: layouts.append(1) or real(*a, **k)
-
     async def main():
         app = Counted()
         async with app.run_test(size=(100, 30)) as pilot:
+            layouts = app.layouts
             panel = app.query_one(LivePanel)
             panel.show_run(_view(6, state="done"))
             await pilot.pause()

@@ -169,11 +169,12 @@ class UnettuiApp(App):
                         self._settle(len(changed))
                     due = time.monotonic() + self.poll_interval
                     self.post_message(self._update(changed))
-                    if loading and mon.complete:  # the first read's last slice: on screen before the index is written
-                        self._applied.wait(APPLY_WAIT)  # (writing it meanwhile, 0.3 s at 10,000 runs, slowed both)
+                    read = loading and mon.complete  # the first read's last slice
+                    if read:  # on screen before the index is written (writing it meanwhile, 0.3 s at 10,000 runs,
+                        self._applied.wait(APPLY_WAIT)  # slowed both)
                         self._applied.clear()
                     mon.keep_index()  # after the views are on their way: the next start reads them in one file
-                    if loading and mon.complete:  # what the first read made lives on: out of the collector's way
+                    if read:  # what the first read made lives on: out of the collector's way
                         loading = False
                         gc.freeze()
                         gc.enable()

@@ -45,6 +45,7 @@ try:
 except ImportError:  # (a dependency, but json reads the same: only slower)
     _fast_loads = None
 SETTLED = 2.0  # seconds a folder must have been still before it was read for its entry to be trusted
+_SPACE = " \t\n\r"  # JSON's whitespace
 
 
 def parse_json(data: bytes | str) -> Any:
@@ -62,9 +63,6 @@ def parse_json(data: bytes | str) -> Any:
     if text[end:].strip(_SPACE):
         raise ValueError(f"extra data after the JSON document at {end}")
     return value
-
-
-_SPACE = " \t\n\r"  # JSON's whitespace
 
 
 def file_stamp(path: str | os.PathLike) -> tuple[float, int] | None:
