@@ -157,3 +157,90 @@ def test_predict_errors_are_one_line(tmp_path, case, needle):
     assert sorted(p.name for p in inputs.iterdir()) == before
     if case == "no weights":
         assert not RunStore(proj).run("grey").exists()
+
+
+def _bytes(folder):
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def test_predict_never_overwrites_without_being_asked(trained, tmp_path):
+    data = tmp_path / "data"
+    _pairs(data, 4)
+    images, masks = _bytes(data / "images"), _bytes(data / "masks")
+    # the input folder as OUTPUT: the masks would replace the images
+    out = invoke("predict", "rgb", str(data / "images"), str(data / "images"), "-p", str(trained))
+    assert out.exit_code == 2 and "is one of the inputs: its mask would be written over it" in out.output, out.output
+    out = invoke("predict", "rgb", str(data / "images"), str(data / "images"), "--overwrite", "-p", str(trained))
+    assert out.exit_code == 2 and "is one of the inputs" in out.output  # never, even with --overwrite
+    # the ground-truth masks folder as OUTPUT (the README's example shape): refused, naming a file
+    out = invoke("predict", "rgb", str(data / "images"), str(data / "masks"), "-p", str(trained))
+    assert out.exit_code == 2, out.output
+    assert (f"{data / 'masks' / 'p00.png'} exists (and 3 more of the 4 files predict would write): predict never "
+            "replaces a file" in " ".join(out.output.split()))
+    assert _bytes(data / "images") == images and _bytes(data / "masks") == masks
+    # --overwrite replaces them
+    out = invoke("predict", "rgb", str(data / "images"), str(data / "masks"), "--overwrite", "-p", str(trained))
+    assert out.exit_code == 0 and "rgb: 4 masks" in out.output, out.output
+    assert _bytes(data / "masks") != masks and _bytes(data / "images") == images
+    # inputs of another format beside their OUTPUT: no file replaced, but the folder is the inputs'
+    tifs = tmp_path / "tifs"
+    tifs.mkdir()
+    iio.imwrite(tifs / "t.tif", np.zeros((32, 32, 3), np.uint8))
+    out = invoke("predict", "rgb", str(tifs), str(tifs), "-p", str(trained))
+    assert out.exit_code == 2 and "is the folder of the input images" in out.output and not (tifs / "t.png").exists()
+    assert invoke("predict", "rgb", str(tifs), str(tifs), "--overwrite", "-p", str(trained)).exit_code == 0
+    assert (tifs / "t.png").exists()
+
+
+def test_predict_refuses_colliding_output_names_before_writing(trained, tmp_path):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for name in ("x.png", "x_prob.png"):
+        iio.imwrite(inputs / name, np.zeros((32, 32, 3), np.uint8))
+    out = invoke("predict", "rgb", str(inputs), str(tmp_path / "out"), "--probabilities", "-p", str(trained))
+    assert out.exit_code == 2 and not (tmp_path / "out").exists(), out.output
+    assert (f"inputs {inputs / 'x.png'} and {inputs / 'x_prob.png'} would both be written to "
+            f"{tmp_path / 'out' / 'x_prob.png'}: rename one of them" in " ".join(out.output.split()))
+    iio.imwrite(inputs / "x.tif", np.zeros((32, 32, 3), np.uint8))
+    out = invoke("predict", "rgb", str(inputs), str(tmp_path / "out"), "-p", str(trained))
+    assert out.exit_code == 2 and "x.png and" in out.output and "x.tif would both be written" in out.output
+
+
+def test_predict_and_evaluate_json(trained, tmp_path):
+    inputs = tmp_path / "in"
+    _pairs(tmp_path / "d", 3)
+    out = invoke("predict", "rgb", str(tmp_path / "d" / "images"), str(inputs), "--json", "-p", str(trained))
+    assert out.exit_code == 0, out.output
+    doc = json.loads(out.output)
+    assert doc["run"] == "rgb" and doc["weights"]["file"] == "best.pt" and doc["count"] == 3
+    for f in doc["files"]:
+        mask = iio.imread(f["mask"])
+        assert mask.shape == (f["height"], f["width"]) == (40, 32)
+        assert int((mask == 255).sum()) == f["foreground_pixels"] and f["probabilities"] is None
+    for args in ([], ["--split", "test"], [str(tmp_path / "d")]):
+        text = invoke("evaluate", "rgb", *args, "-p", str(trained))
+        js = invoke("evaluate", "rgb", *args, "--json", "-p", str(trained))
+        assert text.exit_code == 0 and js.exit_code == 0, text.output + js.output
+        doc = json.loads(js.output)
+        c = doc["counts"]
+        assert (f"{doc['images']} image{'s' if doc['images'] != 1 else ''}, Dice {doc['metrics']['dice']:.4f}, "
+                f"IoU {doc['metrics']['iou']:.4f} (TP {c['tp']:.0f}, FP {c['fp']:.0f}, FN {c['fn']:.0f}" in text.output)
+        assert c["tp"] + c["fp"] + c["fn"] + c["tn"] == c["pixels"] == doc["images"] * 32 * 32
+        assert doc["metrics"]["dice"] == pytest.approx(2 * c["tp"] / (2 * c["tp"] + c["fp"] + c["fn"]))
+    summary = json.loads((trained / "runs" / "rgb" / "summary.json").read_text())
+    doc = json.loads(invoke("evaluate", "rgb", "--json", "-p", str(trained)).output)
+    assert doc["metrics"]["dice"] == pytest.approx(summary["best_val_dice"], abs=1e-12)
+    assert doc["dataset"] == {"spec": "data", "split": "val"} and doc["weights"]["epoch"] == summary["best_epoch"]
+
+
+def test_predict_on_a_failed_run_names_retry(tmp_path):
+    proj = tmp_path / "p"
+    proj.mkdir()
+    (proj / "experiments.toml").write_text(RGB_DEFAULTS + "[[experiment]]\nid = 'broken'\n")
+    (proj / "runs" / "broken").mkdir(parents=True)
+    (proj / "runs" / "broken" / "status.json").write_text(json.dumps(
+        {"state": "failed", "error": "training diverged: train loss is nan in epoch 1", "epoch": 0}))
+    out = invoke("predict", "broken", str(tmp_path), "-p", str(proj))
+    assert out.exit_code == 2, out.output
+    assert ("it failed (training diverged: train loss is nan in epoch 1); train it again with `unettui retry broken`"
+            in " ".join(out.output.split())), out.output

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from enum import Enum
 from pathlib import Path
@@ -52,26 +53,31 @@ def predict(
     project: Path = ProjectOpt,
     last: bool = typer.Option(False, "--last", help="The last epoch's model instead of the best epoch's."),
     probabilities: bool = typer.Option(False, "--probabilities", help="Also write STEM_prob.png: the foreground probability as 0-255."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace files in OUTPUT that earlier predictions wrote, and allow OUTPUT to be the inputs' folder (an input file is never replaced)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object (the run, weights, device, and every file written with its size and foreground pixels) instead of the summary line."),
     device: str = typer.Option("auto", "--device", "-d", help="auto (a GPU when there is one), cpu, cuda or cuda:N."),
 ) -> None:
     """Predict masks for new images with a trained run's best epoch's model (best.pt; --last: the last epoch's).
 
-    Each input is prepared as training prepared its images (grey or RGB as the run was trained on, 8-bit / 255, 16-bit and float min-max per image, histogram equalisation if the run used it), padded to a square (edge pixels repeated) and resized to the run's image_size; the predicted probability is resized back, so every mask (OUTPUT/STEM.png: 255 where the probability > 0.5, else 0) has its input's own height and width, square or not.
+    Each input is prepared as training prepared its images (the run's channels — a constant alpha dropped, grey replicated for an RGB run, any other channel count refused —, 8-bit / 255, 16-bit and float min-max per image, histogram equalisation if the run used it), padded to a square (edge pixels repeated) and resized to the run's image_size; the predicted probability is resized back, so every mask (OUTPUT/STEM.png: 255 where the probability > 0.5, else 0) has its input's own height and width, square or not.
+
+    Nothing is overwritten by default: before writing anything predict checks every file it will write, and refuses an OUTPUT that is the inputs' folder or already holds one of them (naming it; --overwrite replaces them), and inputs whose outputs would collide (x.png and x.tif; x_prob.png beside x's probability map). An input is never written over.
 
     Example: unettui predict seed-augment-rotate20 scans/ masks/ --probabilities
     """
-    from ..core.learn.predict import PredictError, image_files
+    from ..core.learn.predict import PredictError, image_files, plan_outputs
     from ..core.learn.predict import predict as predict_files
 
     tm = _model(run_id, project, last, device)
+    out = output or project / "predictions" / run_id
     try:
         files = image_files(target)
+        plan_outputs(files, out, probabilities, overwrite)  # refused before a model runs or a file is written
     except PredictError as exc:
-        fail(str(exc))
-    out = output or project / "predictions" / run_id
+        fail(" ".join(str(exc).split()))
     bar = _progress(len(files), f"{run_id}: predicting")
     try:
-        written = predict_files(tm, files, out, probabilities,
+        written = predict_files(tm, files, out, probabilities, overwrite=overwrite,
                                 on_file=(lambda i, n, p: bar.advance(bar.task_ids[0])) if bar else None)
     except PredictError as exc:
         fail(" ".join(str(exc).split()))
@@ -80,9 +86,19 @@ def predict(
     finally:
         if bar is not None:
             bar.stop()
-    masks = [p for p in written if not p.name.endswith("_prob.png")]
-    typer.echo(f"{run_id}: {len(masks)} mask{'s' if len(masks) != 1 else ''} from {tm.weights} on {tm.device} "
+    if as_json:
+        typer.echo(json.dumps({"run": run_id, **_weights(tm), "device": str(tm.device), "input": str(target),
+                               "output": str(out), "probabilities": probabilities, "count": len(written),
+                               "files": written}))
+        return
+    typer.echo(f"{run_id}: {len(written)} mask{'s' if len(written) != 1 else ''} from {tm.weights} on {tm.device} "
                f"written to {out}" + (" (with probabilities)" if probabilities else ""))
+
+
+def _weights(tm) -> dict:
+    """The weights a command used, for its JSON."""
+    return {"weights": {"file": "checkpoint.pt" if tm.weights.startswith("checkpoint") else "best.pt",
+                        "epoch": tm.epoch, "last": tm.weights.startswith("checkpoint")}}
 
 
 @app.command()
@@ -92,13 +108,16 @@ def evaluate(
     project: Path = ProjectOpt,
     split: Split = typer.Option(Split.val, "--split", help="Without DATASET: the run's own val, test, train or all images."),
     last: bool = typer.Option(False, "--last", help="The last epoch's model instead of the best epoch's."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object (run, weights, dataset, images, metrics, pixel counts) instead of the summary line."),
     device: str = typer.Option("auto", "--device", "-d", help="auto (a GPU when there is one), cpu, cuda or cuda:N."),
 ) -> None:
     """Score a trained run's model: hard Dice and IoU (threshold 0.5, true/false positives summed over all the images, as everywhere in unettui) on a labelled folder, or on the run's own split.
 
     A folder is prepared exactly as a folder dataset is for training (pairs matched by stem, centre-cropped, resized). Without DATASET the run's own images are rebuilt with its split: `evaluate RUN` reproduces the run's best val Dice, `--split test` gives its held-out test score.
 
-    Example: unettui evaluate seed-augment-rotate20 new-labelled-scans/
+    With --json the result is one JSON object for scripts: {"run", "weights": {"file", "epoch", "last"}, "device", "dataset": {"folder"} or {"spec", "split"}, "images", "metrics": {"dice", "iou"}, "counts": {"tp", "fp", "fn", "tn", "pixels"}, "counted_at": {"height", "width"}, "threshold"}.
+
+    Example: unettui evaluate seed-augment-rotate20 new-labelled-scans/ --json
     """
     from ..core.learn.data import DatasetError
     from ..core.learn.predict import PredictError, labelled_folder, run_split, score
@@ -120,6 +139,15 @@ def evaluate(
     finally:
         if bar is not None:
             bar.stop()
+    if as_json:
+        typer.echo(json.dumps({
+            "run": run_id, **_weights(tm), "device": str(tm.device),
+            "dataset": {"folder": str(dataset)} if dataset is not None else {"spec": tm.cfg.dataset, "split": split.value},
+            "images": result.images, "metrics": {"dice": result.dice, "iou": result.iou},
+            "counts": {"tp": result.tp, "fp": result.fp, "fn": result.fn, "tn": result.tn,
+                       "pixels": result.images * result.side * result.side},
+            "counted_at": {"height": result.side, "width": result.side}, "threshold": 0.5}))
+        return
     typer.echo(f"{run_id} ({tm.weights}) on {where}: {result.images} image{'s' if result.images != 1 else ''}, "
                f"Dice {result.dice:.4f}, IoU {result.iou:.4f} (TP {result.tp:.0f}, FP {result.fp:.0f}, "
                f"FN {result.fn:.0f}; device {tm.device})")

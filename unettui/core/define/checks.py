@@ -56,9 +56,10 @@ def check_queue(queue: Queue, project: Path) -> CheckReport:
             continue
         c = e.config
         synthetic = is_synthetic(c.dataset)
-        key = (c.dataset, c.image_size, c.num_images if synthetic else None, c.data_seed if synthetic else None)
+        key = (c.dataset, c.image_size, c.num_images if synthetic else None, c.data_seed if synthetic else None,
+               None if synthetic else c.tiff_pages)
         groups.setdefault(key, []).append(e)
-    for (spec, size, _, _), exps in groups.items():
+    for (spec, size, _, _, _), exps in groups.items():
         ids = [e.id for e in exps]
         users = f"{name} {exps[0].origin}" if len(ids) == 1 else f"{name} ({len(ids)} experiments: {_ids_text(ids)})"
         synthetic = is_synthetic(spec)
@@ -72,7 +73,8 @@ def check_queue(queue: Queue, project: Path) -> CheckReport:
             else:
                 from ..learn.datasets import load_dataset
 
-                data = load_dataset(spec, size, exps[0].config.num_images, exps[0].config.data_seed, base_dir=project)
+                data = load_dataset(spec, size, exps[0].config.num_images, exps[0].config.data_seed, base_dir=project,
+                                    tiff_pages=exps[0].config.tiff_pages)
                 n, channels = len(data), data.channels
         except DatasetError as exc:
             report.problems.append(f"{users}: dataset: {exc}")

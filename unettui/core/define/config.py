@@ -15,6 +15,9 @@ OPTIMIZERS = ("adam", "adamw", "adagrad", "adamax", "rmsprop", "sgd", "adadelta"
 SCHEDULERS = ("none", "step", "plateau", "cosine", "onecycle")
 LOSSES = ("bce", "dice", "dice_bce", "inv_dice_bce", "switching")
 AMP_MODES = ("auto", "off", "fp16", "bf16")
+# what the pages of a multi-page TIFF are: refused (the default: a z-stack or a time series is not one 2-D image),
+# the first page only, or one channel each
+TIFF_PAGES = ("error", "first", "channels")
 
 
 class ConfigError(ValueError):
@@ -46,6 +49,7 @@ class Config:
     # share of the images held out for testing before the train/validation split (never used to choose anything);
     # 0 keeps a project's earlier runs valid and comparable: their splits had no test part
     test_fraction: float = 0.0
+    tiff_pages: str = "error"  # a folder's multi-page TIFFs: "error" (refused, naming the file), "first", "channels"
     # model
     base_channels: int = 16
     depth: int = 4
@@ -179,7 +183,8 @@ def _choice(key: str, value: str, options: tuple[str, ...], where: str) -> None:
         raise ConfigError(where, key, f"unknown value {value!r}; {did_you_mean(value, options)}valid: {', '.join(options)}")
 
 
-_CHOICES = {"optimizer": OPTIMIZERS, "scheduler": SCHEDULERS, "loss": LOSSES, "amp": AMP_MODES}
+_CHOICES = {"optimizer": OPTIMIZERS, "scheduler": SCHEDULERS, "loss": LOSSES, "amp": AMP_MODES,
+            "tiff_pages": TIFF_PAGES}
 # key -> (test, what a value failing it must be) of the numeric keys' ranges, in the order they are tested
 _LIMITS: dict[str, tuple[tuple[Any, str], ...]] = {
     "lr": ((lambda v: v > 0, "must be > 0"),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -23,16 +23,19 @@ class DatasetError(ValueError):
 class SegData:
     """A whole (small) dataset held as two tensors.
 
-    ``images``: float32 ``[N, C, S, S]`` in [0, 1], C = 1 (grey) or 3 (RGB).
+    ``images``: float32 ``[N, C, S, S]`` in [0, 1], C the channels the images have (1 grey, 3 RGB, 2 or 4 when their
+    second or fourth channel is data; see folders.load_folder).
     ``masks``: float32 ``[N, 1, S, S]`` with values exactly 0.0 or 1.0.
     ``names``: one per image (file stem, or ``f"{kind}-{i:04d}"`` for synthetic data).
     ``source``: the dataset spec string it came from.
+    ``notes``: what reading it changed, for the run's log (an alpha channel dropped, grey replicated to RGB).
     """
 
     images: torch.Tensor
     masks: torch.Tensor
     names: list[str]
     source: str
+    notes: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -47,7 +50,7 @@ class SegData:
 
     def to(self, device) -> "SegData":
         """A copy with both tensors on ``device`` (no copy when already there)."""
-        return SegData(self.images.to(device), self.masks.to(device), list(self.names), self.source)
+        return SegData(self.images.to(device), self.masks.to(device), list(self.names), self.source, list(self.notes))
 
     def subset(self, idx) -> "SegData":
         """The images at ``idx`` (a 1-D LongTensor or a list of ints), in that order."""
@@ -61,6 +64,7 @@ class SegData:
             self.masks.index_select(0, index.to(self.masks.device)),
             [self.names[i] for i in idx_list],
             self.source,
+            list(self.notes),
         )
 
 

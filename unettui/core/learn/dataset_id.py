@@ -10,6 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 IMAGE_EXTENSIONS = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
+TIFF_EXTENSIONS = (".tif", ".tiff")
+# 3-D volume formats: refused with one line saying that unettui segments 2-D images (never skipped without a word)
+VOLUME_EXTENSIONS = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
 LOSSY_EXTENSIONS = (".jpg", ".jpeg", ".webp")  # compression noise: masks in these formats are thresholded at half
 SYNTHETIC_KINDS = ("ventricle", "nuclei")
 MIN_SYNTHETIC_SIZE = 16
@@ -33,6 +36,12 @@ def folder_of(spec: str, base_dir: Path | None) -> Path:
     if not path.is_absolute():
         path = Path(base_dir if base_dir is not None else Path.cwd()) / path
     return path
+
+
+def volume_suffix(path: Path) -> str | None:
+    """The volume-format extension of ``path`` (".nii.gz", ".nrrd", ...), or None."""
+    name = path.name.lower()
+    return next((ext for ext in VOLUME_EXTENSIONS if name.endswith(ext)), None)
 
 
 def image_files(folder: Path) -> dict[str, list[Path]]:

@@ -16,8 +16,9 @@ from .synthetic import synthetic_nuclei, synthetic_ventricle
 _GENERATORS = {"ventricle": synthetic_ventricle, "nuclei": synthetic_nuclei}
 
 
-def load_dataset(spec: str, image_size: int, num_images: int, data_seed: int, base_dir: Path | None = None) -> SegData:
-    """spec is "synthetic:ventricle", "synthetic:nuclei", or a folder path (relative paths resolved against base_dir, the project folder). num_images applies to synthetic data only."""
+def load_dataset(spec: str, image_size: int, num_images: int, data_seed: int, base_dir: Path | None = None,
+                 tiff_pages: str = "error") -> SegData:
+    """spec is "synthetic:ventricle", "synthetic:nuclei", or a folder path (relative paths resolved against base_dir, the project folder). num_images applies to synthetic data only, tiff_pages to folders only."""
     text = str(spec).strip()
     if text.lower().startswith("synthetic:"):
         kind = text.split(":", 1)[1].strip().lower()
@@ -38,6 +39,6 @@ def load_dataset(spec: str, image_size: int, num_images: int, data_seed: int, ba
     path = Path(text).expanduser()
     if not path.is_absolute():
         path = Path(base_dir if base_dir is not None else Path.cwd()) / path
-    data = load_folder(path, image_size)
+    data = load_folder(path, image_size, tiff_pages)
     data.source = str(spec)
     return data

@@ -11,9 +11,9 @@ import torch
 import torch.nn.functional as F
 
 from .data import DatasetError, SegData
-from .dataset_id import IMAGE_EXTENSIONS, LOSSY_EXTENSIONS, image_files
+from .dataset_id import IMAGE_EXTENSIONS, LOSSY_EXTENSIONS, TIFF_EXTENSIONS, image_files, volume_suffix
 
-__all__ = ["image_to_float", "load_folder", "read_image_file", "resize_image"]
+__all__ = ["fit_channels", "image_to_float", "load_folder", "read_image_file", "refuse_volumes", "resize_image"]
 
 
 # ---------------------------------------------------------------------------
@@ -24,7 +24,8 @@ _LAYOUT = "expected <folder>/images/ and <folder>/masks/ with one mask per image
 
 
 def _list_images(folder: Path) -> dict[str, Path]:
-    """stem -> file for the image files in ``folder`` (hidden and non-image files skipped)."""
+    """stem -> file for the image files in ``folder`` (hidden and non-image files skipped; a 3-D volume refused)."""
+    refuse_volumes(folder)
     by_stem = image_files(folder)
     for stem, files in sorted(by_stem.items()):
         if len(files) > 1:
@@ -44,48 +45,187 @@ def _short_reason(exc: BaseException) -> str:
     return first if len(first) <= 160 else first[:157] + "..."
 
 
-def read_image_file(path: Path) -> np.ndarray:
-    import imageio.v3 as iio  # local import: keeps `import unettui.core.learn.folders` light
+_VOLUME_FORMATS = {".nii": "NIfTI", ".nii.gz": "NIfTI", ".nrrd": "NRRD", ".nhdr": "NRRD", ".mha": "MetaImage",
+                   ".mhd": "MetaImage"}
 
+
+def two_d_only(path: Path, what: str) -> DatasetError:
+    """The one sentence every 3-D input gets: what it is, that unettui is 2-D only, and how to export slices."""
+    return DatasetError(
+        f"{path} is {what}: unettui segments 2-D images; export its slices as 2-D files (one PNG or TIFF per slice, "
+        "with the same stem in images/ and masks/) and use that folder"
+    )
+
+
+def refuse_volumes(folder: Path) -> None:
+    """A DatasetError naming the first 3-D volume file (NIfTI, NRRD, MetaImage) in ``folder``, if it holds one: such
+    files are never skipped without a word (the folder would look as if it had fewer images)."""
+    try:
+        entries = sorted(folder.iterdir())
+    except OSError:
+        return
+    for p in entries:
+        ext = volume_suffix(p)
+        if ext and not p.name.startswith("."):
+            raise two_d_only(p, f"a 3-D volume ({_VOLUME_FORMATS[ext]})")
+
+
+def read_image_file(path: Path, tiff_pages: str = "error", mask: bool = False, pages_hint: str | None = None
+                    ) -> np.ndarray:
+    """A 2-D image file's pixels as ``[H, W, C]`` (C as stored: 1 grey, 2 grey + alpha or two channels, 3 RGB, 4 RGBA
+    or four channels; a TIFF's samples and, with ``tiff_pages = "channels"``, its pages, any number).
+
+    Nothing is dropped or guessed here: a multi-page TIFF is refused naming its page count unless ``tiff_pages`` says
+    what its pages are ("first": the first page; "channels": every page a channel — not for a ``mask``); an animation
+    (GIF, APNG, WebP with several frames), a 3-D volume file or a 3-D array is refused with the 2-D sentence.
+    TIFFs are read with tifffile (page count, planar samples); compressions it decodes only with imagecodecs (LZW,
+    JPEG, PackBits) fall back to Pillow. Every failure is one DatasetError line naming the file (``pages_hint``: what
+    to do about a refused multi-page TIFF, where setting ``tiff_pages`` is not the remedy: a trained run's inputs)."""
+    path = Path(path)
+    ext = volume_suffix(path)
+    if ext:
+        raise two_d_only(path, f"a 3-D volume ({_VOLUME_FORMATS[ext]})")
     try:
         size = path.stat().st_size
     except OSError as e:
         raise DatasetError(f"cannot read {path}: {_short_reason(e)}") from None
     if size == 0:
         raise DatasetError(f"cannot read {path}: the file is empty (0 bytes); replace or remove it")
+    if path.suffix.lower() in TIFF_EXTENSIONS:
+        arr = _read_tiff(path, tiff_pages, mask, pages_hint)
+    else:
+        arr = _read_other(path)
+    if arr.size == 0:
+        raise DatasetError(f"cannot read {path}: the image has no pixels; replace or remove it")
+    if arr.ndim == 2:
+        return arr[:, :, None]
+    if arr.ndim == 3:
+        return arr
+    raise two_d_only(path, f"a {arr.ndim}-D array of shape {tuple(arr.shape)}")
+
+
+def _read_other(path: Path) -> np.ndarray:
+    import imageio.v3 as iio  # local import: keeps `import unettui.core.learn.folders` light
+
+    frames = _frame_count(path)
+    if frames > 1:
+        raise DatasetError(f"{path} has {frames} frames (an animation): unettui reads one 2-D image per file; save "
+                           "each frame as a file of its own")
     try:
         with warnings.catch_warnings():  # imageio's plugin probing warns about its own deprecations
             warnings.simplefilter("ignore", DeprecationWarning)
             arr = np.asarray(iio.imread(path, index=0))
     except Exception as e:  # any reader failure becomes one clear line
         raise DatasetError(f"cannot read {path}: {_short_reason(e)}; replace or remove it") from None
-    if arr.size == 0:
-        raise DatasetError(f"cannot read {path}: the image has no pixels; replace or remove it")
+    if arr.ndim == 3 and arr.shape[2] > 4:  # no 2-D format stores more than 4 channels: a stack of images
+        raise two_d_only(path, f"a 3-D array of shape {tuple(arr.shape)}")
     return arr
 
 
-def _to_hwc(arr: np.ndarray, path: Path) -> np.ndarray:
-    """[H, W, C] with C in {1, 3} (alpha dropped; grey+alpha -> grey)."""
-    if arr.ndim == 2:
-        return arr[:, :, None]
-    if arr.ndim == 3 and arr.shape[2] in (1, 2, 3, 4):
-        if arr.shape[2] == 2:
-            return arr[:, :, :1]
-        if arr.shape[2] == 4:
-            return arr[:, :, :3]
+def _frame_count(path: Path) -> int:
+    """How many frames Pillow finds in ``path`` (1 where it cannot tell: imageio reads the file then)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return int(getattr(im, "n_frames", 1) or 1)
+    except Exception:  # noqa: BLE001 - not Pillow's to read: the reader below decides
+        return 1
+
+
+def _read_tiff(path: Path, tiff_pages: str, mask: bool, pages_hint: str | None) -> np.ndarray:
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            n = len(tif.pages)
+            if n > 1 and not (tiff_pages == "first" or (tiff_pages == "channels" and not mask)):
+                raise DatasetError(_pages_message(path, n, tif, mask, pages_hint))
+            wanted = range(n) if n > 1 and tiff_pages == "channels" else range(1)
+            pages = [_tiff_page(tif, i, path) for i in wanted]
+    except DatasetError:
+        raise
+    except Exception as e:  # noqa: BLE001 - a torn or foreign file: one line naming it
+        raise DatasetError(f"cannot read {path}: {_short_reason(e)}; replace or remove it") from None
+    pages = [p[:, :, None] if p.ndim == 2 else p for p in pages]
+    if len(pages) == 1:
+        return pages[0]
+    sizes = sorted({p.shape[:2] for p in pages})
+    if len(sizes) > 1:
+        raise DatasetError(f"{path}: its {n} pages have different sizes ({', '.join(f'{w}x{h}' for h, w in sizes)}), "
+                           "so they cannot be the channels of one image (tiff_pages = \"channels\"); use "
+                           "tiff_pages = \"first\" or save one page per file")
+    return np.concatenate(pages, axis=2)
+
+
+_AXES = {"Z": "z-slices", "C": "channels", "T": "time points"}  # what an ImageJ / OME TIFF says its pages are
+
+
+def _pages_message(path: Path, n: int, tif, mask: bool, hint: str | None) -> str:
+    try:
+        series = tif.series[0]
+        parts = [f"{size} {_AXES[a]}" for a, size in zip(str(series.axes), series.shape) if a in _AXES and size > 1]
+    except Exception:  # noqa: BLE001 - what the pages are only makes the message clearer
+        parts = []
+    what = f" ({' x '.join(parts)})" if parts else ""
+    if hint:
+        return f"{path} has {n} pages{what}: {hint}"
+    if mask:
+        return (f"{path} is a mask with {n} pages{what}: a mask is one 2-D label image; save one page per mask "
+                "(tiff_pages = \"first\" reads only the first page of every multi-page TIFF)")
+    return (f"{path} has {n} pages{what}: unettui reads one 2-D image per file; say what the pages are with "
+            "tiff_pages = \"channels\" (the channels of one image) or \"first\" (the first page only), or save "
+            "one page per file (a z-stack or a time series: one slice per file)")
+
+
+def _tiff_page(tif, index: int, path: Path) -> np.ndarray:
+    """One page as [H, W] or [H, W, S]."""
+    page = tif.pages[index]
+    try:
+        arr = np.asarray(page.asarray())
+    except Exception as exc:  # noqa: BLE001 - a compression tifffile decodes only with imagecodecs
+        return _pillow_page(path, index, exc)
+    axes = str(getattr(page, "axes", ""))
+    if len(axes) != arr.ndim:
         return arr
-    raise DatasetError(
-        f"{path} has an unsupported shape {tuple(arr.shape)}: expected a 2-D grey or an RGB/RGBA image"
-    )
+    if "Z" in axes and arr.shape[axes.index("Z")] > 1:
+        raise two_d_only(path, f"a 3-D volume stored in one TIFF page (shape {tuple(arr.shape)}, axes {axes})")
+    arr = arr.squeeze(axis=axes.index("Z")) if "Z" in axes else arr
+    axes = axes.replace("Z", "")
+    if arr.ndim == 3 and axes.startswith("S"):  # planar samples: channels last
+        arr = np.moveaxis(arr, 0, -1)
+    return arr
 
 
-def image_to_float(arr: np.ndarray, path: Path) -> np.ndarray:
-    """float32 [C, H, W] in [0, 1]: 8-bit / 255, bool as 0/1; 16-bit, signed and float images min-max per image.
+def _pillow_page(path: Path, index: int, exc: BaseException) -> np.ndarray:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            im.seek(index)
+            return np.asarray(im)
+    except Exception:  # noqa: BLE001
+        raise DatasetError(f"cannot read {path}: {_short_reason(exc)} (`pip install imagecodecs` decodes it, or save "
+                           "it uncompressed)") from None
+
+
+def alpha_is_constant(hwc: np.ndarray) -> bool:
+    """Whether the last channel of a 2- or 4-channel image is constant (a real alpha channel, not data)."""
+    if hwc.shape[2] not in (2, 4):
+        return False
+    last = hwc[:, :, -1]
+    return bool((last == last.flat[0]).all())
+
+
+def image_to_float(hwc: np.ndarray, path: Path) -> np.ndarray:
+    """float32 [C, H, W] in [0, 1] of an ``[H, W, C]`` image (every channel kept): 8-bit / 255, bool as 0/1; 16-bit,
+    signed and float images min-max per image.
 
     16-bit microscopy and MRI rarely use the full 0..65535 range (a 12-bit camera tops out at 4095),
     so dividing by the dtype's maximum would leave the image nearly black.
     """
-    hwc = _to_hwc(arr, path)
+    if hwc.ndim == 2:
+        hwc = hwc[:, :, None]
     if hwc.dtype == np.bool_:
         out = hwc.astype(np.float32)
     elif hwc.dtype == np.uint8:
@@ -100,18 +240,45 @@ def image_to_float(arr: np.ndarray, path: Path) -> np.ndarray:
     return np.ascontiguousarray(np.clip(out, 0.0, 1.0).transpose(2, 0, 1))
 
 
-def _mask_to_bool(arr: np.ndarray, path: Path) -> np.ndarray:
-    """bool [H, W]: foreground where any colour channel > 0 (alpha ignored).
+def fit_channels(hwc: np.ndarray, path: Path, channels: int, what: str) -> np.ndarray:
+    """``hwc`` with ``channels`` channels for a model trained on that many: a constant alpha (the last of 2 or 4)
+    dropped when the model has fewer, grey replicated for an RGB model; anything else is a DatasetError naming the
+    file, both counts and ``what`` the model is (e.g. "run a was trained on 3-channel images")."""
+    c = hwc.shape[2]
+    if c != channels and c in (2, 4) and alpha_is_constant(hwc):
+        hwc, c = hwc[:, :, :-1], c - 1
+    if c == channels:
+        return hwc
+    if c == 1 and channels == 3:
+        return np.repeat(hwc, 3, axis=2)
+    raise DatasetError(f"{path} has {_channels(hwc)} but {what} on {channels}-channel images; convert it first")
+
+
+def _channels(hwc: np.ndarray) -> str:
+    c = hwc.shape[2]
+    kind = {1: "grey", 3: "RGB"}.get(c)
+    if c in (2, 4):
+        kind = "its last one varies, so it is data, not an alpha" if not alpha_is_constant(hwc) else None
+    return f"{c} channel{'s' if c != 1 else ''}" + (f" ({kind})" if kind else "")
+
+
+def _mask_to_bool(hwc: np.ndarray, path: Path) -> np.ndarray:
+    """bool [H, W]: foreground where any colour channel > 0 (the alpha of a 2- or 4-channel mask ignored).
 
     Lossy formats (JPEG, WebP) are the exception: their compression noise puts small non-zero values all over the
-    background, so there the threshold is half the range (> 127 for 8-bit, > 0.5 for float)."""
-    hwc = _to_hwc(arr, path)
+    background, so there the threshold is half the range (> 127 for 8-bit, > 0.5 for float). A mask whose colour is
+    empty while its alpha varies (foreground drawn as opacity only) is refused: read by its colour it would be empty."""
     if not (np.issubdtype(hwc.dtype, np.number) or hwc.dtype == np.bool_):
         raise DatasetError(f"{path} has an unsupported pixel type {hwc.dtype}: save masks as 0/255 PNG")
+    colour = hwc[:, :, :-1] if hwc.shape[2] in (2, 4) else hwc
     level = 0.0
     if path.suffix.lower() in LOSSY_EXTENSIONS and hwc.dtype != np.bool_:
         level = np.iinfo(hwc.dtype).max / 2 if np.issubdtype(hwc.dtype, np.integer) else 0.5
-    return (np.nan_to_num(hwc.astype(np.float64)) > level).any(axis=2)
+    fg = (np.nan_to_num(colour.astype(np.float64)) > level).any(axis=2)
+    if not fg.any() and hwc.shape[2] in (2, 4) and not alpha_is_constant(hwc):
+        raise DatasetError(f"{path} is a mask whose foreground is drawn only in its alpha channel (its colour is "
+                           "empty); save the mask with its foreground > 0 in the grey or colour channels")
+    return fg
 
 
 def _center_crop(t: torch.Tensor) -> torch.Tensor:
@@ -148,17 +315,20 @@ def _more(items: Sequence[str], limit: int = 5) -> str:
     return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
 
 
-def load_folder(path: Path, image_size: int) -> SegData:
+def load_folder(path: Path, image_size: int, tiff_pages: str = "error", pages_hint: str | None = None) -> SegData:
     """Load ``path/images/`` and ``path/masks/`` (pairs matched by file stem) as a SegData.
 
-    Files: png, tif/tiff, jpg/jpeg, bmp, gif, webp (by extension, case-insensitive),
-    read with ``imageio.v3.imread`` (first frame); hidden files and other
-    extensions are skipped; pairs are sorted by stem.
+    Files: png, tif/tiff, jpg/jpeg, bmp, gif, webp (by extension, case-insensitive); hidden files and other
+    extensions are skipped, a 3-D volume file (NIfTI, NRRD, MetaImage) is refused; pairs are sorted by stem. TIFFs
+    are read with tifffile, the rest with ``imageio.v3.imread``; see ``read_image_file`` for multi-page TIFFs
+    (``tiff_pages``; ``pages_hint``: what to do about a refused one instead of setting it), animations and 3-D arrays.
 
-    Images: grey, grey+alpha, RGB or RGBA (alpha dropped). If any image is RGB
-    all become 3-channel (grey replicated), else 1 channel. 8-bit images are
-    divided by 255; 16-bit, float and signed-integer images are min-max
-    normalised per image.
+    Channels, as they are: every image keeps the channels it has, except a constant last channel of 2- or 4-channel
+    images (an alpha: transparency, not data), dropped when it is constant in every image that has as many channels.
+    A varying second or fourth channel is data (two stains; RGB + near-infrared). Every image must then have the same
+    number of channels, with one exception: in an RGB dataset grey images are replicated to RGB. An odd one out is a
+    DatasetError naming it and both counts. What was dropped or replicated is listed in ``SegData.notes`` (the run's
+    log). 8-bit images are divided by 255; 16-bit, float and signed-integer images are min-max normalised per image.
 
     Masks: any dtype, foreground where any colour channel is > 0 (JPEG/WebP masks: above half the range, since
     their compression noise is non-zero everywhere).
@@ -172,7 +342,7 @@ def load_folder(path: Path, image_size: int) -> SegData:
 
     Raises DatasetError (one line naming the folder or files) for a missing
     folder or subfolder, no images, unpaired files, duplicate stems, an
-    unreadable or empty file, or an image/mask size mismatch.
+    unreadable or empty file, an image/mask size mismatch or mixed channels.
     """
     path = Path(path).expanduser()
     if int(image_size) < 1:
@@ -206,33 +376,79 @@ def load_folder(path: Path, image_size: int) -> SegData:
             "every file in images/ needs a file with the same stem in masks/"
         )
 
+    stems = sorted(images)
     imgs: list[torch.Tensor] = []
     msks: list[torch.Tensor] = []
-    stems = sorted(images)
+    read_as: list[int] = []  # channels as stored
+    varying: set[int] = set()  # channel counts (2, 4) of which some image's last channel varies: data, kept by all
     for stem in stems:
         ip, mp = images[stem], masks[stem]
-        iarr, marr = read_image_file(ip), read_image_file(mp)
+        iarr = read_image_file(ip, tiff_pages, pages_hint=pages_hint)
+        marr = read_image_file(mp, tiff_pages, mask=True, pages_hint=pages_hint)
         ih, iw = iarr.shape[:2]
         mh, mw = marr.shape[:2]
         if (ih, iw) != (mh, mw):
             raise DatasetError(
                 f"size mismatch: image {ip} is {iw}x{ih} (WxH) but mask {mp} is {mw}x{mh}; they must have the same size"
             )
-        img = torch.from_numpy(image_to_float(iarr, ip))
+        c = iarr.shape[2]
+        read_as.append(c)
+        if c in (2, 4) and not alpha_is_constant(iarr):
+            varying.add(c)
+        keep = iarr if c not in (2, 4) or c in varying else iarr[:, :, :-1]  # (re-read below if a later one varies)
+        imgs.append(_square(image_to_float(keep, ip), image_size))
         msk = torch.from_numpy(_mask_to_bool(marr, mp).astype(np.float32))
-        imgs.append(resize_image(_center_crop(img), image_size))
         msks.append(_resize_mask(_center_crop(msk), image_size))
+    for i, c in enumerate(read_as):  # an alpha dropped before an image of as many channels showed it is data
+        if c in varying and imgs[i].shape[0] != c:
+            imgs[i] = _square(image_to_float(read_image_file(images[stems[i]], tiff_pages), images[stems[i]]),
+                              image_size)
 
     if not any(bool(m.any()) for m in msks):
         raise DatasetError(
             f"dataset folder {path}: every mask in masks/ is empty (no pixel > 0), so there is nothing to learn "
             "and Dice would read 1.0 for predicting nothing; masks need their foreground > 0 (e.g. 255 on 0)"
         )
-    channels = 3 if any(t.shape[0] == 3 for t in imgs) else 1
+    counts = [int(t.shape[0]) for t in imgs]
+    channels, notes = _agree(counts, read_as, [images[s] for s in stems], img_dir)
     imgs = [t.expand(channels, -1, -1) if t.shape[0] != channels else t for t in imgs]
     return SegData(
         images=torch.stack(imgs).contiguous().to(torch.float32),
         masks=torch.stack(msks)[:, None].contiguous(),
         names=stems,
         source=str(path),
+        notes=notes,
+    )
+
+
+def _square(chw: np.ndarray, image_size: int) -> torch.Tensor:
+    return resize_image(_center_crop(torch.from_numpy(chw)), image_size)
+
+
+def _agree(counts: list[int], read_as: list[int], files: list[Path], img_dir: Path) -> tuple[int, list[str]]:
+    """The dataset's channel count, and notes on what was dropped or replicated; a DatasetError naming the odd one
+    out when the images disagree."""
+    notes = []
+    dropped = sum(1 for c, r in zip(counts, read_as) if c != r)
+    if dropped:
+        notes.append(f"{dropped} image{'s' if dropped != 1 else ''} had a constant alpha channel (transparency, not "
+                     "data): dropped")
+    kinds = sorted(set(counts))
+    if len(kinds) == 1:
+        return kinds[0], notes
+    if kinds == [1, 3]:
+        grey = counts.count(1)
+        notes.append(f"{grey} grey image{'s' if grey != 1 else ''} replicated to RGB to match the other "
+                     f"{len(counts) - grey}")
+        return 3, notes
+    common = max(kinds, key=lambda k: (counts.count(k), -k))
+    odd = next(i for i, c in enumerate(counts) if c != common)
+    first = next(i for i, c in enumerate(counts) if c == common)
+    others = counts.count(common)
+    varying = " (its last one varies: data, not an alpha)" if counts[odd] in (2, 4) else ""
+    raise DatasetError(
+        f"{img_dir / files[odd].name} has {counts[odd]} channel{'s' if counts[odd] != 1 else ''}{varying} but "
+        f"{files[first].name}{f' and {others - 1} other images' if others > 1 else ''} "
+        f"{'have' if others > 1 else 'has'} {common}: every image of a dataset needs the same channels; convert "
+        "the odd one out (or move it out of images/)"
     )

@@ -93,7 +93,7 @@ def diverged_message(train_loss: float, epoch: int, lr: float) -> str:
 
 # what a trainer holds of its data (shared by a pack's members, see Trainer(data_from=...))
 _DATA_ATTRS = ("names", "train_x", "train_y", "val_x", "val_y", "test_x", "test_y", "n_train", "n_val", "n_test",
-               "val_on_train", "channels")
+               "val_on_train", "channels", "data_notes")
 
 
 def resolve_device(requested: str) -> torch.device:
@@ -150,6 +150,9 @@ class Trainer:
             where = f"{torch.cuda.get_device_name(self.device)} ({self.device})"
         else:
             memory, where = machine_memory(), "this machine"
+        if not n_images and not is_synthetic(cfg.dataset):  # no pairs to count: the folder's own error says why
+            load_dataset(cfg.dataset, cfg.image_size, cfg.num_images, cfg.data_seed, base_dir=project,
+                         tiff_pages=cfg.tiff_pages)
         for key, why in feasibility_problems(cfg, n_images, memory, where, synthetic=is_synthetic(cfg.dataset)):
             raise NotTrainable(f"{key}: {why}")
         if data_from is not None:
@@ -158,7 +161,9 @@ class Trainer:
                 setattr(self, name, getattr(data_from, name))
         else:
             self.data_id = data_id(cfg.dataset, cfg.num_images, cfg.image_size, cfg.data_seed, project)
-            data = load_dataset(cfg.dataset, cfg.image_size, cfg.num_images, cfg.data_seed, base_dir=project)
+            data = load_dataset(cfg.dataset, cfg.image_size, cfg.num_images, cfg.data_seed, base_dir=project,
+                                tiff_pages=cfg.tiff_pages)
+            self.data_notes = list(data.notes)
             images = data.images if dtype is None else data.images.to(dtype)
             if cfg.augment_histeq:  # preprocessing of every input (train and validation), never of masks
                 images = equalize_histogram(images)
@@ -363,6 +368,7 @@ class Trainer:
             "resolved_device": str(self.device),
             "amp_dtype": str(self.amp_dtype).replace("torch.", "") if self.amp_dtype else "off",
             "in_channels": self.channels,
+            "data_notes": list(self.data_notes),
             "n_train": self.n_train,
             "n_val": self.n_val,
             "n_test": self.n_test,

@@ -30,12 +30,23 @@ def sample_dice(truth: np.ndarray, pred: np.ndarray) -> float:
     return 1.0 if denom == 0 else 2 * tp / denom
 
 
+def display_images(img: np.ndarray) -> np.ndarray:
+    """Images ``[K, H, W, C]`` as they are drawn: grey ``[K, H, W]`` (C = 1) or RGB ``[K, H, W, 3]``: C = 3 as it
+    is, two channels as a magenta / green composite (the first in red and blue, the second in green), four or more
+    as their first three."""
+    c = img.shape[-1]
+    if c == 1:
+        return img[..., 0]
+    if c == 2:
+        return np.stack([img[..., 0], img[..., 1], img[..., 0]], axis=-1)
+    return img[..., :3]
+
+
 def save_preview(run_dir: Path, tag: str, *, epoch: int, images, masks, probs, names: list[str]) -> None:
-    """Write preview_<tag>.png and preview_<tag>.npz for a few validation samples (tensors [K,C,H,W])."""
+    """Write preview_<tag>.png and preview_<tag>.npz for a few validation samples (tensors [K,C,H,W]; the images as
+    ``display_images`` draws them)."""
     img = images.numpy() if hasattr(images, "numpy") else np.asarray(images)
-    img = np.transpose(img, (0, 2, 3, 1))  # K,H,W,C
-    if img.shape[-1] == 1:
-        img = img[..., 0]
+    img = display_images(np.transpose(img, (0, 2, 3, 1)))  # K,H,W,C -> grey or RGB
     truth = (np.asarray(masks)[:, 0] > 0.5)
     prob = np.asarray(probs)[:, 0]
     pred = prob > 0.5
