@@ -25,6 +25,7 @@ from ...core.define.config import (
     LOSSES,
     OPTIMIZERS,
     SCHEDULERS,
+    TIFF_PAGES,
     Config,
     ConfigError,
     build_config,
@@ -33,7 +34,7 @@ from ...core.define.config import (
 from ...core.define.edit import SWEEP_CONFIRM, check_id
 from ...core.define.setvalues import format_value, parse_setting, parse_sweep_assignments, sweep_size
 
-CHOICES = {"optimizer": OPTIMIZERS, "scheduler": SCHEDULERS, "loss": LOSSES, "amp": AMP_MODES}
+CHOICES = {"optimizer": OPTIMIZERS, "scheduler": SCHEDULERS, "loss": LOSSES, "amp": AMP_MODES, "tiff_pages": TIFF_PAGES}
 GROUPS = {"dataset": "Data", "base_channels": "Model", "optimizer": "Optimisation",
           "augment.rotate": "Augmentation (training batches only)", "epochs": "Loop"}
 WHERE = "form"
