@@ -153,6 +153,54 @@ class JobState:
             return "requeued"
         return w
 
+    @property
+    def waiting(self) -> str:
+        """Why the scheduler keeps a pending (or requeued) task from starting — squeue's reason (%r: Resources,
+        Priority, PartitionConfig, ReqNodeNotAvail, ...) — or "" for a task that is not waiting or has no reason."""
+        if not self.raw.strip() or self.raw.split()[0].upper() != "PENDING":
+            return ""
+        reason = self.reason.strip()
+        return "" if reason in ("", "None", "(null)") else reason
+
+    @property
+    def label(self) -> str:
+        """The word, with the reason while it waits: ``running``, ``pending (Resources)``, ``requeued (BeginTime)``."""
+        return f"{self.word} ({self.waiting})" if self.waiting else self.word
+
+
+# squeue's reasons for a pending task, in a few words (the ones a user of a study meets; others are shown bare).
+# NEVER: the request itself is the problem, so the task waits until the partition or the request changes.
+NEVER = frozenset({"PartitionConfig", "BadConstraints", "PartitionNodeLimit", "PartitionTimeLimit",
+                   "InvalidAccount", "InvalidQOS", "QOSMaxCpuPerJobLimit", "QOSMaxGRESPerJob", "QOSMaxMemoryPerJob",
+                   "AssocMaxCpuPerJobLimit", "AssocMaxMemPerJob", "AssocMaxWallDurationPerJobLimit",
+                   "QOSMaxWallDurationPerJobLimit"})
+REASONS = {
+    "Resources": "waiting for free resources",
+    "Priority": "other jobs go first",
+    "PartitionConfig": "no node of the partition can run it as asked",
+    "BadConstraints": "no node can satisfy the request",
+    "PartitionNodeLimit": "more nodes than the partition allows",
+    "PartitionTimeLimit": "--time is over the partition's limit",
+    "ReqNodeNotAvail": "the nodes it needs are down, drained or reserved",
+    "BeginTime": "waiting for its start time",
+    "Dependency": "waiting for another job",
+    "JobHeldUser": "held: scontrol release JOB lets it start",
+    "JobHeldAdmin": "held by an administrator",
+    "JobArrayTaskLimit": "the array's throttle (%N) lets no more tasks run",
+}
+
+
+def explain(reason: str) -> str:
+    """``PartitionConfig: no node of the partition can run it as asked; it cannot start: ...`` — a reason with its
+    meaning, and what to do when it means the task never starts."""
+    key = reason.split(",")[0].strip()
+    gloss = REASONS.get(key) or ("a limit of your account, QOS or partition" if "Limit" in key or "Max" in key else "")
+    text = f"{reason}: {gloss}" if gloss else reason
+    if key in NEVER:
+        text += ("; it cannot start until the request or the partition changes: `unettui cancel --all`, then submit "
+                 "a smaller request")
+    return text
+
 
 def _run(cmd: list[str], timeout: float) -> str | None:
     """stdout of ``cmd``, or None when it is missing, fails, or takes longer than ``timeout`` seconds."""
@@ -251,10 +299,11 @@ SCHEDULER = Scheduler()  # one per process: every face of one command (and the T
 
 
 def task_word(backend: dict[str, Any], states: dict[str, JobState]) -> str | None:
-    """The scheduler's word for the job a claim ran in, or None when unknown."""
+    """The scheduler's word for the job a claim ran in, with its reason while it waits (``requeued (BeginTime)``,
+    ``pending (Resources)``: JobState.label), or None when unknown."""
     job = str(backend.get("job") or "")
     st = states.get(job)
-    return st.word if st is not None else None
+    return st.label if st is not None else None
 
 
 # ---- submissions in a few words (ls, the TUI's status line) ---------------------------------------------------
@@ -274,22 +323,43 @@ def summarize(rec: dict[str, Any], states: dict[str, JobState], now: float | Non
         age = (now or time.time()) - float(rec.get("submitted") or 0)
         return f"slurm job {job}{n}: submitted" if age < 600 else None
     counts: dict[str, int] = {}
+    reasons: dict[str, dict[str, int]] = {}  # word -> {reason: tasks} of the tasks that wait
     for st in mine.values():
         counts[st.word] = counts.get(st.word, 0) + 1
+        if st.waiting:
+            why = reasons.setdefault(st.word, {})
+            why[st.waiting] = why.get(st.waiting, 0) + 1
     if not any(w in ACTIVE for w in counts):
         return None
     order = ["running", "requeued", "pending", "completing", "completed", "cancelled", "timeout", "failed"]
     words = sorted(counts, key=lambda w: (order.index(w) if w in order else len(order), w))
-    return f"slurm job {job}{n}: " + ", ".join(f"{counts[w]} {w}" for w in words)
+
+    def why(w: str) -> str:
+        got = reasons.get(w)
+        if not got:
+            return ""
+        if len(got) == 1:  # one reason: what it means
+            return f" ({explain(next(iter(got)))})"
+        return " (" + ", ".join(f"{c} {r}" for r, c in sorted(got.items(), key=lambda rc: (-rc[1], rc[0]))) + ")"
+
+    return f"slurm job {job}{n}: " + ", ".join(f"{counts[w]} {w}{why(w)}" for w in words)
 
 
-def active_submissions(project: Path, scheduler: Scheduler | None = None) -> list[str]:
-    """One line per submission of this project that may still run (asks the scheduler, cached)."""
+def active_submissions(project: Path, scheduler: Scheduler | None = None, run_id: str | None = None) -> list[str]:
+    """One line per submission of this project that may still run (asks the scheduler, cached); with ``run_id``,
+    only the submissions whose tasks may train that experiment (their --only, when given, names it)."""
     recs = records(project)
+    if run_id is not None:
+        recs = [r for r in recs if _may_train(r, run_id)]
     if not recs:
         return []
     states = (scheduler or SCHEDULER).states(str(r["job"]) for r in recs if r.get("job"))
     return [line for line in (summarize(r, states) for r in recs) if line]
+
+
+def _may_train(rec: dict[str, Any], run_id: str) -> bool:
+    only = (rec.get("options") or {}).get("only") if isinstance(rec.get("options"), dict) else None
+    return not only or run_id in only
 
 
 _summary_lock = threading.Lock()

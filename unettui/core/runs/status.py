@@ -203,7 +203,9 @@ class Row:
     status: dict[str, Any] = field(default_factory=dict)
     metrics: list[dict[str, Any]] = field(default_factory=list)  # only when asked for (collect(metrics=True))
     backend: dict[str, Any] = field(default_factory=dict)  # where its claim runs: status.json "backend" ({} local)
-    scheduler: str | None = None  # that job's state in the scheduler's words (pending, running, requeued, cancelled..)
+    # that job's state in the scheduler's words (running, requeued, cancelled, ...), with squeue's reason while it
+    # waits: "pending (Resources)", "requeued (BeginTime)" (slurm_state.JobState.label)
+    scheduler: str | None = None
     configuration: str = ""  # the id its repeats share (its own id when it is not a repeat)
     repeat: int = 1  # 1..repeats: repeats of one configuration differ only in their seed
 
@@ -249,8 +251,9 @@ class Row:
 
     @property
     def job_label(self) -> str:
-        """``slurm 42_3 running``: the job a running or interrupted run's claim is in and the scheduler's state of it
-        (beside the run's own state); "" for a local claim or a finished run."""
+        """``slurm 42_3 running``, ``slurm 42_3 requeued (Resources)``: the job a running or interrupted run's claim is
+        in and the scheduler's state of it, with its reason while it waits (beside the run's own state); "" for a
+        local claim or a finished run."""
         if not self.backend or self.state not in (State.RUNNING, State.INTERRUPTED):
             return ""
         return " ".join(str(x) for x in (self.backend.get("kind"), self.backend.get("job"), self.scheduler) if x)
