@@ -40,6 +40,7 @@ def submit(proj, *args):
     out = run_cli("run", "--headless", "--backend", "slurm", "-p", str(proj), "--time", "5", "--cpus-per-run", "1",
                   *args, timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr
+    assert "warning" not in out.stderr, out.stderr  # a node can run what they ask
     return re.search(r"submitted slurm job (\d+)", out.stdout).group(1), out
 
 
@@ -197,8 +198,10 @@ def test_the_warning_signal_checkpoints_requeues_and_the_task_resumes_exactly(sl
     # (--time 1) takes 20-50 s more because slurmctld checks time limits every 30 s
     subprocess.run(["scancel", "--signal=USR2", job], check=True)
     wait(lambda: run.status()["state"] == "interrupted", 30, "the checkpoint: the run interrupted")
-    row = wait(lambda: next((r for r in rows(proj) if r.scheduler == "requeued"), None), 30, "the task requeued")
-    assert row.state is State.INTERRUPTED and row.label.endswith(f"· slurm {job} requeued")
+    row = wait(lambda: next((r for r in rows(proj) if (r.scheduler or "").startswith("requeued")), None), 30,
+               "the task requeued")
+    # beside the state: the scheduler's word and, while the task waits to start again, its reason (BeginTime, ...)
+    assert row.state is State.INTERRUPTED and re.search(rf"· slurm {job} requeued( \(\w+\))?$", row.label), row.label
     wait(lambda: run.status()["state"] == "done", 150, "the requeued task to finish the run")
     assert metrics(proj) == reference()
     st = run.status()
@@ -220,6 +223,72 @@ def test_cancel_all_cancels_what_the_project_submitted(slurm_project):
     out = run_cli("ls", "-p", str(proj))
     assert f"slurm job {job}" not in out.stdout  # nothing of it may still run
     assert all(r.state is not State.RUNNING for r in rows(proj))
+
+
+def test_a_request_no_node_can_run_is_submitted_with_a_warning_and_ls_says_why_it_waits(slurm_project):
+    """SLURM accepts --cpus-per-task 64 on this 2-CPU node and keeps the job pending for ever (PartitionConfig)."""
+    proj = slurm_project(THREE)
+    out = run_cli("run", "--headless", "--backend", "slurm", "-p", str(proj), "--time", "5", "--cpus-per-run", "64",
+                  "--max-parallel", "1", timeout=120, stdin=subprocess.DEVNULL)
+    assert out.returncode == 0, out.stdout + out.stderr  # still submitted: sbatch took it
+    job = re.search(r"submitted slurm job (\d+)", out.stdout).group(1)
+    assert re.fullmatch(r"warning: no node of partition debug can run a task of --cpus-per-run 64 \(its \d+ nodes?: "
+                        r"at most \d+ CPUs?\); SLURM accepted the job but its tasks will stay pending .*\n",
+                        out.stderr), out.stderr
+    why = wait(lambda: (tasks(job).get(job) or None) and tasks(job)[job].waiting, 30, "squeue's reason")
+    assert tasks(job)[job].word == "pending"
+    # ls and show say why it waits, beside its state, in the scheduler's word (PartitionConfig here)
+    out = run_cli("ls", "-p", str(proj))
+    assert f"slurm job {job} (1 task): 1 pending ({why}" in " ".join(out.stdout.split()), out.stdout
+    out = run_cli("show", "e0", "-p", str(proj), env={"COLUMNS": "250"})
+    assert "run it with: unettui run --headless --only e0" in out.stdout
+    assert f"to be trained by slurm job {job} (1 task): 1 pending ({why}" in out.stdout, out.stdout
+    # nothing trains e0: cancel e0 refuses in one line, and the job is left alone
+    out = run_cli("cancel", "e0", "-p", str(proj), stdin=subprocess.DEVNULL)
+    assert out.returncode == 1 and out.stderr.count("\n") == 1, out.stderr
+    assert out.stderr.startswith("error: 'e0' is pending: no runner has claimed it, nothing to cancel"), out.stderr
+    assert tasks(job)[job].word == "pending"
+
+
+PACKED = ("[[experiment]]\nid = 'short'\nepochs = 1\nbatch_size = 2\n"  # trained alone (another batch size), first
+          + "".join(f"[[experiment]]\nid = 'p{i}'\nseed = {i}\nepochs = 2000\n" for i in range(3)))
+
+
+def test_cancel_id_stops_the_task_training_id_or_nothing(slurm_project):  # ~7 s
+    """One pilot task trains 'short', then moves on to the pack p0, p1, p2: cancelling 'short' (done) must not stop
+    the pack; cancelling a pack member needs --pack when not on a terminal, and then names every member."""
+    proj = slurm_project(PACKED)
+    job, _ = submit(proj, "--max-parallel", "1", "--pack", "3")
+    store = RunStore(proj)
+    packed = [store.run(f"p{i}") for i in range(3)]
+    wait(lambda: store.run("short").status() and store.run("short").status()["state"] == "done"
+         and all((r.status() or {}).get("epoch", 0) >= 1 for r in packed), 120, "short done, the pack training")
+    assert all(r.status()["backend"]["job"] == job for r in packed)
+
+    def still_training():
+        before = [r.status()["epoch"] for r in packed]
+        assert tasks(job)[job].word == "running"
+        wait(lambda: all(r.status()["state"] == "running" and r.status()["epoch"] > b for r, b in zip(packed, before)),
+             30, "the pack to train on")
+
+    out = run_cli("cancel", "short", "-p", str(proj), stdin=subprocess.DEVNULL)
+    assert out.returncode == 1 and out.stderr == "error: 'short' is done: nothing to cancel\n", out.stderr
+    still_training()  # the task that trained 'short' and what it trains now are untouched
+    out = run_cli("cancel", "p0", "-p", str(proj), stdin=subprocess.DEVNULL)  # not a terminal: not asked
+    assert out.returncode == 1 and out.stderr.count("\n") == 1, out.stderr
+    assert out.stderr.startswith(f"error: 'p0' trains in one pack with p1, p2 in slurm task {job}: cancelling it "
+                                 "stops the whole pack (3 runs"), out.stderr
+    assert "pass --pack (or --yes)" in out.stderr
+    still_training()
+    out = run_cli("cancel", "p0", "--pack", "-p", str(proj), stdin=subprocess.DEVNULL)
+    assert out.returncode == 0, out.stderr
+    first, second = out.stdout.splitlines()
+    assert first == f"cancelled slurm task {job}, which was training the pack p0, p1, p2"
+    assert "the task stops with it and trains nothing else; it was its job's last task" in second
+    wait(lambda: all(r.status()["state"] == "interrupted" for r in packed), 30, "the pack left interrupted")
+    wait(lambda: tasks(job)[job].word == "cancelled", 30, "the task cancelled")
+    out = run_cli("cancel", "p1", "-p", str(proj), stdin=subprocess.DEVNULL)
+    assert out.returncode == 1 and out.stderr.startswith("error: 'p1' is interrupted "), out.stderr
 
 
 def _nothing_recorded(proj):

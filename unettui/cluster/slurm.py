@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import re
 import shutil
 import subprocess
 import sys
@@ -101,6 +102,95 @@ def partitions() -> list[str]:
     except (OSError, subprocess.SubprocessError):
         return []
     return sorted({p.strip().rstrip("*") for p in out.stdout.split() if p.strip()})  # "debug*": the default
+
+
+@dataclass(frozen=True)
+class Node:
+    """One node of a partition as ``sinfo -N`` reports it."""
+
+    name: str
+    partition: str
+    cpus: int
+    mem_mb: int | None  # RealMemory
+    gpus: int
+
+
+def _int_of(text: str) -> int | None:
+    text = text.strip().rstrip("+")
+    return int(text) if text.isdigit() else None
+
+
+def gpus_of(gres: str) -> int:
+    """GPUs in sinfo's %G: ``gpu:4``, ``gpu:a100:2(S:0-1),mps:200``, ``(null)`` -> 4, 2, 0."""
+    total = 0
+    for item in re.sub(r"\([^)]*\)", "", gres or "").split(","):
+        parts = item.strip().split(":")
+        if parts[0] != "gpu":
+            continue
+        total += int(parts[-1]) if len(parts) > 1 and parts[-1].isdigit() else 1
+    return total
+
+
+def mem_mb(text: str) -> int | None:
+    """Megabytes of a SLURM memory size (``16G``, ``4000``, ``4000M``, ``1T``, ``512K``); None when it is not one
+    (or 0: all of a node's memory)."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)B?\s*", str(text), re.IGNORECASE)
+    if not m:
+        return None
+    value = float(m.group(1)) * {"K": 1 / 1024, "M": 1, "G": 1024, "T": 1024 * 1024, "": 1}[m.group(2).upper()]
+    return int(value + 0.999) or None
+
+
+def partition_nodes(partition: str | None) -> list[Node] | None:
+    """The nodes of ``partition`` (the default one when None), or None when sinfo cannot say."""
+    if shutil.which("sinfo") is None:
+        return None
+    try:
+        out = _run(["sinfo", "-h", "-N", "-o", "%N|%c|%m|%G|%P"] + (["-p", partition] if partition else []), 15)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if out.returncode != 0:
+        return None
+    nodes = []
+    for line in out.stdout.splitlines():
+        parts = line.split("|")
+        if len(parts) < 5:
+            continue
+        name, cpus, mem, gres, part = (x.strip() for x in parts[:5])
+        if partition is None and not part.endswith("*"):
+            continue
+        if _int_of(cpus) is None:
+            continue
+        nodes.append(Node(name, part.rstrip("*"), _int_of(cpus) or 0, _int_of(mem), gpus_of(gres)))
+    return nodes or None
+
+
+def unsatisfiable(opts: SlurmOptions) -> str | None:
+    """One line when no node of the partition can give one task what ``opts`` asks (--cpus-per-run, --gpus-per-run,
+    --mem): SLURM may accept such a job and keep it pending for ever (reason PartitionConfig, Resources, ...). None
+    when a node can, or when sinfo cannot say."""
+    nodes = partition_nodes(opts.partition)
+    if not nodes:
+        return None
+    cpus, gpus = int(opts.cpus_per_run or 1), int(opts.gpus_per_run or 0)
+    mem = mem_mb(opts.mem) if opts.mem else None
+    mems = [n.mem_mb for n in nodes if n.mem_mb is not None]
+
+    def fits(n: Node) -> bool:
+        return n.cpus >= cpus and n.gpus >= gpus and (mem is None or n.mem_mb is None or n.mem_mb >= mem)
+
+    if any(fits(n) for n in nodes):
+        return None
+    asked = [f"--cpus-per-run {cpus}"] + ([f"--gpus-per-run {gpus}"] if gpus else []) + \
+        ([f"--mem {opts.mem}"] if mem is not None else [])
+    top_cpus, top_gpus = max(n.cpus for n in nodes), max(n.gpus for n in nodes)
+    most = [f"{top_cpus} CPU{'s' if top_cpus != 1 else ''}"] + \
+        ([f"{top_gpus} GPU{'s' if top_gpus != 1 else ''}"] if gpus else []) + \
+        ([f"{max(mems)}M memory"] if mem and mems else [])
+    part = opts.partition or nodes[0].partition
+    return (f"no node of partition {part} can run a task of {' '.join(asked)} (its {len(nodes)} "
+            f"node{'s' if len(nodes) != 1 else ''}: at most {', '.join(most)}); SLURM accepted the job but its tasks "
+            "will stay pending (`unettui ls` shows why): `unettui cancel --all`, then submit a smaller request")
 
 
 def sbatch_message(text: str) -> str:
@@ -292,28 +382,142 @@ def cancel_all(project: Path) -> list[str]:
     return done
 
 
-def cancel_run(project: Path, run_id: str) -> str:
-    """scancel the task that trains (or is requeued to resume) ``run_id``; raises SlurmError when it is in none."""
-    from ..core.runs.status import State, judge_run
+# the scheduler's words for a task that may be training right now (a suspended one holds its run too)
+HOLDING = frozenset({"running", "suspended", "stopped"})
 
-    run = RunStore(project).run(run_id)
-    st = run.status() or {}
-    backend = backend_of(st)
-    if not backend or backend.get("kind") != "slurm":
-        raise SlurmError(f"'{run_id}' was not claimed by a SLURM task (state {judge_run(run, None).state}); "
-                         "nothing to cancel")
+
+@dataclass
+class CancelPlan:
+    """What ``unettui cancel ID`` would stop: the SLURM task that trains ID now, and everything that task holds."""
+
+    run_id: str
+    job: str  # the task: "42_3" (an array task) or "42"
+    word: str | None  # the scheduler's word for it (None: not known, e.g. squeue answered nothing)
+    claim: dict[str, Any]  # run_id's status.json when planned: the claim that must still be there when cancelling
+    label: str  # run_id's state as `ls` shows it ("running 3/20 · slurm 42_3 running")
+    mates: list[str] = field(default_factory=list)  # the other members of its pack, running in the same task
+    mate_claims: dict[str, dict[str, Any]] = field(default_factory=dict)
+    pilot: bool = False  # a task of a unettui submission: it would go on claiming other experiments
+    others: int = 0  # other tasks of the same job that may still run (they keep going)
+
+    @property
+    def runs(self) -> list[str]:
+        return [self.run_id] + self.mates
+
+
+def _same_claim(then: dict[str, Any], now: dict[str, Any] | None) -> bool:
+    """Whether status.json ``now`` is still the claim ``then``: the same runner in the same task, still running, its
+    process alive (on this host) or its heartbeat fresh (from another)."""
+    from ..core.runs.store import claim_alive
+
+    if not now or now.get("state") != "running" or not claim_alive(now):
+        return False
+    keys = ("host", "pid", "token", "started")
+    return all(now.get(k) == then.get(k) for k in keys) and backend_of(now) == backend_of(then)
+
+
+def _not_running(run_id: str, row) -> str:
+    """The one line that refuses to cancel a run that no task is training."""
+    from ..core.runs.status import State
+
+    state = row.state if row is not None else State.PENDING
+    label = row.label if row is not None else state.value
+    if state is State.PENDING:
+        return (f"'{run_id}' is {label}: no runner has claimed it, nothing to cancel (`unettui cancel --all` stops "
+                "every SLURM job of this project)")
+    if state is State.INTERRUPTED:
+        return (f"'{run_id}' is {label}: no runner trains it now, nothing to cancel (the next runner resumes it; "
+                f"`unettui rm {run_id}` keeps it from training)")
+    return f"'{run_id}' is {label}: nothing to cancel"
+
+
+def plan_cancel(project: Path, run_id: str, queue=None) -> CancelPlan:
+    """What cancelling ``run_id`` stops, asked of the run's status.json and of the scheduler now. Raises SlurmError
+    (one line naming the run and its state) unless a live SLURM task is training ``run_id`` this moment."""
+    from ..core.define.queue import load_queue
+    from ..core.runs.status import State, collect, judge_run
+
+    project = Path(project)
+    store = RunStore(project)
+    if queue is None:
+        try:
+            queue = load_queue(project)
+        except Exception:  # noqa: BLE001 - a broken queue file: the run folder still says what trains it
+            queue = None
+    found = collect(queue, store, ids=[run_id], scheduler=None)
+    row = found[0] if found else None
+    if row is None or row.state is not State.RUNNING:
+        raise SlurmError(_not_running(run_id, row))
+    claim = dict(row.status)
+    backend = backend_of(claim)
+    if backend.get("kind") != "slurm":
+        raise SlurmError(f"'{run_id}' is {row.label} on host {claim.get('host', '?')} pid {claim.get('pid', '?')}, "
+                         "not in a SLURM task: nothing to cancel here (stop that runner: Ctrl-C, or kill its pid "
+                         "on its host)")
     job = str(backend["job"])
     SCHEDULER.forget()
-    task = SCHEDULER.states([job]).get(job)
-    state = judge_run(run, None).state
-    if state is not State.RUNNING and (task is None or task.word not in ACTIVE):
-        raise SlurmError(f"'{run_id}' is {state}; its SLURM task {job} is "
-                         f"{task.word if task else 'no longer known to the scheduler'}: nothing to cancel")
-    _scancel(job)
+    states = SCHEDULER.states([job])
+    task = states.get(job)
+    if task is not None and task.word not in HOLDING:
+        raise SlurmError(f"'{run_id}' is {row.label}, but its SLURM task {job} is {task.label}: it trains nothing "
+                         "now, nothing to cancel (the run is resumed once its claim goes stale)")
+    plan = CancelPlan(run_id, job, task.word if task else None, claim, row.label,
+                      pilot=bool(backend.get("submission")),
+                      others=sum(1 for k, v in states.items() if k != job and base_id(k) == base_id(job)
+                                 and v.word in ACTIVE))
+    cfg = store.run(run_id).config() or {}
+    members = cfg.get("pack_members") if isinstance(cfg.get("pack_members"), list) else []
+    if isinstance(cfg.get("pack_size"), int) and cfg["pack_size"] > 1:
+        for mate in members:
+            if not isinstance(mate, str) or mate == run_id:
+                continue
+            mate_run = store.run(mate)
+            st = mate_run.status() or {}
+            if (judge_run(mate_run, None).state is State.RUNNING and backend_of(st) == backend
+                    and st.get("token") == claim.get("token")):
+                plan.mates.append(mate)
+                plan.mate_claims[mate] = dict(st)
+    return plan
+
+
+def describe_pack(plan: CancelPlan) -> str:
+    """One line: what cancelling a pack member stops (the question asked before it is done)."""
+    return (f"'{plan.run_id}' trains in one pack with {', '.join(plan.mates)} in slurm task {plan.job}: cancelling it "
+            f"stops the whole pack ({len(plan.runs)} runs, left interrupted) and the task, with everything it would "
+            "still train")
+
+
+def cancel_plan(project: Path, plan: CancelPlan) -> list[str]:
+    """scancel ``plan``'s task if — checked again this moment — it still trains the runs the plan names; the lines
+    that say what was stopped. Raises SlurmError (nothing cancelled) when the task has moved on meanwhile."""
+    store = RunStore(project)
+    for rid, then in [(plan.run_id, plan.claim)] + list(plan.mate_claims.items()):
+        now = store.run(rid).status()
+        if _same_claim(then, now):
+            continue
+        if now and now.get("state") == "running":
+            raise SlurmError(f"'{rid}' is no longer trained by slurm task {plan.job} (claimed again since, or its "
+                             "runner is gone): nothing cancelled")
+        raise SlurmError(f"'{rid}' is {(now or {}).get('state') or 'no longer claimed'} now (slurm task {plan.job} "
+                         "finished it or moved on): nothing cancelled")
+    _scancel(plan.job)
     SCHEDULER.forget()
-    return (f"cancelled slurm task {job} ({task.word if task else 'state unknown'}), which trains '{run_id}'; "
-            "its run is left interrupted and resumes from its checkpoint with the next runner (other tasks of the "
-            "job, `unettui run`, or a new submission)")
+    if plan.mates:
+        first = f"cancelled slurm task {plan.job}, which was training the pack {', '.join(plan.runs)}"
+        runs = f"the {len(plan.runs)} runs are left interrupted and resume"
+    else:
+        first = f"cancelled slurm task {plan.job}, which was training '{plan.run_id}' ({plan.label.split(' · ')[0]})"
+        runs = f"'{plan.run_id}' is left interrupted and resumes"
+    if not plan.pilot:
+        rest = "the SLURM job stops with it (it was not submitted by unettui)"
+    elif plan.others:
+        rest = (f"the task stops with it and trains nothing else; the job's {plan.others} other "
+                f"task{'s' if plan.others != 1 else ''} keep{'s' if plan.others == 1 else ''} going")
+    else:
+        rest = ("the task stops with it and trains nothing else; it was its job's last task that may run, so nothing "
+                "of that submission trains any more")
+    who = "another task, `unettui run`, or a new submission" if plan.others else "`unettui run`, or a new submission"
+    return [first, f"  {rest}; {runs} from the checkpoint with the next runner ({who})"]
 
 
 def _mark(project: Path, rec: dict[str, Any], what: str) -> None:
