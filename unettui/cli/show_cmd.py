@@ -208,6 +208,41 @@ def _missing_files(run, state, st: dict[str, Any]) -> list[str]:
     return ["missing: " + ", ".join(missing)] if missing else []
 
 
+def next_step(row, exp_id: str, where: str) -> str | None:
+    """The command that moves a run on from its state (a hint that works for that state), or None."""
+    from ..core.runs.status import State
+
+    if not row.in_queue or row.state is State.INVALID:
+        return None  # not trainable as it is: the header and error say why
+    if row.state is State.FAILED:  # `run` passes a failed run by: retry archives it and makes it pending again
+        return (f"train it again from scratch (once its error is dealt with): unettui retry {exp_id}{where}, then "
+                f"unettui run --headless --only {exp_id}{where}")
+    if row.state is State.PENDING:
+        return f"run it with: unettui run --headless --only {exp_id}{where}"
+    if row.state is State.INTERRUPTED:
+        return f"resume it with: unettui run --headless --only {exp_id}{where}"
+    if row.state is State.CHANGED:
+        return (f"train it again with: unettui run --headless --only {exp_id}{where} (from scratch; this attempt is "
+                "kept in runs/ID/attempts/)").replace("runs/ID/", f"runs/{exp_id}/")
+    if row.state is State.RUNNING and row.backend.get("kind") == "slurm":
+        return f"stop it with: unettui cancel {exp_id}{where}"
+    return None
+
+
+def _waiting_for(console, project: Path, exp_id: str, row) -> None:
+    """The SLURM submissions of this project that may still train a run no task holds now, with the scheduler's
+    state of their tasks (and why they wait)."""
+    from rich.text import Text
+
+    from ..core.runs.slurm_state import active_submissions
+    from ..core.runs.status import TRAINABLE
+
+    if row.state not in TRAINABLE or not row.in_queue:
+        return
+    for line in active_submissions(project, run_id=exp_id):
+        console.print(Text(f"  to be trained by {line}"), overflow="fold")
+
+
 @app.command()
 def show(
     exp_id: str = typer.Argument(..., metavar="ID", help="Experiment id (see `unettui ls`)."),
@@ -246,7 +281,8 @@ def show(
             console.print(Text(f"{exp_id}: pending, not run yet ({exp.origin})", style="bold"))
             _config_section(console, exp.config.to_dict(), "config (resolved)")
             where = "" if str(project) == "." else f" -p {project}"
-            console.print(Text(f"run it with: unettui run --headless --only {exp_id}{where}"))
+            console.print(Text(next_step(row, exp_id, where) or ""))
+            _waiting_for(console, project, exp_id, row)
         from ..core.runs.store import ATTEMPTS
 
         leftovers = [p.name for p in run.path.iterdir() if not p.name.startswith(".")] if run.exists() else []
@@ -296,6 +332,10 @@ def show(
     if older:
         console.print(Text(f"  earlier attempts: {', '.join(p.name for p in older)}"
                            f" (their logs: unettui logs {exp_id} --attempt N)"))
+    hint = next_step(row, exp_id, "" if str(project) == "." else f" -p {project}")
+    if hint:
+        console.print(Text(hint))
+    _waiting_for(console, project, exp_id, row)
 
     cfg = as_dict(run.config())
     if cfg and row.change_text:
