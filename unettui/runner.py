@@ -41,12 +41,60 @@ from .core.runs.store import (
 )
 
 HEARTBEAT_INTERVAL = 5.0
-# `--pack auto` on CUDA: experiments packed together at most, until a GPU measurement sets it (README, "Packs");
-# on the CPU auto is off (a CPU is compute-bound: packing gains nothing there)
+# `--pack auto` on CUDA: experiments packed together at most, once the packs' GPU check passed on this pack code (its
+# record may set another size: "auto_pack"); on the CPU auto packs no new experiments (a CPU is compute-bound: packing
+# gains nothing there)
 AUTO_PACK_CUDA = 8
 INDEX_EVERY = 600.0  # seconds between a runner's refreshes of the run index while its queue runs (refresh_index)
 INDEX_SHARE = 0.05  # ... and at most this share of its time: a slow filesystem spaces them further apart
 PACK_MEMORY_SHARE = 0.8  # a pack is made no larger than this share of the device's memory holds (feasible.py)
+
+# ---- packs on a GPU only once measured ----------------------------------------------------------------------------
+# The packs' GPU check (scripts/gpu_pack_check.sh: the CUDA pack tests and `bench --pack` on a GPU) writes its record
+# here, in the package, so that an installed unettui reads it too. `--pack auto` packs on CUDA only while the record
+# says "pass" for the pack code installed now: the hash of these files (under unettui/), whose code a pack runs.
+PACK_CHECK_FILE = Path(__file__).with_name("pack_check.json")
+PACK_CHECK_SCRIPT = "scripts/gpu_pack_check.sh"
+PACK_CODE_FILES = ("core/learn/pack.py", "core/learn/pack_train.py", "core/learn/train.py", "core/learn/model.py",
+                   "core/learn/losses.py", "core/learn/optim.py", "core/learn/augment.py")
+
+
+def pack_code_hash(root: Path | None = None) -> str:
+    """sha256 over PACK_CODE_FILES (each one's path and bytes; a missing file counts as missing) under ``root`` (this
+    package by default): what the GPU check records, and what `--pack auto` compares with the installed code."""
+    import hashlib
+
+    root = Path(__file__).parent if root is None else Path(root)
+    digest = hashlib.sha256()
+    for rel in PACK_CODE_FILES:
+        try:
+            data: bytes | None = (root / rel).read_bytes()
+        except OSError:
+            data = None
+        digest.update(rel.encode() + b"\0")
+        digest.update(b"missing" if data is None else len(data).to_bytes(8, "big") + data)
+    return digest.hexdigest()
+
+
+def read_pack_check(path: Path | None = None) -> dict[str, Any] | None:
+    """The packs' GPU check record (PACK_CHECK_FILE by default): None when there is none; a file that cannot be read
+    as a JSON object is a check that did not pass (verdict "unreadable")."""
+    import json
+
+    path = PACK_CHECK_FILE if path is None else Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        return {"verdict": "unreadable", "reasons": [f"{path.name} cannot be read ({exc})"]}
+    try:
+        record = json.loads(text)
+    except ValueError as exc:
+        return {"verdict": "unreadable", "reasons": [f"{path.name} is not JSON ({exc})"]}
+    if not isinstance(record, dict):
+        return {"verdict": "unreadable", "reasons": [f"{path.name} is not a JSON object"]}
+    return record
 
 
 def parse_pack(value: str | int | None) -> str | int:
@@ -61,14 +109,74 @@ def parse_pack(value: str | int | None) -> str | int:
     raise ValueError(f"--pack {value}: use auto, off or a number of experiments >= 1")
 
 
-def pack_limit(pack: str | int, device_type: str) -> int:
-    """At most how many experiments one pack trains: N, 1 for off, and for auto 1 on the CPU (or another non-CUDA
-    device) and AUTO_PACK_CUDA on CUDA."""
-    if pack == "off":
-        return 1
-    if pack == "auto":
-        return AUTO_PACK_CUDA if device_type == "cuda" else 1
-    return max(1, int(pack))
+@dataclass(frozen=True)
+class PackDecision:
+    """What a runner does with new experiments on one device: at most ``limit`` in a pack (1: each alone), and the one
+    line its log gives for it. ``checked``: a passing GPU check of the installed pack code is on record."""
+
+    limit: int
+    line: str
+    checked: bool = False
+
+
+def _check_said(record: dict[str, Any]) -> str:
+    """'commit 9b366e1db on 2026-11-26, NVIDIA H200, torch 2.11.0+cu130': what a check record says of itself."""
+    commit = str(record.get("commit") or "?")[:9] + (" with uncommitted changes" if record.get("dirty") else "")
+    bits = [f"commit {commit}", f"on {str(record.get('date') or '?')[:10]}"]
+    if record.get("device"):
+        bits.append(str(record["device"]))
+    if record.get("torch"):
+        bits.append(f"torch {record['torch']}")
+    return ", ".join(bits)
+
+
+def decide_pack(pack: str | int, device: Any, check: dict[str, Any] | Path | None = PACK_CHECK_FILE,
+                code_hash: str | None = None) -> PackDecision:
+    """The one decision every runner (`run`, its --workers, SLURM pilot tasks, the TUI's runner) takes for new
+    experiments on ``device`` (a torch.device or its name: "cpu", "cuda:0", ...), from ``pack`` (parse_pack's value)
+    and the packs' GPU check (a record, the path of one, or None: no record):
+
+    - off (or 1): each alone; N: up to N (on CUDA the line says so when no passing check of this pack code exists);
+    - auto: each alone on the CPU (and any non-CUDA device); on CUDA up to the record's "auto_pack" (AUTO_PACK_CUDA)
+      while its verdict is "pass" for the installed pack code (pack_code_hash), else each alone, saying why.
+
+    Runs interrupted in a pack resume in that pack under auto whatever this says (Runner.claim_pack)."""
+    dev = str(device)
+    cuda = dev.split(":")[0] == "cuda"
+    if pack in ("off", 1):
+        return PackDecision(1, "packs: off (--pack off): every experiment trains alone")
+    record = read_pack_check(check) if isinstance(check, Path) else check
+    why = ""
+    if cuda:
+        if not record:
+            why = f"no GPU check of the pack code on record ({PACK_CHECK_SCRIPT})"
+        elif record.get("verdict") != "pass":
+            reasons = record.get("reasons") if isinstance(record.get("reasons"), list) else []
+            why = (f"the pack code's GPU check did not pass ({_check_said(record)}"
+                   + (f": {'; '.join(str(r) for r in reasons[:2])}" if reasons else "") + f"; {PACK_CHECK_SCRIPT})")
+        elif record.get("code_hash") != (code_hash or pack_code_hash()):
+            why = (f"the pack code changed since its GPU check passed ({_check_said(record)}); "
+                   f"{PACK_CHECK_SCRIPT} checks it again")
+    passed = cuda and not why
+    if pack != "auto":
+        n = max(1, int(pack))
+        said = f"; note: {why}" if why else (f"; the pack code's GPU check passed ({_check_said(record)})"
+                                             if passed else "")
+        return PackDecision(n, f"packs: up to {n} on {dev} (--pack {n}){said}", passed)
+    resume = "runs interrupted in a pack resume in it"
+    if not cuda:
+        return PackDecision(1, f"packs: off on {dev}: --pack auto packs on CUDA only (on a CPU packs gain nothing); "
+                               f"{resume}; --pack N packs anyway")
+    if why:
+        return PackDecision(1, f"packs: off on {dev}: {why}; {resume}; --pack {AUTO_PACK_CUDA} packs anyway")
+    assert record is not None
+    auto = record.get("auto_pack", AUTO_PACK_CUDA)
+    auto = auto if isinstance(auto, int) and not isinstance(auto, bool) and auto >= 1 else AUTO_PACK_CUDA
+    if auto == 1:
+        return PackDecision(1, f"packs: off on {dev}: the pack code's GPU check passed but measured no speed-up from "
+                               f"packs ({_check_said(record)}); {resume}; --pack {AUTO_PACK_CUDA} packs anyway", True)
+    return PackDecision(auto, f"packs: up to {auto} on {dev}: the pack code's GPU check passed "
+                              f"({_check_said(record)}); --pack off trains each alone", True)
 
 
 class Reporter(Protocol):
@@ -208,6 +316,9 @@ class Runner:
         self._training: dict[str, Experiment] = {}  # the experiments being trained, by id
         self._abandons: dict[str, str] = {}  # why a run in training is to stop after its epoch (redefined, removed)
         self._index_due = time.monotonic() + INDEX_EVERY  # the next refresh of the run index (_keep_index)
+        self._pack_decisions: dict[str, PackDecision] = {}  # decide_pack's, by device (told once: reporter.note)
+        self._pack_line = ""  # the packs line of the runs claimed last, for their run.log (claim_pack)
+        self._pack_resume = False  # ... and whether they resume a pack
         # where this runner runs, recorded in its claims (a SLURM job: from its task, else from SLURM_* variables)
         self.backend = backend if backend is not None else backend_from_env()
 
@@ -233,8 +344,9 @@ class Runner:
 
     # ---- claiming ------------------------------------------------------------------
     def _claimable(self, exp: Experiment, run: Run, data: DataIds) -> tuple[str, Judgement] | None:
-        """Why ``exp`` should run now — 'new', 'resume' or 'restart' (its definition or data changed: the earlier
-        attempt is archived first) — or None to pass it by."""
+        """Why ``exp`` should run now — 'new', 'resume' (interrupted), 'promote' (done short of its target: a
+        successive-halving promotion), or 'restart' (its definition or data changed: the earlier attempt is archived
+        first) — or None to pass it by."""
         verdict = judge_run(run, exp.config, data, stale_after=self.stale_after)
         state = verdict.state
         if state is State.PENDING:
@@ -244,7 +356,7 @@ class Runner:
         if state is State.CHANGED:
             return "restart", verdict
         if state is State.DONE and short_of(run.summary(), exp.target_epochs):
-            return "resume", verdict  # a successive-halving promotion, or a stage that stopped pruning: train on
+            return "promote", verdict  # a successive-halving promotion, or a stage that stopped pruning: train on
         if state is State.DAMAGED:
             self._skip_once(exp, f"damaged: {run.status_damage()}",
                             f"; `unettui retry {exp.id}` archives it and trains it again")
@@ -255,14 +367,27 @@ class Runner:
             self._noted.add((exp.id, why))
             self.reporter.note(exp, f"skipped: {why}{hint}")
 
-    def claim_pack(self, queue: Queue, seen_invalid: set[str], limit: int | None = None
-                   ) -> list[tuple[Experiment, Run, str]]:
-        """Under the queue lock, claim the first claimable experiment, then (packs: ``self.pack``, or ``limit``) up to
-        limit - 1 more claimable ones with its pack key (core.learn.pack_train.pack_key: data, architecture, batch
-        size, device, AMP dtype) and its successive-halving budget, repeats of its configuration first. Each member
-        is claimed exactly as a lone experiment is (its own status, token check and lock), so packed and unpacked
-        runners share a queue. Returns what was claimed, in training order (empty: nothing to claim)."""
+    def claim_pack(self, queue: Queue, seen_invalid: set[str]) -> list[tuple[Experiment, Run, str]]:
+        """Under the queue lock, claim the first claimable experiment, then the mates it trains with:
+
+        - a run interrupted in a pack (its config.json names the pack: Trainer.open_run writes it at each start)
+          resumes in that pack, with those of its recorded mates that are interrupted too, in their recorded order
+          (`--pack auto` or N; with N, at most N): its numbers are then exactly the uninterrupted pack's. Under
+          `--pack off` it resumes alone, its fp32 numbers rounded from then on as a solo run's (said in its run.log);
+        - a run interrupted while training alone resumes alone under `--pack auto` (as it trained); with `--pack N`
+          it may join a pack;
+        - anything else (new, changed, a successive-halving promotion) packs as decide_pack says for its device: up
+          to N claimable experiments with its pack key (core.learn.pack_train.pack_key: data, architecture, batch
+          size, device, AMP dtype) and its successive-halving budget, repeats of its configuration first; runs
+          interrupted in a pack are left to resume in theirs (and under auto, those interrupted alone to resume
+          alone).
+
+        Each member is claimed exactly as a lone experiment is (its own status, token check and lock), so packed and
+        unpacked runners share a queue. Returns what was claimed, in training order (empty: nothing to claim); the
+        packs line for the claimed runs' run.log is left in ``self._pack_line``, and ``self._pack_resume`` says that
+        they resume a pack (then even one member alone trains through the pack trainer, as in that pack)."""
         data = DataIds(self.project)
+        self._pack_line, self._pack_resume = "", False
         with FileLock(str(self.store.lock_path()), timeout=60):
             got: list[tuple[Experiment, Run, str]] = []
             rest: list[Experiment] = []
@@ -281,43 +406,95 @@ class Runner:
                     break
             if not got:
                 return got
-            first = got[0][0]
-            most, key = self._pack_plan(first.config) if limit is None else (limit, None)
+            first, first_run, first_why = got[0]
+            key, dev = self._pack_key(first.config)
+            if dev is None:  # no such device here: it fails alone, with the trainer's message
+                return got
+            decision = self._decision(dev)
+            self._pack_line = decision.line
+            past = _pack_past(first_run) if first_why == "resume" else None
+            explicit = self.pack not in ("auto", "off", 1)
+            if past is not None:  # interrupted in a pack
+                if self.pack in ("off", 1):
+                    self._pack_line = (f"{decision.line}; this run was interrupted in a pack and resumes alone: "
+                                       "from here on its fp32 numbers round as a solo run's, not as its pack's")
+                    self.reporter.note(first, "interrupted in a pack, resumes alone (--pack off): from here on its "
+                                              "fp32 numbers round as a solo run's, not as its pack's (README, Packs)")
+                    return got
+                most = len(past) if not explicit else min(len(past), int(self.pack))
+
+                def accept(run: Run, why: str) -> bool:  # a mate of that pack, interrupted in it too
+                    return why == "resume" and first.id in (_pack_past(run) or ())
+
+                candidates = [e for e in queue.experiments if e.id in past]
+            else:
+                solo_past = first_why == "resume" and first_run.config() is not None
+                if solo_past and self.pack == "auto":  # it trained alone: it resumes alone
+                    if decision.limit > 1:
+                        self._pack_line = (f"{decision.line}; this run trained alone before it was interrupted and "
+                                           "resumes alone (--pack auto resumes a run as it trained)")
+                    return got
+                most = decision.limit
+
+                def accept(run: Run, why: str) -> bool:  # not a run that is to resume in its own pack (or alone)
+                    if why != "resume":
+                        return True
+                    return _pack_past(run) is None and (explicit or run.config() is None)
+
+                candidates = sorted(rest, key=lambda e: e.configuration != first.configuration)
+                if solo_past and most > 1:
+                    self._pack_line = (f"{decision.line}; this run trained alone before it was interrupted: from "
+                                       "here on its fp32 numbers round as a pack's")
             if most > 1 and key is not None:
-                from .core.learn.pack_train import pack_key
-
-                def same(exp: Experiment) -> bool:
-                    if not (self._wanted(exp) and exp.valid and exp.budget == first.budget) or exp.id == first.id:
-                        return False
-                    try:
-                        return pack_key(exp.config, self.device) == key
-                    except RuntimeError:
-                        return False
-
-                mates = sorted((e for e in rest if same(e)), key=lambda e: e.configuration != first.configuration)
-                seen = {first.id}
-                for exp in mates:
-                    if len(got) >= most:
-                        break
-                    if exp.id in seen:
-                        continue
-                    seen.add(exp.id)
-                    claimed = self._try_claim(exp, data)
-                    if claimed is not None:
-                        got.append(claimed)
+                most = min(most, _members_that_fit(first.config, dev))
+                self._claim_mates(first, key, candidates, most, got, data, accept)
+            if past is not None:
+                self._pack_resume = True  # through the pack trainer even alone: the pack's numbers, exactly
+                got.sort(key=lambda c: past.index(c[0].id) if c[0].id in past else len(past))
+                ids = ", ".join(c[0].id for c in got)
+                self._pack_line = (f"packs: resumes in the pack it was interrupted in on {self._device_name(dev)} "
+                                   f"({len(got)} of its {len(past)} members: {ids}), as --pack {self.pack} resumes "
+                                   "a pack")
             return got
+
+    def _claim_mates(self, first: Experiment, key: tuple, candidates: list[Experiment], most: int,
+                     got: list[tuple[Experiment, Run, str]], data: DataIds, accept: Callable[[Run, str], bool]
+                     ) -> None:
+        """Claim, in ``candidates``' order, experiments that pack with ``first`` (its pack key and budget, wanted,
+        valid, accepted) until ``got`` holds ``most``."""
+        from .core.learn.pack_train import pack_key
+
+        seen = {c[0].id for c in got}
+        for exp in candidates:
+            if len(got) >= most:
+                break
+            if exp.id in seen or not (self._wanted(exp) and exp.valid and exp.budget == first.budget):
+                continue
+            seen.add(exp.id)
+            try:
+                if pack_key(exp.config, self.device) != key:
+                    continue
+            except RuntimeError:
+                continue
+            claimed = self._try_claim(exp, data, accept)
+            if claimed is not None:
+                got.append(claimed)
 
     def _wanted(self, exp: Experiment) -> bool:
         """In this runner's --only, and not attempted yet in this session (at most one attempt each)."""
         return (self.only is None or exp.id in self.only) and (exp.id, exp.budget) not in self.attempted
 
-    def _try_claim(self, exp: Experiment, data: DataIds) -> tuple[Experiment, Run, str] | None:
-        """Claim ``exp`` if it is to run now and no runner is writing to it this very moment (queue lock held)."""
+    def _try_claim(self, exp: Experiment, data: DataIds, accept: Callable[[Run, str], bool] | None = None
+                   ) -> tuple[Experiment, Run, str] | None:
+        """Claim ``exp`` if it is to run now (and ``accept(run, why)`` says so: why is new, resume, restart or
+        promote) and no runner is writing to it this very moment (queue lock held)."""
         run = self.store.run(exp.id)
         decided = self._claimable(exp, run, data)
         if decided is None:
             return None
         why, verdict = decided
+        if accept is not None and not accept(run, why):
+            return None
         run.path.mkdir(parents=True, exist_ok=True)
         run_lock = FileLock(str(run.file(RUN_LOCK)), timeout=0)
         try:
@@ -329,22 +506,36 @@ class Runner:
         finally:
             run_lock.release()
 
-    def _pack_plan(self, cfg: Config | None) -> tuple[int, tuple | None]:
-        """(most experiments in a pack with ``cfg``'s, its pack key): (1, None) when it trains alone."""
-        if cfg is None or self.pack in ("off", 1):
-            return 1, None
+    def _pack_key(self, cfg: Config | None) -> tuple[tuple | None, Any]:
+        """(``cfg``'s pack key, or None when it trains alone (fp16), its resolved torch device); (None, None) where
+        that device does not exist here."""
+        if cfg is None:
+            return None, None
         from .core.learn.pack_train import pack_key
         from .core.learn.train import resolve_device
 
         try:
-            key = pack_key(cfg, self.device)
-            dev = resolve_device(self.device or cfg.device)
-        except RuntimeError:  # no such device here: it fails alone, with the trainer's message
-            return 1, None
-        most = pack_limit(self.pack, dev.type)
-        if key is None or most <= 1:
-            return 1, None
-        return min(most, _members_that_fit(cfg, dev)), key
+            return pack_key(cfg, self.device), resolve_device(self.device or cfg.device)
+        except RuntimeError:
+            return None, None
+
+    @staticmethod
+    def _device_name(dev: Any) -> str:
+        """A device's name with its index (cuda is cuda:N)."""
+        name = str(dev)
+        if name == "cuda":
+            import torch
+
+            name = f"cuda:{torch.cuda.current_device()}"
+        return name
+
+    def _decision(self, dev: Any) -> PackDecision:
+        """decide_pack for ``dev``, taken and told (one note) once per device."""
+        name = self._device_name(dev)
+        if name not in self._pack_decisions:
+            self._pack_decisions[name] = decide_pack(self.pack, name)
+            self.reporter.note(None, self._pack_decisions[name].line)
+        return self._pack_decisions[name]
 
     def _claim_run(self, exp: Experiment, run: Run, why: str, verdict: Judgement) -> tuple[Experiment, Run, str]:
         """Write this runner's claim into ``run`` (holding the queue lock and the run's lock)."""
@@ -410,7 +601,7 @@ class Runner:
                     break
                 for exp, _, _ in claimed:
                     self.attempted.add((exp.id, exp.budget))
-                if len(claimed) == 1:
+                if len(claimed) == 1 and not self._pack_resume:
                     exp, run, _ = claimed[0]
                     ends = [(exp, self.train(exp, run))]
                 else:
@@ -489,6 +680,8 @@ class Runner:
         state, error, summary = "failed", None, {}
         with self._heartbeat([job]):
             job.claim.log(f"claimed by {HOST} pid {os.getpid()}{self._where()} ({exp.origin})")
+            if self._pack_line:
+                job.claim.log(self._pack_line)
             try:
                 trainer = Trainer(exp.config, self.project, self.device)
                 result = trainer.fit(run, self._events(job), run_id=exp.id, until_epoch=exp.budget)
@@ -511,6 +704,8 @@ class Runner:
                 mates = ", ".join(o.exp.id for o in jobs if o is not j)
                 j.claim.log(f"claimed by {HOST} pid {os.getpid()}{self._where()} ({j.exp.origin}) "
                             f"in a pack of {len(jobs)} with {mates}")
+                if self._pack_line:
+                    j.claim.log(self._pack_line)
             first = None
             for j in jobs:
                 try:
@@ -767,3 +962,15 @@ def run_workers(project: Path, n: int, devices: list[str] | None, base_args: lis
     if any(c == 130 for c in codes):
         return 130
     return max((c for c in codes if c >= 0), default=1) if all(c >= 0 for c in codes) else 1
+
+
+def _pack_past(run: Run) -> list[str] | None:
+    """The pack ``run`` trained in at its last start (its members' ids in their order, the run's own included), from
+    its config.json (pack_size, pack_members and pack_slot: core.learn.pack_train); None when it trained alone."""
+    cfg = run.config() or {}
+    if not isinstance(cfg.get("pack_size"), int) or isinstance(cfg.get("pack_size"), bool):
+        return None
+    mates = [m for m in cfg.get("pack_members") or [] if isinstance(m, str)]
+    slot = cfg.get("pack_slot")
+    slot = slot if isinstance(slot, int) and not isinstance(slot, bool) and 0 <= slot <= len(mates) else 0
+    return [*mates[:slot], run.id, *mates[slot:]]

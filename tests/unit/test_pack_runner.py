@@ -13,7 +13,7 @@ import torch
 
 from tests.helpers import run_cli, unettui_cmd
 from unettui.core.runs.store import RunStore
-from unettui.runner import Runner, SilentReporter, pack_limit, parse_pack
+from unettui.runner import Runner, SilentReporter, parse_pack
 
 KEYS = ("epoch", "train_loss", "train_dice", "val_loss", "val_dice", "val_iou", "lr")
 SWEEP = "[[sweep]]\nid = 's'\noptimizer = ['adam', 'sgd', 'rmsprop']\n"
@@ -74,7 +74,9 @@ def test_run_pack_3_trains_a_sweep_as_one_pack_with_every_members_files(make_pro
 
 
 @pytest.mark.slow
-def test_kill_9_of_a_packed_runner_then_resume_completes_every_member_exactly(make_project):
+def test_kill_9_of_a_packed_runner_then_resume_with_the_default_options_completes_every_member_exactly(make_project):
+    """The default options (--pack auto, which packs no new experiments on the CPU) resume the interrupted pack as a
+    pack: resumed alone, a member's fp32 numbers would round as a solo run's from then on (README, Packs)."""
     # long enough for several rounds of writes (a pack writes on a cadence: see core/learn/pack_train.py)
     body = SWEEP + "epochs = 30\nnum_images = 32\ndropout = 0.1\naugment.rotate = 10\n"
     ref = make_project(body, name="ref")
@@ -91,10 +93,14 @@ def test_kill_9_of_a_packed_runner_then_resume_completes_every_member_exactly(ma
     at = {i: torch.load(store.run(i).file("checkpoint.pt"), weights_only=False)["epoch"] for i in IDS}
     assert all(1 <= e < 30 for e in at.values()), at  # killed mid-run, every member with a checkpoint
     assert all(store.run(i).state() == "interrupted" for i in IDS)
-    again = run_cli("run", "--headless", "--threads", "1", "--pack", "3", "-p", str(got))
+    again = run_cli("run", "--headless", "--plain", "--threads", "1", "-p", str(got))
     assert again.returncode == 0, again.stdout
+    assert "note: packs: off on cpu: --pack auto packs on CUDA only" in again.stdout
     for i in IDS:
-        assert f"{i}: resumed at epoch {at[i]} on cpu" in again.stdout
+        assert f"{i}: resumed at epoch {at[i]} on cpu, amp off, 26 train / 6 val images, in a pack of 3" in again.stdout
+        log = store.run(i).file("run.log").read_text()
+        assert "packs: resumes in the pack it was interrupted in on cpu (3 of its 3 members: s-adam, s-sgd, " \
+               "s-rmsprop), as --pack auto resumes a pack" in log
         assert metrics(got, i) == metrics(ref, i)  # exactly the uninterrupted pack's numbers
         st = store.run(i).status()
         assert st["state"] == "done" and st["attempt"] == 1 and st["resumes"] == 1
@@ -144,12 +150,10 @@ def test_the_runner_packs_only_compatible_experiments(make_project):
     assert Runner(proj, reporter=SilentReporter(), pack=3).run().done == []
 
 
-def test_pack_choices():
+def test_pack_choices():  # what each choice packs: tests/unit/test_pack_check.py
     assert parse_pack("auto") == "auto" and parse_pack("OFF") == "off" and parse_pack("8") == 8
     with pytest.raises(ValueError, match="auto, off or a number"):
         parse_pack("0")
-    assert pack_limit("auto", "cpu") == 1 and pack_limit("auto", "cuda") == 8 and pack_limit("off", "cuda") == 1
-    assert pack_limit(4, "cpu") == 4
     bad = run_cli("run", "--headless", "--pack", "many", "-p", ".")
     assert bad.returncode != 0 and "--pack many: use auto, off or a number" in bad.stdout + bad.stderr
 
@@ -162,3 +166,56 @@ def test_bench_pack_prints_both_speeds_and_the_ratio_last():
     assert lines[0].startswith("bench --pack: UNet base 4") and "amp off" in lines[0]
     assert lines[1].startswith("N=1: sequential ") and "packed " in lines[1] and lines[2].startswith("N=2: ")
     assert lines[-1].startswith("ratio = packed / sequential = ") and "(N=1)" in lines[-1] and "(N=2)" in lines[-1]
+
+
+class StopInEpoch(SilentReporter):
+    """Asks its runner to stop (as SIGTERM does) at the first batch of epoch ``epoch``."""
+
+    def __init__(self, epoch: int):
+        self.epoch_no, self.runner = epoch, None
+
+    def batch(self, exp, epoch, step, steps):
+        if epoch >= self.epoch_no:
+            self.runner.stop_requested = True
+
+
+def stopped_in(proj, epoch, pack=3):
+    reporter = StopInEpoch(epoch)
+    runner = reporter.runner = Runner(proj, reporter=reporter, pack=pack)
+    return runner.run()
+
+
+def test_a_member_left_alone_in_its_pack_resumes_alone_through_the_pack_trainer_exactly(make_project, monkeypatch):
+    # 'short' ends at epoch 2 and leaves the pack; 'long' trains on as a pack of one, is stopped in epoch 4 and
+    # resumes as the pack of one it was in (the solo trainer's fp32 kernels round differently)
+    monkeypatch.setattr(torch, "get_num_threads", torch.get_num_threads)
+    torch.set_num_threads(1)
+    body = ("[[experiment]]\nid = 'short'\nepochs = 2\n"
+            "[[experiment]]\nid = 'long'\noptimizer = 'rmsprop'\nepochs = 5\ndropout = 0.1\naugment.rotate = 10\n")
+    ref, got = make_project(body, name="ref"), make_project(body, name="got")
+    assert sorted(Runner(ref, reporter=SilentReporter(), pack=2).run().done) == ["long", "short"]
+    first = stopped_in(got, 4, pack=2)
+    assert first.done == ["short"] and first.interrupted == ["long"]
+    store = RunStore(got)
+    assert 2 <= store.run("long").summary()["epochs_done"] < 5
+    assert Runner(got, reporter=SilentReporter()).run().done == ["long"]
+    assert metrics(got, "long") == metrics(ref, "long")
+    assert "packs: resumes in the pack it was interrupted in on cpu (1 of its 2 members: long), as --pack auto " \
+           "resumes a pack" in store.run("long").file("run.log").read_text()
+    assert json.loads(store.run("long").file("config.json").read_text())["pack_size"] == 1
+
+
+def test_pack_off_resumes_an_interrupted_pack_member_alone_and_says_what_changes(make_project):
+    torch.set_num_threads(1)
+    proj = make_project(SWEEP + "epochs = 3\n")
+    assert sorted(stopped_in(proj, 2).interrupted) == sorted(IDS)
+    out = run_cli("run", "--headless", "--plain", "--threads", "1", "--pack", "off", "-p", str(proj))
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "note: packs: off (--pack off): every experiment trains alone" in out.stdout
+    store = RunStore(proj)
+    for i in IDS:
+        assert (f"{i}: interrupted in a pack, resumes alone (--pack off): from here on its fp32 numbers round as a "
+                "solo run's, not as its pack's (README, Packs)") in out.stdout
+        assert f"{i}: resumed at epoch 1 on cpu, amp off, 13 train / 3 val images\n" in out.stdout
+        assert "this run was interrupted in a pack and resumes alone" in store.run(i).file("run.log").read_text()
+        assert "pack_size" not in json.loads(store.run(i).file("config.json").read_text())

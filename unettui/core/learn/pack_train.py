@@ -25,10 +25,18 @@ with ``Trainer``, a solo checkpoint joins a pack), through its own ``Events.guar
 of a pack's writes (best.pt, previews, checkpoints, metrics lines, summaries, and the runner's per-epoch callbacks)
 happen together, after an epoch, when the training time since the last writes is at least (1/share - 1) times what
 those writes took (``max_write_share``, 10 %: writes never take more than about a tenth of the time); the first
-epoch, a member's last epoch and every epoch whose writes are cheap enough are written at once. A ``kill -9`` loses,
-for every member, the epochs since its last writes (at most about nine times the duration of one round of writes,
-plus the epoch in flight); a stop (Ctrl-C, SIGTERM) leaves each member at its last written epoch. The next run
-resumes them from there, packed or not, exactly.
+epoch, a member's last epoch, every epoch in which a member leaves the pack (the others are written first) and every
+epoch whose writes are cheap enough are written at once. A ``kill -9`` loses, for every member, the epochs since its
+last writes (at most about nine times the duration of one round of writes, plus the epoch in flight); a stop (Ctrl-C,
+SIGTERM) leaves each member at its last written epoch.
+
+Resuming: a member's float32 numbers are its pack's, not its solo run's (grouped kernels round differently; on the
+CPU a pack of one rounds differently again: oneDNN's groups=1 kernels are not its grouped ones), so exactness after an
+interruption needs the same pack again. config.json records it (pack_size, pack_members, pack_slot), and the runner
+resumes an interrupted member in that pack, with its interrupted mates in their order, a member whose mates have
+ended as the pack of one it was in (runner.Runner.claim_pack): the numbers are then the uninterrupted pack's, bit for
+bit on the CPU (tests/unit/test_pack_runner.py, test_pack_devices.py). Resumed alone by the solo trainer (``--pack
+off``), a member goes on from its exact state, but its fp32 numbers round as a solo run's from there on.
 """
 
 from __future__ import annotations
@@ -108,7 +116,8 @@ class PackMember(Trainer):
         self.unet = self.model  # its own UNet: packs are built from these, and it gets its weights back on leaving
         self.pack: PackTrainer | None = None
         self.slot = -1
-        self.pack_info: dict[str, Any] = {}  # recorded in config.json: pack_size, pack_members (not the definition)
+        # recorded in config.json: pack_size, pack_members, pack_slot (not the definition)
+        self.pack_info: dict[str, Any] = {}
         # a fit's bookkeeping (PackTrainer.fit)
         self.run: Run | None = None
         self.run_id: str | None = None
@@ -454,7 +463,8 @@ class PackTrainer:
         for i, m in enumerate(self.members):
             m.run, m.events, m.run_id, m.result = runs[i], events[i], run_ids[i], None
             m.stop_at, m.stopping, m.pending, m.pending_best = m.stop_epoch(until_epochs[i]), False, [], None
-            m.pack_info = {"pack_size": n, "pack_members": [x for j, x in enumerate(ids) if j != i]}
+            # recorded in config.json: the runner resumes an interrupted pack as it was (runner._pack_past)
+            m.pack_info = {"pack_size": n, "pack_members": [x for j, x in enumerate(ids) if j != i], "pack_slot": i}
         for m in self.members:  # resume or start afresh, as a solo run
             try:
                 resumed, restarted = m.open_run(m.run, m.guard, m.run_id) if m.run is not None else (False, None)
@@ -502,8 +512,10 @@ class PackTrainer:
             m.pending.append(rec)
             if better:
                 improved.append(m)
-        write_now = self._write_due()
         ending = {id(m) for m, *_ in going if m.epoch >= m.stop_at or m.stopped_early()}
+        # a member leaving (ended, diverged, stopped) changes the pack: everyone's epochs are written first, so that a
+        # resume after any later kill finds each member where the pack changed and goes on as it went on (runner)
+        write_now = self._write_due() or bool(ending) or len(going) < size
         if improved:
             later = [m for m in improved if not (write_now or id(m) in ending)]
             snap = self._snapshot() if later else None
@@ -519,6 +531,7 @@ class PackTrainer:
         self.timing["train"] += t_train - t0
         self.timing["eval"] += t_eval - t_train
         writing = [m for m, *_ in going if write_now or id(m) in ending]
+        writing.sort(key=lambda m: id(m) in ending)  # those staying first: a kill between leaves the leavers resumable
         for m in writing:
             try:
                 if m.pending_best is not None and m.pending_best["snapshot"] is None and m.pending_best["preview"] is None \
