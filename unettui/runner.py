@@ -792,6 +792,8 @@ class Runner:
                       + (f" / {info['n_test']} test" if info.get("n_test") else "") + " images"
                       + (" (validating on the training images)" if info["val_on_train"] else "")
                       + (f", in a pack of {info['pack_size']}" if info.get("pack_size") else ""))
+            for note in info.get("data_notes") or ():  # what reading the data changed (an alpha dropped, ...)
+                claim.log(f"data: {note}")
             self.reporter.run_start(exp, info)
 
         def on_end(result: Any) -> None:  # a pack's member left its pack: record its end now

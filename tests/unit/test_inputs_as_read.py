@@ -209,3 +209,19 @@ def test_a_run_records_and_predict_enforces_its_channels(tmp_path):
     iio.imwrite(inputs / "two.png", imgs[0])
     out = runner.invoke(app, ["predict", "two", str(inputs), str(tmp_path / "out"), "-p", str(proj)])
     assert out.exit_code == 0 and iio.imread(tmp_path / "out" / "two.png").shape == (32, 32), out.output
+
+
+def test_what_reading_changed_is_in_the_runs_log_and_config(tmp_path):
+    proj = tmp_path / "p"
+    rng = np.random.default_rng(8)
+    imgs = [(rng.random((32, 32, 4)) * 255).astype(np.uint8) for _ in range(8)]
+    for a in imgs:
+        a[..., 3] = 255
+    _folder(proj / "data", imgs)
+    (proj / "experiments.toml").write_text(TINY.replace('id = "two"', 'id = "rgba"'))
+    out = CliRunner().invoke(app, ["run", "--headless", "-p", str(proj)])
+    assert out.exit_code == 0, out.output
+    cfg = json.loads((proj / "runs" / "rgba" / "config.json").read_text())
+    note = "8 images had a constant alpha channel (transparency, not data): dropped"
+    assert cfg["in_channels"] == 3 and cfg["data_notes"] == [note]
+    assert f"data: {note}" in (proj / "runs" / "rgba" / "run.log").read_text()

@@ -28,7 +28,7 @@ def run(
     workers: int = typer.Option(1, "--workers", "-w", min=1, help="Runner processes sharing the queue (each claims its own experiments)."),
     devices: Optional[str] = typer.Option(None, "--devices", help="Comma-separated devices given to the workers in turn, e.g. cuda:0,cuda:1 or cpu."),
     stale_after: float = typer.Option(120.0, "--stale-after", min=5, help="Seconds without a heartbeat after which another machine's running claim is taken over."),
-    pack: str = typer.Option("auto", "--pack", envvar="UNETTUI_PACK", help="Train up to N compatible experiments at once as one fused model (same data, architecture, batch size, device, AMP dtype; see 'Packs' in the README): N, off, or auto (off on the CPU, 8 on CUDA)."),
+    pack: str = typer.Option("auto", "--pack", envvar="UNETTUI_PACK", help="Train up to N compatible experiments at once as one fused model (same data, architecture, batch size, device, AMP dtype; see 'Packs' in the README): N, off, or auto (off on the CPU; on CUDA up to 8 only once the packs' GPU check passed on this pack code; runs interrupted in a pack resume in it)."),
     backend: Backend = typer.Option(Backend.local, "--backend", help="local: train here (default). slurm: submit pilot tasks to SLURM and return at once (see 'Running on a SLURM cluster' in the README).", rich_help_panel="SLURM"),
     partition: Optional[str] = typer.Option(None, "--partition", help="SLURM partition (default: the cluster's default).", rich_help_panel="SLURM"),
     gpus_per_run: int = typer.Option(0, "--gpus-per-run", min=0, help="GPUs per task (--gpus-per-node).", rich_help_panel="SLURM"),
@@ -50,7 +50,7 @@ def run(
 
     On a SLURM cluster, --backend slurm submits a job array of pilot tasks, each an ordinary runner claiming from this queue on the shared filesystem, and returns at once (follow with `unettui ls`, `unettui logs ID`; stop with `unettui cancel --all`).
 
-    Packs (--pack N|auto|off): up to N pending experiments that share the data, architecture, batch size, device and AMP dtype train together as one fused model in one process, each still its own run with its own files; auto packs 8 on CUDA and none on the CPU.
+    Packs (--pack N|auto|off): up to N pending experiments that share the data, architecture, batch size, device and AMP dtype train together as one fused model in one process, each still its own run with its own files; auto trains alone on the CPU, and on CUDA packs up to 8 only once the packs' GPU check (scripts/gpu_pack_check.sh) passed on the installed pack code; a run interrupted in a pack resumes in that pack. The runner says what it did and why in one line.
 
     Example: unettui run --headless --project my-study --workers 2 --devices cuda:0,cuda:1
 

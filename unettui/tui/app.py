@@ -446,7 +446,7 @@ class UnettuiApp(App):
         choices = PACK_CHOICES
         now = str(self.runner.pack or "auto")
         self.runner.pack = choices[(choices.index(now) + 1) % len(choices)] if now in choices else choices[0]
-        what = {"auto": "auto (8 on CUDA, off on the CPU)", "off": "off (one experiment at a time)"}
+        what = {"auto": "auto (alone on the CPU; on CUDA packs once their GPU check passed)", "off": "off (one experiment at a time)"}
         self.notify(f"packs for the next runner start: {what.get(self.runner.pack, f'up to {self.runner.pack}')}")
 
 

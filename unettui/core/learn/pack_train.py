@@ -2,8 +2,8 @@
 them still its own run with its own files.
 
 What members share (``pack_key``): the data (dataset, num_images, data_seed, image_size, train_fraction,
-test_fraction, augment.histeq), the architecture (base_channels, depth), batch_size, the resolved device and the
-AMP dtype (bf16 or none: fp16 needs a GradScaler, and one scaler shared by all would skip every member's step when
+test_fraction, augment.histeq, tiff_pages), the architecture (base_channels, depth), batch_size, the resolved device
+and the AMP dtype (bf16 or none: fp16 needs a GradScaler, and one scaler shared by all would skip every member's step when
 one member overflows, so fp16 experiments train alone). Everything else is a member's own: its seed (its weights
 are initialised as its solo run's, its shuffling and augmentation come from its own generators, its dropout masks
 from its own generator), optimizer, lr, momentum, weight decay, scheduler, loss, dropout p, augmentation, epochs,
@@ -63,7 +63,7 @@ __all__ = ["PACK_KEYS", "pack_key", "PackMember", "PackTrainer"]
 
 # the definition keys every member of a pack shares (with the resolved device and AMP dtype)
 PACK_KEYS = ("dataset", "num_images", "data_seed", "image_size", "train_fraction", "test_fraction", "augment.histeq",
-             "base_channels", "depth", "batch_size")
+             "tiff_pages", "base_channels", "depth", "batch_size")
 
 
 def _device_name(device: torch.device) -> str:
