@@ -27,10 +27,13 @@ RUN_FILES = ("status.json", "config.json", "summary.json")
 
 
 def settle(proj: Path, seconds: float = 60.0) -> None:
-    """Date every run folder ``seconds`` back: folders that have been still for a while (what the index trusts)."""
+    """Date every run folder and the files in it ``seconds`` back: runs that have been still for a while (what the
+    index trusts; a file changed within SETTLED seconds of its read is not)."""
     then = time.time() - seconds
     for d in (proj / "runs").iterdir():
         if d.is_dir() and not d.name.startswith("."):
+            for f in d.iterdir():
+                os.utime(f, (then, then))
             os.utime(d, (then, then))
 
 

@@ -2,8 +2,12 @@
 
 The state of each experiment comes from the read model (core.status.row_of), exactly as `unettui ls` derives
 it; this module only decides what to re-read, so that a poll with nothing changed reads (almost) nothing even with
-10,000 runs: one ``stat`` of each run folder (every write of a run file but an append renames a file into it, which
-changes the folder's time), the files of running runs, and a rotating slice of every run's files as a safety net."""
+10,000 runs: a ``stat`` of each run folder (a file renamed into it, as unettui writes every run file but an append,
+moves the folder's time; so does a file made or removed) and of its status.json, config.json and summary.json (a file
+rewritten in place, by a user or a script, moves only its own time and size), the files of running runs, and a
+rotating slice of every run's files (metrics.jsonl too) as a safety net. A file read less than
+core.runs.index.SETTLED seconds after it changed is read once more when that time has passed (a rewrite within the
+clock tick of its mtime would keep its stamp)."""
 
 from __future__ import annotations
 
@@ -24,7 +28,7 @@ from ..core.runs.slurm_state import SCHEDULER, JobState, refresh_summary, task_w
 from ..core.runs.status import DataIds, Halving, Row, RunFiles, State, jobs_to_ask, row_of
 from ..core.runs.store import ARCHIVING, CONFIG, METRICS, RUNS_DIR, STATUS, SUMMARY
 from ..core.runs.index import count_attempts, file_stamp, folder_stamp, read_json_stamped
-from .run_reading import UNSEEN, FileState, read_metrics, summary_final
+from .run_reading import UNSEEN, WATCHED, FileState, read_metrics, recheck_at, still, summary_final
 
 QUEUE_CHANGED = "__queue__"
 STUDIES_CHANGED = "__studies__"  # the studies' status was recomputed (experiments.toml or a study run changed)
@@ -50,7 +54,7 @@ class ProjectMonitor:
     """
 
     FULL_CHECK = 50  # runs whose every file is stat-ed in each poll, in rotation (all of them in a smaller project)
-    FOLDER_CHECK = 2500  # folders of runs not training stat-ed in each poll, in rotation (_refresh_runs)
+    FOLDER_CHECK = 2500  # runs not training whose folder and WATCHED files each poll stats, in rotation
     INDEX_MIN = run_index.INDEX_MIN  # runs a project needs for the monitor to keep an index of them
     INDEX_CHANGED = 50  # runs re-read since the index was written for it to be written again ...
     INDEX_EVERY = 60.0  # ... at most this often (seconds); any change at all: every INDEX_IDLE seconds
@@ -305,15 +309,18 @@ class ProjectMonitor:
             self._want = frozenset(order[:1])
         reread = QUEUE_CHANGED in changed
         checked, self._rotation = _in_turn(order, self._rotation, self.FULL_CHECK)
-        # the runs not training whose folder this poll stats: all of them (None) in a project of up to FOLDER_CHECK
-        # runs, else the next FOLDER_CHECK in rotation — a poll with nothing changed then costs the same at 10,000
-        # runs as at 2,500, and a change to a finished run of a larger project (a retry from another terminal) shows
-        # within a few polls; runs training, claimed, new or not read yet are looked at in every poll
+        # the runs not training whose folder (and status, config and summary: an edit in place does not move the
+        # folder) this poll stats: all of them (None) in a project of up to FOLDER_CHECK runs, so that any change
+        # shows at the next poll, else the next FOLDER_CHECK in rotation — a poll with nothing changed then costs the
+        # same at 10,000 runs as at 2,500, and a change to a finished run of a larger project (a retry from another
+        # terminal, a summary edited by a script) shows within a few polls; runs training, claimed, new or not read
+        # yet are looked at in every poll
         window = None
         if len(order) > self.FOLDER_CHECK:
             window, self._folder_rotation = _in_turn(order, self._folder_rotation, self.FOLDER_CHECK)
         self.complete = True
-        runs, dirs, root, stat, claimed = self.runs, self._dirs, self.root, os.stat, self._claimed
+        runs, dirs, root, stat, claimed, files = self.runs, self._dirs, self.root, os.stat, self._claimed, self._files
+        now = time.time()
         for run_id in order:
             if budget is None and not reread and run_id not in checked:
                 # the common case of a poll, inlined (10,000 runs): a run that is not training, whose folder has not
@@ -323,9 +330,10 @@ class ProjectMonitor:
                         and run_id not in arrived:
                     if window is not None and run_id not in window:
                         continue
+                    folder = f"{root}/{run_id}"
                     try:
-                        st = stat(f"{root}/{run_id}")
-                        if (st.st_mtime_ns, st.st_ino) == dirs.get(run_id):
+                        st = stat(folder)
+                        if (st.st_mtime_ns, st.st_ino) == dirs.get(run_id) and still(files, run_id, folder, now):
                             continue
                     except OSError:
                         pass
@@ -371,12 +379,13 @@ class ProjectMonitor:
         read_at = time.time()
         dir_now = folder_stamp(folder) if has_run else None
         running = old is not None and old.state is State.RUNNING
-        if old is not None and not running and not full and dir_now == self._dirs.get(run_id, UNSEEN):
+        if old is not None and not running and not full and dir_now == self._dirs.get(run_id, UNSEEN) \
+                and (dir_now is None or still(self._files, run_id, folder, read_at)):
             return self._rederived(run_id, old) if rederive else None
         self._dirs[run_id] = dir_now
         if old is None and dir_now is not None:
             item = run_index.decode(self._index, run_id) if self._index else None
-            if item is not None and run_index.trusted(item, dir_now):
+            if item is not None and run_index.trusted(item, dir_now, folder):
                 return self._from_index(run_id, folder, item)
             return self._first_read(run_id, folder, (dir_now, read_at))
         snap = self._snaps.get(run_id) or RunFiles()
@@ -385,7 +394,7 @@ class ProjectMonitor:
         for name in FILES:
             fs = self._files.setdefault((run_id, name), FileState())
             stamp = file_stamp(f"{folder}/{name}") if has_run else None
-            differs = (stamp or (-1.0, -1)) != (fs.mtime, fs.size)
+            differs = (stamp or (-1.0, -1)) != (fs.mtime, fs.size) or 0.0 < fs.recheck <= read_at
             stamps[name] = (differs and (name != METRICS or follow), fs, stamp)
         if old is not None and not running and not rederive and not any(d for d, _, _ in stamps.values()):
             return None
@@ -413,10 +422,12 @@ class ProjectMonitor:
             self._with_metrics.add(run_id)
         snap.problems = self._problems(run_id, snap, metrics_fs)
         snap.archiving = stamps[ARCHIVING][2] is not None
-        for name, (_, fs, stamp) in stamps.items():
+        for name, (read, fs, stamp) in stamps.items():
             if name == METRICS and run_id not in self._with_metrics:
                 continue  # not read: the first time it is, its whole file is
             fs.mtime, fs.size = (stamp if stamp else (-1.0, -1))
+            if name in WATCHED and (read or old is None):
+                fs.recheck = recheck_at(stamp, read_at)
         self._snaps[run_id] = snap
         view = self._row(run_id, snap)
         if old is not None and old == view:
@@ -432,6 +443,8 @@ class ProjectMonitor:
         for name in (STATUS, CONFIG, SUMMARY, ARCHIVING):
             stamp = got.archiving if name == ARCHIVING else got.stamps.get(name)
             fs = self._files[(run_id, name)] = FileState(*(stamp or (-1.0, -1)))
+            if name != ARCHIVING:
+                fs.recheck = recheck_at(stamp, read_at[1])
             if name in (CONFIG, SUMMARY) and name in got.problems:
                 fs.bad = 1
                 self._problem_text[(run_id, name)] = f"{rel}/{name} {got.problems[name]}"

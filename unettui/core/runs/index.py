@@ -3,12 +3,20 @@ runs reads one file instead of 30,000. The TUI keeps it; runners write it (refre
 and now and then during a long one; a helper process the TUI starts (start_refresh) writes it when a large project
 is opened without one.
 
-It is only ever a shortcut: an entry is used for a run whose folder has not changed since the entry was read (the
-folder's mtime and inode are the ones recorded: every write of a run file but an append renames a file into the
-folder, which changes its mtime) and whose folder had already been still for ``SETTLED`` seconds when it was read (a
-rename within the same clock tick as the read would not move the mtime). Anything else — no file, another format, a
-torn or edited line, a run not in it — is read from the run folder as if there were no index. Deleting it is always
-safe.
+It is only ever a shortcut. An entry is used for a run (``trusted``) only when, now:
+
+- its folder is the very one read, unchanged: the folder's mtime and inode are the ones recorded (a file renamed
+  into or out of the folder, as every write of a run file by unettui but an append is, moves the folder's mtime; a
+  folder removed and made again, or a project copied elsewhere, has another inode);
+- each file the entry holds (status.json, config.json, summary.json: ``_STAMPED``) has the mtime and size recorded
+  when it was read: a file rewritten in place (``open(path, "w")`` by a user or a script, no rename) moves its own
+  mtime, not the folder's (a file the entry records as absent cannot appear without moving the folder's);
+- the folder and each of those files had already been still for ``SETTLED`` seconds when they were read: a change
+  within the same clock tick as the read (coarse on some filesystems) would leave the mtime as it was.
+
+That is one stat of the folder and one of each file the entry holds (three for a finished run). Anything else — no
+index, another format, a torn or edited line, a run not in it — is read from the run folder as if there were no
+index. Deleting it is always safe.
 
 One JSON object per line (a header line first), so that neither reading nor writing it holds Python's GIL for long
 in the TUI's polling thread.
@@ -169,12 +177,27 @@ def entry(folder: tuple[int, int], read_at: float, stamps: dict[str, tuple[float
             "config": config, "summary": summary, "attempts": attempts}
 
 
-def trusted(item: dict[str, Any], folder: tuple[int, int] | None) -> bool:
-    """The entry stands for the run folder whose (mtime in ns, inode) is ``folder`` now: the very folder (a copy, or
-    a folder removed and made again, has another inode), unchanged, and still for SETTLED seconds when it was read."""
+def trusted(item: dict[str, Any], folder: tuple[int, int] | None, path: str) -> bool:
+    """The entry stands for the run folder ``path``, whose (mtime in ns, inode) is ``folder`` now: the very folder (a
+    copy, or a folder removed and made again, has another inode), unchanged, and still for SETTLED seconds when it
+    was read; and each file the entry holds has the (mtime, size) recorded, and had been still for SETTLED seconds
+    when it was read (a file edited in place moves its own mtime, not its folder's). One stat per file held."""
     recorded = item["dir"]
-    return (folder is not None and recorded[0] == folder[0] and recorded[1] == folder[1] and folder[0] > 0
-            and folder[0] / 1e9 <= item["read"] - SETTLED)
+    settled = item["read"] - SETTLED
+    if not (folder is not None and recorded[0] == folder[0] and recorded[1] == folder[1] and folder[0] > 0
+            and folder[0] / 1e9 <= settled):
+        return False
+    stat = os.stat
+    for name, (mtime, size) in item["stamps"].items():
+        if mtime > settled:
+            return False
+        try:
+            st = stat(f"{path}/{name}")
+        except OSError:
+            return False
+        if st.st_mtime != mtime or st.st_size != size:
+            return False
+    return True
 
 
 def load_index(project: Path) -> dict[str, Any]:
