@@ -319,14 +319,27 @@ class Runner:
         self._pack_decisions: dict[str, PackDecision] = {}  # decide_pack's, by device (told once: reporter.note)
         self._pack_line = ""  # the packs line of the runs claimed last, for their run.log (claim_pack)
         self._pack_resume = False  # ... and whether they resume a pack
+        self._output_failure = ""  # the output failed while no run was claimed: logged in the next claims' logs
         # where this runner runs, recorded in its claims (a SLURM job: from its task, else from SLURM_* variables)
         self.backend = backend if backend is not None else backend_from_env()
 
     # ---- output --------------------------------------------------------------------
     def _output_failed(self, exc: BaseException) -> None:
         what = f"{type(exc).__name__}: {exc}".strip()
+        line = f"progress output failed ({what}); training goes on, this log keeps the record"
         for claim in self._claims:
-            claim.log(f"progress output failed ({what}); training goes on, this log keeps the record")
+            claim.log(line)
+        if not self._claims:  # (it failed between runs, e.g. on the packs line): the next runs' logs say it
+            self._output_failure = line
+
+    def _log_claimed(self, claim: "Claim", line: str) -> None:
+        """A claim's first lines in its run.log: who claimed it, the packs line, and a failure of the output that
+        happened while no run was claimed."""
+        claim.log(line)
+        if self._pack_line:
+            claim.log(self._pack_line)
+        if self._output_failure:
+            claim.log(self._output_failure)
 
     # ---- signals -------------------------------------------------------------------
     def request_stop(self, *_: Any) -> None:
@@ -679,9 +692,8 @@ class Runner:
         self._claims, self._training, self._abandons = [job.claim], {exp.id: exp}, {}
         state, error, summary = "failed", None, {}
         with self._heartbeat([job]):
-            job.claim.log(f"claimed by {HOST} pid {os.getpid()}{self._where()} ({exp.origin})")
-            if self._pack_line:
-                job.claim.log(self._pack_line)
+            self._log_claimed(job.claim, f"claimed by {HOST} pid {os.getpid()}{self._where()} ({exp.origin})")
+            self._output_failure = ""
             try:
                 trainer = Trainer(exp.config, self.project, self.device)
                 result = trainer.fit(run, self._events(job), run_id=exp.id, until_epoch=exp.budget)
@@ -702,10 +714,9 @@ class Runner:
         with self._heartbeat(jobs):
             for j in jobs:
                 mates = ", ".join(o.exp.id for o in jobs if o is not j)
-                j.claim.log(f"claimed by {HOST} pid {os.getpid()}{self._where()} ({j.exp.origin}) "
-                            f"in a pack of {len(jobs)} with {mates}")
-                if self._pack_line:
-                    j.claim.log(self._pack_line)
+                self._log_claimed(j.claim, f"claimed by {HOST} pid {os.getpid()}{self._where()} ({j.exp.origin}) "
+                                           f"in a pack of {len(jobs)} with {mates}")
+            self._output_failure = ""
             first = None
             for j in jobs:
                 try:
