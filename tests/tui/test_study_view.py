@@ -249,3 +249,20 @@ def test_the_poll_expands_studies_only_when_a_study_run_moves(make_project, monk
     study_run(plain, "a", 0.5)
     mon.poll()
     assert len(loads) == 4 and mon.studies == [] and mon.study_run_ids == set()
+
+
+def test_quitting_does_not_wait_for_the_next_poll(tmp_path):
+    """The polling thread ends at unmount: before, a poll asked for by the Studies tab woke it after the unmount's
+    wake-up, and it then waited a whole poll_interval (two minutes here), which the app's exit waited for."""
+    import time
+
+    proj = study_project(tmp_path / "proj")
+
+    async def go():
+        app = make_app(proj, poll_interval=120)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await open_studies(pilot, app)
+
+    started = time.monotonic()
+    asyncio.run(go())  # (its end waits for the app's threads)
+    assert time.monotonic() - started < 60  # (over 120 s before the fix)

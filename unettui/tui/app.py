@@ -87,6 +87,7 @@ class UnettuiApp(App):
         self.runners: list[RunnerFigures] = []
         self.eta: tuple[int, float | None] = (0, 0.0)
         self._wake = threading.Event()
+        self._closing = False  # set at unmount: the polling thread ends now, not after one more poll and wait
         self._applied = threading.Event()  # the UI has applied a poll's views (the first read waits for it)
         self._poll_requested = False
         self._unfrozen = 0  # views that arrived since the last gc.freeze()
@@ -136,7 +137,10 @@ class UnettuiApp(App):
             self.action_toggle_runner()
 
     def on_unmount(self) -> None:
-        self._wake.set()  # the polling thread sees its worker cancelled and ends
+        # the polling thread ends (Textual cancels its worker only after unmount: woken before that, it polled once
+        # more and then waited a whole poll_interval, which quitting waited for)
+        self._closing = True
+        self._wake.set()
         self.monitor.close()
 
     # ---- observing the project ------------------------------------------------------
@@ -158,7 +162,7 @@ class UnettuiApp(App):
 
     def _polls(self, worker: Any, mon: ProjectMonitor, loading: bool) -> None:
         due = 0.0
-        while not worker.is_cancelled:
+        while not worker.is_cancelled and not self._closing:
             try:
                 changed = mon.load_wanted()
                 if time.monotonic() >= due or self._poll_requested or not mon.complete:
@@ -186,9 +190,12 @@ class UnettuiApp(App):
                 if loading:  # a read that fails may fail for long: collect garbage as usual meanwhile
                     loading = False
                     gc.enable()
+            if self._closing:
+                break
             if mon.complete:
                 self._wake.wait(max(0.0, due - time.monotonic()))
-                self._wake.clear()
+                if not self._closing:
+                    self._wake.clear()
             else:  # a first read in slices: the next slice once this one is on screen, not while the UI adds it
                 self._applied.wait(APPLY_WAIT)  # (both need the GIL: reading meanwhile made each take twice as long)
                 self._applied.clear()
