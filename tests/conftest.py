@@ -29,3 +29,15 @@ def make_project(tmp_path):
         return proj
 
     return make
+
+
+@pytest.fixture
+def one_thread():
+    """The project's exact CPU comparisons run on one thread (reductions split over threads round differently); a
+    module uses it with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -24,3 +24,18 @@ def finish(proj, run_id, state="done", **summary):
     run.write_status(state=state)
     if summary:
         atomic_write_json(run.file("summary.json"), summary)
+
+
+class StopInEpoch:
+    """A runner's reporter that asks its runner to stop (as SIGTERM does) at the first batch of epoch ``epoch``; set
+    ``.runner`` once the runner exists. Every other event is ignored."""
+
+    def __init__(self, epoch: int):
+        self.epoch_no, self.runner = epoch, None
+
+    def batch(self, exp, epoch, step, steps):
+        if epoch >= self.epoch_no:
+            self.runner.stop_requested = True
+
+    def __getattr__(self, name):  # every other event is a no-op
+        return lambda *a, **k: None

@@ -20,13 +20,7 @@ from unettui.core.learn.lrfind import (
 TINY = Config(device="cpu", dataset="synthetic:nuclei", num_images=16, image_size=32, base_channels=4, depth=2, batch_size=4)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One CPU thread: steady timings on a shared machine and bit-identical repeats."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from tests.conftest import TINY_DEFAULTS
+from tests.helpers import StopInEpoch
 from unettui.core.define.config import Config
 from unettui.core.learn.pack_train import PackTrainer
 from unettui.core.runs.store import RunStore
@@ -31,13 +32,7 @@ SWEEP = ("[[experiment]]\nid = 'sgd'\noptimizer = 'sgd'\nlr = 0.05\nmomentum = 0
 IDS = ("sgd", "adam", "adamw")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The project's exact CPU comparisons run on one thread (reductions split over threads round differently)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def project(make_project, name: str, device: str, amp: str, epochs: int = 3):
@@ -49,16 +44,6 @@ def project(make_project, name: str, device: str, amp: str, epochs: int = 3):
 def records(proj, run_id):
     return [{k: m[k] for k in KEYS} for m in RunStore(proj).run(run_id).metrics()]
 
-
-class StopInEpoch(SilentReporter):
-    """Asks its runner to stop (as SIGTERM does) once a batch of epoch ``epoch`` is reached."""
-
-    def __init__(self, epoch: int):
-        self.epoch_no, self.runner = epoch, None
-
-    def batch(self, exp, epoch, step, steps):
-        if epoch >= self.epoch_no:
-            self.runner.stop_requested = True
 
 
 @pytest.mark.parametrize("device, amp", PRECISIONS)

@@ -11,7 +11,7 @@ import time
 import pytest
 import torch
 
-from tests.helpers import run_cli, unettui_cmd
+from tests.helpers import StopInEpoch, run_cli, unettui_cmd
 from unettui.core.runs.store import RunStore
 from unettui.runner import Runner, SilentReporter, parse_pack
 
@@ -167,16 +167,6 @@ def test_bench_pack_prints_both_speeds_and_the_ratio_last():
     assert lines[1].startswith("N=1: sequential ") and "packed " in lines[1] and lines[2].startswith("N=2: ")
     assert lines[-1].startswith("ratio = packed / sequential = ") and "(N=1)" in lines[-1] and "(N=2)" in lines[-1]
 
-
-class StopInEpoch(SilentReporter):
-    """Asks its runner to stop (as SIGTERM does) at the first batch of epoch ``epoch``."""
-
-    def __init__(self, epoch: int):
-        self.epoch_no, self.runner = epoch, None
-
-    def batch(self, exp, epoch, step, steps):
-        if epoch >= self.epoch_no:
-            self.runner.stop_requested = True
 
 
 def stopped_in(proj, epoch, pack=3):

@@ -29,13 +29,7 @@ MEMBERS = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Reductions split over threads round differently; the project's exact tests run on one thread."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def records(history):
