@@ -39,15 +39,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from textual import events  # noqa: E402
+from textual import events
 
-from tests.tui.fixtures import metric_rows, write_run  # noqa: E402
-from unettui.core.define.config import Config  # noqa: E402
-from unettui.core.runs import index as run_index  # noqa: E402
-from unettui.tui.app import make_app  # noqa: E402
-from unettui.tui.data import ProjectMonitor  # noqa: E402
-from unettui.tui.widgets.queue import QueuePanel  # noqa: E402
-from unettui.tui.widgets.results import ResultsTable  # noqa: E402
+from tests.tui.fixtures import metric_rows, write_run
+from unettui.core.define.config import Config
+from unettui.core.runs import index as run_index
+from unettui.tui.app import make_app
+from unettui.tui.data import ProjectMonitor
+from unettui.tui.widgets.queue import QueuePanel
+from unettui.tui.widgets.results import ResultsTable
 
 WRITER = textwrap.dedent("""
     import sys, time

@@ -22,9 +22,9 @@ def main(project: Path, study_id: str, stage_name: str) -> int:
     from unettui.core.define.study import (
         ConfigScore,
         RunScore,
+        choose,
         metric_value,
         score,
-        choose,
     )
     from unettui.core.learn.train import Trainer
     from unettui.core.runs.store import RunStore

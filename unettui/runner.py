@@ -15,18 +15,19 @@ import threading
 import time
 import traceback
 import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Protocol
+from typing import Any, Protocol
 
 from filelock import FileLock, Timeout
 
 from .core.define.config import Config, definition_changes
 from .core.define.experiment import Experiment
 from .core.define.queue import QUEUE_FILE, Queue, QueueError, load_queue
-from .core.runs.slurm_state import backend_from_env, claim_backend
 from .core.runs.index import file_stamp, index_path, refresh_index
 from .core.runs.runners import remove_figures, write_figures
+from .core.runs.slurm_state import backend_from_env, claim_backend
 from .core.runs.status import DataIds, Judgement, Row, State, collect, judge_run
 from .core.runs.store import (
     HEARTBEAT_TIMEOUT,
@@ -234,7 +235,7 @@ class _Job:
 
     exp: Experiment
     run: Run
-    claim: "Claim"
+    claim: Claim
     status: dict[str, Any] = field(default_factory=lambda: {"epoch": 0})  # what the heartbeat writes
     member: Any = None  # its PackMember, in a pack
     ended: bool = False  # its end is recorded: the heartbeat leaves it alone
@@ -332,7 +333,7 @@ class Runner:
         if not self._claims:  # (it failed between runs, e.g. on the packs line): the next runs' logs say it
             self._output_failure = line
 
-    def _log_claimed(self, claim: "Claim", line: str) -> None:
+    def _log_claimed(self, claim: Claim, line: str) -> None:
         """A claim's first lines in its run.log: who claimed it, the packs line, and a failure of the output that
         happened while no run was claimed."""
         claim.log(line)
@@ -698,7 +699,7 @@ class Runner:
                 trainer = Trainer(exp.config, self.project, self.device)
                 result = trainer.fit(run, self._events(job), run_id=exp.id, until_epoch=exp.budget)
                 state, error, summary = result.state, result.error, result.summary
-            except Exception as exc:  # any failure ends this run (failed, or interrupted by the machine)
+            except Exception as exc:  # noqa: BLE001 - any failure ends this run (failed, or interrupted by the machine)
                 state, error = self._failure(exc, job)
         self._claims, self._training = [], {}
         return self._end(job, state, error, summary)
@@ -722,7 +723,7 @@ class Runner:
                 try:
                     j.member = PackMember(j.exp.config, self.project, self.device, data_from=first)
                     first = first or j.member
-                except Exception as exc:  # this member cannot train (its checks, its data): it fails alone
+                except Exception as exc:  # noqa: BLE001 - this member cannot train (its checks, its data): it fails alone
                     state, error = self._failure(exc, j)
                     j.ending = self._end(j, state, error, {})
             live = [j for j in jobs if j.member is not None]
@@ -731,7 +732,7 @@ class Runner:
                     PackTrainer([j.member for j in live]).fit(
                         [j.run for j in live], [self._events(j) for j in live], [j.exp.id for j in live],
                         [j.exp.budget for j in live])
-                except Exception as exc:  # the pack could not be built: every member not ended yet
+                except Exception as exc:  # noqa: BLE001 - the pack could not be built: every member not ended yet
                     for j in live:
                         if j.ending is None:
                             state, error = self._failure(exc, j)

@@ -135,7 +135,7 @@ def test_live_panel_follows_metrics_appended_by_another_process(tmp_path):
                         f"append_jsonl(sys.argv[1], {{'epoch': {epoch}, 'train_loss': {1.0 / epoch}, 'train_dice': 0.5, "
                         f"'val_loss': {1.1 / epoch}, 'val_dice': {0.2 * epoch}, 'val_iou': 0.1, 'lr': 0.001, 'seconds': 1.5}})")
                 subprocess.run([sys.executable, "-c", code, str(metrics)], check=True)
-                assert await wait_for(pilot, lambda: live.view is not None and len(live.view.metrics) == epoch)
+                assert await wait_for(pilot, lambda epoch=epoch: live.view is not None and len(live.view.metrics) == epoch)
             assert list(live.sparklines["val_dice"].data) == [0.2, 0.4, 0.2 * 3]
             assert "ETA" in str(live.query_one("#live-eta").render())
 

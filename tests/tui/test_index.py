@@ -8,10 +8,10 @@ import json
 import math
 import os
 import time
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 from rich.text import Text
 
 from unettui.core.define.config import Config

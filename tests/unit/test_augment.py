@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -38,7 +40,7 @@ def test_spec_active_and_validation() -> None:
     for bad in ({"rotate": -1.0}, {"rotate": float("inf")}, {"hflip": 1.5}, {"vflip": -0.1}, {"hflip": float("nan")}):
         with pytest.raises(ValueError):
             AugmentSpec(**bad)
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         AugmentSpec().rotate = 3.0  # type: ignore[misc]  # frozen
 
 

@@ -9,18 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from unettui.core.define import edit
-
-from unettui.core.define import init
-
-from unettui.core.runs import retry as retry_mod
-
-from unettui.core.define import setvalues
-
-from unettui.core.define import tomltext
+from unettui.core.define import edit, init, setvalues, tomltext
 from unettui.core.define.config import ConfigError
 from unettui.core.define.edit import EditError, LargeSweep
 from unettui.core.define.queue import load_queue
+from unettui.core.runs import retry as retry_mod
 from unettui.core.runs.store import HOST, RunStore
 
 QUEUE = """\

@@ -2,9 +2,7 @@
 
 import pytest
 
-from unettui.core.define import edit
-
-from unettui.core.define import setvalues
+from unettui.core.define import edit, setvalues
 from unettui.core.define.config import ConfigError
 from unettui.core.define.edit import EditError
 from unettui.core.define.queue import load_queue

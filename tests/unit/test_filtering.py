@@ -201,7 +201,7 @@ def test_group_means_per_scheduler_and_optimizer():
     assert by_scheduler[1][2] == pytest.approx(0.6584, abs=1e-12)
     assert by_scheduler[1][3] == pytest.approx((0.2104 + 0.2488 + 0.6905) / 3, abs=1e-12)  # 0.383233...
     by_optimizer = group_means(rows, "optimizer")
-    assert [(v, n, round(d, 5), round(l, 5)) for v, n, d, l in by_optimizer] == [
+    assert [(v, n, round(d, 5), round(loss, 5)) for v, n, d, loss in by_optimizer] == [
         ("adam", 2, 0.86215, 0.2018),
         ("rmsprop", 2, 0.82325, 0.23945),
         ("sgd", 2, 0.29975, 0.69585),

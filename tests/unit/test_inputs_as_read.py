@@ -118,7 +118,7 @@ def test_tiff_pages_in_a_dataset(tmp_path):
     rng = np.random.default_rng(5)
     stacks = [(rng.random((3, 32, 32)) * 255).astype(np.uint8) for _ in range(3)]
     root = _folder(tmp_path / "d", stacks, ".tif", write=_stack)
-    for i, s in enumerate(stacks):  # the masks follow the pages' own size
+    for i in range(len(stacks)):  # the masks follow the pages' own size
         iio.imwrite(root / "masks" / f"im{i:02d}.png", _mask(i=i))
     assert "im00.tif has 3 pages" in _error(load_folder, root, 32)
     data = load_folder(root, 32, "channels")

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from unettui.core.define.queue import load_queue
-from unettui.core.define.study import next_multiplier, metric_at
+from unettui.core.define.study import metric_at, next_multiplier
 from unettui.core.define.study_parse import Halving
 from unettui.core.runs.store import RunStore, atomic_write_json
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -21,24 +20,24 @@ class Backend(str, Enum):
 def run(
     project: Path = ProjectOpt,
     headless: bool = typer.Option(False, "--headless", help="Run in the foreground with line-oriented progress; without it the TUI opens with the runner started."),
-    device: Optional[str] = typer.Option(None, "--device", "-d", help="Override every experiment's device: auto, cpu, cuda or cuda:N."),
-    only: Optional[list[str]] = typer.Option(None, "--only", help="Run only this experiment id (repeatable)."),
-    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads for PyTorch (default: all cores)."),
+    device: str | None = typer.Option(None, "--device", "-d", help="Override every experiment's device: auto, cpu, cuda or cuda:N."),
+    only: list[str] | None = typer.Option(None, "--only", help="Run only this experiment id (repeatable)."),
+    threads: int | None = typer.Option(None, "--threads", min=1, help="CPU threads for PyTorch (default: all cores)."),
     plain: bool = typer.Option(False, "--plain", help="Plain lines even on a terminal (no progress bar)."),
     workers: int = typer.Option(1, "--workers", "-w", min=1, help="Runner processes sharing the queue (each claims its own experiments)."),
-    devices: Optional[str] = typer.Option(None, "--devices", help="Comma-separated devices given to the workers in turn, e.g. cuda:0,cuda:1 or cpu."),
+    devices: str | None = typer.Option(None, "--devices", help="Comma-separated devices given to the workers in turn, e.g. cuda:0,cuda:1 or cpu."),
     stale_after: float = typer.Option(120.0, "--stale-after", min=5, help="Seconds without a heartbeat after which another machine's running claim is taken over."),
     pack: str = typer.Option("auto", "--pack", envvar="UNETTUI_PACK", help="Train up to N compatible experiments at once as one fused model (same data, architecture, batch size, device, AMP dtype; see 'Packs' in the README): N, off, or auto (off on the CPU; on CUDA up to 8 only once the packs' GPU check passed on this pack code; runs interrupted in a pack resume in it)."),
     backend: Backend = typer.Option(Backend.local, "--backend", help="local: train here (default). slurm: submit pilot tasks to SLURM and return at once (see 'Running on a SLURM cluster' in the README).", rich_help_panel="SLURM"),
-    partition: Optional[str] = typer.Option(None, "--partition", help="SLURM partition (default: the cluster's default).", rich_help_panel="SLURM"),
+    partition: str | None = typer.Option(None, "--partition", help="SLURM partition (default: the cluster's default).", rich_help_panel="SLURM"),
     gpus_per_run: int = typer.Option(0, "--gpus-per-run", min=0, help="GPUs per task (--gpus-per-node).", rich_help_panel="SLURM"),
     cpus_per_run: int = typer.Option(1, "--cpus-per-run", min=1, help="CPUs per task (--cpus-per-task); also its PyTorch threads.", rich_help_panel="SLURM"),
-    mem: Optional[str] = typer.Option(None, "--mem", help="Memory per task in SLURM syntax, e.g. 16G (default: the partition's).", rich_help_panel="SLURM"),
-    time_limit: Optional[str] = typer.Option(None, "--time", help="Time limit per task in SLURM syntax (30, 4:00:00, 1-00:00:00); default 4:00:00 or the partition's MaxTime if lower. A task at its limit checkpoints and is requeued.", rich_help_panel="SLURM"),
-    max_parallel: Optional[int] = typer.Option(None, "--max-parallel", min=1, help="Pilot tasks in the array (default: what there is to train, at most 4).", rich_help_panel="SLURM"),
-    account: Optional[str] = typer.Option(None, "--account", help="SLURM account to charge.", rich_help_panel="SLURM"),
-    qos: Optional[str] = typer.Option(None, "--qos", help="SLURM quality of service.", rich_help_panel="SLURM"),
-    sbatch: Optional[list[str]] = typer.Option(None, "--sbatch", metavar="KEY=VALUE", help="Any other sbatch option, passed through (repeatable), e.g. --sbatch constraint=a100.", rich_help_panel="SLURM"),
+    mem: str | None = typer.Option(None, "--mem", help="Memory per task in SLURM syntax, e.g. 16G (default: the partition's).", rich_help_panel="SLURM"),
+    time_limit: str | None = typer.Option(None, "--time", help="Time limit per task in SLURM syntax (30, 4:00:00, 1-00:00:00); default 4:00:00 or the partition's MaxTime if lower. A task at its limit checkpoints and is requeued.", rich_help_panel="SLURM"),
+    max_parallel: int | None = typer.Option(None, "--max-parallel", min=1, help="Pilot tasks in the array (default: what there is to train, at most 4).", rich_help_panel="SLURM"),
+    account: str | None = typer.Option(None, "--account", help="SLURM account to charge.", rich_help_panel="SLURM"),
+    qos: str | None = typer.Option(None, "--qos", help="SLURM quality of service.", rich_help_panel="SLURM"),
+    sbatch: list[str] | None = typer.Option(None, "--sbatch", metavar="KEY=VALUE", help="Any other sbatch option, passed through (repeatable), e.g. --sbatch constraint=a100.", rich_help_panel="SLURM"),
 ) -> None:
     """Train every experiment of the queue that has no finished run, in file order.
 
@@ -128,7 +127,7 @@ def run(
         outcome = runner.run()
     except KeyboardInterrupt:
         _quiet_echo("stopped at once; the current run resumes next time")
-        raise typer.Exit(130)
+        raise typer.Exit(130) from None
     finally:
         if runner.reporter.broken is not None:  # no "Exception ignored ... BrokenPipeError" when Python exits
             _mute_stdout()
@@ -196,7 +195,7 @@ def results(
     project: Path = ProjectOpt,
     sort: str = typer.Option("best_val_dice", "--sort", "-s", help="Column to sort by (any export column)."),
     desc: bool = typer.Option(True, "--desc/--asc", help="Sort direction."),
-    top: Optional[int] = typer.Option(None, "--top", "-n", min=1, help="Show only the first N rows."),
+    top: int | None = typer.Option(None, "--top", "-n", min=1, help="Show only the first N rows."),
     runs: bool = typer.Option(False, "--runs", help="One row per run even where configurations have repeats."),
 ) -> None:
     """A table of every experiment: state, the hyper-parameters that differ, best and final val Dice, test Dice, epochs, time.
@@ -287,10 +286,10 @@ def _show(v) -> str:
 
 @app.command()
 def export(
-    path: Optional[Path] = typer.Argument(None, help="File to write; stdout when left out.", dir_okay=False),
+    path: Path | None = typer.Argument(None, help="File to write; stdout when left out.", dir_okay=False),
     project: Path = ProjectOpt,
     fmt: Format = typer.Option(Format.csv, "--format", "-f", help="csv or md (Markdown table)."),
-    sort: Optional[str] = typer.Option(None, "--sort", "-s", help="Column to sort by (default: queue order)."),
+    sort: str | None = typer.Option(None, "--sort", "-s", help="Column to sort by (default: queue order)."),
     desc: bool = typer.Option(True, "--desc/--asc", help="Sort direction."),
     by_configuration: bool = typer.Option(False, "--by-configuration", help="One row per configuration: the mean, standard deviation and n of each metric over its repeats."),
 ) -> None:
@@ -327,8 +326,8 @@ def bench(
     image_size: int = typer.Option(64, "--image-size", help="Image side in pixels (a multiple of 16)."),
     batch_size: int = typer.Option(8, "--batch-size", help="Images per step."),
     base_channels: int = typer.Option(16, "--base-channels", help="UNet width (16 = baseline / 4)."),
-    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads (default: all cores)."),
-    pack: Optional[str] = typer.Option(None, "--pack", metavar="N[,N...]", help="Packs instead: train N experiments one after the other and as one pack, for each N, and compare images/s."),
+    threads: int | None = typer.Option(None, "--threads", min=1, help="CPU threads (default: all cores)."),
+    pack: str | None = typer.Option(None, "--pack", metavar="N[,N...]", help="Packs instead: train N experiments one after the other and as one pack, for each N, and compare images/s."),
     amp: str = typer.Option("off", "--amp", help="With --pack: off (fp32), bf16, or auto (the trainer's choice)."),
 ) -> None:
     """Compare unettui's trainer with a minimal hand-written PyTorch loop (same model, data and steps).

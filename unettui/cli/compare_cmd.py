@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -32,7 +31,7 @@ def compare(
     group: bool = typer.Option(False, "--group", help="Also take runs whose configurations differ only in the seed as repeats of one configuration."),
     each: bool = typer.Option(False, "--each", help="One curve per run, repeats too (no mean and band)."),
     height: int = typer.Option(DEFAULT_HEIGHT, "--height", min=3, max=200, help="Rows of the plot."),
-    width: Optional[int] = typer.Option(None, "--width", min=30, max=1000, help="Columns (default: the terminal's width)."),
+    width: int | None = typer.Option(None, "--width", min=30, max=1000, help="Columns (default: the terminal's width)."),
     project: Path = ProjectOpt,
 ) -> None:
     """Overlay one metric's curves of several runs on shared axes, in the terminal. The legend names each run (or configuration) by the keys that differ between them; a configuration with repeats is drawn as their mean with a band from the lowest to the highest run. The y axis turns logarithmic when the values span decades (a diverging loss).
@@ -43,7 +42,8 @@ def compare(
     """
     from ..core.define.names import did_you_mean, nearest_ids
     from ..core.runs.status import collect
-    from ..core.show.compare import METRICS, compare as build, describe
+    from ..core.show.compare import METRICS, describe
+    from ..core.show.compare import compare as build
     from ..core.show.curves import plain, render_curves
     from ..core.show.render import use_colour
 

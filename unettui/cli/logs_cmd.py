@@ -6,7 +6,6 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -22,7 +21,7 @@ def logs(
     exp_id: str = typer.Argument(..., metavar="ID", help="Experiment id (see `unettui ls`)."),
     project: Path = ProjectOpt,
     follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new lines until the run stops running (Ctrl-C to leave)."),
-    attempt: Optional[int] = typer.Option(None, "--attempt", "-a", min=1, help="Print the log of earlier attempt N (runs/ID/attempts/N/run.log)."),
+    attempt: int | None = typer.Option(None, "--attempt", "-a", min=1, help="Print the log of earlier attempt N (runs/ID/attempts/N/run.log)."),
     slurm: bool = typer.Option(False, "--slurm", help="Print the stdout and stderr files of the SLURM tasks that trained it (every attempt) instead."),
 ) -> None:
     """Print a run's log (runs/ID/run.log): claims, epochs, the end state, and the traceback of a failure.

@@ -6,7 +6,6 @@ import difflib
 import shutil
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -19,7 +18,7 @@ def _lr(v: float | None) -> str:
     return "-" if v is None else f"{v:.1e}"
 
 
-def _base_config(project: Path, exp_id: Optional[str]):
+def _base_config(project: Path, exp_id: str | None):
     """The config of experiment ``exp_id`` in the queue, or the queue's [defaults] when no id is given."""
     queue = load_queue_or_fail(project)
     if exp_id is None:
@@ -54,15 +53,15 @@ def _progress(name: str):
 
 @app.command("lr-find")
 def lr_find(
-    exp_id: Optional[str] = typer.Argument(None, metavar="ID",
+    exp_id: str | None = typer.Argument(None, metavar="ID",
                                           help="Experiment whose config is used (see `unettui ls`); default: the queue's defaults table."),
     project: Path = ProjectOpt,
-    sets: Optional[list[str]] = typer.Option(None, "--set", "-s", metavar="KEY=VALUE",
+    sets: list[str] | None = typer.Option(None, "--set", "-s", metavar="KEY=VALUE",
                                              help="Change a hyper-parameter for this test only, e.g. loss=bce (repeatable)."),
     start: float = typer.Option(1e-7, "--start", help="First learning rate of the ramp."),
     end: float = typer.Option(10.0, "--end", help="Last learning rate of the ramp (the test stops earlier when the loss blows up)."),
     steps: int = typer.Option(100, "--steps", help="Training steps (batches) of the ramp; about 100 is enough."),
-    optimizers: Optional[list[str]] = typer.Option(None, "--optimizer", "-o", metavar="NAME",
+    optimizers: list[str] | None = typer.Option(None, "--optimizer", "-o", metavar="NAME",
                                                    help="Optimizer to test (repeatable; default: the config's own)."),
 ) -> None:
     """Find a learning rate for each optimizer with an LR range test (Leslie Smith; the exponential ramp of fastai's lr_find).

@@ -6,7 +6,6 @@ import json
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -49,7 +48,7 @@ def _progress(total: int, what: str):
 def predict(
     run_id: str = typer.Argument(..., metavar="RUN", help="The run whose model is applied (see `unettui ls`)."),
     target: Path = typer.Argument(..., metavar="INPUT", help="An image file, or a folder of images (any format the folder loader reads)."),
-    output: Optional[Path] = typer.Argument(None, metavar="OUTPUT", help="Folder for the masks (default: predictions/RUN in the project).", file_okay=False),
+    output: Path | None = typer.Argument(None, metavar="OUTPUT", help="Folder for the masks (default: predictions/RUN in the project).", file_okay=False),
     project: Path = ProjectOpt,
     last: bool = typer.Option(False, "--last", help="The last epoch's model instead of the best epoch's."),
     probabilities: bool = typer.Option(False, "--probabilities", help="Also write STEM_prob.png: the foreground probability as 0-255."),
@@ -104,7 +103,7 @@ def _weights(tm) -> dict:
 @app.command()
 def evaluate(
     run_id: str = typer.Argument(..., metavar="RUN", help="The run whose model is scored (see `unettui ls`)."),
-    dataset: Optional[Path] = typer.Argument(None, metavar="DATASET", help="A folder with images/ and masks/ (default: the run's own images of --split)."),
+    dataset: Path | None = typer.Argument(None, metavar="DATASET", help="A folder with images/ and masks/ (default: the run's own images of --split)."),
     project: Path = ProjectOpt,
     split: Split = typer.Option(Split.val, "--split", help="Without DATASET: the run's own val, test, train or all images."),
     last: bool = typer.Option(False, "--last", help="The last epoch's model instead of the best epoch's."),

@@ -5,7 +5,6 @@ from __future__ import annotations
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -40,7 +39,7 @@ def _p(project: Path) -> str:
 
 @app.command()
 def init(
-    directory: Optional[Path] = typer.Argument(None, help="Folder for the project (created if needed); default: --project or the current folder.",
+    directory: Path | None = typer.Argument(None, help="Folder for the project (created if needed); default: --project or the current folder.",
                                                file_okay=False),
     project: Path = ProjectOpt,
 ) -> None:
@@ -61,8 +60,8 @@ def init(
 
 @app.command()
 def add(
-    sets: Optional[list[str]] = SetOpt,
-    exp_id: Optional[str] = typer.Option(None, "--id", help="The experiment's id (default: generated from the keys it sets, e.g. sgd-lr0.01)."),
+    sets: list[str] | None = SetOpt,
+    exp_id: str | None = typer.Option(None, "--id", help="The experiment's id (default: generated from the keys it sets, e.g. sgd-lr0.01)."),
     project: Path = ProjectOpt,
 ) -> None:
     """Append one experiment to experiments.toml, keeping its comments and layout, and print its id. Keys not set come from the defaults table; every key and value is checked first, and a duplicate id is refused.
@@ -86,8 +85,8 @@ def _show(values: dict, keys) -> str:
 
 @app.command()
 def sweep(
-    sets: Optional[list[str]] = SetOpt,
-    sweep_id: Optional[str] = typer.Option(None, "--id", help="The sweep's id, the prefix of its experiments' ids (default: sweep-<keys>)."),
+    sets: list[str] | None = SetOpt,
+    sweep_id: str | None = typer.Option(None, "--id", help="The sweep's id, the prefix of its experiments' ids (default: sweep-<keys>)."),
     dry_run: bool = typer.Option(False, "--dry-run", "-n", help="Print the experiments the sweep would add and their count; write nothing."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask before adding a sweep of more than 100 experiments."),
     project: Path = ProjectOpt,
@@ -122,7 +121,7 @@ def sweep(
                          "(or --dry-run to list them)")
                 if not typer.confirm(f"add a sweep of {big.count} experiments?", default=False):
                     typer.echo("nothing added", err=True)
-                    raise typer.Exit(1)
+                    raise typer.Exit(1) from None
             ids = add_sweep(project, grid, sweep_id, confirm_large=True)
     name = sweep_id or sweep_prefix(grid)
     shown = ", ".join(ids[:5]) + (", ..." if len(ids) > 5 else "")
@@ -167,7 +166,7 @@ def rm(
 
 @app.command()
 def retry(
-    ids: Optional[list[str]] = typer.Argument(None, help="Experiments to train again.", metavar="ID"),
+    ids: list[str] | None = typer.Argument(None, help="Experiments to train again.", metavar="ID"),
     failed: bool = typer.Option(False, "--failed", help="Retry every failed run of the queue."),
     project: Path = ProjectOpt,
 ) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
@@ -248,7 +248,7 @@ def show(
     exp_id: str = typer.Argument(..., metavar="ID", help="Experiment id (see `unettui ls`)."),
     project: Path = ProjectOpt,
     ascii_: bool = typer.Option(False, "--ascii", help="Draw the preview in plain ASCII (also with NO_COLOR or when not on a terminal)."),
-    sample: Optional[int] = typer.Option(None, "--sample", "-n", min=1, help="Draw only preview sample N (1-based; default: all)."),
+    sample: int | None = typer.Option(None, "--sample", "-n", min=1, help="Draw only preview sample N (1-based; default: all)."),
     last: bool = typer.Option(False, "--last", help="The preview of the last epoch instead of the best one."),
     all_epochs: bool = typer.Option(False, "--all-epochs", help=f"Every epoch's row, even beyond {MAX_EPOCH_ROWS}."),
 ) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -46,7 +45,7 @@ def submit_to_slurm(project: Path, *, device: str | None, only: list[str] | None
 
 @app.command("cancel")
 def cancel(
-    ids: Optional[list[str]] = typer.Argument(None, metavar="[ID]...", help="Experiments whose SLURM task to cancel."),
+    ids: list[str] | None = typer.Argument(None, metavar="[ID]...", help="Experiments whose SLURM task to cancel."),
     all_: bool = typer.Option(False, "--all", help="Cancel every SLURM job this project submitted that may still run."),
     pack: bool = typer.Option(False, "--pack", help="An ID trains in a pack: cancel the whole pack (and its task) "
                                                     "without asking."),

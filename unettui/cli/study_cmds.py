@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -71,7 +70,7 @@ class TemplateName(str, Enum):
 def study_new(
     template: TemplateName = typer.Option(..., "--template", "-t", help="quick (a few minutes: every stage kind) or seed "
                                           "(the course study, six stages, about 26 min on 2 CPU cores)."),
-    study_id: Optional[str] = typer.Option(None, "--id", help="The study's id, also its experiments' id prefix (default: the template's name)."),
+    study_id: str | None = typer.Option(None, "--id", help="The study's id, also its experiments' id prefix (default: the template's name)."),
     show: bool = typer.Option(False, "--print", help="Print the [[study]] table instead of adding it."),
     project: Path = ProjectOpt,
 ) -> None:
@@ -137,7 +136,7 @@ def study_show(study_id: str = typer.Argument(..., metavar="ID", help="The study
         first = st.configs[0].runs if st.configs else []
         repeats = any(c.n > 1 for c in st.configs)
 
-        def column(r) -> str:  # a run's column: its train fraction and, with repeats, which repeat it is
+        def column(r, repeats: bool = repeats) -> str:  # a run's column: its train fraction and which repeat
             name = f"f={fmt_value(r.fraction)}" if r.fraction is not None else ("" if repeats else metric)
             return f"{name} r{r.repeat}".strip() if repeats else name
 
@@ -187,11 +186,11 @@ class VectorFormat(str, Enum):
 
 @app.command()
 def report(
-    study_id: Optional[str] = typer.Argument(None, metavar="STUDY", help="The study's id (default: the only study)."),
-    output: Optional[Path] = typer.Argument(None, metavar="OUTPUT", help="File to write; stdout when left out.", dir_okay=False),
+    study_id: str | None = typer.Argument(None, metavar="STUDY", help="The study's id (default: the only study)."),
+    output: Path | None = typer.Argument(None, metavar="OUTPUT", help="File to write; stdout when left out.", dir_okay=False),
     project: Path = ProjectOpt,
     fmt: ReportFormat = typer.Option(ReportFormat.md, "--format", "-f", help="md (one table per stage, group averages, winners, final configuration) or csv (one row per run)."),
-    figures_dir: Optional[Path] = typer.Option(None, "--figures", help="Folder for the figures (md only; default: OUTPUT's name + -figures beside it, or reports/STUDY/ in the project).", file_okay=False),
+    figures_dir: Path | None = typer.Option(None, "--figures", help="Folder for the figures (md only; default: OUTPUT's name + -figures beside it, or reports/STUDY/ in the project).", file_okay=False),
     vector: VectorFormat = typer.Option(VectorFormat.svg, "--vector", help="The vector copy of each figure, beside its PNG: svg, pdf, or none (PNG only)."),
     no_figures: bool = typer.Option(False, "--no-figures", help="Write no figures."),
 ) -> None:

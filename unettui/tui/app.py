@@ -11,8 +11,8 @@ from typing import Any
 
 from textual import work
 from textual.app import App, ComposeResult
-from textual.css.query import NoMatches
 from textual.containers import Horizontal
+from textual.css.query import NoMatches
 from textual.message import Message
 from textual.widgets import Footer, Header, TabbedContent, TabPane, Tabs
 from textual.worker import get_current_worker
@@ -223,7 +223,7 @@ class UnettuiApp(App):
         if self.monitor.want(wanted):
             self._wake.set()
 
-    def on_poll_failed(self, msg: "PollFailed") -> None:
+    def on_poll_failed(self, msg: PollFailed) -> None:
         if msg.text != self._last_poll_error:
             self._last_poll_error = msg.text
             self.notify(f"{msg.text} (showing what was last read; retrying)", severity="error", timeout=10)

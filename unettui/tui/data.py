@@ -18,16 +18,17 @@ import os
 import subprocess
 import threading
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from ..core.define.queue import QUEUE_FILE, Queue, QueueError, load_queue
 from ..core.runs import index as run_index
+from ..core.runs.index import count_attempts, file_stamp, folder_stamp, read_json_stamped
 from ..core.runs.runners import RunnerFigures, read_figures
 from ..core.runs.slurm_state import SCHEDULER, JobState, refresh_summary, task_word
 from ..core.runs.status import DataIds, Halving, Row, RunFiles, State, jobs_to_ask, row_of
 from ..core.runs.store import ARCHIVING, CONFIG, METRICS, RUNS_DIR, STATUS, SUMMARY
-from ..core.runs.index import count_attempts, file_stamp, folder_stamp, read_json_stamped
 from .run_reading import UNSEEN, WATCHED, FileState, read_metrics, recheck_at, still, summary_final
 
 QUEUE_CHANGED = "__queue__"

@@ -17,7 +17,7 @@ class OnChosenRun:
     """The edits a widget offers on the one experiment it names (``_chosen``: the selected or highlighted one, or None
     after telling the user there is none); mixed into the Queue and Results widgets."""
 
-    app: "UnettuiApp"
+    app: UnettuiApp
 
     def _chosen(self) -> str | None:
         raise NotImplementedError

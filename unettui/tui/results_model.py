@@ -6,8 +6,9 @@ so a poll that changed one run of 10,000 costs about as much as one run. A model
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 from rich.text import Text
 

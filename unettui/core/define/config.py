@@ -89,7 +89,7 @@ class Config:
         """Flat dict keyed by canonical (dotted) key names, in declaration order (a new dict each call)."""
         return {key: getattr(self, name) for name, key in _FIELD_KEYS}
 
-    def replace(self, **changes: Any) -> "Config":
+    def replace(self, **changes: Any) -> Config:
         return dataclasses.replace(self, **{key_to_field(k): v for k, v in changes.items()})
 
     def fingerprint(self) -> str:

@@ -20,9 +20,10 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -36,10 +37,20 @@ from .config import ConfigError, check_key, flatten
 from .experiment import Experiment
 from .names import MAX_ID, nearest_ids, safe_id
 from .queue import MAX_SWEEP, QUEUE_FILE, Queue, QueueError, parse_queue
-from .setvalues import sweep_size
-from .tomltext import (SECTIONS, Line, apply_ops, cut, inline_text, render_entry, scan, set_line, spans,
-                       split_lines, statements)
-from .setvalues import format_value, sweep_prefix
+from .setvalues import format_value, sweep_prefix, sweep_size
+from .tomltext import (
+    SECTIONS,
+    Line,
+    apply_ops,
+    cut,
+    inline_text,
+    render_entry,
+    scan,
+    set_line,
+    spans,
+    split_lines,
+    statements,
+)
 
 SWEEP_CONFIRM = 100  # a sweep of more experiments than this needs confirm_large=True (the CLI: --yes)
 LOCK_FILE = ".experiments.toml.lock"

@@ -7,7 +7,6 @@ from pathlib import Path
 from ..runs.store import atomic_write_text
 from .edit import EditError, locked, queue_path
 
-
 STARTER = '''\
 # unettui queue: the experiments of this project.
 #

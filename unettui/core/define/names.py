@@ -5,7 +5,8 @@ from __future__ import annotations
 import difflib
 import numbers
 import re
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 MAX_ID = 80
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")

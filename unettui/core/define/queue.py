@@ -15,13 +15,13 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
+from ..runs.index import cached_toml
+from ..runs.store import RunStore
 from .config import DEFAULTS, Config, ConfigError, build_config, coerce, flatten
 from .experiment import Experiment, with_repeats
 from .names import safe_id, slug
 from .study import StudyStatus, expand
 from .study_parse import parse_study
-from ..runs.index import cached_toml
-from ..runs.store import RunStore
 
 QUEUE_FILE = "experiments.toml"
 TOP_LEVEL = ("defaults", "experiment", "sweep", "study")

@@ -48,11 +48,11 @@ class SegData:
     def image_size(self) -> int:
         return int(self.images.shape[-1])
 
-    def to(self, device) -> "SegData":
+    def to(self, device) -> SegData:
         """A copy with both tensors on ``device`` (no copy when already there)."""
         return SegData(self.images.to(device), self.masks.to(device), list(self.names), self.source, list(self.notes))
 
-    def subset(self, idx) -> "SegData":
+    def subset(self, idx) -> SegData:
         """The images at ``idx`` (a 1-D LongTensor or a list of ints), in that order."""
         if isinstance(idx, torch.Tensor):
             idx_list = [int(i) for i in idx.reshape(-1).tolist()]

@@ -12,7 +12,6 @@ from .dataset_id import SYNTHETIC_KINDS
 from .folders import load_folder
 from .synthetic import synthetic_nuclei, synthetic_ventricle
 
-
 _GENERATORS = {"ventricle": synthetic_ventricle, "nuclei": synthetic_nuclei}
 
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -115,7 +115,7 @@ def _read_other(path: Path) -> np.ndarray:
         with warnings.catch_warnings():  # imageio's plugin probing warns about its own deprecations
             warnings.simplefilter("ignore", DeprecationWarning)
             arr = np.asarray(iio.imread(path, index=0))
-    except Exception as e:  # any reader failure becomes one clear line
+    except Exception as e:  # noqa: BLE001 - any reader failure becomes one clear line
         raise DatasetError(f"cannot read {path}: {_short_reason(e)}; replace or remove it") from None
     if arr.ndim == 3 and arr.shape[2] > 4:  # no 2-D format stores more than 4 channels: a stack of images
         raise two_d_only(path, f"a 3-D array of shape {tuple(arr.shape)}")

@@ -21,7 +21,7 @@ GPU→CPU synchronisation and convert once at the end of the epoch.
 from __future__ import annotations
 
 import numbers
-from typing import Sequence, Union
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -34,7 +34,7 @@ __all__ = [
     "per_image_dice",
 ]
 
-CountsLike = Union[Tensor, Sequence[numbers.Real], numbers.Real]
+CountsLike = Tensor | Sequence[numbers.Real] | numbers.Real
 
 
 def _binarise(logits: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:

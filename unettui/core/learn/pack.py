@@ -30,7 +30,7 @@ tensor lr, several param groups) use the member's own optimizer.step().
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -153,7 +153,7 @@ class PackedUNet(nn.Module):
             self.load_member_state_dict(i, member.state_dict())
 
     @classmethod
-    def from_members(cls, members: Sequence[UNet]) -> "PackedUNet":
+    def from_members(cls, members: Sequence[UNet]) -> PackedUNet:
         """Pack UNets of one architecture (weights, BN buffers and dropout p are copied; they may differ)."""
         archs = {(u.in_channels, u.out_channels, u.base_channels, u.depth) for u in members}
         if len(archs) != 1:
@@ -288,7 +288,7 @@ class PackLoss:
         self._on: dict[torch.device, tuple[Tensor, ...]] = {}
 
     @classmethod
-    def from_configs(cls, cfgs: Sequence) -> "PackLoss":
+    def from_configs(cls, cfgs: Sequence) -> PackLoss:
         return cls([(c.loss, c.switch_lambda, c.switch_tau) for c in cfgs])
 
     def __call__(self, logits: Tensor, targets: Tensor) -> Tensor:
@@ -491,7 +491,7 @@ class PackOptimizer:
         self._batches: dict[tuple, _Batch] = {}
 
     @classmethod
-    def from_configs(cls, pack: PackedUNet, cfgs: Sequence, grouped: bool = True) -> "PackOptimizer":
+    def from_configs(cls, pack: PackedUNet, cfgs: Sequence, grouped: bool = True) -> PackOptimizer:
         return cls(pack, lambda i, params: make_optimizer(cfgs[i], params), grouped)
 
     def zero_grad(self) -> None:

@@ -45,7 +45,8 @@ import contextlib
 import math
 import time
 from collections import OrderedDict
-from typing import Any, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -86,7 +87,7 @@ def pack_key(cfg: Config, device: str | None = None) -> tuple | None:
 class _MemberModel:
     """Stands for a member's UNet while it is in a pack: its state_dict is its rows of the pack (solo format)."""
 
-    def __init__(self, member: "PackMember"):
+    def __init__(self, member: PackMember):
         self._member = member
 
     @property
@@ -94,7 +95,7 @@ class _MemberModel:
         assert self._member.pack is not None and self._member.pack.model is not None
         return self._member.pack.model
 
-    def state_dict(self) -> "OrderedDict[str, Tensor]":
+    def state_dict(self) -> OrderedDict[str, Tensor]:
         return self._pack.member_state_dict(self._member.slot)
 
     def load_state_dict(self, state_dict: dict[str, Tensor], strict: bool = True) -> None:
@@ -204,7 +205,7 @@ class PackTrainer:
 
     @classmethod
     def from_configs(cls, cfgs: Sequence[Config], project=None, device: str | None = None,
-                     dtype: torch.dtype | None = None) -> "PackTrainer":
+                     dtype: torch.dtype | None = None) -> PackTrainer:
         """Build every member as its solo Trainer would be (the data loaded once and shared), then pack them."""
         first = PackMember(cfgs[0], project, device, dtype=dtype)
         return cls([first, *(PackMember(c, project, device, dtype=dtype, data_from=first) for c in cfgs[1:])])
@@ -387,7 +388,7 @@ class PackTrainer:
                 "meta": getattr(sd, "_metadata", None)}
 
     @staticmethod
-    def _member_weights(snap: dict[str, Any], slot: int) -> "OrderedDict[str, Tensor]":
+    def _member_weights(snap: dict[str, Any], slot: int) -> OrderedDict[str, Tensor]:
         out = OrderedDict((k, PackedUNet.member_rows(k, v, slot, snap["n"]).clone()) for k, v in snap["state"].items())
         out._metadata = snap["meta"]  # type: ignore[attr-defined]
         return out

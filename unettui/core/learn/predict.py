@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import io
 import os
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
 import torch

@@ -7,9 +7,11 @@ import io
 import json
 import math
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, ContextManager, NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 
@@ -31,9 +33,9 @@ from ..show.preview import PREVIEW_FILES, save_preview
 from .augment import AugmentSpec, augment_batch
 from .data import equalize_histogram, split_with_test
 from .dataset_id import count_images, data_id, is_synthetic
+from .datasets import load_dataset
 from .feasible import machine_memory
 from .feasible import problems as feasibility_problems
-from .datasets import load_dataset
 from .losses import make_loss
 from .metrics import confusion_counts, dice_from_counts, iou_from_counts
 from .model import UNet
@@ -65,9 +67,9 @@ class Events:
     on_epoch: Callable[[dict[str, Any]], None] | None = None
     should_stop: Callable[[], bool] | None = None
     # held around every write to the run folder: the runner's fence, which raises when its claim was taken over
-    guard: Callable[[], ContextManager[Any]] | None = None
+    guard: Callable[[], AbstractContextManager[Any]] | None = None
     # a pack's member left its pack (done, failed, interrupted, or an error: Result.exc); a solo fit returns instead
-    on_end: Callable[["Result"], None] | None = None
+    on_end: Callable[[Result], None] | None = None
 
 
 class Step(NamedTuple):
@@ -131,7 +133,7 @@ class Trainer:
     """One experiment's model, optimizer, data and state; ``fit`` runs it, ``train_epoch`` is the hot loop."""
 
     def __init__(self, cfg: Config, project: Path | None = None, device: str | None = None, *,
-                 dtype: torch.dtype | None = None, data_from: "Trainer | None" = None):
+                 dtype: torch.dtype | None = None, data_from: Trainer | None = None):
         """``dtype``: the model's and the images' floating-point type (None: float32; the tests train in float64).
         ``data_from``: a trainer of the same data keys whose tensors this one shares instead of loading them again
         (a pack's members); the random streams are untouched by data loading, so the run is the same."""
@@ -204,7 +206,7 @@ class Trainer:
         self.epoch = 0
 
     # ---- the hot loop ------------------------------------------------------------
-    def autocast(self) -> ContextManager[Any]:
+    def autocast(self) -> AbstractContextManager[Any]:
         """The mixed-precision context of every forward pass (a no-op when ``amp`` resolved to off)."""
         return torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None)
 
@@ -412,7 +414,7 @@ class Trainer:
         """The epoch a fit ends after: ``cfg.epochs``, or ``until_epoch`` (a successive-halving rung) when lower."""
         return self.cfg.epochs if until_epoch is None else max(1, min(int(until_epoch), self.cfg.epochs))
 
-    def open_run(self, run: Run, guard: Callable[[], ContextManager[Any]], run_id: str | None = None
+    def open_run(self, run: Run, guard: Callable[[], AbstractContextManager[Any]], run_id: str | None = None
                  ) -> tuple[bool, str | None]:
         """Before training into ``run``: resume from its checkpoint when it holds this definition and data, else
         start afresh (archiving an attempt of another definition); write config.json and metrics.jsonl as the

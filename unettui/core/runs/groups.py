@@ -4,8 +4,9 @@ the seed-to-seed standard deviation and n of a metric, and the noise-aware compa
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from .export import row_dict
 from .status import Row

@@ -30,9 +30,10 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from .store import ARCHIVING, ATTEMPTS, CONFIG, RUNS_DIR, STATUS, SUMMARY, atomic_write_bytes, read_json_checked
 

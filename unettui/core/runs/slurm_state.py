@@ -17,9 +17,10 @@ import re
 import subprocess
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from .store import RUNS_DIR, atomic_write_json, read_json
 

@@ -9,16 +9,31 @@ calls ``collect`` or ``judge`` with files read by ``read_run``.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any
 
 from ..define.config import Config, definition_changes, describe_changes
 from ..learn.dataset_id import DataId, data_id
-from .store import (ARCHIVING, CONFIG, HEARTBEAT_TIMEOUT, METRICS, RUNS_DIR, STATUS, SUMMARY, Run, RunStore,
-                    claim_alive, read_json, read_json_checked, read_jsonl_checked, short_of)
 from .slurm_state import SCHEDULER, JobState, Scheduler, backend_of, task_word
+from .store import (
+    ARCHIVING,
+    CONFIG,
+    HEARTBEAT_TIMEOUT,
+    METRICS,
+    RUNS_DIR,
+    STATUS,
+    SUMMARY,
+    Run,
+    RunStore,
+    claim_alive,
+    read_json,
+    read_json_checked,
+    read_jsonl_checked,
+    short_of,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..define.experiment import Experiment
@@ -313,7 +328,7 @@ class Halving:
     promoted: set[str] = field(default_factory=set)
 
     @classmethod
-    def of(cls, queue: "Queue | None") -> "Halving":
+    def of(cls, queue: Queue | None) -> Halving:
         out = cls()
         for s in (queue.studies if queue else []):
             for st in s.stages:
@@ -326,7 +341,7 @@ class Halving:
         return out
 
 
-def row_of(run_id: str, exp: "Experiment | None", files: RunFiles, halving: Halving | None = None,
+def row_of(run_id: str, exp: Experiment | None, files: RunFiles, halving: Halving | None = None,
            data: DataId | None = None, now: float | None = None, stale_after: float = HEARTBEAT_TIMEOUT,
            jobs: dict[str, JobState] | None = None) -> Row:
     """The row of experiment ``exp`` (None: a run folder not in the queue) from its run's ``files``; ``jobs``: the
@@ -383,7 +398,7 @@ def _earlier_error(run: Run) -> str | None:
     return None
 
 
-def collect(queue: "Queue | None", store: RunStore, metrics: bool = False, now: float | None = None,
+def collect(queue: Queue | None, store: RunStore, metrics: bool = False, now: float | None = None,
             stale_after: float = HEARTBEAT_TIMEOUT, ids: Iterable[str] | None = None,
             scheduler: Scheduler | None = SCHEDULER) -> list[Row]:
     """One row per experiment in queue order, then the run folders whose experiment is no longer in the queue.

@@ -7,9 +7,10 @@ import os
 import socket
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 RUNS_DIR = "runs"
 CONFIG = "config.json"

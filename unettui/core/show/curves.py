@@ -13,10 +13,10 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 RGB = tuple[int, int, int]
-Segment = tuple[str, Optional[RGB], Optional[RGB]]
+Segment = tuple[str, RGB | None, RGB | None]
 Row = list[Segment]
 
 # Okabe-Ito's colour-blind-safe palette (its yellow darkened so it reads on white), then tab10's other colours

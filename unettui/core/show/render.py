@@ -29,14 +29,14 @@ import math
 import os
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
 from .preview import ascii_overlay
 
 RGB = tuple[int, int, int]
-Segment = tuple[str, Optional[RGB], Optional[RGB]]
+Segment = tuple[str, RGB | None, RGB | None]
 Row = list[Segment]
 
 BLOCKS = "▁▂▃▄▅▆▇█"

@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from .fmt import value as fmt_value
-from .study_text import num as _num
-from .study_text import final_scores_text, stage_notes
-from .study_text import values_text as _values
 from .study_figures import OVERVIEW
+from .study_text import final_scores_text, stage_notes
+from .study_text import num as _num
+from .study_text import values_text as _values
 
 METRIC_COLUMNS = (("final_train_loss", "train loss"), ("final_train_dice", "train Dice"),
                   ("final_val_loss", "val loss"), ("final_val_dice", "val Dice"))

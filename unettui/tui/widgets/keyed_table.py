@@ -4,8 +4,9 @@ a table of 10,000 runs never holds the UI thread for long, and a poll that chang
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from itertools import zip_longest
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from rich.cells import cell_len
 from rich.segment import Segment
