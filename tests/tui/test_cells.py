@@ -127,3 +127,37 @@ def test_moving_a_row_cursor_draws_only_the_two_rows_it_moved_between():
 
     rows, lines = asyncio.run(main())
     assert lines > 10 and rows == [3, 4]  # (every other row on screen from the rows' cache)
+
+
+def test_the_datatable_internals_keyed_table_uses_are_there():
+    """KeyedTable uses about 15 of DataTable's private names (written against Textual 8.2; pyproject bounds textual
+    below 9). At run time it falls back to DataTable's own (slower) ways where they are missing; this test fails
+    instead, naming what changed, so that a new Textual is adopted on purpose, not by a silent slowdown."""
+    import inspect
+
+    import textual
+
+    from unettui.tui.widgets import keyed_table as kt
+
+    major = int(textual.__version__.split(".")[0])
+    assert major == 8, f"textual {textual.__version__}: KeyedTable was written against Textual 8 (pyproject: <9)"
+
+    async def main():
+        app = RunsTable()
+        async with app.run_test(size=(80, 20)) as pilot:
+            await pilot.pause()
+            table = app.query_one(KeyedTable)
+            missing = [n for n in (*kt._INTERNALS, *kt._CELL_INTERNALS) if not hasattr(table, n)]
+            return missing, table._fast_cells, table.row_count
+
+    missing, fast, rows = asyncio.run(main())
+    assert not missing, f"textual {textual.__version__} lacks DataTable internals KeyedTable uses: {missing}"
+    assert fast and rows == 100
+    want = {"_render_cell": ["self", "row_index", "column_index", "base_style", "width", "cursor", "hover"],
+            "_render_line_in_row": ["self", "row_key", "line_no", "base_style", "cursor_location", "hover_location"],
+            "_get_styles_to_render_cell": ["self", "is_header_cell", "is_row_label_cell", "is_fixed_style_cell",
+                                           "hover", "cursor", "show_cursor", "show_hover_cursor",
+                                           "has_css_foreground_priority", "has_css_background_priority"]}
+    for name, params in want.items():
+        got = list(inspect.signature(getattr(DataTable, name)).parameters)
+        assert got == params, f"textual {textual.__version__}: DataTable.{name}{tuple(got)} changed"
