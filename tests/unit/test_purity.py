@@ -34,6 +34,33 @@ def test_cli_help_does_not_import_torch_or_textual():
     assert out.stdout.strip().endswith("LOADED"), out.stdout[-200:]
 
 
+def test_every_commands_help_stays_light():
+    """`--help` of every command and sub-group, found in the Typer app's own command tree (a new command is checked
+    without editing this test), imports neither torch, textual, matplotlib nor submitit: one interpreter asks each
+    in turn and names the first that loads one."""
+    code = ("import sys, typer\n"
+            "from unettui.cli.app import app\n"
+            "heavy = ('torch', 'textual', 'matplotlib', 'submitit')\n"
+            "def walk(cmd, path):\n"
+            "    yield path\n"
+            "    if isinstance(getattr(cmd, 'commands', None), dict):  # a group (Typer's own, whatever its base)\n"
+            "        for name, sub in sorted(cmd.commands.items()):\n"
+            "            yield from walk(sub, path + [name])\n"
+            "paths = list(walk(typer.main.get_command(app), []))\n"
+            "for path in paths:\n"
+            "    try:\n        app(path + ['--help'])\n    except SystemExit:\n        pass\n"
+            "    loaded = [m for m in heavy if m in sys.modules]\n"
+            "    if loaded:\n"
+            "        print('HEAVY', ' '.join(path), loaded)\n        break\n"
+            "print('CHECKED', len(paths), ';'.join(' '.join(p) for p in paths))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "HEAVY" not in out.stdout, out.stdout.split("HEAVY", 1)[1].splitlines()[0]
+    checked = out.stdout.rsplit("CHECKED ", 1)[1].strip()
+    count, names = checked.split(" ", 1)
+    assert int(count) >= 24, checked  # the app, its commands, and the study group's
+    assert {"run", "predict", "evaluate", "study", "study new", "cancel"} <= set(names.split(";")), names
+
+
 def test_matplotlib_is_imported_only_to_draw_figures():
     """matplotlib (a second or so to import) is loaded by the report's drawing functions only: not by `--help` of any
     command, the TUI's app module, `unettui compare`'s modules, or any core module on import."""
