@@ -51,7 +51,7 @@ def test_every_commands_help_stays_light():
             "    try:\n        app(path + ['--help'])\n    except SystemExit:\n        pass\n"
             "    loaded = [m for m in heavy if m in sys.modules]\n"
             "    if loaded:\n"
-            "        print('HEAVY', ' '.join(path), loaded)\n        break\n"
+            "        print('HEAVY', ' '.join(['unettui', *path, '--help']), 'loaded', loaded)\n        break\n"
             "print('CHECKED', len(paths), ';'.join(' '.join(p) for p in paths))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "HEAVY" not in out.stdout, out.stdout.split("HEAVY", 1)[1].splitlines()[0]
