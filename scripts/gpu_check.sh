@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The device check for a lent GPU machine (see CONTRIBUTING in README): the CUDA-only tests,
+# The device check for a lent GPU machine (docs/development.md, "Checks on a GPU"): the CUDA-only tests,
 # the benchmark on CUDA (fp32 vs AMP), the default job on CUDA, then the unit and CLI suites.
 # Expects wheels for packages the machine lacks in .whl/ (textual, tomlkit, ...), and $OUT.
 set -u

@@ -4,7 +4,7 @@ member's files) with writes after every epoch (as a solo run writes: "every epoc
 
     python scripts/pack_overhead.py [--members 8] [--epochs 4] [--device cpu] [--threads 1] [--model tiny|default]
 
-Prints one line per mode; the numbers for the README's "Packs" section.
+Prints one line per mode; the numbers for docs/benchmarks.md (packs).
 """
 
 from __future__ import annotations

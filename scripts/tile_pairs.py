@@ -2,7 +2,7 @@
 
 Usage: python scripts/tile_pairs.py IMAGE MASK OUT_DIR [--tile 64]
 Writes OUT_DIR/images/tile_RRR_CCC.png and OUT_DIR/masks/tile_RRR_CCC.png (masks 0/255).
-Used for the README's real-data check on the nuclei image and labels that ship in the stardist wheel.
+Used for the real-data check of docs/experiments.md on the nuclei image and labels that ship in the stardist wheel.
 """
 
 import argparse

@@ -433,7 +433,7 @@ class Runner:
                     self._pack_line = (f"{decision.line}; this run was interrupted in a pack and resumes alone: "
                                        "from here on its fp32 numbers round as a solo run's, not as its pack's")
                     self.reporter.note(first, "interrupted in a pack, resumes alone (--pack off): from here on its "
-                                              "fp32 numbers round as a solo run's, not as its pack's (README, Packs)")
+                                              "fp32 numbers round as a solo run's, not as its pack's (docs/packs.md)")
                     return got
                 most = len(past) if not explicit else min(len(past), int(self.pack))
 

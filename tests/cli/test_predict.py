@@ -172,7 +172,7 @@ def test_predict_never_overwrites_without_being_asked(trained, tmp_path):
     assert out.exit_code == 2 and "is one of the inputs: its mask would be written over it" in out.output, out.output
     out = invoke("predict", "rgb", str(data / "images"), str(data / "images"), "--overwrite", "-p", str(trained))
     assert out.exit_code == 2 and "is one of the inputs" in out.output  # never, even with --overwrite
-    # the ground-truth masks folder as OUTPUT (the README's example shape): refused, naming a file
+    # the ground-truth masks folder as OUTPUT (docs/predict.md's example shape): refused, naming a file
     out = invoke("predict", "rgb", str(data / "images"), str(data / "masks"), "-p", str(trained))
     assert out.exit_code == 2, out.output
     assert (f"{data / 'masks' / 'p00.png'} exists (and 3 more of the 4 files predict would write): predict never "

@@ -76,7 +76,7 @@ def test_run_pack_3_trains_a_sweep_as_one_pack_with_every_members_files(make_pro
 @pytest.mark.slow
 def test_kill_9_of_a_packed_runner_then_resume_with_the_default_options_completes_every_member_exactly(make_project):
     """The default options (--pack auto, which packs no new experiments on the CPU) resume the interrupted pack as a
-    pack: resumed alone, a member's fp32 numbers would round as a solo run's from then on (README, Packs)."""
+    pack: resumed alone, a member's fp32 numbers would round as a solo run's from then on (docs/packs.md)."""
     # long enough for several rounds of writes (a pack writes on a cadence: see core/learn/pack_train.py)
     body = SWEEP + "epochs = 30\nnum_images = 32\ndropout = 0.1\naugment.rotate = 10\n"
     ref = make_project(body, name="ref")
@@ -205,7 +205,7 @@ def test_pack_off_resumes_an_interrupted_pack_member_alone_and_says_what_changes
     store = RunStore(proj)
     for i in IDS:
         assert (f"{i}: interrupted in a pack, resumes alone (--pack off): from here on its fp32 numbers round as a "
-                "solo run's, not as its pack's (README, Packs)") in out.stdout
+                "solo run's, not as its pack's (docs/packs.md)") in out.stdout
         assert f"{i}: resumed at epoch 1 on cpu, amp off, 13 train / 3 val images\n" in out.stdout
         assert "this run was interrupted in a pack and resumes alone" in store.run(i).file("run.log").read_text()
         assert "pack_size" not in json.loads(store.run(i).file("config.json").read_text())

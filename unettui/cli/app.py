@@ -27,8 +27,8 @@ def run(
     workers: int = typer.Option(1, "--workers", "-w", min=1, help="Runner processes sharing the queue (each claims its own experiments)."),
     devices: str | None = typer.Option(None, "--devices", help="Comma-separated devices given to the workers in turn, e.g. cuda:0,cuda:1 or cpu."),
     stale_after: float = typer.Option(120.0, "--stale-after", min=5, help="Seconds without a heartbeat after which another machine's running claim is taken over."),
-    pack: str = typer.Option("auto", "--pack", envvar="UNETTUI_PACK", help="Train up to N compatible experiments at once as one fused model (same data, architecture, batch size, device, AMP dtype; see 'Packs' in the README): N, off, or auto (off on the CPU; on CUDA up to 8 only once the packs' GPU check passed on this pack code; runs interrupted in a pack resume in it)."),
-    backend: Backend = typer.Option(Backend.local, "--backend", help="local: train here (default). slurm: submit pilot tasks to SLURM and return at once (see 'Running on a SLURM cluster' in the README).", rich_help_panel="SLURM"),
+    pack: str = typer.Option("auto", "--pack", envvar="UNETTUI_PACK", help="Train up to N compatible experiments at once as one fused model (same data, architecture, batch size, device, AMP dtype; see docs/packs.md): N, off, or auto (off on the CPU; on CUDA up to 8 only once the packs' GPU check passed on this pack code; runs interrupted in a pack resume in it)."),
+    backend: Backend = typer.Option(Backend.local, "--backend", help="local: train here (default). slurm: submit pilot tasks to SLURM and return at once (see docs/clusters.md).", rich_help_panel="SLURM"),
     partition: str | None = typer.Option(None, "--partition", help="SLURM partition (default: the cluster's default).", rich_help_panel="SLURM"),
     gpus_per_run: int = typer.Option(0, "--gpus-per-run", min=0, help="GPUs per task (--gpus-per-node).", rich_help_panel="SLURM"),
     cpus_per_run: int = typer.Option(1, "--cpus-per-run", min=1, help="CPUs per task (--cpus-per-task); also its PyTorch threads.", rich_help_panel="SLURM"),
@@ -200,7 +200,7 @@ def results(
 ) -> None:
     """A table of every experiment: state, the hyper-parameters that differ, best and final val Dice, test Dice, epochs, time.
 
-    Where configurations are trained several times (repeats = N), one row per configuration gives the mean ± standard deviation (n) over its repeats (--runs lists every run). Dice is summed over the validation images (see the README).
+    Where configurations are trained several times (repeats = N), one row per configuration gives the mean ± standard deviation (n) over its repeats (--runs lists every run). Dice is summed over the validation images (see docs/experiments.md, "Metrics").
 
     Example: unettui results --sort final_val_loss --asc --top 5
     """

@@ -11,7 +11,7 @@ import typer
 from .common import ProjectOpt, app, fail
 
 SetOpt = typer.Option(None, "--set", "-s", metavar="KEY=VALUE",
-                      help="A hyper-parameter, e.g. lr=1e-4 or optimizer=adam (repeatable; keys as in the README).")
+                      help="A hyper-parameter, e.g. lr=1e-4 or optimizer=adam (repeatable; keys: docs/experiments.md).")
 
 
 @contextmanager

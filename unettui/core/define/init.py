@@ -14,7 +14,7 @@ STARTER = '''\
 # finished run yet, writes each run to runs/<id>/ and resumes interrupted ones.
 # Then: `unettui results` for a table, `unettui export results.csv` for a CSV.
 # Add entries with `unettui add --set key=value`, `unettui sweep --set key=a,b,c`,
-# or by hand; every key is documented in the README ("Configuration keys").
+# or by hand; every key is documented in docs/experiments.md ("Configuration keys").
 
 [defaults]                      # applied to every experiment unless it overrides them
 dataset = "synthetic:ventricle" # built-in, nothing to download; or a folder with images/ and masks/

@@ -19,7 +19,7 @@ __all__ = ["TEMPLATES", "Template", "render_template", "add_study"]
 class Template:
     name: str
     summary: str
-    runtime: str  # measured, on 2 CPU cores
+    runtime: str  # measured, on 2 CPU cores (docs/benchmarks.md has the measurements)
     body: str  # the [[study]] table, with {id} for the study's id
 
 
@@ -124,7 +124,7 @@ TEMPLATES = {t.name: t for t in (QUICK, SEED)}
 HEADER = """\
 # unettui queue. `unettui run --headless` trains every experiment and study below that has no
 # finished run yet; `unettui results`, `unettui study ls` and `unettui report STUDY` show the outcome.
-# Every key is documented in the README ("Configuration keys").
+# Every key is documented in docs/experiments.md ("Configuration keys").
 """
 
 

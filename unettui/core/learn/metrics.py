@@ -1,6 +1,6 @@
 """Hard segmentation metrics at threshold 0.5: confusion counts (tp, fp, fn) on the device, and Dice / IoU from counts.
 
-Conventions (the project's definition of "Dice", see design.md):
+Conventions (the project's definition of "Dice", see docs/experiments.md, "Metrics"):
 
 * A pixel is predicted foreground iff ``logit > 0`` (⇔ sigmoid(logit) > 0.5);
   a logit of exactly 0 (probability exactly 0.5) counts as background.

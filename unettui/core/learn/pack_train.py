@@ -198,7 +198,7 @@ class PackTrainer:
         self._cache: dict[Any, Any] = {}
         self._last_write: float | None = None  # seconds the last round of writes took
         self._since_write = 0.0  # seconds of training and evaluation since then
-        # where the time goes, for `unettui bench` and the README's overhead figures
+        # where the time goes, for `unettui bench` and the overhead figures of docs/benchmarks.md
         self.timing: dict[str, Any] = {"epochs": 0, "train": 0.0, "eval": 0.0, "write": 0.0, "write_rounds": 0,
                                        "checkpoint_bytes": 0, "checkpoints": 0}
         self._assemble(self.members)
