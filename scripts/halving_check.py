@@ -18,7 +18,6 @@ from pathlib import Path
 
 
 def main(project: Path, study_id: str, stage_name: str) -> int:
-    from unettui.core.define.queue import load_queue
     from unettui.core.define.study import (
         ConfigScore,
         RunScore,
@@ -27,6 +26,7 @@ def main(project: Path, study_id: str, stage_name: str) -> int:
         score,
     )
     from unettui.core.learn.train import Trainer
+    from unettui.core.plan import load_queue
     from unettui.core.runs.store import RunStore
 
     q = load_queue(project)

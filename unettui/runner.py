@@ -24,7 +24,8 @@ from filelock import FileLock, Timeout
 
 from .core.define.config import Config, definition_changes
 from .core.define.experiment import Experiment
-from .core.define.queue import QUEUE_FILE, Queue, QueueError, load_queue
+from .core.define.queue import QUEUE_FILE, Queue, QueueError
+from .core.plan import load_queue
 from .core.runs.index import file_stamp, index_path, refresh_index
 from .core.runs.runners import remove_figures, write_figures
 from .core.runs.slurm_state import backend_from_env, claim_backend

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from tests.helpers import finish
 from unettui.cli.app import app
-from unettui.core.define.queue import load_queue
+from unettui.core.plan import load_queue
 from unettui.core.runs.store import HOST, RunStore, atomic_write_json
 
 DEFAULTS = """[defaults]

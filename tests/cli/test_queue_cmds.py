@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 from unettui.cli import queue_cmds
 from unettui.cli.app import app
 from unettui.core.define.init import STARTER
-from unettui.core.define.queue import load_queue
+from unettui.core.plan import load_queue
 from unettui.core.runs.store import HOST, RunStore
 
 runner = CliRunner()

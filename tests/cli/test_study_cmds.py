@@ -87,7 +87,7 @@ def test_ls_show_report_on_a_half_done_study(make_project):
     assert rows[3] == {**rows[3], "study": "opt", "stage": "lr", "id": "opt-lr-lr0.01-f0.8", "state": "done",
                        "lr": "0.01", "train_fraction": "0.8", "best_val_dice": "0.7", "score": "0.7", "winner": "yes"}
     assert rows[4]["stage"] == "sched" and rows[4]["lr"] == "0.01" and rows[4]["scheduler"] == "none"
-    assert rows[7]["state"] == "queued" and rows[7]["best_val_dice"] == ""
+    assert rows[7]["state"] == "pending" and rows[7]["best_val_dice"] == ""
 
     out = invoke("report", "opt", "-p", str(proj), "--vector", "pdf", "--figures", str(proj / "pdf"))
     assert out.exit_code == 0, out.output
@@ -152,7 +152,7 @@ def test_report_figures_png_and_vector_with_full_labels_and_one_colour_per_confi
     from PIL import Image
 
     from tests.unit.test_figures import svg_colour, svg_texts
-    from unettui.core.define.queue import load_queue
+    from unettui.core.plan import load_queue
 
     proj = make_project(FIG_STUDY)
     scores = {("adam", "none"): 0.9, ("adam", "step"): 0.8, ("sgd", "none"): 0.7, ("sgd", "step"): 0.6}

@@ -6,7 +6,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from unettui.cli.app import app
-from unettui.core.define.queue import load_queue
+from unettui.core.plan import load_queue
 
 runner = CliRunner()
 REPO = Path(__file__).resolve().parents[2]

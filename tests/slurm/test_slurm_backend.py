@@ -11,7 +11,7 @@ import time
 import pytest
 
 from tests.helpers import run_cli, unettui_cmd
-from unettui.core.define.queue import load_queue
+from unettui.core.plan import load_queue
 from unettui.core.runs.slurm_state import Scheduler, records
 from unettui.core.runs.status import State, collect
 from unettui.core.runs.store import RunStore

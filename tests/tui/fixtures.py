@@ -155,7 +155,7 @@ STAGE1 = {"opt-lr-lr0.001-f0.4": 0.6, "opt-lr-lr0.001-f0.8": 0.8, "opt-lr-lr0.01
 def study_run(project: Path, run_id: str, dice: float, state: str = "done", epochs_done: int | None = None) -> None:
     """A run of the study as the runner leaves it: its config from the queue, metrics, summary (best val Dice
     ``dice``) and status; ``state="running"`` with ``epochs_done`` epochs of 2 (a heartbeat that stays fresh)."""
-    from unettui.core.define.queue import load_queue
+    from unettui.core.plan import load_queue
 
     exp = load_queue(project).get(run_id)
     assert exp is not None and exp.config is not None, f"{run_id} is not (yet) an experiment of the queue"
@@ -166,7 +166,7 @@ def study_run(project: Path, run_id: str, dice: float, state: str = "done", epoc
 
 def study_project(root: Path) -> Path:
     """The 'opt' study: stage 1 done (lr=0.01 won a tie on spread), stage 2 started on it (scheduler none:
-    0.75 at f=0.4, f=0.8 failed; step queued), stage 3 waiting."""
+    0.75 at f=0.4, f=0.8 failed; step pending), stage 3 waiting."""
     from tests.conftest import TINY_DEFAULTS
     from unettui.core.define.study import base_hash
 
@@ -210,7 +210,7 @@ REPEAT_DICE = {"adam": 0.80, "adam-r2": 0.82, "adam-r3": 0.78, "sgd": 0.40, "sgd
 
 def repeats_project(root: Path) -> Path:
     """Two configurations trained three times each (seeds +1000 per repeat) and one trained once, all done."""
-    from unettui.core.define.queue import load_queue
+    from unettui.core.plan import load_queue
 
     root.mkdir(parents=True, exist_ok=True)
     (root / "experiments.toml").write_text(REPEATS)

@@ -20,7 +20,7 @@ from tests.tui.fixtures import (
     wait_for,
     write_run,
 )
-from unettui.core.define.queue import load_queue
+from unettui.core.plan import load_queue
 from unettui.core.runs.store import HOST, RunStore
 from unettui.tui import actions
 from unettui.tui.actions import (

@@ -77,7 +77,7 @@ def test_stages_states_winner_and_the_selected_stage(tmp_path):
             assert "stage 2 sched: running, 2/4 runs finished · on lr=0.01" in text
             assert has_row(app, "scheduler", "f=0.4", "f=0.8", "mean", "spread", "note"), text
             assert has_row(app, "none", "0.7500", "failed", "-", "-"), text
-            assert has_row(app, "step", "queued", "queued", "-", "-"), text
+            assert has_row(app, "step", "pending", "pending", "-", "-"), text
             assert "configuration so far: optimizer=adam, lr=0.01" in text
 
             await pilot.press("up")  # stage 1: finished, its winner marked and why it won
@@ -114,19 +114,19 @@ def test_the_view_follows_the_runs_on_disk(tmp_path):
         app = make_app(proj, poll_interval=0.2)
         async with app.run_test(size=(100, 30)) as pilot:
             await open_studies(pilot, app)
-            assert has_row(app, "step", "queued", "queued", "-", "-")
+            assert has_row(app, "step", "pending", "pending", "-", "-")
 
             study_run(proj, step4, 0.5, state="running", epochs_done=1)  # another runner trains it: epoch 1 of 2
-            assert await wait_for(pilot, lambda: has_row(app, "step", "running", "1/2", "queued")), screen(app)
+            assert await wait_for(pilot, lambda: has_row(app, "step", "running", "1/2", "pending")), screen(app)
 
             study_run(proj, step4, 0.5)
             assert await wait_for(pilot, lambda: has_row(app, "2", "sched", "running", "3/4", "████████░░")), screen(app)
-            assert has_row(app, "step", "0.5000", "queued", "-", "-"), screen(app)
+            assert has_row(app, "step", "0.5000", "pending", "-", "-"), screen(app)
 
             # a summary changes on disk (a finished run's best val Dice is corrected)
             run_dir = RunStore(proj).run(step4)
             atomic_write_json(run_dir.file("summary.json"), {**read_json(run_dir.file("summary.json")), "best_val_dice": 0.65})
-            assert await wait_for(pilot, lambda: has_row(app, "step", "0.6500", "queued", "-", "-")), screen(app)
+            assert await wait_for(pilot, lambda: has_row(app, "step", "0.6500", "pending", "-", "-")), screen(app)
 
             # the failed run is trained again: scheduler none gets a score and leads
             RunStore(proj).run(none8).archive_attempt()
@@ -143,7 +143,7 @@ def test_the_view_follows_the_runs_on_disk(tmp_path):
             assert await wait_for(pilot, lambda: has_row(app, "3", "loss", "running", "0/4")), screen(app)
             text = screen(app)  # the cursor follows the current stage while the user has not moved it
             assert "stage 3 loss: running, 0/4 runs finished · on lr=0.01, scheduler=none" in text
-            assert has_row(app, "dice", "queued", "queued", "-", "-"), text
+            assert has_row(app, "dice", "pending", "pending", "-", "-"), text
             new = f"opt-loss-dice-b{H2}-f0.4"
             assert new in app.monitor.order() and app.views[new].in_queue
 
@@ -215,12 +215,14 @@ def test_a_run_of_the_configurations_table_opens_in_preview(tmp_path):
 
 
 def test_the_poll_expands_studies_only_when_a_study_run_moves(make_project, monkeypatch):
-    """The queue is re-read when experiments.toml changes, or when a study run changes state or a finished
-    one its summary — never because a running run wrote an epoch, and never without a study."""
+    """The queue is planned again when experiments.toml changes, or when a study run changes state or a finished
+    one its summary — never because a running run wrote an epoch, and never without a study; the file itself is read
+    only when it changed."""
     proj = make_project(STUDY)
-    loads = []
-    real = tui_data.load_queue
-    monkeypatch.setattr(tui_data, "load_queue", lambda p, **kw: loads.append(p) or real(p, **kw))
+    loads, reads = [], []
+    real, real_read = tui_data.plan, tui_data.read_queue
+    monkeypatch.setattr(tui_data, "plan", lambda q, lookup: loads.append(q) or real(q, lookup))
+    monkeypatch.setattr(tui_data, "read_queue", lambda p, **kw: reads.append(p) or real_read(p, **kw))
     mon = ProjectMonitor(proj)
     changed = mon.poll()
     assert len(loads) == 1 and STUDIES_CHANGED in changed
@@ -229,7 +231,7 @@ def test_the_poll_expands_studies_only_when_a_study_run_moves(make_project, monk
     assert STUDIES_CHANGED not in mon.poll() and len(loads) == 1
 
     study_run(proj, "opt-lr-lr0.001-f0.4", 0.6, state="running", epochs_done=1)
-    assert STUDIES_CHANGED in mon.poll() and len(loads) == 2  # queued -> running
+    assert STUDIES_CHANGED in mon.poll() and len(loads) == 2  # pending -> running
     append_jsonl(RunStore(proj).run("opt-lr-lr0.001-f0.4").file("metrics.jsonl"), {"epoch": 2, "val_dice": 0.5})
     changed = mon.poll()
     assert "opt-lr-lr0.001-f0.4" in changed and STUDIES_CHANGED not in changed and len(loads) == 2
@@ -241,7 +243,7 @@ def test_the_poll_expands_studies_only_when_a_study_run_moves(make_project, monk
     assert {STUDIES_CHANGED, QUEUE_CHANGED} <= changed and len(loads) == 3
     assert [st.state for st in mon.studies[0].stages] == ["done", "running", "waiting"]
     assert f"opt-sched-none-b{H1}-f0.4" in mon.order() and f"opt-sched-none-b{H1}-f0.4" in mon.study_run_ids
-    assert mon.poll() == set() and len(loads) == 3
+    assert mon.poll() == set() and len(loads) == 3 and len(reads) == 1  # (planned three times, read once)
 
     plain = make_project("[[experiment]]\nid = 'a'\n", name="plain")
     mon = ProjectMonitor(plain)

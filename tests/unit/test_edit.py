@@ -12,7 +12,7 @@ import pytest
 from unettui.core.define import edit, init, setvalues, tomltext
 from unettui.core.define.config import ConfigError
 from unettui.core.define.edit import EditError, LargeSweep
-from unettui.core.define.queue import load_queue
+from unettui.core.plan import load_queue
 from unettui.core.runs import retry as retry_mod
 from unettui.core.runs.store import HOST, RunStore
 

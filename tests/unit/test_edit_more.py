@@ -5,7 +5,7 @@ import pytest
 from unettui.core.define import edit, setvalues
 from unettui.core.define.config import ConfigError
 from unettui.core.define.edit import EditError
-from unettui.core.define.queue import load_queue
+from unettui.core.plan import load_queue
 from unettui.core.runs.store import RunStore
 
 from .test_edit import QUEUE

@@ -99,9 +99,9 @@ def test_submitit_is_imported_only_to_submit(tmp_path):
 
 
 def test_no_import_cycles_no_private_imports_and_no_overgrown_modules():
-    """Every import in unettui/ (module level or late, TYPE_CHECKING aside): no module imports another module's
-    private name, no two modules import each other through any chain, and no module is over 600 lines unless
-    its docstring says why."""
+    """Every import in unettui/ (module level, in a function, or for types only): no module imports another module's
+    private name, no two modules import each other through any chain, nothing below the command line imports it
+    (nor the TUI, but the CLI), and no module is over 600 lines unless its docstring says why."""
     import ast
     from pathlib import Path
 
@@ -122,10 +122,13 @@ def test_no_import_cycles_no_private_imports_and_no_overgrown_modules():
         tree = ast.parse(text)
         if len(text.splitlines()) > 600 and "lines:" not in (ast.get_docstring(tree) or ""):
             overgrown.append((m, len(text.splitlines())))
-        skip = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
-                for n in ast.walk(node)}
-        for node in ast.walk(tree):
-            if id(node) in skip or not isinstance(node, ast.ImportFrom):
+        for node in ast.walk(tree):  # every import: module level, in a function, or for types only (TYPE_CHECKING)
+            if isinstance(node, ast.Import):
+                for alias in node.names:
+                    if alias.name.startswith("unettui"):
+                        edges[m].add(alias.name)
+                continue
+            if not isinstance(node, ast.ImportFrom):
                 continue
             target = resolve(m, node.level, node.module) if node.level else (node.module or "")
             for alias in node.names:
@@ -147,6 +150,11 @@ def test_no_import_cycles_no_private_imports_and_no_overgrown_modules():
         return False
 
     cycles = sorted(m for m in mods if m in edges and any(reaches(n, m) for n in edges[m] if n != m and n in mods))
+    # the layers: nothing below the command line imports it, and nothing but the TUI (and the CLI that opens it) the TUI
+    upward = sorted(f"{m} imports {t}" for m, targets in edges.items() for t in targets
+                    if (t.startswith("unettui.cli") and not m.startswith(("unettui.cli", "unettui.__main__")))
+                    or (t.startswith("unettui.tui") and not m.startswith(("unettui.tui", "unettui.cli"))))
     assert not private, private
     assert not cycles, cycles
+    assert not upward, upward
     assert not overgrown, overgrown

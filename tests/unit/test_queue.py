@@ -6,7 +6,8 @@ import pytest
 
 from unettui.core.define.config import DEFAULTS, ConfigError, build_config
 from unettui.core.define.names import safe_id
-from unettui.core.define.queue import QueueError, load_queue
+from unettui.core.define.queue import QueueError
+from unettui.core.plan import load_queue
 
 
 def write(tmp_path, text):

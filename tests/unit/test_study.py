@@ -3,8 +3,9 @@
 import pytest
 
 from tests.helpers import finish
-from unettui.core.define.queue import load_queue, parse_queue
+from unettui.core.define.queue import parse_queue
 from unettui.core.define.study import base_hash, experiment_id
+from unettui.core.plan import load_queue
 
 HEAD = """
 [defaults]
@@ -73,6 +74,33 @@ def test_parse_queue_without_store_expands_only_stage_one(tmp_path):
     q = parse_queue(tomllib.loads(text), proj / "experiments.toml", text)
     assert len(q.experiments) == 6 and stage(q, "scheduler").state == "waiting"
     assert len(load_queue(proj).experiments) == 10  # with the store: stage 2 too
+
+
+def test_reading_is_pure_and_planning_reads_the_runs(tmp_path):
+    """Reading experiments.toml touches nothing of runs/ (here a plain file), and `check` works there; planning with
+    the runs expands stage 2 once stage 1 is finished, in the read model's words (pending, not queued)."""
+    from typer.testing import CliRunner
+
+    from unettui.cli.app import app
+    from unettui.core.define.queue import read_queue
+    from unettui.core.plan import StoreLookup, plan
+    from unettui.core.runs.store import RunStore
+
+    proj = write(tmp_path / "p", OPT)
+    finish_lr(proj, {(lr, f): 0.5 + lr for lr in (1e-4, 1e-3, 1e-2) for f in (0.4, 0.8)})
+    read = read_queue(proj)
+    assert len(read.experiments) == 6 and stage(read, "scheduler").state == "waiting"
+    assert {r.state for c in stage(read, "lr").configs for r in c.runs} == {"pending"}  # no run known: pending
+    planned = plan(read, StoreLookup(RunStore(proj)))
+    assert len(planned.experiments) == 10 and stage(planned, "lr").winner == {"lr": 0.01}
+    assert {r.state for c in stage(planned, "scheduler").configs for r in c.runs} == {"pending"}
+    assert len(read.experiments) == 6  # (planning leaves the queue it planned as it was)
+
+    flat = write(tmp_path / "flat", OPT + "\n[[experiment]]\nid = 'plain'\n")
+    (flat / "runs").write_text("runs/ is a plain file here")
+    assert [e.id for e in read_queue(flat).experiments][-1] == "plain"
+    out = CliRunner().invoke(app, ["check", "-p", str(flat)])
+    assert out.exit_code == 0 and "experiments.toml: 7 experiments, 1 dataset checked" in out.output, out.output
 
 
 def test_loss_metric_defaults_to_min(tmp_path):

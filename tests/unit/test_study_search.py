@@ -5,9 +5,9 @@ import json
 
 import pytest
 
-from unettui.core.define.queue import load_queue
 from unettui.core.define.study import metric_at, next_multiplier
 from unettui.core.define.study_parse import Halving
+from unettui.core.plan import load_queue
 from unettui.core.runs.store import RunStore, atomic_write_json
 
 
@@ -244,7 +244,7 @@ def test_successive_halving_prunes_by_rung_and_promotes_survivors(tmp_path):
     assert sorted(c.values["lr"] for c in alive) == [0.07, 0.08, 0.09]
     assert all(c.pruned_at == 1 for c in st.configs if c not in alive)
     assert {q.get(c.runs[0].id).budget for c in alive} == {3}
-    assert [c.runs[0].state for c in alive] == ["queued"] * 3  # promoted: the runner trains them on
+    assert [c.runs[0].state for c in alive] == ["pending"] * 3  # promoted: the runner trains them on
     assert st.state == "running" and st.epochs_trained == 9
     assert train_to_budget(proj) == 3
     q = load_queue(proj)
@@ -286,7 +286,7 @@ def test_removing_halving_trains_the_pruned_runs_on_to_full_length(tmp_path):
     write(tmp_path, HALVING.replace("halving = { min_epochs = 1, eta = 3 }\n", ""))
     q = load_queue(proj)
     st = stage(q, "h")
-    waiting = sorted(q.get(c.runs[0].id).config.lr for c in st.configs if c.runs[0].state == "queued")
+    waiting = sorted(q.get(c.runs[0].id).config.lr for c in st.configs if c.runs[0].state == "pending")
     assert waiting == [0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.07, 0.08]  # all but the survivor, which has its 9 epochs
     assert st.state == "running" and stage(q, "next").state == "waiting"
     train_to_budget(proj)

@@ -11,11 +11,11 @@ import torch
 
 from tests.helpers import finish
 from unettui.core.define.config import Config
-from unettui.core.define.queue import load_queue
 from unettui.core.define.study import ConfigScore, RunScore, choose, score
 from unettui.core.learn.data import split_with_test
 from unettui.core.learn.feasible import held_out_count, split_counts
 from unettui.core.learn.train import Trainer
+from unettui.core.plan import load_queue
 from unettui.core.runs.export import collect_rows
 from unettui.core.runs.groups import configuration_rows, mean_sd, within_noise
 from unettui.core.runs.store import RunStore

@@ -20,7 +20,8 @@ def check(project: Path = ProjectOpt) -> None:
     Example: unettui check -p my-study
     """
     from ..core.define.config import ConfigError
-    from ..core.define.queue import QUEUE_FILE, QueueError, load_queue
+    from ..core.define.queue import QUEUE_FILE, QueueError
+    from ..core.plan import load_queue
 
     qpath = project / QUEUE_FILE
     if not qpath.exists():

@@ -34,7 +34,8 @@ def fail(message: str, code: int = 2) -> None:
 
 def load_queue_or_fail(project: Path, required: bool = True):
     from ..core.define.config import ConfigError
-    from ..core.define.queue import QueueError, load_queue
+    from ..core.define.queue import QueueError
+    from ..core.plan import load_queue
 
     try:
         return load_queue(project)

@@ -207,7 +207,7 @@ def sbatch_message(text: str) -> str:
 def to_train(project: Path, only: list[str] | None) -> tuple[int, bool, set[str]]:
     """(how many experiments `unettui run` would train now, whether a study has stages still to come, the devices
     their definitions ask for)."""
-    from ..core.define.queue import load_queue
+    from ..core.plan import load_queue
     from ..core.runs.status import TRAINABLE, collect
 
     queue = load_queue(project)
@@ -434,7 +434,7 @@ def _not_running(run_id: str, row) -> str:
 def plan_cancel(project: Path, run_id: str, queue=None) -> CancelPlan:
     """What cancelling ``run_id`` stops, asked of the run's status.json and of the scheduler now. Raises SlurmError
     (one line naming the run and its state) unless a live SLURM task is training ``run_id`` this moment."""
-    from ..core.define.queue import load_queue
+    from ..core.plan import load_queue
     from ..core.runs.status import State, collect, judge_run
 
     project = Path(project)

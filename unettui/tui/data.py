@@ -22,13 +22,14 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from ..core.define.queue import QUEUE_FILE, Queue, QueueError, load_queue
+from ..core.define.queue import QUEUE_FILE, Queue, QueueError, read_queue
+from ..core.plan import StoreLookup, plan
 from ..core.runs import index as run_index
 from ..core.runs.index import count_attempts, file_stamp, folder_stamp, read_json_stamped
 from ..core.runs.runners import RunnerFigures, read_figures
 from ..core.runs.slurm_state import SCHEDULER, JobState, refresh_summary, task_word
 from ..core.runs.status import DataIds, Halving, Row, RunFiles, State, jobs_to_ask, row_of
-from ..core.runs.store import ARCHIVING, CONFIG, METRICS, RUNS_DIR, STATUS, SUMMARY
+from ..core.runs.store import ARCHIVING, CONFIG, METRICS, RUNS_DIR, STATUS, SUMMARY, RunStore
 from .run_reading import UNSEEN, WATCHED, FileState, read_metrics, recheck_at, still, summary_final
 
 QUEUE_CHANGED = "__queue__"
@@ -66,7 +67,8 @@ class ProjectMonitor:
     def __init__(self, project: Path):
         self.project = Path(project)
         self.root = str(self.project / RUNS_DIR)
-        self.queue: Queue | None = None
+        self.queue: Queue | None = None  # as planned with the runs (core.plan)
+        self._read: Queue | None = None  # ... and as read from experiments.toml: planned again when study runs move
         self.queue_error: str | None = None
         self.runs: dict[str, RunView] = {}
         self.runners: list[RunnerFigures] = []
@@ -228,7 +230,8 @@ class ProjectMonitor:
         if stamp != self._queue_stamp:
             self._queue_stamp = stamp
             try:
-                self._set_queue(load_queue(self.project, cache=True))
+                self._read = read_queue(self.project, cache=True)
+                self._set_queue(plan(self._read, StoreLookup(RunStore(self.project))))
                 self.queue_error = None
                 loaded = True
             except QueueError as exc:
@@ -246,11 +249,9 @@ class ProjectMonitor:
             loaded, self._loaded_partly = True, False
         if self._study_ids and self._studies_moved(changed, loaded) and not loaded:
             before = list(self._queue_ids)
-            try:
-                queue = load_queue(self.project, cache=True)
-            except QueueError:
-                return changed  # a half-written file: its own change is reported by the next poll
-            self._set_queue(queue)
+            # planned again from the file as last read (its own change is seen by the stamp above)
+            assert self._read is not None
+            self._set_queue(plan(self._read, StoreLookup(RunStore(self.project))))
             changed.add(STUDIES_CHANGED)
             if self._queue_ids != before:  # a stage expanded: its experiments join the queue
                 changed.add(QUEUE_CHANGED)

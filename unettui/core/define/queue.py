@@ -1,7 +1,12 @@
-"""The queue file (experiments.toml): read it and expand defaults, experiments and sweeps into experiments."""
+"""The queue file (experiments.toml): read it and expand defaults, experiments, sweeps and studies into experiments.
+
+Reading is pure: it reads experiments.toml and nothing of runs/. A [[study]] expands here as far as its definition
+alone says (its first stage); how far it has gone — later stages, pruned and promoted runs — depends on its runs and
+is planned by core.plan from the read model (``plan_studies`` with a RunLookup)."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import re
@@ -16,12 +21,11 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from ..runs.index import cached_toml
-from ..runs.store import RunStore
 from .config import DEFAULTS, Config, ConfigError, build_config, coerce, flatten
 from .experiment import Experiment, with_repeats
 from .names import safe_id, slug
-from .study import StudyStatus, expand
-from .study_parse import parse_study
+from .study import RunLookup, StudyStatus, expand
+from .study_parse import Study, parse_study
 
 QUEUE_FILE = "experiments.toml"
 TOP_LEVEL = ("defaults", "experiment", "sweep", "study")
@@ -39,14 +43,27 @@ class Queue:
     experiments: list[Experiment]
     problems: list[ConfigError]  # every problem found, including those attached to experiments
     studies: list[StudyStatus] = field(default_factory=list)  # each valid [[study]], in file order
+    # what the file holds, in file order: the experiments of an [[experiment]] or [[sweep]] entry, or a valid study's
+    # definition (expanded by plan_studies); with the file-level problems, those of invalid studies past their first,
+    # and the text (for the lines of errors)
+    layout: list[list[Experiment] | Study] = field(default_factory=list)
+    file_problems: list[ConfigError] = field(default_factory=list)
+    study_problems: list[ConfigError] = field(default_factory=list)
+    text: str = ""
+    # what the planner found of the studies' successive halving: runs pruned (run id -> the epoch it stopped at) and
+    # runs promoted (trained to a rung, to train on); empty until core.plan planned the queue with its runs
+    pruned: dict[str, int] = field(default_factory=dict)
+    promoted: set[str] = field(default_factory=set)
 
     def get(self, exp_id: str) -> Experiment | None:
         return next((e for e in self.experiments if e.id == exp_id), None)
 
 
-def load_queue(project: Path, cache: bool = False) -> Queue:
-    """Read ``project/experiments.toml``. File-level problems raise QueueError; per-experiment ones are attached.
-    ``cache``: keep the parse of a large file under runs/.index (core.runs.index.cached_toml; the TUI's re-reads)."""
+def read_queue(project: Path, cache: bool = False) -> Queue:
+    """Read ``project/experiments.toml`` (and nothing of runs/ but the parse cache below). File-level problems raise
+    QueueError; per-experiment ones are attached. Studies expand as far as their definitions alone say (their first
+    stage): core.plan.load_queue plans them with their runs. ``cache``: keep the parse of a large file under
+    runs/.index (core.runs.index.cached_toml; the TUI's re-reads): a cache that cannot be read or written is skipped."""
     path = Path(project) / QUEUE_FILE
     if not path.exists():
         raise QueueError(f"{path}: no queue file here; create one with `unettui init` or pass --project DIR")
@@ -57,15 +74,14 @@ def load_queue(project: Path, cache: bool = False) -> Queue:
         raise QueueError(f"{path}: not valid TOML: {exc}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise QueueError(f"{path}: cannot be read: {exc}") from None
-    return parse_queue(data, path, text=text, store=RunStore(path.parent))
+    return parse_queue(data, path, text=text)
 
 
-def parse_queue(data: dict[str, Any], path: Path, text: str | None = None, store: Any = None) -> Queue:
+def parse_queue(data: dict[str, Any], path: Path, text: str | None = None) -> Queue:
     """Expand parsed TOML ``data``; ``text`` (read from ``path`` when left out) gives entry order and lines.
 
-    ``store`` (a RunStore) lets [[study]] entries expand past their first stage: a later stage's
-    experiments appear once every run of the earlier stages is finished. Without it only stage 1 expands.
-    Studies expand at their position in the file, like sweeps.
+    Studies expand at their position in the file, like sweeps, as far as their definitions alone say (stage 1):
+    ``plan_studies`` with a RunLookup (core.plan) expands them past it.
     """
     name = path.name
     if text is None:
@@ -87,35 +103,58 @@ def parse_queue(data: dict[str, Any], path: Path, text: str | None = None, store
     except ConfigError as exc:  # every experiment stands on [defaults]: nothing can run
         raise QueueError(str(exc)) from None
 
-    experiments: list[Experiment] = []
     for section in ("experiment", "sweep", "study"):
         entries = data.get(section, [])
         if not isinstance(entries, list):
             raise QueueError(f"{path}: '{section}' must be an array of tables: [[{section}]]")
     # keep file order between [[experiment]] and [[sweep]] entries: tomllib loses it, so recover it from the text
     order = _entry_order(text, data)
-    studies: list[StudyStatus] = []
+    layout: list[list[Experiment] | Study] = []
     study_problems: list[ConfigError] = []
     for section, index, line in order:
         entry = data[section][index]
         at = f" (line {line})" if line else ""
         if section == "experiment":
-            experiments.extend(with_repeats(_experiment(entry, index, defaults, name, at)))
+            layout.append(with_repeats(_experiment(entry, index, defaults, name, at)))
         elif section == "sweep":
-            experiments.extend(e for exp in _sweep(entry, index, defaults, name, at) for e in with_repeats(exp))
+            layout.append([e for exp in _sweep(entry, index, defaults, name, at) for e in with_repeats(exp)])
         else:
-            experiments.extend(_study(entry, index, defaults, name, at, store, studies, study_problems))
+            layout.append(_study(entry, index, name, at, study_problems))
+    for part in layout:
+        if isinstance(part, list):
+            _point_at_key_lines(text, part)
+    queue = Queue(path=path, defaults=defaults, experiments=[], problems=[], layout=layout, file_problems=problems,
+                  study_problems=study_problems, text=text)
+    return plan_studies(queue, None)
 
-    _point_at_key_lines(text, experiments)
+
+def plan_studies(queue: Queue, lookup: RunLookup | None) -> Queue:
+    """``queue`` (as read) with its studies expanded as far as ``lookup``'s runs allow (None: as far as their
+    definitions alone say, stage 1): a new Queue whose experiments are in file order, each study's at its place,
+    with duplicate ids refused. ``queue`` itself is not changed; its experiments are shared (one that takes an id a
+    study's experiment also has is copied with that error)."""
+    name = queue.path.name
+    experiments: list[Experiment] = []
+    studies: list[StudyStatus] = []
+    for part in queue.layout:
+        if isinstance(part, list):
+            experiments.extend(part)
+        else:
+            exps, status = expand(part, queue.defaults, lookup, name)
+            _point_at_key_lines(queue.text, exps)
+            experiments.extend(exps)
+            studies.append(status)
     seen: dict[str, Experiment] = {}
-    for exp in experiments:
+    for i, exp in enumerate(experiments):
         if exp.id in seen:
-            exp.error = ConfigError(f"{name} {exp.origin}", "id", f"duplicate id '{exp.id}' (also {seen[exp.id].origin}); ids must be unique")
+            error = ConfigError(f"{name} {exp.origin}", "id", f"duplicate id '{exp.id}' (also {seen[exp.id].origin}); "
+                                                               "ids must be unique")
+            experiments[i] = dataclasses.replace(exp, error=error)
         else:
             seen[exp.id] = exp
-    problems.extend(e.error for e in experiments if e.error)
-    problems.extend(study_problems)
-    return Queue(path=path, defaults=defaults, experiments=experiments, problems=problems, studies=studies)
+    problems = [*queue.file_problems, *(e.error for e in experiments if e.error), *queue.study_problems]
+    return dataclasses.replace(queue, experiments=experiments, problems=problems, studies=studies,
+                               pruned={}, promoted=set())
 
 
 def _point_at_key_lines(text: str, experiments: list[Experiment]) -> None:
@@ -228,16 +267,13 @@ def _sweep(entry: dict[str, Any], index: int, defaults: Config, name: str, at: s
     return out
 
 
-def _study(entry: Any, index: int, defaults: Config, name: str, at: str, store: Any,
-           studies: list[StudyStatus], extra_problems: list[ConfigError]) -> list[Experiment]:
-    """The experiments of one [[study]] so far (see core/study.py); an invalid study gives one invalid
-    placeholder experiment carrying its first problem (the others go to the queue's problems)."""
+def _study(entry: Any, index: int, name: str, at: str, extra_problems: list[ConfigError]) -> list[Experiment] | Study:
+    """One [[study]]'s definition (expanded by plan_studies); an invalid study gives one invalid placeholder
+    experiment carrying its first problem (the others go to the queue's problems)."""
     study, found = parse_study(entry, index, name, at)
     if study is None:
         sid = entry.get("id") if isinstance(entry, dict) else None
         origin = f"[[study]] '{sid}'{at}" if isinstance(sid, str) and safe_id(sid) == sid else f"[[study]] #{index + 1}{at}"
         extra_problems.extend(found[1:])
         return [Experiment(id=f"invalid-study-{index + 1}", origin=origin, error=found[0])]
-    exps, status = expand(study, defaults, store, name)
-    studies.append(status)
-    return exps
+    return study

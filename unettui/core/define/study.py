@@ -43,11 +43,10 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-from ..runs.groups import mean_sd, standard_error, within_noise
-from ..runs.status import DataIds, State, judge_run
 from ..runs.store import FINISHED, short_of
+from ..stats import mean_sd, standard_error, within_noise
 from .config import Config, ConfigError, build_config
 from .experiment import Experiment, with_repeats
 from .names import MAX_ID, id_value, safe_id, slug
@@ -56,11 +55,23 @@ from .study_parse import Stage, Study, show_value
 REL_TOL = 1e-9
 
 
+class RunLookup(Protocol):
+    """What the study engine asks of the runs: the planner (core.plan) answers from the read model. Without one
+    (parsing alone) no run is known: every run is pending and only the first stage expands."""
+
+    def state(self, exp: Experiment) -> tuple[str, dict[str, Any] | None]:
+        """The run's state in the read model's words (pending for a run to train anew or again, running, done,
+        failed, interrupted, damaged) and its summary once it has one (done, failed, interrupted)."""
+
+    def metrics(self, run_id: str) -> list[dict[str, Any]]:
+        """The run's per-epoch metrics (metrics.jsonl)."""
+
+
 @dataclass
 class RunScore:
     id: str
     fraction: float | None
-    state: str  # queued / running / done / failed / interrupted / invalid
+    state: str  # pending / running / done / failed / interrupted / damaged / invalid (the read model's words)
     value: float | None  # the study's metric, when the run is done and has it
     summary: dict[str, Any] | None = None
     repeat: int = 1  # which repeat of the configuration (at this fraction) it is
@@ -252,10 +263,10 @@ class _StageBuilder:
     """Builds one stage's experiments and scores (shared by grid, halving and lr-search stages)."""
 
     def __init__(self, study: Study, stage: Stage, index: int, status: StageStatus, carried: dict[str, Any],
-                 tuned: list[tuple[dict[str, Any], dict[str, Any]]], defaults: Config, store: Any, file: str,
-                 out: list):
+                 tuned: list[tuple[dict[str, Any], dict[str, Any]]], defaults: Config, lookup: RunLookup | None,
+                 file: str, out: list):
         self.study, self.stage, self.index, self.status = study, stage, index, status
-        self.carried, self.tuned, self.defaults, self.store, self.file, self.out = carried, tuned, defaults, store, file, out
+        self.carried, self.tuned, self.defaults, self.lookup, self.file, self.out = carried, tuned, defaults, lookup, file, out
         fractions = stage.fractions or study.fractions
         self.fractions: list[float | None] = list(fractions) if fractions else [None]
         self.origin = f"[[study]] '{study.id}' stage '{stage.name}'"
@@ -266,7 +277,6 @@ class _StageBuilder:
                 id_base["_tuned"] = [[g, v] for g, v in tuned]
         self.id_base = id_base
         self.exps: dict[str, Any] = {}
-        self.data = DataIds(store.project) if store is not None else None
 
     def _effective(self, key: str, overrides: dict[str, Any]) -> Any:
         if key in overrides:
@@ -312,14 +322,10 @@ class _StageBuilder:
         summary = None
         if not exp.valid:
             state = "invalid"  # never trained: the stage cannot finish until the definition is fixed
-        elif self.store is None:
-            state = "queued"
+        elif self.lookup is None:
+            state = "pending"
         else:
-            run = self.store.run(exp.id)
-            # the read model's state; a run of another definition or data (changed) is to be trained again
-            verdict = judge_run(run, exp.config, self.data)
-            state = {State.PENDING: "queued", State.CHANGED: "queued"}.get(verdict.state, verdict.state.value)
-            summary = run.summary() if state in ("done", "failed", "interrupted") else None
+            state, summary = self.lookup.state(exp)
         if exp.valid:
             self.status.epochs_full += exp.config.epochs
             self.status.epochs_trained += int((summary or {}).get("epochs_done") or 0)
@@ -348,7 +354,7 @@ def _go_on(b: _StageBuilder, cs: ConfigScore) -> None:
     for r in cs.runs:
         exp = b.exps[r.id]
         if r.state == "done" and short_of(r.summary, exp.target_epochs):
-            r.state, r.value = "queued", None
+            r.state, r.value = "pending", None
             cs.score = cs.spread = None
 
 
@@ -373,7 +379,7 @@ def _halving(b: _StageBuilder) -> bool:
             for r in c.runs:
                 b.exps[r.id].budget = rung
                 if r.state == "done" and short_of(r.summary, rung):
-                    r.state, r.value = "queued", None  # promoted: to be trained on from its checkpoint
+                    r.state, r.value = "pending", None  # promoted: to be trained on from its checkpoint
         if not all(_finished(c) for c in alive):
             for c in alive:  # the leaders so far: the scores at the last decided rung stay
                 if any(r.state not in FINISHED for r in c.runs):
@@ -393,7 +399,7 @@ def _halving(b: _StageBuilder) -> bool:
                     if int(summ.get("epochs_done") or 0) == rung or summ.get("stopped_early"):
                         r.value = metric_value(summ, study.metric)
                     else:
-                        r.value = metric_at(b.store.run(r.id).metrics(), study.metric, rung)
+                        r.value = metric_at(b.lookup.metrics(r.id) if b.lookup else [], study.metric, rung)
             c.score = c.spread = None
             score(c)
         keep = max(1, len(alive) // halving.eta)
@@ -475,10 +481,12 @@ def _lr_search(b: _StageBuilder) -> bool:
     return complete
 
 
-def expand(study: Study, defaults: Config, store: Any = None, file: str = "experiments.toml") -> tuple[list, StudyStatus]:
+def expand(study: Study, defaults: Config, lookup: RunLookup | None = None, file: str = "experiments.toml"
+           ) -> tuple[list, StudyStatus]:
     """The study's experiments so far and the status of each stage (see the module docstring for the rules).
 
-    ``store`` is a RunStore; without one no run is known, so only stage 1 expands.
+    ``lookup`` answers for the runs (core.plan: the read model); without one no run is known, so only stage 1
+    expands (what parsing the file alone gives).
     """
     experiments: list = []
     stages: list[StageStatus] = []
@@ -497,7 +505,7 @@ def expand(study: Study, defaults: Config, store: Any = None, file: str = "exper
         stages.append(status)
         if blocked:
             continue
-        builder = _StageBuilder(study, stage, k, status, carried, list(tuned), defaults, store, file, experiments)
+        builder = _StageBuilder(study, stage, k, status, carried, list(tuned), defaults, lookup, file, experiments)
         finished = {"lr-search": _lr_search, "halving": _halving}.get(stage.kind, _grid)(builder)
         if stage.lr_search:
             status.planned = max(status.planned, len(status.experiments)) if not finished else len(status.experiments)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..define.edit import EditError, hold
 from ..define.names import nearest_ids
-from ..define.queue import load_queue
+from ..plan import load_queue
 from .status import State, judge_run
 from .store import RunStore
 

@@ -329,16 +329,10 @@ class Halving:
 
     @classmethod
     def of(cls, queue: Queue | None) -> Halving:
-        out = cls()
-        for s in (queue.studies if queue else []):
-            for st in s.stages:
-                for c in st.configs:
-                    for r in c.runs:
-                        if c.pruned_at:
-                            out.pruned[r.id] = c.pruned_at
-                        elif r.state == "queued" and r.summary is not None:  # trained to a rung, to train on
-                            out.promoted.add(r.id)
-        return out
+        """What the planner (core.plan) found of ``queue``'s studies; nothing for a queue as read, not planned."""
+        if queue is None:
+            return cls()
+        return cls(dict(queue.pruned), set(queue.promoted))
 
 
 def row_of(run_id: str, exp: Experiment | None, files: RunFiles, halving: Halving | None = None,

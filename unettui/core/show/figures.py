@@ -21,7 +21,7 @@ from .fmt import value as _fmt
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
 
-    from .study_figures import ConfigFigure, StageFigure
+    from .figure_model import ConfigFigure, StageFigure
 
 DPI = 150
 RC = {"svg.fonttype": "none", "svg.hashsalt": "unettui", "pdf.fonttype": 42, "font.size": 9, "axes.titlesize": 10,

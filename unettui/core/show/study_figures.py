@@ -7,32 +7,23 @@ one style per configuration, so that a configuration has the same colour in ever
 from __future__ import annotations
 
 import colorsys
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..define.names import safe_id
-from ..runs.groups import mean_sd
 from ..runs.store import RunStore
+from ..stats import mean_sd
 from . import figures
 from .curves import PALETTE, hex_colour
+from .figure_model import ConfigFigure, StageFigure, Style
 from .fmt import value as fmt_value
 
-__all__ = ["write_study_figures", "study_model", "stage_styles", "OVERVIEW", "VECTOR_FORMATS"]
+__all__ = ["OVERVIEW", "VECTOR_FORMATS", "ConfigFigure", "StageFigure", "Style", "stage_styles", "study_model",
+           "write_study_figures"]
 
 OVERVIEW = ""  # the key of the study's overview in write_study_figures' answer (no stage has an empty name)
 VECTOR_FORMATS = ("svg", "pdf")
 LINESTYLES: tuple[Any, ...] = ("-", "--", ":", "-.", (0, (5, 1)), (0, (3, 1, 1, 1, 1, 1)))
 MARKERS = "osD^vP*Xph"
-
-
-@dataclass(frozen=True)
-class Style:
-    """How one configuration is drawn in every figure: its colour, and its line style and marker in the curves."""
-
-    colour: str
-    linestyle: Any = "-"
-    marker: str = "o"
 
 
 def _shade(rgb: tuple[int, int, int], j: int, m: int) -> str:
@@ -77,62 +68,6 @@ def _key(v: Any) -> Any:
 def label_of(values: dict[str, Any], keys: list[str]) -> str:
     """``optimizer=adam, scheduler=none``: the configuration by the keys its stage varies (all of them, never cut)."""
     return ", ".join(f"{k}={fmt_value(values.get(k))}" for k in keys) or "base"
-
-
-@dataclass
-class ConfigFigure:
-    """One configuration of a stage as its figures show it."""
-
-    label: str
-    values: dict[str, Any]
-    style: Style
-    histories: list[list[dict[str, Any]]] = field(default_factory=list)  # metrics of its pictured runs (repeats)
-    score: float | None = None  # the stage's score (mean over train fractions)
-    sd: float | None = None  # the seed-to-seed standard deviation of the score (the study's; None without repeats)
-    n: int = 1  # runs behind each point (repeats)
-    points: list[tuple[float | None, float | None, float | None, int]] = field(default_factory=list)  # (fraction, mean, sd, n)
-    winner: bool = False
-    pruned_at: int | None = None
-    preview: Path | None = None
-    states: list[str] = field(default_factory=list)
-
-    @property
-    def gid(self) -> str:
-        """An id for the configuration's shapes in SVG output (the label made XML-safe)."""
-        return "cfg-" + safe_id(self.label.replace("=", "-").replace(", ", "-"))
-
-    @property
-    def legend_label(self) -> str:
-        extra = [f"pruned @{self.pruned_at}"] if self.pruned_at else []
-        if len(self.histories) > 1:
-            extra.append(f"mean of {len(self.histories)}, band min to max")
-        return self.label + (f" ({', '.join(extra)})" if extra else "")
-
-
-@dataclass
-class StageFigure:
-    """A started stage: its configurations in grid order with their styles."""
-
-    number: int
-    name: str
-    varied: list[str]
-    metric: str
-    fractions: list[float | None]
-    configs: list[ConfigFigure]
-    done: bool = False
-
-    @property
-    def title(self) -> str:
-        return f"Stage {self.number}, {self.name}"
-
-    @property
-    def stem(self) -> str:
-        return f"stage{self.number}-{self.name}"
-
-    @property
-    def dims(self) -> list[str]:
-        """The stage's axes: its varied keys, then train_fraction when it has several."""
-        return list(self.varied) + (["train_fraction"] if len(self.fractions) > 1 else [])
 
 
 def _representative(fractions: list[float | None]) -> float | None:
