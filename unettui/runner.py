@@ -16,7 +16,7 @@ import time
 import traceback
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -26,12 +26,13 @@ from .core.define.config import Config, definition_changes
 from .core.define.experiment import Experiment
 from .core.define.queue import QUEUE_FILE, Queue, QueueError
 from .core.plan import load_queue
+from .core.runs.backend import claim_backend
 from .core.runs.index import file_stamp, index_path, refresh_index
+from .core.runs.options import RunnerOptions
 from .core.runs.runners import remove_figures, write_figures
-from .core.runs.slurm_state import backend_from_env, claim_backend
+from .core.runs.slurm_state import backend_from_env
 from .core.runs.status import DataIds, Judgement, Row, State, collect, judge_run
 from .core.runs.store import (
-    HEARTBEAT_TIMEOUT,
     HOST,
     ME,
     RUN_LOCK,
@@ -99,18 +100,6 @@ def read_pack_check(path: Path | None = None) -> dict[str, Any] | None:
     return record
 
 
-def parse_pack(value: str | int | None) -> str | int:
-    """``--pack``: "auto", "off", or a number of experiments (1 is off). Raises ValueError with what is valid."""
-    if value is None:
-        return "auto"
-    text = str(value).strip().lower()
-    if text in ("auto", "off"):
-        return text
-    if text.isdigit() and int(text) >= 1:
-        return int(text)
-    raise ValueError(f"--pack {value}: use auto, off or a number of experiments >= 1")
-
-
 @dataclass(frozen=True)
 class PackDecision:
     """What a runner does with new experiments on one device: at most ``limit`` in a pack (1: each alone), and the one
@@ -135,7 +124,7 @@ def _check_said(record: dict[str, Any]) -> str:
 def decide_pack(pack: str | int, device: Any, check: dict[str, Any] | Path | None = PACK_CHECK_FILE,
                 code_hash: str | None = None) -> PackDecision:
     """The one decision every runner (`run`, its --workers, SLURM pilot tasks, the TUI's runner) takes for new
-    experiments on ``device`` (a torch.device or its name: "cpu", "cuda:0", ...), from ``pack`` (parse_pack's value)
+    experiments on ``device`` (a torch.device or its name: "cpu", "cuda:0", ...), from ``pack`` (RunnerOptions.pack)
     and the packs' GPU check (a record, the path of one, or None: no record):
 
     - off (or 1): each alone; N: up to N (on CUDA the line says so when no passing check of this pack code exists);
@@ -294,20 +283,23 @@ class Outcome:
 
 class Runner:
     """Trains, in file order, every experiment without a finished run; resumes interrupted or crashed ones, and trains
-    again (keeping the earlier attempt) those whose definition or dataset changed since they ran."""
+    again (keeping the earlier attempt) those whose definition or dataset changed since they ran.
 
-    def __init__(self, project: Path, device: str | None = None, reporter: Reporter | None = None,
-                 heartbeat_interval: float = HEARTBEAT_INTERVAL, only: list[str] | None = None,
-                 stale_after: float = HEARTBEAT_TIMEOUT, backend: dict[str, Any] | None = None,
-                 pack: str | int = "auto"):
+    ``options`` say how (RunnerOptions; its fields may also be given by name: ``Runner(project, pack=3)``); its fan-out
+    fields (workers, devices) are run_workers' business, not this one process's."""
+
+    def __init__(self, project: Path, options: RunnerOptions | None = None, *, reporter: Reporter | None = None,
+                 heartbeat_interval: float = HEARTBEAT_INTERVAL, backend: dict[str, Any] | None = None,
+                 **fields: Any):
         self.project = Path(project)
-        self.pack = parse_pack(pack)  # packs: see claim_pack
+        self.options = replace(options or RunnerOptions(), **fields)  # (checked again: a field given by name)
+        self.pack = self.options.pack  # packs: see claim_pack
         self.store = RunStore(self.project)
-        self.device = device
+        self.device = self.options.device
         self.reporter = GuardedReporter(reporter or SilentReporter(), self._output_failed)
         self.heartbeat_interval = heartbeat_interval
-        self.only = set(only) if only else None
-        self.stale_after = stale_after
+        self.only = set(self.options.only) if self.options.only else None
+        self.stale_after = self.options.stale_after
         self.attempted: set[tuple[str, int | None]] = set()
         self.stop_requested = False
         self.token = uuid.uuid4().hex
@@ -588,6 +580,10 @@ class Runner:
     # ---- the loop -------------------------------------------------------------------
     def run(self) -> Outcome:
         outcome = Outcome()
+        if self.options.threads:
+            import torch
+
+            torch.set_num_threads(self.options.threads)
         old = self._install_signals()
         seen_invalid: set[str] = set()
         queue: Queue | None = None
@@ -604,7 +600,7 @@ class Runner:
                     fresh = queue
                 if queue is None:
                     rows = collect(fresh, self.store, stale_after=self.stale_after,
-                                   ids=None if self.only is None else self.only, scheduler=None)
+                                   ids=None if self.only is None else self.only, readers=None)
                     self.reporter.plan(fresh, rows)
                 queue = fresh
                 claimed = self.claim_pack(queue, seen_invalid)
@@ -922,12 +918,28 @@ def plan_workers(n: int, devices: list[str] | None, cores: int | None = None) ->
     return out
 
 
-def run_workers(project: Path, n: int, devices: list[str] | None, base_args: list[str], threads: int | None = None,
-                out=None) -> int:
-    """Start ``n`` runner processes on one project and relay their lines, each prefixed with its worker name.
+def runner_command(project: Path, options: RunnerOptions) -> list[str]:
+    """The command line of an ordinary `unettui run --headless` on ``project`` with ``options`` (all of them, as the
+    one JSON text RunnerOptions.to_json writes: nothing comes from this process's environment)."""
+    import sys
 
-    Each worker is an ordinary `unettui run --headless`: claims are exclusive, so no experiment is
-    trained twice, and a worker that dies leaves a claim the others (or a restart) take over.
+    return [sys.executable, "-m", "unettui", "run", "--headless", "--plain", "-p", str(project),
+            "--runner-options", options.to_json()]
+
+
+def worker_options(options: RunnerOptions) -> list[RunnerOptions]:
+    """The options of each of ``options.workers`` runner processes: devices round-robin, CPU threads shared
+    (plan_workers) unless ``options.threads`` says how many each gets."""
+    return [options.for_worker(dev, options.threads or nthreads)
+            for dev, nthreads in plan_workers(options.workers, list(options.devices) or None)]
+
+
+def run_workers(project: Path, options: RunnerOptions, out=None) -> int:
+    """Start ``options.workers`` runner processes on one project and relay their lines, each prefixed with its worker
+    name.
+
+    Each worker is an ordinary `unettui run --headless` (runner_command, with worker_options): claims are exclusive,
+    so no experiment is trained twice, and a worker that dies leaves a claim the others (or a restart) take over.
     SIGINT/SIGTERM are passed on; every worker stops after its current batch.
     """
     import subprocess
@@ -944,15 +956,10 @@ def run_workers(project: Path, n: int, devices: list[str] | None, base_args: lis
                 out.flush()
 
     relays = []
-    for i, (dev, nthreads) in enumerate(plan_workers(n, devices), 1):
-        nthreads = threads or nthreads
-        args = [sys.executable, "-m", "unettui", "run", "--headless", "--plain", "-p", str(project), *base_args]
-        if dev:
-            args += ["--device", dev]
-        if nthreads:
-            args += ["--threads", str(nthreads)]
+    for i, mine in enumerate(worker_options(options), 1):
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+        p = subprocess.Popen(runner_command(project, mine), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             text=True, env=env)
         procs.append(p)
         t = threading.Thread(target=relay, args=(f"w{i}", p.stdout), daemon=True)
         t.start()

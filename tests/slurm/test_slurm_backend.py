@@ -12,7 +12,7 @@ import pytest
 
 from tests.helpers import run_cli, unettui_cmd
 from unettui.core.plan import load_queue
-from unettui.core.runs.slurm_state import Scheduler, records
+from unettui.core.runs.slurm_state import Scheduler, SlurmJobs, records
 from unettui.core.runs.status import State, collect
 from unettui.core.runs.store import RunStore
 
@@ -45,7 +45,7 @@ def submit(proj, *args):
 
 
 def rows(proj):
-    return collect(load_queue(proj), RunStore(proj), scheduler=Scheduler(ttl=0))
+    return collect(load_queue(proj), RunStore(proj), readers={"slurm": SlurmJobs(Scheduler(ttl=0))})
 
 
 def tasks(job):

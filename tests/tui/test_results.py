@@ -11,6 +11,7 @@ from textual.widgets import DataTable, Input
 from unettui.core.define.config import DEFAULTS
 from unettui.core.runs.export import COLUMNS
 from unettui.tui.data import RunView
+from unettui.tui.messages import RunHighlighted
 from unettui.tui.widgets.results import ResultsPanel
 
 # id: (optimizer, scheduler, best_val_dice, best_epoch, final_val_dice, final_val_loss, seconds)
@@ -56,7 +57,7 @@ class Host(App):
         if self.views is not None:
             self.query_one(ResultsPanel).update_runs(self.views)
 
-    def on_results_panel_run_highlighted(self, message: ResultsPanel.RunHighlighted):
+    def on_run_highlighted(self, message: RunHighlighted):
         self.highlighted.append(message.run_id)
 
 

@@ -12,8 +12,9 @@ import pytest
 import torch
 
 from tests.helpers import StopInEpoch, run_cli, unettui_cmd
+from unettui.core.runs.options import parse_pack
 from unettui.core.runs.store import RunStore
-from unettui.runner import Runner, SilentReporter, parse_pack
+from unettui.runner import Runner, SilentReporter
 
 KEYS = ("epoch", "train_loss", "train_dice", "val_loss", "val_dice", "val_iou", "lr")
 SWEEP = "[[sweep]]\nid = 's'\noptimizer = ['adam', 'sgd', 'rmsprop']\n"

@@ -4,18 +4,17 @@ the backend a claim records and keeps, and how a row shows it. Everything that t
 import pytest
 
 from unettui.cluster.slurm import SlurmError, gpus_of, mem_mb, parse_sbatch, sbatch_message
+from unettui.core.runs.backend import claim_backend
 from unettui.core.runs.slurm_state import (
-    JobState,
+    SlurmJob,
     backend_from_env,
     backends_of_run,
-    claim_backend,
     parse_sacct,
     parse_squeue,
     parse_time,
     summarize,
-    task_word,
 )
-from unettui.core.runs.status import Row, State
+from unettui.core.runs.status import Row, State, attach_jobs
 
 
 @pytest.mark.parametrize("text, minutes", [("30", 30), ("0:40", 1), ("90:00", 90), ("4:00:00", 240),
@@ -78,11 +77,11 @@ def test_a_row_shows_the_job_beside_a_running_or_interrupted_state_only():
 
 def test_a_submission_in_a_few_words():
     rec = {"token": "t", "job": "42", "tasks": 3, "submitted": 0}
-    states = {"42_0": JobState("42_0", "RUNNING"), "42_1": JobState("42_1", "PENDING", "BeginTime", 1),
-              "42_2": JobState("42_2", "PENDING"), "41_0": JobState("41_0", "RUNNING")}
+    states = {"42_0": SlurmJob("42_0", "RUNNING"), "42_1": SlurmJob("42_1", "PENDING", "BeginTime", 1),
+              "42_2": SlurmJob("42_2", "PENDING"), "41_0": SlurmJob("41_0", "RUNNING")}
     assert summarize(rec, states) == \
         "slurm job 42 (3 tasks): 1 running, 1 requeued (BeginTime: waiting for its start time), 1 pending"
-    assert summarize(rec, {"42_0": JobState("42_0", "COMPLETED")}) is None  # all ended: nothing to say
+    assert summarize(rec, {"42_0": SlurmJob("42_0", "COMPLETED")}) is None  # all ended: nothing to say
     assert summarize({**rec, "submitted": 1e12}, {}, now=1e12) == "slurm job 42 (3 tasks): submitted"
     assert "job id not recorded yet" in summarize({"token": "t", "job": None, "submitted": 100}, {}, now=160)
     assert summarize({"token": "t", "job": None, "submitted": 100}, {}, now=1e6) is None
@@ -108,10 +107,11 @@ def test_a_waiting_task_shows_the_schedulers_reason_beside_its_state():
         "9_0": "pending (PartitionConfig)", "9_1": "pending (Resources)", "9_2": "pending (Priority)",
         "8_0": "requeued (BeginTime)", "8_1": "running", "8_2": "pending"}
     assert {k: v.word for k, v in sq.items()}["8_0"] == "requeued"  # the word itself is unchanged
-    assert JobState("7", "FAILED", "BadConstraints").label == "failed"  # a reason is shown only while it waits
+    assert SlurmJob("7", "FAILED", "BadConstraints").label == "failed"  # a reason is shown only while it waits
     # every face takes it from the read model: a row's label, the submission's line
     b = {"kind": "slurm", "job": "8_0"}
-    row = Row("x", State.INTERRUPTED, epoch=3, target=5, backend=b, scheduler=task_word(b, sq))
+    row = Row("x", State.INTERRUPTED, epoch=3, target=5, backend=b)
+    attach_jobs([row], {("slurm", job): task.state for job, task in sq.items()})
     assert row.label == "interrupted 3/5 · slurm 8_0 requeued (BeginTime)"
     line = summarize({"token": "t", "job": "9", "tasks": 1, "submitted": 0}, {"9_0": sq["9_0"]})
     assert line.startswith("slurm job 9 (1 task): 1 pending (PartitionConfig: no node of the partition can run it")

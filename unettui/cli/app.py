@@ -5,10 +5,14 @@ from __future__ import annotations
 import sys
 from enum import Enum
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from .common import ProjectOpt, app, duration, fail, load_queue_or_fail, write_output
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..core.runs.options import RunnerOptions
 
 
 class Backend(str, Enum):
@@ -18,6 +22,7 @@ class Backend(str, Enum):
 
 @app.command()
 def run(
+    ctx: typer.Context,
     project: Path = ProjectOpt,
     headless: bool = typer.Option(False, "--headless", help="Run in the foreground with line-oriented progress; without it the TUI opens with the runner started."),
     device: str | None = typer.Option(None, "--device", "-d", help="Override every experiment's device: auto, cpu, cuda or cuda:N."),
@@ -38,6 +43,7 @@ def run(
     account: str | None = typer.Option(None, "--account", help="SLURM account to charge.", rich_help_panel="SLURM"),
     qos: str | None = typer.Option(None, "--qos", help="SLURM quality of service.", rich_help_panel="SLURM"),
     sbatch: list[str] | None = typer.Option(None, "--sbatch", metavar="KEY=VALUE", help="Any other sbatch option, passed through (repeatable), e.g. --sbatch constraint=a100.", rich_help_panel="SLURM"),
+    runner_options: str | None = typer.Option(None, "--runner-options", hidden=True, help="Every runner option as the JSON text RunnerOptions.to_json writes: how `--workers`, the TUI and SLURM tasks start runners."),
 ) -> None:
     """Train every experiment of the queue that has no finished run, in file order.
 
@@ -57,22 +63,14 @@ def run(
 
     Example: unettui run --headless --backend slurm --partition gpu --gpus-per-run 1 --cpus-per-run 8 --mem 32G --time 4:00:00 --max-parallel 8
     """
-    from ..core.define.config import ConfigError
-    from ..runner import parse_pack
+    from ..core.runs.options import OptionsError
 
     try:
-        pack_choice = parse_pack(pack)
-    except ValueError as exc:
+        options = _runner_options(ctx, runner_options)
+    except OptionsError as exc:
         fail(str(exc))
-    if device is not None:
-        try:
-            from ..core.define.config import coerce
-
-            coerce("device", device, "--device")
-        except ConfigError as exc:
-            fail(str(exc))
     queue = load_queue_or_fail(project)
-    unknown = [o for o in dict.fromkeys(only or []) if queue.get(o) is None]
+    unknown = [o for o in options.only if queue.get(o) is None]
     if unknown:
         import difflib
 
@@ -81,48 +79,28 @@ def run(
         hint = ("did you mean " + ", ".join(f"'{c}'" for c in close) + "?") if close else "`unettui ls` lists them"
         fail(f"--only {unknown[0]}: no such experiment in {project / 'experiments.toml'}; {hint}")
     if backend is Backend.slurm:
-        if workers > 1 or devices:
-            fail("--workers/--devices do not go with --backend slurm: each SLURM task is one runner; "
-                 "ask for more tasks with --max-parallel")
+        from ..cluster.slurm import SlurmOptions
         from .slurm_cmds import submit_to_slurm
 
-        submit_to_slurm(project, device=device, only=only, stale_after=stale_after, partition=partition,
-                        gpus_per_run=gpus_per_run, cpus_per_run=cpus_per_run, mem=mem, time=time_limit,
-                        max_parallel=max_parallel, account=account, qos=qos, sbatch=sbatch, pack=str(pack_choice))
+        submit_to_slurm(project, options, SlurmOptions(
+            partition=partition, gpus_per_run=gpus_per_run, cpus_per_run=cpus_per_run, mem=mem, time=time_limit,
+            max_parallel=max_parallel, account=account, qos=qos, sbatch=list(sbatch or [])))
         return
     if not headless:
-        import os
-
         from .common import open_tui
 
-        os.environ["UNETTUI_PACK"] = str(pack_choice)  # the TUI's runner control passes it on (runner_control.py)
-        open_tui(project, start_runner=True, workers=workers)
+        open_tui(project, start_runner=True, options=options)
         return
-    device_list = [d.strip() for d in devices.split(",") if d.strip()] if devices else None
-    for d in device_list or []:
-        try:
-            from ..core.define.config import coerce
-
-            coerce("device", d, "--devices")
-        except ConfigError as exc:
-            fail(str(exc))
-    if workers > 1 or device_list:
-        if device is not None:
-            fail("--device and --devices do not go together; list the workers' devices with --devices")
+    if options.fans_out:
         from ..runner import run_workers
 
-        extra = [a for o in (only or []) for a in ("--only", o)] + ["--stale-after", str(stale_after),
-                                                                    "--pack", str(pack_choice)]
-        raise typer.Exit(run_workers(project, workers, device_list, extra, threads=threads))
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
+        raise typer.Exit(run_workers(project, options))
+    from ..reporting import PlainReporter
     from ..runner import Runner
-    from .progress import PlainReporter, RichReporter
+    from .progress import RichReporter
 
     reporter = RichReporter() if (sys.stdout.isatty() and not plain) else PlainReporter()
-    runner = Runner(project, device=device, reporter=reporter, only=only, stale_after=stale_after, pack=pack_choice)
+    runner = Runner(project, options, reporter=reporter)
     try:
         outcome = runner.run()
     except KeyboardInterrupt:
@@ -142,6 +120,22 @@ def run(
     if runner.reporter.broken is not None:
         _mute_stdout()
     raise typer.Exit(outcome.exit_code)
+
+
+def _runner_options(ctx: typer.Context, carried: str | None) -> RunnerOptions:
+    """The runner's options: from its flags (each under its RunnerOptions field's name), or — for a runner started
+    by another (`--workers`, the TUI, a SLURM task) — from the one JSON text that carries them all, then with no
+    runner flag beside it. Raises OptionsError."""
+    from ..core.runs.options import OptionsError, RunnerOptions
+
+    if carried is None:
+        return RunnerOptions.from_cli(ctx.params)
+    # (by name: Typer keeps its click, and click's ParameterSource, to itself)
+    given = [n for n in RunnerOptions.names() if getattr(ctx.get_parameter_source(n), "name", "") == "COMMANDLINE"]
+    if given:
+        raise OptionsError(f"--runner-options carries every runner option; --{given[0].replace('_', '-')} "
+                           "does not go with it")
+    return RunnerOptions.from_json(carried)
 
 
 def _mute_stdout() -> None:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from ..core.show.fmt import duration  # noqa: F401  (the CLI's commands import it from here)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..core.runs.options import RunnerOptions
 
 app = typer.Typer(
     name="unettui",
@@ -45,12 +48,23 @@ def load_queue_or_fail(project: Path, required: bool = True):
         return None
 
 
-def open_tui(project: Path, start_runner: bool = False, workers: int = 1) -> None:
-    """Open the TUI on ``project`` (textual is imported only here)."""
+def open_tui(project: Path, start_runner: bool = False, options: RunnerOptions | None = None) -> None:
+    """Open the TUI on ``project`` (textual is imported only here); the runner it starts runs with ``options`` (None:
+    the defaults, with --pack from UNETTUI_PACK as `unettui run` takes it)."""
+    from ..core.runs.options import OptionsError, RunnerOptions
+
+    if options is None:
+        import os
+
+        try:
+            options = RunnerOptions.from_cli({"pack": os.environ.get("UNETTUI_PACK")})
+        except OptionsError as exc:
+            fail(f"UNETTUI_PACK: {exc}")
     load_queue_or_fail(project)
     from ..tui.app import make_app
 
-    app_ = make_app(project, start_runner=start_runner, workers=workers)
+    app_ = make_app(project, start_runner=start_runner, workers=options.workers)
+    app_.runner.use(options)  # (make_app takes no runner options yet: tui/app.py)
     app_.run()
     if app_.return_code:
         raise typer.Exit(app_.return_code)

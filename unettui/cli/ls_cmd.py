@@ -26,6 +26,7 @@ def ls_cmd(project: Path = ProjectOpt) -> None:
     from rich.text import Text
 
     from ..core.runs.status import collect, counts_text
+    from ..core.show.styles import state_style
 
     queue, store = queue_and_store(project)
     rows_ = collect(queue, store)
@@ -63,8 +64,9 @@ def ls_cmd(project: Path = ProjectOpt) -> None:
     table.add_column(heads[2], no_wrap=True, justify="right", width=fixed[2] + 1)
     table.add_column(heads[3], no_wrap=True, justify="right", width=fixed[3] + 1)
     table.add_column(heads[4], no_wrap=True, overflow="ellipsis", width=err_width)
-    for r in rows:
-        table.add_row(*(Text(cell) for cell in r))  # Text: ids and errors may contain [brackets], never markup
+    for r, row in zip(rows, rows_):
+        # Text: ids and errors may contain [brackets], never markup; the state in its colour (core.show.styles)
+        table.add_row(*(Text(cell, style=state_style(row.state) if i == 1 else "") for i, cell in enumerate(r)))
     console.print(table)
     typer.echo(counts_text(rows_))
     from ..core.runs.slurm_state import active_submissions

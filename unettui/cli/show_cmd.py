@@ -10,6 +10,7 @@ from typing import Any
 import typer
 
 from ..core.show.fmt import value as fmt_value
+from ..core.show.styles import state_style
 from .common import (
     ProjectOpt,
     app,
@@ -45,6 +46,13 @@ def _kv_grid(rows: list[tuple[str, str, str | None]]):
     for label, text, style in rows:
         grid.add_row(Text("  " + label), Text(text, style=style or ""))
     return grid
+
+
+def _heading(exp_id: str, state: Any, label: str, rest: str = ""):
+    """``exp_id: label rest`` in bold, the state's ``label`` in its colour (core.show.styles, as in ls and the TUI)."""
+    from rich.text import Text
+
+    return Text.assemble(f"{exp_id}: ", (label, state_style(state)), rest, style="bold")
 
 
 def _config_section(console, cfg: dict[str, Any], title: str) -> None:
@@ -268,7 +276,7 @@ def show(
     console = make_console(colour)
 
     if exp is not None and not exp.valid:
-        console.print(Text(f"{exp_id}: invalid definition ({exp.origin})", style="bold"))
+        console.print(_heading(exp_id, "invalid", "invalid definition", f" ({exp.origin})"))
         console.print(_kv_grid([("error:", str(exp.error), "red")]))
         if not run.exists():
             return
@@ -278,7 +286,7 @@ def show(
     state, st = row.state, row.status
     if state is State.PENDING and not run.file("config.json").exists() and not row.metrics:
         if exp is not None and exp.valid:
-            console.print(Text(f"{exp_id}: pending, not run yet ({exp.origin})", style="bold"))
+            console.print(_heading(exp_id, state, "pending", f", not run yet ({exp.origin})"))
             _config_section(console, exp.config.to_dict(), "config (resolved)")
             where = "" if str(project) == "." else f" -p {project}"
             console.print(Text(next_step(row, exp_id, where) or ""))
@@ -303,12 +311,10 @@ def show(
             fail(f"--sample {sample}: preview_{tag}.npz holds samples 1..{pv['truth'].shape[0]}")
 
     # header
-    head = f"{exp_id}: {row.label}"
-    if row.attempt:
-        head += f", attempt {row.attempt}"
+    head = f", attempt {row.attempt}" if row.attempt else ""
     if exp is None:
         head += " (not in experiments.toml)"
-    console.print(Text(head, style="bold"))
+    console.print(_heading(exp_id, state, row.label, head))
     when = []
     for key, label in (("started", "started"), ("ended", "ended"), ("heartbeat", "last heartbeat")):
         if isinstance(st.get(key), (int, float)) and (key != "heartbeat" or state in ("running", "interrupted")):
@@ -327,7 +333,7 @@ def show(
     if row.error:
         console.print(_kv_grid([("error:", row.error, "red")]))
     if row.change_text:
-        console.print(_kv_grid([("changed:", row.note, "yellow")]))
+        console.print(_kv_grid([("changed:", row.note, state_style("changed"))]))
     older = run.attempts()
     if older:
         console.print(Text(f"  earlier attempts: {', '.join(p.name for p in older)}"

@@ -3,35 +3,39 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from .common import ProjectOpt, app, fail, queue_and_store, resolve
 
+if TYPE_CHECKING:  # pragma: no cover
+    from ..cluster.slurm import SlurmOptions
+    from ..core.runs.options import RunnerOptions
 
-def submit_to_slurm(project: Path, *, device: str | None, only: list[str] | None, stale_after: float,
-                    partition: str | None, gpus_per_run: int, cpus_per_run: int, mem: str | None, time: str | None,
-                    max_parallel: int | None, account: str | None, qos: str | None, sbatch: list[str] | None,
-                    pack: str = "auto") -> None:
-    """Submit pilot tasks on the queue, print what was submitted and how to follow it (the `run` command's part)."""
-    from ..cluster.slurm import DEFAULT_TASKS, SlurmError, SlurmOptions, submit, to_train, unsatisfiable
 
-    opts = SlurmOptions(partition=partition, gpus_per_run=gpus_per_run, cpus_per_run=cpus_per_run, mem=mem,
-                        time=time, max_parallel=max_parallel, account=account, qos=qos, sbatch=list(sbatch or []))
-    n, later, devices = to_train(project, only)
+def submit_to_slurm(project: Path, options: RunnerOptions, slurm: SlurmOptions) -> None:
+    """Submit pilot tasks, each a runner with ``options``, on the queue; print what was submitted and how to follow it
+    (the `run` command's part)."""
+    from ..cluster.slurm import DEFAULT_TASKS, FANS_OUT, SlurmBackend, SlurmError, to_train, unsatisfiable
+
+    if options.fans_out:
+        fail(FANS_OUT)
+    n, later, devices = to_train(project, options.only)
     if n == 0 and not later:
         typer.echo(f"nothing to train in {project / 'experiments.toml'} (`unettui ls` shows every state); "
                    "nothing submitted")
         raise typer.Exit(0)
-    tasks = max_parallel or (DEFAULT_TASKS if later else max(1, min(DEFAULT_TASKS, n)))
+    tasks = slurm.max_parallel or (DEFAULT_TASKS if later else max(1, min(DEFAULT_TASKS, n)))
     try:
-        rec = submit(project, opts, device=device, only=only, stale_after=stale_after, tasks=tasks, pack=pack)
+        rec = SlurmBackend(slurm, tasks).submit(project, options).record
     except SlurmError as exc:
         fail(str(exc), code=1)
-    too_big = unsatisfiable(opts)  # sbatch took it, but a task no node can run pends for ever: say so
+    too_big = unsatisfiable(slurm)  # sbatch took it, but a task no node can run pends for ever: say so
     if too_big:
         typer.echo(f"warning: {too_big}", err=True)
-    if not gpus_per_run and any(str(d).startswith("cuda") for d in ({device} if device else devices)):
+    device = options.device
+    if not slurm.gpus_per_run and any(str(d).startswith("cuda") for d in ({device} if device else devices)):
         typer.echo("note: experiments ask for a CUDA device but the tasks get no GPU; ask for one with "
                    "--gpus-per-run 1", err=True)
     where = "" if str(project) == "." else f" -p {project}"

@@ -15,15 +15,18 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from ..core.runs.backend import BackendError, JobState, Submission, backend_of
+from ..core.runs.options import RunnerOptions
 from ..core.runs.slurm_state import (
     ACTIVE,
     JOB_PREFIX,
     SCHEDULER,
-    backend_of,
+    SlurmJobs,
+    backends_of_run,
     base_id,
     new_token,
     parse_time,
@@ -42,7 +45,11 @@ COMMAND_TIMEOUT = 60.0  # sbatch / scancel / sinfo
 RESERVED = {"array", "output", "error", "signal", "open-mode", "job-name", "o", "e", "a", "j", "J"}
 
 
-class SlurmError(Exception):
+FANS_OUT = ("--workers/--devices do not go with --backend slurm: each SLURM task is one runner; ask for more tasks "
+            "with --max-parallel")
+
+
+class SlurmError(BackendError):
     """One line that says what went wrong and names the cause (no sbatch, a refused option, ...)."""
 
 
@@ -204,24 +211,25 @@ def sbatch_message(text: str) -> str:
     return line
 
 
-def to_train(project: Path, only: list[str] | None) -> tuple[int, bool, set[str]]:
+def to_train(project: Path, only: list[str] | tuple[str, ...] | None) -> tuple[int, bool, set[str]]:
     """(how many experiments `unettui run` would train now, whether a study has stages still to come, the devices
     their definitions ask for)."""
     from ..core.plan import load_queue
     from ..core.runs.status import TRAINABLE, collect
 
     queue = load_queue(project)
-    rows = collect(queue, RunStore(project), ids=only, scheduler=None)
+    rows = collect(queue, RunStore(project), ids=only or None, readers=None)
     n = sum(r.state in TRAINABLE for r in rows if r.in_queue)
     later = any(st.state != "done" for s in queue.studies for st in s.stages)
     devices = {str(r.definition.device) for r in rows if r.in_queue and r.state in TRAINABLE and r.definition}
     return n, later, devices
 
 
-def submit(project: Path, opts: SlurmOptions, device: str | None = None, only: list[str] | None = None,
-           stale_after: float = 120.0, tasks: int | None = None, pack: str = "auto") -> dict[str, Any]:
-    """Submit ``tasks`` pilot array tasks on ``project``'s queue; returns the submission's record. Raises SlurmError
-    (nothing recorded, nothing left behind) when it cannot."""
+def submit(project: Path, opts: SlurmOptions, options: RunnerOptions | None = None,
+           tasks: int | None = None) -> dict[str, Any]:
+    """Submit ``tasks`` pilot array tasks on ``project``'s queue, each a runner with ``options`` (its PyTorch threads:
+    --threads, else --cpus-per-run); returns the submission's record. Raises SlurmError (nothing recorded, nothing left
+    behind) when it cannot."""
     project = Path(project).resolve()
     if shutil.which("sbatch") is None:
         raise SlurmError("sbatch not found on PATH: submit from a machine of the SLURM cluster (its login node), "
@@ -239,12 +247,16 @@ def submit(project: Path, opts: SlurmOptions, device: str | None = None, only: l
         cap = partition_minutes(opts.partition)
         minutes = min(DEFAULT_MINUTES, cap) if cap else DEFAULT_MINUTES
     n = max(1, tasks or opts.max_parallel or 1)
+    options = options or RunnerOptions()
+    if options.fans_out:
+        raise SlurmError(FANS_OUT)
+    options = replace(options, threads=options.threads or int(opts.cpus_per_run))
     token = new_token()
     folder = slurm_dir(project) / token
     record: dict[str, Any] = {
         "job": None, "tasks": n, "mode": "pilot", "submitted": time.time(), "host": HOST, "project": str(project),
         "folder": str(folder.relative_to(project)), "name": JOB_PREFIX + token, "minutes": minutes,
-        "options": {**asdict(opts), "device": device, "only": only, "stale_after": stale_after, "pack": pack},
+        "options": {**asdict(opts), **options.to_dict()},
         "python": sys.executable,
     }
     params: dict[str, Any] = {
@@ -259,7 +271,7 @@ def submit(project: Path, opts: SlurmOptions, device: str | None = None, only: l
             params[key] = value
     if extra:
         params["slurm_additional_parameters"] = extra
-    task = PilotArgs(str(project), device, only, stale_after, int(opts.cpus_per_run), token, pack)
+    task = PilotArgs(str(project), options, token)
     said = io.StringIO()
     try:
         write_record(project, token, record)  # before sbatch: a submission is never left unrecorded
@@ -286,21 +298,18 @@ def submit(project: Path, opts: SlurmOptions, device: str | None = None, only: l
 
 @dataclass
 class PilotArgs:
+    """What every pilot task of one submission is made of (cluster/task.py's PilotTask)."""
+
     project: str
-    device: str | None
-    only: list[str] | None
-    stale_after: float
-    threads: int
+    options: RunnerOptions
     submission: str
-    pack: str = "auto"  # the runners' --pack
 
 
 def _submit(executor, args: PilotArgs, n: int) -> list:
     from .task import PilotTask
 
     def make() -> PilotTask:
-        return PilotTask(args.project, device=args.device, only=args.only, stale_after=args.stale_after,
-                         threads=args.threads, submission=args.submission, pack=args.pack)
+        return PilotTask(args.project, args.options, submission=args.submission)
 
     if n == 1:
         return [executor.submit(make())]
@@ -444,7 +453,7 @@ def plan_cancel(project: Path, run_id: str, queue=None) -> CancelPlan:
             queue = load_queue(project)
         except Exception:  # noqa: BLE001 - a broken queue file: the run folder still says what trains it
             queue = None
-    found = collect(queue, store, ids=[run_id], scheduler=None)
+    found = collect(queue, store, ids=[run_id], readers=None)
     row = found[0] if found else None
     if row is None or row.state is not State.RUNNING:
         raise SlurmError(_not_running(run_id, row))
@@ -525,3 +534,48 @@ def _mark(project: Path, rec: dict[str, Any], what: str) -> None:
         write_record(project, rec["token"], {**rec, what: time.time()})
     except OSError:
         pass
+
+
+# ---- the SLURM backend, as the interface every face uses (core/runs/backend.py) ----------------------------------
+
+
+class SlurmBackend:
+    """Pilot tasks of a SLURM job array (a core.runs.backend.Backend): ``submit`` is `unettui run --backend slurm`,
+    ``cancel`` is `unettui cancel`, ``job_states`` and ``active`` are the scheduler's answers (SlurmJobs), ``logs`` the
+    tasks' stdout/stderr files."""
+
+    kind = "slurm"
+
+    def __init__(self, opts: SlurmOptions | None = None, tasks: int | None = None, jobs: SlurmJobs | None = None):
+        self.opts = opts or SlurmOptions()
+        self.tasks = tasks
+        self.jobs = jobs or SlurmJobs()
+
+    def submit(self, project: Path, options: RunnerOptions) -> Submission:
+        rec = submit(project, self.opts, options, tasks=self.tasks)
+        return Submission("slurm", str(rec["job"]), tasks=int(rec["tasks"]), log=str(rec["folder"]), record=rec)
+
+    def cancel(self, project: Path, run_ids: list[str] | None = None) -> list[str]:
+        """Every job of ``project``'s submissions (None), or the tasks training ``run_ids`` now — each checked before
+        any is cancelled; a pack member's task stops its whole pack (the CLI asks first: `unettui cancel`)."""
+        if run_ids is None:
+            return cancel_all(project)
+        plans = {}
+        for run_id in dict.fromkeys(run_ids):
+            plan = plan_cancel(project, run_id)
+            plans.setdefault(plan.job, plan)
+        return [line for plan in plans.values() for line in cancel_plan(project, plan)]
+
+    def job_states(self, jobs) -> dict[str, JobState]:
+        return self.jobs.job_states(jobs)
+
+    def active(self, project: Path) -> list[str]:
+        return self.jobs.active(project)
+
+    def logs(self, project: Path, run_id: str) -> list[tuple[str, Path]]:
+        out = []
+        for which, backend in backends_of_run(Path(project) / RUNS_DIR / run_id):
+            if backend.get("kind") == self.kind:
+                out += [(which, Path(project) / backend[k]) for k in ("log", "err") if isinstance(backend.get(k), str)]
+        return out
+

@@ -21,28 +21,24 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..core.runs.options import RunnerOptions
+
 CHECKPOINT_WAIT = 60.0  # seconds checkpoint() waits for the runner to finish its batch and record the interruption
 
 
 class PilotTask:
-    """The callable submitit pickles for every array task (the same one for all: each claims its own runs)."""
+    """The callable submitit pickles for every array task (the same one for all: each claims its own runs). Its
+    runner's options travel as RunnerOptions' one JSON text, as they do to `--workers` and the TUI's runner."""
 
-    def __init__(self, project: str, device: str | None = None, only: list[str] | None = None,
-                 stale_after: float = 120.0, threads: int | None = None, submission: str | None = None,
-                 pack: str = "auto"):
+    def __init__(self, project: str, options: RunnerOptions | str, submission: str | None = None):
         self.project = str(project)
-        self.pack = str(pack)  # the runner's --pack: packs work in a task as in any runner
-        self.device = device
-        self.only = list(only) if only else None
-        self.stale_after = stale_after
-        self.threads = threads
+        self.options = options if isinstance(options, RunnerOptions) else RunnerOptions.from_json(options)
         self.submission = submission
         self._runner: Any = None
         self._thread: threading.Thread | None = None
 
     def _args(self) -> dict[str, Any]:
-        return {"project": self.project, "device": self.device, "only": self.only, "stale_after": self.stale_after,
-                "threads": self.threads, "submission": self.submission, "pack": self.pack}
+        return {"project": self.project, "options": self.options.to_json(), "submission": self.submission}
 
     def __getstate__(self) -> dict[str, Any]:  # pickled: the arguments only, never a live runner
         return self._args()
@@ -65,15 +61,10 @@ class PilotTask:
         return out
 
     def __call__(self) -> dict[str, Any]:
-        from ..cli.progress import PlainReporter
+        from ..reporting import PlainReporter
         from ..runner import Runner
 
-        if self.threads:
-            import torch
-
-            torch.set_num_threads(self.threads)
-        runner = Runner(Path(self.project), device=self.device, reporter=PlainReporter(), only=self.only,
-                        stale_after=self.stale_after, backend=self.backend(), pack=self.pack)
+        runner = Runner(Path(self.project), self.options, reporter=PlainReporter(), backend=self.backend())
         self._runner = runner
         # scancel: SIGTERM (submitit only logs it) -> stop after the current batch, the run left interrupted
         signal.signal(signal.SIGTERM, self._stop)

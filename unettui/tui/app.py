@@ -17,14 +17,16 @@ from textual.message import Message
 from textual.widgets import Footer, Header, TabbedContent, TabPane, Tabs
 from textual.worker import get_current_worker
 
+from ..core.define.config import DEFAULTS, Config
 from ..core.runs.runners import RunnerFigures
+from . import messages as ask
 from .actions import ActionCommands, bindings
 from .data import QUEUE_CHANGED, RUNNERS_CHANGED, STUDIES_CHANGED, ProjectMonitor, RunView, queue_eta
+from .edits import Editor
 from .runner_control import RunnerControl
 from .screens.dialogs import HelpScreen, QuitDialog
 from .widgets.compare import CompareView
 from .widgets.live import LivePanel
-from .widgets.marks import Mark
 from .widgets.preview import PreviewPanel
 from .widgets.queue import QueuePanel
 from .widgets.results import ResultsPanel
@@ -62,9 +64,10 @@ class PollFailed(Message):
 
 
 class UnettuiApp(App):
-    """A thin face: its widgets edit experiments.toml through core (tui.edits), it starts the runner as a process
-    and observes runs/ exactly as it would observe a runner started by someone else. Its keys, and every widget's,
-    come from tui.actions. Reading the project happens in one polling thread; this thread only applies what changed."""
+    """A thin face: its widgets ask for edits of experiments.toml (tui.messages) and the app does them through core
+    (tui.edits); it starts the runner as a process and observes runs/ exactly as it would observe a runner started by
+    someone else. Its keys, and every widget's, come from tui.actions. Reading the project happens in one polling
+    thread; this thread only applies what changed."""
 
     CSS_PATH = "app.tcss"
     TITLE = "unettui"
@@ -76,6 +79,7 @@ class UnettuiApp(App):
         self.project = Path(project).resolve()
         self.monitor = ProjectMonitor(self.project)
         self.runner = RunnerControl(self.project)
+        self.editor = Editor(self.project, show=self.push_screen, say=self.notify, changed=self.refresh_now)
         self.start_runner = start_runner
         self.n_workers = workers
         self.poll_interval = poll_interval
@@ -361,32 +365,49 @@ class UnettuiApp(App):
             self.query_one(LivePanel).show_system(self.runners, self.views, self.eta, self._workers_now(), running,
                                                   reading=self._reading)
 
-    def on_queue_panel_selected(self, msg: QueuePanel.Selected) -> None:
+    def on_run_highlighted(self, msg: ask.RunHighlighted) -> None:
+        """A table's cursor moved to a run (Queue, Results, a stage's configurations): it becomes the selected run."""
         if msg.run_id and msg.run_id != self.selected:
             self._select(msg.run_id)
 
-    def on_results_panel_run_highlighted(self, msg: ResultsPanel.RunHighlighted) -> None:
-        if msg.run_id and msg.run_id != self.selected:
-            self._select(msg.run_id)
-
-    def on_study_panel_run_highlighted(self, msg: StudyPanel.RunHighlighted) -> None:
-        if msg.run_id and msg.run_id != self.selected:
-            self._select(msg.run_id)
-
-    def on_study_panel_run_selected(self, msg: StudyPanel.RunSelected) -> None:
-        self._preview(msg.run_id)
-
-    def on_results_panel_run_selected(self, msg: ResultsPanel.RunSelected) -> None:
-        self._preview(msg.run_id)
-
-    def _preview(self, run_id: str) -> None:
+    def on_run_selected(self, msg: ask.RunSelected) -> None:
         """Enter on a run (in Results or Studies): its preview."""
-        if run_id != self.selected:
-            self._select(run_id)
+        if msg.run_id != self.selected:
+            self._select(msg.run_id)
         self.action_tab("preview")
 
+    # ---- edits: a widget asks (tui.messages), the editor does it (tui.edits) -----------
+    def _defaults(self) -> Config:
+        queue = self.monitor.queue
+        return queue.defaults if queue is not None else DEFAULTS
+
+    def on_add_requested(self, msg: ask.AddRequested) -> None:
+        self.editor.add(self._defaults())
+
+    def on_sweep_requested(self, msg: ask.SweepRequested) -> None:
+        self.editor.sweep()
+
+    def on_edit_requested(self, msg: ask.EditRequested) -> None:
+        self.editor.edit(msg.run_id, self._defaults())
+
+    def on_duplicate_requested(self, msg: ask.DuplicateRequested) -> None:
+        self.editor.duplicate(msg.run_id)
+
+    def on_delete_requested(self, msg: ask.DeleteRequested) -> None:
+        self.editor.delete(msg.run_id)
+
+    def on_move_requested(self, msg: ask.MoveRequested) -> None:
+        self.editor.move(msg.run_id, msg.delta)
+
+    def on_retry_requested(self, msg: ask.RetryRequested) -> None:
+        view = self.views.get(msg.run_id)
+        self.editor.retry(msg.run_id, view.label if view is not None else None)
+
+    def on_retry_failed_requested(self, msg: ask.RetryFailedRequested) -> None:
+        self.editor.retry_failed(self.views.values())
+
     # ---- marks -------------------------------------------------------------------------
-    def on_mark(self, msg: Mark) -> None:
+    def on_mark(self, msg: ask.Mark) -> None:
         """Mark or unmark runs (from any table); every table shows the marks, the Compare tab the marked runs."""
         msg.stop()
         ids = [i for i in dict.fromkeys(msg.run_ids)]

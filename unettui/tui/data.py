@@ -25,10 +25,11 @@ from typing import Any
 from ..core.define.queue import QUEUE_FILE, Queue, QueueError, read_queue
 from ..core.plan import StoreLookup, plan
 from ..core.runs import index as run_index
+from ..core.runs.backend import JobRef, JobState
 from ..core.runs.index import count_attempts, file_stamp, folder_stamp, read_json_stamped
+from ..core.runs.jobs import SHIPPED, job_states, refresh_active
 from ..core.runs.runners import RunnerFigures, read_figures
-from ..core.runs.slurm_state import SCHEDULER, JobState, refresh_summary, task_word
-from ..core.runs.status import DataIds, Halving, Row, RunFiles, State, jobs_to_ask, row_of
+from ..core.runs.status import DataIds, Halving, Row, RunFiles, State, job_word, jobs_to_ask, row_of
 from ..core.runs.store import ARCHIVING, CONFIG, METRICS, RUNS_DIR, STATUS, SUMMARY, RunStore
 from .run_reading import UNSEEN, WATCHED, FileState, read_metrics, recheck_at, still, summary_final
 
@@ -89,7 +90,8 @@ class ProjectMonitor:
         self._study_ids: frozenset[str] = frozenset()  # experiment ids of every study's expanded stages
         self._study_seen: dict[str, tuple | None] = {}  # their signature when the studies were last expanded
         self._halving = Halving()
-        self._jobs: dict[str, JobState] = {}  # the scheduler's last answer about the jobs of cluster claims
+        self._jobs: dict[JobRef, JobState] = {}  # the backends' last answer about the jobs claims run in
+        self.job_readers = SHIPPED  # the backends' job readers, by kind (core.runs.jobs): asked by _poll_jobs
         self._data = DataIds(self.project)
         self._problem_text: dict[tuple[str, str], str] = {}  # (run, file) -> what is wrong with it
         self._claimed: set[str] = set()  # runs whose status says running
@@ -268,20 +270,21 @@ class ProjectMonitor:
             changed.add(RUNNERS_CHANGED)
 
     def _poll_jobs(self, changed: set[str]) -> None:
-        """The scheduler's state of the cluster jobs that running or interrupted runs are claimed in, and of this
-        project's SLURM submissions. Asked only here, in the polling thread, and at most every few seconds (the core
-        caches the answers and limits every squeue/sacct call in time); views whose job state moved are replaced."""
-        refresh_summary(self.project)
+        """The backends' state of the jobs that running or interrupted runs are claimed in, and of this project's
+        submissions (the runner line), asked through their job readers. Asked only here, in the polling thread, and
+        at most every few seconds (the readers cache their answers and limit every call in time, e.g. squeue's);
+        views whose job state moved are replaced."""
+        refresh_active(self.project, self.job_readers)
         ask = jobs_to_ask(self.claimed())
         if not ask and not self._jobs:
             return
-        states = SCHEDULER.states(ask) if ask else {}
+        states = job_states(ask, self.job_readers) if ask else {}
         if states == self._jobs:
             return
         self._jobs = states
         for run_id, view in list(self.runs.items()):
             if view.backend:
-                word = task_word(view.backend, states)
+                word = job_word(view.backend, states)
                 if word != view.scheduler:
                     self.runs[run_id] = dataclasses.replace(view, scheduler=word)
                     changed.add(run_id)

@@ -16,6 +16,7 @@ from ..core.define.config import KEYS
 from ..core.runs.groups import AGGREGATED, configuration_rows, mean_sd_text
 from ..core.show.fmt import duration
 from ..core.show.fmt import value as fmt_value
+from ..core.show.styles import state_style
 from .filtering import Condition, group_means, has_epochs, matches, row_of, sort_rows, varying_keys
 from .widgets.marks import mark_text
 
@@ -29,7 +30,6 @@ METRIC_COLUMNS = (
     ("seconds", "time"),
 )
 GROUPED_METRICS = ("best_val_dice", "final_val_dice", "final_val_loss")  # shown as mean ± sd (n) per configuration
-STATE_STYLES = {"running": "yellow", "done": "green", "failed": "red", "interrupted": "magenta"}
 # what an export of configuration rows writes: the columns of `unettui export --by-configuration`
 CONFIGURATION_COLUMNS = ("configuration", "status", "runs", "seeds", *[k for k in KEYS if k != "seed"],
                          *[c for m in AGGREGATED for c in (m, f"{m}_sd", f"{m}_n")], "epochs_done", "seconds")
@@ -52,7 +52,7 @@ def cells_of(row: dict[str, Any], columns: tuple[str, ...], marked: bool, groupe
             out.append(Text(str(value), style="bold"))
         elif col == "status":
             label = str(row.get("label") or value) if grouped else str(value)
-            out.append(Text(label, style=STATE_STYLES.get(str(value), "")))
+            out.append(Text(label, style=state_style(value)))
         elif grouped and col in GROUPED_METRICS and row.get("runs", 1) > 1:
             out.append(Text(mean_sd_text(value, row.get(f"{col}_sd"), row.get(f"{col}_n") or 0, compact=True),
                             justify="right"))

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ..core.runs.slurm_state import cached_summary
+from ..cluster.local import LocalBackend
+from ..core.runs.jobs import last_active
+from ..core.runs.options import RunnerOptions
 from ..core.runs.store import RUNS_DIR
 from .data import RunView
 
@@ -21,21 +21,37 @@ RUNNER_LOG = ".tui-runner.log"  # in runs/: what the runner started from the TUI
 class RunnerState:
     """What the status line says about runners on this project."""
 
-    kind: str  # "ours", "slurm" (jobs this project submitted may still run), "elsewhere", "stale", "none"
+    kind: str  # "ours", "submitted" (jobs submitted to a backend may still run), "elsewhere", "stale", "none"
     text: str
 
 
 class RunnerControl:
-    """The runner the TUI starts is an ordinary `unettui run --headless` in its own process session, so it
-    keeps running if the TUI quits (when the user says so) and the TUI observes it through runs/ only,
-    exactly as it observes a runner started elsewhere."""
+    """The runner the TUI starts is an ordinary `unettui run --headless` in its own process session (the local
+    backend's submission), so it keeps running if the TUI quits (when the user says so) and the TUI observes it
+    through runs/ only, exactly as it observes a runner started elsewhere. It runs with ``options`` (what `unettui run`
+    was given), with the workers and packs chosen in the TUI since."""
 
-    def __init__(self, project: Path):
+    def __init__(self, project: Path, options: RunnerOptions | None = None):
         self.project = Path(project)
         self.proc: subprocess.Popen | None = None
-        self.workers = 1
-        # the runner's --pack (auto, off or N); `unettui run --pack N` sets UNETTUI_PACK before opening the TUI
-        self.pack: str | None = os.environ.get("UNETTUI_PACK") or None
+        self.options = options or RunnerOptions()
+
+    def use(self, options: RunnerOptions) -> None:
+        """The options of the next runner start."""
+        self.options = options
+
+    @property
+    def workers(self) -> int:
+        return self.options.workers
+
+    @property
+    def pack(self) -> str:
+        """The runner's --pack as the TUI shows and cycles it: "auto", "off" or a number ("2")."""
+        return str(self.options.pack)
+
+    @pack.setter
+    def pack(self, value: str | int | None) -> None:
+        self.options = replace(self.options, pack=value if value is not None else "auto")
 
     @property
     def log_path(self) -> Path:
@@ -44,26 +60,19 @@ class RunnerControl:
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def start(self, workers: int = 1, pack: str | None = None) -> int:
-        """Start a runner (``workers`` processes, each packing as ``pack`` says: auto, off or N; None: self.pack);
-        returns its pid. Does nothing if ours already runs."""
+    def start(self, workers: int | None = None, pack: str | int | None = None) -> int:
+        """Start a runner with the options (``workers`` processes, None: as they say; packing as ``pack`` says: auto,
+        off or N, None: as they say); returns its pid. Does nothing if ours already runs."""
         if self.running():
             return self.proc.pid
-        self.workers = workers
-        self.pack = pack or self.pack
-        args = [sys.executable, "-m", "unettui", "run", "--headless", "--plain", "-p", str(self.project)]
-        if workers > 1:
-            args += ["--workers", str(workers)]
-        if self.pack:
-            args += ["--pack", str(self.pack)]
+        if workers is not None:
+            self.options = self.options.with_workers(workers)
+        if pack is not None:
+            self.pack = pack
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_path, "a", encoding="utf-8")
-        log.write(f"--- runner started from the TUI at {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
-        log.flush()
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                     start_new_session=True, env=env)
-        log.close()
+        with open(self.log_path, "a", encoding="utf-8") as log:
+            log.write(f"--- runner started from the TUI at {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+        self.proc = LocalBackend(self.log_path).submit(self.project, self.options).process
         return self.proc.pid
 
     def stop(self, wait: float = 0.0) -> None:
@@ -86,9 +95,9 @@ class RunnerControl:
             n = f"{self.workers} workers" if self.workers > 1 else "1 worker"
             n += f", packs {self.pack}" if self.pack and self.pack != "auto" else ""
             return RunnerState("ours", f"runner: started here (pid {self.proc.pid}, {n})")
-        jobs = cached_summary(self.project)  # SLURM submissions of this project (read by the poll thread, no I/O here)
+        jobs = last_active(self.project)  # submissions to a backend that may still run (the poll thread asked)
         if jobs:
-            return RunnerState("slurm", "runner: " + "; ".join(jobs))
+            return RunnerState("submitted", "runner: " + "; ".join(jobs))
         ours_pid = self.proc.pid if self.proc is not None else None
         active = [v for v in views if v.state == "running" and v.pid != ours_pid]
         if active:

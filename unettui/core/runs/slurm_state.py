@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .backend import JobState, backend_of
 from .store import RUNS_DIR, atomic_write_json, read_json
 
 SLURM_DIR = ".slurm"  # runs/.slurm: records and submitit folders (RunStore skips dot folders)
@@ -53,29 +54,6 @@ def backend_from_env(env: dict[str, str] | None = None) -> dict[str, Any] | None
     out: dict[str, Any] = {"kind": "slurm", "job": f"{array}_{task}" if array and task else job}
     if env.get("SLURMD_NODENAME"):
         out["node"] = env["SLURMD_NODENAME"]
-    return out
-
-
-def backend_of(status: dict[str, Any] | None) -> dict[str, Any]:
-    """The ``backend`` recorded in a status.json ({} for a local claim, or anything unreadable)."""
-    b = (status or {}).get("backend")
-    return dict(b) if isinstance(b, dict) and isinstance(b.get("kind"), str) and b.get("job") is not None else {}
-
-
-def claim_backend(prev: dict[str, Any] | None, backend: dict[str, Any] | None) -> dict[str, Any]:
-    """The fields a new claim writes into status.json: ``backend`` (this runner's, when it has one) and ``backends``
-    (the backends of the earlier claims of this attempt: where its earlier logs are)."""
-    prev = prev or {}
-    history = [b for b in prev.get("backends", []) if isinstance(b, dict)] if isinstance(prev.get("backends"), list) else []
-    old = backend_of(prev)
-    if old and old not in history:
-        history.append(old)
-    out: dict[str, Any] = {}
-    if backend:
-        out["backend"] = dict(backend)
-    history = [b for b in history if b != backend]
-    if history:
-        out["backends"] = history
     return out
 
 
@@ -137,8 +115,8 @@ def records(project: Path) -> list[dict[str, Any]]:
 
 
 @dataclass(frozen=True)
-class JobState:
-    """One SLURM job (or array task) as the scheduler reports it."""
+class SlurmJob:
+    """One SLURM job (or array task) as the scheduler reports it (``state`` gives it in the backends' plain words)."""
 
     job: str  # "42" or "42_3"
     raw: str  # squeue/sacct State: PENDING, RUNNING, CANCELLED, TIMEOUT, ...
@@ -166,7 +144,12 @@ class JobState:
     @property
     def label(self) -> str:
         """The word, with the reason while it waits: ``running``, ``pending (Resources)``, ``requeued (BeginTime)``."""
-        return f"{self.word} ({self.waiting})" if self.waiting else self.word
+        return self.state.label
+
+    @property
+    def state(self) -> JobState:
+        """What the read model is handed: the word, and the reason while it waits."""
+        return JobState(self.word, self.waiting)
 
 
 # squeue's reasons for a pending task, in a few words (the ones a user of a study meets; others are shown bare).
@@ -216,26 +199,26 @@ def base_id(job: str) -> str:
     return str(job).split("_", 1)[0]
 
 
-def parse_squeue(text: str) -> dict[str, JobState]:
+def parse_squeue(text: str) -> dict[str, SlurmJob]:
     """Lines of ``squeue -h -r -O JobArrayID:|,State:|,Reason:|,RestartCnt:|``."""
-    out: dict[str, JobState] = {}
+    out: dict[str, SlurmJob] = {}
     for line in text.splitlines():
         parts = [p.strip() for p in line.split("|")]
         if len(parts) < 4 or not parts[0]:
             continue
         restarts = int(parts[3]) if parts[3].isdigit() else 0
-        out[parts[0]] = JobState(parts[0], parts[1], parts[2], restarts)
+        out[parts[0]] = SlurmJob(parts[0], parts[1], parts[2], restarts)
     return out
 
 
-def parse_sacct(text: str) -> dict[str, JobState]:
+def parse_sacct(text: str) -> dict[str, SlurmJob]:
     """Lines of ``sacct -n -P -X -o JobID,State`` (the latest run of each job or array task)."""
-    out: dict[str, JobState] = {}
+    out: dict[str, SlurmJob] = {}
     for line in text.splitlines():
         parts = line.split("|")
         if len(parts) < 2 or not parts[0] or "[" in parts[0]:  # "23_[0-3%1]": tasks not started, not ours to name
             continue
-        out[parts[0]] = JobState(parts[0], parts[1])
+        out[parts[0]] = SlurmJob(parts[0], parts[1])
     return out
 
 
@@ -246,11 +229,11 @@ class Scheduler:
     def __init__(self, ttl: float = TTL, timeout: float = QUERY_TIMEOUT):
         self.ttl, self.timeout = ttl, timeout
         self._lock = threading.Lock()
-        self._seen: dict[str, tuple[float, dict[str, JobState]]] = {}  # base id -> (when asked, its tasks)
+        self._seen: dict[str, tuple[float, dict[str, SlurmJob]]] = {}  # base id -> (when asked, its tasks)
         self._down_until = 0.0  # squeue missing or failing: don't ask again before this
 
-    def states(self, jobs: Iterable[str]) -> dict[str, JobState]:
-        """{job or task id: JobState} for every id of ``jobs`` the scheduler knows (an array job id also brings its
+    def states(self, jobs: Iterable[str]) -> dict[str, SlurmJob]:
+        """{job or task id: SlurmJob} for every id of ``jobs`` the scheduler knows (an array job id also brings its
         tasks); ids it does not know (yet, or any more) are left out."""
         bases = sorted({base_id(j) for j in jobs if j})
         if not bases:
@@ -265,7 +248,7 @@ class Scheduler:
                 else:
                     for b in stale:
                         self._seen[b] = (now, {k: v for k, v in got.items() if base_id(k) == b})
-            out: dict[str, JobState] = {}
+            out: dict[str, SlurmJob] = {}
             for b in bases:
                 out.update(self._seen.get(b, (0.0, {}))[1])
             return out
@@ -275,7 +258,7 @@ class Scheduler:
             self._seen.clear()
             self._down_until = 0.0
 
-    def _ask(self, bases: list[str]) -> dict[str, JobState] | None:
+    def _ask(self, bases: list[str]) -> dict[str, SlurmJob] | None:
         ids = ",".join(bases)
         text = _run(["squeue", "-h", "-r", "-t", "all", "-j", ids, "-O", "JobArrayID:|,State:|,Reason:|,RestartCnt:|"],
                     self.timeout)
@@ -299,18 +282,27 @@ def _have(cmd: str) -> bool:
 SCHEDULER = Scheduler()  # one per process: every face of one command (and the TUI's poll) shares its answers
 
 
-def task_word(backend: dict[str, Any], states: dict[str, JobState]) -> str | None:
-    """The scheduler's word for the job a claim ran in, with its reason while it waits (``requeued (BeginTime)``,
-    ``pending (Resources)``: JobState.label), or None when unknown."""
-    job = str(backend.get("job") or "")
-    st = states.get(job)
-    return st.label if st is not None else None
+class SlurmJobs:
+    """The SLURM backend's read half (a core.runs.backend.JobReader): the scheduler's state of jobs in plain words,
+    and this project's submissions that may still run; asked through ``scheduler`` (cached, time-limited)."""
+
+    kind = "slurm"
+
+    def __init__(self, scheduler: Scheduler | None = None):
+        self.scheduler = scheduler or SCHEDULER
+
+    def job_states(self, jobs: Iterable[str]) -> dict[str, JobState]:
+        return {job: task.state for job, task in self.scheduler.states(jobs).items()}
+
+    def active(self, project: Path) -> list[str]:
+        return refresh_summary(project) if self.scheduler is SCHEDULER else \
+            active_submissions(project, self.scheduler)
 
 
 # ---- submissions in a few words (ls, the TUI's status line) ---------------------------------------------------
 
 
-def summarize(rec: dict[str, Any], states: dict[str, JobState], now: float | None = None) -> str | None:
+def summarize(rec: dict[str, Any], states: dict[str, SlurmJob], now: float | None = None) -> str | None:
     """``slurm job 42 (4 tasks): 2 running, 1 pending, 1 requeued`` for a submission that may still run; None for one
     whose tasks have all ended."""
     job = rec.get("job")
@@ -369,7 +361,7 @@ _summaries: dict[str, tuple[float, list[str]]] = {}
 
 def refresh_summary(project: Path, max_age: float = TTL) -> list[str]:
     """``active_submissions`` at most once per ``max_age`` seconds (reads runs/.slurm and may ask the scheduler: call
-    it off any UI thread); ``cached_summary`` then hands the lines out without I/O."""
+    it off any UI thread)."""
     key = str(Path(project).resolve())
     with _summary_lock:
         when, lines = _summaries.get(key, (-1e9, []))
@@ -382,12 +374,6 @@ def refresh_summary(project: Path, max_age: float = TTL) -> list[str]:
     with _summary_lock:
         _summaries[key] = (time.monotonic(), lines)
     return lines
-
-
-def cached_summary(project: Path) -> list[str]:
-    """What ``refresh_summary`` found last (no I/O)."""
-    with _summary_lock:
-        return list(_summaries.get(str(Path(project).resolve()), (0.0, []))[1])
 
 
 # ---- SLURM time syntax ----------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ calls ``collect`` or ``judge`` with files read by ``read_run``.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from ..define.config import Config, definition_changes, describe_changes
 from ..learn.dataset_id import DataId, data_id
-from .slurm_state import SCHEDULER, JobState, Scheduler, backend_of, task_word
+from .backend import JobReader, JobRef, JobState, backend_of, job_ref
+from .jobs import SHIPPED, job_states
 from .store import (
     ARCHIVING,
     CONFIG,
@@ -218,8 +219,8 @@ class Row:
     status: dict[str, Any] = field(default_factory=dict)
     metrics: list[dict[str, Any]] = field(default_factory=list)  # only when asked for (collect(metrics=True))
     backend: dict[str, Any] = field(default_factory=dict)  # where its claim runs: status.json "backend" ({} local)
-    # that job's state in the scheduler's words (running, requeued, cancelled, ...), with squeue's reason while it
-    # waits: "pending (Resources)", "requeued (BeginTime)" (slurm_state.JobState.label)
+    # that job's state as its backend says it (running, requeued, cancelled, ...), with the reason while it waits:
+    # "pending (Resources)", "requeued (BeginTime)" (backend.JobState.label, from the mapping the row was handed)
     scheduler: str | None = None
     configuration: str = ""  # the id its repeats share (its own id when it is not a repeat)
     repeat: int = 1  # 1..repeats: repeats of one configuration differ only in their seed
@@ -267,7 +268,7 @@ class Row:
     @property
     def job_label(self) -> str:
         """``slurm 42_3 running``, ``slurm 42_3 requeued (Resources)``: the job a running or interrupted run's claim is
-        in and the scheduler's state of it, with its reason while it waits (beside the run's own state); "" for a
+        in and its backend's state of it, with the reason while it waits (beside the run's own state); "" for a
         local claim or a finished run."""
         if not self.backend or self.state not in (State.RUNNING, State.INTERRUPTED):
             return ""
@@ -337,9 +338,9 @@ class Halving:
 
 def row_of(run_id: str, exp: Experiment | None, files: RunFiles, halving: Halving | None = None,
            data: DataId | None = None, now: float | None = None, stale_after: float = HEARTBEAT_TIMEOUT,
-           jobs: dict[str, JobState] | None = None) -> Row:
+           jobs: Mapping[JobRef, JobState] | None = None) -> Row:
     """The row of experiment ``exp`` (None: a run folder not in the queue) from its run's ``files``; ``jobs``: the
-    scheduler's answer about the jobs claims run in (Scheduler.states), when asked."""
+    states of the jobs claims run in, by (kind, job), as their backends answered (core.runs.jobs.job_states)."""
     recorded = files.config or {}
     row = Row(id=run_id, in_queue=exp is not None, origin=exp.origin if exp is not None else "",
               metrics=list(files.metrics), problems=list(files.problems),
@@ -361,7 +362,7 @@ def row_of(run_id: str, exp: Experiment | None, files: RunFiles, halving: Halvin
     row.status = dict(st)
     row.backend = backend_of(st)
     if row.backend and jobs:
-        row.scheduler = task_word(row.backend, jobs)
+        row.scheduler = job_word(row.backend, jobs)
     row.config = dict(files.config) if files.config else (cfg.to_dict() if cfg is not None else {})
     row.summary = dict(files.summary or {})
     row.epochs = cfg.epochs if cfg is not None else _int(row.config.get("epochs"), None)  # type: ignore[arg-type]
@@ -394,10 +395,11 @@ def _earlier_error(run: Run) -> str | None:
 
 def collect(queue: Queue | None, store: RunStore, metrics: bool = False, now: float | None = None,
             stale_after: float = HEARTBEAT_TIMEOUT, ids: Iterable[str] | None = None,
-            scheduler: Scheduler | None = SCHEDULER) -> list[Row]:
+            readers: Mapping[str, JobReader] | None = SHIPPED) -> list[Row]:
     """One row per experiment in queue order, then the run folders whose experiment is no longer in the queue.
     ``metrics``: also read every run's metrics.jsonl (for curves, or the best epoch of a run still training);
-    ``ids``: only these experiments; ``scheduler``: asked (cached) about the jobs of claims on a cluster (None: not)."""
+    ``ids``: only these experiments; ``readers``: the backends' job readers, by kind, asked (cached, time-limited)
+    about the jobs of claims, whose answer the rows are handed (attach_jobs); None: not asked."""
     want = set(ids) if ids is not None else None
     halving = Halving.of(queue)
     data = DataIds(store.project)
@@ -420,28 +422,34 @@ def collect(queue: Queue | None, store: RunStore, metrics: bool = False, now: fl
             continue
         files = read_run(run, metrics=True)
         rows.append(_finish(row_of(run.id, None, files, halving, None, now, stale_after), run))
-    if scheduler is not None:
-        attach_jobs(rows, scheduler)
+    if readers is not None:
+        ask = jobs_to_ask(rows)
+        if ask:
+            attach_jobs(rows, job_states(ask, readers))
     return rows
 
 
-def jobs_to_ask(rows: Iterable[Row]) -> list[str]:
-    """The jobs whose state the faces show: those of running or interrupted runs claimed on a cluster."""
-    return sorted({str(r.backend["job"]) for r in rows
-                   if r.backend and r.state in (State.RUNNING, State.INTERRUPTED)})
+def jobs_to_ask(rows: Iterable[Row]) -> list[JobRef]:
+    """The jobs whose state the faces show, as (kind, job): those of running or interrupted runs claimed in a
+    backend's job."""
+    return sorted({ref for r in rows if r.state in (State.RUNNING, State.INTERRUPTED)
+                   for ref in [job_ref(r.backend)] if ref is not None})
 
 
-def attach_jobs(rows: list[Row], scheduler: Scheduler | None = None) -> dict[str, JobState]:
-    """Fill ``Row.scheduler`` of the rows whose claim runs in a cluster job (asks the scheduler only when there are
-    such rows; its answers are cached for a few seconds). Returns the answer."""
-    ask = jobs_to_ask(rows)
-    if not ask:
-        return {}
-    states = (scheduler or SCHEDULER).states(ask)
+def attach_jobs(rows: Iterable[Row], jobs: Mapping[JobRef, JobState]) -> None:
+    """Hand every row whose claim runs in a backend's job the state of that job (``Row.scheduler``; None when
+    ``jobs`` does not know it)."""
     for r in rows:
         if r.backend:
-            r.scheduler = task_word(r.backend, states)
-    return states
+            r.scheduler = job_word(r.backend, jobs)
+
+
+def job_word(backend: dict[str, Any], jobs: Mapping[JobRef, JobState]) -> str | None:
+    """The state of the job a claim's ``backend`` names, as ``jobs`` gives it (``pending (Resources)``:
+    JobState.label), or None when unknown."""
+    ref = job_ref(backend)
+    state = jobs.get(ref) if ref is not None else None
+    return state.label if state is not None else None
 
 
 def _finish(row: Row, run: Run) -> Row:

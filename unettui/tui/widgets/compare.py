@@ -22,7 +22,7 @@ from ...core.show.curves import legend_rows, plain, render_curves, to_ascii
 from ...richtext import segments_text
 from ..actions import bindings
 from ..filtering import has_epochs
-from .marks import Mark
+from ..messages import Mark
 
 METRICS = ("val_dice", "val_loss", "train_loss")
 TITLES = {"val_dice": "val Dice", "val_loss": "val loss", "train_loss": "train loss"}

@@ -17,6 +17,7 @@ from ...core.runs.runners import RunnerFigures
 from ...core.show import render
 from ...core.show.curves import ASCII_MARKERS, MARKERS, PALETTE, Series, plain, render_curves
 from ...core.show.fmt import duration as _duration
+from ...core.show.styles import state_style
 from ...richtext import segments_text
 from ..data import RunView, images_per_second
 
@@ -291,7 +292,7 @@ class LivePanel(Vertical):
         self._title.display = True
         title = Text(view.id, style="bold")
         word = view.state.value if view.state.value in ("running", "interrupted") else view.label  # epochs: below
-        title.append(f"  {word}", style=_STATE_STYLE.get(view.state.value, ""))
+        title.append(f"  {word}", style=state_style(view.state))
         if view.job_label:  # a claim of a cluster job: "slurm 42_3 running"
             title.append(f"  {view.job_label}", style="cyan")
         if view.attempt:
@@ -369,12 +370,3 @@ class LivePanel(Vertical):
             set_text(self.values[name], now)
             self.values[name].tooltip = f"latest {now}; lowest {fmt.format(min(values))}, highest {fmt.format(max(values))}"
 
-
-_STATE_STYLE = {
-    "running": "bold green",
-    "done": "green",
-    "failed": "bold red",
-    "interrupted": "yellow",
-    "invalid": "bold red",
-    "pending": "dim",
-}

@@ -1,21 +1,12 @@
-"""Marks: the runs chosen for the Compare tab. Any table posts ``Mark`` with the runs under its cursor; the app keeps
-the one set of marked runs and hands it down to every table (a marked row shows MARK in its first column)."""
+"""Marks: the runs chosen for the Compare tab. Any table posts ``Mark`` (tui.messages) with the runs under its cursor;
+the app keeps the one set of marked runs and hands it down to every table (a marked row shows MARK in its first
+column)."""
 
 from __future__ import annotations
 
 from rich.text import Text
-from textual.message import Message
 
 MARK = "●"
-
-
-class Mark(Message):
-    """Mark ``run_ids`` (``on`` None: toggle — marked when any of them is not yet, else unmarked)."""
-
-    def __init__(self, run_ids: list[str], on: bool | None = None) -> None:
-        self.run_ids, self.on = list(run_ids), on
-        super().__init__()
-
 
 _MARKED, _UNMARKED = Text(MARK, style="bold magenta"), Text(" ")
 

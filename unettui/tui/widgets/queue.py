@@ -7,27 +7,23 @@ from typing import ClassVar
 
 from rich.text import Text
 from textual.binding import BindingType
-from textual.message import Message
 from textual.widgets import DataTable
 
-from .. import edits
+from ...core.show.styles import state_style
 from ..actions import bindings
 from ..data import RunView
+from ..messages import (
+    AddRequested,
+    DeleteRequested,
+    Mark,
+    MoveRequested,
+    RetryFailedRequested,
+    RunHighlighted,
+    SweepRequested,
+)
+from .chosen import OnChosenRun
 from .keyed_table import KeyedTable
-from .marks import Mark, mark_text
-
-STATE_STYLE = {
-    "pending": "dim",
-    "running": "bold yellow",
-    "done": "green",
-    "pruned": "dim green",
-    "failed": "bold red",
-    "interrupted": "magenta",
-    "invalid": "red",
-    "changed": "yellow",
-    "damaged": "bold red",
-}
-
+from .marks import mark_text
 
 _SHARED: dict[tuple[str, str, str], Text] = {}
 
@@ -48,7 +44,7 @@ def status_text(v: RunView) -> Text:
     label = v.label
     if not v.in_queue:
         label += " (not in queue)"
-    return shared_text(label, STATE_STYLE.get(v.state.value, ""))
+    return shared_text(label, state_style(v.state))
 
 
 def best_text(v: RunView) -> Text:
@@ -58,19 +54,13 @@ def best_text(v: RunView) -> Text:
     return shared_text(f"{best:.4f}", "", "right")
 
 
-class QueuePanel(edits.OnChosenRun, KeyedTable):
+class QueuePanel(OnChosenRun, KeyedTable):
     """The queue, keyed by experiment id: ``update_views`` adds, removes and updates rows in place (a new queue
-    order is one sort, not a rebuild); space marks the selected experiment for the Compare tab."""
+    order is one sort, not a rebuild); moving the cursor posts RunHighlighted, space marks the selected experiment
+    for the Compare tab, and the edit keys post their requests (tui.messages) for the app to do."""
 
     COLUMNS = ((" ", "mark"), ("id", "id"), ("state", "status"), ("best dice", "best"), ("attempt", "tries"))
     BINDINGS: ClassVar[list[BindingType]] = bindings("queue")
-
-    class Selected(Message):
-        """The cursor moved to an experiment."""
-
-        def __init__(self, run_id: str | None) -> None:
-            self.run_id = run_id
-            super().__init__()
 
     def __init__(self, **kwargs) -> None:
         super().__init__(cursor_type="row", zebra_stripes=True, key_column="id", **kwargs)
@@ -116,9 +106,11 @@ class QueuePanel(edits.OnChosenRun, KeyedTable):
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         event.stop()
-        self.post_message(self.Selected(event.row_key.value if event.row_key else None))
+        if event.row_key is not None and event.row_key.value is not None:
+            self.post_message(RunHighlighted(event.row_key.value, self))
 
-    # ---- actions (keys from actions.ACTIONS; edit, duplicate, retry: edits.OnChosenRun): on the experiment selected here
+    # ---- actions (keys from actions.ACTIONS; edit, duplicate, retry: OnChosenRun): requests about the experiment
+    # selected here, which the app performs (tui.edits)
     def _chosen(self) -> str | None:
         run_id = self.selected_id()
         if run_id is None:
@@ -126,21 +118,21 @@ class QueuePanel(edits.OnChosenRun, KeyedTable):
         return run_id
 
     def action_add(self) -> None:
-        edits.add(self.app)
+        self.post_message(AddRequested())
 
     def action_sweep(self) -> None:
-        edits.sweep(self.app)
+        self.post_message(SweepRequested())
 
     def action_delete(self) -> None:
         if run_id := self._chosen():
-            edits.delete(self.app, run_id)
+            self.post_message(DeleteRequested(run_id))
 
     def action_move(self, delta: int) -> None:
         if run_id := self._chosen():
-            edits.move(self.app, run_id, delta)
+            self.post_message(MoveRequested(run_id, delta))
 
     def action_retry_failed(self) -> None:
-        edits.retry_failed(self.app)
+        self.post_message(RetryFailedRequested())
 
     def action_mark(self) -> None:
         if run_id := self._chosen():

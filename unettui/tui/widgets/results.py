@@ -23,12 +23,12 @@ from textual.widgets.data_table import ColumnKey
 from ...core.runs.export import to_csv
 from ...core.runs.store import atomic_write_text
 from ...core.show.fmt import value as fmt_value
-from .. import edits
 from ..actions import bindings
 from ..filtering import Condition, FilterError, parse_filter
+from ..messages import Mark, RunHighlighted, RunSelected
 from ..results_model import CONFIGURATION_COLUMNS, METRIC_COLUMNS, ResultsModel, Shown
+from .chosen import OnChosenRun
 from .keyed_table import KeyedTable
-from .marks import Mark
 
 # higher is better: the first sort by these is descending
 DESCENDING_FIRST = frozenset({"best_val_dice", "final_val_dice", "final_train_dice", "final_val_iou"})
@@ -122,7 +122,7 @@ class Computed(Message):
         super().__init__()
 
 
-class ResultsPanel(edits.OnChosenRun, Vertical):
+class ResultsPanel(OnChosenRun, Vertical):
     """Runs that trained at least one epoch, one row each (keyed by run id) — or, when some configuration has repeats,
     one row per configuration (keyed by its id) with the mean ± sd (n) of its repeats (``c`` switches) — with the
     hyper-parameters that differ between them and their metrics; a live filter, sorting, per-value means, marks and
@@ -130,7 +130,8 @@ class ResultsPanel(edits.OnChosenRun, Vertical):
 
     The parent feeds it with ``update_runs(views)`` (on the UI thread) whenever runs change; rows are added, removed
     and updated in place, and the cursor, sort, filter and grouping are kept. Its keys (from tui.actions) act on the
-    row highlighted here: e / d / r edit, duplicate and retry that run's experiment (a configuration's: its first).
+    row highlighted here: e / d / r ask the app to edit, duplicate and retry that run's experiment (a configuration's:
+    its first). Moving the cursor posts RunHighlighted, enter RunSelected (tui.messages).
     """
 
     DEFAULT_CSS = """
@@ -142,28 +143,6 @@ class ResultsPanel(edits.OnChosenRun, Vertical):
     """
 
     BINDINGS: ClassVar[list[BindingType]] = bindings("results")
-
-    class RunHighlighted(Message):
-        """The cursor moved to another run's row."""
-
-        def __init__(self, panel: ResultsPanel, run_id: str):
-            self.panel, self.run_id = panel, run_id
-            super().__init__()
-
-        @property
-        def control(self) -> ResultsPanel:
-            return self.panel
-
-    class RunSelected(Message):
-        """Enter was pressed (or a row clicked twice) on a run's row."""
-
-        def __init__(self, panel: ResultsPanel, run_id: str):
-            self.panel, self.run_id = panel, run_id
-            super().__init__()
-
-        @property
-        def control(self) -> ResultsPanel:
-            return self.panel
 
     def __init__(self, project: Path, *, name: str | None = None, id: str | None = None, classes: str | None = None):
         super().__init__(name=name, id=id, classes=classes)
@@ -428,8 +407,8 @@ class ResultsPanel(edits.OnChosenRun, Vertical):
             return box is not None and (bool(box.value) or box.has_focus)
         return True
 
-    # the queue's actions that make sense on a result (edit, duplicate, retry: edits.OnChosenRun), on the run
-    # highlighted here
+    # the queue's actions that make sense on a result (edit, duplicate, retry: OnChosenRun, whose requests the app
+    # performs), on the run highlighted here
     def _chosen(self) -> str | None:
         run_id = self.highlighted_id()
         if run_id is None:
@@ -493,7 +472,7 @@ class ResultsPanel(edits.OnChosenRun, Vertical):
     def _row_selected(self, event: DataTable.RowSelected) -> None:
         event.stop()
         if event.row_key.value is not None:
-            self.post_message(self.RunSelected(self, self.runs_of(str(event.row_key.value))[0]))
+            self.post_message(RunSelected(self.runs_of(str(event.row_key.value))[0], self))
 
     @on(DataTable.HeaderSelected, "#results-groups")
     @on(DataTable.RowHighlighted, "#results-groups")
@@ -514,7 +493,7 @@ class ResultsPanel(edits.OnChosenRun, Vertical):
         run_id = self.highlighted_id()
         if run_id is not None and run_id != self._highlighted:
             self._highlighted = run_id
-            self.post_message(self.RunHighlighted(self, run_id))
+            self.post_message(RunHighlighted(run_id, self))
 
     def _header(self, key: str, columns: tuple[str, ...] | None = None) -> Text:
         name = LABELS.get(key, key)

@@ -23,15 +23,13 @@ from ...core.show.fmt import value as fmt_value
 from ...core.show.study_text import describe, stage_notes, winner_text
 from ...core.show.study_text import num as _num
 from ...core.show.study_text import values_text as _values
+from ...core.show.styles import state_style
 from ..actions import bindings
-from .marks import Mark
+from ..messages import Mark, RunHighlighted, RunSelected
 
 NO_STUDY = ("no [[study]] in experiments.toml — `unettui study new --template quick` creates one\n\n"
             "A study tunes one hyper-parameter family per stage (learning rate, then scheduler, ...) and "
             "carries each stage's winner into the next; R starts the runner that trains it.")
-STATE_STYLE = {"waiting": "dim", "running": "bold yellow", "done": "green"}
-RUN_STYLE = {"queued": "dim", "pending": "dim", "running": "yellow", "failed": "red", "interrupted": "magenta",
-             "invalid": "red"}
 BAR_WIDTH = 10
 MAX_STAGE_LINES = 10  # the stages table's height at most (header included); it scrolls beyond
 
@@ -44,7 +42,7 @@ def progress_bar(done: int, total: int, width: int = BAR_WIDTH) -> Text:
     filled = 0 if total <= 0 else min(width, round(width * done / total))
     if 0 < done < total:
         filled = max(1, min(width - 1, filled))  # started but not done never looks empty or full
-    style = "green" if total and done >= total else "yellow"
+    style = state_style("done" if total and done >= total else "running")
     return Text.assemble(("█" * filled, style), ("░" * (width - filled), "dim"))
 
 
@@ -94,28 +92,6 @@ class StudyPanel(Vertical):
     StudyPanel > #study-configs { height: 1fr; min-height: 3; }
     StudyPanel > #study-notes { padding: 0 1; height: auto; max-height: 6; }
     """
-
-    class RunHighlighted(Message):
-        """The cursor of the configurations table moved to another run."""
-
-        def __init__(self, panel: StudyPanel, run_id: str):
-            self.panel, self.run_id = panel, run_id
-            super().__init__()
-
-        @property
-        def control(self) -> StudyPanel:
-            return self.panel
-
-    class RunSelected(Message):
-        """Enter on a run in the configurations table."""
-
-        def __init__(self, panel: StudyPanel, run_id: str):
-            self.panel, self.run_id = panel, run_id
-            super().__init__()
-
-        @property
-        def control(self) -> StudyPanel:
-            return self.panel
 
     def __init__(self, *, name: str | None = None, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(name=name, id=id, classes=classes)
@@ -199,7 +175,7 @@ class StudyPanel(Vertical):
             kind = stage_kind(st)
             cells: list[Cell] = [(s.id if n == 1 else "", "bold", False)] if several else []
             cells += [(str(n), "", True), (st.name + (f" ({kind})" if kind != "grid" else ""), "bold", False),
-                      (st.state, STATE_STYLE.get(st.state, ""), False), (f"{st.finished}/{st.planned}", "", True),
+                      (st.state, state_style(st.state), False), (f"{st.finished}/{st.planned}", "", True),
                       progress_bar(st.finished, st.planned), (winner_text(st), "green" if st.state == "done" else "", False)]
             rows.append((key, tuple(cells)))
         rows = self._fit_last_column(columns, rows)
@@ -250,7 +226,7 @@ class StudyPanel(Vertical):
         s, n, st = self._stages[self.stage_key]  # type: ignore[index]
         self.query_one("#study-title", Static).update(
             f"study {s.id}: {len(s.stages)} stage{'s' if len(s.stages) != 1 else ''}; {describe(s)}")
-        title = Text.assemble(f"stage {n} {st.name}: ", (st.state, STATE_STYLE.get(st.state, "")),
+        title = Text.assemble(f"stage {n} {st.name}: ", (st.state, state_style(st.state)),
                               f", {st.finished}/{st.planned} runs finished")
         if st.carried:
             title.append(f" · on {_values(st.carried)}")
@@ -283,7 +259,7 @@ class StudyPanel(Vertical):
         view = self.views.get(r.id)
         if r.state == "running" and view is not None and view.target:
             label = view.label
-        return (label, RUN_STYLE.get(r.state, ""), True)
+        return (label, state_style(r.state), True)
 
     def _fraction_cell(self, runs: list[Any]) -> Cell:
         """One train fraction of a configuration: its run's value, or with repeats their mean (once all have one)."""
@@ -439,7 +415,7 @@ class StudyPanel(Vertical):
         run_id = self._cursor_run()
         if run_id is not None and run_id != self._highlighted:
             self._highlighted = run_id
-            self.post_message(self.RunHighlighted(self, run_id))
+            self.post_message(RunHighlighted(run_id, self))
 
     @on(DataTable.CellHighlighted, "#study-configs")
     def _cell_highlighted(self, event: DataTable.CellHighlighted) -> None:
@@ -456,7 +432,7 @@ class StudyPanel(Vertical):
         event.stop()
         run_id = self._cursor_run()
         if run_id is not None:
-            self.post_message(self.RunSelected(self, run_id))
+            self.post_message(RunSelected(run_id, self))
 
     @on(DataTable.HeaderSelected)
     def _quiet(self, event: Message) -> None:
