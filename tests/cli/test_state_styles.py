@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from tests.tui.fixtures import metric_rows, seeded_project, write_run
 from unettui.cli.app import app
-from unettui.core.define.queue import load_queue
+from unettui.core.plan import load_queue
 from unettui.core.show.styles import state_style
 
 

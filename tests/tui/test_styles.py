@@ -12,7 +12,7 @@ from textual.widgets import DataTable, Static
 
 import unettui
 from tests.tui.fixtures import metric_rows, seeded_project, select, study_project, wait_for, write_run
-from unettui.core.define.queue import load_queue
+from unettui.core.plan import load_queue
 from unettui.core.runs.status import State
 from unettui.core.show.styles import STATE_STYLES, state_style
 from unettui.tui.app import make_app

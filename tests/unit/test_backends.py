@@ -12,7 +12,7 @@ import pytest
 
 from unettui.cluster.local import LocalBackend
 from unettui.cluster.slurm import SlurmBackend
-from unettui.core.define.queue import load_queue
+from unettui.core.plan import load_queue
 from unettui.core.runs.backend import Backend, BackendError, JobReader, JobState, Submission
 from unettui.core.runs.jobs import SHIPPED, job_states
 from unettui.core.runs.options import RunnerOptions

@@ -140,11 +140,16 @@ def rm(
     Example: unettui rm sgd-lr0.01 opt-at-1e-4
     """
     from ..core.define.edit import remove_entries
+    from ..core.runs.status import State, judge_run
     from ..core.runs.store import RunStore
 
+    store = RunStore(project)
+    # the runs being trained as they are removed (asked first: a runner that notices the removal at once has already
+    # stopped its run by the time this command would look)
+    training = {r.id: r.status() or {} for r in store.runs() if r.id.startswith(tuple(ids))
+                and judge_run(r, None).state is State.RUNNING}
     with _errors():
         removed = remove_entries(project, ids)
-    store = RunStore(project)
     kept = []
     for e in removed:
         what = f"[[{e.section}]] {e.id}" + (f" ({len(e.experiments)} experiments)" if e.section == "sweep" else "")
@@ -155,11 +160,9 @@ def rm(
             kept += [x for x in e.experiments if store.run(x).exists()]
     if kept:
         typer.echo(f"run folders kept: {', '.join(f'runs/{x}/' for x in kept)} (results show them as 'not in queue')")
-    from ..core.runs.status import State, judge_run
-
     for x in kept:
-        st = store.run(x).status() or {}
-        if judge_run(store.run(x), None).state is State.RUNNING:
+        if x in training:
+            st = training[x]
             typer.echo(f"{x} is being trained by {st.get('host', '?')} pid {st.get('pid', '?')}: its runner stops it "
                        "after the current epoch")
 
