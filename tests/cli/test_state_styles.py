@@ -42,3 +42,19 @@ def test_show_colours_the_state_in_its_heading(project):
     out = CliRunner().invoke(app, ["show", "base", "-p", str(project)], catch_exceptions=False)
     assert out.exit_code == 0, out.output
     assert coloured("running", "running 2/4") in out.output.splitlines()[0]
+
+
+def test_results_colours_each_state_and_reads_no_value_as_markup(project, tmp_path):
+    out = CliRunner().invoke(app, ["results", "-p", str(project)], catch_exceptions=False)
+    assert out.exit_code == 0, out.output
+    for word in ("failed", "done"):
+        assert coloured(word, word) in out.output, (word, out.output)
+    other = tmp_path / "q"
+    other.mkdir()
+    (other / "experiments.toml").write_text("[defaults]\nepochs = 2\n[[experiment]]\nid = 'a'\n"
+                                            "dataset = 'scans[bold]'\n[[experiment]]\nid = 'b'\n")
+    queue = load_queue(other)
+    for run_id in ("a", "b"):
+        write_run(other, run_id, queue.get(run_id).config, metric_rows(0.5, 2))
+    out = CliRunner().invoke(app, ["results", "-p", str(other)], catch_exceptions=False)
+    assert "scans[bold]" in out.output, out.output  # (read as markup, "[bold]" was eaten)

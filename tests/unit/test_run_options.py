@@ -153,7 +153,8 @@ def test_the_tuis_runner_starts_unettui_run_with_the_options_it_was_given(parse,
 
 
 def test_unettui_run_opens_the_tui_with_its_options(make_project, monkeypatch):
-    """`unettui run` without --headless: the TUI's runner control is handed the options (no environment variable)."""
+    """`unettui run` without --headless: the real app's runner control is handed the options (no environment
+    variable), and the app starts that many workers."""
     import os
 
     from unettui.tui import app as tui_app
@@ -161,19 +162,11 @@ def test_unettui_run_opens_the_tui_with_its_options(make_project, monkeypatch):
     proj = make_project("[[experiment]]\nid = 'a'\n")
     seen = {}
 
-    class App:
-        return_code = 0
-
-        def __init__(self, project, start_runner=False, workers=1, **_):
-            self.runner = RunnerControl(project)
-            seen["workers"] = workers
-
-        def run(self):
-            seen["options"] = self.runner.options
-            seen["env"] = os.environ.get("UNETTUI_PACK")
+    def run(self):  # the real app, built by the real factory; only not shown
+        seen.update(options=self.runner.options, workers=self.n_workers, env=os.environ.get("UNETTUI_PACK"))
 
     monkeypatch.delenv("UNETTUI_PACK", raising=False)
-    monkeypatch.setattr(tui_app, "make_app", App)
+    monkeypatch.setattr(tui_app.UnettuiApp, "run", run)
     out = CliRunner().invoke(app, ["run", "-p", str(proj), "--pack", "4", "--threads", "2", "--workers", "2"])
     assert out.exit_code == 0, out.output
     assert seen == {"workers": 2, "options": RunnerOptions(pack=4, threads=2, workers=2), "env": None}

@@ -251,8 +251,12 @@ def results(
         table.add_column(head, justify="left" if left else "right",
                          overflow="fold" if i == 0 else "ellipsis", min_width=widest if (fits or i == 0) else None,
                          no_wrap=(i > 0) == fits)  # rich shrinks the wrappable columns first
-    for row in cells:
-        table.add_row(*row)
+    from rich.text import Text
+
+    from ..core.show.styles import state_style
+
+    for r, row in zip(rows, cells):  # Text: an id or a value is never read as markup (an id "a[b]" stays whole)
+        table.add_row(*(Text(c, style=state_style(r.get("status")) if i == 1 else "") for i, c in enumerate(row)))
     console.print(table)
     if grouped:
         typer.echo("mean±sd(n): mean and standard deviation over each configuration's n repeats; "

@@ -63,8 +63,7 @@ def open_tui(project: Path, start_runner: bool = False, options: RunnerOptions |
     load_queue_or_fail(project)
     from ..tui.app import make_app
 
-    app_ = make_app(project, start_runner=start_runner, workers=options.workers)
-    app_.runner.use(options)  # (make_app takes no runner options yet: tui/app.py)
+    app_ = make_app(project, start_runner=start_runner, runner_options=options)
     app_.run()
     if app_.return_code:
         raise typer.Exit(app_.return_code)

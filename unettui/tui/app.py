@@ -18,6 +18,7 @@ from textual.widgets import Footer, Header, TabbedContent, TabPane, Tabs
 from textual.worker import get_current_worker
 
 from ..core.define.config import DEFAULTS, Config
+from ..core.runs.options import RunnerOptions
 from ..core.runs.runners import RunnerFigures
 from . import messages as ask
 from .actions import ActionCommands, bindings
@@ -74,11 +75,13 @@ class UnettuiApp(App):
     COMMANDS = App.COMMANDS | {ActionCommands}
     BINDINGS = bindings("app")
 
-    def __init__(self, project: Path, start_runner: bool = False, workers: int = 1, poll_interval: float = 1.0):
+    def __init__(self, project: Path, start_runner: bool = False, workers: int | None = None,
+                 poll_interval: float = 1.0, runner_options: RunnerOptions | None = None):
         super().__init__()
         self.project = Path(project).resolve()
         self.monitor = ProjectMonitor(self.project)
-        self.runner = RunnerControl(self.project)
+        self.runner = RunnerControl(self.project, runner_options)  # the options `unettui run` was given
+        workers = self.runner.workers if workers is None else workers
         self.editor = Editor(self.project, show=self.push_screen, say=self.notify, changed=self.refresh_now)
         self.start_runner = start_runner
         self.n_workers = workers
@@ -478,6 +481,9 @@ class UnettuiApp(App):
         self.notify(f"packs for the next runner start: {what.get(self.runner.pack, f'up to {self.runner.pack}')}")
 
 
-def make_app(project: Path, start_runner: bool = False, workers: int = 1, poll_interval: float = 1.0) -> UnettuiApp:
-    """The one factory used by the CLI and every test."""
-    return UnettuiApp(project, start_runner=start_runner, workers=workers, poll_interval=poll_interval)
+def make_app(project: Path, start_runner: bool = False, workers: int | None = None, poll_interval: float = 1.0,
+             runner_options: RunnerOptions | None = None) -> UnettuiApp:
+    """The one factory used by the CLI and every test; the runner it starts runs with ``runner_options`` (what
+    `unettui run` was given; None: the defaults) and ``workers`` workers (None: the options')."""
+    return UnettuiApp(project, start_runner=start_runner, workers=workers, poll_interval=poll_interval,
+                      runner_options=runner_options)
