@@ -64,10 +64,16 @@ def test_every_backend_implements_the_interface():
 
 
 def test_the_read_model_imports_no_backend():
-    """status.py takes job states as data: it imports the interface and the readers' table, not a backend's code."""
+    """status.py takes job states as data: it imports the interface, not a backend's code nor the table of shipped
+    readers (core.runs.jobs), and it asks no reader unless a face hands it some (collect's default)."""
+    import inspect
+
+    from unettui.core.runs.status import collect
+
     tree = ast.parse((ROOT / "unettui/core/runs/status.py").read_text())
     modules = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
-    assert not {m for m in modules if m and ("slurm" in m or "cluster" in m)}, modules
+    assert not {m for m in modules if m and ("slurm" in m or "cluster" in m or m.endswith("jobs"))}, modules
+    assert inspect.signature(collect).parameters["readers"].default is None
 
 
 def test_rows_take_their_jobs_state_from_a_mapping():

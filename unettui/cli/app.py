@@ -167,12 +167,13 @@ PARAM_COLUMNS = ("dataset", "optimizer", "lr", "momentum", "weight_decay", "sche
 
 def _rows(project: Path, sort: str | None, descending: bool):
     from ..core.runs.export import COLUMNS, collect_rows, sort_rows
+    from ..core.runs.jobs import SHIPPED
     from ..core.runs.store import RunStore
 
     queue = load_queue_or_fail(project, required=False)
     if queue is None and not (project / "runs").is_dir():
         load_queue_or_fail(project)  # report why
-    rows = collect_rows(queue, RunStore(project))
+    rows = collect_rows(queue, RunStore(project), readers=SHIPPED)
     if sort:
         if sort not in COLUMNS:
             import difflib

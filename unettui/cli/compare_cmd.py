@@ -41,6 +41,7 @@ def compare(
     Example: unettui compare opt-lr-adam-lr0.001 opt-lr-adam-lr0.01 opt-lr-sgd-lr0.1 --metric val_loss
     """
     from ..core.define.names import did_you_mean, nearest_ids
+    from ..core.runs.jobs import SHIPPED
     from ..core.runs.status import collect
     from ..core.show.compare import METRICS, describe
     from ..core.show.compare import compare as build
@@ -59,7 +60,7 @@ def compare(
         more = f" (and {len(unknown) - 1} more unknown)" if len(unknown) > 1 else ""
         fail(f"unknown run '{unknown[0]}'{more}; {hint}")
     wanted = _wanted(ids, queue, each)
-    by_id = {r.id: r for r in collect(queue, store, metrics=True, ids=wanted)}
+    by_id = {r.id: r for r in collect(queue, store, metrics=True, ids=wanted, readers=SHIPPED)}
     rows = [by_id[i] for i in wanted if i in by_id]
     comparison = build(rows, metric, "none" if each else "seed" if group else "configuration")
     colour = not ascii_ and use_colour()

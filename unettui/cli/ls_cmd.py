@@ -25,11 +25,12 @@ def ls_cmd(project: Path = ProjectOpt) -> None:
     from rich.table import Table
     from rich.text import Text
 
+    from ..core.runs.jobs import SHIPPED
     from ..core.runs.status import collect, counts_text
     from ..core.show.styles import state_style
 
     queue, store = queue_and_store(project)
-    rows_ = collect(queue, store)
+    rows_ = collect(queue, store, readers=SHIPPED)  # with the job state of every claim in a cluster job
     rows: list[tuple[str, str, str, str, str]] = []
     for r in rows_:
         best = r.best_val_dice

@@ -280,9 +280,10 @@ def show(
         console.print(_kv_grid([("error:", str(exp.error), "red")]))
         if not run.exists():
             return
+    from ..core.runs.jobs import SHIPPED
     from ..core.runs.status import State, collect
 
-    row = collect(queue, store, metrics=True, ids=[exp_id])[0]
+    row = collect(queue, store, metrics=True, ids=[exp_id], readers=SHIPPED)[0]
     state, st = row.state, row.status
     if state is State.PENDING and not run.file("config.json").exists() and not row.metrics:
         if exp is not None and exp.valid:

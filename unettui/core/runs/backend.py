@@ -9,7 +9,7 @@ The read model (core.runs.status) never asks a backend itself: rows take their j
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -151,3 +151,17 @@ class LocalJobs:
                     and claim_alive(st)):
                 out[name] = pid
         return out
+
+
+def job_states(refs: Iterable[JobRef], readers: Mapping[str, JobReader]) -> dict[JobRef, JobState]:
+    """{(kind, job): JobState} for the jobs ``refs`` names that their kind's reader knows (each reader asked once, for
+    all its jobs; a kind without a reader is left out)."""
+    by_kind: dict[str, list[str]] = {}
+    for kind, job in refs:
+        by_kind.setdefault(kind, []).append(job)
+    out: dict[JobRef, JobState] = {}
+    for kind, jobs in by_kind.items():
+        reader = readers.get(kind)
+        if reader is not None:
+            out.update({(kind, job): state for job, state in reader.job_states(jobs).items()})
+    return out

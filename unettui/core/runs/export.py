@@ -6,9 +6,11 @@ import csv
 import io
 import json
 import math
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..define.config import KEYS
+from .backend import JobReader
 from .status import Row, collect
 from .store import RunStore
 
@@ -39,12 +41,13 @@ COLUMNS: tuple[str, ...] = ("id", "status", "in_queue", "attempt", "configuratio
 NUMERIC = set(METRIC_COLUMNS) - {"val_on_train"}
 
 
-def collect_rows(queue: Queue | None, store: RunStore) -> list[dict[str, Any]]:
+def collect_rows(queue: Queue | None, store: RunStore, readers: Mapping[str, JobReader] | None = None
+                 ) -> list[dict[str, Any]]:
     """One row per experiment in queue order, then runs whose experiment is no longer in the queue (core.status).
 
     Hyper-parameters come from the run's config.json when it exists (what actually ran), else from the
-    queue's definition; metrics from summary.json."""
-    return [row_dict(r) for r in collect(queue, store)]
+    queue's definition; metrics from summary.json. ``readers``: the backends asked about claims' jobs (collect)."""
+    return [row_dict(r) for r in collect(queue, store, readers=readers)]
 
 
 def row_dict(r: Row) -> dict[str, Any]:

@@ -1,33 +1,20 @@
-"""The job readers of the backends unettui ships, by kind, and asking them: the states of the jobs claims run in
-(handed to the read model as data) and the lines about submissions that may still run (the TUI's runner line).
+"""The job readers of the backends unettui ships, by kind (SHIPPED: what a face hands the read model to ask, and
+job_states re-exported), and the lines about submissions that may still run (the TUI's runner line).
 
 A new backend adds its JobReader to SHIPPED; the read model and the faces stay as they are."""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
 
-from .backend import JobReader, JobRef, JobState, LocalJobs
+from .backend import JobReader, JobRef, JobState, LocalJobs, job_states
 from .slurm_state import SlurmJobs
 
 SHIPPED: Mapping[str, JobReader] = MappingProxyType({"local": LocalJobs(), "slurm": SlurmJobs()})
-
-
-def job_states(refs: Iterable[JobRef], readers: Mapping[str, JobReader] = SHIPPED) -> dict[JobRef, JobState]:
-    """{(kind, job): JobState} for the jobs ``refs`` names that their kind's reader knows (each reader asked once, for
-    all its jobs; a kind without a reader is left out)."""
-    by_kind: dict[str, list[str]] = {}
-    for kind, job in refs:
-        by_kind.setdefault(kind, []).append(job)
-    out: dict[JobRef, JobState] = {}
-    for kind, jobs in by_kind.items():
-        reader = readers.get(kind)
-        if reader is not None:
-            out.update({(kind, job): state for job, state in reader.job_states(jobs).items()})
-    return out
+__all__ = ["SHIPPED", "JobRef", "JobState", "job_states", "last_active", "refresh_active"]
 
 
 _lock = threading.Lock()

@@ -17,8 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..define.config import Config, definition_changes, describe_changes
 from ..learn.dataset_id import DataId, data_id
-from .backend import JobReader, JobRef, JobState, backend_of, job_ref
-from .jobs import SHIPPED, job_states
+from .backend import JobReader, JobRef, JobState, backend_of, job_ref, job_states
 from .store import (
     ARCHIVING,
     CONFIG,
@@ -340,7 +339,7 @@ def row_of(run_id: str, exp: Experiment | None, files: RunFiles, halving: Halvin
            data: DataId | None = None, now: float | None = None, stale_after: float = HEARTBEAT_TIMEOUT,
            jobs: Mapping[JobRef, JobState] | None = None) -> Row:
     """The row of experiment ``exp`` (None: a run folder not in the queue) from its run's ``files``; ``jobs``: the
-    states of the jobs claims run in, by (kind, job), as their backends answered (core.runs.jobs.job_states)."""
+    states of the jobs claims run in, by (kind, job), as their backends answered (core.runs.backend.job_states)."""
     recorded = files.config or {}
     row = Row(id=run_id, in_queue=exp is not None, origin=exp.origin if exp is not None else "",
               metrics=list(files.metrics), problems=list(files.problems),
@@ -395,11 +394,13 @@ def _earlier_error(run: Run) -> str | None:
 
 def collect(queue: Queue | None, store: RunStore, metrics: bool = False, now: float | None = None,
             stale_after: float = HEARTBEAT_TIMEOUT, ids: Iterable[str] | None = None,
-            readers: Mapping[str, JobReader] | None = SHIPPED) -> list[Row]:
+            readers: Mapping[str, JobReader] | None = None) -> list[Row]:
     """One row per experiment in queue order, then the run folders whose experiment is no longer in the queue.
     ``metrics``: also read every run's metrics.jsonl (for curves, or the best epoch of a run still training);
     ``ids``: only these experiments; ``readers``: the backends' job readers, by kind, asked (cached, time-limited)
-    about the jobs of claims, whose answer the rows are handed (attach_jobs); None: not asked."""
+    about the jobs of claims, whose answer the rows are handed (attach_jobs); None (the default): not asked — the
+    read model itself knows no backend: a face that shows job states hands it their readers
+    (core.runs.jobs.SHIPPED)."""
     want = set(ids) if ids is not None else None
     halving = Halving.of(queue)
     data = DataIds(store.project)
