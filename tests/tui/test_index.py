@@ -61,11 +61,13 @@ def file_reads(monkeypatch) -> list[str]:
 
 @pytest.mark.parametrize("fast", [True, False], ids=["orjson", "json"])
 def test_json_documents_read_alike_with_orjson_and_without(monkeypatch, fast):
+    from unettui.core.runs import store
+
     if not fast:
-        monkeypatch.setattr(run_index, "_fast_loads", None)
-    elif run_index._fast_loads is None:
+        monkeypatch.setattr(store, "_fast_loads", None)
+    elif store._fast_loads is None:
         pytest.skip("orjson is not installed here")
-    parse = run_index.parse_json
+    parse = store.parse_json
     assert parse(b' {"a": [1, 2.5, "x\\u00e9"], "b": null, "c": true} \n') == {"a": [1, 2.5, "x\u00e9"], "b": None,
                                                                               "c": True}
     assert parse('{"dir": [1795827430387884378, 2146532]}') == {"dir": [1795827430387884378, 2146532]}

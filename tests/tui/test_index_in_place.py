@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from unettui.core.runs import index as run_index
+from unettui.core.runs.reader import read_folder, stamps_of
 from unettui.tui.data import ProjectMonitor
 
 from .fixtures import seeded_project, wait_for
@@ -84,13 +85,14 @@ def test_an_entry_holding_a_file_changed_just_before_it_was_read_is_not_trusted(
     proj = settled_project(tmp_path)
     folder = str(proj / "runs" / "opt-adam-none")
     now = time.time()
-    got = run_index.read_folder(folder)
+    files, state = read_folder(folder, "runs/opt-adam-none", lines=False)
+    stamps = stamps_of(state.get)
 
     def entry(read_at: float) -> dict:
-        return run_index.entry(run_index.folder_stamp(folder), read_at, got.stamps, *got.values.values(), 0)
+        return run_index.entry(run_index.folder_stamp(folder), read_at, stamps, files)
 
     assert run_index.trusted(entry(now), run_index.folder_stamp(folder), folder)
-    newest = max(mtime for mtime, _ in got.stamps.values())
+    newest = max(mtime for mtime, _ in stamps.values())
     assert not run_index.trusted(entry(newest + run_index.SETTLED - 0.5), run_index.folder_stamp(folder), folder)
     assert run_index.trusted(entry(newest + run_index.SETTLED + 0.5), run_index.folder_stamp(folder), folder)
 
@@ -141,9 +143,9 @@ def test_a_file_read_just_after_it_changed_is_read_once_more_when_it_has_settled
     """A rewrite in the same clock tick as the file's last change keeps its stamp (coarse clocks on some
     filesystems): a file read less than SETTLED seconds after it changed is read once more when they have passed, so
     a second rewrite of the same size and mtime still shows (not at once: a stamp that changed shows at once)."""
-    from unettui.tui import run_reading
+    from unettui.core.runs import reader
 
-    monkeypatch.setattr(run_reading, "SETTLED", 0.3)  # (2 s in use: the test would wait that long)
+    monkeypatch.setattr(reader, "SETTLED", 0.3)  # (2 s in use: the test would wait that long)
     proj = settled_project(tmp_path)
     mon = ProjectMonitor(proj)
     mon.FULL_CHECK = 0

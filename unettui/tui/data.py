@@ -1,17 +1,15 @@
 """What the TUI knows about a project, read incrementally from experiments.toml and runs/ (no Textual here).
 
 The state of each experiment comes from the read model (core.status.row_of), exactly as `unettui ls` derives
-it; this module only decides what to re-read, so that a poll with nothing changed reads (almost) nothing even with
-10,000 runs: a ``stat`` of each run folder (a file renamed into it, as unettui writes every run file but an append,
-moves the folder's time; so does a file made or removed) and of its status.json, config.json and summary.json (a file
-rewritten in place, by a user or a script, moves only its own time and size), the files of running runs, and a
-rotating slice of every run's files (metrics.jsonl too) as a safety net. A file read less than
-core.runs.index.SETTLED seconds after it changed is read once more when that time has passed (a rewrite within the
-clock tick of its mtime would keep its stamp)."""
+it, from run folders read by the one reader (core.runs.reader.RunReader: stamps, files read again only when they
+change, metrics.jsonl followed from its offset); this module only decides which runs to look at, so that a poll with
+nothing changed reads (almost) nothing even with 10,000 runs: a ``stat`` of each run folder (a file renamed into it,
+as unettui writes every run file but an append, moves the folder's time; so does a file made or removed) and of its
+JSON files (a file rewritten in place, by a user or a script, moves only its own time and size: RunReader.still), the
+files of running runs, and a rotating slice of every run's files (metrics.jsonl too) as a safety net."""
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import math
 import os
@@ -26,18 +24,16 @@ from ..core.define.queue import QUEUE_FILE, Queue, QueueError, read_queue
 from ..core.plan import StoreLookup, plan
 from ..core.runs import index as run_index
 from ..core.runs.backend import JobRef, JobState
-from ..core.runs.index import count_attempts, file_stamp, folder_stamp, read_json_stamped
 from ..core.runs.jobs import SHIPPED, job_states, refresh_active
+from ..core.runs.reader import UNSEEN, RunFiles, RunReader, file_stamp, folder_stamp
 from ..core.runs.runners import RunnerFigures, read_figures
-from ..core.runs.status import DataIds, Halving, Row, RunFiles, State, job_word, jobs_to_ask, row_of
-from ..core.runs.store import ARCHIVING, CONFIG, METRICS, RUNS_DIR, STATUS, SUMMARY, RunStore
-from .run_reading import UNSEEN, WATCHED, FileState, read_metrics, recheck_at, still, summary_final
+from ..core.runs.status import DataIds, Halving, Row, State, job_word, jobs_to_ask, row_of
+from ..core.runs.store import RUNS_DIR, RunStore
 
 QUEUE_CHANGED = "__queue__"
 STUDIES_CHANGED = "__studies__"  # the studies' status was recomputed (experiments.toml or a study run changed)
 RUNNERS_CHANGED = "__runners__"  # the runners' figures files (runs/.runners/) changed
 RUN_FINISHED = (State.DONE, State.FAILED, State.PRUNED)
-FILES = (STATUS, METRICS, SUMMARY, CONFIG, ARCHIVING)
 
 RunView = Row  # one experiment as the TUI shows it: the read model's row, with its metrics
 
@@ -45,10 +41,10 @@ RunView = Row  # one experiment as the TUI shows it: the read model's row, with 
 class ProjectMonitor:
     """Polls a project: re-reads experiments.toml when it changes and each run's files when they change.
 
-    metrics.jsonl is read incrementally (from the last offset; from the start again when the file shrank, as it does
-    when a resumed run rewrites it). A finished run's metrics (its curves) are not needed for its row: they are read
-    only for the runs ``want`` names (the selected run, the compared runs), so that opening 10,000 runs does not wait
-    for 10,000 metrics files.
+    Run folders are read through a core.runs.reader.RunReader: metrics.jsonl incrementally (from the last offset;
+    from the start again when the file shrank, as it does when a resumed run rewrites it). A finished run's metrics
+    (its curves) are not needed for its row: they are read only for the runs ``want`` names (the selected run, the
+    compared runs), so that opening 10,000 runs does not wait for 10,000 metrics files.
 
     ``poll()`` returns the ids whose view changed (plus QUEUE_CHANGED when the queue file was re-read or the order
     changed, STUDIES_CHANGED when the studies' status was recomputed, RUNNERS_CHANGED when a runner's figures did).
@@ -74,12 +70,9 @@ class ProjectMonitor:
         self.runs: dict[str, RunView] = {}
         self.runners: list[RunnerFigures] = []
         self._order: list[str] = []
-        self._files: dict[tuple[str, str], FileState] = {}
-        self._snaps: dict[str, RunFiles] = {}
-        self._dirs: dict[str, tuple[int, int] | None] = {}  # run -> its folder_stamp when its files were last stat-ed
+        self._reader = RunReader(self.root)  # what was read of each run folder, and of each of its files
         self._root_stamp: tuple[int, int] | None = UNSEEN  # runs/'s folder_stamp when its folders were last listed
         self._run_ids: set[str] = set()
-        self._with_metrics: set[str] = set()  # runs whose metrics.jsonl has been read (and is followed)
         self._want: frozenset[str] = frozenset()
         self._rotation = 0
         self._folder_rotation = 0
@@ -93,13 +86,10 @@ class ProjectMonitor:
         self._jobs: dict[JobRef, JobState] = {}  # the backends' last answer about the jobs claims run in
         self.job_readers = SHIPPED  # the backends' job readers, by kind (core.runs.jobs): asked by _poll_jobs
         self._data = DataIds(self.project)
-        self._problem_text: dict[tuple[str, str], str] = {}  # (run, file) -> what is wrong with it
         self._claimed: set[str] = set()  # runs whose status says running
         self.complete = False  # every run has been read (a poll with a budget may read part of them)
         self._index: dict[str, Any] | None = None  # the entries of runs/.index not used yet (None: not loaded)
         self._helper: subprocess.Popen | None = None  # writing the index meanwhile (run_index.start_refresh)
-        self._read_at: dict[str, tuple[Any, float]] = {}  # run -> (folder_stamp, time.time()) when its files were read
-        self._index_dirty: set[str] = set()  # runs read from their folders since the index was last written
         self._index_written = -math.inf  # time.monotonic() of that
         self._loaded_partly = False  # the queue was loaded by a poll that did not read every run
 
@@ -129,23 +119,21 @@ class ProjectMonitor:
         """Runs whose metrics are needed now (the selected one, the compared ones; replaces the last call; safe from any
         thread). True when one of them has not been read yet: ``load_wanted`` reads them."""
         self._want = frozenset(run_ids)
-        return any(i not in self._with_metrics and i in self.runs for i in self._want)
+        followed = self._reader.followed
+        return any(i not in followed and i in self.runs for i in self._want)
 
     def load_wanted(self) -> set[str]:
         """Read the metrics of the wanted runs not read yet; returns the ids whose view changed."""
         with self._lock:
-            return self._load_metrics([i for i in self._want if i not in self._with_metrics and i in self.runs])
+            followed = self._reader.followed
+            return self._load_metrics([i for i in self._want if i not in followed and i in self.runs])
 
     def _load_metrics(self, run_ids: list[str]) -> set[str]:
         changed: set[str] = set()
         for run_id in run_ids:
-            snap = self._snaps.get(run_id)
+            snap = self._reader.follow(run_id)
             if snap is None:
                 continue
-            snap = copy.copy(snap)
-            snap.metrics, fs = self._follow_metrics(run_id, f"{self.root}/{run_id}")
-            snap.problems = self._problems(run_id, snap, fs)
-            self._snaps[run_id] = snap
             view = self._row(run_id, snap)
             if view != self.runs.get(run_id):
                 self.runs[run_id] = view
@@ -324,7 +312,8 @@ class ProjectMonitor:
         if len(order) > self.FOLDER_CHECK:
             window, self._folder_rotation = _in_turn(order, self._folder_rotation, self.FOLDER_CHECK)
         self.complete = True
-        runs, dirs, root, stat, claimed, files = self.runs, self._dirs, self.root, os.stat, self._claimed, self._files
+        runs, dirs, root, stat, claimed = self.runs, self._reader.dirs, self.root, os.stat, self._claimed
+        still = self._reader.still
         now = time.time()
         for run_id in order:
             if budget is None and not reread and run_id not in checked:
@@ -338,7 +327,7 @@ class ProjectMonitor:
                     folder = f"{root}/{run_id}"
                     try:
                         st = stat(folder)
-                        if (st.st_mtime_ns, st.st_ino) == dirs.get(run_id) and still(files, run_id, folder, now):
+                        if (st.st_mtime_ns, st.st_ino) == dirs.get(run_id) and still(run_id, folder, now):
                             continue
                     except OSError:
                         pass
@@ -361,13 +350,8 @@ class ProjectMonitor:
                     self._claimed.discard(run_id)
         for gone in [i for i in self.runs if i not in self._defs and i not in run_ids]:
             del self.runs[gone]
-            self._snaps.pop(gone, None)
-            self._dirs.pop(gone, None)
-            self._read_at.pop(gone, None)
-            self._with_metrics.discard(gone)
+            self._reader.forget(gone)
             self._claimed.discard(gone)
-            for name in FILES:
-                self._files.pop((gone, name), None)
             changed.add(gone)
 
     def _row(self, run_id: str, snap: RunFiles) -> RunView:
@@ -384,128 +368,31 @@ class ProjectMonitor:
         read_at = time.time()
         dir_now = folder_stamp(folder) if has_run else None
         running = old is not None and old.state is State.RUNNING
-        if old is not None and not running and not full and dir_now == self._dirs.get(run_id, UNSEEN) \
-                and (dir_now is None or still(self._files, run_id, folder, read_at)):
+        reader = self._reader
+        if old is not None and not running and not full and reader.unchanged(run_id, folder, dir_now, read_at):
             return self._rederived(run_id, old) if rederive else None
-        self._dirs[run_id] = dir_now
-        if old is None and dir_now is not None:
-            item = run_index.decode(self._index, run_id) if self._index else None
-            if item is not None and run_index.trusted(item, dir_now, folder):
-                return self._from_index(run_id, folder, item)
-            return self._first_read(run_id, folder, (dir_now, read_at))
-        snap = self._snaps.get(run_id) or RunFiles()
-        follow = run_id in self._with_metrics or run_id in self._want or not summary_final(snap.summary, snap.status)
-        stamps: dict[str, tuple[bool, FileState, tuple[float, int] | None]] = {}
-        for name in FILES:
-            fs = self._files.setdefault((run_id, name), FileState())
-            stamp = file_stamp(f"{folder}/{name}") if has_run else None
-            differs = (stamp or (-1.0, -1)) != (fs.mtime, fs.size) or 0.0 < fs.recheck <= read_at
-            stamps[name] = (differs and (name != METRICS or follow), fs, stamp)
-        if old is not None and not running and not rederive and not any(d for d, _, _ in stamps.values()):
+        wanted = run_id in self._want
+        if old is None and dir_now is not None and self._index:
+            item = run_index.decode(self._index, run_id)
+            if item is not None and run_index.trusted(item, dir_now, folder):  # the index's entry stands for it
+                return self._row(run_id, reader.adopt(run_id, dir_now, *run_index.files_of(item), wanted))
+        snap = reader.read(run_id, has_run, dir_now, read_at, wanted, must=running or rederive)
+        if snap is None:
             return None
-        snap = copy.copy(snap)
-        snap.exists = has_run
-        rel = f"{RUNS_DIR}/{run_id}"
-        self._read_at[run_id] = (dir_now, read_at)
-        self._index_dirty.add(run_id)
-        if stamps[STATUS][0] or old is None:
-            status, problem, _ = read_json_stamped(f"{folder}/{STATUS}")
-            snap.status, snap.status_problem = status, f"{rel}/{STATUS} {problem}" if problem else None
-            snap.attempts = count_attempts(folder) if has_run else 0
-        for name, attr in ((CONFIG, "config"), (SUMMARY, "summary")):
-            if stamps[name][0] or old is None:
-                value, problem, _ = read_json_stamped(f"{folder}/{name}")
-                setattr(snap, attr, value)
-                stamps[name][1].bad = 1 if problem else 0
-                if problem:
-                    self._problem_text[(run_id, name)] = f"{rel}/{name} {problem}"
-        metrics_fs = stamps[METRICS][1]
-        follow = run_id in self._with_metrics or run_id in self._want or not summary_final(snap.summary, snap.status)
-        if follow and (stamps[METRICS][0] or run_id not in self._with_metrics):
-            snap.metrics = read_metrics(f"{folder}/{METRICS}", metrics_fs, stamps[METRICS][2],
-                                              list(snap.metrics) if run_id in self._with_metrics else [])
-            self._with_metrics.add(run_id)
-        snap.problems = self._problems(run_id, snap, metrics_fs)
-        snap.archiving = stamps[ARCHIVING][2] is not None
-        for name, (read, fs, stamp) in stamps.items():
-            if name == METRICS and run_id not in self._with_metrics:
-                continue  # not read: the first time it is, its whole file is
-            fs.mtime, fs.size = (stamp if stamp else (-1.0, -1))
-            if name in WATCHED and (read or old is None):
-                fs.recheck = recheck_at(stamp, read_at)
-        self._snaps[run_id] = snap
         view = self._row(run_id, snap)
         if old is not None and old == view:
             return None
         return view
 
-    def _first_read(self, run_id: str, folder: str, read_at: tuple[Any, float]) -> RunView:
-        """The view of a run folder seen for the first time: each file read with its stamp (run_index.read_folder)."""
-        got = run_index.read_folder(folder)
-        rel = f"{RUNS_DIR}/{run_id}"
-        self._read_at[run_id] = read_at
-        self._index_dirty.add(run_id)
-        for name in (STATUS, CONFIG, SUMMARY, ARCHIVING):
-            stamp = got.archiving if name == ARCHIVING else got.stamps.get(name)
-            fs = self._files[(run_id, name)] = FileState(*(stamp or (-1.0, -1)))
-            if name != ARCHIVING:
-                fs.recheck = recheck_at(stamp, read_at[1])
-            if name in (CONFIG, SUMMARY) and name in got.problems:
-                fs.bad = 1
-                self._problem_text[(run_id, name)] = f"{rel}/{name} {got.problems[name]}"
-        problem = got.problems.get(STATUS)
-        snap = RunFiles(exists=True, status=got.values[STATUS], config=got.values[CONFIG],
-                        summary=got.values[SUMMARY], attempts=got.attempts, archiving=got.archiving is not None,
-                        status_problem=f"{rel}/{STATUS} {problem}" if problem else None)
-        return self._first_view(run_id, folder, snap)
-
-    def _first_view(self, run_id: str, folder: str, snap: RunFiles) -> RunView:
-        """(A run seen for the first time, its other files read.) Its metrics when they are followed (a run still
-        training, or wanted), its problems, its view."""
-        metrics_fs = None
-        if run_id in self._want or not summary_final(snap.summary, snap.status):
-            snap.metrics, metrics_fs = self._follow_metrics(run_id, folder)
-        snap.problems = self._problems(run_id, snap, metrics_fs)
-        self._snaps[run_id] = snap
-        return self._row(run_id, snap)
-
-    def _follow_metrics(self, run_id: str, folder: str) -> tuple[list[dict[str, Any]], FileState]:
-        """A run's metrics.jsonl read whole; from now on it is followed (read on from where it was left)."""
-        fs = self._files.setdefault((run_id, METRICS), FileState())
-        path = f"{folder}/{METRICS}"
-        stamp = file_stamp(path)
-        metrics = read_metrics(path, fs, stamp, [])
-        fs.mtime, fs.size = stamp if stamp else (-1.0, -1)
-        self._with_metrics.add(run_id)
-        return metrics, fs
-
     def _rederived(self, run_id: str, old: RunView) -> RunView | None:
-        view = self._row(run_id, self._snaps.get(run_id) or RunFiles())
+        view = self._row(run_id, self._reader.snaps.get(run_id) or RunFiles())
         return None if view == old else view
 
     # ---- the index (core.runs.index): what was read of each run, kept for the next start -------------------
-    def _from_index(self, run_id: str, folder: str, item: dict[str, Any]) -> RunView:
-        """The view of a run whose folder has not changed since its index entry was read: its status, config and
-        summary from the entry (their stamps too, for the rotating check), its metrics read only when followed."""
-        snap = RunFiles(exists=True, status=item["status"], config=item["config"], summary=item["summary"],
-                        attempts=item["attempts"])
-        for name, (mtime, size) in item["stamps"].items():  # (a file not there: no FileState until there is one)
-            self._files[(run_id, name)] = FileState(mtime, size)
-        self._read_at[run_id] = (tuple(item["dir"]), item["read"])
-        return self._first_view(run_id, folder, snap)
-
     def _index_entries(self) -> Iterable[tuple[str, dict[str, Any]]]:
         """What goes into the index: every run read whole, without a problem, not being archived."""
-        for run_id, snap in list(self._snaps.items()):
-            at = self._read_at.get(run_id)
-            if at is None or not snap.exists or snap.archiving or snap.status_problem or snap.problems:
-                continue
-            stamps = {}
-            for name in (STATUS, CONFIG, SUMMARY):
-                fs = self._files.get((run_id, name))
-                if fs is not None and fs.size >= 0:
-                    stamps[name] = (fs.mtime, fs.size)
-            yield run_id, run_index.entry(at[0], at[1], stamps, snap.status, snap.config, snap.summary, snap.attempts)
+        for run_id, folder, read_at, stamps, snap in self._reader.readings():
+            yield run_id, run_index.entry(folder, read_at, stamps, snap)
 
     def keep_index(self) -> bool:
         """Write the index (core.runs.index) when every run has been read and enough of them were read from their
@@ -515,26 +402,15 @@ class ProjectMonitor:
             return self._keep_index()
 
     def _keep_index(self) -> bool:
-        if not self.complete or len(self._snaps) < self.INDEX_MIN or not self._index_dirty:
+        dirty = self._reader.dirty  # runs read from their folders since the index was last written
+        if not self.complete or len(self._reader.snaps) < self.INDEX_MIN or not dirty:
             return False
         since = time.monotonic() - self._index_written
-        if not ((len(self._index_dirty) >= self.INDEX_CHANGED and since >= self.INDEX_EVERY)
-                or since >= self.INDEX_IDLE):
+        if not ((len(dirty) >= self.INDEX_CHANGED and since >= self.INDEX_EVERY) or since >= self.INDEX_IDLE):
             return False
-        self._index_dirty = set()
+        dirty.clear()
         self._index_written = time.monotonic()
         return run_index.write_index(self.project, self._index_entries(), time.time())
-
-
-    def _problems(self, run_id: str, snap: RunFiles, metrics_fs: FileState | None) -> list[str]:
-        out = []
-        for name in (CONFIG, SUMMARY):
-            fs = self._files.get((run_id, name))
-            if fs is not None and fs.bad:
-                out.append(self._problem_text.get((run_id, name), f"{RUNS_DIR}/{run_id}/{name}"))
-        if bad := (metrics_fs.bad if metrics_fs is not None else 0):
-            out.append(f"{RUNS_DIR}/{run_id}/{METRICS}: {bad} unreadable line{'s' if bad > 1 else ''} skipped")
-        return out
 
 
 def _in_turn(order: list[str], start: int, width: int) -> tuple[set[str], int]:

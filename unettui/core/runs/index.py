@@ -8,7 +8,8 @@ It is only ever a shortcut. An entry is used for a run (``trusted``) only when, 
 - its folder is the very one read, unchanged: the folder's mtime and inode are the ones recorded (a file renamed
   into or out of the folder, as every write of a run file by unettui but an append is, moves the folder's mtime; a
   folder removed and made again, or a project copied elsewhere, has another inode);
-- each file the entry holds (status.json, config.json, summary.json: ``_STAMPED``) has the mtime and size recorded
+- each file the entry holds (the JSON objects of core.runs.reader's RUN_FILES: status.json, config.json,
+  summary.json) has the mtime and size recorded
   when it was read: a file rewritten in place (``open(path, "w")`` by a user or a script, no rename) moves its own
   mtime, not the folder's (a file the entry records as absent cannot appear without moving the folder's);
 - the folder and each of those files had already been still for ``SETTLED`` seconds when they were read: a change
@@ -16,7 +17,8 @@ It is only ever a shortcut. An entry is used for a run (``trusted``) only when, 
 
 That is one stat of the folder and one of each file the entry holds (three for a finished run). Anything else — no
 index, another format, a torn or edited line, a run not in it — is read from the run folder as if there were no
-index. Deleting it is always safe.
+index. Deleting it is always safe. Which files an entry holds comes from reader.RUN_FILES (its OBJECT files and
+counts), and the header lists them: an index written for other run files is ignored (and rewritten).
 
 One JSON object per line (a header line first), so that neither reading nor writing it holds Python's GIL for long
 in the TUI's polling thread.
@@ -31,11 +33,22 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .store import ARCHIVING, ATTEMPTS, CONFIG, RUNS_DIR, STATUS, SUMMARY, atomic_write_bytes, read_json_checked
+from .reader import (
+    COUNT,
+    OBJECT,
+    RUN_FILES,
+    SETTLED,
+    RunFiles,
+    folder_stamp,
+    indexable,
+    read_folder,
+    stamps_of,
+)
+from .reader import file_stamp as file_stamp  # (runner.py's import of it, from before the reader)
+from .store import RUNS_DIR, atomic_write_bytes, parse_json
 
 INDEX_DIR = ".index"
 INDEX_FILE = "runs.jsonl"
@@ -46,122 +59,12 @@ FORMAT = 1  # the entries' layout; another number: the file is ignored (and rewr
 _BASE = ""  # (not a run id) load_index's key of the header's config
 _WHOLE = "/"  # (not a run id) load_index's key of "the body is the one written": its SHA-1 is the header's
 _ID = '{"id":"'  # how every entry's line starts (entry() writes the id first)
-_STAMPED = (STATUS, CONFIG, SUMMARY)  # the files an entry holds
-_scan = json.JSONDecoder().raw_decode  # json.loads without its per-call checks of the argument's type and encoding
-try:
-    import orjson as _orjson  # 3x faster than json: decoding is most of what reading 10,000 runs costs
-    _fast_loads = _orjson.loads
-except ImportError:  # (a dependency, but json reads the same: only slower)
-    _fast_loads = None
-SETTLED = 2.0  # seconds a folder must have been still before it was read for its entry to be trusted
-_SPACE = " \t\n\r"  # JSON's whitespace
 
 
-def parse_json(data: bytes | str) -> Any:
-    """One JSON document (surrounding whitespace allowed), as json.loads reads it; ValueError when it is not one.
-    orjson parses it where installed; what orjson refuses and json accepts (NaN and Infinity, lone surrogates) falls
-    back to json. The one difference: an integer beyond 64 bits reads as a float with orjson (no file unettui writes
-    holds one: seeds and counts are checked far below that)."""
-    if _fast_loads is not None:
-        try:
-            return _fast_loads(data)
-        except ValueError:
-            pass
-    text = data.decode("utf-8") if isinstance(data, bytes) else data
-    value, end = _scan(text, len(text) - len(text.lstrip(_SPACE)))
-    if text[end:].strip(_SPACE):
-        raise ValueError(f"extra data after the JSON document at {end}")
-    return value
-
-
-def file_stamp(path: str | os.PathLike) -> tuple[float, int] | None:
-    """A file's (mtime, size); None: no such file."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return st.st_mtime, st.st_size
-
-
-def folder_stamp(path: str) -> tuple[int, int] | None:
-    """A folder's (mtime in ns, inode): a file renamed into or out of it moves the first; a folder replaced by another
-    of the same name (or a project copied elsewhere) the second. None: no such folder."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return st.st_mtime_ns, st.st_ino
-
-
-def read_json_stamped(path: str) -> tuple[dict[str, Any] | None, str | None, tuple[float, int] | None]:
-    """store.read_json_checked's answer and the file's stamp, in four system calls (open, fstat, read, close): what a
-    first read of 10,000 runs does 30,000 times (Python's open() adds an isatty ioctl and a second fstat, and a
-    separate stat for the stamp; each call also hands the GIL to the UI thread and waits to get it back). The stamp
-    is that of the very file read."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
-        return None, None, None
-    except OSError:
-        value, problem = read_json_checked(Path(path))
-        return value, problem, file_stamp(path)
-    try:
-        st = os.fstat(fd)
-        data = os.read(fd, st.st_size + 1)
-        if len(data) != st.st_size:  # short read, or the file grew or shrank meanwhile: read it to its end
-            chunks = [data]
-            while chunk := os.read(fd, 1 << 16):
-                chunks.append(chunk)
-            data = b"".join(chunks)
-    except OSError:
-        value, problem = read_json_checked(Path(path))
-        return value, problem, file_stamp(path)
-    finally:
-        os.close(fd)
-    stamp = (st.st_mtime, st.st_size)
-    try:
-        value = parse_json(data)
-        if type(value) is dict:
-            return value, None, stamp
-    except ValueError:  # (UnicodeDecodeError too)
-        pass
-    value, problem = read_json_checked(Path(path))  # which says what is wrong with it
-    return value, problem, stamp
-
-
-def count_attempts(folder: str) -> int:
-    """Earlier attempts of a run kept in its attempts/ folder."""
-    try:
-        return sum(1 for e in os.scandir(f"{folder}/{ATTEMPTS}") if e.is_dir() and e.name.isdigit())
-    except OSError:
-        return 0
-
-
-@dataclass
-class FolderRead:
-    """A run folder read for the first time: status, config and summary (None: absent or unreadable), what is wrong
-    with each unreadable one, the stamps of those there, its earlier attempts, and the archiving plan's stamp."""
-
-    values: dict[str, dict[str, Any] | None]
-    problems: dict[str, str]
-    stamps: dict[str, tuple[float, int]]
-    attempts: int
-    archiving: tuple[float, int] | None
-
-
-def read_folder(folder: str) -> FolderRead:
-    """What refresh_index and the TUI's first read of a run take from its folder (read_json_stamped each file)."""
-    values: dict[str, dict[str, Any] | None] = {}
-    problems: dict[str, str] = {}
-    stamps: dict[str, tuple[float, int]] = {}
-    for name in _STAMPED:
-        value, problem, stamp = read_json_stamped(f"{folder}/{name}")
-        values[name] = value
-        if problem:
-            problems[name] = problem
-        if stamp is not None:
-            stamps[name] = stamp
-    return FolderRead(values, problems, stamps, count_attempts(folder), file_stamp(f"{folder}/{ARCHIVING}"))
+def _held() -> list[str]:
+    """The run files an entry holds (the OBJECT and COUNT files of reader.RUN_FILES), as the header lists them: an
+    index written for other run files is ignored."""
+    return [spec.name for spec in RUN_FILES.indexed]
 
 
 def index_path(project: Path) -> Path:
@@ -169,13 +72,23 @@ def index_path(project: Path) -> Path:
 
 
 def entry(folder: tuple[int, int], read_at: float, stamps: dict[str, tuple[float, int]],
-          status: dict[str, Any] | None, config: dict[str, Any] | None, summary: dict[str, Any] | None,
-          attempts: int) -> dict[str, Any]:
+          files: RunFiles) -> dict[str, Any]:
     """One run's entry: its folder's (mtime in ns, inode) and when its files were read (``time.time()`` taken before
-    the folder was stat-ed), the (mtime, size) of each file read, what they held and how many earlier attempts it
-    has."""
-    return {"dir": list(folder), "read": read_at, "stamps": {k: list(v) for k, v in stamps.items()}, "status": status,
-            "config": config, "summary": summary, "attempts": attempts}
+    the folder was stat-ed), the (mtime, size) of each file read, and what was read of each file it holds (by its
+    RunFiles field: status, config, summary, attempts)."""
+    item = {"dir": list(folder), "read": read_at, "stamps": {k: list(v) for k, v in stamps.items()}}
+    for spec in RUN_FILES.indexed:
+        item[spec.key] = spec.value(files)
+    return item
+
+
+def files_of(item: dict[str, Any]) -> tuple[RunFiles, dict[str, Any], tuple[Any, float]]:
+    """What an entry (``decode``'s) holds: the run's files as read then, the stamps of its JSON objects, and (its
+    folder's stamp, when it was read)."""
+    files = RunFiles(exists=True)
+    for spec in RUN_FILES.indexed:
+        spec.put(files, item.get(spec.key))
+    return files, item["stamps"], (tuple(item["dir"]), item["read"])
 
 
 def trusted(item: dict[str, Any], folder: tuple[int, int] | None, path: str) -> bool:
@@ -215,7 +128,7 @@ def load_index(project: Path) -> dict[str, Any]:
         text = body.decode("utf-8")
     except ValueError:
         return {}
-    if not isinstance(header, dict) or header.get("unettui_index") != FORMAT:
+    if not isinstance(header, dict) or header.get("unettui_index") != FORMAT or header.get("files") != _held():
         return {}
     base = header.get("config")
     out: dict[str, Any] = {_BASE: base if isinstance(base, dict) else None,
@@ -261,11 +174,13 @@ def _valid(item: Any) -> bool:
     if not (type(item) is dict and type(item.get("id")) is str and type(item.get("stamps")) is dict
             and type(item.get("attempts")) is int and type(item.get("dir")) is list and len(item["dir"]) == 2
             and type(item["dir"][0]) is int and type(item["dir"][1]) is int
-            and type(item.get("read")) in (int, float) and type(item.get("status")) in _OBJECT
-            and type(item.get("config")) in _OBJECT and type(item.get("summary")) in _OBJECT):
+            and type(item.get("read")) in (int, float)):
         return False
+    for spec in RUN_FILES.indexed:
+        if type(item.get(spec.key)) not in (_OBJECT if spec.kind == OBJECT else (int,) if spec.kind == COUNT else ()):
+            return False
     for k, v in item["stamps"].items():
-        if k not in _STAMPED or type(v) is not list or len(v) != 2 or type(v[0]) not in (int, float) \
+        if k not in RUN_FILES.watched or type(v) is not list or len(v) != 2 or type(v[0]) not in (int, float) \
                 or type(v[1]) is not int:
             return False
     return True
@@ -296,7 +211,8 @@ def write_index(project: Path, entries: Iterable[tuple[str, dict[str, Any]]], wr
         except (TypeError, ValueError):  # (only a hand-made file could hold what JSON cannot: left out)
             continue
     body = b"\n".join(parts) + b"\n"
-    head = {"unettui_index": FORMAT, "written": written, "config": base, "sha1": hashlib.sha1(body).hexdigest()}
+    head = {"unettui_index": FORMAT, "written": written, "files": _held(), "config": base,
+            "sha1": hashlib.sha1(body).hexdigest()}
     path = index_path(project)
     try:
         path.parent.mkdir(exist_ok=True)
@@ -373,12 +289,13 @@ def refresh_index(project: Path, min_runs: int = INDEX_MIN) -> int:
             folder = f"{root}/{name}"
             read_at = time.time()
             stamp = folder_stamp(folder)
-            got = read_folder(folder) if stamp is not None else None
-            if got is None or got.problems or got.archiving is not None:
+            if stamp is None:
+                continue
+            files, state = read_folder(folder, f"{RUNS_DIR}/{name}", lines=False)
+            if not indexable(files):
                 continue
             written += 1
-            yield name, entry(stamp, read_at, got.stamps, got.values[STATUS], got.values[CONFIG],
-                              got.values[SUMMARY], got.attempts)
+            yield name, entry(stamp, read_at, stamps_of(state.get), files)
 
     return written if write_index(project, entries(), time.time()) else 0
 

@@ -2,8 +2,8 @@
 
 Every face — `ls`, `results`, `export`, `show`, the runner's plan and claims, study stages and the TUI — takes an
 experiment's state, epoch, attempt, error and metrics from here, so they agree by construction and use one
-vocabulary (State). The TUI reads run files incrementally and hands what it read to ``row_of``; everyone else
-calls ``collect`` or ``judge`` with files read by ``read_run``.
+vocabulary (State). Run folders are read by core.runs.reader, the one reader: the TUI follows them (RunReader) and
+hands what it read to ``row_of``; everyone else calls ``collect`` or ``judge`` with files read by ``read_run``.
 """
 
 from __future__ import annotations
@@ -18,20 +18,16 @@ from typing import TYPE_CHECKING, Any
 from ..define.config import Config, definition_changes, describe_changes
 from ..learn.dataset_id import DataId, data_id
 from .backend import JobReader, JobRef, JobState, backend_of, job_ref, job_states
+from .reader import RunFiles, read_run
 from .store import (
-    ARCHIVING,
-    CONFIG,
     HEARTBEAT_TIMEOUT,
     METRICS,
-    RUNS_DIR,
     STATUS,
-    SUMMARY,
     Run,
     RunStore,
     claim_alive,
     read_json,
-    read_json_checked,
-    read_jsonl_checked,
+    read_jsonl,
     short_of,
 )
 
@@ -76,40 +72,6 @@ STATE_HELP = {
 # what `unettui run` will train: new, resumed, or again
 TRAINABLE = (State.PENDING, State.INTERRUPTED, State.CHANGED)
 FINAL = (State.DONE, State.PRUNED, State.FAILED)
-
-
-@dataclass
-class RunFiles:
-    """What was read of one run folder."""
-
-    exists: bool = False
-    status: dict[str, Any] | None = None
-    status_problem: str | None = None
-    config: dict[str, Any] | None = None
-    summary: dict[str, Any] | None = None
-    metrics: list[dict[str, Any]] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)  # files other than status.json that cannot be read
-    archiving: bool = False
-    attempts: int = 0
-
-
-def read_run(run: Run, metrics: bool = True) -> RunFiles:
-    """Read a run folder as it is now; nothing in it can make this raise."""
-    if not run.exists():
-        return RunFiles(attempts=0)
-    rel = f"{RUNS_DIR}/{run.id}"
-    status, status_problem = read_json_checked(run.file(STATUS))
-    config, config_problem = read_json_checked(run.file(CONFIG))
-    summary, summary_problem = read_json_checked(run.file(SUMMARY))
-    problems = [f"{rel}/{name} {p}" for name, p in ((CONFIG, config_problem), (SUMMARY, summary_problem)) if p]
-    records: list[dict[str, Any]] = []
-    if metrics:
-        records, bad = read_jsonl_checked(run.file(METRICS))
-        if bad:
-            problems.append(f"{rel}/{METRICS}: {bad} unreadable line{'s' if bad > 1 else ''} skipped")
-    return RunFiles(exists=True, status=status, config=config, summary=summary, metrics=records,
-                    status_problem=f"{rel}/{STATUS} {status_problem}" if status_problem else None,
-                    problems=problems, archiving=run.file(ARCHIVING).exists(), attempts=len(run.attempts()))
 
 
 @dataclass
@@ -415,7 +377,7 @@ def collect(queue: Queue | None, store: RunStore, metrics: bool = False, now: fl
         run = store.run(exp.id)
         files = read_run(run, metrics=metrics)
         if not metrics and files.exists and files.summary is None:
-            files.metrics = read_jsonl_checked(run.file(METRICS))[0]  # a run still training: its best so far
+            files.metrics = read_jsonl(run.file(METRICS))  # a run still training: its best so far
         rows.append(_finish(row_of(exp.id, exp, files, halving, data(exp.config) if exp.valid else None, now,
                                    stale_after), run))
     for run in store.runs():
