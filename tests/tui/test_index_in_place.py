@@ -85,8 +85,8 @@ def test_an_entry_holding_a_file_changed_just_before_it_was_read_is_not_trusted(
     proj = settled_project(tmp_path)
     folder = str(proj / "runs" / "opt-adam-none")
     now = time.time()
-    files, state = read_folder(folder, "runs/opt-adam-none", lines=False)
-    stamps = stamps_of(state.get)
+    files, state = read_folder(folder, "opt-adam-none", lines=False)
+    stamps = stamps_of("opt-adam-none", state)
 
     def entry(read_at: float) -> dict:
         return run_index.entry(run_index.folder_stamp(folder), read_at, stamps, files)

@@ -86,8 +86,12 @@ def files_of(item: dict[str, Any]) -> tuple[RunFiles, dict[str, Any], tuple[Any,
     """What an entry (``decode``'s) holds: the run's files as read then, the stamps of its JSON objects, and (its
     folder's stamp, when it was read)."""
     files = RunFiles(exists=True)
+    get = item.get
     for spec in RUN_FILES.indexed:
-        spec.put(files, item.get(spec.key))
+        if spec.field:  # (the common case, inlined: 10,000 runs read from the index)
+            setattr(files, spec.field, get(spec.field))
+        else:
+            spec.put(files, get(spec.key))
     return files, item["stamps"], (tuple(item["dir"]), item["read"])
 
 
@@ -291,11 +295,11 @@ def refresh_index(project: Path, min_runs: int = INDEX_MIN) -> int:
             stamp = folder_stamp(folder)
             if stamp is None:
                 continue
-            files, state = read_folder(folder, f"{RUNS_DIR}/{name}", lines=False)
+            files, state = read_folder(folder, name, lines=False)
             if not indexable(files):
                 continue
             written += 1
-            yield name, entry(stamp, read_at, stamps_of(state.get), files)
+            yield name, entry(stamp, read_at, stamps_of(name, state), files)
 
     return written if write_index(project, entries(), time.time()) else 0
 

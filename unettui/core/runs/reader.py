@@ -13,9 +13,10 @@ from __future__ import annotations
 import copy
 import math
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from .store import (
@@ -38,6 +39,7 @@ LINES = "lines"  # JSON lines, one object per line, appended to: read on from wh
 MARKER = "marker"  # only whether it is there: a run holding one is in the middle of an operation (not indexed)
 COUNT = "count"  # a folder of numbered folders, counted
 
+_NO_MORE: Mapping[str, Any] = MappingProxyType({})
 _EMPTY = {OBJECT: None, LINES: None, MARKER: False, COUNT: 0}  # what a file not there reads as (LINES: [])
 
 
@@ -102,6 +104,8 @@ class RunFileTable:
         self.counts = tuple(f for f in self.all if f.kind == COUNT)
         self.stamped = tuple(f for f in self.all if f.kind != COUNT)  # what a refresh compares the stamps of
         self.indexed = tuple(f for f in self.all if f.kind in (OBJECT, COUNT))  # what an index entry holds
+        self.problem_names = tuple(f.name for f in self.objects if not f.damages)  # (problems_of: the order of problems)
+        self.lines_names = tuple(f.name for f in self.lines)
 
 
 RUN_FILES = RunFileTable([
@@ -127,7 +131,9 @@ class RunFiles:
     problems: list[str] = field(default_factory=list)  # files other than status.json that cannot be read
     archiving: bool = False
     attempts: int = 0
-    more: dict[str, Any] = field(default_factory=dict)  # files declared without a field of their own, by name
+    # files declared without a field of their own, by name (RunFile.put makes a new dict: one shared empty mapping
+    # until then, not a dict per run: 10,000 more objects for the garbage collector to walk)
+    more: Mapping[str, Any] = field(default_factory=lambda: _NO_MORE)
 
 
 @dataclass
@@ -245,19 +251,20 @@ def recheck_at(stamp: tuple[float, int] | None, read_at: float) -> float:
     return 0.0 if stamp is None or stamp[0] <= read_at - SETTLED else stamp[0] + SETTLED
 
 
-def problems_of(rel: str, state: Any) -> list[str]:
-    """The problems of a run's files (``rel``: its folder, as named to the user), in the order of RUN_FILES: each
-    unreadable OBJECT file (but the one that damages the run), then each LINES file's unreadable lines; ``state``:
-    name -> that file's FileState or None (dict.get)."""
+def problems_of(run_id: str, state: dict[Any, FileState], run_key: bool = False) -> list[str]:
+    """The problems of a run's files, in the order of RUN_FILES: each unreadable OBJECT file (but the one that
+    damages the run), then each LINES file's unreadable lines; ``state``: each file's FileState by its name (by
+    (run, name) with ``run_key``: RunReader.files)."""
     out = []
-    for spec in RUN_FILES.objects:
-        fs = state(spec.name)
+    get = state.get
+    for name in RUN_FILES.problem_names:
+        fs = get((run_id, name) if run_key else name)
         if fs is not None and fs.problem:
             out.append(fs.problem)
-    for spec in RUN_FILES.lines:
-        fs = state(spec.name)
-        if bad := (fs.bad if fs is not None else 0):
-            out.append(f"{rel}/{spec.name}: {bad} unreadable line{'s' if bad > 1 else ''} skipped")
+    for name in RUN_FILES.lines_names:
+        fs = get((run_id, name) if run_key else name)
+        if fs is not None and (bad := fs.bad):
+            out.append(f"{RUNS_DIR}/{run_id}/{name}: {bad} unreadable line{'s' if bad > 1 else ''} skipped")
     return out
 
 
@@ -299,9 +306,10 @@ def _read_lines_whole(files: RunFiles, spec: RunFile, folder: str, fs: FileState
     fs.mtime, fs.size = stamp or _NONE
 
 
-def read_folder(folder: str, rel: str, lines: bool = True) -> tuple[RunFiles, dict[str, FileState]]:
-    """The run folder ``folder`` (named ``rel`` to the user) read whole as it is now: every declared file (LINES files
-    only with ``lines``), and what was seen of each file read (its stamp, its problem, how far lines were read)."""
+def read_folder(folder: str, run_id: str, lines: bool = True) -> tuple[RunFiles, dict[str, FileState]]:
+    """The folder ``folder`` of run ``run_id`` read whole as it is now: every declared file (LINES files only with
+    ``lines``), and what was seen of each file read (its stamp, its problem, how far lines were read)."""
+    rel = f"{RUNS_DIR}/{run_id}"
     files = RunFiles(exists=True)
     state: dict[str, FileState] = {}
     for spec in RUN_FILES.objects:
@@ -315,15 +323,16 @@ def read_folder(folder: str, rel: str, lines: bool = True) -> tuple[RunFiles, di
     if lines:
         for spec in RUN_FILES.lines:
             _read_lines_whole(files, spec, folder, state.setdefault(spec.name, FileState()))
-    files.problems = problems_of(rel, state.get)
+    files.problems = problems_of(run_id, state)
     return files, state
 
 
-def stamps_of(state: Any) -> dict[str, tuple[float, int]]:
-    """The (mtime, size) of each OBJECT file there when read (what a run index entry records); ``state``: name ->
-    that file's FileState or None (dict.get)."""
+def stamps_of(run_id: str, state: dict[Any, FileState], run_key: bool = False) -> dict[str, tuple[float, int]]:
+    """The (mtime, size) of each OBJECT file there when read (what a run index entry records); ``state``: each file's
+    FileState by its name (by (run, name) with ``run_key``: RunReader.files)."""
+    get = state.get
     return {name: (fs.mtime, fs.size) for name in RUN_FILES.watched
-            if (fs := state(name)) is not None and fs.size >= 0}
+            if (fs := get((run_id, name) if run_key else name)) is not None and fs.size >= 0}
 
 
 def read_run(run: Run, metrics: bool = True) -> RunFiles:
@@ -331,7 +340,7 @@ def read_run(run: Run, metrics: bool = True) -> RunFiles:
     make this raise."""
     if not run.exists():
         return RunFiles()
-    return read_folder(str(run.path), f"{RUNS_DIR}/{run.id}", lines=metrics)[0]
+    return read_folder(str(run.path), run.id, lines=metrics)[0]
 
 
 # ---- run folders followed ---------------------------------------------------------------------------------------
@@ -419,7 +428,7 @@ class RunReader:
                     records = list(spec.value(files)) if before else []
                     spec.put(files, read_lines(f"{folder}/{spec.name}", fs, stamp, records))
             self.followed.add(run_id)
-        files.problems = problems_of(rel, lambda name: self.files.get((run_id, name)))
+        files.problems = problems_of(run_id, self.files, run_key=True)
         for spec, differs, fs, stamp in stamps:
             if spec.kind == MARKER:
                 spec.put(files, stamp is not None)
@@ -434,7 +443,7 @@ class RunReader:
     def _first_read(self, run_id: str, folder: str, dir_now: tuple[int, int], read_at: float,
                     wanted: bool) -> RunFiles:
         """A run folder seen for the first time: each file read with its stamp (read_folder)."""
-        files, state = read_folder(folder, f"{RUNS_DIR}/{run_id}", lines=False)
+        files, state = read_folder(folder, run_id, lines=False)
         for spec in RUN_FILES.stamped:
             fs = state.get(spec.name)
             if fs is not None:
@@ -461,7 +470,7 @@ class RunReader:
         not finished, or wanted), its problems."""
         if wanted or not summary_final(files):
             self._follow(run_id, folder, files)
-        files.problems = problems_of(f"{RUNS_DIR}/{run_id}", lambda name: self.files.get((run_id, name)))
+        files.problems = problems_of(run_id, self.files, run_key=True)
         self.snaps[run_id] = files
         return files
 
@@ -479,7 +488,7 @@ class RunReader:
             return None
         files = copy.copy(files)
         self._follow(run_id, f"{self.root}/{run_id}", files)
-        files.problems = problems_of(f"{RUNS_DIR}/{run_id}", lambda name: self.files.get((run_id, name)))
+        files.problems = problems_of(run_id, self.files, run_key=True)
         self.snaps[run_id] = files
         return files
 
@@ -499,4 +508,4 @@ class RunReader:
             at = self.read_at.get(run_id)
             if at is None or not indexable(files):
                 continue
-            yield run_id, at[0], at[1], stamps_of(lambda name, r=run_id: self.files.get((r, name))), files
+            yield run_id, at[0], at[1], stamps_of(run_id, self.files, run_key=True), files
