@@ -120,9 +120,7 @@ def parse_queue(data: dict[str, Any], path: Path, text: str | None = None) -> Qu
             layout.append([e for exp in _sweep(entry, index, defaults, name, at) for e in with_repeats(exp)])
         else:
             layout.append(_study(entry, index, name, at, study_problems))
-    for part in layout:
-        if isinstance(part, list):
-            _point_at_key_lines(text, part)
+    _point_at_key_lines(text, [e for part in layout if isinstance(part, list) for e in part])  # once: not per entry
     queue = Queue(path=path, defaults=defaults, experiments=[], problems=[], layout=layout, file_problems=problems,
                   study_problems=study_problems, text=text)
     return plan_studies(queue, None)
@@ -159,6 +157,8 @@ def plan_studies(queue: Queue, lookup: RunLookup | None) -> Queue:
 
 def _point_at_key_lines(text: str, experiments: list[Experiment]) -> None:
     """Refine "(line N)" of an error from the entry's header to the line that sets the offending key."""
+    if not any(e.error is not None and e.error.key for e in experiments):
+        return  # (nothing to point at: the text is not split, a queue may hold 10,000 entries)
     lines = text.splitlines()
     for exp in experiments:
         err = exp.error
