@@ -146,3 +146,13 @@ def test_a_run_file_declared_in_the_readers_table_is_read_by_the_cli_and_the_tui
         RUN_FILES.remove("notes.json")
     assert [f.name for f in RUN_FILES] == ["status.json", "config.json", "summary.json", "metrics.jsonl",
                                            ".archiving.json", "attempts"]
+
+
+def test_a_run_file_declared_twice_or_of_an_unknown_kind_is_refused_with_a_sentence_that_says_which():
+    import pytest
+
+    with pytest.raises(ValueError, match=r"run file 'metrics.jsonl' is declared already"):
+        RUN_FILES.add(RunFile("metrics.jsonl", OBJECT))
+    with pytest.raises(ValueError, match=r"run file 'notes.yaml': unknown kind 'yaml' \(one of object, lines"):
+        RUN_FILES.add(RunFile("notes.yaml", "yaml"))
+    assert [f.name for f in RUN_FILES][-1] == "attempts"

@@ -81,8 +81,10 @@ class RunFileTable:
             self.add(f)
 
     def add(self, spec: RunFile) -> None:
-        if spec.kind not in _EMPTY or any(f.name == spec.name for f in self._files):
-            raise ValueError(f"run file {spec.name!r}: already declared, or of an unknown kind {spec.kind!r}")
+        if spec.kind not in _EMPTY:
+            raise ValueError(f"run file {spec.name!r}: unknown kind {spec.kind!r} (one of {', '.join(_EMPTY)})")
+        if any(f.name == spec.name for f in self._files):
+            raise ValueError(f"run file {spec.name!r} is declared already")
         self._files.append(spec)
         self._group()
 
