@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .names import did_you_mean, is_int
+from .task import SYNTHETIC_DATASETS, check_classes
 
 OPTIMIZERS = ("adam", "adamw", "adagrad", "adamax", "rmsprop", "sgd", "adadelta")
 SCHEDULERS = ("none", "step", "plateau", "cosine", "onecycle")
@@ -50,6 +51,12 @@ class Config:
     # 0 keeps a project's earlier runs valid and comparable: their splits had no test part
     test_fraction: float = 0.0
     tiff_pages: str = "error"  # a folder's multi-page TIFFs: "error" (refused, naming the file), "first", "channels"
+    # the task (core/define/task.py): 2 classes is binary segmentation (any mask value > 0 is foreground); K >= 3
+    # classes read each mask pixel's value as its class (mask_values, default 0 ... K-1)
+    num_classes: int = 2
+    class_names: tuple = ()  # K names, background first (default background, c1, c2, ...)
+    mask_values: tuple = ()  # the pixel value of each class in the mask files (default: binary rule, or 0 ... K-1)
+    class_weights: tuple = ()  # the loss's weight of each class (default: all equal)
     # model
     base_channels: int = 16
     depth: int = 4
@@ -95,8 +102,14 @@ class Config:
     def fingerprint(self) -> str:
         """Stable hash of the definition of a run, every key but ``device`` (where it runs doesn't change what it is;
         ``amp = "auto"`` is hashed as written, so such a run resumes on a CPU or a GPU alike)."""
-        d = {k: v for k, v in self.to_dict().items() if k not in ("device",)}
+        d = {k: v for k, v in self.to_dict().items()
+             if k not in ("device",) and not (k in HASHED_IF_SET and v == HASHED_IF_SET[k])}
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+# keys added after fingerprints were first recorded: left out of the hash at these values (their defaults), so a
+# definition that does not set them keeps the fingerprint it had
+HASHED_IF_SET: dict[str, Any] = {"num_classes": 2, "class_names": (), "mask_values": (), "class_weights": ()}
 
 
 def field_to_key(name: str) -> str:
@@ -119,7 +132,32 @@ REPEAT_SEED_STRIDE = 1000  # repeat k of a configuration trains with seed + (k -
 
 
 def _type_name(t: Any) -> str:
-    return {"int": "an integer", "float": "a number", "str": "a string", "bool": "true or false"}[t]
+    return {"int": "an integer", "float": "a number", "str": "a string", "bool": "true or false",
+            "tuple": "a list"}[t]
+
+
+# the element type of each list-valued key, and an example
+LIST_KEYS: dict[str, tuple[type, str]] = {"class_names": (str, '["background", "cavity", "ring"]'),
+                                          "mask_values": (int, "[0, 128, 255]"),
+                                          "class_weights": (float, "[0.2, 1.0, 2.0]")}
+
+
+def _coerce_list(key: str, value: Any, where: str) -> tuple:
+    kind, example = LIST_KEYS[key]
+    if isinstance(value, str):  # --set class_names=a,b,c arrives as one text when it is not a TOML array
+        value = [v.strip() for v in value.split(",") if v.strip()]
+    if not isinstance(value, (list, tuple)):
+        raise ConfigError(where, key, f"must be a list, e.g. {key} = {example}; got {value!r}")
+    out = []
+    for v in value:
+        ok = (isinstance(v, str) if kind is str else
+              isinstance(v, int) and not isinstance(v, bool) if kind is int else
+              isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v))
+        if not ok:
+            what = {str: "names (strings)", int: "integers", float: "numbers"}[kind]
+            raise ConfigError(where, key, f"must be a list of {what}, e.g. {key} = {example}; got {list(value)!r}")
+        out.append(float(v) if kind is float else v)
+    return tuple(out)
 
 
 def flatten(table: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -156,7 +194,9 @@ def coerce(key: str, value: Any, where: str) -> Any:
         pass
     check_key(key, where)
     ftype = _TYPE_OF[key]
-    if ftype == "bool":
+    if ftype == "tuple":
+        value = _coerce_list(key, value, where)
+    elif ftype == "bool":
         if not isinstance(value, bool):
             raise ConfigError(where, key, f"must be true or false, got {value!r}")
     elif ftype == "int":
@@ -172,6 +212,8 @@ def coerce(key: str, value: Any, where: str) -> Any:
         if not isinstance(value, str):
             raise ConfigError(where, key, f"must be {_type_name('str')}, got {value!r}")
     _check_range(key, value, where)
+    if ftype == "tuple":
+        return value  # (not remembered: a list given is not hashable)
     if len(_ACCEPTED) >= _ACCEPTED_MAX:
         _ACCEPTED.clear()
     _ACCEPTED[memo] = value
@@ -206,10 +248,16 @@ _LIMITS: dict[str, tuple[tuple[Any, str], ...]] = {
     **{k: ((lambda v: v >= 1, "must be >= 1"),)
        for k in ("epochs", "batch_size", "base_channels", "depth", "lr_step_size", "num_images")},
     "image_size": ((lambda v: v >= 2, "must be >= 2"),),
+    "num_classes": ((lambda v: 2 <= v <= 255, "must be in [2, 255]: 2 is binary segmentation (background and "
+                     "foreground), K >= 3 a label map of K classes, background included"),),
     "seed": ((lambda v: 0 <= v <= MAX_SEED, f"must be in [0, {MAX_SEED}]"),),
     "data_seed": ((lambda v: 0 <= v <= MAX_SEED, f"must be in [0, {MAX_SEED}]"),),
     **{k: ((lambda v: v >= 0, "must be >= 0"),) for k in ("lr_patience", "preview_count", "early_stop_patience")},
 }
+
+
+def _builtin_list() -> str:
+    return ", ".join(f"synthetic:{k}" for k in SYNTHETIC_DATASETS)
 
 
 def _check_range(key: str, v: Any, where: str) -> None:
@@ -220,12 +268,12 @@ def _check_range(key: str, v: Any, where: str) -> None:
             raise ConfigError(where, key, f"must be auto, cpu, cuda or cuda:N, got {v!r}")
     elif key == "dataset":
         if not v.strip():
-            raise ConfigError(where, key, f"must name a dataset: synthetic:ventricle, synthetic:nuclei or a folder, got {v!r}")
+            raise ConfigError(where, key, f"must name a dataset: {_builtin_list()} or a folder, got {v!r}")
         if v.startswith("synthetic:"):
-            kinds = ("ventricle", "nuclei")
+            kinds = tuple(SYNTHETIC_DATASETS)
             kind = v.split(":", 1)[1]
             if kind not in kinds:
-                raise ConfigError(where, key, f"unknown built-in dataset {v!r}; {did_you_mean(kind, kinds)}valid: synthetic:ventricle, synthetic:nuclei")
+                raise ConfigError(where, key, f"unknown built-in dataset {v!r}; {did_you_mean(kind, kinds)}valid: {_builtin_list()}")
     else:
         for ok, what in _LIMITS.get(key, ()):
             if not ok(v):
@@ -288,6 +336,9 @@ def _cross_check(cfg: Config) -> tuple[str, str] | None:
         return "amp", "fp16 needs a CUDA device; use amp = \"off\" or \"bf16\" on the CPU"
     if cfg.seed + (cfg.repeats - 1) * REPEAT_SEED_STRIDE > MAX_SEED:
         return "seed", f"{cfg.seed} leaves no room for {cfg.repeats} repeats (seed + {REPEAT_SEED_STRIDE} per repeat)"
+    problem = check_classes(cfg.num_classes, cfg.class_names, cfg.mask_values, cfg.class_weights, cfg.dataset)
+    if problem:
+        return problem
     if cfg.scheduler in ("cosine", "plateau") and cfg.lr_min > cfg.lr:
         use = "the final rate of cosine" if cfg.scheduler == "cosine" else "the floor of plateau"
         return "lr_min", f"{cfg.lr_min:g} is above lr {cfg.lr:g}; lr_min is {use} and must not exceed lr"
@@ -312,7 +363,7 @@ def definition_changes(recorded: dict[str, Any], cfg: Config) -> list[tuple[str,
     """(key, recorded value, value now) for every key of ``cfg`` that differs from a run's recorded config (its
     config.json, or a checkpoint's config), ignoring NOT_DEFINITION. Empty: the run is of this very definition."""
     now = tuple(map(cfg.__dict__.__getitem__, _DEFINITION_NAMES))  # (a frozen dataclass's fields: what getattr reads)
-    was = tuple(map(recorded.get, _DEFINITION_KEYS, _DEFINITION_MISSING))
+    was = tuple(tuple(v) if type(v) is list else v for v in map(recorded.get, _DEFINITION_KEYS, _DEFINITION_MISSING))
     if was == now:  # the common case, compared in C (a project of 10,000 runs is judged at every start)
         return []
     return [(key, w, n) for key, w, n in zip(_DEFINITION_KEYS, was, now) if w != n]

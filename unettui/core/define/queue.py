@@ -21,7 +21,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from ..runs.index import cached_toml
-from .config import DEFAULTS, Config, ConfigError, build_config, coerce, flatten
+from .config import DEFAULTS, LIST_KEYS, Config, ConfigError, build_config, coerce, flatten
 from .experiment import Experiment, with_repeats
 from .names import safe_id, slug
 from .study import RunLookup, StudyStatus, expand
@@ -232,7 +232,9 @@ def _sweep(entry: dict[str, Any], index: int, defaults: Config, name: str, at: s
     where = f"{name} {origin}"
     try:
         prefix = _entry_id(entry, where)
-        grid = {k: v for k, v in values.items() if isinstance(v, list)}
+        # a list is the values swept; a key whose value is a list itself (class_weights) is swept by a list of lists
+        grid = {k: v for k, v in values.items()
+                if isinstance(v, list) and (k not in LIST_KEYS or (v and all(isinstance(x, list) for x in v)))}
         for k, v in grid.items():
             if not v:
                 raise ConfigError(where, k, "empty list: a sweep needs at least one value per key")

@@ -9,12 +9,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..define.task import SYNTHETIC_DATASETS
+
 IMAGE_EXTENSIONS = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 TIFF_EXTENSIONS = (".tif", ".tiff")
 # 3-D volume formats: refused with one line saying that unettui segments 2-D images (never skipped without a word)
 VOLUME_EXTENSIONS = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
 LOSSY_EXTENSIONS = (".jpg", ".jpeg", ".webp")  # compression noise: masks in these formats are thresholded at half
-SYNTHETIC_KINDS = ("ventricle", "nuclei")
+SYNTHETIC_KINDS = tuple(SYNTHETIC_DATASETS)
 MIN_SYNTHETIC_SIZE = 16
 # Bump when a synthetic generator draws different images for the same (kind, count, size, seed): runs made with the
 # earlier generator then read as "data changed" instead of silently mixing two datasets in one study.
