@@ -58,7 +58,7 @@ def predict(
 ) -> None:
     """Predict masks for new images with a trained run's best epoch's model (best.pt; --last: the last epoch's).
 
-    Each input is prepared as training prepared its images (the run's channels — a constant alpha dropped, grey replicated for an RGB run, any other channel count refused —, 8-bit / 255, 16-bit and float min-max per image, histogram equalisation if the run used it), padded to a square (edge pixels repeated) and resized to the run's image_size; the predicted probability is resized back, so every mask (OUTPUT/STEM.png: 255 where the probability > 0.5, else 0) has its input's own height and width, square or not.
+    Each input is prepared as training prepared its images (the run's channels — a constant alpha dropped, grey replicated for an RGB run, any other channel count refused —, 8-bit / 255, 16-bit and float min-max per image, histogram equalisation if the run used it), padded to a square (edge pixels repeated) and resized to the run's image_size; the predicted probability is resized back, so every mask (OUTPUT/STEM.png: 255 where the probability > 0.5, else 0; for a multi-class run the label map, each pixel the value its class has in the run's masks, mask_values) has its input's own height and width, square or not. --probabilities adds STEM_prob.png (multi-class: STEM_prob_CLASS.png per class), the probability as 0-255.
 
     Nothing is overwritten by default: before writing anything predict checks every file it will write, and refuses an OUTPUT that is the inputs' folder or already holds one of them (naming it; --overwrite replaces them), and inputs whose outputs would collide (x.png and x.tif; x_prob.png beside x's probability map). An input is never written over.
 
@@ -71,7 +71,8 @@ def predict(
     out = output or project / "predictions" / run_id
     try:
         files = image_files(target)
-        plan_outputs(files, out, probabilities, overwrite)  # refused before a model runs or a file is written
+        plan_outputs(files, out, probabilities, overwrite,  # refused before a model runs or a file is written
+                     None if tm.task.binary else tm.task.classes.names)
     except PredictError as exc:
         fail(" ".join(str(exc).split()))
     bar = _progress(len(files), f"{run_id}: predicting")
@@ -110,11 +111,11 @@ def evaluate(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object (run, weights, dataset, images, metrics, pixel counts) instead of the summary line."),
     device: str = typer.Option("auto", "--device", "-d", help="auto (a GPU when there is one), cpu, cuda or cuda:N."),
 ) -> None:
-    """Score a trained run's model: hard Dice and IoU (threshold 0.5, true/false positives summed over all the images, as everywhere in unettui) on a labelled folder, or on the run's own split.
+    """Score a trained run's model: hard Dice and IoU (threshold 0.5, true/false positives summed over all the images, as everywhere in unettui) on a labelled folder, or on the run's own split. A multi-class run prints a table per class (Dice, IoU, pixels in truth and prediction); its Dice is the mean over the classes that have a score.
 
     A folder is prepared exactly as a folder dataset is for training (pairs matched by stem, centre-cropped, resized). Without DATASET the run's own images are rebuilt with its split: `evaluate RUN` reproduces the run's best val Dice, `--split test` gives its held-out test score.
 
-    With --json the result is one JSON object for scripts: {"run", "weights": {"file", "epoch", "last"}, "device", "dataset": {"folder"} or {"spec", "split"}, "images", "metrics": {"dice", "iou"}, "counts": {"tp", "fp", "fn", "tn", "pixels"}, "counted_at": {"height", "width"}, "threshold"}.
+    With --json the result is one JSON object for scripts: {"run", "weights": {"file", "epoch", "last"}, "device", "dataset": {"folder"} or {"spec", "split"}, "images", "metrics": {"dice", "iou"}, "counts": {"tp", "fp", "fn", "tn", "pixels"}, "counted_at": {"height", "width"}, "threshold"}; a multi-class run adds "metrics": {"dice_min"} and "classes": [{"class", "value", "dice", "iou", "tp", "fp", "fn", "truth_pixels", "predicted_pixels"}] (null: no score).
 
     Example: unettui evaluate seed-augment-rotate20 new-labelled-scans/ --json
     """
@@ -138,15 +139,52 @@ def evaluate(
     finally:
         if bar is not None:
             bar.stop()
+    binary = not result.classes
     if as_json:
-        typer.echo(json.dumps({
+        out = {
             "run": run_id, **_weights(tm), "device": str(tm.device),
             "dataset": {"folder": str(dataset)} if dataset is not None else {"spec": tm.cfg.dataset, "split": split.value},
             "images": result.images, "metrics": {"dice": result.dice, "iou": result.iou},
             "counts": {"tp": result.tp, "fp": result.fp, "fn": result.fn, "tn": result.tn,
                        "pixels": result.images * result.side * result.side},
-            "counted_at": {"height": result.side, "width": result.side}, "threshold": 0.5}))
+            "counted_at": {"height": result.side, "width": result.side},
+            "threshold": 0.5 if binary else "argmax"}
+        if not binary:
+            out["metrics"]["dice_min"] = result.dice_min
+            out["classes"] = [c.as_dict() for c in result.classes]
+            out["class_mean"] = "over the foreground classes with a score (a class in no image, truth or prediction, has none)"
+        typer.echo(json.dumps(out))
         return
     typer.echo(f"{run_id} ({tm.weights}) on {where}: {result.images} image{'s' if result.images != 1 else ''}, "
-               f"Dice {result.dice:.4f}, IoU {result.iou:.4f} (TP {result.tp:.0f}, FP {result.fp:.0f}, "
+               f"Dice {_num(result.dice)}, IoU {_num(result.iou)} (TP {result.tp:.0f}, FP {result.fp:.0f}, "
                f"FN {result.fn:.0f}; device {tm.device})")
+    if not binary:
+        _class_table(result)
+
+
+def _num(v: float | None) -> str:
+    return "—" if v is None else f"{v:.4f}"
+
+
+def _class_table(result) -> None:
+    """evaluate's per-class table: Dice, IoU and pixel counts of each foreground class."""
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False, title=None)
+    for col, justify in (("class", "left"), ("value", "right"), ("Dice", "right"), ("IoU", "right"),
+                         ("truth px", "right"), ("predicted px", "right"), ("TP", "right"), ("FP", "right"),
+                         ("FN", "right")):
+        table.add_column(col, justify=justify)
+    for c in result.classes:
+        table.add_row(c.name, str(c.value), _num(c.dice), _num(c.iou), f"{c.truth_pixels:.0f}",
+                      f"{c.predicted_pixels:.0f}", f"{c.tp:.0f}", f"{c.fp:.0f}", f"{c.fn:.0f}")
+    table.add_row("mean", "", _num(result.dice), _num(result.iou), "", "", "", "", "", style="bold")
+    table.add_row("worst", "", _num(result.dice_min), "", "", "", "", "", "")
+    from rich.console import Console
+
+    console = Console()
+    console.print(table)
+    if any(c.dice is None for c in result.classes):
+        missing = ", ".join(c.name for c in result.classes if c.dice is None)
+        console.print(f"— {missing}: in no image, truth or prediction, so no score; the mean is over the classes "
+                      "that have one")

@@ -20,6 +20,7 @@ __all__ = [
     "inv_dice_bce_loss",
     "switching_loss",
     "make_loss",
+    "multiclass_loss",
 ]
 
 LOSSES = ("bce", "dice", "dice_bce", "inv_dice_bce", "switching")
@@ -157,3 +158,65 @@ def make_loss(name: str, switch_lambda: float = 0.75, switch_tau: float = 0.05) 
         switching.__doc__ = f"switching_loss with λ = {lam}, tau = {tau}."
         return switching
     raise ValueError(f"unknown loss {name!r}; valid losses: {', '.join(LOSSES)}")
+
+
+def multiclass_loss(name: str, k: int, switch_lambda: float = 0.75, switch_tau: float = 0.05,
+                    class_weights: tuple[float, ...] | None = None) -> LossFn:
+    """The loss ``name`` (one of LOSSES) for K classes: ``(logits [B, K, H, W], target [B, 1, H, W] class indices)
+    -> scalar float32``. Every loss is the binary one generalised; with K = 2 and single-channel logits ``x`` (the
+    binary task with class weights) the logits are read as the two classes' (0, x), whose softmax is (1 - σ(x), σ(x)).
+
+    * bce → softmax cross-entropy, the mean over pixels (with ``class_weights``: each pixel weighted by its true
+      class's weight, divided by the sum of those weights: torch's weighted mean);
+    * dice → 1 − the mean over the foreground classes (1 ... K-1) of the soft Dice of each, each summed over the
+      whole batch with smooth = 1 as the binary dice (a class absent from the batch and not predicted scores ≈ 1,
+      so it does not pull the mean); with ``class_weights``, the mean weighted by the foreground classes' weights;
+    * dice_bce → cross-entropy + that Dice loss;
+    * inv_dice_bce → cross-entropy + that Dice loss + (1 − the soft Dice of the background class): the binary
+      loss's "inverted Dice" is the Dice of 1 − p on 1 − y, which is exactly the background class's;
+    * switching → cross-entropy + w·(1 − foreground Dice) + (1 − w)·(1 − background Dice), w = λ when the batch's
+      share of foreground pixels (any class but background) is above τ, else 1 − λ: the binary rule, the foreground
+      being every class but the background.
+    """
+    if name not in LOSSES:
+        raise ValueError(f"unknown loss {name!r}; valid losses: {', '.join(LOSSES)}")
+    _check_switch_params(switch_lambda, switch_tau)
+    lam, tau = float(switch_lambda), float(switch_tau)
+    weights = torch.tensor(class_weights, dtype=torch.float32) if class_weights else None
+    if weights is not None and weights.numel() != k:
+        raise ValueError(f"class_weights has {weights.numel()} values for {k} classes")
+    fg_weights = None
+    if weights is not None and float(weights[1:].sum()) > 0:
+        fg_weights = weights[1:] / weights[1:].sum()
+
+    def loss(logits: Tensor, target: Tensor) -> Tensor:
+        with _no_autocast(logits):
+            x = logits.float()
+            if x.shape[1] == 1 and k == 2:
+                x = torch.cat([torch.zeros_like(x), x], dim=1)
+            if x.shape[1] != k or target.shape[1:] != (1, *x.shape[2:]) or target.shape[0] != x.shape[0]:
+                raise ValueError(f"loss: expected logits [B, {k}, H, W] and class indices [B, 1, H, W], got "
+                                 f"{list(logits.shape)} and {list(target.shape)}")
+            y = target[:, 0].to(device=x.device).long()
+            w = weights.to(x.device) if weights is not None else None
+            ce = F.cross_entropy(x, y, weight=w)
+            if name == "bce":
+                return ce
+            p = torch.softmax(x, dim=1)
+            onehot = F.one_hot(y, k).permute(0, 3, 1, 2).to(p.dtype)
+            dims = (0, 2, 3)
+            dice = (2.0 * (p * onehot).sum(dims) + 1.0) / (p.sum(dims) + onehot.sum(dims) + 1.0)  # [K]
+            fg = 1.0 - ((dice[1:] * fg_weights.to(x.device)).sum() if fg_weights is not None else dice[1:].mean())
+            if name == "dice":
+                return fg
+            if name == "dice_bce":
+                return ce + fg
+            bg = 1.0 - dice[0]
+            if name == "inv_dice_bce":
+                return ce + fg + bg
+            share = (y > 0).float().mean()
+            sw = torch.where(share > tau, lam, 1.0 - lam)
+            return ce + sw * fg + (1.0 - sw) * bg
+
+    loss.__doc__ = f"{name} for {k} classes" + (f", class weights {list(class_weights)}" if class_weights else "")
+    return loss

@@ -268,31 +268,57 @@ class _MemberMeanBCE(torch.autograd.Function):
         return (x.sigmoid() - y) * grad.view(-1, *[1] * (x.dim() - 1)) / per_member, None
 
 
-class PackLoss:
-    """Every member's project loss (losses.make_loss) in ONE set of ops: [N] float32, backprop its ``.sum()``.
+# the losses with a fused fast path for binary, unweighted members: (c, a, b) of c*bce + a*(1 - dice(p, y)) +
+# b*(1 - dice(1-p, 1-y)) (switching's a and b are chosen per batch); any other loss or task takes the generic path
+FUSED = {"bce": (1, 0, 0), "dice": (0, 1, 0), "dice_bce": (1, 1, 0), "inv_dice_bce": (1, 1, 1), "switching": (1, 1, 1)}
 
-    Each loss is c*bce + a*(1 - dice(p, y)) + b*(1 - dice(1-p, 1-y)) per member, each sum over the
-    member's whole batch as make_loss's: bce (c,a,b) = (1,0,0), dice (0,1,0), dice_bce (1,1,0),
-    inv_dice_bce (1,1,1), switching (1, w, 1-w) with w = lambda if mean(y) > tau else 1-lambda. The
-    terms are added in make_loss's order and 1*t + 0 = t, so it is make_loss's maths; on the CPU at
-    32-64 px it is bit-identical (a reduction split over threads or GPU blocks rounds differently).
+
+class PackLoss:
+    """Every member's project loss: [N] float32, backprop its ``.sum()``.
+
+    Generic path (any loss, any task): each member's own loss function (its Task's: losses.make_loss or
+    losses.multiclass_loss) on its logits, stacked. Fused path, taken when every member is binary without class
+    weights and its loss is in FUSED: ONE set of ops, each loss c*bce + a*(1 - dice(p, y)) + b*(1 - dice(1-p, 1-y))
+    per member, each sum over the member's whole batch as make_loss's: bce (c,a,b) = (1,0,0), dice (0,1,0), dice_bce
+    (1,1,0), inv_dice_bce (1,1,1), switching (1, w, 1-w) with w = lambda if mean(y) > tau else 1-lambda. The terms
+    are added in make_loss's order and 1*t + 0 = t, so it is make_loss's maths; on the CPU at 32-64 px it is
+    bit-identical (a reduction split over threads or GPU blocks rounds differently). tests/unit/test_pack_tasks.py
+    checks both paths against solo losses for every loss in LOSSES and every task.
     """
 
-    def __init__(self, specs: Sequence[tuple[str, float, float]]):  # (loss, switch_lambda, switch_tau)
+    def __init__(self, specs: Sequence[tuple[str, float, float]], fns: Sequence[Callable[[Tensor, Tensor], Tensor]]
+                 | None = None, fused: bool | None = None):
+        """``specs``: each member's (loss, switch_lambda, switch_tau); ``fns``: each member's loss function (None:
+        make_loss's, the binary task's); ``fused``: take the fused path (None: when every loss has one and every
+        member is binary and unweighted, i.e. ``fns`` not given)."""
         for name, lam, tau in specs:
             make_loss(name, lam, tau)  # validates
-        coef = {"bce": (1, 0, 0), "dice": (0, 1, 0), "dice_bce": (1, 1, 0), "inv_dice_bce": (1, 1, 1), "switching": (1, 1, 1)}
-        rows = [[*coef[n], n == "switching", lam, 1.0 - lam, tau] for n, lam, tau in specs]
+        self.fns = list(fns) if fns is not None else [make_loss(*spec) for spec in specs]
+        if fused is None:
+            fused = fns is None
+        self.fused = bool(fused) and all(name in FUSED for name, _, _ in specs)
+        rows = [[*FUSED.get(n, (0, 0, 0)), n == "switching", lam, 1.0 - lam, tau] for n, lam, tau in specs]
         self.table = torch.tensor(rows, dtype=torch.float32).T.contiguous()  # c, a, b, switch, lam, 1-lam, tau
         self.need = [any(r[k] for r in rows) for k in range(4)]  # bce, dice, inverted dice, switching
         self._on: dict[torch.device, tuple[Tensor, ...]] = {}
 
     @classmethod
     def from_configs(cls, cfgs: Sequence) -> PackLoss:
+        """The binary task's losses of ``cfgs`` (fused where it can)."""
         return cls([(c.loss, c.switch_lambda, c.switch_tau) for c in cfgs])
 
+    @classmethod
+    def from_members(cls, cfgs: Sequence, tasks: Sequence) -> PackLoss:
+        """The losses of members of ``cfgs`` and their Tasks (core.learn.task): fused when every one is binary
+        and unweighted with a fused loss, else each member's own loss function."""
+        fusable = all(t.binary and t.weights is None for t in tasks)
+        return cls([(c.loss, c.switch_lambda, c.switch_tau) for c in cfgs], [t.loss_fn for t in tasks],
+                   fused=fusable)
+
     def __call__(self, logits: Tensor, targets: Tensor) -> Tensor:
-        """logits and targets [N, B, 1, H, W] -> [N] float32 losses."""
+        """logits [N, B, C, H, W] and targets [N, B, 1, H, W] -> [N] float32 losses."""
+        if not self.fused:
+            return torch.stack([fn(logits[i], targets[i]) for i, fn in enumerate(self.fns)])
         if logits.device not in self._on:
             self._on[logits.device] = tuple(self.table.to(logits.device))
         c, a, b, switch, lam, lam1, tau = self._on[logits.device]

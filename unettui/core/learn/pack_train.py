@@ -55,16 +55,16 @@ from ..define.config import Config
 from ..runs.store import BEST_WEIGHTS, CHECKPOINT, METRICS, SUMMARY, Run, append_jsonl, atomic_write_json
 from ..show.preview import save_preview
 from .augment import rotate_batch
-from .metrics import dice_from_counts, iou_from_counts
 from .optim import Schedule, make_optimizer
 from .pack import PackedUNet, PackLoss, PackOptimizer
+from .task import Scores
 from .train import Events, Result, Trainer, diverged_message, resolve_amp, resolve_device
 
 __all__ = ["PACK_KEYS", "pack_key", "PackMember", "PackTrainer"]
 
 # the definition keys every member of a pack shares (with the resolved device and AMP dtype)
 PACK_KEYS = ("dataset", "num_images", "data_seed", "image_size", "train_fraction", "test_fraction", "augment.histeq",
-             "tiff_pages", "base_channels", "depth", "batch_size")
+             "tiff_pages", "num_classes", "mask_values", "base_channels", "depth", "batch_size")
 
 
 def _device_name(device: torch.device) -> str:
@@ -136,7 +136,7 @@ class PackMember(Trainer):
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), **self.pack_info}
 
-    def evaluate(self, images: Tensor | None = None, masks: Tensor | None = None) -> tuple[float, float, float]:
+    def evaluate(self, images: Tensor | None = None, masks: Tensor | None = None) -> Scores:
         if self.pack is None:
             return super().evaluate(images, masks)
         if images is None or images is self.val_x:
@@ -149,16 +149,6 @@ class PackMember(Trainer):
         if self.pack is None:
             return super().predict_preview()
         return self.pack.preview(self)
-
-
-def _member_counts(logits: Tensor, targets: Tensor) -> Tensor:
-    """[N, 3] int64 (tp, fp, fn) per member of [N, B, 1, H, W] logits and targets (metrics.confusion_counts each)."""
-    pred, truth = logits > 0, targets.to(logits.device) > 0.5
-    dims = tuple(range(1, logits.dim()))
-    tp = (pred & truth).sum(dim=dims, dtype=torch.int64)
-    fp = (pred & ~truth).sum(dim=dims, dtype=torch.int64)
-    fn = (~pred & truth).sum(dim=dims, dtype=torch.int64)
-    return torch.stack([tp, fp, fn], dim=-1)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -191,6 +181,7 @@ class PackTrainer:
         self.train_x, self.train_y = first.train_x, first.train_y
         self.val_x, self.val_y, self.test_x, self.test_y = first.val_x, first.val_y, first.test_x, first.test_y
         self.names = first.names
+        self.task = first.task  # (the members share num_classes and mask_values: the same outputs and counts)
         self.model: PackedUNet | None = None
         self.popt: PackOptimizer | None = None
         self.loss: PackLoss | None = None
@@ -233,7 +224,7 @@ class PackTrainer:
             m.schedule = Schedule(m.cfg, m.optimizer, m.steps_per_epoch)
             m.optimizer.load_state_dict(opt_state)
             m.schedule.load_state_dict(sched_state)
-        self.loss = PackLoss.from_configs([m.cfg for m in members])
+        self.loss = PackLoss.from_members([m.cfg for m in members], [m.task for m in members])
         self._cache = {}
 
     def _release(self, m: PackMember) -> None:
@@ -290,11 +281,12 @@ class PackTrainer:
                 masks = torch.where(f, masks.flip(flip_dim), masks)
         if rotating:
             rows = torch.cat([torch.arange(i * b, (i + 1) * b) for i in rotating]).to(images.device)
-            turned, turned_masks = rotate_batch(images[rows], masks[rows], angles[rotating].reshape(-1))
+            turned, turned_masks = rotate_batch(images[rows], masks[rows], angles[rotating].reshape(-1),
+                                                **({"num_classes": self.task.k} if not self.task.binary else {}))
             images, masks = images.index_copy(0, rows, turned), masks.index_copy(0, rows, turned_masks)
         return images.reshape(x.shape), masks.reshape(y.shape)
 
-    def train_epoch(self) -> list[tuple[float, float]]:
+    def train_epoch(self) -> list[tuple[float, float | None]]:
         """One epoch of every member in the pack, each over its own shuffled order: (mean loss, hard Dice) each.
         A member whose should_stop says so is frozen for the rest of the epoch (``stopping``)."""
         members, n, bs = self.in_pack, len(self.in_pack), self.bs
@@ -302,7 +294,7 @@ class PackTrainer:
         self.model.train()
         order = torch.stack([torch.randperm(m.n_train, generator=m.shuffle_gen) for m in members]).to(self.device)
         loss_sum = torch.zeros(n, device=self.device, dtype=torch.float64)
-        counts = torch.zeros(n, 3, device=self.device, dtype=torch.float64)
+        counts = torch.zeros(n, self.task.k - 1, 3, device=self.device, dtype=torch.float64)
         steps = self.steps_per_epoch
         stepping = [i for i, m in enumerate(members) if not m.stopping]
         for step in range(steps):
@@ -327,13 +319,13 @@ class PackTrainer:
             for i in stepping:
                 members[i].schedule.batch_end()
             loss_sum += losses.detach() * idx.shape[1]
-            counts += _member_counts(logits.detach(), y)
+            counts += self.task.member_counts(logits.detach(), y)
             for i in stepping:
                 on_batch = members[i].events.on_batch
                 if on_batch is not None:
                     on_batch(members[i].epoch + 1, step + 1, steps)
         sums, cnts = loss_sum.tolist(), counts.tolist()
-        return [(sums[i] / m.n_train, dice_from_counts(*cnts[i])) for i, m in enumerate(members)]
+        return [(sums[i] / m.n_train, m.task.train_dice(cnts[i])) for i, m in enumerate(members)]
 
     @torch.no_grad()
     def _forward_eval(self, images: Tensor) -> Tensor:
@@ -347,16 +339,16 @@ class PackTrainer:
             return self.model(x)
 
     @torch.no_grad()
-    def scores(self, which: str) -> list[tuple[float, float, float]]:
-        """(loss, hard Dice, IoU) of every member in the pack on the shared validation ("val") or test ("test")
-        images, as Trainer.evaluate computes them; computed once per epoch."""
+    def scores(self, which: str) -> list[Scores]:
+        """The Scores of every member in the pack on the shared validation ("val") or test ("test") images, as
+        Trainer.evaluate computes them; computed once per epoch."""
         if which in self._cache:
             return self._cache[which]
         assert self.loss is not None
         images, masks = (self.val_x, self.val_y) if which == "val" else (self.test_x, self.test_y)
         n = len(self.in_pack)
         loss_sum = torch.zeros(n, device=self.device, dtype=torch.float64)
-        counts = torch.zeros(n, 3, device=self.device, dtype=torch.float64)
+        counts = torch.zeros(n, self.task.k - 1, 3, device=self.device, dtype=torch.float64)
         for start in range(0, len(images), self.bs):
             x, y = images[start: start + self.bs], masks[start: start + self.bs]
             logits = self._forward_eval(x)
@@ -364,9 +356,9 @@ class PackTrainer:
             with self.autocast():
                 losses = self.loss(logits, y)
             loss_sum += losses.double() * len(x)
-            counts += _member_counts(logits, y)
+            counts += self.task.member_counts(logits, y)
         total, cnts = len(images), counts.tolist()
-        out = [(s / total, dice_from_counts(*c), iou_from_counts(*c)) for s, c in zip(loss_sum.tolist(), cnts)]
+        out = [m.task.scores(s / total, c) for m, s, c in zip(self.in_pack, loss_sum.tolist(), cnts)]
         self._cache[which] = out
         return out
 
@@ -376,10 +368,12 @@ class PackTrainer:
         k = min(m.cfg.preview_count, m.n_val)
         key = ("preview", k)
         if key not in self._cache:
-            prob = torch.sigmoid(self._forward_eval(self.val_x[:k]).float()).cpu()
+            logits = self._forward_eval(self.val_x[:k])
+            prob = self.task.probabilities(logits.flatten(0, 1)).reshape(logits.shape).cpu()
             self._cache[key] = (prob, self.val_x[:k].float().cpu(), self.val_y[:k].cpu())
         prob, images, masks = self._cache[key]
-        return {"images": images, "masks": masks, "probs": prob[m.slot], "names": self.names[:k]}
+        return {"images": images, "masks": masks, "probs": prob[m.slot], "names": self.names[:k],
+                "class_names": m.task.classes.names}
 
     def _snapshot(self) -> dict[str, Any]:
         assert self.model is not None

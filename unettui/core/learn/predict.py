@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +18,8 @@ from ..runs.store import BEST_WEIGHTS, CHECKPOINT, Run, atomic_write_bytes
 from .data import DatasetError, equalize_histogram
 from .dataset_id import IMAGE_EXTENSIONS, volume_suffix
 from .folders import fit_channels, image_to_float, read_image_file, refuse_volumes, resize_image
-from .metrics import confusion_counts, dice_from_counts, iou_from_counts
 from .model import UNet
+from .task import Task, task_of
 from .train import resolve_amp, resolve_device
 
 
@@ -39,6 +39,7 @@ class TrainedModel:
     weights: str  # "best.pt (epoch 7)" / "checkpoint.pt (last epoch, 12)"
     device: torch.device
     amp_dtype: torch.dtype | None
+    task: Task
 
     def autocast(self):
         return torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None)
@@ -85,13 +86,14 @@ def load_model(run: Run, last: bool = False, device: str = "auto") -> TrainedMod
     state = blob["model"]
     in_channels = int(blob.get("in_channels") or state["encoders.0.0.weight"].shape[1])
     dev = resolve_device(device)
-    model = UNet(in_channels, 1, cfg.base_channels, cfg.depth, cfg.dropout)
+    task = task_of(cfg)
+    model = UNet(in_channels, task.out_channels, cfg.base_channels, cfg.depth, cfg.dropout)
     model.load_state_dict(state)
     model.to(dev).eval()
     epoch = int(blob.get("epoch") or 0)
     weights = f"checkpoint.pt (last epoch, {epoch})" if last else f"best.pt (epoch {epoch})"
     amp = resolve_amp(cfg.amp, dev) if dev.type == "cuda" else None
-    return TrainedModel(run.id, model, cfg, in_channels, epoch, weights, dev, amp)
+    return TrainedModel(run.id, model, cfg, in_channels, epoch, weights, dev, amp, task)
 
 
 def image_files(target: Path) -> list[Path]:
@@ -143,17 +145,19 @@ def prepare(image: np.ndarray, path: Path, tm: TrainedModel) -> tuple[torch.Tens
 
 @torch.no_grad()
 def probabilities(tm: TrainedModel, x: torch.Tensor, size: tuple[int, int], side: int) -> np.ndarray:
-    """The foreground probability of every pixel of the original image ([H, W] float32 in [0, 1])."""
+    """The probability of every pixel of the original image: binary [H, W] (the foreground's), multi-class
+    [K, H, W] (each class's; they sum to 1), float32 in [0, 1]."""
     x = x.to(tm.device)
     if tm.device.type == "cuda":
         x = x.contiguous(memory_format=torch.channels_last)
     with tm.autocast():
         logits = tm.model(x).float()
-    prob = torch.sigmoid(logits)
+    prob = tm.task.probabilities(logits)
     if side != tm.cfg.image_size:
         prob = F.interpolate(prob, size=(side, side), mode="bilinear", align_corners=False)
     h, w = size
-    return prob[0, 0, :h, :w].clamp(0, 1).cpu().numpy()
+    prob = prob[0, :, :h, :w].clamp(0, 1).cpu().numpy()
+    return prob[0] if tm.task.binary else prob
 
 
 def pages_hint(tm: TrainedModel) -> str:
@@ -164,27 +168,35 @@ def pages_hint(tm: TrainedModel) -> str:
 
 @dataclass
 class Planned:
-    """What predict writes for one input: its mask and, with probabilities, its probability map."""
+    """What predict writes for one input: its mask and, with probabilities, its probability map(s) (binary: one,
+    ``<stem>_prob.png``; multi-class: one per class, ``<stem>_prob_<class>.png``)."""
 
     source: Path
     mask: Path
-    prob: Path | None
+    probs: list[Path]
+
+    @property
+    def prob(self) -> Path | None:
+        return self.probs[0] if self.probs else None
 
 
 def plan_outputs(files: list[Path], out_dir: Path, with_probabilities: bool = False,
-                 overwrite: bool = False) -> list[Planned]:
+                 overwrite: bool = False, class_names: tuple[str, ...] | None = None) -> list[Planned]:
     """Every file predict will write, checked before anything is written: two inputs never write one file (``x.png``
     and ``x.tif``; ``x_prob.png`` as an input beside ``x``'s probability map), no output replaces an input (even with
     ``overwrite``), and without ``overwrite`` the output folder is not an input's folder and holds none of the files.
-    A PredictError names the file and what to do."""
+    A PredictError names the file and what to do. ``class_names``: a multi-class run's classes (one probability
+    map per class)."""
     out_dir = Path(out_dir)
     plans: list[Planned] = []
     writer: dict[str, Path] = {}  # output file name -> the input that writes it
     for f in files:
-        plan = Planned(f, out_dir / f"{f.stem}.png", out_dir / f"{f.stem}_prob.png" if with_probabilities else None)
-        for target in (plan.mask, plan.prob):
-            if target is None:
-                continue
+        probs = []
+        if with_probabilities:
+            probs = ([out_dir / f"{f.stem}_prob_{c}.png" for c in class_names] if class_names
+                     else [out_dir / f"{f.stem}_prob.png"])
+        plan = Planned(f, out_dir / f"{f.stem}.png", probs)
+        for target in (plan.mask, *plan.probs):
             other = writer.get(target.name)
             if other is not None:
                 raise PredictError(f"inputs {other} and {f} would both be written to {target}: rename one of them")
@@ -192,8 +204,8 @@ def plan_outputs(files: list[Path], out_dir: Path, with_probabilities: bool = Fa
         plans.append(plan)
     inputs = {_real(f) for f in files}
     for plan in plans:
-        for target in (plan.mask, plan.prob):
-            if target is not None and _real(target) in inputs:
+        for target in (plan.mask, *plan.probs):
+            if _real(target) in inputs:
                 raise PredictError(f"{target} is one of the inputs: its mask would be written over it; choose "
                                    "another OUTPUT folder")
     if overwrite:
@@ -203,7 +215,7 @@ def plan_outputs(files: list[Path], out_dir: Path, with_probabilities: bool = Fa
         raise PredictError(f"OUTPUT {out_dir} is the folder of the input images: masks written there mix with them "
                            "(and are read as inputs next time); choose another folder, or --overwrite to write there "
                            "anyway")
-    targets = [t for p in plans for t in (p.mask, p.prob) if t is not None]
+    targets = [t for p in plans for t in (p.mask, *p.probs)]
     existing = [t for t in targets if t.exists() or t.is_symlink()]
     if existing:
         more = f" (and {len(existing) - 1} more of the {len(targets)} files predict would write)" if len(existing) > 1 else ""
@@ -225,15 +237,28 @@ def _png(a: np.ndarray) -> bytes:
     return iio.imwrite("<bytes>", a, extension=".png")
 
 
+def label_map(tm: TrainedModel, prob: np.ndarray) -> np.ndarray:
+    """The mask predict writes from ``probabilities``: binary uint8 255 where the probability > 0.5, else 0; multi-class
+    each pixel's most probable class as its value in the run's masks (``mask_values``), uint8 (uint16 when a value
+    is above 255)."""
+    if tm.task.binary:
+        return (prob > 0.5).astype(np.uint8) * 255
+    values = np.asarray(tm.task.classes.values or range(tm.task.k))
+    dtype = np.uint8 if values.max() <= 255 else np.uint16
+    return values.astype(dtype)[prob.argmax(axis=0)]
+
+
 def predict(tm: TrainedModel, files: list[Path], out_dir: Path, with_probabilities: bool = False,
             on_file: Callable[[int, int, Path], None] | None = None, overwrite: bool = False) -> list[dict]:
-    """Write ``<stem>.png`` (the mask: 255 foreground where the probability > 0.5, else 0, at the input's size) for
-    each file into ``out_dir`` (and ``<stem>_prob.png``, the probability as 0-255, with ``with_probabilities``), each
-    file replaced atomically. Everything it will write is checked first (``plan_outputs``: nothing is replaced without
-    ``overwrite``, an input never). Returns one record per input: its files and pixel counts. An unreadable input is
-    a PredictError naming it; files before it are kept."""
+    """Write ``<stem>.png`` (the mask at the input's size: binary 255 foreground where the probability > 0.5, else 0;
+    multi-class the label map, each pixel its class's value in the run's masks) for each file into ``out_dir`` (with
+    ``with_probabilities`` also the probability as 0-255: ``<stem>_prob.png``, or per class ``<stem>_prob_<class>.png``),
+    each file replaced atomically. Everything it will write is checked first (``plan_outputs``: nothing is replaced
+    without ``overwrite``, an input never). Returns one record per input: its files and pixel counts (multi-class: per
+    class). An unreadable input is a PredictError naming it; files before it are kept."""
     out_dir = Path(out_dir)
-    plans = plan_outputs(files, out_dir, with_probabilities, overwrite)
+    names = None if tm.task.binary else tm.task.classes.names
+    plans = plan_outputs(files, out_dir, with_probabilities, overwrite, names)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for i, plan in enumerate(plans, 1):
@@ -243,29 +268,68 @@ def predict(tm: TrainedModel, files: list[Path], out_dir: Path, with_probabiliti
             raise PredictError(str(exc)) from None
         x, size, side = prepare(image, plan.source, tm)
         prob = probabilities(tm, x, size, side)
-        mask = prob > 0.5
-        atomic_write_bytes(plan.mask, _png(mask.astype(np.uint8) * 255))
-        if plan.prob is not None:
-            atomic_write_bytes(plan.prob, _png(np.round(prob * 255).astype(np.uint8)))
-        written.append({"input": str(plan.source), "mask": str(plan.mask),
-                        "probabilities": str(plan.prob) if plan.prob is not None else None,
-                        "height": size[0], "width": size[1], "foreground_pixels": int(mask.sum())})
+        mask = label_map(tm, prob)
+        atomic_write_bytes(plan.mask, _png(mask))
+        maps = [prob] if tm.task.binary else list(prob)
+        for path, p in zip(plan.probs, maps):
+            atomic_write_bytes(path, _png(np.round(p * 255).astype(np.uint8)))
+        record = {"input": str(plan.source), "mask": str(plan.mask),
+                  "probabilities": str(plan.prob) if plan.prob is not None else None,
+                  "height": size[0], "width": size[1]}
+        if tm.task.binary:
+            record["foreground_pixels"] = int((mask > 0).sum())
+        else:
+            record["probabilities"] = [str(p) for p in plan.probs] or None
+            classes = prob.argmax(axis=0)
+            record["class_pixels"] = {n: int((classes == c).sum()) for c, n in enumerate(tm.task.classes.names)}
+            record["foreground_pixels"] = int((classes > 0).sum())
+        written.append(record)
         if on_file is not None:
             on_file(i, len(plans), plan.source)
     return written
 
 
 @dataclass
-class Scores:
-    """Dice and IoU from true/false positives summed over every image (as everywhere in unettui), and the counts."""
+class ClassScore:
+    """One foreground class's Dice and IoU (None: the class is in no image, truth or prediction) and pixels."""
 
-    dice: float
-    iou: float
+    name: str
+    value: int
+    dice: float | None
+    iou: float | None
+    tp: float
+    fp: float
+    fn: float
+
+    @property
+    def truth_pixels(self) -> float:
+        return self.tp + self.fn
+
+    @property
+    def predicted_pixels(self) -> float:
+        return self.tp + self.fp
+
+    def as_dict(self) -> dict:
+        return {"class": self.name, "value": self.value, "dice": self.dice, "iou": self.iou, "tp": self.tp,
+                "fp": self.fp, "fn": self.fn, "truth_pixels": self.truth_pixels,
+                "predicted_pixels": self.predicted_pixels}
+
+
+@dataclass
+class Scores:
+    """Dice and IoU from true/false positives summed over every image (as everywhere in unettui), and the counts.
+    Multi-class: ``dice``/``iou`` are the means over the foreground classes with a score, ``classes`` each one's,
+    ``dice_min`` the worst; tp, fp and fn are summed over the foreground classes."""
+
+    dice: float | None
+    iou: float | None
     images: int
     tp: float
     fp: float
     fn: float
     side: int = 0  # the side of the square images the pixels were counted on (the run's image_size)
+    classes: list[ClassScore] = field(default_factory=list)
+    dice_min: float | None = None
 
     @property
     def tn(self) -> float:
@@ -280,9 +344,11 @@ def _batches(x: torch.Tensor, y: torch.Tensor, size: int) -> Iterator[tuple[torc
 @torch.no_grad()
 def score(tm: TrainedModel, images: torch.Tensor, masks: torch.Tensor,
           on_batch: Callable[[int, int], None] | None = None) -> Scores:
-    """Hard Dice and IoU (threshold 0.5) of the model on prepared ``images`` [N, C, S, S] and ``masks``, in batches
-    of the run's batch size (as its validation was computed)."""
-    counts = torch.zeros(3, dtype=torch.float64, device=tm.device)
+    """Hard Dice and IoU (binary: threshold 0.5; multi-class: each pixel's most probable class) of the model on
+    prepared ``images`` [N, C, S, S] and ``masks``, in batches of the run's batch size (as its validation was
+    computed), through the run's Task: the numbers its training recorded."""
+    task = tm.task
+    counts = torch.zeros(task.k - 1, 3, dtype=torch.float64, device=tm.device)
     done = 0
     for x, y in _batches(images, masks, tm.cfg.batch_size):
         x, y = x.to(tm.device), y.to(tm.device)
@@ -290,13 +356,20 @@ def score(tm: TrainedModel, images: torch.Tensor, masks: torch.Tensor,
             x = x.contiguous(memory_format=torch.channels_last)
         with tm.autocast():
             logits = tm.model(x)
-        counts += confusion_counts(logits, y)
+        counts += task.counts(logits, y)
         done += len(x)
         if on_batch is not None:
             on_batch(done, len(images))
-    tp, fp, fn = counts.tolist()
-    return Scores(dice_from_counts(tp, fp, fn), iou_from_counts(tp, fp, fn), len(images), tp, fp, fn,
-                  int(images.shape[-1]) if len(images) else 0)
+    rows = counts.tolist()
+    scored = task.scores(0.0, rows)
+    tp, fp, fn = (sum(r[i] for r in rows) for i in range(3))
+    side = int(images.shape[-1]) if len(images) else 0
+    if task.binary:
+        return Scores(scored.dice, scored.iou, len(images), tp, fp, fn, side, dice_min=scored.dice)
+    values = task.classes.values or tuple(range(task.k))
+    classes = [ClassScore(name, int(values[c + 1]), scored.classes[f"dice_{name}"], scored.classes[f"iou_{name}"],
+                          *rows[c]) for c, name in enumerate(task.classes.foreground)]
+    return Scores(scored.dice, scored.iou, len(images), tp, fp, fn, side, classes, scored.classes["dice_min"])
 
 
 def labelled_folder(tm: TrainedModel, folder: Path) -> tuple[torch.Tensor, torch.Tensor]:
@@ -304,7 +377,8 @@ def labelled_folder(tm: TrainedModel, folder: Path) -> tuple[torch.Tensor, torch
     from .dataset_id import image_files as files_by_stem
     from .folders import load_folder
 
-    data = load_folder(Path(folder), tm.cfg.image_size, tm.cfg.tiff_pages, pages_hint(tm))
+    classes = {"classes": tm.task.classes} if not tm.task.binary else {}
+    data = load_folder(Path(folder), tm.cfg.image_size, tm.cfg.tiff_pages, pages_hint(tm), **classes)
     images = data.images
     if data.channels != tm.in_channels:
         if data.channels == 1 and tm.in_channels == 3:
@@ -326,8 +400,9 @@ def run_split(tm: TrainedModel, project: Path, split: str) -> tuple[torch.Tensor
     from .datasets import load_dataset
 
     cfg = tm.cfg
+    classes = {"classes": tm.task.classes} if not tm.task.binary else {}
     data = load_dataset(cfg.dataset, cfg.image_size, cfg.num_images, cfg.data_seed, base_dir=project,
-                        tiff_pages=cfg.tiff_pages)
+                        tiff_pages=cfg.tiff_pages, **classes)
     images = equalize_histogram(data.images) if cfg.augment_histeq else data.images
     train, val, test, _ = split_with_test(len(images), cfg.train_fraction, cfg.data_seed, cfg.test_fraction)
     idx = {"val": val, "test": test, "train": train, "all": torch.arange(len(images))}[split]

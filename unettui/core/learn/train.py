@@ -36,10 +36,9 @@ from .dataset_id import count_images, data_id, is_synthetic
 from .datasets import load_dataset
 from .feasible import machine_memory
 from .feasible import problems as feasibility_problems
-from .losses import make_loss
-from .metrics import confusion_counts, dice_from_counts, iou_from_counts
 from .model import UNet
 from .optim import Schedule, make_optimizer
+from .task import Scores, task_of
 
 
 class Diverged(RuntimeError):
@@ -141,6 +140,7 @@ class Trainer:
         self.device = resolve_device(device or cfg.device)
         self.amp_dtype = resolve_amp(cfg.amp, self.device)
         self.cuda = self.device.type == "cuda"
+        self.task = task_of(cfg)
         if self.cuda:
             torch.backends.cudnn.benchmark = True
         torch.manual_seed(cfg.seed)
@@ -152,9 +152,10 @@ class Trainer:
             where = f"{torch.cuda.get_device_name(self.device)} ({self.device})"
         else:
             memory, where = machine_memory(), "this machine"
+        classes = {"classes": self.task.classes} if not self.task.binary else {}
         if not n_images and not is_synthetic(cfg.dataset):  # no pairs to count: the folder's own error says why
             load_dataset(cfg.dataset, cfg.image_size, cfg.num_images, cfg.data_seed, base_dir=project,
-                         tiff_pages=cfg.tiff_pages)
+                         tiff_pages=cfg.tiff_pages, **classes)
         for key, why in feasibility_problems(cfg, n_images, memory, where, synthetic=is_synthetic(cfg.dataset)):
             raise NotTrainable(f"{key}: {why}")
         if data_from is not None:
@@ -164,7 +165,7 @@ class Trainer:
         else:
             self.data_id = data_id(cfg.dataset, cfg.num_images, cfg.image_size, cfg.data_seed, project)
             data = load_dataset(cfg.dataset, cfg.image_size, cfg.num_images, cfg.data_seed, base_dir=project,
-                                tiff_pages=cfg.tiff_pages)
+                                tiff_pages=cfg.tiff_pages, **classes)
             self.data_notes = list(data.notes)
             images = data.images if dtype is None else data.images.to(dtype)
             if cfg.augment_histeq:  # preprocessing of every input (train and validation), never of masks
@@ -181,14 +182,21 @@ class Trainer:
             self.test_y = data.masks[test_idx].to(self.device)
             self.n_train, self.n_val, self.n_test = len(train_idx), len(val_idx), len(test_idx)
             self.channels = images.shape[1]
+            if not self.task.binary:  # a class the model never sees in training: it can only learn not to predict it
+                present = set(torch.unique(self.train_y).long().tolist())
+                for c, name in enumerate(self.task.classes.names):
+                    if c not in present:
+                        self.data_notes.append(f"class '{name}' (mask value {self.task.classes.values[c]}) occurs in "
+                                               "no training mask: the model cannot learn it")
 
-        self.model = UNet(self.channels, 1, cfg.base_channels, cfg.depth, cfg.dropout).to(self.device)
+        self.model = UNet(self.channels, self.task.out_channels, cfg.base_channels, cfg.depth, cfg.dropout).to(
+            self.device)
         if dtype is not None:
             self.model = self.model.to(dtype)
         self.memory_format = torch.channels_last if self.cuda else torch.contiguous_format
         if self.cuda:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.loss_fn = make_loss(cfg.loss, cfg.switch_lambda, cfg.switch_tau)
+        self.loss_fn = self.task.loss_fn
         self.optimizer = make_optimizer(cfg, self.model.parameters())
         self.steps_per_epoch = math.ceil(self.n_train / cfg.batch_size)
         self.schedule = Schedule(cfg, self.optimizer, self.steps_per_epoch)
@@ -220,7 +228,8 @@ class Trainer:
         """
         x, y = self.train_x[idx], self.train_y[idx]
         if self.augment.active:
-            x, y = augment_batch(x, y, self.augment, self.aug_gen)
+            x, y = augment_batch(x, y, self.augment, self.aug_gen,
+                                 **({"num_classes": self.task.k} if not self.task.binary else {}))
         if self.cuda:
             x = x.contiguous(memory_format=self.memory_format)
         self.optimizer.zero_grad(set_to_none=True)
@@ -232,7 +241,7 @@ class Trainer:
         self.scaler.update()
         return Step(loss.detach(), logits.detach(), y)
 
-    def train_epoch(self, on_batch=None, should_stop=None) -> tuple[float, float]:
+    def train_epoch(self, on_batch=None, should_stop=None) -> tuple[float, float | None]:
         """One pass over the training images in a seeded random order. Returns (mean loss, hard Dice).
 
         Loss and Dice counts are accumulated on the device and read once at the end (no per-batch sync).
@@ -241,7 +250,7 @@ class Trainer:
         self.model.train()
         order = torch.randperm(self.n_train, generator=self.shuffle_gen).to(self.device)
         loss_sum = torch.zeros((), device=self.device, dtype=torch.float64)
-        counts = torch.zeros(3, device=self.device, dtype=torch.float64)
+        counts = torch.zeros(self.task.k - 1, 3, device=self.device, dtype=torch.float64)
         steps = self.steps_per_epoch
         for step in range(steps):
             if should_stop is not None and should_stop():
@@ -250,22 +259,22 @@ class Trainer:
             out = self.step(idx)
             self.schedule.batch_end()
             loss_sum += out.loss * len(idx)
-            counts += confusion_counts(out.logits, out.masks)
+            counts += self.task.counts(out.logits, out.masks)
             if on_batch is not None:
                 on_batch(self.epoch + 1, step + 1, steps)
         mean_loss = float(loss_sum) / self.n_train
-        return mean_loss, dice_from_counts(*counts.tolist())
+        return mean_loss, self.task.train_dice(counts)
 
     @torch.no_grad()
-    def evaluate(self, images: torch.Tensor | None = None, masks: torch.Tensor | None = None) -> tuple[float, float, float]:
-        """(loss, hard Dice, IoU) on the untouched validation images (or ``images``/``masks``), in eval mode; Dice
-        and IoU from true/false positives summed over all the images."""
+    def evaluate(self, images: torch.Tensor | None = None, masks: torch.Tensor | None = None) -> Scores:
+        """The loss, hard Dice and IoU (and per class, for K >= 3) on the untouched validation images (or
+        ``images``/``masks``), in eval mode; Dice and IoU from true/false positives summed over all the images."""
         model, bs = self.model, self.cfg.batch_size
         images = self.val_x if images is None else images
         masks = self.val_y if masks is None else masks
         model.eval()
         loss_sum = torch.zeros((), device=self.device, dtype=torch.float64)
-        counts = torch.zeros(3, device=self.device, dtype=torch.float64)
+        counts = torch.zeros(self.task.k - 1, 3, device=self.device, dtype=torch.float64)
         n = len(images)
         for start in range(0, n, bs):
             x, y = images[start : start + bs], masks[start : start + bs]
@@ -275,9 +284,8 @@ class Trainer:
                 logits = model(x)
                 loss = self.loss_fn(logits, y)
             loss_sum += loss.double() * len(x)
-            counts += confusion_counts(logits, y)
-        tp, fp, fn = counts.tolist()
-        return float(loss_sum) / n, dice_from_counts(tp, fp, fn), iou_from_counts(tp, fp, fn)
+            counts += self.task.counts(logits, y)
+        return self.task.scores(float(loss_sum) / n, counts)
 
     @torch.no_grad()
     def predict_preview(self) -> dict[str, Any]:
@@ -285,8 +293,9 @@ class Trainer:
         self.model.eval()
         x, y = self.val_x[:k], self.val_y[:k]
         with self.autocast():
-            prob = torch.sigmoid(self.model(x).float())
-        return {"images": x.float().cpu(), "masks": y.cpu(), "probs": prob.cpu(), "names": self.names[:k]}
+            prob = self.task.probabilities(self.model(x))
+        return {"images": x.float().cpu(), "masks": y.cpu(), "probs": prob.cpu(), "names": self.names[:k],
+                "class_names": self.task.classes.names}
 
     # ---- checkpoints -------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -402,7 +411,36 @@ class Trainer:
             "test_iou": self.best.get("test_iou"),
             "test_loss": self.best.get("test_loss"),
             "n_test": self.n_test,
+            "best_val_iou": self.best.get("val_iou"),
+            **self.class_summary(last),
         }
+
+    def class_summary(self, last: dict[str, Any]) -> dict[str, Any]:
+        """The summary's per-class keys (K >= 3; none for the binary task): each foreground class's Dice and IoU at
+        the best epoch, at the last and on the test images, the worst class's (``_min``), the classes, and why a
+        key has no value (``no_score``)."""
+        if not self.task.classes.per_class:
+            return {}
+        best_val, best_test = self.best.get("val_classes") or {}, self.best.get("test_classes") or {}
+        out: dict[str, Any] = {}
+        for metric in ("dice", "iou"):
+            for name in (*self.task.classes.foreground, "min"):
+                key = f"{metric}_{name}"
+                out[f"best_val_{key}"] = best_val.get(key)
+                out[f"final_val_{key}"] = last.get(f"val_{key}")
+                out[f"test_{key}"] = best_test.get(key) if self.n_test else None
+        why: dict[str, str] = {}
+        for name in self.task.classes.foreground:
+            for metric in ("dice", "iou"):
+                for prefix, source, where in (("best_val", best_val, "validation"), ("final_val", None, "validation"),
+                                              ("test", best_test, "test")):
+                    key = f"{prefix}_{metric}_{name}"
+                    if out[key] is None and (self.best if source is not None else last) and (
+                            prefix != "test" or self.n_test):
+                        why[key] = f"class '{name}' is in no {where} image and was never predicted there"
+        out["classes"] = {"names": list(self.task.classes.names), "values": list(self.task.classes.values or ())}
+        out["no_score"] = why
+        return out
 
     def stopped_early(self) -> bool:
         """Early stopping: ``early_stop_patience`` epochs in a row without a better val Dice (derived from the
@@ -445,9 +483,9 @@ class Trainer:
             atomic_write_json(run.file(CONFIG), {"id": run_id or run.id, **self.cfg.to_dict(), **self.describe()})
         return resumed, restarted
 
-    def end_epoch(self, train_loss: float, train_dice: float, lr: float, val: tuple[float, float, float],
+    def end_epoch(self, train_loss: float, train_dice: float | None, lr: float, val: Scores,
                   t0: float) -> tuple[dict[str, Any], bool]:
-        """After an epoch's training and validation (``val``: loss, Dice, IoU): step the epoch's schedule, count the
+        """After an epoch's training and validation (``val``: its Scores): step the epoch's schedule, count the
         epoch, record it in the history and keep the best epoch (scoring the test images when it is a new best).
         Returns (the epoch's metrics record, whether it is a new best)."""
         val_loss, val_dice, val_iou = val
@@ -460,16 +498,23 @@ class Trainer:
             "val_loss": val_loss,
             "val_dice": val_dice,
             "val_iou": val_iou,
+            **val.record("val"),
             "lr": lr,
             "seconds": round(time.perf_counter() - t0, 4),
         }
         self.history.append(rec)
-        improved = not self.best or val_dice > self.best["val_dice"]
+        before = self.best.get("val_dice") if self.best else None
+        # (a multi-class epoch whose classes all have no score has no Dice: it is never better than one that has)
+        improved = not self.best or (val_dice is not None and (before is None or val_dice > before))
         if improved:
-            self.best = {"epoch": self.epoch, "val_dice": val_dice, "val_loss": val_loss}
+            self.best = {"epoch": self.epoch, "val_dice": val_dice, "val_loss": val_loss, "val_iou": val_iou}
+            if val.classes:
+                self.best["val_classes"] = dict(val.classes)
             if self.n_test:
-                test_loss, test_dice, test_iou = self.evaluate(self.test_x, self.test_y)
-                self.best.update(test_loss=test_loss, test_dice=test_dice, test_iou=test_iou)
+                test = self.evaluate(self.test_x, self.test_y)
+                self.best.update(test_loss=test.loss, test_dice=test.dice, test_iou=test.iou)
+                if test.classes:
+                    self.best["test_classes"] = dict(test.classes)
         return rec, improved
 
     def fit(self, run: Run | None = None, events: Events | None = None, run_id: str | None = None,

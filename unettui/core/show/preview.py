@@ -42,15 +42,48 @@ def display_images(img: np.ndarray) -> np.ndarray:
     return img[..., :3]
 
 
-def save_preview(run_dir: Path, tag: str, *, epoch: int, images, masks, probs, names: list[str]) -> None:
+def sample_class_dice(truth: np.ndarray, pred: np.ndarray, k: int) -> float:
+    """Hard Dice of one multi-class sample: the mean over the foreground classes present in its truth or prediction
+    (1.0 when it has none: all background, predicted so)."""
+    scores = [sample_dice(truth == c, pred == c) for c in range(1, k) if (truth == c).any() or (pred == c).any()]
+    return float(np.mean(scores)) if scores else 1.0
+
+
+def default_class_names(k: int) -> tuple[str, ...]:
+    """``background, c1, c2, ...`` for ``k`` classes (what ``classes_of`` names a definition's unnamed classes)."""
+    return ("background", *(f"c{i}" for i in range(1, k)))
+
+
+def save_preview(run_dir: Path, tag: str, *, epoch: int, images, masks, probs, names: list[str],
+                 class_names: tuple[str, ...] | None = None) -> None:
     """Write preview_<tag>.png and preview_<tag>.npz for a few validation samples (tensors [K,C,H,W]; the images as
-    ``display_images`` draws them)."""
+    ``display_images`` draws them).
+
+    The npz: ``images`` (uint8), ``truth`` and ``prob`` [K, H, W] uint8, ``names``, ``dice`` (per sample), ``epoch``.
+    Binary (``probs`` [K, 1, H, W]): ``truth`` 0/1, ``prob`` the foreground probability × 255. Multi-class (``probs``
+    [K, C, H, W], C >= 3 classes): ``truth`` and ``pred`` hold class indices, ``prob`` the probability of the predicted
+    class × 255, ``class_names`` the classes (background first)."""
     img = images.numpy() if hasattr(images, "numpy") else np.asarray(images)
     img = display_images(np.transpose(img, (0, 2, 3, 1)))  # K,H,W,C -> grey or RGB
-    truth = (np.asarray(masks)[:, 0] > 0.5)
-    prob = np.asarray(probs)[:, 0]
-    pred = prob > 0.5
-    dice = [sample_dice(t, p) for t, p in zip(truth, pred)]
+    p_all = np.asarray(probs)
+    extra: dict[str, np.ndarray] = {}
+    if p_all.shape[1] == 1:
+        truth = (np.asarray(masks)[:, 0] > 0.5)
+        prob = p_all[:, 0]
+        pred = prob > 0.5
+        dice = [sample_dice(t, p) for t, p in zip(truth, pred)]
+        shown_truth, shown_pred, png_k = truth, pred, None
+    else:
+        k = p_all.shape[1]
+        m = np.asarray(masks)
+        # class indices [K, 1, H, W], or one-hot / per-class targets [K, C, H, W]
+        truth = (np.rint(m[:, 0]) if m.shape[1] == 1 else m.argmax(axis=1)).astype(np.uint8)
+        pred = p_all.argmax(axis=1).astype(np.uint8)
+        prob = p_all.max(axis=1)
+        dice = [sample_class_dice(t, p, k) for t, p in zip(truth, pred)]
+        names_of = tuple(str(c) for c in class_names) if class_names and len(class_names) == k else default_class_names(k)
+        extra = {"pred": pred, "class_names": np.array(names_of)}
+        shown_truth, shown_pred, png_k = truth, pred, k
     png_path, npz_path = preview_paths(run_dir, tag)
     import io
 
@@ -63,27 +96,42 @@ def save_preview(run_dir: Path, tag: str, *, epoch: int, images, masks, probs, n
         names=np.array(names),
         dice=np.array(dice, dtype=np.float64),
         epoch=np.array(epoch),
+        **extra,
     )
     atomic_write_bytes(npz_path, buf.getvalue())
-    atomic_write_bytes(png_path, strip_png(_to_uint8(img), truth, pred))
+    atomic_write_bytes(png_path, strip_png(_to_uint8(img), shown_truth, shown_pred, png_k))
 
 
-def strip_png(images: np.ndarray, truth: np.ndarray, pred: np.ndarray) -> bytes:
-    """One row per sample: input | truth | prediction, white masks on black, grey gaps, as PNG bytes."""
+def strip_png(images: np.ndarray, truth: np.ndarray, pred: np.ndarray, k: int | None = None) -> bytes:
+    """One row per sample as PNG bytes, grey gaps between tiles and rows.
+
+    Binary (``k`` None): input | truth | prediction, white masks on black. Multi-class (``k`` classes, ``truth`` and
+    ``pred`` class indices): input | truth | prediction | errors, each class in its colour of
+    :func:`unettui.core.show.render.class_colours` (background black); the errors tile draws the pixels the prediction
+    got right in their class's colour dimmed, and every pixel where the prediction differs from the truth in white
+    (see :func:`unettui.core.show.render.errors_rgb` for why)."""
     import imageio.v3 as iio
 
-    k, h, w = truth.shape
+    n, h, w = truth.shape
     scale = max(1, -(-TILE_MIN // max(h, w)))
     rows = []
-    for i in range(k):
+    for i in range(n):
         im = images[i]
         if im.ndim == 2:
             im = np.repeat(im[..., None], 3, axis=2)
-        t = np.repeat((truth[i] * 255).astype(np.uint8)[..., None], 3, axis=2)
-        p = np.repeat((pred[i] * 255).astype(np.uint8)[..., None], 3, axis=2)
         gap = np.full((h, GAP, 3), 128, np.uint8)
-        rows.append(np.concatenate([im, gap, t, gap, p], axis=1))
-        if i < k - 1:
+        if k is None:
+            t = np.repeat((truth[i] * 255).astype(np.uint8)[..., None], 3, axis=2)
+            p = np.repeat((pred[i] * 255).astype(np.uint8)[..., None], 3, axis=2)
+            tiles = [im, gap, t, gap, p]
+        else:
+            from .render import class_rgb, errors_rgb
+
+            t, p = class_rgb(truth[i], k), class_rgb(pred[i], k)
+            e = errors_rgb(truth[i], pred[i], k)
+            tiles = [im, gap, t.astype(np.uint8), gap, p.astype(np.uint8), gap, e.astype(np.uint8)]
+        rows.append(np.concatenate(tiles, axis=1))
+        if i < n - 1:
             rows.append(np.full((GAP, rows[-1].shape[1], 3), 128, np.uint8))
     strip = np.concatenate(rows, axis=0)
     strip = strip.repeat(scale, axis=0).repeat(scale, axis=1)
@@ -147,4 +195,70 @@ def preview_problem(pv: dict[str, Any]) -> str | None:
         return f"images {images.shape} do not match truth {truth.shape}"
     if truth.shape[0] == 0 or 0 in truth.shape[1:]:
         return "it holds no samples"
+    if "pred" in pv or "class_names" in pv:  # multi-class: class indices and the names of the classes
+        if "pred" not in pv:
+            return "it has 'class_names' but no 'pred' array (the predicted classes)"
+        pred = pv["pred"]
+        if pred.shape != truth.shape:
+            return f"pred {pred.shape} and truth {truth.shape} should both be [K, H, W]"
+        for key, a in (("truth", truth), ("pred", pred)):
+            if not (np.issubdtype(a.dtype, np.integer) or a.dtype == np.bool_):
+                return f"{key} holds {a.dtype} values, not class indices"
+        names = pv.get("class_names")
+        if names is not None and (np.ndim(names) != 1 or len(names) < 2):
+            return f"class_names {np.shape(names)} should name every class, background first"
+        top = max(int(truth.max()), int(pred.max()))
+        if names is not None and top >= len(names):
+            return (f"it holds class {top} but class_names names {len(names)} classes "
+                    f"({', '.join(str(n) for n in names)})")
     return None
+
+
+# ---- what faces draw of a preview: binary or multi-class alike ------------------------------------------------------
+
+
+def preview_classes(pv: dict[str, Any]) -> tuple[str, ...] | None:
+    """The classes of a multi-class preview (background first), or None for a binary one (no ``pred`` array).
+    A multi-class file without ``class_names`` gets ``background, c1, ...`` for the classes it holds (at least 3)."""
+    if "pred" not in pv:
+        return None
+    names = pv.get("class_names")
+    if names is not None:
+        return tuple(str(n) for n in np.atleast_1d(names))
+    top = max(int(np.max(pv["truth"])), int(np.max(pv["pred"])))
+    return default_class_names(max(3, top + 1))
+
+
+def preview_masks(pv: dict[str, Any], i: int) -> tuple[np.ndarray, np.ndarray]:
+    """(truth, prediction) of sample ``i``: class indices (multi-class), or boolean masks (binary: the prediction is
+    the foreground probability > 0.5)."""
+    if "pred" in pv:
+        return np.asarray(pv["truth"][i]).astype(np.intp), np.asarray(pv["pred"][i]).astype(np.intp)
+    prob = np.asarray(pv["prob"][i])
+    pred = prob >= 128 if np.issubdtype(prob.dtype, np.integer) else prob > 0.5
+    return np.asarray(pv["truth"][i]) > 0, pred
+
+
+def preview_dice(pv: dict[str, Any], i: int) -> float:
+    """Sample ``i``'s Dice as recorded (``dice``), or computed from its masks when the file has none: for multi-class
+    the mean over the foreground classes in its truth or prediction."""
+    dice = np.atleast_1d(pv.get("dice", []))
+    if i < len(dice):
+        return float(dice[i])
+    truth, pred = preview_masks(pv, i)
+    classes = preview_classes(pv)
+    return sample_dice(truth, pred) if classes is None else sample_class_dice(truth, pred, len(classes))
+
+
+def preview_class_dice(pv: dict[str, Any], i: int) -> list[tuple[str, float | None]]:
+    """(class, Dice) of each foreground class of sample ``i`` of a multi-class preview; None for a class in neither
+    its truth nor its prediction (no score, as in the run files). Empty for a binary preview."""
+    classes = preview_classes(pv)
+    if classes is None:
+        return []
+    truth, pred = preview_masks(pv, i)
+    out: list[tuple[str, float | None]] = []
+    for c, name in enumerate(classes[1:], start=1):
+        t, p = truth == c, pred == c
+        out.append((name, sample_dice(t, p) if t.any() or p.any() else None))
+    return out

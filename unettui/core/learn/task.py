@@ -1,0 +1,158 @@
+"""The task, in torch: what the model outputs, how logits become probabilities and a label map, the loss, and the
+confusion counts per class that every metric is computed from. One ``Task`` serves the solo trainer, the pack
+trainer, lr-find, bench, predict and evaluate; the names, classes and metric registry are ``core.define.task``.
+
+Binary (2 classes): one output channel, sigmoid, a pixel is foreground iff its logit > 0; the losses are
+``losses.make_loss``'s and the counts ``metrics.confusion_counts``' (the code paths the binary task always ran, so its
+numbers are bit for bit what they were). Multi-class (K >= 3): K output channels, softmax, a pixel's class is the
+argmax of its logits (ties to the lower index); targets are class indices; the losses generalise the binary ones
+(``losses.multiclass_loss``); counts are (tp, fp, fn) per foreground class from one confusion matrix.
+
+Scores from counts (``scores``): per class Dice 2tp / (2tp + fp + fn) and IoU tp / (tp + fp + fn); a class with no
+pixel in truth or prediction (denominator 0) has no score (None); the task's Dice and IoU are the means over the
+foreground classes that have one, ``_min`` the worst of them. Binary keeps its rule: both empty reads 1.0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ..define.task import Classes, class_key, classes_of
+from .losses import LossFn, make_loss, multiclass_loss
+from .metrics import confusion_counts, dice_from_counts, iou_from_counts
+
+__all__ = ["Task", "task_of", "Scores"]
+
+
+@dataclass(frozen=True)
+class Scores:
+    """What a set of images scored: the loss, the task's Dice and IoU (binary: the foreground's; multi-class: the
+    mean over foreground classes with a score, None when none has one), and the per-class values as record keys
+    (``dice_<class>``, ``iou_<class>``, ``dice_min``, ``iou_min``; empty for the binary task)."""
+
+    loss: float
+    dice: float | None
+    iou: float | None
+    classes: dict[str, float | None]
+
+    def record(self, prefix: str) -> dict[str, Any]:
+        """The keys of a metrics record or summary: ``val_dice_myocardium`` ... for prefix ``val``."""
+        return {f"{prefix}_{k}": v for k, v in self.classes.items()}
+
+    def __iter__(self):  # (loss, dice, iou): what callers unpacked before classes existed
+        return iter((self.loss, self.dice, self.iou))
+
+
+class Task:
+    """The task of one definition (``task_of(cfg)``)."""
+
+    def __init__(self, classes: Classes, loss: str = "dice_bce", switch_lambda: float = 0.75,
+                 switch_tau: float = 0.05, class_weights: Sequence[float] = ()):
+        self.classes = classes
+        self.k = classes.k
+        self.binary = classes.binary
+        self.out_channels = 1 if self.binary else self.k
+        self.loss_name = loss
+        self.weights = tuple(float(w) for w in class_weights) or None
+        if self.binary and self.weights is None:
+            self.loss_fn: LossFn = make_loss(loss, switch_lambda, switch_tau)
+        else:
+            self.loss_fn = multiclass_loss(loss, self.k, switch_lambda, switch_tau, self.weights)
+
+    # ---- outputs --------------------------------------------------------------------------------------------------
+    def probabilities(self, logits: Tensor) -> Tensor:
+        """[B, C, H, W] logits -> probabilities (float32): binary [B, 1, H, W] foreground, else [B, K, H, W]."""
+        x = logits.float()
+        return torch.sigmoid(x) if self.binary else torch.softmax(x, dim=1)
+
+    def decode(self, logits: Tensor) -> Tensor:
+        """[..., C, H, W] logits -> [..., 1, H, W] int64 class indices (binary: logit > 0)."""
+        if self.binary:
+            return (logits > 0).long()
+        return logits.argmax(dim=-3, keepdim=True)
+
+    def decode_probabilities(self, prob: Tensor) -> Tensor:
+        """Probabilities (as ``probabilities`` gives, or resized) -> [..., 1, H, W] int64 class indices (binary:
+        > 0.5, as logit > 0)."""
+        if self.binary:
+            return (prob > 0.5).long()
+        return prob.argmax(dim=-3, keepdim=True)
+
+    # ---- counts ---------------------------------------------------------------------------------------------------
+    def counts(self, logits: Tensor, target: Tensor) -> Tensor:
+        """(tp, fp, fn) per foreground class summed over the batch: int64 [F, 3] on the device (F = K - 1; binary:
+        [1, 3], metrics.confusion_counts). ``logits`` [B, C, H, W], ``target`` [B, 1, H, W] class indices."""
+        if self.binary:
+            return confusion_counts(logits, target)[None]
+        return self.member_counts(logits[None], target[None])[0]
+
+    def member_counts(self, logits: Tensor, targets: Tensor) -> Tensor:
+        """[N, F, 3] counts of N members' logits [N, B, C, H, W] and targets [N, B, 1, H, W] (a pack's)."""
+        if self.binary:
+            pred, truth = logits > 0, targets.to(logits.device) > 0.5
+            dims = tuple(range(1, logits.dim()))
+            tp = (pred & truth).sum(dim=dims, dtype=torch.int64)
+            fp = (pred & ~truth).sum(dim=dims, dtype=torch.int64)
+            fn = (~pred & truth).sum(dim=dims, dtype=torch.int64)
+            return torch.stack([tp, fp, fn], dim=-1)[:, None]
+        n, k = logits.shape[0], self.k
+        pred = logits.argmax(dim=2).reshape(n, -1)
+        truth = targets.to(logits.device).reshape(n, -1).long()
+        member = torch.arange(n, device=logits.device)[:, None] * (k * k)
+        matrix = torch.bincount((member + truth * k + pred).reshape(-1), minlength=n * k * k).reshape(n, k, k)
+        tp = matrix.diagonal(dim1=1, dim2=2)
+        fp = matrix.sum(dim=1) - tp  # predicted c, truly another
+        fn = matrix.sum(dim=2) - tp  # truly c, predicted another
+        return torch.stack([tp, fp, fn], dim=-1)[:, 1:]
+
+    def per_image_counts(self, logits: Tensor, target: Tensor) -> Tensor:
+        """[B, F, 3] counts of each image of a batch."""
+        return self.member_counts(logits[:, None], target[:, None])
+
+    # ---- scores ---------------------------------------------------------------------------------------------------
+    def scores(self, loss: float, counts: Sequence[Sequence[float]] | Tensor) -> Scores:
+        """Scores of a set from its loss and its summed [F, 3] counts (see the module's docstring)."""
+        rows = counts.tolist() if isinstance(counts, Tensor) else [list(r) for r in counts]
+        if self.binary:
+            tp, fp, fn = rows[0]
+            return Scores(loss, dice_from_counts(tp, fp, fn), iou_from_counts(tp, fp, fn), {})
+        dice: dict[str, float | None] = {}
+        iou: dict[str, float | None] = {}
+        for name, (tp, fp, fn) in zip(self.classes.foreground, rows):
+            scored = tp + fp + fn > 0
+            dice[name] = 2.0 * tp / (2.0 * tp + fp + fn) if scored else None
+            iou[name] = tp / (tp + fp + fn) if scored else None
+        out: dict[str, float | None] = {}
+        for metric, values in (("dice", dice), ("iou", iou)):
+            for name, v in values.items():
+                out[class_key(metric, name)] = v
+            have = [v for v in values.values() if v is not None]
+            out[f"{metric}_min"] = min(have) if have else None
+        have_dice = [v for v in dice.values() if v is not None]
+        have_iou = [v for v in iou.values() if v is not None]
+        return Scores(loss, sum(have_dice) / len(have_dice) if have_dice else None,
+                      sum(have_iou) / len(have_iou) if have_iou else None, out)
+
+    def train_dice(self, counts: Tensor) -> float | None:
+        """The training Dice of an epoch's summed counts (binary: as it always was)."""
+        return self.scores(0.0, counts).dice
+
+    def no_score(self, scores: Scores, prefix: str, where: str) -> dict[str, str]:
+        """Why each per-class key of ``scores`` has no value: {``val_dice_ring``: "class 'ring' is in no ..."}."""
+        out = {}
+        for name in self.classes.foreground:
+            for metric in ("dice", "iou"):
+                if scores.classes.get(class_key(metric, name), 0.0) is None:
+                    out[f"{prefix}_{metric}_{name}"] = (f"class '{name}' is in no {where} image and was never "
+                                                        "predicted there")
+        return out
+
+
+def task_of(cfg: Any) -> Task:
+    """The Task of a Config."""
+    return Task(classes_of(cfg), cfg.loss, cfg.switch_lambda, cfg.switch_tau, cfg.class_weights)
