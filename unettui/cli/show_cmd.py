@@ -163,22 +163,19 @@ def _summary_section(console, summary: dict[str, Any], st: dict[str, Any]) -> No
 
 
 def _preview_section(console, pv: dict[str, Any], tag: str, sample: int | None, colour: bool) -> None:
-    """Draw the validation preview: every sample (or sample N) as input | truth | prediction | overlay."""
+    """Draw the validation preview: every sample (or sample N) as input | truth | prediction | overlay (multi-class:
+    input | truth | prediction | errors, each class in its colour, or with its own character in ASCII)."""
     import numpy as np
     from rich.text import Text
 
-    from ..core.show.render import (
-        ASCII_PANELS_LEGEND,
-        ascii_panels,
-        colour_panels,
-        overlay_legend,
-        pred_from_prob,
-    )
+    from ..core.show.preview import dice_caption, preview_classes
+    from ..core.show.render import preview_legend, sample_panels
     from ..richtext import segments_text
 
     k = pv["truth"].shape[0]
     names = [str(n) for n in np.atleast_1d(pv.get("names", []))]
     dice = [float(d) for d in np.atleast_1d(pv.get("dice", []))]
+    classes = preview_classes(pv)
     epoch = pv.get("epoch")
     ep = f", epoch {int(epoch)}" if epoch is not None and np.ndim(epoch) == 0 else ""
     console.print(Text(f"validation preview ({tag}{ep}, {k} sample{'' if k == 1 else 's'})", style="bold"))
@@ -186,20 +183,20 @@ def _preview_section(console, pv: dict[str, Any], tag: str, sample: int | None, 
     panel_width = max(4, (console.width - 3 * gap) // 4)
     for i in ([sample - 1] if sample else range(k)):
         name = names[i] if i < len(names) else f"#{i + 1}"
-        d = f"  dice {dice[i]:.4f}" if i < len(dice) else ""
+        d = f"  {dice_caption(pv, i)}" if classes is not None else f"  dice {dice[i]:.4f}" if i < len(dice) else ""
         console.print(Text(f"sample {i + 1}/{k}  {name}{d}"))
-        image, truth, pred = pv["images"][i], pv["truth"][i], pred_from_prob(pv["prob"][i])
-        if colour:
-            for row in colour_panels(image, truth, pred, panel_width, gap):
-                console.print(segments_text([row]), no_wrap=True, overflow="crop")
-        else:
-            for line in ascii_panels(image, truth, pred, panel_width, gap, legend=False):
-                console.print(Text(line), no_wrap=True, overflow="crop")
+        for row in sample_panels(pv, i, panel_width, gap, colour):
+            console.print(segments_text([row]) if colour else Text(row), no_wrap=True, overflow="crop")
+    legend = preview_legend(pv, colour)
+    console.print(segments_text([legend]) if colour else Text(legend))
     if colour:
-        console.print(segments_text([overlay_legend()]))
-    else:
-        console.print(Text(ASCII_PANELS_LEGEND))
+        return
+    if classes is None:
         console.print(Text("truth: # foreground; prediction: + foreground (probability > 0.5)"))
+    else:
+        console.print(Text("truth and prediction: each class's character (a cell of several classes shows the "
+                           "rarest); errors: the truth's character, ! where any pixel's predicted class is not the "
+                           "truth's"))
 
 
 def _missing_files(run, state, st: dict[str, Any]) -> list[str]:

@@ -174,20 +174,28 @@ def score_figure(stage: StageFigure) -> Figure:
 
 def _tile(pv: dict[str, Any], samples: int, what: str):
     """The first ``samples`` validation images stacked: the input (grey), the truth (white on black), or the
-    prediction as an overlay on the input (hits, false positives, misses in their colours)."""
+    prediction as an overlay on the input (hits, false positives, misses in their colours). A multi-class preview:
+    the truth with each class in its colour, the prediction as its errors (the right pixels in their class's colour
+    dimmed, the wrong ones white: ``render.errors_rgb``)."""
     import numpy as np
 
-    from .render import overlay_rgb, pred_from_prob
+    from .preview import preview_classes, preview_masks
+    from .render import class_rgb, errors_rgb, overlay_rgb
 
+    classes = preview_classes(pv)
     tiles = []
     for i in range(min(samples, len(pv["truth"]))):
-        image, truth = pv["images"][i], pv["truth"][i] > 0
+        image = pv["images"][i]
+        truth, pred = preview_masks(pv, i)
         if what == "input":
-            a = overlay_rgb(image, np.zeros_like(truth), np.zeros_like(truth))
+            blank = np.zeros(truth.shape, bool)
+            a = overlay_rgb(image, blank, blank)
+        elif classes is not None:
+            a = class_rgb(truth, len(classes)) if what == "truth" else errors_rgb(truth, pred, len(classes))
         elif what == "truth":
             a = np.repeat(truth[..., None].astype(np.float64) * 255.0, 3, axis=2)
         else:
-            a = overlay_rgb(image, truth, pred_from_prob(pv["prob"][i]))
+            a = overlay_rgb(image, truth, pred)
         tiles.append(a / 255.0)
         tiles.append(np.ones((max(1, a.shape[0] // 16), a.shape[1], 3)))
     return np.concatenate(tiles[:-1], axis=0)
@@ -199,8 +207,8 @@ def predictions_figure(stage: StageFigure) -> Figure | None:
     (rows: the first varied key, columns: the others). None when no configuration has a preview."""
     from matplotlib.patches import Patch
 
-    from .preview import read_preview
-    from .render import FN_COLOUR, FP_COLOUR, TP_COLOUR
+    from .preview import preview_classes, read_preview
+    from .render import ERROR_COLOUR, FN_COLOUR, FP_COLOUR, TP_COLOUR, class_colours
 
     shown: list[tuple[ConfigFigure, dict[str, Any]]] = []
     for c in stage.configs:
@@ -248,9 +256,17 @@ def predictions_figure(stage: StageFigure) -> Figure | None:
                 score = "-" if c.score is None else f"{c.score:.3f}"
                 title = c.label.replace(", ", ",\n") + f"\n{score}" + ("  ★ winner" if c.winner else "")
                 ax.set_title(title, fontsize=7, fontweight="bold" if c.winner else "normal")
-        colours = [("hit", TP_COLOUR), ("false positive", FP_COLOUR), ("missed", FN_COLOUR)]
-        fig.legend([Patch(color=[v / 255 for v in rgb]) for _, rgb in colours], [w for w, _ in colours],
-                   loc="outside lower center", ncols=3, frameon=False)
+        classes = preview_classes(ref)
+        if classes is None:
+            colours = [("hit", TP_COLOUR), ("false positive", FP_COLOUR), ("missed", FN_COLOUR)]
+            fig.legend([Patch(color=[v / 255 for v in rgb]) for _, rgb in colours], [w for w, _ in colours],
+                       loc="outside lower center", ncols=3, frameon=False)
+        else:  # the classes (background black), and the errors in white (edged, on the white page): right pixels dim
+            colours = [*zip(classes, class_colours(len(classes))),
+                       ("prediction ≠ truth (right pixels dimmed)", ERROR_COLOUR)]
+            fig.legend([Patch(facecolor=[v / 255 for v in rgb], edgecolor="#444444", linewidth=0.6)
+                        for _, rgb in colours], [w for w, _ in colours],
+                       loc="outside lower center", ncols=min(len(colours), 4), frameon=False)
         fig.suptitle(f"{stage.title}: the same validation images predicted by each configuration "
                      f"(best epoch{_representative_text(stage)})", fontsize=9)
     return fig

@@ -262,3 +262,14 @@ def preview_class_dice(pv: dict[str, Any], i: int) -> list[tuple[str, float | No
         t, p = truth == c, pred == c
         out.append((name, sample_dice(t, p) if t.any() or p.any() else None))
     return out
+
+
+def dice_caption(pv: dict[str, Any], i: int) -> str:
+    """'dice 0.8123' of sample ``i``; for a multi-class preview the mean over its foreground classes and each class's
+    ('mean dice 0.8100 (cavity 0.9500, myocardium —)': — for a class in neither its truth nor its prediction)."""
+    d = preview_dice(pv, i)
+    per_class = preview_class_dice(pv, i)
+    if not per_class:
+        return f"dice {d:.4f}"
+    each = ", ".join(f"{n} {'—' if v is None else f'{v:.4f}'}" for n, v in per_class)
+    return f"mean dice {d:.4f} ({each})"

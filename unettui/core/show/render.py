@@ -21,6 +21,15 @@ Images are never enlarged.
 Overlay colours (Okabe–Ito palette, chosen to stay distinguishable under the common colour-vision
 deficiencies; the ASCII characters carry the same information): true positive bluish green,
 false positive vermillion, false negative (missed) sky blue; every other pixel is the input image in grey.
+
+Multi-class previews (class indices, K >= 3 classes, background first) draw input | truth | prediction | errors:
+every class in its own colour (:data:`CLASS_PALETTE`: background black, then the Okabe–Ito colours), and with colour
+off its own character (:func:`class_marks`: background '.', then ``# o + x * = % & $ ~ a b ...``). The errors panel
+draws the pixels the prediction got right in their class's colour dimmed (ASCII: their class's character) and every
+pixel where the prediction differs from the truth in white (ASCII: ``!``). One error colour rather than the predicted
+class's colour: a missed pixel is predicted background, which is black and would vanish on the dark panel; white is
+the one colour no class has, and it stands out from every dimmed class by brightness alone, which every kind of
+colour vision sees. Which class the prediction chose there is what the prediction panel beside it shows.
 """
 
 from __future__ import annotations
@@ -33,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from .preview import ascii_overlay
+from .preview import ascii_overlay, preview_classes, preview_masks
 
 RGB = tuple[int, int, int]
 Segment = tuple[str, RGB | None, RGB | None]
@@ -52,6 +61,30 @@ MASK_BACKGROUND: RGB = (0, 0, 0)
 
 ASCII_MARKS = {"truth": "#", "pred": "+", "background": "."}
 PANEL_TITLES = ("input", "truth", "prediction", "overlay")
+
+# multi-class: background black, then the Okabe–Ito colours (distinguishable under the common colour-vision
+# deficiencies; yellow late, it is the nearest to the error white), then Paul Tol's muted ones; repeated past 12
+CLASS_PALETTE: tuple[RGB, ...] = (
+    (0, 0, 0),  # background
+    (230, 159, 0),  # orange
+    (86, 180, 233),  # sky blue
+    (0, 158, 115),  # bluish green
+    (204, 121, 167),  # reddish purple
+    (0, 114, 178),  # blue
+    (213, 94, 0),  # vermillion
+    (240, 228, 66),  # yellow
+    (136, 34, 85),  # wine
+    (68, 170, 153),  # teal
+    (153, 153, 51),  # olive
+    (51, 34, 136),  # indigo
+)
+ERROR_COLOUR: RGB = (255, 255, 255)  # white: a pixel where the prediction is not the truth
+RIGHT_DIM = 0.4  # the errors panel draws the right pixels at this fraction of their class's colour
+# the characters of foreground classes 1, 2, ... (background '.'): shapes first, then letters and digits (no second
+# 'o' or 'x'); repeated past the 68th class
+CLASS_MARKS = "#o+x*=%&$~" + "abcdefghijklmnpqrstuvwyz" + "0123456789" + "ABCDEFGHIJKLMNPQRSTUVWYZ"
+ERROR_MARK = "!"
+CLASS_PANEL_TITLES = ("input", "truth", "prediction", "errors")
 ASCII_PANELS_LEGEND = "overlay: . background  # missed (truth only)  + false positive  @ hit (both)"
 
 
@@ -366,6 +399,201 @@ def ascii_panels(image: np.ndarray, truth: np.ndarray, pred: np.ndarray, width: 
     if legend:
         lines.append(ASCII_PANELS_LEGEND)
     return lines
+
+
+# ---------------------------------------------------------------------------
+# Multi-class label maps
+# ---------------------------------------------------------------------------
+
+
+def class_colours(k: int) -> list[RGB]:
+    """The colour of each of ``k`` classes: background black, then :data:`CLASS_PALETTE` (repeated past its end)."""
+    fg = CLASS_PALETTE[1:]
+    return [CLASS_PALETTE[0], *(fg[(c - 1) % len(fg)] for c in range(1, k))]
+
+
+def class_marks(k: int) -> str:
+    """The character of each of ``k`` classes: '.' for the background, then :data:`CLASS_MARKS` (repeated past its
+    end)."""
+    return "." + "".join(CLASS_MARKS[(c - 1) % len(CLASS_MARKS)] for c in range(1, k))
+
+
+def _labels(labels: np.ndarray, k: int) -> np.ndarray:
+    a = np.asarray(labels).astype(np.intp)
+    return np.clip(a, 0, k - 1)
+
+
+def class_rgb(labels: np.ndarray, k: int) -> np.ndarray:
+    """[H,W,3] float 0..255: a label map (class indices) with each class in its colour."""
+    return np.asarray(class_colours(k), np.float64)[_labels(labels, k)]
+
+
+def errors_rgb(truth: np.ndarray, pred: np.ndarray, k: int) -> np.ndarray:
+    """[H,W,3] float 0..255: the right pixels in their class's colour dimmed to :data:`RIGHT_DIM` (background
+    black), every pixel where ``pred`` is not ``truth`` in :data:`ERROR_COLOUR`."""
+    t, p = _labels(truth, k), _labels(pred, k)
+    out = np.rint(np.asarray(class_colours(k), np.float64) * RIGHT_DIM)[t]
+    out[t != p] = ERROR_COLOUR
+    return out
+
+
+def class_resize(labels: np.ndarray, k: int, width: int | None = None, order: Sequence[int] | None = None,
+                 present: float = 0.25) -> np.ndarray:
+    """A label map shrunk to ``width`` columns (height in proportion, as :func:`area_resize`) without mixing
+    classes: each output pixel takes, of the classes covering at least ``present`` of its area, the first of
+    ``order`` (default: the rarest in ``labels``, see :func:`class_order`), else the class covering most of it. So a
+    thin class survives shrinking (a 2-pixel ring shrunk 3 times still shows), and a boundary between two classes
+    never shows as a third colour, which averaging their colours would draw. Never enlarges."""
+    t = _labels(labels, k)
+    if not width or width >= t.shape[1]:
+        return t
+    frac = area_resize((t[..., None] == np.arange(k)).astype(np.float64), width)  # [h, w, k] area of each class
+    out = frac.argmax(axis=-1)
+    for c in reversed(list(class_order(k, t) if order is None else order)):  # the first of order wins
+        out[frac[..., c] >= present] = c
+    return out
+
+
+def halfblock_classes(labels: np.ndarray, k: int, width: int | None = None,
+                      order: Sequence[int] | None = None) -> list[Row]:
+    """A label map as half-block rows, each class in its colour (shrunk by :func:`class_resize`)."""
+    return halfblock_rgb(class_rgb(class_resize(labels, k, width, order), k))
+
+
+def halfblock_errors(truth: np.ndarray, pred: np.ndarray, k: int, width: int | None = None,
+                     order: Sequence[int] | None = None) -> list[Row]:
+    """The errors of a label map as half-block rows (see :func:`errors_rgb`); shrunk, the truth's classes by
+    :func:`class_resize` and the errors by area, so a cell with a few wrong pixels gets a white tint."""
+    t, p = _labels(truth, k), _labels(pred, k)
+    right = np.rint(np.asarray(class_colours(k), np.float64) * RIGHT_DIM)[class_resize(t, k, width, order)]
+    wrong = area_resize((t != p).astype(np.float64), width)[..., None]
+    return halfblock_rgb(right * (1.0 - wrong) + np.asarray(ERROR_COLOUR, np.float64) * wrong)
+
+
+def class_order(k: int, *label_maps: np.ndarray) -> list[int]:
+    """The foreground classes, the rarest in ``label_maps`` first (the lowest index on a tie): the order in which a
+    text cell holding several classes picks the one it shows."""
+    counts = np.zeros(k, np.int64)
+    for labels in label_maps:
+        counts += np.bincount(_labels(labels, k).ravel(), minlength=k)[:k]
+    return sorted(range(1, k), key=lambda c: (counts[c], c))
+
+
+def _cell_classes(labels: np.ndarray, k: int, step: int, order: Sequence[int] | None) -> np.ndarray:
+    """The class of each step x 2*step cell: of the classes with a pixel in it, the first of ``order`` (default: the
+    rarest in ``labels``), background only when the cell is all background. As a binary mask's cell is marked when
+    any pixel in it is, a thin or small class never vanishes when the map is shrunk."""
+    t = _labels(labels, k)
+    out = np.zeros(_block_reduce(t, 2 * step, step, "any").shape, np.intp)
+    for c in reversed(list(class_order(k, t) if order is None else order)):
+        out[_block_reduce(t == c, 2 * step, step, "any")] = c
+    return out
+
+
+def ascii_classes(labels: np.ndarray, k: int, width: int | None = None, order: Sequence[int] | None = None) -> list[str]:
+    """A label map as characters of :func:`class_marks`, each covering step x 2*step pixels (a cell of several
+    classes shows the first of ``order`` in it: see :func:`class_order`)."""
+    marks = class_marks(k)
+    cells = _cell_classes(labels, k, block_step(np.shape(labels)[1], width), order)
+    return ["".join(marks[c] for c in row) for row in cells]
+
+
+def ascii_errors(truth: np.ndarray, pred: np.ndarray, k: int, width: int | None = None,
+                 order: Sequence[int] | None = None) -> list[str]:
+    """The errors of a label map: :data:`ERROR_MARK` where any pixel of the cell is wrong, else the truth's
+    character (so a cell of a thin missed structure is never hidden)."""
+    marks = class_marks(k)
+    step = block_step(np.shape(truth)[1], width)
+    cells = _cell_classes(truth, k, step, class_order(k, truth, pred) if order is None else order)
+    wrong = _block_reduce(_labels(truth, k) != _labels(pred, k), 2 * step, step, "any")
+    return ["".join(ERROR_MARK if e else marks[c] for c, e in zip(row, erow)) for row, erow in zip(cells, wrong)]
+
+
+def class_legend(names: Sequence[str]) -> Row:
+    """One row of segments naming each class's colour and the errors' (multi-class colour drawings)."""
+    row: Row = [("classes: ", None, None)]
+    for name, rgb in zip(names, class_colours(len(names))):
+        row += [("██", rgb, None), (f" {name}  ", None, None)]
+    row += [(" errors: ", None, None), ("██", ERROR_COLOUR, None),
+            (" prediction ≠ truth (right pixels dimmed)", None, None)]
+    return row
+
+
+def ascii_class_legend(names: Sequence[str]) -> str:
+    """The characters of each class and of the errors (multi-class ASCII drawings), one line."""
+    marks = class_marks(len(names))
+    return ("classes: " + "  ".join(f"{m} {n}" for m, n in zip(marks, names))
+            + f"   errors: {ERROR_MARK} prediction ≠ truth")
+
+
+def class_colour_panels(image: np.ndarray, truth: np.ndarray, pred: np.ndarray, k: int, width: int | None = None,
+                        gap: int = 2, titles: bool = True) -> list[Row]:
+    """input | truth | prediction | errors of a label map as half-block rows, each at most ``width`` wide."""
+    order = class_order(k, truth, pred)  # the same choice in every panel
+    panels = [halfblock_grey(image, width), halfblock_classes(truth, k, width, order),
+              halfblock_classes(pred, k, width, order), halfblock_errors(truth, pred, k, width, order)]
+    return side_by_side(panels, gap, CLASS_PANEL_TITLES if titles else None)
+
+
+def class_ascii_panels(image: np.ndarray, truth: np.ndarray, pred: np.ndarray, names: Sequence[str],
+                       width: int | None = None, gap: int = 2, titles: bool = True, legend: bool = True) -> list[str]:
+    """input | truth | prediction | errors of a label map as plain ASCII lines (each class its character, errors
+    ``!``); the last line is the legend naming the classes (``legend=False`` leaves it out)."""
+    k = len(names)
+    order = class_order(k, truth, pred)  # the same choice in every panel
+    panels = [ascii_grey(image, width), ascii_classes(truth, k, width, order), ascii_classes(pred, k, width, order),
+              ascii_errors(truth, pred, k, width, order)]
+    lines = side_by_side(panels, gap, CLASS_PANEL_TITLES if titles else None)
+    if legend:
+        lines.append(ascii_class_legend(names))
+    return lines
+
+
+# ---------------------------------------------------------------------------
+# A preview's sample, binary or multi-class (what `show` and the TUI draw)
+# ---------------------------------------------------------------------------
+
+
+def sample_panels(pv: Mapping[str, Any], i: int, width: int | None = None, gap: int = 2, colour: bool = True,
+                  titles: bool = True) -> list[Any]:
+    """Sample ``i`` of a preview (as ``read_preview`` returns it) as four panels: segment rows (``colour``) or
+    ASCII lines, without a legend (:func:`preview_legend`)."""
+    names = preview_classes(pv)
+    truth, pred = preview_masks(pv, i)
+    image = pv["images"][i]
+    if names is None:
+        if colour:
+            return colour_panels(image, truth, pred, width, gap, titles)
+        return ascii_panels(image, truth, pred, width, gap, titles, legend=False)
+    if colour:
+        return class_colour_panels(image, truth, pred, len(names), width, gap, titles)
+    return class_ascii_panels(image, truth, pred, names, width, gap, titles, legend=False)
+
+
+def sample_overlay(pv: Mapping[str, Any], i: int, width: int | None = None, colour: bool = True,
+                   zoom: int = 1) -> list[Any]:
+    """Sample ``i``'s overlay alone (binary: hits, false positives, misses; multi-class: the errors panel), enlarged
+    ``zoom`` times by whole pixels: segment rows (``colour``) or ASCII lines."""
+    names = preview_classes(pv)
+    truth, pred = preview_masks(pv, i)
+    z = (lambda a: a) if zoom == 1 else (lambda a: np.repeat(np.repeat(np.asarray(a), zoom, axis=0), zoom, axis=1))
+    truth, pred = z(truth), z(pred)
+    if names is None:
+        if colour:
+            return halfblock_overlay(z(pv["images"][i]), truth, pred, width)
+        return ascii_overlay(truth, pred, width)
+    order = class_order(len(names), truth, pred)
+    if colour:
+        return halfblock_errors(truth, pred, len(names), width, order)
+    return ascii_errors(truth, pred, len(names), width, order)
+
+
+def preview_legend(pv: Mapping[str, Any], colour: bool = True) -> Row | str:
+    """The legend of a preview's drawings: a segment row (``colour``) or an ASCII line."""
+    names = preview_classes(pv)
+    if names is None:
+        return overlay_legend() if colour else ASCII_PANELS_LEGEND
+    return class_legend(names) if colour else ascii_class_legend(names)
 
 
 # ---------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""PreviewPanel: the selected run's validation preview (input | truth | prediction | overlay) in half-blocks or ASCII."""
+"""PreviewPanel: the selected run's validation preview (input | truth | prediction | overlay, or for a multi-class run
+input | truth | prediction | errors with each class in its colour) in half-blocks or ASCII."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from textual.worker import get_current_worker
 
 from ...core.runs.store import RunStore
 from ...core.show import render
-from ...core.show.preview import preview_paths, read_preview, sample_dice
+from ...core.show.preview import dice_caption, preview_classes, preview_paths, read_preview
 from ...richtext import segments_text
 from ..actions import bindings
 
@@ -29,18 +30,11 @@ MAX_ZOOM = 8  # the overlay-only view enlarges small images by whole pixels, at 
 
 
 # ---------------------------------------------------------------------------
-# Reading (runs in a worker thread) and segments -> rich Text
-# ---------------------------------------------------------------------------
-
-
-
-
-@lru_cache(maxsize=65536)
-# ---------------------------------------------------------------------------
 # Geometry: how wide a panel may be so that it fits the rows there are
 # ---------------------------------------------------------------------------
 
 
+@lru_cache(maxsize=65536)
 def _rows_for(h: int, w: int, cols: int, colour: bool, zoom: int = 1) -> tuple[int, int]:
     """(text rows, text columns) of an h x w image drawn at most ``cols`` wide (after a whole-pixel zoom)."""
     h, w = h * zoom, w * zoom
@@ -72,60 +66,48 @@ def zoom_for(h: int, w: int, cols: int, rows: int | None) -> int:
     return z
 
 
-def _zoom(a: np.ndarray, z: int) -> np.ndarray:
-    return a if z == 1 else np.repeat(np.repeat(a, z, axis=0), z, axis=1)
-
-
 def caption(pv: dict[str, Any], i: int, tag: str | None, note: str | None = None) -> str:
     """'sample 2/4  cells_07.png  dice 0.8123  · best, epoch 3' for sample ``i`` of a preview."""
     k = int(pv["truth"].shape[0])
     names = [str(n) for n in np.atleast_1d(pv.get("names", []))]
-    dice = [float(d) for d in np.atleast_1d(pv.get("dice", []))]
-    d = dice[i] if i < len(dice) else sample_dice(pv["truth"][i] > 0, render.pred_from_prob(pv["prob"][i]))
     epoch = pv.get("epoch")
     ep = f", epoch {int(epoch)}" if epoch is not None and np.ndim(epoch) == 0 else ""
     name = names[i] if i < len(names) else f"#{i + 1}"
-    return f"sample {i + 1}/{k}  {name}  dice {d:.4f}  · {tag}{ep}" + (f" ({note})" if note else "")
+    return f"sample {i + 1}/{k}  {name}  {dice_caption(pv, i)}  · {tag}{ep}" + (f" ({note})" if note else "")
 
 
 def draw_preview(pv: dict[str, Any], i: int, *, width: int, height: int, colour: bool, overlay_only: bool,
                  title: str) -> Text:
-    """Sample ``i`` for a ``width`` x ``height`` area: ``title``, the drawing and the overlay legend.
+    """Sample ``i`` for a ``width`` x ``height`` area: ``title``, the drawing and its legend.
 
-    Four panels (input | truth | prediction | overlay), or with ``overlay_only`` the overlay alone,
-    enlarged by whole pixels when small. Panels shrink until they fit both the width and the height
-    (a height <= 3 is taken as unknown). Pure: safe to run in a worker thread.
+    Four panels (input | truth | prediction | overlay; multi-class: input | truth | prediction | errors, each class
+    in its colour, or its character in ASCII), or with ``overlay_only`` the overlay (errors) alone, enlarged by whole
+    pixels when small. Panels shrink until they fit both the width and the height (a height <= 3 is taken as
+    unknown). Pure: safe to run in a worker thread.
     """
-    image, truth = pv["images"][i], pv["truth"][i] > 0
-    pred = render.pred_from_prob(pv["prob"][i])
-    h, w = truth.shape
+    h, w = pv["truth"][i].shape
     cols = max(1, width)
     out = Text(title, no_wrap=True, overflow="crop", end="")
     if overlay_only:
         rows = height - 2 if height > 2 else None  # caption + legend
         z = zoom_for(h, w, cols, rows)
-        im, t, p = _zoom(np.asarray(image), z), _zoom(truth, z), _zoom(pred, z)
         pw = fit_width(h * z, w * z, cols, rows, colour)
-        if colour:
-            body = segments_text(render.halfblock_overlay(im, t, p, pw))
-        else:
-            body = Text("\n".join(render.ascii_overlay(t, p, pw)), end="")
+        drawing = render.sample_overlay(pv, i, pw, colour, zoom=z)
     else:
         rows = height - 3 if height > 3 else None  # caption + panel titles + legend
-        title_w = [len(s) for s in render.PANEL_TITLES]
+        titles = render.PANEL_TITLES if preview_classes(pv) is None else render.CLASS_PANEL_TITLES
+        title_w = [len(s) for s in titles]
         pw = max(1, (cols - 3 * GAP) // 4)
         while pw > 1 and sum(max(pw, tw) for tw in title_w) + 3 * GAP > cols:
             pw -= 1  # a panel is at least as wide as its title
         pw = fit_width(h, w, pw, rows, colour)
-        if colour:
-            body = segments_text(render.colour_panels(image, truth, pred, pw, GAP))
-        else:
-            body = Text("\n".join(render.ascii_panels(image, truth, pred, pw, GAP, legend=False)), end="")
-    legend = segments_text([render.overlay_legend()]) if colour else Text(render.ASCII_PANELS_LEGEND)
+        drawing = render.sample_panels(pv, i, pw, GAP, colour)
+    body = segments_text(drawing) if colour else Text("\n".join(drawing), end="")
+    legend = render.preview_legend(pv, colour)
     out.append("\n")
     out.append_text(body)
     out.append("\n")
-    out.append_text(legend)
+    out.append_text(segments_text([legend]) if colour else Text(legend))
     return out
 
 
