@@ -11,17 +11,24 @@ from .core.define.queue import Queue
 from .core.runs.status import TRAINABLE, Row, counts_text
 
 
+def _num(v: Any) -> str:
+    """4 decimals, "—" for none (a multi-class Dice when no class has a score)."""
+    return "—" if v is None else f"{v:.4f}"
+
+
 def epoch_line(exp_id: str, epochs: int, rec: dict[str, Any]) -> str:
+    worst = f" (worst class {_num(rec['val_dice_min'])})" if "val_dice_min" in rec else ""
     return (
-        f"  {exp_id} {rec['epoch']}/{epochs}  train loss {rec['train_loss']:.4f} dice {rec['train_dice']:.4f}"
-        f" | val loss {rec['val_loss']:.4f} dice {rec['val_dice']:.4f} | lr {rec['lr']:.3g} | {rec['seconds']:.1f}s"
+        f"  {exp_id} {rec['epoch']}/{epochs}  train loss {rec['train_loss']:.4f} dice {_num(rec['train_dice'])}"
+        f" | val loss {rec['val_loss']:.4f} dice {_num(rec['val_dice'])}{worst} | lr {rec['lr']:.3g} | "
+        f"{rec['seconds']:.1f}s"
     )
 
 
 def end_line(exp: Experiment, state: str, summary: dict[str, Any], error: str | None) -> str:
     if state == "done":
-        return (f"{exp.id}: done, best val_dice {summary['best_val_dice']:.4f} (epoch {summary['best_epoch']}), "
-                f"final val_dice {summary['final_val_dice']:.4f}, {summary['seconds']:.1f}s"
+        return (f"{exp.id}: done, best val_dice {_num(summary['best_val_dice'])} (epoch {summary['best_epoch']}), "
+                f"final val_dice {_num(summary['final_val_dice'])}, {summary['seconds']:.1f}s"
                 + (f", stopped early after epoch {summary['epochs_done']}" if summary.get("stopped_early") else "")
                 + (f", rung at epoch {summary['epochs_done']} of {summary['epochs']}"
                    if not summary.get("stopped_early") and summary.get("epochs_done", 0) < summary.get("epochs", 0) else ""))

@@ -782,10 +782,11 @@ class Runner:
             status["epoch"] = rec["epoch"]
             with claim.fence():
                 self._update_status(run, heartbeat=time.time(), epoch=rec["epoch"])
+            classes = "".join(f" {k[4:]} {_num(v)}" for k, v in rec.items() if k.startswith("val_dice_"))
             claim.log(
                 f"epoch {rec['epoch']}/{exp.config.epochs} train_loss {rec['train_loss']:.4f} "
-                f"train_dice {rec['train_dice']:.4f} val_loss {rec['val_loss']:.4f} "
-                f"val_dice {rec['val_dice']:.4f} lr {rec['lr']:.3g} {rec['seconds']:.1f}s"
+                f"train_dice {_num(rec['train_dice'])} val_loss {rec['val_loss']:.4f} "
+                f"val_dice {_num(rec['val_dice'])}{classes} lr {rec['lr']:.3g} {rec['seconds']:.1f}s"
             )
             self.reporter.epoch(exp, rec)
             self._still_wanted()
@@ -996,3 +997,8 @@ def _pack_past(run: Run) -> list[str] | None:
     slot = cfg.get("pack_slot")
     slot = slot if isinstance(slot, int) and not isinstance(slot, bool) and 0 <= slot <= len(mates) else 0
     return [*mates[:slot], run.id, *mates[slot:]]
+
+
+def _num(v: Any) -> str:
+    """A metric in the run log: 4 decimals, "-" for none (a multi-class score no class has)."""
+    return "-" if v is None else f"{v:.4f}"
