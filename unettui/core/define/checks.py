@@ -8,6 +8,7 @@ from pathlib import Path
 
 from .config import Config
 from .queue import Queue
+from .task import classes_of
 
 
 @dataclass
@@ -43,7 +44,12 @@ def _ids_text(ids: list[str], limit: int = 4) -> str:
 def check_queue(queue: Queue, project: Path) -> CheckReport:
     """Check ``queue`` (of ``project``): its definitions' problems, then each distinct dataset once (folders are read;
     built-in data needs no generating), then every experiment as its run would check it before training (the split,
-    the batch, batch norm's two values, memory). Seconds, whatever the numbers."""
+    the batch, batch norm's two values, memory). Seconds, whatever the numbers.
+
+    A folder is read as its runs would read it: as binary masks by default, as label maps when the definition's
+    classes have pixel values (``num_classes`` >= 3 or ``mask_values``), so a label map pixel value that is no
+    class's is reported here, naming the file (the first such file of the dataset), before anything trains; and
+    a class no mask of the dataset has is said beside the dataset's line in ``checked``."""
     from ..learn.data import DatasetError
     from ..learn.dataset_id import is_synthetic
     from ..learn.feasible import problems as feasibility_problems
@@ -56,14 +62,16 @@ def check_queue(queue: Queue, project: Path) -> CheckReport:
             continue
         c = e.config
         synthetic = is_synthetic(c.dataset)
+        classes = None if synthetic else classes_of(c)
         key = (c.dataset, c.image_size, c.num_images if synthetic else None, c.data_seed if synthetic else None,
-               None if synthetic else c.tiff_pages)
+               None if synthetic else c.tiff_pages, classes if classes is not None and classes.values else None)
         groups.setdefault(key, []).append(e)
-    for (spec, size, _, _, _), exps in groups.items():
+    for (spec, size, _, _, _, classes), exps in groups.items():
         ids = [e.id for e in exps]
         users = f"{name} {exps[0].origin}" if len(ids) == 1 else f"{name} ({len(ids)} experiments: {_ids_text(ids)})"
         synthetic = is_synthetic(spec)
         channels = 1
+        absent: list[str] = []
         try:
             if synthetic:  # nothing to read: the generators cannot fail once their arguments are valid
                 from ..learn.synthetic import check_synthetic_args
@@ -74,8 +82,9 @@ def check_queue(queue: Queue, project: Path) -> CheckReport:
                 from ..learn.datasets import load_dataset
 
                 data = load_dataset(spec, size, exps[0].config.num_images, exps[0].config.data_seed, base_dir=project,
-                                    tiff_pages=exps[0].config.tiff_pages)
+                                    tiff_pages=exps[0].config.tiff_pages, classes=classes)
                 n, channels = len(data), data.channels
+                absent = [note for note in data.notes if note.startswith("class ")] if classes is not None else []
         except DatasetError as exc:
             report.problems.append(f"{users}: dataset: {exc}")
             continue
@@ -83,7 +92,8 @@ def check_queue(queue: Queue, project: Path) -> CheckReport:
             report.problems.append(f"{users}: dataset: cannot load {spec!r}: {type(exc).__name__}: "
                                    f"{' '.join(str(exc).split())}")
             continue
-        report.checked.append(f"{spec}: {n} images at {size} px" + (" (generated when trained)" if synthetic else ""))
+        report.checked.append(f"{spec}: {n} images at {size} px" + (" (generated when trained)" if synthetic else "")
+                              + (f" ({'; '.join(absent)})" if absent else ""))
         for e in exps:
             memory, where = memory_for(e.config)
             # the run's own checks, in the order it would hit them: the split, the batch, batch norm, memory

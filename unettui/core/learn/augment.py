@@ -58,16 +58,22 @@ def _check_batch(images: Tensor, masks: Tensor) -> None:
         raise TypeError(f"augment: images must be a floating-point tensor, got {images.dtype}")
 
 
-def rotate_batch(images: Tensor, masks: Tensor, angles_deg: Tensor) -> tuple[Tensor, Tensor]:
+def rotate_batch(images: Tensor, masks: Tensor, angles_deg: Tensor, num_classes: int = 2) -> tuple[Tensor, Tensor]:
     """Rotate each sample ``i`` of the batch by ``angles_deg[i]`` degrees about the image centre.
 
     Positive angles turn the picture counter-clockwise as displayed (row 0 at the
     top), like ``torch.rot90(x, 1, dims=(-2, -1))`` for 90°. The rotation is in
-    pixel space (correct for non-square images too), done with a single
-    ``F.affine_grid`` + ``F.grid_sample`` call for images and masks together
-    (align_corners=False, zeros outside the image). Images are sampled
-    bilinearly; masks are sampled bilinearly and then thresholded (> 0.5) back
-    to exactly 0/1, so their boundary follows the image's interpolated edge.
+    pixel space (correct for non-square images too), done with
+    ``F.affine_grid`` + ``F.grid_sample`` (align_corners=False, zeros outside
+    the image). Images are sampled bilinearly. Binary masks (``num_classes``
+    2: images and masks in a single grid_sample call) are sampled bilinearly
+    and then thresholded (> 0.5) back to exactly 0/1, so their boundary follows
+    the image's interpolated edge. Label maps of ``num_classes`` K >= 3 (masks
+    hold class indices 0 ... K-1) are sampled as one-hot maps of the foreground
+    classes, bilinearly, with the background's share 1 minus theirs (so outside
+    the image is background, class 0), and each pixel takes the class with the
+    largest share (ties to the lower class index): only valid class indices,
+    and an angle of 0 returns the map unchanged.
 
     The [B, 2, 3] rotation matrices are built on the CPU in float64 (pass
     ``angles_deg`` as a CPU tensor to avoid a device→host copy) and moved to the
@@ -92,10 +98,14 @@ def rotate_batch(images: Tensor, masks: Tensor, angles_deg: Tensor) -> tuple[Ten
     ).to(images.dtype)  # [B, 2, 3]
     theta = theta.to(images.device, non_blocking=True)
     grid = F.affine_grid(theta, [b, c + 1, h, w], align_corners=False)
-    both = torch.cat([images, masks.to(images.dtype)], dim=1)
-    out = F.grid_sample(both, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    new_images = out[:, :c]
-    new_masks = (out[:, c:] > 0.5).to(masks.dtype)
+    if num_classes > 2:
+        new_images = F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        new_masks = _rotate_labels(masks, grid, num_classes, images.dtype)
+    else:
+        both = torch.cat([images, masks.to(images.dtype)], dim=1)
+        out = F.grid_sample(both, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        new_images = out[:, :c]
+        new_masks = (out[:, c:] > 0.5).to(masks.dtype)
     if images.is_contiguous(memory_format=torch.channels_last):
         new_images = new_images.contiguous(memory_format=torch.channels_last)
     else:
@@ -103,10 +113,35 @@ def rotate_batch(images: Tensor, masks: Tensor, angles_deg: Tensor) -> tuple[Ten
     return new_images, new_masks.contiguous()
 
 
+_CLASS_CHUNK = 16  # foreground classes sampled per grid_sample call (bounds the one-hot's memory for many classes)
+
+
+def _rotate_labels(masks: Tensor, grid: Tensor, k: int, dtype: torch.dtype) -> Tensor:
+    """Label maps [B, 1, H, W] of class indices sampled at ``grid``: each foreground class's one-hot bilinearly (in
+    chunks of classes), background = 1 - their sum, the largest share wins (ties to the lower index)."""
+    labels = masks.to(torch.long)
+    total = best = arg = None
+    for start in range(1, k, _CLASS_CHUNK):
+        ids = torch.arange(start, min(start + _CLASS_CHUNK, k), device=masks.device).view(1, -1, 1, 1)
+        share = F.grid_sample((labels == ids).to(dtype), grid, mode="bilinear", padding_mode="zeros",
+                              align_corners=False)
+        value, index = share.max(dim=1, keepdim=True)  # the first of equal maxima: the lower class
+        index = index + start
+        if best is None:
+            total, best, arg = share.sum(dim=1, keepdim=True), value, index
+        else:
+            total = total + share.sum(dim=1, keepdim=True)
+            better = value > best
+            best, arg = torch.where(better, value, best), torch.where(better, index, arg)
+    background = 1.0 - total
+    return torch.where(best > background, arg, torch.zeros_like(arg)).to(masks.dtype)
+
+
 def augment_batch(
-    images: Tensor, masks: Tensor, spec: AugmentSpec, generator: torch.Generator
+    images: Tensor, masks: Tensor, spec: AugmentSpec, generator: torch.Generator, num_classes: int = 2
 ) -> tuple[Tensor, Tensor]:
-    """Randomly flip and rotate a whole batch on its own device, images [B, C, H, W] and masks [B, 1, H, W] alike.
+    """Randomly flip and rotate a whole batch on its own device, images [B, C, H, W] and masks [B, 1, H, W] alike
+    (binary 0/1 masks for ``num_classes`` 2, label maps of class indices for K >= 3: see :func:`rotate_batch`).
 
     Per sample, in this order: horizontal flip with probability ``spec.hflip``,
     vertical flip with probability ``spec.vflip``, rotation by U(−rotate, +rotate)
@@ -141,5 +176,5 @@ def augment_batch(
         masks = select(flags[1], masks.flip(-2), masks)
     if spec.rotate > 0:
         angles = (draws[2] * 2.0 - 1.0) * spec.rotate  # stays on the CPU, see rotate_batch
-        images, masks = rotate_batch(images, masks, angles)
+        images, masks = rotate_batch(images, masks, angles, num_classes=num_classes)
     return images, masks

@@ -1,4 +1,5 @@
-"""Any dataset by its spec: "synthetic:ventricle", "synthetic:nuclei" (generated) or a folder of image/mask pairs."""
+"""Any dataset by its spec: "synthetic:ventricle", "synthetic:nuclei", "synthetic:heart" (generated) or a folder of
+image/mask pairs (binary masks, or label maps of a definition's classes)."""
 
 from __future__ import annotations
 
@@ -7,17 +8,28 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..define.task import Classes
 from .data import DatasetError, SegData
 from .dataset_id import SYNTHETIC_KINDS
-from .folders import load_folder
-from .synthetic import synthetic_nuclei, synthetic_ventricle
+from .folders import absent_classes, load_folder
+from .synthetic import synthetic_heart, synthetic_nuclei, synthetic_ventricle
 
-_GENERATORS = {"ventricle": synthetic_ventricle, "nuclei": synthetic_nuclei}
+__all__ = ["absent_classes", "load_dataset"]
+
+# kind -> generator (n, size, seed) -> (images float32 [N, S, S] in [0, 1], masks [N, S, S] of class indices)
+_GENERATORS = {"ventricle": synthetic_ventricle, "nuclei": synthetic_nuclei, "heart": synthetic_heart}
 
 
 def load_dataset(spec: str, image_size: int, num_images: int, data_seed: int, base_dir: Path | None = None,
-                 tiff_pages: str = "error") -> SegData:
-    """spec is "synthetic:ventricle", "synthetic:nuclei", or a folder path (relative paths resolved against base_dir, the project folder). num_images applies to synthetic data only, tiff_pages to folders only."""
+                 tiff_pages: str = "error", classes: Classes | None = None) -> SegData:
+    """spec is "synthetic:ventricle", "synthetic:nuclei", "synthetic:heart", or a folder path (relative paths resolved
+    against base_dir, the project folder). num_images applies to synthetic data only, tiff_pages to folders only.
+
+    ``classes`` (``define.task.classes_of`` of the definition): None or binary without pixel values reads masks as
+    foreground / background (0.0 / 1.0), exactly as ever; with pixel values (``classes.values``) a folder's masks are
+    read as label maps and ``SegData.masks`` holds each pixel's class index (see ``folders.load_folder``). Built-in
+    data's masks always hold class indices (0/1 for the binary sets; 0 background, 1 cavity, 2 myocardium for
+    synthetic:heart). With ``classes`` of K >= 3, ``SegData.notes`` names each class no mask has."""
     text = str(spec).strip()
     if text.lower().startswith("synthetic:"):
         kind = text.split(":", 1)[1].strip().lower()
@@ -27,17 +39,22 @@ def load_dataset(spec: str, image_size: int, num_images: int, data_seed: int, ba
         if int(num_images) < 1:
             raise DatasetError(f"num_images must be >= 1 for {spec!r}, got {num_images}")
         imgs, msks = _GENERATORS[kind](int(num_images), int(image_size), int(data_seed))
-        return SegData(
+        data = SegData(
             images=torch.from_numpy(imgs)[:, None].contiguous(),
             masks=torch.from_numpy(msks.astype(np.float32))[:, None].contiguous(),
             names=[f"{kind}-{i:04d}" for i in range(imgs.shape[0])],
             source=str(spec),
         )
+        if classes is not None and classes.per_class:
+            data.notes += [f"class {classes.names[c]!r} (value {c}) occurs in no mask of the dataset"
+                           for c in absent_classes(data.masks, classes.k)]
+        return data
     if not text:
-        raise DatasetError("empty dataset spec: use synthetic:ventricle, synthetic:nuclei, or a folder path")
+        choices = ", ".join(f"synthetic:{k}" for k in SYNTHETIC_KINDS)
+        raise DatasetError(f"empty dataset spec: use {choices}, or a folder path")
     path = Path(text).expanduser()
     if not path.is_absolute():
         path = Path(base_dir if base_dir is not None else Path.cwd()) / path
-    data = load_folder(path, image_size, tiff_pages)
+    data = load_folder(path, image_size, tiff_pages, classes=classes)
     data.source = str(spec)
     return data

@@ -1,4 +1,8 @@
-"""Folder datasets: images/ and masks/ paired by file stem, read with imageio, normalised, cropped and resized."""
+"""Folder datasets: images/ and masks/ paired by file stem, read with imageio, normalised, cropped and resized; masks
+as binary foreground or, for a definition whose classes have pixel values, as label maps of class indices.
+
+Over 600 lines: images, binary masks and label maps are read by one set of readers (TIFF pages, animations, 3-D
+volumes, palettes, alpha channels) with one set of one-line refusals, which the pairing and resizing below share."""
 
 from __future__ import annotations
 
@@ -10,10 +14,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..define.task import Classes
 from .data import DatasetError, SegData
 from .dataset_id import IMAGE_EXTENSIONS, LOSSY_EXTENSIONS, TIFF_EXTENSIONS, image_files, volume_suffix
 
-__all__ = ["fit_channels", "image_to_float", "load_folder", "read_image_file", "refuse_volumes", "resize_image"]
+__all__ = ["absent_classes", "class_indices", "fit_channels", "image_to_float", "load_folder", "read_image_file",
+           "read_label_map", "refuse_volumes", "resize_image", "resize_labels"]
 
 
 # ---------------------------------------------------------------------------
@@ -281,6 +287,158 @@ def _mask_to_bool(hwc: np.ndarray, path: Path) -> np.ndarray:
     return fg
 
 
+# ---------------------------------------------------------------------------
+# Label maps (a definition whose classes have pixel values: classes.values)
+# ---------------------------------------------------------------------------
+
+
+def _palette_indices(path: Path) -> np.ndarray | None:
+    """A single-frame palette image's palette indices [H, W] (imageio would turn them into RGB), or None when the
+    file is not one (or Pillow cannot open it: the ordinary reader then says why)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            if im.mode not in ("P", "PA") or int(getattr(im, "n_frames", 1) or 1) > 1:
+                return None
+            arr = np.asarray(im)
+    except Exception:  # noqa: BLE001 - not Pillow's to read: read_image_file decides and names the problem
+        return None
+    return arr[:, :, 0] if arr.ndim == 3 else arr
+
+
+def read_label_map(path: Path, tiff_pages: str = "error", pages_hint: str | None = None) -> np.ndarray:
+    """A label map's pixel values as an integer array [H, W], as stored (not yet classes: see ``class_indices``).
+
+    8/16-bit (or any integer) grey PNG and TIFF are read as they are; a palette PNG, GIF or BMP as its palette
+    indices; a constant alpha (the last of 2 or 4 channels) is ignored, and an RGB image whose three channels are
+    equal everywhere is grey. Refused with one DatasetError line naming the file and what to do: JPEG / WebP (lossy
+    compression changes the values), an RGB mask with real colours (a colour is not a class value), more than one
+    channel otherwise, non-integer float values, and everything ``read_image_file`` refuses for a mask."""
+    path = Path(path)
+    if path.suffix.lower() in LOSSY_EXTENSIONS:
+        kind = "JPEG" if path.suffix.lower() in (".jpg", ".jpeg") else "WebP"
+        raise DatasetError(f"{path} is a {kind} label map: lossy compression changes its pixel values, so they no "
+                           "longer say the classes; save label maps as PNG or TIFF")
+    indices = None if path.suffix.lower() in TIFF_EXTENSIONS else _palette_indices(path)
+    hwc = indices[:, :, None] if indices is not None else read_image_file(path, tiff_pages, mask=True,
+                                                                          pages_hint=pages_hint)
+    if not (np.issubdtype(hwc.dtype, np.number) or hwc.dtype == np.bool_) or np.iscomplexobj(hwc):
+        raise DatasetError(f"{path} has an unsupported pixel type {hwc.dtype}: save label maps as 8/16-bit "
+                           "single-channel PNG or TIFF")
+    colour = hwc
+    if hwc.shape[2] in (2, 4):
+        colour = hwc[:, :, :-1]
+        if not alpha_is_constant(hwc) and not colour.any():
+            raise DatasetError(f"{path} is a mask whose classes are drawn only in its alpha channel (its colour is "
+                               "empty); save label maps as single-channel (grey or palette) PNG/TIFF whose pixel "
+                               "values are the classes")
+    if colour.shape[2] == 3:
+        if (colour[:, :, 1:] == colour[:, :, :1]).all():
+            colour = colour[:, :, :1]
+        else:
+            raise DatasetError(f"{path} is a colour (RGB) mask: a colour is not a class value; save label maps as "
+                               "single-channel (grey or palette) PNG/TIFF whose pixel values are the classes")
+    if colour.shape[2] != 1:
+        raise DatasetError(f"{path} has {hwc.shape[2]} channels: a label map has one; save it as a single-channel "
+                           "(grey or palette) PNG/TIFF whose pixel values are the classes")
+    arr = colour[:, :, 0]
+    if arr.dtype == np.bool_:
+        return arr.astype(np.uint8)
+    if np.issubdtype(arr.dtype, np.floating):
+        whole = np.isfinite(arr) & (arr == np.round(arr))
+        if not whole.all():
+            example = arr[~whole].flat[0]
+            raise DatasetError(f"{path} has pixel values that are not whole numbers (e.g. {example:g}): a label "
+                               "map's pixel values are its classes; save it as an 8/16-bit integer PNG or TIFF")
+        return arr.astype(np.int64)
+    return arr
+
+
+def _pixels(n: int) -> str:
+    return f"{n} pixel{'s' if n != 1 else ''}"
+
+
+def class_indices(values: np.ndarray, path: Path, classes: Classes) -> np.ndarray:
+    """uint8 [H, W]: the class index of each pixel of a label map (``read_label_map``), by ``classes.values``.
+
+    A pixel value that is no class's is a DatasetError naming the file, the values (most frequent first, at most
+    three) and how many pixels have each, and what to do."""
+    if classes.values is None:
+        raise ValueError("class_indices needs classes with pixel values (classes.values)")
+    known = classes.values
+    a = values
+    lo, hi = (int(a.min()), int(a.max())) if a.size else (0, 0)
+    if lo >= 0 and hi <= 65535:  # every 8/16-bit map: a lookup table, no sort
+        lut = np.full(hi + 1, -1, np.int16)
+        for i, v in enumerate(known):
+            if v <= hi:
+                lut[v] = i
+        idx = lut[a]
+        bad = idx < 0
+        if not bad.any():
+            return idx.astype(np.uint8)
+        vals, counts = np.unique(a[bad], return_counts=True)
+    else:
+        vals, counts = np.unique(a, return_counts=True)
+        keep = ~np.isin(vals, np.asarray(known, dtype=np.int64))
+        vals, counts = vals[keep], counts[keep]
+    order = sorted(zip((int(c) for c in counts), (int(v) for v in vals)), key=lambda t: (-t[0], t[1]))
+    shown = ", ".join(f"{_pixels(c)} of value {v}" for c, v in order[:3])
+    if len(order) == 1:
+        what = f"has {shown}, which is not a class"
+        todo = "fix the mask, or make it a class: add it to mask_values, a name to class_names and 1 to num_classes"
+    else:
+        more = f" and {len(order) - 3} more value(s)" if len(order) > 3 else ""
+        what = f"has {shown}{more}, which are not classes"
+        todo = ("fix the mask, or make them classes: add them to mask_values, their names to class_names and "
+                f"{len(order)} to num_classes")
+    raise DatasetError(f"{path} {what} (mask_values = {list(known)}): {todo}")
+
+
+def resize_labels(labels: torch.Tensor, size: int, k: int) -> torch.Tensor:
+    """A square label map [s, s] of class indices 0 ... k-1 -> float32 [size, size] of class indices.
+
+    Downsampling: each class's area average (its share of the output pixel, the binary masks' rule per class), the
+    class with the largest share wins (a majority vote; ties go to the lower class index). Upsampling: nearest
+    neighbour (pixel-centre aligned), so no value between two classes is ever made up."""
+    s = labels.shape[-1]
+    if s == size:
+        return labels.to(torch.float32)
+    if s < size:
+        up = F.interpolate(labels.to(torch.float32)[None, None], size=(size, size), mode="nearest-exact")
+        return up[0, 0]
+    best = torch.full((size, size), -1.0)
+    arg = torch.zeros((size, size))
+    present = torch.bincount(labels.reshape(-1).to(torch.long), minlength=k).nonzero().reshape(-1).tolist()
+    for c in present:  # ascending: a later class must beat the best share so far strictly, so ties keep the lower
+        share = F.interpolate((labels == c).to(torch.float32)[None, None], size=(size, size), mode="area")[0, 0]
+        better = share > best
+        best = torch.where(better, share, best)
+        arg = torch.where(better, torch.tensor(float(c)), arg)
+    return arg
+
+
+def absent_classes(masks: torch.Tensor, k: int) -> list[int]:
+    """The class indices (0 ... k-1) that no pixel of ``masks`` (class indices, any shape and device) has: e.g. the
+    training masks', for the trainer's warning. One device-to-host copy."""
+    counts = torch.bincount(masks.reshape(-1).to(torch.long), minlength=k)[:k].tolist()
+    return [c for c in range(k) if counts[c] == 0]
+
+
+def _class_notes(classes: Classes, absent: list[int], in_files: np.ndarray) -> list[str]:
+    """One note per class that no mask of the dataset has (at image_size), saying whether the files have it."""
+    notes = []
+    for c in absent:
+        name, value = classes.names[c], classes.values[c] if classes.values else c
+        if in_files[c]:
+            notes.append(f"class {name!r} (value {value}) is in the mask files but in no mask once resized to "
+                         "image_size (too small to survive resizing): a larger image_size keeps it")
+        else:
+            notes.append(f"class {name!r} (value {value}) occurs in no mask of the dataset")
+    return notes
+
+
 def _center_crop(t: torch.Tensor) -> torch.Tensor:
     h, w = t.shape[-2:]
     side = min(h, w)
@@ -315,7 +473,8 @@ def _more(items: Sequence[str], limit: int = 5) -> str:
     return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
 
 
-def load_folder(path: Path, image_size: int, tiff_pages: str = "error", pages_hint: str | None = None) -> SegData:
+def load_folder(path: Path, image_size: int, tiff_pages: str = "error", pages_hint: str | None = None,
+                classes: Classes | None = None) -> SegData:
     """Load ``path/images/`` and ``path/masks/`` (pairs matched by file stem) as a SegData.
 
     Files: png, tif/tiff, jpg/jpeg, bmp, gif, webp (by extension, case-insensitive); hidden files and other
@@ -330,19 +489,32 @@ def load_folder(path: Path, image_size: int, tiff_pages: str = "error", pages_hi
     DatasetError naming it and both counts. What was dropped or replicated is listed in ``SegData.notes`` (the run's
     log). 8-bit images are divided by 255; 16-bit, float and signed-integer images are min-max normalised per image.
 
-    Masks: any dtype, foreground where any colour channel is > 0 (JPEG/WebP masks: above half the range, since
-    their compression noise is non-zero everywhere).
+    Masks, binary (``classes`` None, or binary without pixel values: the default): any dtype, foreground where any
+    colour channel is > 0 (JPEG/WebP masks: above half the range, since their compression noise is non-zero
+    everywhere); ``SegData.masks`` holds 0.0 / 1.0.
+
+    Label maps (``classes.values`` set: K >= 3 classes, or explicit ``mask_values``): each mask is read as an integer
+    label map (``read_label_map``: grey 8/16-bit PNG or TIFF, palette images as their indices; JPEG / WebP and colour
+    RGB refused) and each pixel value becomes its class index by ``classes.values`` (``class_indices``: a value that
+    is no class's is a DatasetError naming the file, the value and its pixel count). ``SegData.masks`` holds the
+    class index of each pixel (0.0 background ... K-1) as float32. A class no mask has (once resized) is not an
+    error: ``SegData.notes`` says so (and whether the files had it before resizing).
 
     Geometry: image and mask must have the same height and width; non-square
     pairs are centre-cropped to a square, then resized to ``image_size``.
     Images use bilinear interpolation (antialiased when downsampling). Masks
     are resized as 0/1 float with area averaging (downsampling: a majority
     vote per output pixel) or bilinear interpolation (upsampling), then
-    thresholded at >= 0.5, so thin structures neither alias away nor grow.
+    thresholded at >= 0.5, so thin structures neither alias away nor grow
+    (so are label maps of 2 classes). Label maps of K >= 3 classes: per-class
+    area average then the largest share (ties to the lower class index) when
+    downsampling, nearest neighbour when upsampling (``resize_labels``).
 
     Raises DatasetError (one line naming the folder or files) for a missing
     folder or subfolder, no images, unpaired files, duplicate stems, an
-    unreadable or empty file, an image/mask size mismatch or mixed channels.
+    unreadable or empty file, an image/mask size mismatch, mixed channels,
+    every mask empty (all background), or a label map pixel value that is
+    no class.
     """
     path = Path(path).expanduser()
     if int(image_size) < 1:
@@ -376,6 +548,8 @@ def load_folder(path: Path, image_size: int, tiff_pages: str = "error", pages_hi
             "every file in images/ needs a file with the same stem in masks/"
         )
 
+    label_maps = classes is not None and classes.values is not None
+    in_files = np.zeros(classes.k if label_maps else 0, bool)  # the classes the label map files have (full size)
     stems = sorted(images)
     imgs: list[torch.Tensor] = []
     msks: list[torch.Tensor] = []
@@ -384,7 +558,10 @@ def load_folder(path: Path, image_size: int, tiff_pages: str = "error", pages_hi
     for stem in stems:
         ip, mp = images[stem], masks[stem]
         iarr = read_image_file(ip, tiff_pages, pages_hint=pages_hint)
-        marr = read_image_file(mp, tiff_pages, mask=True, pages_hint=pages_hint)
+        if label_maps:
+            marr = read_label_map(mp, tiff_pages, pages_hint=pages_hint)
+        else:
+            marr = read_image_file(mp, tiff_pages, mask=True, pages_hint=pages_hint)
         ih, iw = iarr.shape[:2]
         mh, mw = marr.shape[:2]
         if (ih, iw) != (mh, mw):
@@ -397,14 +574,29 @@ def load_folder(path: Path, image_size: int, tiff_pages: str = "error", pages_hi
             varying.add(c)
         keep = iarr if c not in (2, 4) or c in varying else iarr[:, :, :-1]  # (re-read below if a later one varies)
         imgs.append(_square(image_to_float(keep, ip), image_size))
-        msk = torch.from_numpy(_mask_to_bool(marr, mp).astype(np.float32))
-        msks.append(_resize_mask(_center_crop(msk), image_size))
+        if not label_maps:
+            msk = torch.from_numpy(_mask_to_bool(marr, mp).astype(np.float32))
+            msks.append(_resize_mask(_center_crop(msk), image_size))
+            continue
+        idx = class_indices(marr, mp, classes)
+        in_files |= np.bincount(idx.reshape(-1), minlength=classes.k)[: classes.k] > 0
+        lab = _center_crop(torch.from_numpy(idx))
+        if classes.k == 2:  # two classes: 0/1, resized as binary masks are
+            msks.append(_resize_mask(lab.to(torch.float32), image_size))
+        else:
+            msks.append(resize_labels(lab, image_size, classes.k))
     for i, c in enumerate(read_as):  # an alpha dropped before an image of as many channels showed it is data
         if c in varying and imgs[i].shape[0] != c:
             imgs[i] = _square(image_to_float(read_image_file(images[stems[i]], tiff_pages), images[stems[i]]),
                               image_size)
 
     if not any(bool(m.any()) for m in msks):
+        if label_maps:
+            raise DatasetError(
+                f"dataset folder {path}: every mask in masks/ is all background (class {classes.names[0]!r}, value "
+                f"{classes.values[0]}), so there is nothing to learn; a label map's pixels hold their class's value "
+                f"(mask_values = {list(classes.values)})"
+            )
         raise DatasetError(
             f"dataset folder {path}: every mask in masks/ is empty (no pixel > 0), so there is nothing to learn "
             "and Dice would read 1.0 for predicting nothing; masks need their foreground > 0 (e.g. 255 on 0)"
@@ -412,9 +604,12 @@ def load_folder(path: Path, image_size: int, tiff_pages: str = "error", pages_hi
     counts = [int(t.shape[0]) for t in imgs]
     channels, notes = _agree(counts, read_as, [images[s] for s in stems], img_dir)
     imgs = [t.expand(channels, -1, -1) if t.shape[0] != channels else t for t in imgs]
+    masks_t = torch.stack(msks)[:, None].contiguous()
+    if label_maps:
+        notes += _class_notes(classes, absent_classes(masks_t, classes.k), in_files)
     return SegData(
         images=torch.stack(imgs).contiguous().to(torch.float32),
-        masks=torch.stack(msks)[:, None].contiguous(),
+        masks=masks_t,
         names=stems,
         source=str(path),
         notes=notes,
