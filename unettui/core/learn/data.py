@@ -25,7 +25,8 @@ class SegData:
 
     ``images``: float32 ``[N, C, S, S]`` in [0, 1], C the channels the images have (1 grey, 3 RGB, 2 or 4 when their
     second or fourth channel is data; see folders.load_folder).
-    ``masks``: float32 ``[N, 1, S, S]`` with values exactly 0.0 or 1.0.
+    ``masks``: float32 ``[N, 1, S, S]`` holding each pixel's class index: exactly 0.0 or 1.0 for the binary task,
+    0.0 ... K-1 for K classes (core.define.task).
     ``names``: one per image (file stem, or ``f"{kind}-{i:04d}"`` for synthetic data).
     ``source``: the dataset spec string it came from.
     ``notes``: what reading it changed, for the run's log (an alpha channel dropped, grey replicated to RGB).

@@ -282,7 +282,7 @@ class PackTrainer:
         if rotating:
             rows = torch.cat([torch.arange(i * b, (i + 1) * b) for i in rotating]).to(images.device)
             turned, turned_masks = rotate_batch(images[rows], masks[rows], angles[rotating].reshape(-1),
-                                                **({"num_classes": self.task.k} if not self.task.binary else {}))
+                                                num_classes=self.task.k)
             images, masks = images.index_copy(0, rows, turned), masks.index_copy(0, rows, turned_masks)
         return images.reshape(x.shape), masks.reshape(y.shape)
 

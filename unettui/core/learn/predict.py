@@ -377,7 +377,7 @@ def labelled_folder(tm: TrainedModel, folder: Path) -> tuple[torch.Tensor, torch
     from .dataset_id import image_files as files_by_stem
     from .folders import load_folder
 
-    classes = {"classes": tm.task.classes} if not tm.task.binary else {}
+    classes = {"classes": tm.task.classes}
     data = load_folder(Path(folder), tm.cfg.image_size, tm.cfg.tiff_pages, pages_hint(tm), **classes)
     images = data.images
     if data.channels != tm.in_channels:
@@ -400,7 +400,7 @@ def run_split(tm: TrainedModel, project: Path, split: str) -> tuple[torch.Tensor
     from .datasets import load_dataset
 
     cfg = tm.cfg
-    classes = {"classes": tm.task.classes} if not tm.task.binary else {}
+    classes = {"classes": tm.task.classes}
     data = load_dataset(cfg.dataset, cfg.image_size, cfg.num_images, cfg.data_seed, base_dir=project,
                         tiff_pages=cfg.tiff_pages, **classes)
     images = equalize_histogram(data.images) if cfg.augment_histeq else data.images

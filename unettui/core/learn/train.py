@@ -152,7 +152,7 @@ class Trainer:
             where = f"{torch.cuda.get_device_name(self.device)} ({self.device})"
         else:
             memory, where = machine_memory(), "this machine"
-        classes = {"classes": self.task.classes} if not self.task.binary else {}
+        classes = {"classes": self.task.classes}
         if not n_images and not is_synthetic(cfg.dataset):  # no pairs to count: the folder's own error says why
             load_dataset(cfg.dataset, cfg.image_size, cfg.num_images, cfg.data_seed, base_dir=project,
                          tiff_pages=cfg.tiff_pages, **classes)
@@ -228,8 +228,7 @@ class Trainer:
         """
         x, y = self.train_x[idx], self.train_y[idx]
         if self.augment.active:
-            x, y = augment_batch(x, y, self.augment, self.aug_gen,
-                                 **({"num_classes": self.task.k} if not self.task.binary else {}))
+            x, y = augment_batch(x, y, self.augment, self.aug_gen, num_classes=self.task.k)
         if self.cuda:
             x = x.contiguous(memory_format=self.memory_format)
         self.optimizer.zero_grad(set_to_none=True)
