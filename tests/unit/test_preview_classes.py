@@ -15,8 +15,12 @@ from textual.app import App
 from unettui.cli.show_cmd import _preview_section
 from unettui.core.show import figures as F
 from unettui.core.show.preview import (
+    CLASS_PALETTE,
+    ERROR_COLOUR,
     GAP,
+    RIGHT_DIM,
     TILE_MIN,
+    class_colours,
     dice_caption,
     load_preview,
     preview_classes,
@@ -29,15 +33,11 @@ from unettui.core.show.preview import (
 from unettui.core.show.render import (
     ASCII_PANELS_LEGEND,
     CLASS_MARKS,
-    CLASS_PALETTE,
-    ERROR_COLOUR,
     ERROR_MARK,
-    RIGHT_DIM,
     ascii_class_legend,
     ascii_classes,
     class_ascii_panels,
     class_colour_panels,
-    class_colours,
     class_marks,
     class_resize,
     halfblock_classes,
@@ -322,7 +322,8 @@ def test_tui_panel_draws_classes_in_colour_and_characters(tmp_path):
             for rgb in (ORANGE, SKY, WHITE, dim(ORANGE)):
                 assert Color.from_rgb(*rgb) in colours
             last = text.plain.split("\n")[-1]
-            assert last.startswith("classes: ██ background  ██ cavity  ██ myocardium")
+            assert last == ("classes: ██ cavity  ██ myocardium  (background black)   errors: ██ prediction ≠ truth "
+                            "(right pixels dimmed)")
 
     asyncio.run(main())
 

@@ -179,8 +179,8 @@ def _tile(pv: dict[str, Any], samples: int, what: str):
     dimmed, the wrong ones white: ``render.errors_rgb``)."""
     import numpy as np
 
-    from .preview import preview_classes, preview_masks
-    from .render import class_rgb, errors_rgb, overlay_rgb
+    from .preview import class_rgb, errors_rgb, preview_classes, preview_masks
+    from .render import overlay_rgb
 
     classes = preview_classes(pv)
     tiles = []
@@ -207,8 +207,8 @@ def predictions_figure(stage: StageFigure) -> Figure | None:
     (rows: the first varied key, columns: the others). None when no configuration has a preview."""
     from matplotlib.patches import Patch
 
-    from .preview import preview_classes, read_preview
-    from .render import ERROR_COLOUR, FN_COLOUR, FP_COLOUR, TP_COLOUR, class_colours
+    from .preview import ERROR_COLOUR, class_colours, preview_classes, read_preview
+    from .render import FN_COLOUR, FP_COLOUR, TP_COLOUR
 
     shown: list[tuple[ConfigFigure, dict[str, Any]]] = []
     for c in stage.configs:

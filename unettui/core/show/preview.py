@@ -1,4 +1,5 @@
-"""Validation previews: PNG strips (input | truth | prediction), the raw arrays behind them, and text renderings."""
+"""Validation previews: PNG strips (input | truth | prediction; multi-class: input | truth | prediction | errors), the
+raw arrays behind them, what every face reads of them, and the class colours every drawing of a label map uses."""
 
 from __future__ import annotations
 
@@ -13,6 +14,26 @@ from ..runs.store import atomic_write_bytes
 TILE_MIN = 128  # PNG tiles are upscaled (nearest) to at least this many pixels
 GAP = 2
 PREVIEW_FILES = ("preview_best.png", "preview_best.npz", "preview_last.png", "preview_last.npz")
+RGB = tuple[int, int, int]
+
+# multi-class: background black, then the Okabe–Ito colours (distinguishable under the common colour-vision
+# deficiencies; yellow late, it is the nearest to the error white), then Paul Tol's muted ones; repeated past 12
+CLASS_PALETTE: tuple[RGB, ...] = (
+    (0, 0, 0),  # background
+    (230, 159, 0),  # orange
+    (86, 180, 233),  # sky blue
+    (0, 158, 115),  # bluish green
+    (204, 121, 167),  # reddish purple
+    (0, 114, 178),  # blue
+    (213, 94, 0),  # vermillion
+    (240, 228, 66),  # yellow
+    (136, 34, 85),  # wine
+    (68, 170, 153),  # teal
+    (153, 153, 51),  # olive
+    (51, 34, 136),  # indigo
+)
+ERROR_COLOUR: RGB = (255, 255, 255)  # white: a pixel where the prediction is not the truth
+RIGHT_DIM = 0.4  # the errors panel draws the right pixels at this fraction of their class's colour
 
 
 def preview_paths(run_dir: Path, tag: str) -> tuple[Path, Path]:
@@ -107,9 +128,9 @@ def strip_png(images: np.ndarray, truth: np.ndarray, pred: np.ndarray, k: int | 
 
     Binary (``k`` None): input | truth | prediction, white masks on black. Multi-class (``k`` classes, ``truth`` and
     ``pred`` class indices): input | truth | prediction | errors, each class in its colour of
-    :func:`unettui.core.show.render.class_colours` (background black); the errors tile draws the pixels the prediction
+    :func:`class_colours` (background black); the errors tile draws the pixels the prediction
     got right in their class's colour dimmed, and every pixel where the prediction differs from the truth in white
-    (see :func:`unettui.core.show.render.errors_rgb` for why)."""
+    (see :func:`errors_rgb` for why)."""
     import imageio.v3 as iio
 
     n, h, w = truth.shape
@@ -125,8 +146,6 @@ def strip_png(images: np.ndarray, truth: np.ndarray, pred: np.ndarray, k: int | 
             p = np.repeat((pred[i] * 255).astype(np.uint8)[..., None], 3, axis=2)
             tiles = [im, gap, t, gap, p]
         else:
-            from .render import class_rgb, errors_rgb
-
             t, p = class_rgb(truth[i], k), class_rgb(pred[i], k)
             e = errors_rgb(truth[i], pred[i], k)
             tiles = [im, gap, t.astype(np.uint8), gap, p.astype(np.uint8), gap, e.astype(np.uint8)]
@@ -136,6 +155,37 @@ def strip_png(images: np.ndarray, truth: np.ndarray, pred: np.ndarray, k: int | 
     strip = np.concatenate(rows, axis=0)
     strip = strip.repeat(scale, axis=0).repeat(scale, axis=1)
     return iio.imwrite("<bytes>", strip, extension=".png")
+
+
+def class_colours(k: int) -> list[RGB]:
+    """The colour of each of ``k`` classes: background black, then :data:`CLASS_PALETTE` (repeated past its end)."""
+    fg = CLASS_PALETTE[1:]
+    return [CLASS_PALETTE[0], *(fg[(c - 1) % len(fg)] for c in range(1, k))]
+
+
+def class_indices(labels: np.ndarray, k: int) -> np.ndarray:
+    """A label map as class indices in 0 ... k-1 (out-of-range values clipped)."""
+    a = np.asarray(labels).astype(np.intp)
+    return np.clip(a, 0, k - 1)
+
+
+def class_rgb(labels: np.ndarray, k: int) -> np.ndarray:
+    """[H,W,3] float 0..255: a label map (class indices) with each class in its colour."""
+    return np.asarray(class_colours(k), np.float64)[class_indices(labels, k)]
+
+
+def errors_rgb(truth: np.ndarray, pred: np.ndarray, k: int) -> np.ndarray:
+    """[H,W,3] float 0..255: the right pixels in their class's colour dimmed to :data:`RIGHT_DIM` (background
+    black), every pixel where ``pred`` is not ``truth`` in :data:`ERROR_COLOUR`.
+
+    One error colour rather than the predicted class's: a missed pixel is predicted background, which is black and
+    would vanish on the dark tile; white is the one colour no class has, and it stands out from every dimmed class by
+    brightness alone, which every kind of colour vision sees. Which class the prediction chose there is what the
+    prediction tile beside it shows."""
+    t, p = class_indices(truth, k), class_indices(pred, k)
+    out = np.rint(np.asarray(class_colours(k), np.float64) * RIGHT_DIM)[t]
+    out[t != p] = ERROR_COLOUR
+    return out
 
 
 def read_preview(npz: Path) -> tuple[dict[str, Any] | None, str | None]:

@@ -23,7 +23,7 @@ deficiencies; the ASCII characters carry the same information): true positive bl
 false positive vermillion, false negative (missed) sky blue; every other pixel is the input image in grey.
 
 Multi-class previews (class indices, K >= 3 classes, background first) draw input | truth | prediction | errors:
-every class in its own colour (:data:`CLASS_PALETTE`: background black, then the Okabe–Ito colours), and with colour
+every class in its own colour (``preview.CLASS_PALETTE``: background black, then the Okabe–Ito colours), and with colour
 off its own character (:func:`class_marks`: background '.', then ``# o + x * = % & $ ~ a b ...``). The errors panel
 draws the pixels the prediction got right in their class's colour dimmed (ASCII: their class's character) and every
 pixel where the prediction differs from the truth in white (ASCII: ``!``). One error colour rather than the predicted
@@ -42,7 +42,16 @@ from typing import Any
 
 import numpy as np
 
-from .preview import ascii_overlay, preview_classes, preview_masks
+from .preview import (
+    ERROR_COLOUR,
+    RIGHT_DIM,
+    ascii_overlay,
+    class_colours,
+    class_indices,
+    class_rgb,
+    preview_classes,
+    preview_masks,
+)
 
 RGB = tuple[int, int, int]
 Segment = tuple[str, RGB | None, RGB | None]
@@ -62,24 +71,6 @@ MASK_BACKGROUND: RGB = (0, 0, 0)
 ASCII_MARKS = {"truth": "#", "pred": "+", "background": "."}
 PANEL_TITLES = ("input", "truth", "prediction", "overlay")
 
-# multi-class: background black, then the Okabe–Ito colours (distinguishable under the common colour-vision
-# deficiencies; yellow late, it is the nearest to the error white), then Paul Tol's muted ones; repeated past 12
-CLASS_PALETTE: tuple[RGB, ...] = (
-    (0, 0, 0),  # background
-    (230, 159, 0),  # orange
-    (86, 180, 233),  # sky blue
-    (0, 158, 115),  # bluish green
-    (204, 121, 167),  # reddish purple
-    (0, 114, 178),  # blue
-    (213, 94, 0),  # vermillion
-    (240, 228, 66),  # yellow
-    (136, 34, 85),  # wine
-    (68, 170, 153),  # teal
-    (153, 153, 51),  # olive
-    (51, 34, 136),  # indigo
-)
-ERROR_COLOUR: RGB = (255, 255, 255)  # white: a pixel where the prediction is not the truth
-RIGHT_DIM = 0.4  # the errors panel draws the right pixels at this fraction of their class's colour
 # the characters of foreground classes 1, 2, ... (background '.'): shapes first, then letters and digits (no second
 # 'o' or 'x'); repeated past the 68th class
 CLASS_MARKS = "#o+x*=%&$~" + "abcdefghijklmnpqrstuvwyz" + "0123456789" + "ABCDEFGHIJKLMNPQRSTUVWYZ"
@@ -406,35 +397,10 @@ def ascii_panels(image: np.ndarray, truth: np.ndarray, pred: np.ndarray, width: 
 # ---------------------------------------------------------------------------
 
 
-def class_colours(k: int) -> list[RGB]:
-    """The colour of each of ``k`` classes: background black, then :data:`CLASS_PALETTE` (repeated past its end)."""
-    fg = CLASS_PALETTE[1:]
-    return [CLASS_PALETTE[0], *(fg[(c - 1) % len(fg)] for c in range(1, k))]
-
-
 def class_marks(k: int) -> str:
     """The character of each of ``k`` classes: '.' for the background, then :data:`CLASS_MARKS` (repeated past its
     end)."""
     return "." + "".join(CLASS_MARKS[(c - 1) % len(CLASS_MARKS)] for c in range(1, k))
-
-
-def _labels(labels: np.ndarray, k: int) -> np.ndarray:
-    a = np.asarray(labels).astype(np.intp)
-    return np.clip(a, 0, k - 1)
-
-
-def class_rgb(labels: np.ndarray, k: int) -> np.ndarray:
-    """[H,W,3] float 0..255: a label map (class indices) with each class in its colour."""
-    return np.asarray(class_colours(k), np.float64)[_labels(labels, k)]
-
-
-def errors_rgb(truth: np.ndarray, pred: np.ndarray, k: int) -> np.ndarray:
-    """[H,W,3] float 0..255: the right pixels in their class's colour dimmed to :data:`RIGHT_DIM` (background
-    black), every pixel where ``pred`` is not ``truth`` in :data:`ERROR_COLOUR`."""
-    t, p = _labels(truth, k), _labels(pred, k)
-    out = np.rint(np.asarray(class_colours(k), np.float64) * RIGHT_DIM)[t]
-    out[t != p] = ERROR_COLOUR
-    return out
 
 
 def class_resize(labels: np.ndarray, k: int, width: int | None = None, order: Sequence[int] | None = None,
@@ -444,7 +410,7 @@ def class_resize(labels: np.ndarray, k: int, width: int | None = None, order: Se
     ``order`` (default: the rarest in ``labels``, see :func:`class_order`), else the class covering most of it. So a
     thin class survives shrinking (a 2-pixel ring shrunk 3 times still shows), and a boundary between two classes
     never shows as a third colour, which averaging their colours would draw. Never enlarges."""
-    t = _labels(labels, k)
+    t = class_indices(labels, k)
     if not width or width >= t.shape[1]:
         return t
     frac = area_resize((t[..., None] == np.arange(k)).astype(np.float64), width)  # [h, w, k] area of each class
@@ -462,9 +428,9 @@ def halfblock_classes(labels: np.ndarray, k: int, width: int | None = None,
 
 def halfblock_errors(truth: np.ndarray, pred: np.ndarray, k: int, width: int | None = None,
                      order: Sequence[int] | None = None) -> list[Row]:
-    """The errors of a label map as half-block rows (see :func:`errors_rgb`); shrunk, the truth's classes by
+    """The errors of a label map as half-block rows (see ``preview.errors_rgb``); shrunk, the truth's classes by
     :func:`class_resize` and the errors by area, so a cell with a few wrong pixels gets a white tint."""
-    t, p = _labels(truth, k), _labels(pred, k)
+    t, p = class_indices(truth, k), class_indices(pred, k)
     right = np.rint(np.asarray(class_colours(k), np.float64) * RIGHT_DIM)[class_resize(t, k, width, order)]
     wrong = area_resize((t != p).astype(np.float64), width)[..., None]
     return halfblock_rgb(right * (1.0 - wrong) + np.asarray(ERROR_COLOUR, np.float64) * wrong)
@@ -475,7 +441,7 @@ def class_order(k: int, *label_maps: np.ndarray) -> list[int]:
     text cell holding several classes picks the one it shows."""
     counts = np.zeros(k, np.int64)
     for labels in label_maps:
-        counts += np.bincount(_labels(labels, k).ravel(), minlength=k)[:k]
+        counts += np.bincount(class_indices(labels, k).ravel(), minlength=k)[:k]
     return sorted(range(1, k), key=lambda c: (counts[c], c))
 
 
@@ -483,7 +449,7 @@ def _cell_classes(labels: np.ndarray, k: int, step: int, order: Sequence[int] | 
     """The class of each step x 2*step cell: of the classes with a pixel in it, the first of ``order`` (default: the
     rarest in ``labels``), background only when the cell is all background. As a binary mask's cell is marked when
     any pixel in it is, a thin or small class never vanishes when the map is shrunk."""
-    t = _labels(labels, k)
+    t = class_indices(labels, k)
     out = np.zeros(_block_reduce(t, 2 * step, step, "any").shape, np.intp)
     for c in reversed(list(class_order(k, t) if order is None else order)):
         out[_block_reduce(t == c, 2 * step, step, "any")] = c
@@ -505,17 +471,17 @@ def ascii_errors(truth: np.ndarray, pred: np.ndarray, k: int, width: int | None 
     marks = class_marks(k)
     step = block_step(np.shape(truth)[1], width)
     cells = _cell_classes(truth, k, step, class_order(k, truth, pred) if order is None else order)
-    wrong = _block_reduce(_labels(truth, k) != _labels(pred, k), 2 * step, step, "any")
+    wrong = _block_reduce(class_indices(truth, k) != class_indices(pred, k), 2 * step, step, "any")
     return ["".join(ERROR_MARK if e else marks[c] for c, e in zip(row, erow)) for row, erow in zip(cells, wrong)]
 
 
 def class_legend(names: Sequence[str]) -> Row:
     """One row of segments naming each class's colour and the errors' (multi-class colour drawings)."""
     row: Row = [("classes: ", None, None)]
-    for name, rgb in zip(names, class_colours(len(names))):
+    for name, rgb in list(zip(names, class_colours(len(names))))[1:]:
         row += [("██", rgb, None), (f" {name}  ", None, None)]
-    row += [(" errors: ", None, None), ("██", ERROR_COLOUR, None),
-            (" prediction ≠ truth (right pixels dimmed)", None, None)]
+    row += [(f"({names[0]} black)   errors: ", None, None), ("██", ERROR_COLOUR, None),
+            (" prediction ≠ truth (right pixels dimmed)", None, None)]  # a black block would not show on the screen
     return row
 
 
