@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from unettui.core.learn.data import DatasetError, SegData, equalize_histogram, split_indices
 from unettui.core.define.task import SYNTHETIC_DATASETS
+from unettui.core.learn.data import DatasetError, SegData, equalize_histogram, split_indices
 from unettui.core.learn.datasets import load_dataset
 from unettui.core.learn.folders import load_folder
 from unettui.core.learn.synthetic import synthetic_nuclei, synthetic_ventricle

@@ -325,16 +325,17 @@ def test_heart_three_classes_thin_ring_deterministic():
     assert all({0, 1, 2} <= set(np.unique(m).tolist()) for m in masks)  # every image has every class
     ring = (masks == 2).mean(axis=(1, 2))
     cavity = (masks == 1).mean(axis=(1, 2))
-    assert 0.05 <= ring.mean() <= 0.15 and ring.max() < 0.15
+    assert 0.03 <= ring.mean() <= 0.06 and ring.max() < 0.10
     assert cavity.mean() > 1.5 * ring.mean()
     # thin: per image, ring area / its length (about the cavity's perimeter) is 1.5-4.5 px
     for m in masks[:10]:
         cav = m == 1
         perimeter = (cav[1:, :] != cav[:-1, :]).sum() + (cav[:, 1:] != cav[:, :-1]).sum()
-        assert 1.5 <= (m == 2).sum() / (perimeter / 1.27) <= 4.5  # 4-neighbour edges overcount a circle by 4/pi
-    # the ring is darker than the cavity, a little darker than the background: learnable but faint
-    assert images[masks == 1].mean() > images[masks == 2].mean() + 0.3
-    assert images[masks == 0].mean() > images[masks == 2].mean()
+        assert 1.0 <= (m == 2).sum() / (perimeter / 1.27) <= 3.5  # 4-neighbour edges overcount a circle by 4/pi
+    # the ring is much darker than the cavity and, blurred between the cavity and the tissue, about as grey as the
+    # background on average: only its shape and the faint edge outside it tell it apart
+    assert images[masks == 1].mean() > images[masks == 2].mean() + 0.25
+    assert abs(images[masks == 0].mean() - images[masks == 2].mean()) < 0.1
     a = synthetic_heart(6, 64, 0)
     assert np.array_equal(a[0], images[:6]) and np.array_equal(a[1], masks[:6])
     b = synthetic_heart(6, 64, 1)

@@ -113,3 +113,43 @@ def test_a_class_in_no_image_and_never_predicted_has_no_score_and_stays_out_of_t
     missed = task.scores(0.1, [[30, 10, 0], [0, 0, 5]])  # in the truth, never predicted: 0, and counted
     assert missed.classes["dice_ring"] == 0.0 and missed.dice == pytest.approx(30 / 70)
     assert task_of(Config()).scores(0.0, [[0, 0, 0]]).dice == 1.0  # binary keeps its rule: both empty is 1.0
+
+
+HEART = dict(device="cpu", dataset="synthetic:heart", num_classes=3, image_size=32, base_channels=4, depth=2,
+             batch_size=4, num_images=20, test_fraction=0.2, preview_count=1, epochs=2)
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_a_pack_of_multiclass_members_with_every_loss_equals_their_solo_runs_in_float64(tmp_path):
+    from unettui.core.learn.pack_train import PackTrainer
+    from unettui.core.learn.train import Trainer
+    from unettui.core.runs.store import RunStore
+
+    cfgs = [Config(seed=10 + i, loss=name, lr=3e-3, augment_rotate=10 * i, augment_hflip=0.5,
+                   class_weights=(0.5, 1.0, 2.0) if i % 2 else (), **HEART) for i, name in enumerate(LOSSES)]
+    ids = list(LOSSES)
+    store = RunStore(tmp_path / "packed")
+    runs = [store.run(i) for i in ids]
+    for r in runs:
+        r.path.mkdir(parents=True)
+    pack = PackTrainer.from_configs(cfgs, dtype=torch.float64)
+    assert not pack.loss.fused  # multi-class: each member's own loss
+    results = pack.fit(runs, run_ids=ids)
+    assert [r.state for r in results] == ["done"] * len(LOSSES)
+    keys = ("train_loss", "train_dice", "val_loss", "val_dice", "val_dice_cavity", "val_dice_myocardium",
+            "val_iou_myocardium", "val_dice_min")
+    for cfg, member, result in zip(cfgs, pack.members, results):
+        alone = Trainer(cfg, dtype=torch.float64)
+        alone_result = alone.fit()
+        for mine, theirs in zip(member.history, alone.history, strict=True):
+            for k in keys:
+                assert mine[k] == pytest.approx(theirs[k], abs=1e-12), (cfg.loss, k)
+        for k in ("best_val_dice_myocardium", "test_dice_cavity", "test_iou_min", "best_val_iou"):
+            assert result.summary[k] == pytest.approx(alone_result.summary[k], abs=1e-12), (cfg.loss, k)
+        assert result.summary["classes"] == {"names": ["background", "cavity", "myocardium"], "values": [0, 1, 2]}
+    # the preview of a multi-class member: class indices and the class names
+    import numpy as np
+
+    with np.load(runs[0].file("preview_best.npz")) as z:
+        assert set(np.unique(z["truth"])) <= {0, 1, 2} and list(z["class_names"]) == ["background", "cavity",
+                                                                                       "myocardium"]

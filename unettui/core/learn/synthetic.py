@@ -55,10 +55,10 @@ NUCLEI_BACKGROUND_VARIATION = 0.08  # strength of the background gradient + low-
 # --- synthetic:heart (3 classes: background 0, cavity 1, myocardium 2) -------
 HEART_CAVITY_RADIUS = (0.30, 0.56)  # mean cavity radius (normalised; image half-width = 1): about 10-18 px at 64 px
 HEART_CAVITY_SHAPE = (0.18, 0.08)   # largest amplitudes of the boundary's 2nd and 3rd harmonics (relative to radius)
-HEART_RING_PX = (2.2, 3.4)          # myocardium ring thickness in pixels at 64 px (scales with the image size)
-HEART_RING_VARIATION = 0.30         # thickness varies round the ring by up to +/- this share (about 1.5-4.4 px)
+HEART_RING_PX = (1.3, 2.4)          # myocardium ring thickness in pixels at 64 px (scales with the image size)
+HEART_RING_VARIATION = 0.30         # thickness varies round the ring by up to +/- this share (about 0.9-3.1 px)
 HEART_TISSUE = (0.35, 0.50)         # grey level of the surrounding tissue
-HEART_RING_CONTRAST = (0.10, 0.20)  # how much darker the ring is than the tissue: low, so its outer edge is faint
+HEART_RING_CONTRAST = (0.03, 0.08)  # how much darker the ring is than the tissue: low, so its outer edge is faint
 HEART_CAVITY_LEVEL = (0.75, 0.95)   # bright blood pool: its edge is easy
 HEART_DARK_BLOBS = (0, 2)           # inclusive range of dark blobs as dark as the ring, elsewhere (not in the mask)
 HEART_BRIGHT_BLOBS = (0, 1)         # inclusive range of bright blobs like the cavity but with no ring (not in the mask)
@@ -66,7 +66,7 @@ HEART_PAPILLARY = (0, 2)            # inclusive range of dark dots inside the ca
 HEART_TEXTURE = 0.05                # amplitude of low-frequency texture
 HEART_INHOMOGENEITY = 0.20          # multiplicative bias field amplitude (quadratic polynomial)
 HEART_BLUR_SIGMA_PX = 0.7           # Gaussian blur sigma in pixels at 64 px
-HEART_NOISE_SIGMA = 0.06            # additive Gaussian noise
+HEART_NOISE_SIGMA = 0.08            # additive Gaussian noise
 
 _TEXTURE_GRID = 32  # coarse grid of the smooth random fields (resolution independent)
 
@@ -553,12 +553,12 @@ def synthetic_heart(n: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarra
 
     A short-axis slice in spirit: a bright cavity (a filled blob of varying size, position and shape: a circle with
     2nd and 3rd harmonics on its boundary, 0-2 dark papillary dots inside that belong to it) inside a thin, darker
-    myocardium ring (about 2-4 px thick at 64 px, its thickness varying round it and from image to image) on
+    myocardium ring (about 1-3 px thick at 64 px, its thickness varying round it and from image to image) on
     textured tissue whose grey is only a little lighter than the ring's, so the ring's outer edge is faint while the
     cavity's edge is sharp. 0-2 dark blobs as dark as the ring and 0-1 bright blobs like the cavity (no ring round
     them) lie elsewhere and are background. A quadratic bias field, a Gaussian blur and additive Gaussian noise
     follow; each image is normalised to [0, 1] (0.5 / 99.5 percentiles, clipped). The ring is the class a mean Dice
-    hides: it covers about 4-10 % of an image (6-7 % on average), the cavity about 7-25 %. Image i depends
+    hides: it covers about 2-7 % of an image (4 % on average), the cavity about 7-25 %. Image i depends
     only on (seed, i).
     """
     check_synthetic_args(n, size)
