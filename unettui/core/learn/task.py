@@ -74,14 +74,14 @@ class Task:
         """[..., C, H, W] logits -> [..., 1, H, W] int64 class indices (binary: logit > 0)."""
         if self.binary:
             return (logits > 0).long()
-        return logits.argmax(dim=-3, keepdim=True)
+        return _argmax(logits, -3).unsqueeze(-3)
 
     def decode_probabilities(self, prob: Tensor) -> Tensor:
         """Probabilities (as ``probabilities`` gives, or resized) -> [..., 1, H, W] int64 class indices (binary:
         > 0.5, as logit > 0)."""
         if self.binary:
             return (prob > 0.5).long()
-        return prob.argmax(dim=-3, keepdim=True)
+        return _argmax(prob, -3).unsqueeze(-3)
 
     # ---- counts ---------------------------------------------------------------------------------------------------
     def counts(self, logits: Tensor, target: Tensor) -> Tensor:
@@ -101,7 +101,7 @@ class Task:
             fn = (~pred & truth).sum(dim=dims, dtype=torch.int64)
             return torch.stack([tp, fp, fn], dim=-1)[:, None]
         n, k = logits.shape[0], self.k
-        pred = logits.argmax(dim=2).reshape(n, -1)
+        pred = _argmax(logits, 2).reshape(n, -1)
         truth = targets.to(logits.device).reshape(n, -1).long()
         member = torch.arange(n, device=logits.device)[:, None] * (k * k)
         matrix = torch.bincount((member + truth * k + pred).reshape(-1), minlength=n * k * k).reshape(n, k, k)
@@ -151,6 +151,12 @@ class Task:
                     out[f"{prefix}_{metric}_{name}"] = (f"class '{name}' is in no {where} image and was never "
                                                         "predicted there")
         return out
+
+
+def _argmax(x: Tensor, dim: int) -> Tensor:
+    """The index of the largest value along ``dim``, the first one on ties (as argmax). ``max(dim).indices``: on the
+    CPU ``argmax`` over the channels of a [B, K, H, W] batch takes 40 times as long (8 ms for a 64-px batch of 8)."""
+    return x.max(dim=dim).indices
 
 
 def task_of(cfg: Any) -> Task:
