@@ -148,7 +148,9 @@ def evaluate(
             "counts": {"tp": result.tp, "fp": result.fp, "fn": result.fn, "tn": result.tn,
                        "pixels": result.images * result.side * result.side},
             "counted_at": {"height": result.side, "width": result.side},
-            "threshold": 0.5 if binary else "argmax"}
+            "threshold": 0.5 if binary else "argmax",
+            "boundary": {**result.boundary, "nsd_tolerance": result.nsd_tolerance, "units": "pixels",
+                         "aggregation": "per image, then the mean over the images that scored (sd, n)"}}
         if not binary:
             out["metrics"]["dice_min"] = result.dice_min
             out["classes"] = [c.as_dict() for c in result.classes]
@@ -158,6 +160,9 @@ def evaluate(
     typer.echo(f"{run_id} ({tm.weights}) on {where}: {result.images} image{'s' if result.images != 1 else ''}, "
                f"Dice {_num(result.dice)}, IoU {_num(result.iou)} (TP {result.tp:.0f}, FP {result.fp:.0f}, "
                f"FN {result.fn:.0f}; device {tm.device})")
+    b = result.boundary
+    typer.echo(f"boundary: HD95 {_px(b.get('hd95'))}, NSD {_num(b.get('nsd'))} at {result.nsd_tolerance:g} px "
+               "(per image, then the mean over images; a missed or false structure scores the image diagonal and 0)")
     if not binary:
         _class_table(result)
 
@@ -166,20 +171,26 @@ def _num(v: float | None) -> str:
     return "—" if v is None else f"{v:.4f}"
 
 
+def _px(v: float | None) -> str:
+    return "—" if v is None else f"{v:.2f} px"
+
+
 def _class_table(result) -> None:
-    """evaluate's per-class table: Dice, IoU and pixel counts of each foreground class."""
+    """evaluate's per-class table: Dice, IoU, HD95, NSD and pixel counts of each foreground class (TP, FP and FN
+    are in --json)."""
     from rich.table import Table
 
     table = Table(box=None, pad_edge=False, title=None)
-    for col, justify in (("class", "left"), ("value", "right"), ("Dice", "right"), ("IoU", "right"),
-                         ("truth px", "right"), ("predicted px", "right"), ("TP", "right"), ("FP", "right"),
-                         ("FN", "right")):
-        table.add_column(col, justify=justify)
+    for col in ("class", "value", "Dice", "IoU", "HD95 px", "NSD", "truth px", "predicted px"):
+        table.add_column(col, justify="left" if col == "class" else "right", no_wrap=True)
+    b = result.boundary
+    hd = lambda v: "—" if v is None else f"{v:.2f}"  # noqa: E731
     for c in result.classes:
-        table.add_row(c.name, str(c.value), _num(c.dice), _num(c.iou), f"{c.truth_pixels:.0f}",
-                      f"{c.predicted_pixels:.0f}", f"{c.tp:.0f}", f"{c.fp:.0f}", f"{c.fn:.0f}")
-    table.add_row("mean", "", _num(result.dice), _num(result.iou), "", "", "", "", "", style="bold")
-    table.add_row("worst", "", _num(result.dice_min), "", "", "", "", "", "")
+        table.add_row(c.name, str(c.value), _num(c.dice), _num(c.iou), hd(b.get(f"hd95_{c.name}")),
+                      _num(b.get(f"nsd_{c.name}")), f"{c.truth_pixels:.0f}", f"{c.predicted_pixels:.0f}")
+    table.add_row("mean", "", _num(result.dice), _num(result.iou), hd(b.get("hd95")), _num(b.get("nsd")), "", "",
+                  style="bold")
+    table.add_row("worst", "", _num(result.dice_min), "", hd(b.get("hd95_max")), _num(b.get("nsd_min")), "", "")
     from rich.console import Console
 
     console = Console()

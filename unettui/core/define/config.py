@@ -57,6 +57,7 @@ class Config:
     class_names: tuple = ()  # K names, background first (default background, c1, c2, ...)
     mask_values: tuple = ()  # the pixel value of each class in the mask files (default: binary rule, or 0 ... K-1)
     class_weights: tuple = ()  # the loss's weight of each class (default: all equal)
+    nsd_tolerance: float = 2.0  # px: the normalised surface Dice's tolerance (end-of-run boundary metrics)
     # model
     base_channels: int = 16
     depth: int = 4
@@ -109,7 +110,8 @@ class Config:
 
 # keys added after fingerprints were first recorded: left out of the hash at these values (their defaults), so a
 # definition that does not set them keeps the fingerprint it had
-HASHED_IF_SET: dict[str, Any] = {"num_classes": 2, "class_names": (), "mask_values": (), "class_weights": ()}
+HASHED_IF_SET: dict[str, Any] = {"num_classes": 2, "class_names": (), "mask_values": (), "class_weights": (),
+                                 "nsd_tolerance": 2.0}
 
 
 def field_to_key(name: str) -> str:
@@ -232,6 +234,7 @@ _LIMITS: dict[str, tuple[tuple[Any, str], ...]] = {
     "lr": ((lambda v: v > 0, "must be > 0"),
            (lambda v: v <= MAX_LR, f"must be <= {MAX_LR:g} (a larger rate diverges in the first steps with every optimizer)")),
     "weight_decay": ((lambda v: v >= 0, "must be >= 0"),),
+    "nsd_tolerance": ((lambda v: 0 <= v <= 1000, "is a distance in pixels and must be in [0, 1000]"),),
     "lr_min": ((lambda v: v >= 0, "must be >= 0"),),
     "momentum": ((lambda v: 0 <= v < 1, "must be in [0, 1)"),),
     "augment.rotate": ((lambda v: 0 <= v <= 180, "is the largest rotation in degrees either way and must be in [0, 180]"),),
@@ -347,8 +350,9 @@ def _cross_check(cfg: Config) -> tuple[str, str] | None:
 
 # ---- what a run's definition is --------------------------------------------------------
 
-# Keys that do not change what a run computes: where it ran and how many validation images its previews draw.
-NOT_DEFINITION = ("device", "preview_count", "repeats")
+# Keys that do not change what a run computes: where it ran, how many validation images its previews draw, and the
+# tolerance its end-of-run NSD is counted at (the summary records it; the weights are the same).
+NOT_DEFINITION = ("device", "preview_count", "repeats", "nsd_tolerance")
 # Keys added after runs were first recorded, with the value an older config.json that lacks them implies (a key
 # missing from a recorded config otherwise means its default).
 LEGACY: dict[str, Any] = {"test_fraction": 0.0}

@@ -533,6 +533,10 @@ class PackTrainer:
                         and m.cfg.preview_count > 0:
                     m.pending_best["preview"] = m.predict_preview()
                 self._write(m, final=id(m) in ending)
+                if id(m) in ending and m.run is not None:  # the end-of-run metrics, on its best epoch's weights
+                    m.end_of_run(m.run)
+                    with m.guard():
+                        atomic_write_json(m.run.file(SUMMARY), m.summary())
             except Exception as exc:  # noqa: BLE001 - its files or its claim: this member leaves, the others go on
                 self._leave(m, Result("raised", m.written, _first_line(exc), exc))
                 continue

@@ -330,6 +330,9 @@ class Scores:
     side: int = 0  # the side of the square images the pixels were counted on (the run's image_size)
     classes: list[ClassScore] = field(default_factory=list)
     dice_min: float | None = None
+    # HD95 and NSD (core.learn.boundary), as a run's summary records them without its val_/test_ prefix
+    boundary: dict = field(default_factory=dict)
+    nsd_tolerance: float = 2.0
 
     @property
     def tn(self) -> float:
@@ -346,9 +349,15 @@ def score(tm: TrainedModel, images: torch.Tensor, masks: torch.Tensor,
           on_batch: Callable[[int, int], None] | None = None) -> Scores:
     """Hard Dice and IoU (binary: threshold 0.5; multi-class: each pixel's most probable class) of the model on
     prepared ``images`` [N, C, S, S] and ``masks``, in batches of the run's batch size (as its validation was
-    computed), through the run's Task: the numbers its training recorded."""
+    computed), through the run's Task: the numbers its training recorded; and HD95 and NSD per image, then
+    aggregated (core.learn.boundary), as the run's end-of-run metrics."""
+    from .boundary import BoundaryAccumulator
+    from .train import _boundary_keys
+
     task = tm.task
     counts = torch.zeros(task.k - 1, 3, dtype=torch.float64, device=tm.device)
+    tolerance = tm.cfg.nsd_tolerance
+    surfaces = BoundaryAccumulator(task.classes.foreground, tolerance)
     done = 0
     for x, y in _batches(images, masks, tm.cfg.batch_size):
         x, y = x.to(tm.device), y.to(tm.device)
@@ -357,6 +366,7 @@ def score(tm: TrainedModel, images: torch.Tensor, masks: torch.Tensor,
         with tm.autocast():
             logits = tm.model(x)
         counts += task.counts(logits, y)
+        surfaces.add(y[:, 0].round().long().cpu().numpy(), task.decode(logits)[:, 0].cpu().numpy())
         done += len(x)
         if on_batch is not None:
             on_batch(done, len(images))
@@ -364,12 +374,15 @@ def score(tm: TrainedModel, images: torch.Tensor, masks: torch.Tensor,
     scored = task.scores(0.0, rows)
     tp, fp, fn = (sum(r[i] for r in rows) for i in range(3))
     side = int(images.shape[-1]) if len(images) else 0
+    boundary = _boundary_keys(surfaces.result(), task.classes.foreground, task.binary)
     if task.binary:
-        return Scores(scored.dice, scored.iou, len(images), tp, fp, fn, side, dice_min=scored.dice)
+        return Scores(scored.dice, scored.iou, len(images), tp, fp, fn, side, dice_min=scored.dice,
+                      boundary=boundary, nsd_tolerance=tolerance)
     values = task.classes.values or tuple(range(task.k))
     classes = [ClassScore(name, int(values[c + 1]), scored.classes[f"dice_{name}"], scored.classes[f"iou_{name}"],
                           *rows[c]) for c, name in enumerate(task.classes.foreground)]
-    return Scores(scored.dice, scored.iou, len(images), tp, fp, fn, side, classes, scored.classes["dice_min"])
+    return Scores(scored.dice, scored.iou, len(images), tp, fp, fn, side, classes, scored.classes["dice_min"],
+                  boundary, tolerance)
 
 
 def labelled_folder(tm: TrainedModel, folder: Path) -> tuple[torch.Tensor, torch.Tensor]:

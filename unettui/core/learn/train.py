@@ -412,6 +412,7 @@ class Trainer:
             "n_test": self.n_test,
             "best_val_iou": self.best.get("val_iou"),
             **self.class_summary(last),
+            **(self.best.get("end") or {}),
         }
 
     def class_summary(self, last: dict[str, Any]) -> dict[str, Any]:
@@ -439,6 +440,42 @@ class Trainer:
                         why[key] = f"class '{name}' is in no {where} image and was never predicted there"
         out["classes"] = {"names": list(self.task.classes.names), "values": list(self.task.classes.values or ())}
         out["no_score"] = why
+        return out
+
+    @torch.no_grad()
+    def end_of_run(self, run: Run | None) -> dict[str, Any]:
+        """The end-of-run metrics (core.learn.boundary: HD95 and NSD at ``nsd_tolerance``, per class and
+        aggregated) of the best epoch's weights (the run's best.pt) on the validation and test images; kept with the
+        best epoch (``best["end"]``: the summary shows them, a later new best drops them) and returned. Nothing
+        without a run or a best.pt. Binary runs record the foreground's as ``val_hd95``, ``val_hd95_sd``,
+        ``val_nsd``, ``val_nsd_sd`` and ``val_boundary_n``; multi-class runs also each class's (``val_hd95_<class>``
+        ...) and the worst class's (``val_hd95_max``, ``val_nsd_min``)."""
+        from .boundary import BoundaryAccumulator
+
+        if run is None or not run.file(BEST_WEIGHTS).exists() or not self.best:
+            return {}
+        blob = torch.load(run.file(BEST_WEIGHTS), map_location="cpu", weights_only=False)
+        model = UNet(self.channels, self.task.out_channels, self.cfg.base_channels, self.cfg.depth,
+                     self.cfg.dropout).to(device=self.device, dtype=self.train_x.dtype)
+        model.load_state_dict(blob["model"])
+        model.eval()
+        names = self.task.classes.foreground
+        out: dict[str, Any] = {"nsd_tolerance": self.cfg.nsd_tolerance}
+        for prefix, images, masks in (("val", self.val_x, self.val_y), ("test", self.test_x, self.test_y)):
+            if not len(images):
+                continue
+            acc = BoundaryAccumulator(names, self.cfg.nsd_tolerance)
+            for start in range(0, len(images), self.cfg.batch_size):
+                x = images[start:start + self.cfg.batch_size]
+                if self.cuda:
+                    x = x.contiguous(memory_format=self.memory_format)
+                with self.autocast():
+                    pred = self.task.decode(model(x))[:, 0]
+                truth = masks[start:start + self.cfg.batch_size, 0].round().long()
+                acc.add(truth.cpu().numpy(), pred.cpu().numpy())
+            out.update({f"{prefix}_{k}": v for k, v in _boundary_keys(acc.result(), names,
+                                                                        self.task.binary).items()})
+        self.best["end"] = out
         return out
 
     def stopped_early(self) -> bool:
@@ -553,6 +590,10 @@ class Trainer:
                         atomic_write_json(run.file(SUMMARY), self.summary())
                 if ev.on_epoch:
                     ev.on_epoch(rec)
+            if run is not None:  # the end-of-run metrics, on the best epoch's weights
+                self.end_of_run(run)
+                with guard():
+                    atomic_write_json(run.file(SUMMARY), self.summary())
         except Stopped:
             return Result("interrupted", self.summary())
         except Diverged as exc:
@@ -565,3 +606,20 @@ class Trainer:
 
 def _jsonline(obj: dict[str, Any]) -> str:
     return json.dumps(obj) + "\n"
+
+
+def _boundary_keys(result: dict[str, Any], names: tuple[str, ...], binary: bool) -> dict[str, Any]:
+    """BoundaryAccumulator.result()'s keys as a run records them (without the val_/test_ prefix): a binary run's
+    foreground as the task's own (hd95, hd95_sd, nsd, nsd_sd, boundary_n); a multi-class run's classes, their
+    sd and n (boundary_n_<class>), the means over classes and the worst class's."""
+    if binary:
+        (name,) = names
+        return {"hd95": result[f"hd95_{name}"], "hd95_sd": result[f"hd95_sd_{name}"], "nsd": result[f"nsd_{name}"],
+                "nsd_sd": result[f"nsd_sd_{name}"], "boundary_n": result[f"n_{name}"]}
+    out = {k: result[k] for k in ("hd95", "hd95_max", "nsd", "nsd_min")}
+    for name in names:
+        out.update({f"hd95_{name}": result[f"hd95_{name}"], f"hd95_sd_{name}": result[f"hd95_sd_{name}"],
+                    f"nsd_{name}": result[f"nsd_{name}"], f"nsd_sd_{name}": result[f"nsd_sd_{name}"],
+                    f"boundary_n_{name}": result[f"n_{name}"]})
+    return out
+
