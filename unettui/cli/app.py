@@ -166,7 +166,7 @@ PARAM_COLUMNS = ("dataset", "optimizer", "lr", "momentum", "weight_decay", "sche
 
 
 def _rows(project: Path, sort: str | None, descending: bool):
-    from ..core.runs.export import COLUMNS, collect_rows, sort_rows
+    from ..core.runs.export import collect_rows, columns_for, sort_rows
     from ..core.runs.jobs import SHIPPED
     from ..core.runs.store import RunStore
 
@@ -175,35 +175,66 @@ def _rows(project: Path, sort: str | None, descending: bool):
         load_queue_or_fail(project)  # report why
     rows = collect_rows(queue, RunStore(project), readers=SHIPPED)
     if sort:
-        if sort not in COLUMNS:
+        from ..core.define.task import SUMMARY_KEYS, split_class_key
+
+        valid = columns_for(rows)  # the per-class columns of the project's multi-class runs too
+        valid = (*valid, *(k for k in SUMMARY_KEYS if k not in valid))  # and best_val_iou
+        if sort not in valid:
             import difflib
 
-            close = difflib.get_close_matches(sort, COLUMNS, n=1)
+            close = difflib.get_close_matches(sort, valid, n=1)
             hint = f"did you mean '{close[0]}'? " if close else ""
-            fail(f"--sort {sort}: unknown column; {hint}valid: {', '.join(COLUMNS)}")
+            if split_class_key(sort) and not close:
+                hint = "no run of this project has that class; "
+            fail(f"--sort {sort}: unknown column; {hint}valid: {', '.join(valid)}")
         rows = sort_rows(rows, sort, descending)
     return rows
+
+
+def _heading(key: str) -> str:
+    """A score column's two-line heading in `results`, from the registry's words: ``best / val dice``, ``last /
+    val dice``, ``test dice / @best``; a class's: ``myocardium / best dice``."""
+    from ..core.define.task import SUMMARY_PER_CLASS, key_of, label_of, split_class_key
+
+    split = split_class_key(key, SUMMARY_PER_CLASS)
+    if split:
+        return f"{split[1]}\n{label_of(split[0], short=True)}"
+    entry = key_of(key)
+    if entry is None:
+        return key
+    text = entry.label.lower()
+    if entry.at == "best":
+        return text.replace("best ", "best\n", 1)
+    if entry.at == "final":
+        return "last\n" + text
+    if entry.at == "test":
+        return text + "\n@best"
+    return text
 
 
 @app.command()
 def results(
     project: Path = ProjectOpt,
-    sort: str = typer.Option("best_val_dice", "--sort", "-s", help="Column to sort by (any export column)."),
+    sort: str = typer.Option("best_val_dice", "--sort", "-s", help="Column to sort by (any export column, per-class ones too, e.g. best_val_dice_myocardium or best_val_dice_min); rows without a value go last."),
     desc: bool = typer.Option(True, "--desc/--asc", help="Sort direction."),
     top: int | None = typer.Option(None, "--top", "-n", min=1, help="Show only the first N rows."),
     runs: bool = typer.Option(False, "--runs", help="One row per run even where configurations have repeats."),
+    classes: bool = typer.Option(False, "--classes", help="Per-class columns for multi-class runs (num_classes >= 3): each class's val Dice at the best epoch, the worst class's (min), and each class's test Dice where runs have a test split. — : no score (the class is in no image of the set, in truth or prediction; `unettui show ID` says why), or a binary run."),
 ) -> None:
     """A table of every experiment: state, the hyper-parameters that differ, best and final val Dice, test Dice, epochs, time.
 
-    Where configurations are trained several times (repeats = N), one row per configuration gives the mean ± standard deviation (n) over its repeats (--runs lists every run). Dice is summed over the validation images (see docs/experiments.md, "Metrics").
+    Where configurations are trained several times (repeats = N), one row per configuration gives the mean ± standard deviation (n) over its repeats (--runs lists every run); a repeat without a value (no score) is left out of the mean, and n counts those with one. Dice is summed over the validation images (see docs/experiments.md, "Metrics"). For multi-class runs val Dice is the mean over the foreground classes that have a score; --classes adds a column per class.
 
     Example: unettui results --sort final_val_loss --asc --top 5
+
+    Example: unettui results --classes --sort best_val_dice_min   (the runs whose worst class does best)
     """
     from rich import box
     from rich.console import Console
     from rich.table import Table
 
-    from ..core.runs.export import sort_rows, varied_keys
+    from ..core.define.task import SUMMARY_KEYS, VIEWS
+    from ..core.runs.export import class_keys, sort_rows, varied_keys
     from ..core.runs.groups import configuration_rows, mean_sd_text
 
     rows = _rows(project, sort, desc)  # (checks the sort key)
@@ -223,23 +254,36 @@ def results(
               if c not in varying and rows[0].get(c) is not None and not (grouped and c == "seed")]
     table = Table(title=f"{project.resolve()}: {len(rows)} experiment{'' if len(rows) == 1 else 's'}", title_justify="left",
                   caption=("same for all: " + ", ".join(shared)) if shared else None, caption_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), pad_edge=False)
+    # the score columns (core.define.task.VIEWS): configurations compare the best and the test score (mean ± sd of
+    # each), not the last epoch's; a test column only where some run was scored on a test split
+    scores = [k for k in VIEWS["results"] if not (grouped and SUMMARY_KEYS[k].at == "final")
+              and not (SUMMARY_KEYS[k].at == "test" and all(r.get(k) is None for r in rows))]
+    per_class: list[str] = []
+    if classes:
+        per_class = class_keys(rows, VIEWS["classes"])
+        held = class_keys(rows, [k for k in scores if SUMMARY_KEYS[k].at == "test" and SUMMARY_KEYS[k].per_class])
+        per_class += held if any(r.get(k) is not None for r in rows for k in held) else []
     cells = []
-    test = any(r.get("test_dice") is not None for r in rows)
+    no_score = False
     for r in rows:
-        if grouped:
-            best = mean_sd_text(r["best_val_dice"], r["best_val_dice_sd"], r["best_val_dice_n"], 3, compact=True)
-            last = mean_sd_text(r["final_val_dice"], r["final_val_dice_sd"], r["final_val_dice_n"], 3, compact=True)
-            held = mean_sd_text(r["test_dice"], r["test_dice_sd"], r["test_dice_n"], 3, compact=True)
-        else:
-            best = "-" if r.get("best_val_dice") is None else f"{r['best_val_dice']:.4f} @{r['best_epoch']}"
-            last, held = _num(r.get("final_val_dice")), _num(r.get("test_dice"))
+        values = []
+        for k in (*scores, *per_class):
+            if k in per_class and r.get(k) is None:  # no score, or a binary run: never a silent blank or 0
+                values.append("—")
+                no_score = no_score or bool(r.get("classes"))
+            elif grouped:  # (n) also where fewer repeats than the configuration's have a value
+                n = r.get(f"{k}_n") or 0
+                values.append(mean_sd_text(r.get(k), r.get(f"{k}_sd"), n, 3, compact=True)
+                              + (f"({n})" if n == 1 and (r.get("runs") or 1) > 1 else ""))
+            elif k in scores and SUMMARY_KEYS[k].at == "best" and r.get(k) is not None:
+                values.append(f"{r[k]:.4f} @{r['best_epoch']}")
+            else:
+                values.append(_num(r.get(k)))
         epochs = f"{r['epochs_done']}/{r['epochs']}" if r.get("epochs_done") is not None else f"-/{_show(r.get('epochs'))}"
-        # configurations: the best val Dice and the test score (mean ± sd of each) are what is compared
-        cells.append([r["id"], r["label"], *[_show(r.get(c)) for c in varying], best, *([] if grouped else [last]),
-                      *([held] if test else []), epochs, duration(r.get("seconds"))])
+        cells.append([r["id"], r["label"], *[_show(r.get(c)) for c in varying], *values, epochs,
+                      duration(r.get("seconds"))])
     heads = ["id" if not grouped else "configuration", "state", *[SHORT.get(c, c) for c in varying],
-             "best\nval dice", *([] if grouped else ["last\nval dice"]), *(["test dice\n@best"] if test else []),
-             "epochs", "time"]
+             *[_heading(k) for k in (*scores, *per_class)], "epochs", "time"]
     widths = [max([len(row[i]) for row in cells] + [max(len(h) for h in head.split("\n"))]) for i, head in enumerate(heads)]
     console = Console()
     # every column but the id keeps its full width; the id takes what is left and folds beyond that
@@ -262,6 +306,11 @@ def results(
     if grouped:
         typer.echo("mean±sd(n): mean and standard deviation over each configuration's n repeats; "
                    "--runs lists every run")
+    if classes and not per_class:
+        typer.echo("no multi-class runs (num_classes >= 3) here: a binary run's val dice is its foreground's")
+    elif no_score:
+        typer.echo("—: no score (the class is in no image of the set, in truth or prediction) or none yet; "
+                   "`unettui show ID` says why")
     if any(r.get("val_on_train") for r in rows):
         typer.echo("note: runs with train_fraction = 1.0 validate on their training images; their val numbers measure fit, not generalisation")
 
@@ -294,26 +343,24 @@ def export(
 ) -> None:
     """Export one row per experiment: id, status, configuration and repeat, every hyper-parameter, best, final and test metrics.
 
-    With --by-configuration, one row per configuration (its repeats folded): the keys of its first repeat, runs, seeds, and for best/final val Dice and loss, final val IoU and test Dice/IoU the mean (under the metric's name), <metric>_sd and <metric>_n.
+    Projects with multi-class runs (num_classes >= 3) get, after those columns, best_val_iou and a column per metric and foreground class, <metric>_<class> (best_val_dice_myocardium, test_dice_myocardium, ...), and the worst class's, <metric>_min; a binary run's are empty there, and a project of binary runs exports the columns it always did. A class with no score (in no image of the set, in truth or prediction) is an empty cell, never NaN or 0.
+
+    With --by-configuration, one row per configuration (its repeats folded): the keys of its first repeat, runs, seeds, and for best/final val Dice and loss, final val IoU, test Dice/IoU and every per-class column the mean (under the metric's name), <metric>_sd and <metric>_n over the repeats that have a value.
 
     Example: unettui export results.csv   (then pandas.read_csv("results.csv"))
     """
-    from ..core.define.config import KEYS
-    from ..core.runs.export import sort_rows, to_csv, to_markdown
-    from ..core.runs.groups import AGGREGATED, configuration_rows
+    from ..core.runs.export import columns_for, sort_rows, to_csv, to_markdown
+    from ..core.runs.groups import configuration_columns, configuration_rows
 
     rows = _rows(project, sort, desc)
-    columns = None
     if by_configuration:
         rows = configuration_rows(rows)
         if sort:
             rows = sort_rows(rows, sort, desc)
-        columns = ("configuration", "status", "runs", "seeds", *[k for k in KEYS if k != "seed"],
-                   *[c for m in AGGREGATED for c in (m, f"{m}_sd", f"{m}_n")], "epochs_done", "seconds")
-    if columns:
-        text = to_csv(rows, columns) if fmt == Format.csv else to_markdown(rows, columns)
+        columns = configuration_columns(rows)
     else:
-        text = to_csv(rows) if fmt == Format.csv else to_markdown(rows)
+        columns = columns_for(rows)
+    text = to_csv(rows, columns) if fmt == Format.csv else to_markdown(rows, columns)
     write_output(path, text, f"wrote {len(rows)} rows to {path}")
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import typer
 
+from ..core.define.task import SUMMARY_KEYS, VIEWS, direction_of, label_of
 from ..core.show.fmt import value as fmt_value
 from ..core.show.styles import state_style
 from .common import (
@@ -102,18 +103,28 @@ def _metrics_section(console, metrics: list[dict[str, Any]], all_rows: bool) -> 
     table = Table(box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), pad_edge=False, show_edge=False, title="epochs",
                   title_justify="left", title_style="bold",
                   caption="; ".join(notes) or None, caption_justify="left")
-    for head in ("epoch", "train loss", "train dice", "val loss", "val dice", "lr", "time"):
+    keys = VIEWS["epochs"]  # core.define.task: what the table shows, and the words of each
+    chosen_by = SUMMARY_KEYS["best_val_dice"].source  # the epoch key the best epoch is chosen by (val_dice)
+    for head in ("epoch", *(label_of(k, short=True) for k in keys)):
         table.add_column(head, justify="right", no_wrap=True)
     for rec in shown:
         if rec is None:
-            table.add_row(*["⋮"] * 7)
+            table.add_row(*["⋮"] * (1 + len(keys)))
             continue
-        is_best = best_v is not None and rec.get("epoch") == best_e and rec.get("val_dice") == best_v
+        is_best = best_v is not None and rec.get("epoch") == best_e and rec.get(chosen_by) == best_v
         table.add_row(fmt_number(rec.get("epoch"), 0) if isinstance(rec.get("epoch"), int) else fmt_number(rec.get("epoch")),
-                      fmt_number(rec.get("train_loss")), fmt_number(rec.get("train_dice")), fmt_number(rec.get("val_loss")),
-                      fmt_number(rec.get("val_dice")) + ("*" if is_best else " "), fmt_lr(rec.get("lr")), duration(rec.get("seconds")),
+                      *(_epoch_cell(rec, k) + ("*" if is_best else " ") if k == chosen_by else _epoch_cell(rec, k)
+                        for k in keys),
                       style="bold" if is_best else None)
     console.print(table)
+
+
+def _epoch_cell(rec: dict[str, Any], key: str) -> str:
+    """A metrics.jsonl value as the epochs table shows it: a time as a duration, a rate with 3 digits, a metric
+    with 4."""
+    if key == "seconds":
+        return duration(rec.get(key))
+    return fmt_number(rec.get(key)) if direction_of(key) else fmt_lr(rec.get(key))
 
 
 def _curves_section(console, metrics: list[dict[str, Any]]) -> None:
@@ -124,13 +135,14 @@ def _curves_section(console, metrics: list[dict[str, Any]]) -> None:
     n = len(metrics)
     console.print(Text(f"curves ({n} epoch{'' if n == 1 else 's'})", style="bold"))
     width = max(8, min(n, console.width - 52))
-    for key, label, better in (("train_loss", "train loss", min), ("val_loss", "val loss", min),
-                               ("train_dice", "train dice", max), ("val_dice", "val dice", max), ("lr", "lr", None)):
+    for key in VIEWS["curves"]:
+        direction = direction_of(key)
+        better = None if direction is None else max if direction == "max" else min
         vals = [rec.get(key) for rec in metrics]
         finite = [(float(v), rec.get("epoch")) for v, rec in zip(vals, metrics)
                   if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)]
-        fmt = fmt_lr if key == "lr" else fmt_number
-        line = Text(f"  {label:<11}")
+        fmt = fmt_number if direction else fmt_lr
+        line = Text(f"  {label_of(key, short=True):<11}")
         line.append(sparkline(vals, width).ljust(width), style="cyan")
         if finite:
             line.append(f"  {fmt(finite[0][0])} → {fmt(finite[-1][0])}")
@@ -146,9 +158,8 @@ def _summary_section(console, summary: dict[str, Any], st: dict[str, Any]) -> No
     parts = []
     if summary.get("best_val_dice") is not None:
         parts.append(f"best val dice {fmt_number(summary.get('best_val_dice'))} at epoch {summary.get('best_epoch', '?')}")
-    final = [f"{label} {fmt_number(summary.get(k))}" for k, label in (
-        ("final_train_loss", "train loss"), ("final_train_dice", "train dice"), ("final_val_loss", "val loss"),
-        ("final_val_dice", "val dice"), ("final_val_iou", "val iou")) if k in summary]
+    final = [f"{k.label.lower()} {fmt_number(summary.get(k.name))}" for k in SUMMARY_KEYS.values()
+             if k.at == "final" and k.name in summary]  # the last epoch's metrics (core.define.task)
     console.print(Text("summary", style="bold"))
     if parts:
         console.print(Text("  " + "; ".join(parts)))
@@ -197,6 +208,49 @@ def _preview_section(console, pv: dict[str, Any], tag: str, sample: int | None, 
         console.print(Text("truth and prediction: each class's character (a cell of several classes shows the "
                            "rarest); errors: the truth's character, ! where any pixel's predicted class is not the "
                            "truth's"))
+
+
+def _classes_section(console, summary: dict[str, Any], cfg: dict[str, Any]) -> None:
+    """A multi-class run's scores per class: Dice and IoU at the best epoch, the last, and on the test split, for each
+    foreground class, their mean and the worst; "—" where a class has no score, and why underneath."""
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
+    from ..core.define.task import class_key, foreground_of, no_score_reason
+
+    names = foreground_of(summary, cfg)
+    if not names:
+        return
+    keys = [k for k in VIEWS["class-table"]
+            if any(x in summary for x in (k, f"{k}_min", *(class_key(k, n) for n in names)))]
+    if not keys:
+        return
+    table = Table(box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), pad_edge=False, show_edge=False, title_justify="left",
+                  title="per class: Dice and IoU at the best epoch, the last, and on the test split", title_style="bold")
+    table.add_column("class", no_wrap=True)
+    for k in keys:
+        table.add_column(label_of(k, short=True), justify="right", no_wrap=True)
+    reasons: dict[tuple[str, str], list[str]] = {}  # (class, reason) -> the columns it explains
+
+    def cell(base: str, key: str, who: str) -> str:
+        value = summary.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            return f"{value:.4f}"
+        why = no_score_reason(summary, key)
+        if why:
+            reasons.setdefault((who, why), []).append(label_of(base, short=True))
+        return "—"
+
+    for n in names:
+        table.add_row(n, *(cell(k, class_key(k, n), n) for k in keys))
+    table.add_row(Text("mean", style="dim"), *(cell(k, k, "mean") for k in keys))
+    table.add_row(Text("worst", style="dim"), *(cell(k, f"{k}_min", "worst") for k in keys))
+    console.print(table)
+    console.print(Text("  mean: over the foreground classes that have a score (the run's val dice); worst: the lowest "
+                       "of them"), overflow="fold")
+    for (who, why), cols in reasons.items():
+        console.print(Text(f"  — {who} ({', '.join(cols)}): {why}"), overflow="fold")
 
 
 def _missing_files(run, state, st: dict[str, Any]) -> list[str]:
@@ -356,6 +410,7 @@ def show(
     summary = as_dict(run.summary())
     if summary:
         _summary_section(console, summary, st)
+        _classes_section(console, summary, cfg or {})
 
     problems = row.problems + _missing_files(run, state, st)
     if pv is not None:

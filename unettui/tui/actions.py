@@ -112,6 +112,8 @@ ACTIONS: tuple[Action, ...] = (
            show=False),
     Action("c", "results", "configurations", "per config", "one row per configuration (mean ± sd (n) of its "
            "repeats) or per run", show=False),
+    Action("k", "results", "class_columns", "per class", "a column per class of multi-class runs (each class's best "
+           "val Dice and the worst's; — : no score, why on the status line), or none", show=False),
     Action("e", "results", "edit", "edit", "edit the highlighted run's experiment"),
     Action("d", "results", "duplicate", "dup", "duplicate the highlighted run's experiment", show=False),
     Action("r", "results", "retry", "retry", "retrain the highlighted run from scratch (asks first)"),
@@ -129,7 +131,8 @@ ACTIONS: tuple[Action, ...] = (
     Action("space", "study-configs", "mark", "mark", "in a stage's configurations: mark the runs under the cursor "
            "(a train fraction's, or the whole configuration's)"),
     # ---- the comparison of the marked runs ---------------------------------------------------------------
-    Action("m", "compare", "step_metric", "metric", "all three metrics, or val Dice, val loss, train loss alone"),
+    Action("m", "compare", "step_metric", "metric", "all three metrics, or val Dice, val loss, train loss alone, then "
+           "each class's val Dice and the worst's (marked multi-class runs)"),
     Action("g", "compare", "toggle_each", "repeats", "a configuration's repeats as mean and spread, or each run"),
     Action("c", "compare", "toggle_colour", "colour", "colour or ASCII"),
     Action("u", "compare", "clear_marks", "unmark all", "unmark every run (the comparison empties)"),

@@ -7,10 +7,12 @@ A filter is a few terms separated by spaces or commas, all of which must hold::
 ``key=value``, ``key!=value``, ``key>n``, ``key>=n``, ``key<n``, ``key<=n``; a bare word keeps
 the runs whose id contains it. Keys are the CSV export's column names (``id``, ``status``, every
 hyper-parameter such as ``optimizer`` or ``augment.rotate``, and the metric columns such as
-``best_val_dice``) plus the short aliases in ``ALIASES``: ``val_dice`` is the *best* validation
-Dice (the number the table leads with) and ``val_loss`` the *final* validation loss, as in the
-study's tables. Numbers compare numerically (``lr=1e-3`` matches 0.001); text compares without
-regard to case.
+``best_val_dice``), the per-class keys of multi-class runs (``best_val_dice_myocardium``,
+``best_val_dice_min``: the worst class's) plus the short aliases in ``ALIASES``: ``val_dice`` is the
+*best* validation Dice (the number the table leads with) and ``val_loss`` the *final* validation
+loss, as in the study's tables (``val_dice_myocardium`` likewise). Numbers compare numerically
+(``lr=1e-3`` matches 0.001); text compares without regard to case; a missing value (a class
+without a score) matches no comparison and no ``=``, and ``!=`` keeps it.
 """
 
 from __future__ import annotations
@@ -23,19 +25,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..core.define.config import DEFAULTS
+from ..core.define.task import SUMMARY_KEYS, SUMMARY_PER_CLASS, VIEWS, class_key, split_class_key
 from ..core.runs.export import COLUMNS, row_dict, varied_keys
 
-ALIASES: dict[str, str] = {
-    "val_dice": "best_val_dice",
-    "dice": "best_val_dice",
-    "val_loss": "final_val_loss",
-    "train_loss": "final_train_loss",
-    "train_dice": "final_train_dice",
-    "val_iou": "final_val_iou",
-    "time": "seconds",
-    "state": "status",
-}
-"""Short filter keys and the export column each one stands for."""
+ALIASES: dict[str, str] = {**{alias: k.name for k in SUMMARY_KEYS.values() for alias in k.aliases}, "state": "status"}
+"""Short filter keys and the export column each one stands for (core.define.task's registry: ``val_dice`` is the best
+val Dice, ``val_loss`` the final val loss ...; a class's key follows its metric's: ``val_dice_myocardium`` is
+``best_val_dice_myocardium``)."""
 
 # keys whose values are text: only = and != make sense for them
 TEXT_KEYS = frozenset({"id", "status", "error"} | {k for k, v in DEFAULTS.to_dict().items() if isinstance(v, str)})
@@ -84,9 +80,11 @@ class Condition:
         return number <= self.number
 
 
-def valid_keys() -> tuple[str, ...]:
-    """Every key a filter may use: the export columns, then the aliases."""
-    return (*COLUMNS, *ALIASES)
+def valid_keys(classes: list[str] | tuple[str, ...] = ()) -> tuple[str, ...]:
+    """Every key a filter may use: the export columns, the other summary keys, the per-class keys of ``classes`` (the
+    foreground classes of the runs), then the aliases."""
+    per_class = [class_key(k, n) for k in SUMMARY_PER_CLASS for n in (*classes, "min")] if classes else []
+    return (*COLUMNS, *(k for k in SUMMARY_KEYS if k not in COLUMNS), *per_class, *ALIASES)
 
 
 def _to_float(text: str) -> float | None:
@@ -114,18 +112,33 @@ def _equal(have: Any, cond: Condition) -> bool:
     return str(have).lower() == cond.value.lower()
 
 
-def _resolve_key(key: str) -> str:
+def _resolve_key(key: str, classes: list[str] | tuple[str, ...] | None = None) -> str:
     if key in ALIASES:
         return ALIASES[key]
-    if key in COLUMNS:
+    if key in COLUMNS or key in SUMMARY_KEYS:
         return key
-    close = difflib.get_close_matches(key, valid_keys(), n=1, cutoff=0.6)
+    split = split_class_key(key, SUMMARY_PER_CLASS)
+    if split is None:  # a class of an alias: val_dice_myocardium is best_val_dice_myocardium
+        alias = split_class_key(key, [a for a, k in ALIASES.items() if k in SUMMARY_PER_CLASS])
+        split = (ALIASES[alias[0]], alias[1]) if alias else None
+    if split is not None:
+        base, name = split
+        if classes is None or (classes and (name == "min" or name in classes)):
+            return class_key(base, name)
+        if not classes:
+            raise FilterError(f"'{key}': no run here has classes (num_classes >= 3)")
+        near = difflib.get_close_matches(name, [*classes, "min"], n=1, cutoff=0.6)
+        raise FilterError(f"unknown class '{name}' in '{key}': "
+                          + (f"did you mean '{class_key(base, near[0])}'? " if near else "")
+                          + f"the runs' classes are {', '.join(classes)} (or min: the worst)")
+    close = difflib.get_close_matches(key, valid_keys(classes or ()), n=1, cutoff=0.6)
     hint = f"did you mean '{close[0]}'?" if close else "use a column name such as optimizer, lr, best_val_dice (or val_dice, val_loss)"
     raise FilterError(f"unknown filter key '{key}': {hint}")
 
 
-def parse_filter(text: str) -> list[Condition]:
-    """Parse a filter into conditions that must all hold; raise FilterError naming the faulty term."""
+def parse_filter(text: str, classes: list[str] | tuple[str, ...] | None = None) -> list[Condition]:
+    """Parse a filter into conditions that must all hold; raise FilterError naming the faulty term. ``classes``: the
+    foreground classes of the runs, which per-class keys may name (None: any name)."""
     text = _SPACED_OP.sub(r"\1", text.strip())  # "val_dice > 0.8" is one term
     conditions: list[Condition] = []
     for term in (t for t in re.split(r"[\s,]+", text) if t):
@@ -136,7 +149,7 @@ def parse_filter(text: str) -> list[Condition]:
             conditions.append(Condition("id", "~", term))
             continue
         raw_key, op, value = m.groups()
-        key = _resolve_key(raw_key)
+        key = _resolve_key(raw_key, classes)
         op = "=" if op == "==" else op
         if value == "":
             raise FilterError(f"'{term}': missing value after '{op}'")
@@ -204,16 +217,18 @@ def varying_keys(rows: list[dict[str, Any]]) -> list[str]:
     return varied_keys(rows, exclude=("epochs",))
 
 
-def group_means(rows: list[dict[str, Any]], key: str) -> list[tuple[Any, int, float, float | None]]:
-    """``(value, n, mean best_val_dice, mean final_val_loss)`` per value of ``key``, sorted by value.
+def group_means(rows: list[dict[str, Any]], key: str) -> list[tuple[Any, ...]]:
+    """``(value, n, mean of each key of VIEWS["results-groups"])`` per value of ``key``, sorted by value: the means of
+    the best val Dice and of the final val loss (core.define.task).
 
-    Rows without a best_val_dice are ignored; the loss mean is over the rows that have a final
-    val loss (None when none has), and is NaN when one of them is NaN (a diverged run).
+    Rows without the first (best_val_dice) are ignored; another's mean is over the rows that have it (None when none
+    has), and is NaN when one of them is NaN (a diverged run).
     """
+    first, *others = VIEWS["results-groups"]
     groups: dict[Any, list[dict[str, Any]]] = {}
     labels: dict[Any, Any] = {}
     for row in rows:
-        if is_missing(row.get("best_val_dice")):
+        if is_missing(row.get(first)):
             continue
         value = row.get(key)
         ident = None if value is None else _order_key(value)
@@ -222,8 +237,9 @@ def group_means(rows: list[dict[str, Any]], key: str) -> list[tuple[Any, int, fl
     out = []
     for ident in sorted(groups, key=lambda i: (i is None, i or ())):
         members = groups[ident]
-        dice = sum(r["best_val_dice"] for r in members) / len(members)
-        losses = [r["final_val_loss"] for r in members if r.get("final_val_loss") is not None]
-        loss = sum(losses) / len(losses) if losses else None
-        out.append((labels[ident], len(members), dice, loss))
+        means = [sum(r[first] for r in members) / len(members)]
+        for other in others:
+            values = [r[other] for r in members if r.get(other) is not None]
+            means.append(sum(values) / len(values) if values else None)
+        out.append((labels[ident], len(members), *means))
     return out

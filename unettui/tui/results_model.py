@@ -1,8 +1,9 @@
 """What the Results tab shows, computed from the runs (no Textual here): one row per run, or per configuration when
-runs have repeats (mean ± sd (n) of each metric over the repeats), the hyper-parameters that differ, the filter, the
-sort and the cells. Incremental: a run whose view did not change (the same object as before) is not computed again, the
-varying columns only when a run's hyper-parameters or the set of runs changed, the order only when a sort value did —
-so a poll that changed one run of 10,000 costs about as much as one run. A model is used by one thread at a time."""
+runs have repeats (mean ± sd (n) of each metric over the repeats that have a value), the hyper-parameters that differ,
+the per-class columns of multi-class runs when asked for, the filter, the sort and the cells. Incremental: a run whose
+view did not change (the same object as before) is not computed again, the varying columns only when a run's
+hyper-parameters (or classes) or the set of runs changed, the order only when a sort value did — so a poll that
+changed one run of 10,000 costs about as much as one run. A model is used by one thread at a time."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ from typing import Any
 from rich.text import Text
 
 from ..core.define.config import KEYS
-from ..core.runs.groups import AGGREGATED, configuration_rows, mean_sd_text
+from ..core.define.task import SUMMARY_KEYS, SUMMARY_PER_CLASS, VIEWS, direction_of, label_of, split_class_key
+from ..core.runs.export import class_keys, class_names
+from ..core.runs.groups import configuration_columns, configuration_rows, mean_sd_text
 from ..core.show.fmt import duration
 from ..core.show.fmt import value as fmt_value
 from ..core.show.styles import state_style
@@ -21,24 +24,53 @@ from .filtering import Condition, group_means, has_epochs, matches, row_of, sort
 from .widgets.marks import mark_text
 
 # (row key, header label) of the metric columns, after mark, id, status and the varying hyper-parameters
-METRIC_COLUMNS = (
-    ("best_val_dice", "best dice"),
-    ("best_epoch", "best ep"),
-    ("final_val_dice", "final dice"),
-    ("final_val_loss", "final loss"),
-    ("epochs_done", "epochs"),
-    ("seconds", "time"),
-)
-GROUPED_METRICS = ("best_val_dice", "final_val_dice", "final_val_loss")  # shown as mean ± sd (n) per configuration
-# what an export of configuration rows writes: the columns of `unettui export --by-configuration`
-CONFIGURATION_COLUMNS = ("configuration", "status", "runs", "seeds", *[k for k in KEYS if k != "seed"],
-                         *[c for m in AGGREGATED for c in (m, f"{m}_sd", f"{m}_n")], "epochs_done", "seconds")
+# (core.define.task: what the tab shows, and the words of each)
+METRIC_COLUMNS = tuple((key, label_of(key, short=True)) for key in VIEWS["results-tab"])
+# those shown as mean ± sd (n) per configuration: the ones configurations fold over their repeats
+GROUPED_METRICS = tuple(key for key in VIEWS["results-tab"] if SUMMARY_KEYS[key].folded)
+# what an export of configuration rows of binary runs writes: the columns of `unettui export --by-configuration`
+# (configuration_columns(rows) adds those of multi-class runs)
+CONFIGURATION_COLUMNS = configuration_columns()
+NO_SCORE = "—"  # a per-class cell without a value: the class has no score (or the run has no classes)
 
 Cell = tuple[str, str, bool]  # text, rich style, right-justified
 
 
 def _metric(value: Any) -> str:
     return "" if value is None else f"{value:.4f}"
+
+
+LABELS = {"mark": " ", **dict(METRIC_COLUMNS)}  # other columns: a hyper-parameter's name, a class's column's words
+
+
+def label(key: str) -> str:
+    """A column's header: the tab's own words for its metric columns, the registry's short words for a per-class one
+    (``best dice myocardium``), a hyper-parameter's name."""
+    return LABELS.get(key) or label_of(key, short=True)
+
+
+def descending_first(key: str | None) -> bool:
+    """Higher is better (core.define.task's registry: Dice, IoU, per class too): the first sort by it is descending."""
+    return key is not None and direction_of(key) == "max"
+
+
+def no_score_text(row: dict[str, Any] | None, column: str | None) -> str | None:
+    """Why ``row``'s cell in ``column`` has no score: ``— best dice myocardium: class 'myocardium' is in no validation
+    image and was never predicted``; None for a cell with a value, or without a recorded reason."""
+    if row is None or column is None or row.get(column) is not None:
+        return None
+    why = (row.get("no_score") or {}).get(column)
+    return f"{NO_SCORE} {label(column)}: {why}" if why else None
+
+
+def is_class_column(col: str) -> bool:
+    """A per-class column (``best_val_dice_myocardium``, ``best_val_dice_min``)."""
+    return split_class_key(col, SUMMARY_PER_CLASS) is not None
+
+
+def is_score(col: str) -> bool:
+    """A column of a metric's value (drawn with 4 decimals), per-class ones too."""
+    return bool(SUMMARY_KEYS[col].metric) if col in SUMMARY_KEYS else is_class_column(col)
 
 
 def cells_of(row: dict[str, Any], columns: tuple[str, ...], marked: bool, grouped: bool) -> tuple[Text, ...]:
@@ -53,10 +85,13 @@ def cells_of(row: dict[str, Any], columns: tuple[str, ...], marked: bool, groupe
         elif col == "status":
             label = str(row.get("label") or value) if grouped else str(value)
             out.append(Text(label, style=state_style(value)))
-        elif grouped and col in GROUPED_METRICS and row.get("runs", 1) > 1:
-            out.append(Text(mean_sd_text(value, row.get(f"{col}_sd"), row.get(f"{col}_n") or 0, compact=True),
+        elif value is None and (col in (row.get("no_score") or {}) or is_class_column(col)):
+            out.append(Text(NO_SCORE, style="dim", justify="right"))  # no score: never a blank that reads as 0
+        elif grouped and (col in GROUPED_METRICS or is_class_column(col)) and row.get("runs", 1) > 1:
+            n = row.get(f"{col}_n") or 0  # (n) also where one repeat of several has a value (a class's score)
+            out.append(Text(mean_sd_text(value, row.get(f"{col}_sd"), n, compact=True) + ("(1)" if n == 1 else ""),
                             justify="right"))
-        elif col in ("best_val_dice", "final_val_dice", "final_val_loss"):
+        elif is_score(col):
             out.append(Text(_metric(value), justify="right"))
         elif col == "best_epoch":
             out.append(Text("" if value is None or (grouped and row.get("runs", 1) > 1) else str(value),
@@ -73,8 +108,8 @@ def cells_of(row: dict[str, Any], columns: tuple[str, ...], marked: bool, groupe
 
 
 def _signature(row: dict[str, Any]) -> tuple:
-    """What the varying columns depend on in a run's row: its hyper-parameters."""
-    return tuple(repr(row.get(k)) for k in KEYS)
+    """What the varying columns (and the per-class ones) depend on in a run's row: its hyper-parameters, its classes."""
+    return (*(repr(row.get(k)) for k in KEYS), row.get("classes"))
 
 
 @dataclass
@@ -89,15 +124,20 @@ class Shown:
     varying: list[str] = field(default_factory=list)
     grouped: bool = False
     total: int = 0  # rows before the filter
-    groups: list[tuple] = field(default_factory=list)  # (value, n, mean dice, mean loss) per value of group_key
+    groups: list[tuple] = field(default_factory=list)  # (value, n, *means of VIEWS["results-groups"]) per group value
+    classes: list[str] = field(default_factory=list)  # the foreground classes of the multi-class runs, if any
 
 
 class ResultsModel:
     """The runs in, ``shown()`` out. Settings: ``conditions`` (the filter), ``sort_key``/``sort_reverse``, ``grouped``
-    (None: by configuration when some configuration has repeats), ``group_key`` (means per value), ``marked``."""
+    (None: by configuration when some configuration has repeats), ``group_key`` (means per value), ``marked``,
+    ``class_columns`` (a column per class of the multi-class runs: VIEWS["classes"]' keys, each class's and the
+    worst's)."""
 
     def __init__(self) -> None:
         self.conditions: list[Condition] = []
+        self.class_columns = False
+        self._classes: list[str] = []  # the foreground classes of the runs, in the order they first appear
         self.sort_key: str | None = None
         self.sort_reverse = False
         self.grouped: bool | None = None
@@ -178,7 +218,7 @@ class ResultsModel:
         """What to show; the very Shown of the last call when nothing it depends on changed since (a new view of a run
         whose row stays the same, such as the selected run's with its curves read, changes nothing here)."""
         grouped = self.is_grouped()
-        settings = (grouped, tuple(map(str, self.conditions)), self.sort_key, self.sort_reverse)
+        settings = (grouped, tuple(map(str, self.conditions)), self.sort_key, self.sort_reverse, self.class_columns)
         if not self._dirty and not self._set_changed and self._last_shown is not None \
                 and (settings, self.group_key) == self._last_shown[0]:
             return self._last_shown[1]
@@ -190,8 +230,10 @@ class ResultsModel:
         if self._set_changed or settings[0] != (self._last[0] if self._last else None):
             self._varying = varying_keys(list(rows.values())) if not grouped else \
                 [k for k in varying_keys(list(self._runs.values())) if k not in ("seed", "repeats")]
+            self._classes = class_names(self._runs.values())
         self._set_changed = False
-        columns = ("mark", "id", "status", *self._varying, *(key for key, _ in METRIC_COLUMNS))
+        per_class = class_keys([{"classes": self._classes}], VIEWS["classes"]) if self.class_columns else []
+        columns = ("mark", "id", "status", *self._varying, *(key for key, _ in METRIC_COLUMNS), *per_class)
         resort = settings != self._last or bool(dirty) or not self._visible
         if resort:
             order = [k for k in (self._conf_order() if grouped else self._order) if k in rows]
@@ -216,7 +258,7 @@ class ResultsModel:
         shown_rows = {k: rows[k] for k in self._visible}
         groups = group_means(list(shown_rows.values()), self.group_key) if self.group_key else []
         shown = Shown(columns, list(self._visible), cells, shown_rows, members, list(self._varying), grouped, len(rows),
-                      groups)
+                      groups, list(self._classes))
         self._last_shown = ((settings, self.group_key), shown)
         return shown
 

@@ -10,11 +10,13 @@ from typing import Any
 
 from .config import KEYS, ConfigError, coerce, flatten
 from .names import did_you_mean, safe_id
+from .task import SUMMARY_KEYS
 
 STUDY_KEYS = ("id", "metric", "direction", "stage")
 STAGE_KEYS = ("name", "pin", "halving", "lr_search")
-METRICS = ("best_val_dice", "best_val_loss", "final_train_loss", "final_train_dice", "final_val_loss",
-           "final_val_dice", "final_val_iou")
+# what a study may choose by: the summary's metrics at the best or the last epoch (core.define.task's registry; never
+# the test split's, which nothing chooses by)
+METRICS = tuple(k.name for k in SUMMARY_KEYS.values() if k.metric and k.at in ("best", "final"))
 DIRECTIONS = ("max", "min")
 
 

@@ -15,13 +15,16 @@ The torch side (targets, losses, confusion counts per class, decoding logits) is
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 __all__ = ["BINARY_NAMES", "Classes", "classes_of", "Metric", "METRICS", "class_key", "per_class_keys",
-           "summary_class_keys", "metric_value", "no_score_reason", "NAME_RE"]
+           "summary_class_keys", "metric_value", "no_score_reason", "NAME_RE", "Key", "SUMMARY_KEYS", "EPOCH_KEYS",
+           "SUMMARY_PER_CLASS", "VIEWS", "AT_ORDER", "split_class_key", "key_of", "label_of", "direction_of",
+           "foreground_of", "epoch_value"]
 
 BINARY_NAMES = ("background", "foreground")
 # the built-in datasets and their classes (mask value = class index): a definition of one of them must have as many
@@ -170,8 +173,176 @@ def per_class_keys(key: str, classes: Classes) -> list[str]:
     return [*(class_key(key, n) for n in classes.foreground), f"{key}_min"]
 
 
+# ---- the keys run files hold, and what each face shows of them --------------------------------------------------------
+@dataclass(frozen=True)
+class Key:
+    """A number a run file holds under ``name`` (summary.json, or one metrics.jsonl record): its ``label`` in words
+    ("best val Dice"), its ``short`` header in narrow tables ("best dice"), the ``metric`` of METRICS it is a value of
+    ("" for counts, times and the learning rate: they have no direction), and for summary keys ``at`` which epoch
+    (best: the epoch of the best val_dice; final: the last; test: the test split at the best epoch; "": the run as a
+    whole) and ``source``, the metrics.jsonl key read at that epoch while a run has no summary.json yet.
+
+    ``column``: an export column of every project (False: only in projects with multi-class runs, beside the
+    per-class columns: a binary project exports the columns it always did); ``folded``: configurations fold it over
+    their repeats (mean, ``_sd``, ``_n``); ``per_class``: a run with K >= 3 classes also records ``<name>_<class>`` and
+    ``<name>_min``; ``curve``: a per-epoch key `compare` can draw; ``aliases``: shorter names a filter accepts."""
+
+    name: str
+    label: str
+    short: str
+    metric: str = ""
+    at: str = ""
+    source: str = ""
+    column: bool = True
+    folded: bool = False
+    per_class: bool = False
+    curve: bool = False
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def direction(self) -> str | None:
+        """max (higher is better), min, or None (a count, a time, the learning rate)."""
+        return METRICS[self.metric].direction if self.metric else None
+
+
+# summary.json's numbers, in the order of the export's columns
+SUMMARY_KEYS: dict[str, Key] = {k.name: k for k in (
+    Key("best_val_dice", "best val Dice", "best dice", "dice", "best", "val_dice", folded=True, per_class=True,
+        aliases=("val_dice", "dice")),
+    Key("best_val_iou", "best val IoU", "best iou", "iou", "best", "val_iou", column=False, folded=True,
+        per_class=True),
+    Key("best_epoch", "best epoch", "best ep", at="best", source="epoch"),
+    Key("best_val_loss", "val loss at best", "best loss", "loss", "best", "val_loss", folded=True),
+    Key("final_train_loss", "train loss", "train loss", "loss", "final", "train_loss", aliases=("train_loss",)),
+    Key("final_train_dice", "train Dice", "train dice", "dice", "final", "train_dice", aliases=("train_dice",)),
+    Key("final_val_loss", "val loss", "final loss", "loss", "final", "val_loss", folded=True, aliases=("val_loss",)),
+    Key("final_val_dice", "val Dice", "final dice", "dice", "final", "val_dice", folded=True, per_class=True),
+    Key("final_val_iou", "val IoU", "final iou", "iou", "final", "val_iou", folded=True, per_class=True,
+        aliases=("val_iou",)),
+    Key("epochs_done", "epochs", "epochs"),
+    Key("seconds", "time", "time", aliases=("time",)),
+    Key("test_dice", "test Dice", "test dice", "dice", "test", folded=True, per_class=True),
+    Key("test_iou", "test IoU", "test iou", "iou", "test", folded=True, per_class=True),
+    Key("n_test", "test images", "n test"),
+)}
+
+# a metrics.jsonl record's numbers (besides ``epoch``), in the order `compare --metric` lists them
+EPOCH_KEYS: dict[str, Key] = {k.name: k for k in (
+    Key("val_dice", "val Dice", "val dice", "dice", per_class=True, curve=True),
+    Key("val_loss", "val loss", "val loss", "loss", curve=True),
+    Key("train_loss", "train loss", "train loss", "loss", curve=True),
+    Key("train_dice", "train Dice", "train dice", "dice", curve=True),
+    Key("val_iou", "val IoU", "val iou", "iou", per_class=True, curve=True),
+    Key("lr", "learning rate", "lr", curve=True),
+    Key("seconds", "time", "time"),
+)}
+
 # the summary keys that have per-class companions, in the order faces show them
-SUMMARY_PER_CLASS = ("best_val_dice", "best_val_iou", "final_val_dice", "final_val_iou", "test_dice", "test_iou")
+SUMMARY_PER_CLASS = tuple(k.name for k in SUMMARY_KEYS.values() if k.per_class)
+# ("best_val_dice", "best_val_iou", "final_val_dice", "final_val_iou", "test_dice", "test_iou")
+
+# What each face shows of them by default, in its order (every face also takes any key above where asked: export,
+# sorting, filters, `compare --metric`). A new metric is a METRICS entry, its keys above, and here where it shows.
+VIEWS: dict[str, tuple[str, ...]] = {
+    # the TUI's Results tab: its metric columns (those folded over repeats show mean ± sd (n) per configuration)
+    "results-tab": ("best_val_dice", "best_epoch", "final_val_dice", "final_val_loss", "epochs_done", "seconds"),
+    # the TUI's Results tab grouped by a key (g): the means per value (rows without the first are left out)
+    "results-groups": ("best_val_dice", "final_val_loss"),
+    # `unettui results`: the score columns (a configuration: mean ± sd (n); a run: the best with its epoch)
+    "results": ("best_val_dice", "final_val_dice", "test_dice"),
+    # per-class columns on demand (`results --classes`, the TUI's k): each class's value of these, then the worst's
+    "classes": ("best_val_dice",),
+    # `unettui show`: the per-epoch table, the curves, and the per-class table's columns (multi-class runs)
+    "epochs": ("train_loss", "train_dice", "val_loss", "val_dice", "lr", "seconds"),
+    "curves": ("train_loss", "val_loss", "train_dice", "val_dice", "lr"),
+    "class-table": ("best_val_dice", "best_val_iou", "final_val_dice", "final_val_iou", "test_dice", "test_iou"),
+    # a study report's table of runs (the course report's: the last epoch's) and its means per value of a key
+    "study-table": ("final_train_loss", "final_train_dice", "final_val_loss", "final_val_dice"),
+    "study-groups": ("final_val_loss", "final_val_dice"),
+    # the TUI's Compare tab: the curves drawn together (the first takes the left half of a wide window)
+    "compare-tab": ("val_dice", "val_loss", "train_loss"),
+}
+
+# which epoch a summary key is taken at, in the order configurations fold them (Dice first within each: what a
+# study compares by)
+AT_ORDER = ("best", "final", "test", "")
+
+
+def split_class_key(name: str, bases: Sequence[str] | None = None) -> tuple[str, str] | None:
+    """``best_val_dice_myocardium`` -> ``("best_val_dice", "myocardium")``, ``val_dice_min`` -> ``("val_dice",
+    "min")``: a per-class key split into the key it is a class's value of (one of ``bases``, by default every summary
+    or per-epoch key with per-class companions) and the class name (or ``min``); None for any other name."""
+    if bases is None:
+        bases = [*SUMMARY_PER_CLASS, *(k.name for k in EPOCH_KEYS.values() if k.per_class)]
+    best = None
+    for base in bases:
+        if name.startswith(base + "_") and len(name) > len(base) + 1 and (best is None or len(base) > len(best)):
+            best = base
+    return (best, name[len(best) + 1:]) if best is not None else None
+
+
+def key_of(name: str) -> Key | None:
+    """The registry entry of a key a run file may hold, per-class keys too (a class's entry is its base's, named and
+    labelled for the class: ``best val Dice myocardium``, ``best dice min``); None for an unknown name."""
+    known = SUMMARY_KEYS.get(name) or EPOCH_KEYS.get(name)
+    if known is not None:
+        return known
+    split = split_class_key(name)
+    if split is None:
+        return None
+    base = SUMMARY_KEYS.get(split[0]) or EPOCH_KEYS[split[0]]
+    suffix = "(worst class)" if split[1] == "min" else split[1]
+    return Key(name, f"{base.label} {suffix}", f"{base.short} {split[1]}", base.metric, base.at,
+               class_key(base.source, split[1]) if base.source else "", column=False, folded=base.folded,
+               curve=base.curve)
+
+
+def label_of(name: str, short: bool = False) -> str:
+    """A key's words (or its narrow header); the name itself for a key the registry does not know."""
+    key = key_of(name)
+    return name if key is None else key.short if short else key.label
+
+
+def direction_of(name: str) -> str | None:
+    """max, min or None of any key (per-class keys: their base's)."""
+    key = key_of(name)
+    return None if key is None else key.direction
+
+
+def foreground_of(summary: Mapping[str, Any] | None, config: Any = None) -> tuple[str, ...]:
+    """The foreground classes a run has per-class keys for: the names its summary.json recorded (``classes``), else
+    its config's; () for a binary run."""
+    recorded = (summary or {}).get("classes")
+    if isinstance(recorded, Mapping) and isinstance(recorded.get("names"), (list, tuple)):
+        names = tuple(str(n) for n in recorded["names"])
+        return names[1:] if len(names) >= 3 else ()
+    if config is None:
+        return ()
+    k = config.get("num_classes", 2) if isinstance(config, Mapping) else getattr(config, "num_classes", 2)
+    if isinstance(k, int) and k < 3:  # binary (the common case: no need to resolve names)
+        return ()
+    classes = classes_of(config)
+    return classes.foreground if classes.per_class else ()
+
+
+def epoch_value(record: Mapping[str, Any], key: str) -> float | None:
+    """A metrics.jsonl record's finite value of ``key`` (None-safe, never NaN); ``<key>_min`` that the record lacks
+    is the smallest of its ``<key>_<class>`` values that have a score, or, for a binary record, ``<key>`` itself."""
+    value = _number(record.get(key))
+    if value is not None or not key.endswith("_min"):
+        return value
+    base = key[:-4]
+    classes = [k for k in record if k.startswith(base + "_") and k[len(base) + 1:] not in RESERVED_NAMES]
+    if not classes:  # a binary record: its only foreground class is the worst
+        return _number(record.get(base))
+    scored = [v for v in (_number(record.get(k)) for k in classes) if v is not None]
+    return min(scored) if scored else None
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
 
 
 def summary_class_keys(classes: Classes) -> list[str]:

@@ -6,10 +6,11 @@ import csv
 import io
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..define.config import KEYS
+from ..define.task import SUMMARY_KEYS, SUMMARY_PER_CLASS, class_key, epoch_value, foreground_of, split_class_key
 from .backend import JobReader
 from .status import Row, collect
 from .store import RunStore
@@ -17,28 +18,58 @@ from .store import RunStore
 if TYPE_CHECKING:  # pragma: no cover
     from ..define.queue import Queue
 
-METRIC_COLUMNS = (
-    "val_on_train",
-    "best_val_dice",
-    "best_epoch",
-    "best_val_loss",
-    "final_train_loss",
-    "final_train_dice",
-    "final_val_loss",
-    "final_val_dice",
-    "final_val_iou",
-    "epochs_done",
-    "seconds",
-    "test_dice",
-    "test_iou",
-    "n_test",
-)
+# the summary.json numbers every project exports (core.define.task's registry, in its order), after val_on_train
+METRIC_COLUMNS = ("val_on_train", *(k.name for k in SUMMARY_KEYS.values() if k.column))
 # status: the read model's state word (core.status.State); in_queue false: the run's experiment was removed from
 # experiments.toml; error: the one line that explains the state (an error, what changed, what is damaged)
 # configuration: the id the repeats of one configuration share (its own id without repeats); repeat: 1, 2, ...
 COLUMNS: tuple[str, ...] = ("id", "status", "in_queue", "attempt", "configuration", "repeat", *KEYS, *METRIC_COLUMNS,
                             "error")
 NUMERIC = set(METRIC_COLUMNS) - {"val_on_train"}
+# summary keys a row holds beside its columns (best_val_iou: a column only where runs have classes)
+_MORE = tuple(k.name for k in SUMMARY_KEYS.values() if not k.column)
+# (summary key, its metrics.jsonl key, best or final) of what a run's lines give before its summary.json exists
+_DERIVED = tuple((k.name, k.source, k.at) for k in SUMMARY_KEYS.values() if k.source and k.at in ("best", "final"))
+_CHOSEN_BY = SUMMARY_KEYS["best_val_dice"].source  # what the best epoch is chosen by (val_dice)
+_DERIVED_KEYS = (*(k for k, _, _ in _DERIVED), "epochs_done", "seconds")  # what a run's lines give
+_TEST = tuple(f"{k.name}_" for k in SUMMARY_KEYS.values() if k.at == "test")  # (per-class keys only at the end)
+
+
+def class_names(rows: Iterable[Mapping[str, Any]]) -> list[str]:
+    """The foreground classes of the multi-class runs among ``rows``, in the order they first appear."""
+    names: list[str] = []
+    for r in rows:
+        for n in r.get("classes") or ():
+            if n not in names:
+                names.append(n)
+    return names
+
+
+def class_keys(rows: Iterable[Mapping[str, Any]], keys: Iterable[str]) -> list[str]:
+    """``<key>_<class>`` for each of ``keys`` (summary keys with per-class companions) and each foreground class of
+    ``rows``, then ``<key>_min`` (the worst class's); [] where no row is of a multi-class run."""
+    names = class_names(rows)
+    return [k for key in keys for k in (*(class_key(key, n) for n in names), f"{key}_min")] if names else []
+
+
+def class_columns(rows: Iterable[Mapping[str, Any]]) -> tuple[str, ...]:
+    """The columns that follow COLUMNS where ``rows`` hold multi-class runs: for each summary key with per-class
+    companions (core.define.task.SUMMARY_PER_CLASS, in its order) the key itself where it is not a column of every
+    project (best_val_iou), then ``<key>_<class>`` for every foreground class of those runs (in the order they first
+    appear) and ``<key>_min``, the worst class's. () for rows of binary runs only: their export keeps its columns."""
+    rows = list(rows)
+    if not class_names(rows):
+        return ()
+    out: list[str] = []
+    for key in SUMMARY_PER_CLASS:
+        out += [key] if not SUMMARY_KEYS[key].column else []
+        out += class_keys(rows, [key])
+    return tuple(out)
+
+
+def columns_for(rows: Iterable[Mapping[str, Any]]) -> tuple[str, ...]:
+    """The export's columns for ``rows``: COLUMNS, then the per-class ones their multi-class runs need."""
+    return (*COLUMNS, *class_columns(rows))
 
 
 def collect_rows(queue: Queue | None, store: RunStore, readers: Mapping[str, JobReader] | None = None
@@ -51,7 +82,9 @@ def collect_rows(queue: Queue | None, store: RunStore, readers: Mapping[str, Job
 
 
 def row_dict(r: Row) -> dict[str, Any]:
-    """A read-model row as a flat dict of COLUMNS (plus ``label``: the state as tables show it)."""
+    """A read-model row as a flat dict of COLUMNS (plus ``label``: the state as tables show it; ``classes``: the
+    foreground classes of a multi-class run, () for a binary one; its per-class keys (class_columns) and
+    ``best_val_iou``; ``no_score``: why a per-class key has no value, by key)."""
     row: dict[str, Any] = {c: None for c in COLUMNS}
     row.update({k: r.config[k] for k in KEYS if k in r.config})
     for col in METRIC_COLUMNS:
@@ -59,31 +92,42 @@ def row_dict(r: Row) -> dict[str, Any]:
             row[col] = r.summary[col]
     if row["val_on_train"] is None and "val_on_train" in r.config:
         row["val_on_train"] = r.config["val_on_train"]
-    metrics = [m for m in r.metrics if isinstance(m, dict)]
+    foreground = foreground_of(r.summary, r.config)
+    per_class = [class_key(key, n) for key in SUMMARY_PER_CLASS for n in (*foreground, "min")] if foreground else []
+    for key in (*_MORE, *per_class):
+        row[key] = _finite(r.summary.get(key))
+    reasons = r.summary.get("no_score")
+    row["classes"] = foreground
+    row["no_score"] = ({str(k): str(v) for k, v in reasons.items() if v} if isinstance(reasons, Mapping) else {})
+    derivable = [*_DERIVED_KEYS, *(k for k in per_class if not k.startswith(_TEST))]
+    metrics = [m for m in r.metrics if isinstance(m, dict)] if any(row[k] is None for k in derivable) else []
     if metrics:  # a run between its first metrics line and its first summary: what the lines so far say
-        scored = [m for m in metrics if isinstance(m.get("val_dice"), (int, float))]
-        best = max(scored, key=lambda m: (m["val_dice"], -m.get("epoch", 0))) if scored else {}  # earliest of equal bests
+        scored = [m for m in metrics if isinstance(m.get(_CHOSEN_BY), (int, float))]
+        best = max(scored, key=lambda m: (m[_CHOSEN_BY], -m.get("epoch", 0))) if scored else {}  # earliest of equal bests
         last = metrics[-1]
-        derived = {
-            "best_val_dice": best.get("val_dice"),
-            "best_epoch": best.get("epoch"),
-            "best_val_loss": best.get("val_loss"),
-            "final_train_loss": last.get("train_loss"),
-            "final_train_dice": last.get("train_dice"),
-            "final_val_loss": last.get("val_loss"),
-            "final_val_dice": last.get("val_dice"),
-            "final_val_iou": last.get("val_iou"),
-            "epochs_done": len(metrics),
-            "seconds": round(sum(m.get("seconds", 0.0) for m in metrics if isinstance(m.get("seconds"), (int, float))), 3),
-        }
+        derived = {key: (best if at == "best" else last).get(source) for key, source, at in _DERIVED}
+        derived.update(epochs_done=len(metrics), seconds=round(sum(
+            m.get("seconds", 0.0) for m in metrics if isinstance(m.get("seconds"), (int, float))), 3))
+        for key in per_class:  # a class's value at the best or the last epoch (the test split only at the end)
+            base, name = split_class_key(key, SUMMARY_PER_CLASS) or (key, "")
+            entry = SUMMARY_KEYS[base]
+            if entry.at in ("best", "final"):
+                derived[key] = epoch_value(best if entry.at == "best" else last, class_key(entry.source, name))
         for col, value in derived.items():
-            if row[col] is None:
+            if row.get(col) is None:
                 row[col] = value
     row.update(id=r.id, status=r.state.value, in_queue=r.in_queue, attempt=r.attempt or None, error=r.note or None,
                label=r.label, configuration=r.configuration, repeat=r.repeat)
     if row["epochs_done"] is None and r.epoch:
         row["epochs_done"] = r.epoch
     return row
+
+
+def _finite(value: Any) -> float | None:
+    """A number as it is, anything else (null, NaN, text) None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return value
 
 
 # keys that say where or how a run was watched, not what it is: never a column of their own
@@ -147,7 +191,10 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def to_csv(rows: list[dict[str, Any]], columns: tuple[str, ...] = COLUMNS) -> str:
+def to_csv(rows: list[dict[str, Any]], columns: tuple[str, ...] | None = None) -> str:
+    """``rows`` as CSV under ``columns`` (by default columns_for(rows)); a missing value, a null or a NaN is an empty
+    cell."""
+    columns = columns_for(rows) if columns is None else columns
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(columns)
@@ -157,12 +204,14 @@ def to_csv(rows: list[dict[str, Any]], columns: tuple[str, ...] = COLUMNS) -> st
 
 
 def _md_cell(value: Any) -> str:
-    if isinstance(value, float):
+    if isinstance(value, float) and math.isfinite(value):
         return f"{value:.4g}"
     return _cell(value).replace("|", "\\|").replace("\n", " ")
 
 
-def to_markdown(rows: list[dict[str, Any]], columns: tuple[str, ...] = COLUMNS) -> str:
+def to_markdown(rows: list[dict[str, Any]], columns: tuple[str, ...] | None = None) -> str:
+    """``rows`` as a Markdown table (columns as to_csv's)."""
+    columns = columns_for(rows) if columns is None else columns
     lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
     for row in rows:
         lines.append("| " + " | ".join(_md_cell(row.get(c)) for c in columns) + " |")

@@ -8,11 +8,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..define.config import KEYS
+from ..define.task import AT_ORDER, SUMMARY_KEYS
 from ..stats import mean_sd, mean_sd_text, standard_error, within_noise
-from .export import row_dict
+from .export import class_columns, row_dict
 from .status import Row
 
-__all__ = ["AGGREGATED", "Group", "configuration_rows", "group_rows", "has_repeats", "mean_sd", "mean_sd_text",
+__all__ = ["AGGREGATED", "Group", "configuration_columns", "configuration_rows", "group_rows", "has_repeats", "mean_sd", "mean_sd_text",
            "standard_error", "within_noise"]
 
 
@@ -40,7 +42,7 @@ def group_rows(rows: Iterable[Row], metric: str = "best_val_dice") -> list[Group
     for r in rows:
         g = out.setdefault(r.configuration, Group(configuration=r.configuration, metric=metric))
         g.rows.append(r)
-        if r.state.value in ("done", "pruned", "running", "interrupted", "changed"):
+        if r.state.value in COUNTED:
             v = row_dict(r).get(metric)
             if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
                 g.values.append(float(v))
@@ -56,15 +58,30 @@ def has_repeats(rows: Iterable[Any]) -> bool:
     return any(v > 1 for v in seen.values())
 
 
-AGGREGATED = ("best_val_dice", "best_val_loss", "final_val_dice", "final_val_loss", "final_val_iou", "test_dice",
-              "test_iou")
+# the summary keys folded over repeats in every project (core.define.task's registry): by epoch (best, final, test),
+# Dice first within each (what a study compares by), then in the registry's order
+AGGREGATED = tuple(k.name for k in sorted((k for k in SUMMARY_KEYS.values() if k.folded and k.column),
+                                          key=lambda k: (AT_ORDER.index(k.at), k.metric != "dice")))
+# the states whose runs count in a configuration's statistics (a run still training with its numbers so far)
+COUNTED = ("done", "pruned", "running", "interrupted", "changed")
+
+
+def configuration_columns(rows: list[dict[str, Any]] | None = None) -> tuple[str, ...]:
+    """The columns of `unettui export --by-configuration` (and of the TUI's export of configurations) for ``rows``:
+    the configuration's keys, then each folded metric's mean, ``_sd`` and ``_n``, and where runs have classes the
+    same three of every per-class column (core.runs.export.class_columns)."""
+    return ("configuration", "status", "runs", "seeds", *[k for k in KEYS if k != "seed"],
+            *[c for m in AGGREGATED for c in (m, f"{m}_sd", f"{m}_n")], "epochs_done", "seconds",
+            *[c for m in class_columns(rows or []) for c in (m, f"{m}_sd", f"{m}_n")])
 
 
 def configuration_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Export rows (core.runs.export.row_dict) folded into one row per configuration, in first-appearance order:
-    its first repeat's keys, ``runs`` (how many), ``seeds``, and for each metric of AGGREGATED its mean (under the
-    metric's own name), ``<metric>_sd`` and ``<metric>_n`` over the repeats that have it; ``status`` is the shared
-    state word, or the states counted (``2 done, 1 running``); ``seconds`` is the sum."""
+    its first repeat's keys, ``runs`` (how many), ``seeds``, and for each metric of AGGREGATED and each per-class key
+    of its runs (core.runs.export.class_columns) its mean (under the metric's own name), ``<metric>_sd`` and
+    ``<metric>_n`` over the repeats that have a value (a null — no score — is left out, never counted as 0);
+    ``status`` is the shared state word, or the states counted (``2 done, 1 running``); ``seconds`` is the sum;
+    ``no_score``: why a mean has no value (a repeat's reason)."""
     by: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
         by.setdefault(r.get("configuration") or r["id"], []).append(r)
@@ -80,10 +97,20 @@ def configuration_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         first["status"] = next(iter(states)) if len(states) == 1 else ", ".join(f"{n} {s}" for s, n in states.items())
         first["label"] = first["status"] if len(members) == 1 else f"{first['status']}" + (
             f" ×{len(members)}" if len(states) == 1 else "")
-        for metric in AGGREGATED:
-            mean, sd, n = mean_sd([m.get(metric) for m in members if m["status"] in ("done", "pruned", "running",
-                                                                                     "interrupted", "changed")])
+        counted = [m for m in members if m["status"] in COUNTED]
+        by_class = class_columns(members)
+        for metric in (*AGGREGATED, *by_class):  # a run without a value (null: no score) is left out, never a 0
+            mean, sd, n = mean_sd([m.get(metric) for m in counted])
             first[metric], first[f"{metric}_sd"], first[f"{metric}_n"] = mean, sd, n
+        classes = [n for m in members for n in m.get("classes") or ()]
+        first["classes"] = tuple(dict.fromkeys(classes))
+        # a per-class mean without a value: why (the first repeat's reason that says one)
+        reasons: dict[str, str] = {}
+        for k in (*AGGREGATED, *by_class):
+            why = next((m["no_score"][k] for m in members if k in (m.get("no_score") or {})), None)
+            if first[k] is None and why:
+                reasons[k] = why
+        first["no_score"] = reasons
         secs = [m.get("seconds") for m in members if isinstance(m.get("seconds"), (int, float))]
         first["seconds"] = round(sum(secs), 3) if secs else None
         out.append(first)

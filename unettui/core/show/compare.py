@@ -10,28 +10,44 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from ..define.config import KEYS, NOT_DEFINITION
+from ..define.task import EPOCH_KEYS, class_key, direction_of, epoch_value, foreground_of, split_class_key
 from ..runs.export import NOT_COMPARED, row_dict, varied_keys
 from ..runs.groups import mean_sd, mean_sd_text
 from ..runs.status import Row
 from .curves import Series, finite, group_curve, wants_log
 from .fmt import value as fmt_value
 
-# what metrics.jsonl records per epoch, in the order `unettui compare --metric` lists them
-METRICS = ("val_dice", "val_loss", "train_loss", "train_dice", "val_iou", "lr")
+# what metrics.jsonl records per epoch (core.define.task's registry), in the order `unettui compare --metric` lists
+# them; multi-class runs also record each foreground class's (val_dice_<class>, val_iou_<class>) and the worst's
+METRICS = tuple(k.name for k in EPOCH_KEYS.values() if k.curve)
+PER_CLASS = tuple(k.name for k in EPOCH_KEYS.values() if k.curve and k.per_class)
 GROUPINGS = ("configuration", "seed", "none")  # declared repeats / any runs equal but for the seed / every run alone
 
 
 def higher_is_better(metric: str) -> bool:
-    return "loss" not in metric and metric != "lr"
+    return direction_of(metric) == "max"
+
+
+def is_metric(metric: str) -> bool:
+    """A name compare can draw: one of METRICS, or a class's or the worst class's of one that has them
+    (``val_dice_myocardium``, ``val_dice_min``)."""
+    return metric in METRICS or split_class_key(metric, PER_CLASS) is not None
+
+
+def class_metrics(rows: Sequence[Row]) -> list[str]:
+    """The per-class names compare can draw for ``rows``: each foreground class's and the worst class's, per metric."""
+    names = list(dict.fromkeys(n for r in rows for n in foreground_of(r.summary, r.config)))
+    return [class_key(m, n) for m in PER_CLASS for n in (*names, "min")] if names else []
 
 
 def curve(row: Row, metric: str) -> list[tuple[float, float]]:
-    """(epoch, value) of ``metric`` over the epochs a run recorded (finite values only)."""
+    """(epoch, value) of ``metric`` over the epochs a run recorded (finite values only; a class's epochs without a
+    score are left out; ``<metric>_min`` of a binary run is its ``<metric>``)."""
     out = []
     for i, m in enumerate(row.metrics, 1):
         if not isinstance(m, dict):
             continue
-        x, y = finite(m.get("epoch", i)), finite(m.get(metric))
+        x, y = finite(m.get("epoch", i)), epoch_value(m, metric)
         if x is not None and y is not None:
             out.append((x, y))
     return out
@@ -74,7 +90,7 @@ class Comparison:
 def _best(pts: list[tuple[float, float]], metric: str) -> tuple[float, float] | None:
     if not pts:
         return None
-    if metric == "lr":
+    if direction_of(metric) is None:  # the learning rate: its last value
         return pts[-1][1], pts[-1][0]
     pick = max if higher_is_better(metric) else min
     x, y = pick(pts, key=lambda p: (p[1], -p[0]) if pick is max else (p[1], p[0]))
@@ -96,8 +112,9 @@ def labels(groups: Sequence[Sequence[Row]], varied: Sequence[str]) -> list[str]:
 def compare(rows: Sequence[Row], metric: str = "val_dice", by: str = "configuration") -> Comparison:
     """The comparison of ``rows`` (read-model rows with their metrics) on ``metric``: a group of several runs is
     drawn as their mean with a min-max band, and its note gives the mean ± sd of their best values."""
-    if metric not in METRICS:
-        raise ValueError(f"unknown metric {metric!r}; use one of {', '.join(METRICS)}")
+    if not is_metric(metric):
+        raise ValueError(f"unknown metric {metric!r}; use one of {', '.join(METRICS)} or a class's (val_dice_<class>, "
+                         "val_dice_min)")
     groups = group(rows, by)
     repeats = any(len(g) > 1 for g in groups)
     # keys that do not change what a run computes (device, repeats) never name it; the seed not where repeats are grouped
@@ -105,11 +122,12 @@ def compare(rows: Sequence[Row], metric: str = "val_dice", by: str = "configurat
     series = []
     for g, label in zip(groups, labels(groups, varied)):
         curves = [curve(r, metric) for r in g]
-        what = "last" if metric == "lr" else "best"
+        what = "best" if direction_of(metric) else "last"
         if len(g) == 1:
             r, pts = g[0], curves[0]
             best = _best(pts, metric)
-            note = f"{r.id}  {r.label}" + (f"  {what} {best[0]:.4g} at epoch {best[1]:g}" if best else "  no epochs yet")
+            note = f"{r.id}  {r.label}" + (f"  {what} {best[0]:.4g} at epoch {best[1]:g}" if best else
+                                           f"  no {metric} in its epochs" if r.metrics else "  no epochs yet")
             series.append(Series(label, pts, note=note))
             continue
         mean, band = group_curve(curves)
@@ -117,7 +135,9 @@ def compare(rows: Sequence[Row], metric: str = "val_dice", by: str = "configurat
         m, sd, n = mean_sd(bests)
         ids = ", ".join(r.id for r in g[:3]) + (", ..." if len(g) > 3 else "")
         states = sorted({r.label for r in g})
-        note = (f"mean of {len(g)} runs ({ids}; {', '.join(states)})  {what} {mean_sd_text(m, sd, n)}" if n
+        some = f" ({n} of {len(g)} runs have a value)" if 0 < n < len(g) else ""  # a class without a score
+        note = (f"mean of {len(g)} runs ({ids}; {', '.join(states)})  {what} {mean_sd_text(m, sd, n)}{some}" if n
+                else f"{len(g)} runs ({ids}), no {metric} in their epochs" if any(r.metrics for r in g)
                 else f"{len(g)} runs ({ids}), no epochs yet")
         series.append(Series(label, mean, band, note=note))
     return Comparison(metric, series, varied, groups)

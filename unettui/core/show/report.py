@@ -8,14 +8,17 @@ import io
 from pathlib import Path
 from typing import Any
 
+from ..define.task import SUMMARY_KEYS, VIEWS, class_key, foreground_of, label_of, no_score_reason
+from ..runs.export import class_columns, class_names
+from ..stats import mean_sd, mean_sd_text
 from .fmt import value as fmt_value
 from .study_figures import OVERVIEW
 from .study_text import final_scores_text, stage_notes
 from .study_text import num as _num
 from .study_text import values_text as _values
 
-METRIC_COLUMNS = (("final_train_loss", "train loss"), ("final_train_dice", "train Dice"),
-                  ("final_val_loss", "val loss"), ("final_val_dice", "val Dice"))
+# the course report's table of runs: the last epoch's train and val loss and Dice (core.define.task.VIEWS)
+METRIC_COLUMNS = tuple((key, label_of(key)) for key in VIEWS["study-table"])
 
 
 def _mean(xs: list[float]) -> float | None:
@@ -67,13 +70,15 @@ def report_markdown(s, figures: dict[str, list[str]] | None = None) -> str:
                     groups.setdefault(fmt_value(v), []).append((r.summary or {}) if r.state == "done" else {})
             if len(groups) < 2 and len(keys) == 1:
                 continue
-            out.append(f"| {key} | runs | mean val loss | mean val Dice |")
-            out.append("|---|---:|---:|---:|")
+            means = VIEWS["study-groups"]
+            out.append(f"| {key} | runs | " + " | ".join(f"mean {label_of(m)}" for m in means) + " |")
+            out.append("|---|---:|" + "---:|" * len(means))
             for v, summs in groups.items():
                 done = [x for x in summs if x]
-                out.append(f"| {v} | {len(done)}/{len(summs)} | {_num(_mean([x.get('final_val_loss') for x in done]))} "
-                           f"| {_num(_mean([x.get('final_val_dice') for x in done]))} |")
+                out.append(f"| {v} | {len(done)}/{len(summs)} | "
+                           + " | ".join(_num(_mean([x.get(m) for x in done])) for m in means) + " |")
             out.append("")
+        out += _class_lines(st, has_f)
         notes = stage_notes(st)
         if notes:
             out += [f"- {n[0].upper()}{n[1:]}." for n in notes] + [""]
@@ -90,6 +95,53 @@ def report_markdown(s, figures: dict[str, list[str]] | None = None) -> str:
     out += [f"{k} = {_toml(v)}" for k, v in s.final().items()] or ["# the study base is [defaults]"]
     out += ["```", ""]
     return "\n".join(out)
+
+
+def _class_lines(st, has_f: bool) -> list[str]:
+    """A stage's per-class table where its runs are multi-class: per configuration (and train fraction) the mean ± sd
+    (n) over its finished runs of each class's val Dice at the best epoch, of their mean and of the worst class's; a
+    run without a score for a class is left out of that class's mean (n says how many have one), and "—" means none
+    has. [] for a stage of binary runs."""
+    done = [r for c in st.configs for r in c.runs if r.state == "done" and r.summary]
+    names = class_names([{"classes": foreground_of(r.summary)} for r in done])
+    if not names:
+        return []
+    bases = VIEWS["classes"]
+    keys = [k for base in bases for k in (*(class_key(base, n) for n in names), base, f"{base}_min")]
+    heads = [f"{n} ({label_of(base)})" if len(bases) > 1 else n for base in bases for n in (*names, "mean", "worst")]
+    what = ", ".join(f"{label_of(b)} (each class's {label_of(SUMMARY_KEYS[b].source)} at the run's "
+                     f"{SUMMARY_KEYS[b].at} epoch)" for b in bases)
+    out = [f"Per class: {what}, mean ± sd (n) over a configuration's finished runs that have a score. The class mean "
+           "is over the foreground classes with a score, worst is the lowest of them, and — means no run has a "
+           "score.", ""]
+    vary = list(st.varied) + (["train_fraction"] if has_f else [])
+    out.append("| " + " | ".join([*vary, *heads]) + " |")
+    out.append("|" + "---|" * len(vary) + "---:|" * len(heads))
+    reasons: dict[str, list[str]] = {}
+    for c in st.configs:
+        by_fraction: dict[Any, list[Any]] = {}
+        for r in c.runs:
+            by_fraction.setdefault(r.fraction, []).append(r)
+        for fraction, runs in by_fraction.items():
+            finished = [r for r in runs if r.state == "done" and r.summary]
+            if not finished:
+                continue
+            cells = []
+            for key in keys:
+                mean, sd, n = mean_sd([r.summary.get(key) for r in finished])
+                cells.append("—" if mean is None else mean_sd_text(mean, sd, n) + (
+                    f" ({n} of {len(finished)} runs)" if n < len(finished) else ""))
+                for r in finished:
+                    why = no_score_reason(r.summary, key)
+                    if why and r.summary.get(key) is None:
+                        reasons.setdefault(why, []).append(r.id)
+            vals = [fmt_value(c.values[k]) for k in st.varied] + ([fmt_value(fraction)] if has_f else [])
+            out.append("| " + " | ".join(vals + cells) + " |")
+    out.append("")
+    for why, ids in reasons.items():
+        ids = list(dict.fromkeys(ids))
+        out.append(f"- No score: {why} ({', '.join(f'`{i}`' for i in ids[:5])}{', ...' if len(ids) > 5 else ''}).")
+    return out + ([""] if reasons else [])
 
 
 def _figure_lines(name: str, paths: list[str]) -> list[str]:
@@ -113,18 +165,22 @@ def _toml(v: Any) -> str:
     return str(v)
 
 
-CSV_METRICS = ("best_val_dice", "best_epoch", "final_train_loss", "final_train_dice", "final_val_loss",
-               "final_val_dice", "final_val_iou", "test_dice", "test_iou", "epochs_done", "seconds")
+# the summary's numbers, as `unettui export` has them (core.define.task's registry)
+CSV_METRICS = tuple(k.name for k in SUMMARY_KEYS.values() if k.column)
 
 
 def report_csv(s) -> str:
-    """One row per run: study, stage, id, state, every key any stage varies, train_fraction, metrics, score, winner."""
+    """One row per run: study, stage, id, state, every key any stage varies, train_fraction, metrics, score, winner;
+    where runs are multi-class, then their per-class columns as `unettui export` names them (empty: no score)."""
+    summaries = [r.summary for st in s.stages for c in st.configs for r in c.runs if r.summary]
+    metrics = (*CSV_METRICS, *class_columns([{"classes": foreground_of(x)} for x in summaries]))
     keys: list[str] = []
     for st in s.stages:
         keys += [k for k in st.varied if k not in keys]
     if any(r.fraction is not None for st in s.stages for c in st.configs for r in c.runs) and "train_fraction" not in keys:
         keys.append("train_fraction")
-    head = ["study", "stage", "id", "state", *keys, *CSV_METRICS, "metric", "score", "winner", "pruned_at"]
+    head = ["study", "stage", "id", "state", *keys, *CSV_METRICS, "metric", "score", "winner", "pruned_at",
+            *metrics[len(CSV_METRICS):]]
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(head)
@@ -136,7 +192,15 @@ def report_csv(s) -> str:
                 if r.fraction is not None:
                     vals["train_fraction"] = r.fraction
                 w.writerow([s.id, st.name, r.id, r.state, *[vals.get(k, "") for k in keys],
-                            *[summ.get(m, "") if summ.get(m) is not None else "" for m in CSV_METRICS],
+                            *[_csv_value(summ.get(m)) for m in CSV_METRICS],
                             "" if r.value is None else r.value, "" if c.score is None else c.score,
-                            "yes" if st.state == "done" and st.winner == c.values else "", c.pruned_at or ""])
+                            "yes" if st.state == "done" and st.winner == c.values else "", c.pruned_at or "",
+                            *[_csv_value(summ.get(m)) for m in metrics[len(CSV_METRICS):]]])
     return buf.getvalue()
+
+
+def _csv_value(v: Any) -> Any:
+    """A summary value as a CSV cell: empty for a null (no score), a NaN or anything that is not a number or text."""
+    if isinstance(v, float) and v != v:
+        return ""
+    return "" if v is None or isinstance(v, (dict, list)) else v

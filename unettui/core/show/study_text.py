@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..stats import mean_sd_text
 from .fmt import value as fmt_value
 
-__all__ = ["values_text", "num", "describe", "winner_text", "stage_notes"]
+__all__ = ["values_text", "num", "describe", "winner_text", "stage_notes", "final_scores_text", "class_scores_text"]
 
 
 def values_text(d: dict[str, Any] | None) -> str:
@@ -59,8 +60,6 @@ def stage_notes(st: Any) -> list[str]:
 def final_scores_text(status: Any) -> list[str]:
     """The final configuration's validation score (which chose it) and its held-out test score (which nothing chose
     by), labelled so that nobody mistakes one for the other."""
-    from ..runs.groups import mean_sd_text
-
     fs = status.final_scores()
     if fs is None:
         return []
@@ -70,4 +69,31 @@ def final_scores_text(status: Any) -> list[str]:
     else:
         out.append(f"held-out test Dice (never used to choose, {fs['n_test']} images): {mean_sd_text(*fs['test_dice'])}"
                    f", IoU {mean_sd_text(*fs['test_iou'])}")
+        per_class = class_scores_text(status, fs, "test_dice")
+        if per_class:
+            out.append(f"held-out test Dice per class (the Dice above is their mean over the classes with a score): "
+                       f"{per_class}")
     return out
+
+
+def class_scores_text(status: Any, fs: dict[str, Any], key: str) -> str:
+    """``cavity 0.8500 ± 0.0707 (n=2), myocardium 0.4500 (1 of 2 runs have a score), worst ...``: the mean ± sd (n) of
+    ``key``'s value per class (a summary key with per-class companions) over the final configuration's finished runs
+    that have one; "" where its runs are binary."""
+    from ..define.task import class_key, foreground_of
+    from ..stats import mean_sd
+
+    stage = next((st for st in status.stages if st.name == fs.get("stage")), None)
+    cs = next((c for c in stage.configs if c.values == stage.winner), None) if stage is not None else None
+    summaries = [r.summary for r in (cs.runs if cs is not None else []) if r.state == "done" and r.summary]
+    names = list(dict.fromkeys(n for x in summaries for n in foreground_of(x)))
+    if not names:
+        return ""
+    parts = []
+    for name, k in [*((n, class_key(key, n)) for n in names), ("worst", f"{key}_min")]:
+        mean, sd, n = mean_sd([x.get(k) for x in summaries])
+        text = "— (no run has a score)" if mean is None else mean_sd_text(mean, sd, n)
+        if mean is not None and n < len(summaries):
+            text += f" ({n} of {len(summaries)} runs have a score)"
+        parts.append(f"{name} {text}")
+    return ", ".join(parts)

@@ -15,8 +15,9 @@ from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import Static
 
+from ...core.define.task import VIEWS, label_of, split_class_key
 from ...core.show import render
-from ...core.show.compare import Comparison, compare
+from ...core.show.compare import Comparison, class_metrics, compare
 from ...core.show.curves import Row as Segments
 from ...core.show.curves import legend_rows, plain, render_curves, to_ascii
 from ...richtext import segments_text
@@ -24,9 +25,8 @@ from ..actions import bindings
 from ..filtering import has_epochs
 from ..messages import Mark
 
-METRICS = ("val_dice", "val_loss", "train_loss")
-TITLES = {"val_dice": "val Dice", "val_loss": "val loss", "train_loss": "train loss"}
-MODES = ("all", *METRICS)  # m steps through them
+METRICS = VIEWS["compare-tab"]  # core.define.task: the curves drawn together, and their words
+MODES = ("all", *METRICS)  # m steps through them, then each class's val Dice and the worst's (multi-class runs)
 WIDE = 140  # columns from which val Dice takes the left half and the losses share the right
 MIN_PLOT = 4  # plot rows below which a metric is not drawn beside the others (m shows it alone)
 NO_MARKS = ("Nothing is marked. Mark runs with space — in Queue, in Results (M marks every run the filter shows) or in a "
@@ -53,19 +53,19 @@ def layout(width: int, height: int, legend: int, mode: str) -> tuple[list[tuple[
     room = height - 1 - legend
     if mode != "all":
         return [(mode, 0, max(3, room - 3))], width
-    if width >= WIDE and (room - 6) // 2 >= MIN_PLOT:
+    first, *others = METRICS
+    if width >= WIDE and (room - 3 * len(others)) // len(others) >= MIN_PLOT:
         half = (width - 1) // 2
-        return [("val_dice", 0, max(3, room - 3)), ("val_loss", 1, (room - 6) // 2),
-                ("train_loss", 1, (room - 6) // 2)], half
-    if (room - 9) // 3 >= MIN_PLOT:
-        return [(m, 0, (room - 9) // 3) for m in METRICS], width
-    return [("val_dice", 0, max(3, room - 4))], width  # and a line saying m shows the others
+        return [(first, 0, max(3, room - 3)), *((m, 1, (room - 3 * len(others)) // len(others)) for m in others)], half
+    if (room - 3 * len(METRICS)) // len(METRICS) >= MIN_PLOT:
+        return [(m, 0, (room - 3 * len(METRICS)) // len(METRICS)) for m in METRICS], width
+    return [(first, 0, max(3, room - 4))], width  # and a line saying m shows the others
 
 
 def draw(rows: list[Any], width: int, height: int, *, ascii: bool, each: bool, mode: str) -> Drawing:
     """The drawing of ``rows`` (read-model rows with their metrics) in ``width`` x ``height`` cells (pure)."""
     by = "none" if each else "configuration"
-    first = compare(rows, "val_dice" if mode == "all" else mode, by)
+    first = compare(rows, METRICS[0] if mode == "all" else mode, by)
     banded = any(s.band for s in first.series)
     legend = legend_rows(first.series, ascii=ascii, banded=banded)
     places, col_width = layout(width, height, len(legend), mode)
@@ -78,10 +78,10 @@ def draw(rows: list[Any], width: int, height: int, *, ascii: bool, each: bool, m
     for metric, column, rows_high in places:
         c = first if metric == first.metric else compare(rows, metric, by)
         try:
-            drawn = render_curves(c.series, width=col_width, height=rows_high, ascii=ascii, ylabel=TITLES[metric],
+            drawn = render_curves(c.series, width=col_width, height=rows_high, ascii=ascii, ylabel=label_of(metric),
                                   legend=False)
         except ValueError as exc:  # too narrow: say so where the plot would be
-            drawn = [[(f"{TITLES[metric]}: {exc}", None, None)]]
+            drawn = [[(f"{label_of(metric)}: {exc}", None, None)]]
         (out.left if column == 0 else out.right).extend(drawn)
     return out
 
@@ -205,8 +205,14 @@ class CompareView(Vertical):
         self.notify("every run its own curve" if self.each else "repeats of a configuration: their mean and spread")
         self.redraw()
 
+    def modes(self) -> tuple[str, ...]:
+        """What m steps through: all, each metric of the tab alone, then (marked multi-class runs) each class's val
+        Dice and the worst class's."""
+        return (*MODES, *(m for m in class_metrics(self.rows) if split_class_key(m, METRICS)))
+
     def action_step_metric(self) -> None:
-        self.mode = MODES[(MODES.index(self.mode) + 1) % len(MODES)]
+        modes = self.modes()
+        self.mode = modes[(modes.index(self.mode) + 1) % len(modes)] if self.mode in modes else "all"
         self.redraw()
 
     def action_clear_marks(self) -> None:

@@ -20,23 +20,23 @@ from textual.screen import ModalScreen
 from textual.widgets import DataTable, Input, Label, Static
 from textual.widgets.data_table import ColumnKey
 
+from ...core.define.task import VIEWS, label_of
 from ...core.runs.export import to_csv
+from ...core.runs.groups import configuration_columns
 from ...core.runs.store import atomic_write_text
 from ...core.show.fmt import value as fmt_value
 from ..actions import bindings
 from ..filtering import Condition, FilterError, parse_filter
 from ..messages import Mark, RunHighlighted, RunSelected
-from ..results_model import CONFIGURATION_COLUMNS, METRIC_COLUMNS, ResultsModel, Shown
+from ..results_model import ResultsModel, Shown, descending_first, no_score_text
+from ..results_model import label as column_label
 from .chosen import OnChosenRun
 from .keyed_table import KeyedTable
 
-# higher is better: the first sort by these is descending
-DESCENDING_FIRST = frozenset({"best_val_dice", "final_val_dice", "final_train_dice", "final_val_iou"})
 ARROWS = {False: " ▲", True: " ▼"}
 NO_ARROW = "  "  # same width as an arrow, so a sorted header never needs a wider column
 IN_WORKER = 2000  # more runs than this: the rows are computed in a worker thread, never on the UI thread
 FREEZE_ROWS = 1000  # rows from which the objects of a table computed anew are moved out of the collector's way
-LABELS = {"mark": " ", **dict(METRIC_COLUMNS)}
 
 
 def _metric(value: Any) -> str:
@@ -159,6 +159,7 @@ class ResultsPanel(OnChosenRun, Vertical):
         self.group_key: str | None = None
         self.by_configuration: bool | None = None  # None: per configuration when some configuration has repeats
         self.marked: frozenset[str] = frozenset()
+        self.class_columns = False  # a column per class of the multi-class runs (k)
         self._flipped: set[str] = set()  # runs whose mark changed since the last computation
         self.shown = Shown()
         self._generation = 0
@@ -241,8 +242,8 @@ class ResultsPanel(OnChosenRun, Vertical):
             if box.value != text:
                 box.value = text  # its Changed message calls back here with the same text
         self.filter_text = text
-        try:
-            conditions = parse_filter(text)
+        try:  # per-class keys name the runs' classes (any name until runs are shown)
+            conditions = parse_filter(text, self.shown.classes if self.shown.total else None)
         except FilterError as exc:
             self.filter_error = str(exc)
         else:
@@ -255,7 +256,7 @@ class ResultsPanel(OnChosenRun, Vertical):
         """Sort by a column (None: the order runs were given in); ``reverse`` None means the column's
         natural first direction (descending for Dice, ascending otherwise)."""
         self.sort_key = None if key == "mark" else key
-        self.sort_reverse = (key in DESCENDING_FIRST) if reverse is None else reverse
+        self.sort_reverse = descending_first(key) if reverse is None else reverse
         if self.is_mounted:
             self._refresh()
 
@@ -282,9 +283,15 @@ class ResultsPanel(OnChosenRun, Vertical):
         return list(self.shown.groups) if self.group_key else []
 
     # ---- computing what to show --------------------------------------------------------------
+    def set_class_columns(self, on: bool) -> None:
+        """Show (or hide) a column per class of the multi-class runs: each class's best val Dice and the worst's."""
+        self.class_columns = on
+        if self.is_mounted:
+            self._refresh()
+
     def _settings(self) -> tuple:
         return (list(self._conditions), self.sort_key, self.sort_reverse, self.by_configuration, self.group_key,
-                self.marked)
+                self.marked, self.class_columns)
 
     def _refresh(self) -> None:
         """Compute what to show: here for a few thousand runs, else in a worker (the table keeps what it shows)."""
@@ -300,7 +307,7 @@ class ResultsPanel(OnChosenRun, Vertical):
     def _compute(self, views: list, settings: tuple, flipped: set[str]) -> Shown:
         with self._lock:
             m = self.model
-            m.conditions, m.sort_key, m.sort_reverse, m.grouped, m.group_key, m.marked = settings
+            m.conditions, m.sort_key, m.sort_reverse, m.grouped, m.group_key, m.marked, m.class_columns = settings
             m.set_views(views)
             m.mark_changed(flipped)
             return m.shown()
@@ -363,7 +370,7 @@ class ResultsPanel(OnChosenRun, Vertical):
         if self.sort_key is not None:
             self.sort_by(self.sort_key, not self.sort_reverse)
         elif (key := self._current_column()) is not None:
-            self.sort_by(key, key not in DESCENDING_FIRST)
+            self.sort_by(key, not descending_first(key))
 
     def action_group(self) -> None:
         options = list(self.varying)
@@ -377,6 +384,15 @@ class ResultsPanel(OnChosenRun, Vertical):
         self.set_by_configuration(not self.grouped)
         self.notify("one row per configuration: mean ± sd (n) over its repeats" if self.by_configuration
                     else "one row per run")
+
+    def action_class_columns(self) -> None:
+        if not self.shown.classes and not self.class_columns:
+            self.notify("no multi-class runs (num_classes >= 3) here: a binary run's dice is its foreground's")
+            return
+        self.set_class_columns(not self.class_columns)
+        names = ", ".join(self.shown.classes)
+        self.notify(f"a column per class ({names}) and the worst's; — : no score" if self.class_columns
+                    else "per-class columns hidden")
 
     def action_mark_shown(self) -> None:
         """Mark every run of the rows shown (the filter applied); unmark them when all are marked already."""
@@ -433,7 +449,7 @@ class ResultsPanel(OnChosenRun, Vertical):
         if not target.is_absolute():
             target = self.project / target
         rows = self.shown_rows()
-        text = to_csv(rows, CONFIGURATION_COLUMNS) if self.grouped else to_csv(rows)
+        text = to_csv(rows, configuration_columns(rows)) if self.grouped else to_csv(rows)
         self._write_csv(target, text, len(rows))
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="results-export", description="writing the CSV")
@@ -467,6 +483,7 @@ class ResultsPanel(OnChosenRun, Vertical):
         event.stop()
         self._sync_highlight()
         self._update_headers()  # the current column may have moved
+        self._update_status()  # (and with it, the reason of a cell without a score)
 
     @on(DataTable.RowSelected, "#results-table")
     def _row_selected(self, event: DataTable.RowSelected) -> None:
@@ -496,7 +513,7 @@ class ResultsPanel(OnChosenRun, Vertical):
             self.post_message(RunHighlighted(run_id, self))
 
     def _header(self, key: str, columns: tuple[str, ...] | None = None) -> Text:
-        name = LABELS.get(key, key)
+        name = column_label(key)
         if key == "mark":
             return Text(name)
         arrow = ARROWS[self.sort_reverse] if key == self.sort_key else NO_ARROW
@@ -530,7 +547,7 @@ class ResultsPanel(OnChosenRun, Vertical):
         elif self.model.has_repeats():
             parts.append("c: per configuration")
         if self.sort_key:
-            parts.append(f"sorted by {LABELS.get(self.sort_key, self.sort_key)}{ARROWS[self.sort_reverse]}")
+            parts.append(f"sorted by {column_label(self.sort_key)}{ARROWS[self.sort_reverse]}")
         if self.group_key:
             parts.append(f"grouped by {self.group_key}")
         n_marked = len(self.marked)
@@ -538,11 +555,19 @@ class ResultsPanel(OnChosenRun, Vertical):
             parts.append(f"{n_marked} marked (5: compare)")
         if self._pending:
             parts.append("computing…")
+        why = self.no_score_here()
+        if why:
+            parts.append(why)
         text = " · ".join(parts)
         if text != self._status_text:  # (one line as wide as the panel whatever it says: no layout)
             self._status_text = text
             status.update(Text(text), layout=False)
         status.set_class(bool(self.filter_error), "-error")
+
+    def no_score_here(self) -> str | None:
+        """Why the cell under the cursor has no score (results_model.no_score_text), or None."""
+        key = self._highlight_key()
+        return no_score_text(self.shown.rows.get(key) if key is not None else None, self._current_column())
 
     def _update_groups(self) -> None:
         groups_table = self.query_one("#results-groups", DataTable)
@@ -556,15 +581,14 @@ class ResultsPanel(OnChosenRun, Vertical):
         self._groups = groups
         if self._group_columns_for != self.group_key:
             groups_table.clear(columns=True)
-            for label in (self.group_key, "n", "mean best dice", "mean final loss"):
-                groups_table.add_column(label, key=label)
+            for head in (self.group_key, "n", *(f"mean {label_of(k, short=True)}" for k in VIEWS["results-groups"])):
+                groups_table.add_column(head, key=head)
             self._group_columns_for = self.group_key
         else:
             groups_table.clear()
-        for value, n, dice, loss in groups:
+        for value, n, *means in groups:
             groups_table.add_row(
                 Text(fmt_value(value, missing="") or "(unset)"),
                 Text(str(n), justify="right"),
-                Text(_metric(dice), justify="right"),
-                Text(_metric(loss), justify="right"),
+                *(Text(_metric(m), justify="right") for m in means),
             )
