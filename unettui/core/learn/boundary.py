@@ -37,12 +37,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from scipy.ndimage import binary_erosion, distance_transform_edt
 
 __all__ = ["PERCENTILE", "PERCENTILE_METHOD", "DEFAULT_TOLERANCE", "boundary", "surface_distances",
-           "mask_boundary_scores", "image_boundary_scores", "BoundaryAccumulator"]
+           "mask_boundary_scores", "image_boundary_scores", "BoundaryAccumulator", "run_keys"]
 
 PERCENTILE = 95.0
 PERCENTILE_METHOD = "linear"  # numpy's default: interpolation between the two nearest ranks
@@ -227,3 +228,20 @@ class BoundaryAccumulator:
             out[f"nsd_sd_{name}"] = v["nsd_sd"]
             out[f"n_{name}"] = v["n"]
         return out
+
+
+def run_keys(result: dict[str, Any], names: tuple[str, ...], binary: bool) -> dict[str, Any]:
+    """BoundaryAccumulator.result()'s keys as a run records them (without the val_/test_ prefix): a binary run's
+    foreground as the task's own (hd95, hd95_sd, nsd, nsd_sd, boundary_n); a multi-class run's classes, their
+    sd and n (boundary_n_<class>), the means over classes and the worst class's."""
+    if binary:
+        (name,) = names
+        return {"hd95": result[f"hd95_{name}"], "hd95_sd": result[f"hd95_sd_{name}"], "nsd": result[f"nsd_{name}"],
+                "nsd_sd": result[f"nsd_sd_{name}"], "boundary_n": result[f"n_{name}"]}
+    out = {k: result[k] for k in ("hd95", "hd95_max", "nsd", "nsd_min")}
+    for name in names:
+        out.update({f"hd95_{name}": result[f"hd95_{name}"], f"hd95_sd_{name}": result[f"hd95_sd_{name}"],
+                    f"nsd_{name}": result[f"nsd_{name}"], f"nsd_sd_{name}": result[f"nsd_sd_{name}"],
+                    f"boundary_n_{name}": result[f"n_{name}"]})
+    return out
+

@@ -351,8 +351,7 @@ def score(tm: TrainedModel, images: torch.Tensor, masks: torch.Tensor,
     prepared ``images`` [N, C, S, S] and ``masks``, in batches of the run's batch size (as its validation was
     computed), through the run's Task: the numbers its training recorded; and HD95 and NSD per image, then
     aggregated (core.learn.boundary), as the run's end-of-run metrics."""
-    from .boundary import BoundaryAccumulator
-    from .train import _boundary_keys
+    from .boundary import BoundaryAccumulator, run_keys
 
     task = tm.task
     counts = torch.zeros(task.k - 1, 3, dtype=torch.float64, device=tm.device)
@@ -374,7 +373,7 @@ def score(tm: TrainedModel, images: torch.Tensor, masks: torch.Tensor,
     scored = task.scores(0.0, rows)
     tp, fp, fn = (sum(r[i] for r in rows) for i in range(3))
     side = int(images.shape[-1]) if len(images) else 0
-    boundary = _boundary_keys(surfaces.result(), task.classes.foreground, task.binary)
+    boundary = run_keys(surfaces.result(), task.classes.foreground, task.binary)
     if task.binary:
         return Scores(scored.dice, scored.iou, len(images), tp, fp, fn, side, dice_min=scored.dice,
                       boundary=boundary, nsd_tolerance=tolerance)

@@ -142,14 +142,31 @@ class Task:
         """The training Dice of an epoch's summed counts (binary: as it always was)."""
         return self.scores(0.0, counts).dice
 
-    def no_score(self, scores: Scores, prefix: str, where: str) -> dict[str, str]:
-        """Why each per-class key of ``scores`` has no value: {``val_dice_ring``: "class 'ring' is in no ..."}."""
-        out = {}
+    def class_summary(self, best: dict[str, Any], last: dict[str, Any], n_test: int) -> dict[str, Any]:
+        """A summary's per-class keys (K >= 3; none for the binary task) from a trainer's ``best`` epoch (its
+        ``val_classes`` and ``test_classes``) and ``last`` record: each foreground class's Dice and IoU at the best
+        epoch, at the last and on the test images, the worst class's (``_min``), the classes, and why a key has no
+        value (``no_score``)."""
+        if not self.classes.per_class:
+            return {}
+        best_val, best_test = best.get("val_classes") or {}, best.get("test_classes") or {}
+        out: dict[str, Any] = {}
+        for metric in ("dice", "iou"):
+            for name in (*self.classes.foreground, "min"):
+                key = f"{metric}_{name}"
+                out[f"best_val_{key}"] = best_val.get(key)
+                out[f"final_val_{key}"] = last.get(f"val_{key}")
+                out[f"test_{key}"] = best_test.get(key) if n_test else None
+        why: dict[str, str] = {}
         for name in self.classes.foreground:
             for metric in ("dice", "iou"):
-                if scores.classes.get(class_key(metric, name), 0.0) is None:
-                    out[f"{prefix}_{metric}_{name}"] = (f"class '{name}' is in no {where} image and was never "
-                                                        "predicted there")
+                for prefix, seen, where in (("best_val", best, "validation"), ("final_val", last, "validation"),
+                                            ("test", best if n_test else None, "test")):
+                    key = f"{prefix}_{metric}_{name}"
+                    if out[key] is None and seen:
+                        why[key] = f"class '{name}' is in no {where} image and was never predicted there"
+        out["classes"] = {"names": list(self.classes.names), "values": list(self.classes.values or ())}
+        out["no_score"] = why
         return out
 
 

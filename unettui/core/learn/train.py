@@ -411,36 +411,9 @@ class Trainer:
             "test_loss": self.best.get("test_loss"),
             "n_test": self.n_test,
             "best_val_iou": self.best.get("val_iou"),
-            **self.class_summary(last),
+            **self.task.class_summary(self.best, last, self.n_test),
             **(self.best.get("end") or {}),
         }
-
-    def class_summary(self, last: dict[str, Any]) -> dict[str, Any]:
-        """The summary's per-class keys (K >= 3; none for the binary task): each foreground class's Dice and IoU at
-        the best epoch, at the last and on the test images, the worst class's (``_min``), the classes, and why a
-        key has no value (``no_score``)."""
-        if not self.task.classes.per_class:
-            return {}
-        best_val, best_test = self.best.get("val_classes") or {}, self.best.get("test_classes") or {}
-        out: dict[str, Any] = {}
-        for metric in ("dice", "iou"):
-            for name in (*self.task.classes.foreground, "min"):
-                key = f"{metric}_{name}"
-                out[f"best_val_{key}"] = best_val.get(key)
-                out[f"final_val_{key}"] = last.get(f"val_{key}")
-                out[f"test_{key}"] = best_test.get(key) if self.n_test else None
-        why: dict[str, str] = {}
-        for name in self.task.classes.foreground:
-            for metric in ("dice", "iou"):
-                for prefix, source, where in (("best_val", best_val, "validation"), ("final_val", None, "validation"),
-                                              ("test", best_test, "test")):
-                    key = f"{prefix}_{metric}_{name}"
-                    if out[key] is None and (self.best if source is not None else last) and (
-                            prefix != "test" or self.n_test):
-                        why[key] = f"class '{name}' is in no {where} image and was never predicted there"
-        out["classes"] = {"names": list(self.task.classes.names), "values": list(self.task.classes.values or ())}
-        out["no_score"] = why
-        return out
 
     @torch.no_grad()
     def end_of_run(self, run: Run | None) -> dict[str, Any]:
@@ -450,7 +423,7 @@ class Trainer:
         without a run or a best.pt. Binary runs record the foreground's as ``val_hd95``, ``val_hd95_sd``,
         ``val_nsd``, ``val_nsd_sd`` and ``val_boundary_n``; multi-class runs also each class's (``val_hd95_<class>``
         ...) and the worst class's (``val_hd95_max``, ``val_nsd_min``)."""
-        from .boundary import BoundaryAccumulator
+        from .boundary import BoundaryAccumulator, run_keys
 
         if run is None or not run.file(BEST_WEIGHTS).exists() or not self.best:
             return {}
@@ -473,8 +446,7 @@ class Trainer:
                     pred = self.task.decode(model(x))[:, 0]
                 truth = masks[start:start + self.cfg.batch_size, 0].round().long()
                 acc.add(truth.cpu().numpy(), pred.cpu().numpy())
-            out.update({f"{prefix}_{k}": v for k, v in _boundary_keys(acc.result(), names,
-                                                                        self.task.binary).items()})
+            out.update({f"{prefix}_{k}": v for k, v in run_keys(acc.result(), names, self.task.binary).items()})
         self.best["end"] = out
         return out
 
@@ -606,20 +578,3 @@ class Trainer:
 
 def _jsonline(obj: dict[str, Any]) -> str:
     return json.dumps(obj) + "\n"
-
-
-def _boundary_keys(result: dict[str, Any], names: tuple[str, ...], binary: bool) -> dict[str, Any]:
-    """BoundaryAccumulator.result()'s keys as a run records them (without the val_/test_ prefix): a binary run's
-    foreground as the task's own (hd95, hd95_sd, nsd, nsd_sd, boundary_n); a multi-class run's classes, their
-    sd and n (boundary_n_<class>), the means over classes and the worst class's."""
-    if binary:
-        (name,) = names
-        return {"hd95": result[f"hd95_{name}"], "hd95_sd": result[f"hd95_sd_{name}"], "nsd": result[f"nsd_{name}"],
-                "nsd_sd": result[f"nsd_sd_{name}"], "boundary_n": result[f"n_{name}"]}
-    out = {k: result[k] for k in ("hd95", "hd95_max", "nsd", "nsd_min")}
-    for name in names:
-        out.update({f"hd95_{name}": result[f"hd95_{name}"], f"hd95_sd_{name}": result[f"hd95_sd_{name}"],
-                    f"nsd_{name}": result[f"nsd_{name}"], f"nsd_sd_{name}": result[f"nsd_sd_{name}"],
-                    f"boundary_n_{name}": result[f"n_{name}"]})
-    return out
-
