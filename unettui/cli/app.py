@@ -329,6 +329,8 @@ def _show(v) -> str:
         return "-"
     if isinstance(v, float):
         return f"{v:.4g}"
+    if isinstance(v, (list, tuple)):  # class_names, mask_values, class_weights: "-" when left at the default
+        return ",".join(_show(x) for x in v) or "-"
     return str(v)
 
 
