@@ -268,3 +268,64 @@ def test_an_invalid_experiment_keeps_its_stage_from_finishing(tmp_path):
     st = stage(q, "size", "s")
     assert (st.state, st.finished, st.winner) == ("running", 1, {"image_size": 32})
     assert stage(q, "lr", "s").state == "waiting"
+
+
+WORST = """
+[[study]]
+id = "w"
+metric = "{metric}"
+[[study.stage]]
+name = "lr"
+lr = [1e-3, 1e-2]
+[[study.stage]]
+name = "scheduler"
+scheduler = ["none", "step"]
+"""
+
+
+@pytest.mark.parametrize("metric, winner", [("best_val_dice", 1e-3), ("best_val_dice_min", 1e-2)])
+def test_the_metric_a_study_names_chooses_its_winner_when_the_mean_and_the_worst_class_disagree(tmp_path, metric,
+                                                                                                   winner):
+    """lr 1e-3: the better mean (cavity 0.99, ring 0.81); lr 1e-2: the better worst class (0.93 and 0.85)."""
+    proj = write(tmp_path, WORST.format(metric=metric))
+    runs = {1e-3: (0.99, 0.81), 1e-2: (0.93, 0.85)}
+    for lr, (cavity, ring) in runs.items():
+        finish(proj, experiment_id("w", "lr", {"lr": lr}, None, None), best_val_dice=(cavity + ring) / 2,
+               best_val_dice_cavity=cavity, best_val_dice_ring=ring, best_val_dice_min=min(cavity, ring),
+               classes={"names": ["background", "cavity", "ring"], "values": [0, 1, 2]})
+    q = load_queue(proj)
+    (study,) = q.studies
+    assert study.study.metric == metric and study.study.direction == "max"
+    lr = stage(q, "lr", "w")
+    assert lr.winner == {"lr": winner}
+    assert {c.values["lr"]: c.score for c in lr.configs} == (
+        {1e-3: 0.9, 1e-2: 0.89} if metric == "best_val_dice" else {1e-3: 0.81, 1e-2: 0.85})
+    later = [e for e in q.experiments if e.id.startswith("w-scheduler")]
+    assert later and all(e.config.lr == winner for e in later)  # the next stage stands on it
+    from typer.testing import CliRunner
+
+    from unettui.cli.app import app
+
+    shown = CliRunner().invoke(app, ["study", "show", "w", "-p", str(proj)])
+    assert shown.exit_code == 0 and metric in shown.output, shown.output
+
+
+def test_a_binary_runs_worst_class_is_its_foreground(tmp_path):
+    proj = write(tmp_path, WORST.format(metric="best_val_dice_min"))
+    for lr, v in ((1e-3, 0.7), (1e-2, 0.8)):
+        finish(proj, experiment_id("w", "lr", {"lr": lr}, None, None), best_val_dice=v)
+    lr = stage(load_queue(proj), "lr", "w")
+    assert lr.winner == {"lr": 1e-2} and {c.values["lr"]: c.score for c in lr.configs} == {1e-3: 0.7, 1e-2: 0.8}
+
+
+def test_halving_reads_the_worst_class_at_a_rung_from_the_epochs_records():
+    from unettui.core.define.study import metric_at
+
+    multi = [{"epoch": 1, "val_dice": 0.80, "val_dice_min": 0.60, "val_dice_ring": 0.60},
+             {"epoch": 2, "val_dice": 0.85, "val_dice_min": 0.50, "val_dice_ring": 0.50},
+             {"epoch": 3, "val_dice": 0.84, "val_dice_min": 0.70, "val_dice_ring": 0.70}]
+    assert metric_at(multi, "best_val_dice_min", 1) == 0.60
+    assert metric_at(multi, "best_val_dice_min", 3) == 0.50  # the worst class at the best (mean) epoch: epoch 2
+    assert metric_at(multi, "final_val_dice_min", 3) == 0.70
+    binary = [{"epoch": 1, "val_dice": 0.6}, {"epoch": 2, "val_dice": 0.7}]
+    assert metric_at(binary, "best_val_dice_min", 2) == 0.7

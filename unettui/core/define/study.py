@@ -170,7 +170,14 @@ def experiment_id(study: str, stage: str, values: dict[str, Any], carried: dict[
 
 
 def metric_value(summary: dict[str, Any] | None, metric: str) -> float | None:
-    v = (summary or {}).get(metric)
+    """``metric`` of a summary (or a metrics.jsonl record), None when it has none; the worst class's ``<key>_min``
+    of a binary run (which records no classes) is its ``<key>``: its only foreground class."""
+    summary = summary or {}
+    v = summary.get(metric)
+    if v is None and metric.endswith("_min") and metric not in summary and "classes" not in summary:
+        base = metric[:-len("_min")]
+        if not any(k.startswith(base + "_") for k in summary):  # (a multi-class record's per-class keys)
+            v = summary.get(base)
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
         return None
     return float(v)

@@ -10,13 +10,16 @@ from typing import Any
 
 from .config import KEYS, ConfigError, coerce, flatten
 from .names import did_you_mean, safe_id
-from .task import SUMMARY_KEYS
+from .task import SUMMARY_KEYS, key_of
 
 STUDY_KEYS = ("id", "metric", "direction", "stage")
 STAGE_KEYS = ("name", "pin", "halving", "lr_search")
 # what a study may choose by: the summary's metrics at the best or the last epoch (core.define.task's registry; never
 # the test split's, which nothing chooses by)
-METRICS = tuple(k.name for k in SUMMARY_KEYS.values() if k.metric and k.at in ("best", "final"))
+# and, for the metrics with per-class values, the worst class's (``best_val_dice_min``: a binary run's is its
+# foreground's, the only class)
+METRICS = tuple(name for k in SUMMARY_KEYS.values() if k.metric and k.at in ("best", "final")
+                for name in ((k.name, f"{k.name}_min") if k.per_class else (k.name,)))
 DIRECTIONS = ("max", "min")
 
 
@@ -118,7 +121,8 @@ def parse_study(entry: Any, index: int, file: str, at: str = "") -> tuple[Study 
     if metric not in METRICS:
         problems.append(ConfigError(where, "metric", f"unknown metric {metric!r}; {did_you_mean(str(metric), METRICS)}"
                                                      f"valid (summary.json keys): {', '.join(METRICS)}"))
-    direction = entry.get("direction", "min" if "loss" in str(metric) else "max")
+    known = key_of(str(metric))
+    direction = entry.get("direction", (known.direction if known is not None else None) or "max")
     if direction not in DIRECTIONS:
         problems.append(ConfigError(where, "direction", f"must be max or min, got {direction!r}"))
     base, fractions = _study_base(entry, where, problems)
