@@ -355,15 +355,7 @@ def synthetic_ventricle(n: int, size: int, seed: int) -> tuple[np.ndarray, np.nd
     lv_wall = dist2 <= R * R
     img = np.where(lv_wall, myo, img)
     img = np.where(dist2 <= r * r, blood, img)
-    max_p = max(1, max(len(p["pap"]) for p in ps))
-    pap = np.full((n, max_p, 3), 10.0, np.float32)
-    pap[:, :, 2] = 1e-3
-    for i, p in enumerate(ps):
-        for j, t in enumerate(p["pap"]):
-            pap[i, j] = t
-    for j in range(max_p):
-        sl = pap[:, j].reshape(n, 3, 1, 1)
-        img = np.where((X - sl[:, 0]) ** 2 + (Y - sl[:, 1]) ** 2 <= sl[:, 2] ** 2, myo, img)
+    img = _paint_dots(img, X, Y, [p["pap"] for p in ps], myo)
 
     # right ventricle: crescent band outside the myocardium ring, thin dark free wall
     alpha = np.arctan2(Y - cy, X - cx) - col("theta")
@@ -547,6 +539,21 @@ def _heart_params(rng: np.random.Generator) -> dict:
     return p
 
 
+def _paint_dots(img: np.ndarray, X: np.ndarray, Y: np.ndarray, dots: list, level) -> np.ndarray:
+    """``img`` [n, S, S] with image i's dots (x, y, radius rows of ``dots[i]``: papillary muscles) painted ``level``."""
+    n = img.shape[0]
+    max_p = max(1, max(len(d) for d in dots))
+    pap = np.full((n, max_p, 3), 10.0, np.float32)  # (missing dots: far outside the image, radius 1e-3)
+    pap[:, :, 2] = 1e-3
+    for i, d in enumerate(dots):
+        for j, t in enumerate(d):
+            pap[i, j] = t
+    for j in range(max_p):
+        sl = pap[:, j].reshape(n, 3, 1, 1)
+        img = np.where((X - sl[:, 0]) ** 2 + (Y - sl[:, 1]) ** 2 <= sl[:, 2] ** 2, level, img)
+    return img
+
+
 def synthetic_heart(n: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """float32 images [n,size,size] in [0,1], uint8 masks [n,size,size] of class indices: 0 background, 1 cavity,
     2 myocardium.
@@ -596,15 +603,7 @@ def synthetic_heart(n: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarra
     ring = ~cavity & (rho <= edge + thick)
     img = np.where(ring, col("ring_level"), img)
     img = np.where(cavity, col("cavity_level"), img)
-    max_p = max(1, max(len(p["pap"]) for p in ps))
-    pap = np.full((n, max_p, 3), 10.0, np.float32)
-    pap[:, :, 2] = 1e-3
-    for i, p in enumerate(ps):
-        for j, t in enumerate(p["pap"]):
-            pap[i, j] = t
-    for j in range(max_p):
-        sl = pap[:, j].reshape(n, 3, 1, 1)
-        img = np.where((X - sl[:, 0]) ** 2 + (Y - sl[:, 1]) ** 2 <= sl[:, 2] ** 2, col("ring_level"), img)
+    img = _paint_dots(img, X, Y, [p["pap"] for p in ps], col("ring_level"))
 
     poly = np.array([p["poly"] for p in ps], np.float32).reshape(n, 5, 1, 1)
     field = poly[:, 0] * X + poly[:, 1] * Y + poly[:, 2] * X * X + poly[:, 3] * X * Y + poly[:, 4] * Y * Y
