@@ -1,7 +1,7 @@
 """Multi-class runs in every CLI face, on run folders written by hand in the trainers' format (tests/per_class_runs.py):
-export's per-class columns (a binary project's header unchanged), nulls as empty cells and never NaN, means over
-repeats that skip a class without a score, `results --classes`, `show`'s per-class table, `compare` on a class's
-metric and the study report's per-class table."""
+export's per-class columns (a binary project's header: the columns it always had, then the boundary metrics), nulls
+as empty cells and never NaN, means over repeats that skip a class without a score, `results --classes`, `show`'s
+per-class table, `compare` on a class's metric and the study report's per-class table."""
 
 from __future__ import annotations
 
@@ -25,18 +25,24 @@ from unettui.core.runs.store import RunStore
 from unettui.core.show.compare import compare
 
 WIDE = {"COLUMNS": "250"}
-# the export's columns before multi-class runs existed (besides the configuration keys): a binary project keeps them
+# the end-of-run boundary metrics every project exports since issue 24, before `error` (empty for runs without them)
+BOUNDARY = ("val_hd95", "val_nsd", "test_hd95", "test_nsd")
+# the export's columns of a binary project (besides the configuration keys): those before multi-class runs existed,
+# then the boundary metrics (issue 24 changed this header on purpose)
 TODAY = ("id", "status", "in_queue", "attempt", "configuration", "repeat", *KEYS, "val_on_train", "best_val_dice",
          "best_epoch", "best_val_loss", "final_train_loss", "final_train_dice", "final_val_loss", "final_val_dice",
-         "final_val_iou", "epochs_done", "seconds", "test_dice", "test_iou", "n_test", "error")
+         "final_val_iou", "epochs_done", "seconds", "test_dice", "test_iou", "n_test", *BOUNDARY, "error")
 TODAY_BY_CONFIGURATION = (
     "configuration", "status", "runs", "seeds", *[k for k in KEYS if k != "seed"],
     *[c for m in ("best_val_dice", "best_val_loss", "final_val_dice", "final_val_loss", "final_val_iou", "test_dice",
-                  "test_iou") for c in (m, f"{m}_sd", f"{m}_n")], "epochs_done", "seconds")
-# what a project with synthetic:heart runs (cavity, myocardium) adds, in the registry's order
+                  "test_iou", *BOUNDARY) for c in (m, f"{m}_sd", f"{m}_n")], "epochs_done", "seconds")
+# what a project with synthetic:heart runs (cavity, myocardium) adds, in the registry's order: Dice and IoU, then the
+# boundary metrics (the worst class's HD95 is the highest: _max)
 CLASS_BLOCK = tuple(
-    c for key in ("best_val_dice", "best_val_iou", "final_val_dice", "final_val_iou", "test_dice", "test_iou")
-    for c in ((key,) if key == "best_val_iou" else ()) + (f"{key}_cavity", f"{key}_myocardium", f"{key}_min"))
+    c for key in ("best_val_dice", "best_val_iou", "final_val_dice", "final_val_iou", "test_dice", "test_iou",
+                  *BOUNDARY)
+    for c in ((key,) if key == "best_val_iou" else ()) + (
+        f"{key}_cavity", f"{key}_myocardium", f"{key}_max" if key.endswith("hd95") else f"{key}_min"))
 
 
 def invoke(*args, env=None):
@@ -53,7 +59,7 @@ def _csv(text):
     return list(csv.DictReader(io.StringIO(text)))
 
 
-def test_a_binary_project_exports_the_columns_it_always_did(tmp_path):
+def test_a_binary_project_exports_the_columns_it_always_did_and_the_boundary_metrics(tmp_path):
     proj = seeded_project(tmp_path / "p")  # six binary runs, written before classes existed (no best_val_iou)
     out = invoke("export", "-p", str(proj))
     assert out.exit_code == 0, out.output

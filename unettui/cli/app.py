@@ -193,10 +193,10 @@ def _rows(project: Path, sort: str | None, descending: bool):
 
 def _heading(key: str) -> str:
     """A score column's two-line heading in `results`, from the registry's words: ``best / val dice``, ``last /
-    val dice``, ``test dice / @best``; a class's: ``myocardium / best dice``."""
-    from ..core.define.task import SUMMARY_PER_CLASS, key_of, label_of, split_class_key
+    val dice``, ``test dice / @best``, ``val hd95 / @best``; a class's: ``myocardium / best dice``."""
+    from ..core.define.task import PER_CLASS_KEYS, SUMMARY_KEYS, key_of, label_of, split_class_key
 
-    split = split_class_key(key, SUMMARY_PER_CLASS)
+    split = split_class_key(key, PER_CLASS_KEYS) if key not in SUMMARY_KEYS else None
     if split:
         return f"{split[1]}\n{label_of(split[0], short=True)}"
     entry = key_of(key)
@@ -207,7 +207,7 @@ def _heading(key: str) -> str:
         return text.replace("best ", "best\n", 1)
     if entry.at == "final":
         return "last\n" + text
-    if entry.at == "test":
+    if entry.at in ("test", "end"):  # the test split at the best epoch; the end-of-run metrics on its weights
         return text + "\n@best"
     return text
 
@@ -220,6 +220,7 @@ def results(
     top: int | None = typer.Option(None, "--top", "-n", min=1, help="Show only the first N rows."),
     runs: bool = typer.Option(False, "--runs", help="One row per run even where configurations have repeats."),
     classes: bool = typer.Option(False, "--classes", help="Per-class columns for multi-class runs (num_classes >= 3): each class's val Dice at the best epoch, the worst class's (min), and each class's test Dice where runs have a test split. — : no score (the class is in no image of the set, in truth or prediction; `unettui show ID` says why), or a binary run."),
+    boundary: bool = typer.Option(False, "--boundary", help="The end-of-run boundary metrics, computed once on each run's best weights: val HD95 (pixels, lower is better) and val NSD at the run's nsd_tolerance (higher is better), each per image and then the mean over the images that scored; with --classes also each class's and the worst class's (HD95: max, NSD: min). — : none (a run from before boundary metrics, one still training, or no image scored)."),
 ) -> None:
     """A table of every experiment: state, the hyper-parameters that differ, best and final val Dice, test Dice, epochs, time.
 
@@ -228,12 +229,14 @@ def results(
     Example: unettui results --sort final_val_loss --asc --top 5
 
     Example: unettui results --classes --sort best_val_dice_min   (the runs whose worst class does best)
+
+    Example: unettui results --boundary --sort val_hd95 --asc   (the closest contours first)
     """
     from rich import box
     from rich.console import Console
     from rich.table import Table
 
-    from ..core.define.task import SUMMARY_KEYS, VIEWS
+    from ..core.define.task import SUMMARY_KEYS, VIEWS, format_value, metric_of
     from ..core.runs.export import class_keys, sort_rows, varied_keys
     from ..core.runs.groups import configuration_rows, mean_sd_text
 
@@ -263,27 +266,35 @@ def results(
         per_class = class_keys(rows, VIEWS["classes"])
         held = class_keys(rows, [k for k in scores if SUMMARY_KEYS[k].at == "test" and SUMMARY_KEYS[k].per_class])
         per_class += held if any(r.get(k) is not None for r in rows for k in held) else []
+    # the end-of-run boundary metrics (core.define.task.VIEWS["boundary"]), per class with --classes
+    ends: list[str] = []
+    if boundary:
+        ends = [*VIEWS["boundary"], *(class_keys(rows, VIEWS["boundary"]) if classes else [])]
     cells = []
-    no_score = False
+    no_score = no_end = False
     for r in rows:
         values = []
-        for k in (*scores, *per_class):
+        for k in (*scores, *per_class, *ends):
             if k in per_class and r.get(k) is None:  # no score, or a binary run: never a silent blank or 0
                 values.append("—")
                 no_score = no_score or bool(r.get("classes"))
+            elif k in ends and r.get(k) is None:  # none: a run from before boundary metrics, or no image scored
+                values.append("—")
+                no_end = True
             elif grouped:  # (n) also where fewer repeats than the configuration's have a value
                 n = r.get(f"{k}_n") or 0
-                values.append(mean_sd_text(r.get(k), r.get(f"{k}_sd"), n, 3, compact=True)
+                digits = min(3, metric.digits) if (metric := metric_of(k)) is not None else 3  # HD95 (px): 2
+                values.append(mean_sd_text(r.get(k), r.get(f"{k}_sd"), n, digits, compact=True)
                               + (f"({n})" if n == 1 and (r.get("runs") or 1) > 1 else ""))
             elif k in scores and SUMMARY_KEYS[k].at == "best" and r.get(k) is not None:
                 values.append(f"{r[k]:.4f} @{r['best_epoch']}")
             else:
-                values.append(_num(r.get(k)))
+                values.append(format_value(k, r.get(k)))
         epochs = f"{r['epochs_done']}/{r['epochs']}" if r.get("epochs_done") is not None else f"-/{_show(r.get('epochs'))}"
         cells.append([r["id"], r["label"], *[_show(r.get(c)) for c in varying], *values, epochs,
                       duration(r.get("seconds"))])
     heads = ["id" if not grouped else "configuration", "state", *[SHORT.get(c, c) for c in varying],
-             *[_heading(k) for k in (*scores, *per_class)], "epochs", "time"]
+             *[_heading(k) for k in (*scores, *per_class, *ends)], "epochs", "time"]
     widths = [max([len(row[i]) for row in cells] + [max(len(h) for h in head.split("\n"))]) for i, head in enumerate(heads)]
     console = Console()
     # every column but the id keeps its full width; the id takes what is left and folds beyond that
@@ -311,6 +322,12 @@ def results(
     elif no_score:
         typer.echo("—: no score (the class is in no image of the set, in truth or prediction) or none yet; "
                    "`unettui show ID` says why")
+    if boundary:
+        typer.echo("val hd95 (pixels, lower is better) and val nsd (at each run's nsd_tolerance, higher is better): "
+                   "on the best epoch's weights at the end of a run, per image, then the mean over the images that "
+                   "scored (a multi-class run's: over its classes with a score; max/min: the worst class's)"
+                   + ("; —: none (a run from before boundary metrics or still training, or no image scored)"
+                      if no_end else ""))
     if any(r.get("val_on_train") for r in rows):
         typer.echo("note: runs with train_fraction = 1.0 validate on their training images; their val numbers measure fit, not generalisation")
 
@@ -318,10 +335,6 @@ def results(
 SHORT = {"optimizer": "optim", "weight_decay": "wd", "scheduler": "sched", "train_fraction": "train",
          "augment.rotate": "rot", "augment.hflip": "hflip", "augment.vflip": "vflip", "augment.histeq": "histeq",
          "batch_size": "batch", "image_size": "size", "base_channels": "base", "momentum": "mom"}
-
-
-def _num(v) -> str:
-    return "-" if v is None else f"{v:.4f}"
 
 
 def _show(v) -> str:
@@ -345,9 +358,11 @@ def export(
 ) -> None:
     """Export one row per experiment: id, status, configuration and repeat, every hyper-parameter, best, final and test metrics.
 
-    Projects with multi-class runs (num_classes >= 3) get, after those columns, best_val_iou and a column per metric and foreground class, <metric>_<class> (best_val_dice_myocardium, test_dice_myocardium, ...), and the worst class's, <metric>_min; a binary run's are empty there, and a project of binary runs exports the columns it always did. A class with no score (in no image of the set, in truth or prediction) is an empty cell, never NaN or 0.
+    Every project's export ends with the end-of-run boundary metrics on each run's best weights: val_hd95, val_nsd, test_hd95, test_nsd (HD95 in pixels, lower is better; NSD at the run's nsd_tolerance, higher is better; per image, then the mean over the images that scored), empty for a run that has none.
 
-    With --by-configuration, one row per configuration (its repeats folded): the keys of its first repeat, runs, seeds, and for best/final val Dice and loss, final val IoU, test Dice/IoU and every per-class column the mean (under the metric's name), <metric>_sd and <metric>_n over the repeats that have a value.
+    Projects with multi-class runs (num_classes >= 3) get, after those columns, best_val_iou and a column per metric and foreground class, <metric>_<class> (best_val_dice_myocardium, test_dice_myocardium, ..., then val_hd95_myocardium, test_nsd_myocardium, ...), and the worst class's, <metric>_min (for HD95, where lower is better, <metric>_max); a binary run's are empty there. A class with no score (in no image of the set, in truth or prediction) is an empty cell, never NaN or 0.
+
+    With --by-configuration, one row per configuration (its repeats folded): the keys of its first repeat, runs, seeds, and for best/final val Dice and loss, final val IoU, test Dice/IoU, val and test HD95/NSD and every per-class column the mean (under the metric's name), <metric>_sd and <metric>_n over the repeats that have a value.
 
     Example: unettui export results.csv   (then pandas.read_csv("results.csv"))
     """

@@ -211,46 +211,108 @@ def _preview_section(console, pv: dict[str, Any], tag: str, sample: int | None, 
 
 
 def _classes_section(console, summary: dict[str, Any], cfg: dict[str, Any]) -> None:
-    """A multi-class run's scores per class: Dice and IoU at the best epoch, the last, and on the test split, for each
-    foreground class, their mean and the worst; "—" where a class has no score, and why underneath."""
+    """A multi-class run's scores per class: Dice and IoU at the best epoch, the last, and on the test split, and
+    beside them the end-of-run HD95 and NSD where the run recorded them, for each foreground class, their mean and the
+    worst (HD95's: the highest); "—" where a class has no score, and why underneath. A binary run: its HD95 and NSD
+    on one line."""
     from rich import box
     from rich.table import Table
     from rich.text import Text
 
-    from ..core.define.task import class_key, foreground_of, no_score_reason
+    from ..core.define.task import class_key, foreground_of, format_value, no_score_reason, spread_keys, worst_key
 
     names = foreground_of(summary, cfg)
     if not names:
+        _boundary_line(console, summary)
         return
     keys = [k for k in VIEWS["class-table"]
-            if any(x in summary for x in (k, f"{k}_min", *(class_key(k, n) for n in names)))]
-    if not keys:
+            if any(x in summary for x in (k, worst_key(k), *(class_key(k, n) for n in names)))]
+    ends = [k for k in VIEWS["class-boundary"]
+            if any(x in summary for x in (k, worst_key(k), *(class_key(k, n) for n in names)))]
+    if not keys and not ends:
         return
+    title = "per class: Dice and IoU at the best epoch, the last, and on the test split"
+    if ends:
+        title += "; HD95 and NSD"
     table = Table(box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), pad_edge=False, show_edge=False, title_justify="left",
-                  title="per class: Dice and IoU at the best epoch, the last, and on the test split", title_style="bold")
+                  title=title, title_style="bold")
     table.add_column("class", no_wrap=True)
-    for k in keys:
+    for k in (*keys, *ends):
         table.add_column(label_of(k, short=True), justify="right", no_wrap=True)
     reasons: dict[tuple[str, str], list[str]] = {}  # (class, reason) -> the columns it explains
 
     def cell(base: str, key: str, who: str) -> str:
         value = summary.get(key)
         if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-            return f"{value:.4f}"
+            return format_value(key, value)
         why = no_score_reason(summary, key)
+        spread = spread_keys(key)
+        if not why and spread is not None and summary.get(spread[1]) == 0:  # an end-of-run metric: no image scored
+            where = "test" if base.startswith("test_") else "validation"
+            why = f"no {where} image scored: the class is in neither the truth nor the prediction of any of them"
         if why:
             reasons.setdefault((who, why), []).append(label_of(base, short=True))
         return "—"
 
     for n in names:
-        table.add_row(n, *(cell(k, class_key(k, n), n) for k in keys))
-    table.add_row(Text("mean", style="dim"), *(cell(k, k, "mean") for k in keys))
-    table.add_row(Text("worst", style="dim"), *(cell(k, f"{k}_min", "worst") for k in keys))
+        table.add_row(n, *(cell(k, class_key(k, n), n) for k in (*keys, *ends)))
+    table.add_row(Text("mean", style="dim"), *(cell(k, k, "mean") for k in (*keys, *ends)))
+    table.add_row(Text("worst", style="dim"), *(cell(k, worst_key(k), "worst") for k in (*keys, *ends)))
     console.print(table)
     console.print(Text("  mean: over the foreground classes that have a score (the run's val dice); worst: the lowest "
-                       "of them"), overflow="fold")
+                       "of them" + (" (HD95's: the highest)" if ends else "")), overflow="fold")
+    if ends:
+        counts = []
+        for prefix in ("val", "test"):
+            k = next((e for e in ends if e.startswith(prefix + "_")), None)
+            spread = [spread_keys(class_key(k, n)) for n in names] if k else []
+            ns = [(n, summary.get(sp[1])) for n, sp in zip(names, spread) if sp and sp[1] in summary]
+            if ns:
+                counts.append(f"{prefix}: " + ", ".join(f"{n} {c if c is not None else '—'}" for n, c in ns))
+        console.print(Text(f"  {_end_words(summary)}" + (f"; images scored — {'; '.join(counts)}" if counts else "")),
+                      overflow="fold")
     for (who, why), cols in reasons.items():
         console.print(Text(f"  — {who} ({', '.join(cols)}): {why}"), overflow="fold")
+
+
+def _end_words(summary: dict[str, Any]) -> str:
+    """How the end-of-run boundary metrics were computed (core.define.task's registry: per image, then the mean)."""
+    from ..core.define.task import aggregation_text
+
+    tol = summary.get("nsd_tolerance")
+    at = f" at {tol:g} px" if isinstance(tol, (int, float)) and not isinstance(tol, bool) else ""
+    return (f"HD95 (pixels, lower is better) and NSD{at} (higher is better): once, at the end of the run on the best "
+            f"epoch's weights, {aggregation_text('hd95')}")
+
+
+def _boundary_line(console, summary: dict[str, Any]) -> None:
+    """A binary run's end-of-run HD95 and NSD on one line per split: mean ± sd over the images that scored, and n."""
+    from rich.text import Text
+
+    from ..core.define.task import END_KEYS, format_value, label_of, metric_of, spread_keys
+
+    if not any(k in summary for k in END_KEYS):
+        return
+    console.print(Text("  boundary:"))
+    for prefix, where in (("val", "validation"), ("test", "test")):
+        keys = [k for k in END_KEYS if k.startswith(prefix + "_") and k in summary]
+        if not keys:
+            continue
+        parts, n = [], None
+        for k in keys:
+            sd_key, n_key = spread_keys(k) or ("", "")
+            metric = metric_of(k)
+            text = format_value(k, summary.get(k), missing="—")
+            sd = summary.get(sd_key)
+            if text != "—" and isinstance(sd, (int, float)) and not isinstance(sd, bool) and math.isfinite(sd):
+                text += f" ± {format_value(k, sd)}"
+            unit = f" {metric.unit}" if text != "—" and metric is not None and metric.unit else ""
+            parts.append(f"{metric.label if metric is not None else label_of(k)} {text}{unit}")
+            n = summary.get(n_key, n)
+        scored = f" ({n} image{'' if n == 1 else 's'} scored)" if isinstance(n, int) else ""
+        why = " — : no image scored (no foreground in truth or prediction)" if n == 0 else ""
+        console.print(Text(f"    {where}: {', '.join(parts)}{scored}{why}"))
+    console.print(Text(f"    {_end_words(summary)}"), overflow="fold")
 
 
 def _missing_files(run, state, st: dict[str, Any]) -> list[str]:

@@ -114,6 +114,8 @@ ACTIONS: tuple[Action, ...] = (
            "repeats) or per run", show=False),
     Action("k", "results", "class_columns", "per class", "a column per class of multi-class runs (each class's best "
            "val Dice and the worst's; — : no score, why on the status line), or none", show=False),
+    Action("h", "results", "boundary_columns", "HD95/NSD", "the end-of-run boundary metrics: val HD95 (px, lower is "
+           "better) and NSD (higher is better), per class too with k; — : none", show=False),
     Action("e", "results", "edit", "edit", "edit the highlighted run's experiment"),
     Action("d", "results", "duplicate", "dup", "duplicate the highlighted run's experiment", show=False),
     Action("r", "results", "retry", "retry", "retrain the highlighted run from scratch (asks first)"),

@@ -8,9 +8,10 @@ A filter is a few terms separated by spaces or commas, all of which must hold::
 the runs whose id contains it. Keys are the CSV export's column names (``id``, ``status``, every
 hyper-parameter such as ``optimizer`` or ``augment.rotate``, and the metric columns such as
 ``best_val_dice``), the per-class keys of multi-class runs (``best_val_dice_myocardium``,
-``best_val_dice_min``: the worst class's) plus the short aliases in ``ALIASES``: ``val_dice`` is the
-*best* validation Dice (the number the table leads with) and ``val_loss`` the *final* validation
-loss, as in the study's tables (``val_dice_myocardium`` likewise). Numbers compare numerically
+``best_val_dice_min``: the worst class's; ``val_hd95_max`` for HD95, where lower is better) plus the
+short aliases in ``ALIASES``: ``val_dice`` is the *best* validation Dice (the number the table leads
+with) and ``val_loss`` the *final* validation loss, as in the study's tables (``val_dice_myocardium``
+likewise); ``hd95`` and ``nsd`` are the end-of-run ``val_hd95`` and ``val_nsd``. Numbers compare numerically
 (``lr=1e-3`` matches 0.001); text compares without regard to case; a missing value (a class
 without a score) matches no comparison and no ``=``, and ``!=`` keeps it.
 """
@@ -25,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..core.define.config import DEFAULTS
-from ..core.define.task import SUMMARY_KEYS, SUMMARY_PER_CLASS, VIEWS, class_key, split_class_key
+from ..core.define.task import PER_CLASS_KEYS, SUMMARY_KEYS, VIEWS, class_key, split_class_key, worst_suffix
 from ..core.runs.export import COLUMNS, row_dict, varied_keys
 
 ALIASES: dict[str, str] = {**{alias: k.name for k in SUMMARY_KEYS.values() for alias in k.aliases}, "state": "status"}
@@ -83,7 +84,7 @@ class Condition:
 def valid_keys(classes: list[str] | tuple[str, ...] = ()) -> tuple[str, ...]:
     """Every key a filter may use: the export columns, the other summary keys, the per-class keys of ``classes`` (the
     foreground classes of the runs), then the aliases."""
-    per_class = [class_key(k, n) for k in SUMMARY_PER_CLASS for n in (*classes, "min")] if classes else []
+    per_class = [class_key(k, n) for k in PER_CLASS_KEYS for n in (*classes, worst_suffix(k))] if classes else []
     return (*COLUMNS, *(k for k in SUMMARY_KEYS if k not in COLUMNS), *per_class, *ALIASES)
 
 
@@ -117,20 +118,22 @@ def _resolve_key(key: str, classes: list[str] | tuple[str, ...] | None = None) -
         return ALIASES[key]
     if key in COLUMNS or key in SUMMARY_KEYS:
         return key
-    split = split_class_key(key, SUMMARY_PER_CLASS)
+    split = split_class_key(key, PER_CLASS_KEYS)
     if split is None:  # a class of an alias: val_dice_myocardium is best_val_dice_myocardium
-        alias = split_class_key(key, [a for a, k in ALIASES.items() if k in SUMMARY_PER_CLASS])
+        alias = split_class_key(key, [a for a, k in ALIASES.items() if k in PER_CLASS_KEYS])
         split = (ALIASES[alias[0]], alias[1]) if alias else None
     if split is not None:
         base, name = split
-        if classes is None or (classes and (name == "min" or name in classes)):
+        worst = worst_suffix(base)  # min, or max where lower is better (HD95)
+        if classes is None or (classes and (name == worst or name in classes)):
             return class_key(base, name)
         if not classes:
             raise FilterError(f"'{key}': no run here has classes (num_classes >= 3)")
-        near = difflib.get_close_matches(name, [*classes, "min"], n=1, cutoff=0.6)
+        near = [worst] if name in ("min", "max") else difflib.get_close_matches(name, [*classes, worst], n=1,
+                                                                                  cutoff=0.6)
         raise FilterError(f"unknown class '{name}' in '{key}': "
                           + (f"did you mean '{class_key(base, near[0])}'? " if near else "")
-                          + f"the runs' classes are {', '.join(classes)} (or min: the worst)")
+                          + f"the runs' classes are {', '.join(classes)} (or {worst}: the worst)")
     close = difflib.get_close_matches(key, valid_keys(classes or ()), n=1, cutoff=0.6)
     hint = f"did you mean '{close[0]}'?" if close else "use a column name such as optimizer, lr, best_val_dice (or val_dice, val_loss)"
     raise FilterError(f"unknown filter key '{key}': {hint}")

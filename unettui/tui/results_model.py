@@ -14,7 +14,17 @@ from typing import Any
 from rich.text import Text
 
 from ..core.define.config import KEYS
-from ..core.define.task import SUMMARY_KEYS, SUMMARY_PER_CLASS, VIEWS, direction_of, label_of, split_class_key
+from ..core.define.task import (
+    END_KEYS,
+    PER_CLASS_KEYS,
+    SUMMARY_KEYS,
+    VIEWS,
+    direction_of,
+    format_value,
+    label_of,
+    metric_of,
+    split_class_key,
+)
 from ..core.runs.export import class_keys, class_names
 from ..core.runs.groups import configuration_columns, configuration_rows, mean_sd_text
 from ..core.show.fmt import duration
@@ -26,18 +36,15 @@ from .widgets.marks import mark_text
 # (row key, header label) of the metric columns, after mark, id, status and the varying hyper-parameters
 # (core.define.task: what the tab shows, and the words of each)
 METRIC_COLUMNS = tuple((key, label_of(key, short=True)) for key in VIEWS["results-tab"])
-# those shown as mean ± sd (n) per configuration: the ones configurations fold over their repeats
-GROUPED_METRICS = tuple(key for key in VIEWS["results-tab"] if SUMMARY_KEYS[key].folded)
+# those shown as mean ± sd (n) per configuration: the ones configurations fold over their repeats (the end-of-run
+# boundary metrics on demand too: h)
+GROUPED_METRICS = tuple(key for key in (*VIEWS["results-tab"], *VIEWS["boundary"]) if SUMMARY_KEYS[key].folded)
 # what an export of configuration rows of binary runs writes: the columns of `unettui export --by-configuration`
 # (configuration_columns(rows) adds those of multi-class runs)
 CONFIGURATION_COLUMNS = configuration_columns()
 NO_SCORE = "—"  # a per-class cell without a value: the class has no score (or the run has no classes)
 
 Cell = tuple[str, str, bool]  # text, rich style, right-justified
-
-
-def _metric(value: Any) -> str:
-    return "" if value is None else f"{value:.4f}"
 
 
 LABELS = {"mark": " ", **dict(METRIC_COLUMNS)}  # other columns: a hyper-parameter's name, a class's column's words
@@ -64,8 +71,14 @@ def no_score_text(row: dict[str, Any] | None, column: str | None) -> str | None:
 
 
 def is_class_column(col: str) -> bool:
-    """A per-class column (``best_val_dice_myocardium``, ``best_val_dice_min``)."""
-    return split_class_key(col, SUMMARY_PER_CLASS) is not None
+    """A per-class column (``best_val_dice_myocardium``, ``best_val_dice_min``, ``val_hd95_max``)."""
+    return col not in SUMMARY_KEYS and split_class_key(col, PER_CLASS_KEYS) is not None
+
+
+def is_end_column(col: str) -> bool:
+    """A column of an end-of-run metric (``val_hd95``, ``val_nsd_myocardium``): "—" where a run has none."""
+    split = split_class_key(col, PER_CLASS_KEYS) if col not in SUMMARY_KEYS else None
+    return (split[0] if split else col) in END_KEYS
 
 
 def is_score(col: str) -> bool:
@@ -85,14 +98,15 @@ def cells_of(row: dict[str, Any], columns: tuple[str, ...], marked: bool, groupe
         elif col == "status":
             label = str(row.get("label") or value) if grouped else str(value)
             out.append(Text(label, style=state_style(value)))
-        elif value is None and (col in (row.get("no_score") or {}) or is_class_column(col)):
+        elif value is None and (col in (row.get("no_score") or {}) or is_class_column(col) or is_end_column(col)):
             out.append(Text(NO_SCORE, style="dim", justify="right"))  # no score: never a blank that reads as 0
         elif grouped and (col in GROUPED_METRICS or is_class_column(col)) and row.get("runs", 1) > 1:
             n = row.get(f"{col}_n") or 0  # (n) also where one repeat of several has a value (a class's score)
-            out.append(Text(mean_sd_text(value, row.get(f"{col}_sd"), n, compact=True) + ("(1)" if n == 1 else ""),
-                            justify="right"))
+            digits = metric.digits if (metric := metric_of(col)) is not None else 4  # HD95 in px: 2 decimals
+            out.append(Text(mean_sd_text(value, row.get(f"{col}_sd"), n, digits, compact=True)
+                            + ("(1)" if n == 1 else ""), justify="right"))
         elif is_score(col):
-            out.append(Text(_metric(value), justify="right"))
+            out.append(Text(format_value(col, value, missing=""), justify="right"))
         elif col == "best_epoch":
             out.append(Text("" if value is None or (grouped and row.get("runs", 1) > 1) else str(value),
                             justify="right"))
@@ -132,11 +146,13 @@ class ResultsModel:
     """The runs in, ``shown()`` out. Settings: ``conditions`` (the filter), ``sort_key``/``sort_reverse``, ``grouped``
     (None: by configuration when some configuration has repeats), ``group_key`` (means per value), ``marked``,
     ``class_columns`` (a column per class of the multi-class runs: VIEWS["classes"]' keys, each class's and the
-    worst's)."""
+    worst's), ``boundary_columns`` (the end-of-run HD95 and NSD: VIEWS["boundary"], and per class with
+    ``class_columns``)."""
 
     def __init__(self) -> None:
         self.conditions: list[Condition] = []
         self.class_columns = False
+        self.boundary_columns = False
         self._classes: list[str] = []  # the foreground classes of the runs, in the order they first appear
         self.sort_key: str | None = None
         self.sort_reverse = False
@@ -218,7 +234,8 @@ class ResultsModel:
         """What to show; the very Shown of the last call when nothing it depends on changed since (a new view of a run
         whose row stays the same, such as the selected run's with its curves read, changes nothing here)."""
         grouped = self.is_grouped()
-        settings = (grouped, tuple(map(str, self.conditions)), self.sort_key, self.sort_reverse, self.class_columns)
+        settings = (grouped, tuple(map(str, self.conditions)), self.sort_key, self.sort_reverse, self.class_columns,
+                    self.boundary_columns)
         if not self._dirty and not self._set_changed and self._last_shown is not None \
                 and (settings, self.group_key) == self._last_shown[0]:
             return self._last_shown[1]
@@ -233,7 +250,10 @@ class ResultsModel:
             self._classes = class_names(self._runs.values())
         self._set_changed = False
         per_class = class_keys([{"classes": self._classes}], VIEWS["classes"]) if self.class_columns else []
-        columns = ("mark", "id", "status", *self._varying, *(key for key, _ in METRIC_COLUMNS), *per_class)
+        boundary = [*VIEWS["boundary"], *(class_keys([{"classes": self._classes}], VIEWS["boundary"])
+                                          if self.class_columns else [])] if self.boundary_columns else []
+        columns = ("mark", "id", "status", *self._varying, *(key for key, _ in METRIC_COLUMNS), *per_class,
+                   *boundary)
         resort = settings != self._last or bool(dirty) or not self._visible
         if resort:
             order = [k for k in (self._conf_order() if grouped else self._order) if k in rows]

@@ -51,6 +51,7 @@ from .config import Config, ConfigError, build_config
 from .experiment import Experiment, with_repeats
 from .names import MAX_ID, id_value, safe_id, slug
 from .study_parse import Stage, Study, show_value
+from .task import END_KEYS
 
 REL_TOL = 1e-9
 
@@ -139,7 +140,9 @@ class StudyStatus:
     def final_scores(self) -> dict[str, Any] | None:
         """The final configuration's numbers: the last finished stage's winner's runs (every fraction and repeat) —
         the study metric that chose it (mean, sd, n) and the held-out test Dice/IoU at each run's best epoch, which
-        nothing chose by (None without a test split). None before a stage has a winner."""
+        nothing chose by (None without a test split), and ``end``: the end-of-run val and test HD95 and NSD (mean, sd,
+        n over its finished runs that have them; core.define.task.END_KEYS) with the ``nsd_tolerance`` they were
+        scored at. None before a stage has a winner."""
         stage = next((st for st in reversed(self.stages) if st.state == "done" and st.winner is not None), None)
         if stage is None:
             return None
@@ -151,8 +154,12 @@ class StudyStatus:
         test = mean_sd([x.get("test_dice") for x in summaries if x.get("test_dice") is not None])
         iou = mean_sd([x.get("test_iou") for x in summaries if x.get("test_iou") is not None])
         n_test = next((x.get("n_test") for x in summaries if x.get("n_test")), 0)
+        # the end-of-run boundary metrics (val and test HD95 and NSD on each run's best weights): reported, never
+        # chosen by; (None, None, 0) where no run has them
+        end = {k: mean_sd([x.get(k) for x in summaries]) for k in END_KEYS}
+        tolerances = sorted({x["nsd_tolerance"] for x in summaries if isinstance(x.get("nsd_tolerance"), (int, float))})
         return {"stage": stage.name, "metric": self.study.metric, "val": val, "test_dice": test, "test_iou": iou,
-                "n_test": n_test, "runs": [r.id for r in cs.runs]}
+                "n_test": n_test, "runs": [r.id for r in cs.runs], "end": end, "nsd_tolerance": tolerances}
 
 
 # ---- expansion ----------------------------------------------------------------------------------------

@@ -23,8 +23,10 @@ from typing import Any
 
 __all__ = ["BINARY_NAMES", "Classes", "classes_of", "Metric", "METRICS", "class_key", "per_class_keys",
            "summary_class_keys", "metric_value", "no_score_reason", "NAME_RE", "Key", "SUMMARY_KEYS", "EPOCH_KEYS",
-           "SUMMARY_PER_CLASS", "VIEWS", "AT_ORDER", "split_class_key", "key_of", "label_of", "direction_of",
-           "foreground_of", "epoch_value"]
+           "SUMMARY_PER_CLASS", "END_PER_CLASS", "PER_CLASS_KEYS", "END_KEYS", "VIEWS", "AT_ORDER", "split_class_key",
+           "key_of", "label_of", "direction_of", "foreground_of", "epoch_value", "worst_suffix", "worst_key",
+           "metric_of", "spread_keys", "format_value", "aggregation_text", "describe_key", "EMPTY_POLICY",
+           "IMAGES_TEXT"]
 
 BINARY_NAMES = ("background", "foreground")
 # the built-in datasets and their classes (mask value = class index): a definition of one of them must have as many
@@ -136,8 +138,11 @@ class Metric:
     """One metric every face knows by ``name``: its ``label`` on screen, its ``direction`` (max: higher is better),
     ``when`` it is computed (epoch: every epoch on validation, and on test at the best epoch; end: once, at the end of
     a run on its best weights), how it aggregates over ``images`` (pooled: counts summed over every pixel of the set;
-    mean: a per-image value averaged, with its sd) and over ``classes`` (mean over the foreground classes that have a
-    score; min: the worst of them), and over repeats (always: mean ± sd over the repeats that have a value)."""
+    mean: a per-image value averaged, with its sd and n over the images that scored), over ``classes`` (mean over the
+    foreground classes that have a score; the worst of them under ``<key>_<worst>``: ``_min`` for a metric where
+    higher is better, ``_max`` for one where lower is), and over repeats (always: mean ± sd over the repeats that have
+    a value). ``unit``: what its numbers are in ("px" for a distance); ``digits``: the decimals faces show; ``count``:
+    the stem of the key a per-image metric's n is recorded under (``val_boundary_n``, ``val_boundary_n_<class>``)."""
 
     name: str
     label: str
@@ -146,18 +151,41 @@ class Metric:
     images: str = "pooled"
     classes: str = "mean"
     per_class: bool = True  # a key per foreground class (K >= 3)
-    aggregates: tuple[str, ...] = ("min",)  # over classes, besides the mean: keys <name>_min
+    aggregates: tuple[str, ...] = ("min",)  # over classes, besides the mean: keys <name>_<worst>
+    unit: str = ""
+    digits: int = 4
+    count: str = ""
 
     @property
     def higher_is_better(self) -> bool:
         return self.direction == "max"
+
+    @property
+    def worst(self) -> str:
+        """The suffix of the worst class's key: ``min`` (the lowest Dice, NSD) or ``max`` (the highest HD95)."""
+        return "min" if self.higher_is_better else "max"
 
 
 METRICS: dict[str, Metric] = {m.name: m for m in (
     Metric("dice", "Dice"),
     Metric("iou", "IoU"),
     Metric("loss", "loss", direction="min", per_class=False, aggregates=()),
+    # end-of-run boundary metrics (core.learn.boundary): per image and class, then the mean over the images that scored
+    Metric("hd95", "HD95", direction="min", when="end", images="mean", aggregates=("max",), unit="px", digits=2,
+           count="boundary_n"),
+    Metric("nsd", "NSD", when="end", images="mean", count="boundary_n"),
 )}
+
+# how a metric aggregates over the images of a set, in words (a Metric's ``images``): what reports say beside it
+IMAGES_TEXT = {
+    "pooled": "pooled counts (true and false positives and false negatives summed over every pixel of the set, then "
+              "the score)",
+    "mean": "per image, then the mean over the images that scored (with its sd and n)",
+}
+# the one policy for the empty cases of the per-image metrics (core.learn.boundary's docstring), in one sentence
+EMPTY_POLICY = ("an image where a class is in neither the truth nor the prediction is left out of that class's mean "
+                "(n counts the images that scored); a missed or a false structure scores HD95 = the image's diagonal "
+                "and NSD 0; never NaN")
 
 
 def class_key(key: str, name: str) -> str:
@@ -167,10 +195,11 @@ def class_key(key: str, name: str) -> str:
 
 def per_class_keys(key: str, classes: Classes) -> list[str]:
     """The keys beside ``key`` (e.g. ``best_val_dice``) that a run of ``classes`` records: one per foreground class
-    and the worst class's (``_min``), in that order; none for the binary task."""
+    and the worst class's (``_min``; ``_max`` for a metric where lower is better: ``val_hd95_max``), in that order;
+    none for the binary task."""
     if not classes.per_class:
         return []
-    return [*(class_key(key, n) for n in classes.foreground), f"{key}_min"]
+    return [*(class_key(key, n) for n in classes.foreground), worst_key(key)]
 
 
 # ---- the keys run files hold, and what each face shows of them --------------------------------------------------------
@@ -179,13 +208,16 @@ class Key:
     """A number a run file holds under ``name`` (summary.json, or one metrics.jsonl record): its ``label`` in words
     ("best val Dice"), its ``short`` header in narrow tables ("best dice"), the ``metric`` of METRICS it is a value of
     ("" for counts, times and the learning rate: they have no direction), and for summary keys ``at`` which epoch
-    (best: the epoch of the best val_dice; final: the last; test: the test split at the best epoch; "": the run as a
-    whole) and ``source``, the metrics.jsonl key read at that epoch while a run has no summary.json yet.
+    (best: the epoch of the best val_dice; final: the last; test: the test split at the best epoch, or on the best
+    epoch's weights at the end of the run; end: the validation split on the best epoch's weights at the end of the
+    run; "": the run as a whole) and ``source``, the metrics.jsonl key read at that epoch while a run has no
+    summary.json yet.
 
     ``column``: an export column of every project (False: only in projects with multi-class runs, beside the
     per-class columns: a binary project exports the columns it always did); ``folded``: configurations fold it over
     their repeats (mean, ``_sd``, ``_n``); ``per_class``: a run with K >= 3 classes also records ``<name>_<class>`` and
-    ``<name>_min``; ``curve``: a per-epoch key `compare` can draw; ``aliases``: shorter names a filter accepts."""
+    the worst class's ``<name>_min`` (``_max`` for a metric where lower is better); ``curve``: a per-epoch key
+    `compare` can draw; ``aliases``: shorter names a filter accepts."""
 
     name: str
     label: str
@@ -224,6 +256,20 @@ SUMMARY_KEYS: dict[str, Key] = {k.name: k for k in (
     Key("test_dice", "test Dice", "test dice", "dice", "test", folded=True, per_class=True),
     Key("test_iou", "test IoU", "test iou", "iou", "test", folded=True, per_class=True),
     Key("n_test", "test images", "n test"),
+    # the end-of-run boundary metrics (core.learn.boundary), on the best epoch's weights: the mean over the images
+    # that scored (multi-class runs: the mean over the classes that have a score)
+    Key("val_hd95", "val HD95", "val hd95", "hd95", "end", folded=True, per_class=True, aliases=("hd95",)),
+    Key("val_nsd", "val NSD", "val nsd", "nsd", "end", folded=True, per_class=True, aliases=("nsd",)),
+    Key("test_hd95", "test HD95", "test hd95", "hd95", "test", folded=True, per_class=True),
+    Key("test_nsd", "test NSD", "test nsd", "nsd", "test", folded=True, per_class=True),
+    # their spread over the images and n (a binary run's; a multi-class run records them per class:
+    # val_hd95_sd_<class>, val_boundary_n_<class>)
+    Key("val_hd95_sd", "val HD95 sd over images", "val hd95 sd", at="end", column=False),
+    Key("val_nsd_sd", "val NSD sd over images", "val nsd sd", at="end", column=False),
+    Key("val_boundary_n", "val images scored", "val n", at="end", column=False),
+    Key("test_hd95_sd", "test HD95 sd over images", "test hd95 sd", at="test", column=False),
+    Key("test_nsd_sd", "test NSD sd over images", "test nsd sd", at="test", column=False),
+    Key("test_boundary_n", "test images scored", "test n", at="test", column=False),
 )}
 
 # a metrics.jsonl record's numbers (besides ``epoch``), in the order `compare --metric` lists them
@@ -237,9 +283,17 @@ EPOCH_KEYS: dict[str, Key] = {k.name: k for k in (
     Key("seconds", "time", "time"),
 )}
 
-# the summary keys that have per-class companions, in the order faces show them
-SUMMARY_PER_CLASS = tuple(k.name for k in SUMMARY_KEYS.values() if k.per_class)
+# the summary keys of the per-epoch metrics that have per-class companions, in the order faces show them
+SUMMARY_PER_CLASS = tuple(k.name for k in SUMMARY_KEYS.values() if k.per_class and METRICS[k.metric].when == "epoch")
 # ("best_val_dice", "best_val_iou", "final_val_dice", "final_val_iou", "test_dice", "test_iou")
+# the end-of-run metrics' summary keys (every one has per-class companions): ("val_hd95", "val_nsd", "test_hd95",
+# "test_nsd")
+END_KEYS = tuple(k.name for k in SUMMARY_KEYS.values() if k.metric and METRICS[k.metric].when == "end")
+END_PER_CLASS = tuple(k for k in END_KEYS if SUMMARY_KEYS[k].per_class)
+# every summary key with per-class companions: the per-epoch metrics', then the end-of-run ones'
+PER_CLASS_KEYS = (*SUMMARY_PER_CLASS, *END_PER_CLASS)
+# the keys of a per-image metric's spread over the images (its sd and n: val_hd95_sd_<class>, val_boundary_n_<class>)
+SUMMARY_SPREAD = tuple(k.name for k in SUMMARY_KEYS.values() if k.at in ("end", "test") and not k.metric)
 
 # What each face shows of them by default, in its order (every face also takes any key above where asked: export,
 # sorting, filters, `compare --metric`). A new metric is a METRICS entry, its keys above, and here where it shows.
@@ -252,28 +306,38 @@ VIEWS: dict[str, tuple[str, ...]] = {
     "results": ("best_val_dice", "final_val_dice", "test_dice"),
     # per-class columns on demand (`results --classes`, the TUI's k): each class's value of these, then the worst's
     "classes": ("best_val_dice",),
+    # the end-of-run boundary metrics on demand (`results --boundary`, the TUI's h; per class with --classes / k)
+    "boundary": ("val_hd95", "val_nsd"),
     # `unettui show`: the per-epoch table, the curves, and the per-class table's columns (multi-class runs)
     "epochs": ("train_loss", "train_dice", "val_loss", "val_dice", "lr", "seconds"),
     "curves": ("train_loss", "val_loss", "train_dice", "val_dice", "lr"),
     "class-table": ("best_val_dice", "best_val_iou", "final_val_dice", "final_val_iou", "test_dice", "test_iou"),
+    # ... and beside them, where the run recorded them, the end-of-run boundary metrics (a binary run's: one line)
+    "class-boundary": ("val_hd95", "val_nsd", "test_hd95", "test_nsd"),
     # a study report's table of runs (the course report's: the last epoch's) and its means per value of a key
     "study-table": ("final_train_loss", "final_train_dice", "final_val_loss", "final_val_dice"),
     "study-groups": ("final_val_loss", "final_val_dice"),
+    # a study report's end-of-run table per stage (mean ± sd (n) over a configuration's runs), its per-class tables
+    # of multi-class runs, and the final configuration's scores
+    "study-end": ("val_hd95", "val_nsd", "test_hd95", "test_nsd"),
+    "study-end-classes": ("val_hd95", "val_nsd"),
     # the TUI's Compare tab: the curves drawn together (the first takes the left half of a wide window)
     "compare-tab": ("val_dice", "val_loss", "train_loss"),
 }
 
 # which epoch a summary key is taken at, in the order configurations fold them (Dice first within each: what a
-# study compares by)
-AT_ORDER = ("best", "final", "test", "")
+# study compares by; the end-of-run metrics after every per-epoch one)
+AT_ORDER = ("best", "final", "end", "test", "")
 
 
 def split_class_key(name: str, bases: Sequence[str] | None = None) -> tuple[str, str] | None:
     """``best_val_dice_myocardium`` -> ``("best_val_dice", "myocardium")``, ``val_dice_min`` -> ``("val_dice",
-    "min")``: a per-class key split into the key it is a class's value of (one of ``bases``, by default every summary
-    or per-epoch key with per-class companions) and the class name (or ``min``); None for any other name."""
+    "min")``, ``val_hd95_max`` -> ``("val_hd95", "max")``: a per-class key split into the key it is a class's value
+    of (one of ``bases``, by default every summary or per-epoch key with per-class companions, and the per-image
+    spreads: ``val_hd95_sd_myocardium`` -> ``("val_hd95_sd", "myocardium")``) and the class name (or the worst's
+    suffix); None for any other name. The longest base wins."""
     if bases is None:
-        bases = [*SUMMARY_PER_CLASS, *(k.name for k in EPOCH_KEYS.values() if k.per_class)]
+        bases = [*PER_CLASS_KEYS, *SUMMARY_SPREAD, *(k.name for k in EPOCH_KEYS.values() if k.per_class)]
     best = None
     for base in bases:
         if name.startswith(base + "_") and len(name) > len(base) + 1 and (best is None or len(base) > len(best)):
@@ -291,7 +355,7 @@ def key_of(name: str) -> Key | None:
     if split is None:
         return None
     base = SUMMARY_KEYS.get(split[0]) or EPOCH_KEYS[split[0]]
-    suffix = "(worst class)" if split[1] == "min" else split[1]
+    suffix = "(worst class)" if split[1] in ("min", "max") else split[1]
     return Key(name, f"{base.label} {suffix}", f"{base.short} {split[1]}", base.metric, base.at,
                class_key(base.source, split[1]) if base.source else "", column=False, folded=base.folded,
                curve=base.curve)
@@ -347,16 +411,17 @@ def _number(value: Any) -> float | None:
 
 def summary_class_keys(classes: Classes) -> list[str]:
     """Every per-class summary key a run of ``classes`` writes (empty for the binary task)."""
-    return [k for key in SUMMARY_PER_CLASS for k in per_class_keys(key, classes)]
+    return [k for key in PER_CLASS_KEYS for k in per_class_keys(key, classes)]
 
 
 def metric_value(summary: Mapping[str, Any], key: str) -> float | None:
-    """A summary's value under ``key``, None when it has none; ``<key>_min`` of a binary run is its ``<key>`` (the
-    only foreground class is the worst)."""
+    """A summary's value under ``key``, None when it has none; the worst class's ``<key>_min`` (``<key>_max``) of a
+    binary run is its ``<key>`` (the only foreground class is the worst)."""
     value = summary.get(key)
-    if value is None and key.endswith("_min") and key[:-4] in summary and not any(
-            k.startswith(key[:-4] + "_") and k != key for k in summary):
-        value = summary.get(key[:-4])
+    base = key[:-4]
+    if value is None and key.endswith(("_min", "_max")) and base in summary and not any(
+            k.startswith(base + "_") and k[len(base) + 1:] not in RESERVED_NAMES for k in summary):
+        value = summary.get(base)  # (val_hd95_sd, val_nsd_sd: a binary run's spreads, not classes)
     return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
@@ -367,3 +432,76 @@ def no_score_reason(summary: Mapping[str, Any], key: str) -> str | None:
         why = reasons.get(key)
         return str(why) if why else None
     return None
+
+
+def metric_of(name: str) -> Metric | None:
+    """The METRICS entry of any key (per-class ones too: their base's); None for a count, a time, an unknown name."""
+    key = key_of(name)
+    return METRICS.get(key.metric) if key is not None and key.metric else None
+
+
+def worst_suffix(name: str) -> str:
+    """The suffix of the worst class's key beside ``name`` (a key with per-class companions): ``min`` where higher is
+    better (Dice, IoU, NSD), ``max`` where lower is (HD95)."""
+    metric = metric_of(name)
+    return metric.worst if metric is not None else "min"
+
+
+def worst_key(name: str) -> str:
+    """``best_val_dice`` -> ``best_val_dice_min``, ``val_hd95`` -> ``val_hd95_max``: the worst class's key."""
+    return class_key(name, worst_suffix(name))
+
+
+def spread_keys(name: str) -> tuple[str, str] | None:
+    """(sd key, n key) of a per-image metric's value over the images: ``val_hd95`` -> ``("val_hd95_sd",
+    "val_boundary_n")`` (a binary run's), ``val_nsd_cavity`` -> ``("val_nsd_sd_cavity", "val_boundary_n_cavity")``;
+    None for a pooled metric, the worst class's key, or a name the registry does not know."""
+    metric = metric_of(name)
+    if metric is None or metric.images != "mean" or not metric.count:
+        return None
+    split = split_class_key(name, PER_CLASS_KEYS)
+    base, cls = split if split is not None else (name, "")
+    if base not in SUMMARY_KEYS or cls in ("min", "max"):
+        return None
+    prefix = base[:-len(metric.name) - 1]
+    sd, n = f"{base}_sd", f"{prefix}_{metric.count}"
+    return (class_key(sd, cls), class_key(n, cls)) if cls else (sd, n)
+
+
+def format_value(name: str, value: Any, missing: str = "-", unit: bool = False) -> str:
+    """A key's value with its metric's decimals (HD95 2, the others 4), ``missing`` without one (None, NaN, text);
+    ``unit``: with the metric's unit (``3.41 px``)."""
+    number = _number(value)
+    if number is None:
+        return missing
+    metric = metric_of(name)
+    digits = metric.digits if metric is not None else 4
+    text = f"{number:.{digits}f}"
+    return f"{text} {metric.unit}" if unit and metric is not None and metric.unit else text
+
+
+def aggregation_text(metric: str) -> str:
+    """How a metric (a METRICS name) aggregates over a set's images, in words (the report's)."""
+    return IMAGES_TEXT[METRICS[metric].images]
+
+
+def describe_key(name: str) -> str:
+    """A key in words with its direction and how it aggregates: ``best val Dice (worst class): higher is better; the
+    lowest foreground class's ...; pooled counts ...``; the name itself for a key the registry does not know."""
+    key = key_of(name)
+    metric = metric_of(name)
+    if key is None or metric is None:
+        return name
+    parts = ["higher is better" if metric.higher_is_better else "lower is better"]
+    if metric.unit:
+        parts[0] = f"in {metric.unit}, {parts[0]}"
+    split = split_class_key(name)
+    if split is not None and split[1] in ("min", "max"):
+        parts.append(f"the {'lowest' if split[1] == 'min' else 'highest'} foreground class's (a binary run's: its "
+                     "foreground's)")
+    elif split is None and metric.per_class:
+        parts.append("a multi-class run's: the mean over the foreground classes that have a score")
+    if metric.when == "end":
+        parts.append("on the best epoch's weights at the end of the run")
+    parts.append(aggregation_text(metric.name))
+    return f"{key.label}: {'; '.join(parts)}"

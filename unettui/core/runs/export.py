@@ -10,7 +10,16 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..define.config import KEYS
-from ..define.task import SUMMARY_KEYS, SUMMARY_PER_CLASS, class_key, epoch_value, foreground_of, split_class_key
+from ..define.task import (
+    PER_CLASS_KEYS,
+    SUMMARY_KEYS,
+    class_key,
+    epoch_value,
+    foreground_of,
+    split_class_key,
+    worst_key,
+    worst_suffix,
+)
 from .backend import JobReader
 from .status import Row, collect
 from .store import RunStore
@@ -18,7 +27,8 @@ from .store import RunStore
 if TYPE_CHECKING:  # pragma: no cover
     from ..define.queue import Queue
 
-# the summary.json numbers every project exports (core.define.task's registry, in its order), after val_on_train
+# the summary.json numbers every project exports (core.define.task's registry, in its order), after val_on_train: the
+# end-of-run boundary metrics (val_hd95, val_nsd, test_hd95, test_nsd) last, empty for a run that has none
 METRIC_COLUMNS = ("val_on_train", *(k.name for k in SUMMARY_KEYS.values() if k.column))
 # status: the read model's state word (core.status.State); in_queue false: the run's experiment was removed from
 # experiments.toml; error: the one line that explains the state (an error, what changed, what is damaged)
@@ -32,7 +42,9 @@ _MORE = tuple(k.name for k in SUMMARY_KEYS.values() if not k.column)
 _DERIVED = tuple((k.name, k.source, k.at) for k in SUMMARY_KEYS.values() if k.source and k.at in ("best", "final"))
 _CHOSEN_BY = SUMMARY_KEYS["best_val_dice"].source  # what the best epoch is chosen by (val_dice)
 _DERIVED_KEYS = (*(k for k, _, _ in _DERIVED), "epochs_done", "seconds")  # what a run's lines give
-_TEST = tuple(f"{k.name}_" for k in SUMMARY_KEYS.values() if k.at == "test")  # (per-class keys only at the end)
+# the per-class keys a run's lines give at its best or last epoch (the test split's and the end-of-run metrics' only
+# come with its summary)
+_FROM_EPOCHS = tuple(k for k in PER_CLASS_KEYS if SUMMARY_KEYS[k].at in ("best", "final"))
 
 
 def class_names(rows: Iterable[Mapping[str, Any]]) -> list[str]:
@@ -47,21 +59,23 @@ def class_names(rows: Iterable[Mapping[str, Any]]) -> list[str]:
 
 def class_keys(rows: Iterable[Mapping[str, Any]], keys: Iterable[str]) -> list[str]:
     """``<key>_<class>`` for each of ``keys`` (summary keys with per-class companions) and each foreground class of
-    ``rows``, then ``<key>_min`` (the worst class's); [] where no row is of a multi-class run."""
+    ``rows``, then the worst class's (``<key>_min``; ``<key>_max`` for HD95, where lower is better); [] where no row
+    is of a multi-class run."""
     names = class_names(rows)
-    return [k for key in keys for k in (*(class_key(key, n) for n in names), f"{key}_min")] if names else []
+    return [k for key in keys for k in (*(class_key(key, n) for n in names), worst_key(key))] if names else []
 
 
 def class_columns(rows: Iterable[Mapping[str, Any]]) -> tuple[str, ...]:
     """The columns that follow COLUMNS where ``rows`` hold multi-class runs: for each summary key with per-class
-    companions (core.define.task.SUMMARY_PER_CLASS, in its order) the key itself where it is not a column of every
-    project (best_val_iou), then ``<key>_<class>`` for every foreground class of those runs (in the order they first
-    appear) and ``<key>_min``, the worst class's. () for rows of binary runs only: their export keeps its columns."""
+    companions (core.define.task.PER_CLASS_KEYS, in its order: Dice and IoU, then the end-of-run HD95 and NSD) the key
+    itself where it is not a column of every project (best_val_iou), then ``<key>_<class>`` for every foreground class
+    of those runs (in the order they first appear) and the worst class's, ``<key>_min`` (``<key>_max`` for HD95). ()
+    for rows of binary runs only."""
     rows = list(rows)
     if not class_names(rows):
         return ()
     out: list[str] = []
-    for key in SUMMARY_PER_CLASS:
+    for key in PER_CLASS_KEYS:
         out += [key] if not SUMMARY_KEYS[key].column else []
         out += class_keys(rows, [key])
     return tuple(out)
@@ -92,14 +106,19 @@ def row_dict(r: Row) -> dict[str, Any]:
             row[col] = r.summary[col]
     if row["val_on_train"] is None and "val_on_train" in r.config:
         row["val_on_train"] = r.config["val_on_train"]
+    if _finite(r.summary.get("nsd_tolerance")) is not None:  # what its end-of-run NSD was scored at
+        row["nsd_tolerance"] = r.summary["nsd_tolerance"]
     foreground = foreground_of(r.summary, r.config)
-    per_class = [class_key(key, n) for key in SUMMARY_PER_CLASS for n in (*foreground, "min")] if foreground else []
+    per_class = [class_key(key, n) for key in PER_CLASS_KEYS for n in (*foreground, worst_suffix(key))] \
+        if foreground else []
     for key in (*_MORE, *per_class):
         row[key] = _finite(r.summary.get(key))
     reasons = r.summary.get("no_score")
     row["classes"] = foreground
     row["no_score"] = ({str(k): str(v) for k, v in reasons.items() if v} if isinstance(reasons, Mapping) else {})
-    derivable = [*_DERIVED_KEYS, *(k for k in per_class if not k.startswith(_TEST))]
+    from_epochs = [class_key(key, n) for key in _FROM_EPOCHS for n in (*foreground, worst_suffix(key))] \
+        if foreground else []
+    derivable = [*_DERIVED_KEYS, *from_epochs]
     metrics = [m for m in r.metrics if isinstance(m, dict)] if any(row[k] is None for k in derivable) else []
     if metrics:  # a run between its first metrics line and its first summary: what the lines so far say
         scored = [m for m in metrics if isinstance(m.get(_CHOSEN_BY), (int, float))]
@@ -108,11 +127,10 @@ def row_dict(r: Row) -> dict[str, Any]:
         derived = {key: (best if at == "best" else last).get(source) for key, source, at in _DERIVED}
         derived.update(epochs_done=len(metrics), seconds=round(sum(
             m.get("seconds", 0.0) for m in metrics if isinstance(m.get("seconds"), (int, float))), 3))
-        for key in per_class:  # a class's value at the best or the last epoch (the test split only at the end)
-            base, name = split_class_key(key, SUMMARY_PER_CLASS) or (key, "")
+        for key in from_epochs:  # a class's value at the best or the last epoch (the test split only at the end)
+            base, name = split_class_key(key, PER_CLASS_KEYS) or (key, "")
             entry = SUMMARY_KEYS[base]
-            if entry.at in ("best", "final"):
-                derived[key] = epoch_value(best if entry.at == "best" else last, class_key(entry.source, name))
+            derived[key] = epoch_value(best if entry.at == "best" else last, class_key(entry.source, name))
         for col, value in derived.items():
             if row.get(col) is None:
                 row[col] = value

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..define.config import KEYS
-from ..define.task import AT_ORDER, SUMMARY_KEYS
+from ..define.task import AT_ORDER, METRICS, SUMMARY_KEYS
 from ..stats import mean_sd, mean_sd_text, standard_error, within_noise
 from .export import class_columns, row_dict
 from .status import Row
@@ -58,18 +58,21 @@ def has_repeats(rows: Iterable[Any]) -> bool:
     return any(v > 1 for v in seen.values())
 
 
-# the summary keys folded over repeats in every project (core.define.task's registry): by epoch (best, final, test),
-# Dice first within each (what a study compares by), then in the registry's order
+# the summary keys folded over repeats in every project (core.define.task's registry): the per-epoch metrics by epoch
+# (best, final, test), Dice first within each (what a study compares by), then the end-of-run ones (val HD95 and NSD,
+# then test), each in the registry's order
 AGGREGATED = tuple(k.name for k in sorted((k for k in SUMMARY_KEYS.values() if k.folded and k.column),
-                                          key=lambda k: (AT_ORDER.index(k.at), k.metric != "dice")))
+                                          key=lambda k: (METRICS[k.metric].when == "end", AT_ORDER.index(k.at),
+                                                         k.metric != "dice")))
 # the states whose runs count in a configuration's statistics (a run still training with its numbers so far)
 COUNTED = ("done", "pruned", "running", "interrupted", "changed")
 
 
 def configuration_columns(rows: list[dict[str, Any]] | None = None) -> tuple[str, ...]:
     """The columns of `unettui export --by-configuration` (and of the TUI's export of configurations) for ``rows``:
-    the configuration's keys, then each folded metric's mean, ``_sd`` and ``_n``, and where runs have classes the
-    same three of every per-class column (core.runs.export.class_columns)."""
+    the configuration's keys, then each folded metric's mean, ``_sd`` and ``_n`` (the end-of-run HD95 and NSD too:
+    there ``_sd`` is over the repeats, as for every other metric, not the run's sd over its images), and where runs
+    have classes the same three of every per-class column (core.runs.export.class_columns)."""
     return ("configuration", "status", "runs", "seeds", *[k for k in KEYS if k != "seed"],
             *[c for m in AGGREGATED for c in (m, f"{m}_sd", f"{m}_n")], "epochs_done", "seconds",
             *[c for m in class_columns(rows or []) for c in (m, f"{m}_sd", f"{m}_n")])

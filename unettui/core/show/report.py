@@ -8,12 +8,22 @@ import io
 from pathlib import Path
 from typing import Any
 
-from ..define.task import SUMMARY_KEYS, VIEWS, class_key, foreground_of, label_of, no_score_reason
+from ..define.task import (
+    END_KEYS,
+    SUMMARY_KEYS,
+    VIEWS,
+    class_key,
+    foreground_of,
+    label_of,
+    metric_of,
+    no_score_reason,
+    worst_key,
+)
 from ..runs.export import class_columns, class_names
 from ..stats import mean_sd, mean_sd_text
 from .fmt import value as fmt_value
 from .study_figures import OVERVIEW
-from .study_text import final_scores_text, stage_notes
+from .study_text import aggregation_sentence, final_scores_text, metric_sentence, stage_notes
 from .study_text import num as _num
 from .study_text import values_text as _values
 
@@ -32,6 +42,7 @@ def report_markdown(s, figures: dict[str, list[str]] | None = None) -> str:
     out = [f"# Study `{s.id}`", "", f"Metric `{study.metric}` ({study.direction})"
            + (f"; every configuration at train_fraction {', '.join(fmt_value(f) for f in study.fractions)}, scored by the mean"
               if study.fractions else "") + ".", ""]
+    out += [f"It chooses by {metric_sentence(study.metric)}.", ""]
     if study.base:
         out += [f"Base (on top of [defaults]): {_values(study.base)}.", ""]
     out += [f"In the tables, train loss, train Dice, val loss and val Dice are the last epoch's; score is `{study.metric}` "
@@ -79,6 +90,7 @@ def report_markdown(s, figures: dict[str, list[str]] | None = None) -> str:
                            + " | ".join(_num(_mean([x.get(m) for x in done])) for m in means) + " |")
             out.append("")
         out += _class_lines(st, has_f)
+        out += _end_lines(st, has_f)
         notes = stage_notes(st)
         if notes:
             out += [f"- {n[0].upper()}{n[1:]}." for n in notes] + [""]
@@ -102,21 +114,36 @@ def _class_lines(st, has_f: bool) -> list[str]:
     (n) over its finished runs of each class's val Dice at the best epoch, of their mean and of the worst class's; a
     run without a score for a class is left out of that class's mean (n says how many have one), and "—" means none
     has. [] for a stage of binary runs."""
-    done = [r for c in st.configs for r in c.runs if r.state == "done" and r.summary]
-    names = class_names([{"classes": foreground_of(r.summary)} for r in done])
-    if not names:
-        return []
     bases = VIEWS["classes"]
-    keys = [k for base in bases for k in (*(class_key(base, n) for n in names), base, f"{base}_min")]
-    heads = [f"{n} ({label_of(base)})" if len(bases) > 1 else n for base in bases for n in (*names, "mean", "worst")]
     what = ", ".join(f"{label_of(b)} (each class's {label_of(SUMMARY_KEYS[b].source)} at the run's "
                      f"{SUMMARY_KEYS[b].at} epoch)" for b in bases)
-    out = [f"Per class: {what}, mean ± sd (n) over a configuration's finished runs that have a score. The class mean "
-           "is over the foreground classes with a score, worst is the lowest of them, and — means no run has a "
-           "score.", ""]
+    intro = (f"Per class: {what}, mean ± sd (n) over a configuration's finished runs that have a score. The class mean "
+             "is over the foreground classes with a score, worst is the lowest of them, and — means no run has a "
+             "score.")
+    return _class_table(st, has_f, bases, intro)
+
+
+def _done(st) -> list[Any]:
+    return [r for c in st.configs for r in c.runs if r.state == "done" and r.summary]
+
+
+def _class_table(st, has_f: bool, bases: tuple[str, ...], intro: str) -> list[str]:
+    """``intro``, then a table per configuration (and train fraction) of the mean ± sd (n) over its finished runs of
+    each of ``bases``' per-class keys, the mean over classes and the worst class's; [] for a stage of binary runs."""
+    names = class_names([{"classes": foreground_of(r.summary)} for r in _done(st)])
+    if not names:
+        return []
+    keys = [k for base in bases for k in (*(class_key(base, n) for n in names), base, worst_key(base))]
+    heads = [f"{n} ({label_of(base)})" if len(bases) > 1 else n for base in bases for n in (*names, "mean", "worst")]
+    out = [intro, ""]
+    return out + _table_rows(st, has_f, keys, heads)
+
+
+def _table_rows(st, has_f: bool, keys: list[str], heads: list[str]) -> list[str]:
+    """A table per configuration (and train fraction) of ``keys``' mean ± sd (n) over its finished runs that have a
+    value (n < runs says so; "—": none has), with the reasons a run recorded for having none."""
     vary = list(st.varied) + (["train_fraction"] if has_f else [])
-    out.append("| " + " | ".join([*vary, *heads]) + " |")
-    out.append("|" + "---|" * len(vary) + "---:|" * len(heads))
+    out = ["| " + " | ".join([*vary, *heads]) + " |", "|" + "---|" * len(vary) + "---:|" * len(heads)]
     reasons: dict[str, list[str]] = {}
     for c in st.configs:
         by_fraction: dict[Any, list[Any]] = {}
@@ -129,7 +156,8 @@ def _class_lines(st, has_f: bool) -> list[str]:
             cells = []
             for key in keys:
                 mean, sd, n = mean_sd([r.summary.get(key) for r in finished])
-                cells.append("—" if mean is None else mean_sd_text(mean, sd, n) + (
+                metric = metric_of(key)
+                cells.append("—" if mean is None else mean_sd_text(mean, sd, n, metric.digits if metric else 4) + (
                     f" ({n} of {len(finished)} runs)" if n < len(finished) else ""))
                 for r in finished:
                     why = no_score_reason(r.summary, key)
@@ -142,6 +170,33 @@ def _class_lines(st, has_f: bool) -> list[str]:
         ids = list(dict.fromkeys(ids))
         out.append(f"- No score: {why} ({', '.join(f'`{i}`' for i in ids[:5])}{', ...' if len(ids) > 5 else ''}).")
     return out + ([""] if reasons else [])
+
+
+def _end_lines(st, has_f: bool) -> list[str]:
+    """A stage's end-of-run boundary metrics where its runs recorded them: per configuration (and train fraction) the
+    mean ± sd (n) over its finished runs of val and test HD95 and NSD (the test split's where some run has one), how
+    each aggregates and the empty-case policy; then, for multi-class runs, val HD95 and NSD per class. [] where no
+    finished run has them (runs from before boundary metrics)."""
+    done = _done(st)
+    if not any(k in r.summary for r in done for k in END_KEYS):
+        return []
+    keys = [k for k in VIEWS["study-end"] if not k.startswith("test_") or any(
+        r.summary.get(k) is not None for r in done)]
+    tolerances = sorted({r.summary["nsd_tolerance"] for r in done
+                         if isinstance(r.summary.get("nsd_tolerance"), (int, float))})
+    tol = f", NSD at {', '.join(f'{t:g}' for t in tolerances)} px" if tolerances else ""
+    heads = [label_of(k) + (f" ({metric.unit})" if (metric := metric_of(k)) is not None and metric.unit else "")
+             for k in keys]
+    out = [f"End-of-run boundary metrics, on each run's best weights{tol} (reported, never chosen by): mean ± sd (n) "
+           "over a configuration's finished runs that have them; HD95 is in pixels, lower is better, NSD higher is "
+           f"better. {aggregation_sentence()[0].upper()}{aggregation_sentence()[1:]}.", ""]
+    out += _table_rows(st, has_f, keys, heads)
+    bases = VIEWS["study-end-classes"]
+    intro = (f"Per class: {', '.join(label_of(b) for b in bases)} (each class's, per image, then the mean over the "
+             "images that scored), mean ± sd (n) over a configuration's finished runs that have a score. The class "
+             "mean is over the foreground classes with a score, worst is the highest HD95 and the lowest NSD of them, "
+             "and — means no run has a score.")
+    return out + _class_table(st, has_f, bases, intro)
 
 
 def _figure_lines(name: str, paths: list[str]) -> list[str]:
@@ -170,8 +225,9 @@ CSV_METRICS = tuple(k.name for k in SUMMARY_KEYS.values() if k.column)
 
 
 def report_csv(s) -> str:
-    """One row per run: study, stage, id, state, every key any stage varies, train_fraction, metrics, score, winner;
-    where runs are multi-class, then their per-class columns as `unettui export` names them (empty: no score)."""
+    """One row per run: study, stage, id, state, every key any stage varies, train_fraction, metrics (the end-of-run
+    val and test HD95 and NSD last), score, winner; where runs are multi-class, then their per-class columns as
+    `unettui export` names them (HD95 and NSD per class after Dice and IoU; empty: no score)."""
     summaries = [r.summary for st in s.stages for c in st.configs for r in c.runs if r.summary]
     metrics = (*CSV_METRICS, *class_columns([{"classes": foreground_of(x)} for x in summaries]))
     keys: list[str] = []

@@ -39,10 +39,6 @@ IN_WORKER = 2000  # more runs than this: the rows are computed in a worker threa
 FREEZE_ROWS = 1000  # rows from which the objects of a table computed anew are moved out of the collector's way
 
 
-def _metric(value: Any) -> str:
-    return "" if value is None else f"{value:.4f}"
-
-
 class ResultsTable(KeyedTable):
     """A row-cursor DataTable whose left/right keys pick a current column (the one `s` sorts by)
     and scroll it into view, instead of only scrolling; enter (named in the footer) opens the run in Preview."""
@@ -160,6 +156,7 @@ class ResultsPanel(OnChosenRun, Vertical):
         self.by_configuration: bool | None = None  # None: per configuration when some configuration has repeats
         self.marked: frozenset[str] = frozenset()
         self.class_columns = False  # a column per class of the multi-class runs (k)
+        self.boundary_columns = False  # the end-of-run HD95 and NSD (h; per class too with k)
         self._flipped: set[str] = set()  # runs whose mark changed since the last computation
         self.shown = Shown()
         self._generation = 0
@@ -283,15 +280,17 @@ class ResultsPanel(OnChosenRun, Vertical):
         return list(self.shown.groups) if self.group_key else []
 
     # ---- computing what to show --------------------------------------------------------------
-    def set_class_columns(self, on: bool) -> None:
-        """Show (or hide) a column per class of the multi-class runs: each class's best val Dice and the worst's."""
-        self.class_columns = on
+    def set_class_columns(self, on: bool | None, boundary: bool | None = None) -> None:
+        """Show (or hide) a column per class of the multi-class runs: each class's best val Dice and the worst's; and
+        ``boundary`` the end-of-run val HD95 and NSD (per class too with the class columns). None: as they are."""
+        self.class_columns = self.class_columns if on is None else on
+        self.boundary_columns = self.boundary_columns if boundary is None else boundary
         if self.is_mounted:
             self._refresh()
 
     def _settings(self) -> tuple:
         return (list(self._conditions), self.sort_key, self.sort_reverse, self.by_configuration, self.group_key,
-                self.marked, self.class_columns)
+                self.marked, self.class_columns, self.boundary_columns)
 
     def _refresh(self) -> None:
         """Compute what to show: here for a few thousand runs, else in a worker (the table keeps what it shows)."""
@@ -307,7 +306,8 @@ class ResultsPanel(OnChosenRun, Vertical):
     def _compute(self, views: list, settings: tuple, flipped: set[str]) -> Shown:
         with self._lock:
             m = self.model
-            m.conditions, m.sort_key, m.sort_reverse, m.grouped, m.group_key, m.marked, m.class_columns = settings
+            (m.conditions, m.sort_key, m.sort_reverse, m.grouped, m.group_key, m.marked, m.class_columns,
+             m.boundary_columns) = settings
             m.set_views(views)
             m.mark_changed(flipped)
             return m.shown()
@@ -393,6 +393,11 @@ class ResultsPanel(OnChosenRun, Vertical):
         names = ", ".join(self.shown.classes)
         self.notify(f"a column per class ({names}) and the worst's; — : no score" if self.class_columns
                     else "per-class columns hidden")
+
+    def action_boundary_columns(self) -> None:
+        self.set_class_columns(None, not self.boundary_columns)
+        self.notify("val HD95 (px, lower is better) and NSD on each run's best weights (with k: per class); — : none"
+                    if self.boundary_columns else "HD95 and NSD hidden")
 
     def action_mark_shown(self) -> None:
         """Mark every run of the rows shown (the filter applied); unmark them when all are marked already."""
@@ -590,5 +595,5 @@ class ResultsPanel(OnChosenRun, Vertical):
             groups_table.add_row(
                 Text(fmt_value(value, missing="") or "(unset)"),
                 Text(str(n), justify="right"),
-                *(Text(_metric(m), justify="right") for m in means),
+                *(Text("" if m is None else f"{m:.4f}", justify="right") for m in means),
             )
