@@ -343,7 +343,9 @@ def _show(v) -> str:
     if isinstance(v, float):
         return f"{v:.4g}"
     if isinstance(v, (list, tuple)):  # class_names, mask_values, class_weights: "-" when left at the default
-        return ",".join(_show(x) for x in v) or "-"
+        from ..core.show.fmt import value as fmt_value
+
+        return fmt_value(v)
     return str(v)
 
 

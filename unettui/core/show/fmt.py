@@ -21,11 +21,13 @@ def duration(seconds: Any, whole: bool = False) -> str:
 
 
 def value(v: Any, missing: str = "-") -> str:
-    """A hyper-parameter value for tables: floats in %g (1e-4 stays short), booleans lower-case."""
+    """A hyper-parameter value for tables: floats in %g (1e-4 stays short), booleans lower-case, lists as a,b,c."""
     if v is None:
         return missing
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, float):
         return f"{v:g}"
+    if isinstance(v, (list, tuple)):  # class_names, mask_values, class_weights: a,b,c; the default () as missing
+        return ",".join(value(x) for x in v) or missing
     return str(v)
