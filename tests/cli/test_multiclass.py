@@ -133,3 +133,22 @@ def test_a_label_value_that_is_no_class_is_refused_naming_the_file_by_check_and_
     status = json.loads(RunStore(proj).run("three").file("status.json").read_text())
     assert status["state"] == "failed" and "s05.png" in status["error"] and "value 7" in status["error"]
     assert "Traceback" not in out.output
+
+
+def test_class_keys_given_on_the_command_line_are_written_as_toml_arrays(tmp_path):
+    import tomllib
+
+    proj = tmp_path / "q"
+    proj.mkdir()
+    (proj / "experiments.toml").write_text("[defaults]\nepochs = 2\n")
+    out = invoke("add", "--id", "h", "-p", str(proj), "--set", "num_classes=3", "--set", "dataset=synthetic:heart",
+                 "--set", "class_names=[background, cavity, ring]", "--set", "class_weights=1,1,2",
+                 "--set", "mask_values=0,1,2")
+    assert out.exit_code == 0, out.output
+    entry = tomllib.loads((proj / "experiments.toml").read_text())["experiment"][0]
+    assert entry["class_names"] == ["background", "cavity", "ring"] and entry["class_weights"] == [1.0, 1.0, 2.0]
+    assert entry["mask_values"] == [0, 1, 2]
+    bad = invoke("add", "--id", "b", "-p", str(proj), "--set", "num_classes=3", "--set", "dataset=synthetic:heart",
+                 "--set", "class_weights=1,a,2")
+    assert bad.exit_code != 0 and "class_weights: must be a list of numbers" in bad.output
+    assert "sweep" not in bad.output and "Traceback" not in bad.output

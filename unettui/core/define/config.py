@@ -144,10 +144,23 @@ LIST_KEYS: dict[str, tuple[type, str]] = {"class_names": (str, '["background", "
                                           "class_weights": (float, "[0.2, 1.0, 2.0]")}
 
 
+def _number_text(text: str, kind: type) -> Any:
+    """One element of a list given as text (--set mask_values=0,128,255): a number for a numeric list, else the text."""
+    if kind is str:
+        return text
+    try:
+        return int(text) if kind is int else float(text)
+    except ValueError:
+        return text  # (refused by the element check, naming the list)
+
+
 def _coerce_list(key: str, value: Any, where: str) -> tuple:
     kind, example = LIST_KEYS[key]
-    if isinstance(value, str):  # --set class_names=a,b,c arrives as one text when it is not a TOML array
-        value = [v.strip() for v in value.split(",") if v.strip()]
+    if isinstance(value, str):  # --set class_names=a,b,c (or [a, b, c]: not TOML, bare words) arrives as one text
+        text = value.strip()
+        if text.startswith("[") and text.endswith("]"):
+            text = text[1:-1]
+        value = [_number_text(v.strip().strip("'\""), kind) for v in text.split(",") if v.strip()]
     if not isinstance(value, (list, tuple)):
         raise ConfigError(where, key, f"must be a list, e.g. {key} = {example}; got {value!r}")
     out = []

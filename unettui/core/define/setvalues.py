@@ -18,7 +18,7 @@ else:  # pragma: no cover
 
 import tomlkit
 
-from .config import DEFAULTS, ConfigError, check_key, coerce, flatten, key_to_field
+from .config import DEFAULTS, LIST_KEYS, ConfigError, check_key, coerce, flatten, key_to_field
 from .queue import sweep_prefix as queue_sweep_prefix
 
 MAX_RANGE = 10_000  # values one START..STOP:N range may give
@@ -60,6 +60,11 @@ def _for_key(key: str, value: Any, text: str) -> Any:
     """Read a value the way its key expects: text keys keep the literal text (``dataset=2024``), and
     ``True``/``False`` are accepted for booleans."""
     ftype = type(getattr(DEFAULTS, key_to_field(key)))
+    if key in LIST_KEYS and isinstance(value, str):  # class_names=a,b,c: written to the file as a TOML array
+        try:
+            return list(coerce(key, value, "--set"))
+        except ConfigError:
+            return value  # (refused with its message by the check that follows)
     if ftype is str and not isinstance(value, str):
         return text.strip()
     if ftype is bool and isinstance(value, str) and value.lower() in ("true", "false"):
@@ -72,7 +77,7 @@ def _check_value(key: str, value: Any, where: str, text: str) -> Any:
     try:
         coerce(key, value, where)
     except ConfigError as exc:
-        if isinstance(value, list) or (isinstance(value, str) and "," in value):
+        if key not in LIST_KEYS and (isinstance(value, list) or (isinstance(value, str) and "," in value)):
             raise ConfigError(where, key, f"{exc.message} (several values make a sweep: `unettui sweep --set {key}=a,b`)") from None
         raise
     return value  # as given: an int stays an int in the file even for a float key
