@@ -62,8 +62,13 @@ def _config_section(console, cfg: dict[str, Any], title: str) -> None:
     from ..core.define.config import DEFAULTS, KEYS
 
     defaults = DEFAULTS.to_dict()
-    differ = [k for k in KEYS if k in cfg and cfg[k] != defaults[k]]
-    same = [k for k in KEYS if k in cfg and cfg[k] == defaults[k]]
+
+    def as_default(k: str) -> bool:  # (a list key is a JSON list in config.json, a tuple in the defaults)
+        v = cfg[k]
+        return (tuple(v) if isinstance(v, list) else v) == defaults[k]
+
+    differ = [k for k in KEYS if k in cfg and not as_default(k)]
+    same = [k for k in KEYS if k in cfg and as_default(k)]
     extra = [k for k in cfg if k not in KEYS and k not in RUN_INFO_KEYS]
     rows: list[tuple[str, str, str | None]] = []
     if differ:
