@@ -152,3 +152,26 @@ def test_class_keys_given_on_the_command_line_are_written_as_toml_arrays(tmp_pat
                  "--set", "class_weights=1,a,2")
     assert bad.exit_code != 0 and "class_weights: must be a list of numbers" in bad.output
     assert "sweep" not in bad.output and "Traceback" not in bad.output
+
+
+def test_a_class_the_training_masks_lack_is_noted_once(tmp_path):
+    from unettui.core.define.config import Config
+    from unettui.core.learn.data import split_with_test
+    from unettui.core.learn.train import Trainer
+
+    proj = tmp_path / "p"
+    label_pairs(proj / "data", 10)
+    _, val, _, _ = split_with_test(10, 0.8, 0, 0.0)
+    only_val = {int(i) for i in val.tolist()}
+    for i in range(10):  # the rim (255) only in the validation images; value 7 as a fourth class nowhere
+        path = proj / "data" / "masks" / f"s{i:02d}.png"
+        m = iio.imread(path)
+        if i not in only_val:
+            m[m == 255] = 128
+        iio.imwrite(path, m)
+    cfg = Config(dataset="data", num_classes=4, class_names=("background", "cell", "edge", "other"),
+                 mask_values=(0, 128, 255, 7), image_size=32, base_channels=4, depth=2, device="cpu")
+    notes = Trainer(cfg, proj).data_notes
+    assert [n for n in notes if "'edge'" in n] == [
+        "class 'edge' (mask value 255) occurs in no training mask: the model cannot learn it"]
+    assert [n for n in notes if "'other'" in n] == ["class 'other' (value 7) occurs in no mask of the dataset"]

@@ -59,16 +59,11 @@ def _heading(exp_id: str, state: Any, label: str, rest: str = ""):
 def _config_section(console, cfg: dict[str, Any], title: str) -> None:
     from rich.text import Text
 
-    from ..core.define.config import DEFAULTS, KEYS
+    from ..core.define.config import DEFAULTS, KEYS, recorded_value
 
     defaults = DEFAULTS.to_dict()
-
-    def as_default(k: str) -> bool:  # (a list key is a JSON list in config.json, a tuple in the defaults)
-        v = cfg[k]
-        return (tuple(v) if isinstance(v, list) else v) == defaults[k]
-
-    differ = [k for k in KEYS if k in cfg and not as_default(k)]
-    same = [k for k in KEYS if k in cfg and as_default(k)]
+    differ = [k for k in KEYS if k in cfg and recorded_value(cfg[k]) != defaults[k]]
+    same = [k for k in KEYS if k in cfg and recorded_value(cfg[k]) == defaults[k]]
     extra = [k for k in cfg if k not in KEYS and k not in RUN_INFO_KEYS]
     rows: list[tuple[str, str, str | None]] = []
     if differ:

@@ -376,11 +376,17 @@ _DEFINITION_NAMES, _DEFINITION_KEYS, _DEFINITION_MISSING = zip(*(
     (name, key, LEGACY.get(key, getattr(DEFAULTS, name))) for name, key in _FIELD_KEYS if key not in NOT_DEFINITION))
 
 
+def recorded_value(v: Any) -> Any:
+    """A value as a recorded config (config.json, a checkpoint) holds it, as Config holds it: JSON has no tuples, so a
+    list key's list is its tuple."""
+    return tuple(v) if type(v) is list else v
+
+
 def definition_changes(recorded: dict[str, Any], cfg: Config) -> list[tuple[str, Any, Any]]:
     """(key, recorded value, value now) for every key of ``cfg`` that differs from a run's recorded config (its
     config.json, or a checkpoint's config), ignoring NOT_DEFINITION. Empty: the run is of this very definition."""
     now = tuple(map(cfg.__dict__.__getitem__, _DEFINITION_NAMES))  # (a frozen dataclass's fields: what getattr reads)
-    was = tuple(tuple(v) if type(v) is list else v for v in map(recorded.get, _DEFINITION_KEYS, _DEFINITION_MISSING))
+    was = tuple(map(recorded_value, map(recorded.get, _DEFINITION_KEYS, _DEFINITION_MISSING)))
     if was == now:  # the common case, compared in C (a project of 10,000 runs is judged at every start)
         return []
     return [(key, w, n) for key, w, n in zip(_DEFINITION_KEYS, was, now) if w != n]

@@ -57,7 +57,6 @@ class Task:
         self.k = classes.k
         self.binary = classes.binary
         self.out_channels = 1 if self.binary else self.k
-        self.loss_name = loss
         self.weights = tuple(float(w) for w in class_weights) or None
         if self.binary and self.weights is None:
             self.loss_fn: LossFn = make_loss(loss, switch_lambda, switch_tau)
@@ -75,13 +74,6 @@ class Task:
         if self.binary:
             return (logits > 0).long()
         return _argmax(logits, -3).unsqueeze(-3)
-
-    def decode_probabilities(self, prob: Tensor) -> Tensor:
-        """Probabilities (as ``probabilities`` gives, or resized) -> [..., 1, H, W] int64 class indices (binary:
-        > 0.5, as logit > 0)."""
-        if self.binary:
-            return (prob > 0.5).long()
-        return _argmax(prob, -3).unsqueeze(-3)
 
     # ---- counts ---------------------------------------------------------------------------------------------------
     def counts(self, logits: Tensor, target: Tensor) -> Tensor:
@@ -109,10 +101,6 @@ class Task:
         fp = matrix.sum(dim=1) - tp  # predicted c, truly another
         fn = matrix.sum(dim=2) - tp  # truly c, predicted another
         return torch.stack([tp, fp, fn], dim=-1)[:, 1:]
-
-    def per_image_counts(self, logits: Tensor, target: Tensor) -> Tensor:
-        """[B, F, 3] counts of each image of a batch."""
-        return self.member_counts(logits[:, None], target[:, None])
 
     # ---- scores ---------------------------------------------------------------------------------------------------
     def scores(self, loss: float, counts: Sequence[Sequence[float]] | Tensor) -> Scores:

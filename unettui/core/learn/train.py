@@ -33,7 +33,7 @@ from ..show.preview import PREVIEW_FILES, save_preview
 from .augment import AugmentSpec, augment_batch
 from .data import equalize_histogram, split_with_test
 from .dataset_id import count_images, data_id, is_synthetic
-from .datasets import load_dataset
+from .datasets import absent_classes, load_dataset
 from .feasible import machine_memory
 from .feasible import problems as feasibility_problems
 from .model import UNet
@@ -183,11 +183,12 @@ class Trainer:
             self.n_train, self.n_val, self.n_test = len(train_idx), len(val_idx), len(test_idx)
             self.channels = images.shape[1]
             if not self.task.binary:  # a class the model never sees in training: it can only learn not to predict it
-                present = set(torch.unique(self.train_y).long().tolist())
-                for c, name in enumerate(self.task.classes.names):
-                    if c not in present:
-                        self.data_notes.append(f"class '{name}' (mask value {self.task.classes.values[c]}) occurs in "
-                                               "no training mask: the model cannot learn it")
+                k, values = self.task.k, self.task.classes.values
+                nowhere = set(absent_classes(data.masks, k))  # (the loader's notes name these already)
+                for c in absent_classes(self.train_y, k):
+                    if c not in nowhere:
+                        self.data_notes.append(f"class '{self.task.classes.names[c]}' (mask value {values[c]}) occurs "
+                                               "in no training mask: the model cannot learn it")
 
         self.model = UNet(self.channels, self.task.out_channels, cfg.base_channels, cfg.depth, cfg.dropout).to(
             self.device)
@@ -268,23 +269,26 @@ class Trainer:
     def evaluate(self, images: torch.Tensor | None = None, masks: torch.Tensor | None = None) -> Scores:
         """The loss, hard Dice and IoU (and per class, for K >= 3) on the untouched validation images (or
         ``images``/``masks``), in eval mode; Dice and IoU from true/false positives summed over all the images."""
-        model, bs = self.model, self.cfg.batch_size
         images = self.val_x if images is None else images
         masks = self.val_y if masks is None else masks
-        model.eval()
+        self.model.eval()
         loss_sum = torch.zeros((), device=self.device, dtype=torch.float64)
         counts = torch.zeros(self.task.k - 1, 3, device=self.device, dtype=torch.float64)
-        n = len(images)
-        for start in range(0, n, bs):
-            x, y = images[start : start + bs], masks[start : start + bs]
+        for logits, y in self.batched_logits(self.model, images, masks):
+            loss_sum += self.loss_fn(logits, y).double() * len(y)
+            counts += self.task.counts(logits, y)
+        return self.task.scores(float(loss_sum) / len(images), counts)
+
+    def batched_logits(self, model: torch.nn.Module, images: torch.Tensor, masks: torch.Tensor):
+        """(logits, masks) of ``images`` in batches of the run's batch size, as validation computes them; each is
+        yielded inside :meth:`autocast`, so what the caller computes from it (the loss) runs there too."""
+        bs = self.cfg.batch_size
+        for start in range(0, len(images), bs):
+            x = images[start : start + bs]
             if self.cuda:
                 x = x.contiguous(memory_format=self.memory_format)
             with self.autocast():
-                logits = model(x)
-                loss = self.loss_fn(logits, y)
-            loss_sum += loss.double() * len(x)
-            counts += self.task.counts(logits, y)
-        return self.task.scores(float(loss_sum) / n, counts)
+                yield model(x), masks[start : start + bs]
 
     @torch.no_grad()
     def predict_preview(self) -> dict[str, Any]:
@@ -438,14 +442,8 @@ class Trainer:
             if not len(images):
                 continue
             acc = BoundaryAccumulator(names, self.cfg.nsd_tolerance)
-            for start in range(0, len(images), self.cfg.batch_size):
-                x = images[start:start + self.cfg.batch_size]
-                if self.cuda:
-                    x = x.contiguous(memory_format=self.memory_format)
-                with self.autocast():
-                    pred = self.task.decode(model(x))[:, 0]
-                truth = masks[start:start + self.cfg.batch_size, 0].round().long()
-                acc.add(truth.cpu().numpy(), pred.cpu().numpy())
+            for logits, y in self.batched_logits(model, images, masks):
+                acc.add(y[:, 0].round().long().cpu().numpy(), self.task.decode(logits)[:, 0].cpu().numpy())
             out.update({f"{prefix}_{k}": v for k, v in run_keys(acc.result(), names, self.task.binary).items()})
         self.best["end"] = out
         return out
