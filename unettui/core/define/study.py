@@ -52,6 +52,7 @@ from .experiment import Experiment, with_repeats
 from .names import MAX_ID, id_value, safe_id, slug
 from .study_parse import Stage, Study, show_value
 from .task import END_KEYS
+from .task import metric_value as registry_value
 
 REL_TOL = 1e-9
 
@@ -177,17 +178,10 @@ def experiment_id(study: str, stage: str, values: dict[str, Any], carried: dict[
 
 
 def metric_value(summary: dict[str, Any] | None, metric: str) -> float | None:
-    """``metric`` of a summary (or a metrics.jsonl record), None when it has none; the worst class's ``<key>_min``
-    of a binary run (which records no classes) is its ``<key>``: its only foreground class."""
-    summary = summary or {}
-    v = summary.get(metric)
-    if v is None and metric.endswith("_min") and metric not in summary and "classes" not in summary:
-        base = metric[:-len("_min")]
-        if not any(k.startswith(base + "_") for k in summary):  # (a multi-class record's per-class keys)
-            v = summary.get(base)
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-        return None
-    return float(v)
+    """``metric`` of a summary (or a metrics.jsonl record) as a finite float, None when it has none (the registry's
+    reading: a binary run's worst class, ``<key>_min``, is its ``<key>``)."""
+    v = registry_value(summary or {}, metric)
+    return float(v) if v is not None and math.isfinite(v) else None
 
 
 def score(cs: ConfigScore) -> None:

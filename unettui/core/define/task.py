@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = ["BINARY_NAMES", "Classes", "classes_of", "Metric", "METRICS", "class_key", "per_class_keys",
-           "summary_class_keys", "metric_value", "no_score_reason", "NAME_RE", "Key", "SUMMARY_KEYS", "EPOCH_KEYS",
+           "metric_value", "no_score_reason", "NAME_RE", "Key", "SUMMARY_KEYS", "EPOCH_KEYS",
            "SUMMARY_PER_CLASS", "END_PER_CLASS", "PER_CLASS_KEYS", "END_KEYS", "VIEWS", "AT_ORDER", "split_class_key",
            "key_of", "label_of", "direction_of", "foreground_of", "epoch_value", "worst_suffix", "worst_key",
            "metric_of", "spread_keys", "format_value", "aggregation_text", "describe_key", "EMPTY_POLICY",
@@ -407,11 +407,6 @@ def _number(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         return None
     return float(value)
-
-
-def summary_class_keys(classes: Classes) -> list[str]:
-    """Every per-class summary key a run of ``classes`` writes (empty for the binary task)."""
-    return [k for key in PER_CLASS_KEYS for k in per_class_keys(key, classes)]
 
 
 def metric_value(summary: Mapping[str, Any], key: str) -> float | None:
