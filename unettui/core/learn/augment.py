@@ -10,7 +10,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["AugmentSpec", "augment_batch", "rotate_batch"]
+from .data import IGNORE_INDEX
+
+__all__ = ["AugmentSpec", "augment_batch", "rotate_batch", "VALID_SHARE"]
+
+VALID_SHARE = 0.99  # with ignore: a rotated pixel is valid iff at least this share of it was sampled from valid pixels
 
 
 @dataclass(frozen=True)
@@ -58,7 +62,8 @@ def _check_batch(images: Tensor, masks: Tensor) -> None:
         raise TypeError(f"augment: images must be a floating-point tensor, got {images.dtype}")
 
 
-def rotate_batch(images: Tensor, masks: Tensor, angles_deg: Tensor, num_classes: int = 2) -> tuple[Tensor, Tensor]:
+def rotate_batch(images: Tensor, masks: Tensor, angles_deg: Tensor, num_classes: int = 2,
+                 ignore: bool = False) -> tuple[Tensor, Tensor]:
     """Rotate each sample ``i`` of the batch by ``angles_deg[i]`` degrees about the image centre.
 
     Positive angles turn the picture counter-clockwise as displayed (row 0 at the
@@ -74,6 +79,17 @@ def rotate_batch(images: Tensor, masks: Tensor, angles_deg: Tensor, num_classes:
     the image is background, class 0), and each pixel takes the class with the
     largest share (ties to the lower class index): only valid class indices,
     and an angle of 0 returns the map unchanged.
+
+    ``ignore``: masks may hold -1 (``data.IGNORE_INDEX``) on pixels that are not image (any value < 0 counts). The
+    valid map (mask >= 0) is rotated with the images, as one more 0/1 channel of the same grid_sample call, and the
+    mask with its ignored pixels set to 0; an output pixel is valid iff its rotated valid share v is >= ``VALID_SHARE``
+    (0.99), and every other pixel is -1, those rotated in from outside the patch included (zeros padding: v = 0).
+    0.99 rather than 0.5: a pixel with 0.5 <= v < 1 is a blend of image and padding (its intensity darkened by the
+    padding, its label by no data), so it is left out rather than trained on; 0.99 and not 1 so that float rounding
+    of the bilinear weights (angles of exactly 90°, or 0°, whose samples fall on pixel centres up to ~1e-7) keeps a
+    valid pixel valid. At 90° steps the -1 region is therefore exactly the rotated padding. A valid pixel's class is
+    then read from the valid shares only: binary, foreground iff its share > 0.5·v; K classes, the background's
+    share is v minus the foreground classes' (not 1 minus). Default False: the maths above, bit for bit.
 
     The [B, 2, 3] rotation matrices are built on the CPU in float64 (pass
     ``angles_deg`` as a CPU tensor to avoid a device→host copy) and moved to the
@@ -98,7 +114,20 @@ def rotate_batch(images: Tensor, masks: Tensor, angles_deg: Tensor, num_classes:
     ).to(images.dtype)  # [B, 2, 3]
     theta = theta.to(images.device, non_blocking=True)
     grid = F.affine_grid(theta, [b, c + 1, h, w], align_corners=False)
-    if num_classes > 2:
+    if ignore:
+        valid = (masks >= 0).to(images.dtype)
+        if num_classes > 2:
+            out = F.grid_sample(torch.cat([images, valid], dim=1), grid, mode="bilinear", padding_mode="zeros",
+                                align_corners=False)
+            new_images, share = out[:, :c], out[:, c:]
+            labels = _rotate_labels(masks, grid, num_classes, images.dtype, valid_share=share)
+        else:
+            both = torch.cat([images, masks.clamp_min(0).to(images.dtype), valid], dim=1)
+            out = F.grid_sample(both, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+            new_images, share = out[:, :c], out[:, c + 1:]
+            labels = (out[:, c:c + 1] > 0.5 * share).to(masks.dtype)
+        new_masks = torch.where(share >= VALID_SHARE, labels, torch.full_like(labels, IGNORE_INDEX))
+    elif num_classes > 2:
         new_images = F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
         new_masks = _rotate_labels(masks, grid, num_classes, images.dtype)
     else:
@@ -116,9 +145,12 @@ def rotate_batch(images: Tensor, masks: Tensor, angles_deg: Tensor, num_classes:
 _CLASS_CHUNK = 16  # foreground classes sampled per grid_sample call (bounds the one-hot's memory for many classes)
 
 
-def _rotate_labels(masks: Tensor, grid: Tensor, k: int, dtype: torch.dtype) -> Tensor:
+def _rotate_labels(masks: Tensor, grid: Tensor, k: int, dtype: torch.dtype,
+                   valid_share: Tensor | None = None) -> Tensor:
     """Label maps [B, 1, H, W] of class indices sampled at ``grid``: each foreground class's one-hot bilinearly (in
-    chunks of classes), background = 1 - their sum, the largest share wins (ties to the lower index)."""
+    chunks of classes), background = 1 - their sum, the largest share wins (ties to the lower index). With
+    ``valid_share`` (the rotated valid map, see rotate_batch's ``ignore``) background = valid_share - their sum:
+    ignored pixels (< 0) are in no foreground one-hot, so they count as no class at all."""
     labels = masks.to(torch.long)
     total = best = arg = None
     for start in range(1, k, _CLASS_CHUNK):
@@ -133,12 +165,13 @@ def _rotate_labels(masks: Tensor, grid: Tensor, k: int, dtype: torch.dtype) -> T
             total = total + share.sum(dim=1, keepdim=True)
             better = value > best
             best, arg = torch.where(better, value, best), torch.where(better, index, arg)
-    background = 1.0 - total
+    background = 1.0 - total if valid_share is None else valid_share - total
     return torch.where(best > background, arg, torch.zeros_like(arg)).to(masks.dtype)
 
 
 def augment_batch(
-    images: Tensor, masks: Tensor, spec: AugmentSpec, generator: torch.Generator, num_classes: int = 2
+    images: Tensor, masks: Tensor, spec: AugmentSpec, generator: torch.Generator, num_classes: int = 2,
+    ignore: bool = False,
 ) -> tuple[Tensor, Tensor]:
     """Randomly flip and rotate a whole batch on its own device, images [B, C, H, W] and masks [B, 1, H, W] alike
     (binary 0/1 masks for ``num_classes`` 2, label maps of class indices for K >= 3: see :func:`rotate_batch`).
@@ -154,6 +187,10 @@ def augment_batch(
     If the spec is not active the inputs are returned as they are (same
     objects). A transform whose parameter is 0 is skipped entirely, so with
     ``rotate == 0`` samples are only ever flipped (bit-exact copies).
+
+    ``ignore``: masks may hold -1 (``data.IGNORE_INDEX``) on pixels that are not image. Flips move those values as
+    they move every other (a flip is a copy), so -1 stays exactly on the flipped padding either way; rotations carry
+    it with ``rotate_batch(..., ignore=True)``. The random draws do not depend on it.
     """
     if not spec.active:
         return images, masks
@@ -176,5 +213,5 @@ def augment_batch(
         masks = select(flags[1], masks.flip(-2), masks)
     if spec.rotate > 0:
         angles = (draws[2] * 2.0 - 1.0) * spec.rotate  # stays on the CPU, see rotate_batch
-        images, masks = rotate_batch(images, masks, angles, num_classes=num_classes)
+        images, masks = rotate_batch(images, masks, angles, num_classes=num_classes, ignore=ignore)
     return images, masks

@@ -27,6 +27,8 @@ Definitions (the policy every face quotes; one policy for the empty cases, never
   numbers are not comparable with these. The NSD counts boundary pixels, as MONAI's ``compute_surface_dice`` does
   without sub-voxel surfaces.)
 
+* Ignored pixels: truth may hold -1 (data.IGNORE_INDEX) on pixels that are not part of the image; each image is
+  scored on the bounding box of its truth >= 0 pixels, as if it were the whole image (BoundaryAccumulator.add).
 * Aggregation: per image first (the scores above), then per class the mean over the images that scored with its
   sd (ddof = 1; none with fewer than 2 images) and n, then over classes the mean over the classes that have a score
   (``hd95``, ``nsd``) and the worst class (``hd95_max``: the largest mean HD95; ``nsd_min``: the smallest mean NSD).
@@ -156,6 +158,19 @@ def _mean_sd(values: list[float]) -> tuple[float | None, float | None]:
     return mean, sd
 
 
+def _valid_crop(truth: np.ndarray, pred: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """(truth, pred) cropped to the bounding box of truth's valid pixels (>= 0), with ignored pixels left inside it
+    set to background (0) in both; None when no pixel is valid (see BoundaryAccumulator.add)."""
+    valid = truth >= 0
+    if not valid.any():
+        return None
+    box = _union_box(valid, valid)
+    truth, pred, valid = truth[box], pred[box], valid[box]
+    if not valid.all():
+        truth, pred = np.where(valid, truth, 0), np.where(valid, pred, 0)
+    return truth, pred
+
+
 class BoundaryAccumulator:
     """Boundary scores of a set of images, batch by batch: ``add`` each batch of label maps, then ``result``.
 
@@ -181,7 +196,15 @@ class BoundaryAccumulator:
                              f"({', '.join(dup)})")
 
     def add(self, truth_batch: np.ndarray, pred_batch: np.ndarray) -> None:
-        """Score a batch: two int arrays [B, H, W] of class indices (one [H, W] image is taken as a batch of one)."""
+        """Score a batch: two int arrays [B, H, W] of class indices (one [H, W] image is taken as a batch of one).
+
+        ``truth`` may hold -1 (data.IGNORE_INDEX; any value < 0) on pixels that are not part of the image (padding
+        around a letterboxed image or a small training patch). Each image is then scored on the bounding box of its
+        valid (truth >= 0) pixels only, truth and prediction both cropped to it: that box is the image, so its edges
+        are the image border of the module's boundary rule and the one-empty case scores the box's diagonal, and a
+        padded image scores exactly what the image alone does, whatever was predicted on the padding. Should ignored
+        pixels remain inside the box (the valid pixels are not one rectangle), they are background in truth and
+        prediction alike. An image with no valid pixel is skipped (not scored, not counted in ``images``)."""
         truth_batch = np.asarray(truth_batch)
         pred_batch = np.asarray(pred_batch)
         if truth_batch.ndim == 2:
@@ -191,6 +214,11 @@ class BoundaryAccumulator:
                              f"{list(truth_batch.shape)} and {list(pred_batch.shape)}")
         indices = range(1, len(self.class_names) + 1)
         for truth, pred in zip(truth_batch, pred_batch):
+            if truth.size and truth.min() < 0:
+                cropped = _valid_crop(truth, pred)
+                if cropped is None:
+                    continue
+                truth, pred = cropped
             scores = image_boundary_scores(truth, pred, indices, self.tolerance)
             for c, name in zip(indices, self.class_names):
                 score = scores[c]

@@ -7,7 +7,14 @@ from dataclasses import dataclass, field
 
 import torch
 
-__all__ = ["DatasetError", "SegData", "split_indices", "equalize_histogram"]
+__all__ = ["DatasetError", "SegData", "split_indices", "equalize_histogram", "IGNORE_INDEX"]
+
+IGNORE_INDEX = -1
+"""The mask value of a pixel that is not part of the user's image: padding added when a non-square image is letterboxed
+to a square, or around a training patch cut from an image smaller than the patch. Such a pixel is neither background
+nor foreground: the ignore-aware losses (``losses.make_loss(..., ignore=True)``), the counts (``metrics``, ``task``),
+augmentation (``augment``, ``ignore=True``) and the boundary metrics leave it out. Any mask value < 0 is read as
+ignored; masks hold it as the float -1.0, like every class index."""
 
 
 class DatasetError(ValueError):
@@ -26,7 +33,7 @@ class SegData:
     ``images``: float32 ``[N, C, S, S]`` in [0, 1], C the channels the images have (1 grey, 3 RGB, 2 or 4 when their
     second or fourth channel is data; see folders.load_folder).
     ``masks``: float32 ``[N, 1, S, S]`` holding each pixel's class index: exactly 0.0 or 1.0 for the binary task,
-    0.0 ... K-1 for K classes (core.define.task).
+    0.0 ... K-1 for K classes (core.define.task); IGNORE_INDEX (-1.0) on pixels that are not part of the image.
     ``names``: one per image (file stem, or ``f"{kind}-{i:04d}"`` for synthetic data).
     ``source``: the dataset spec string it came from.
     ``notes``: what reading it changed, for the run's log (an alpha channel dropped, grey replicated to RGB).

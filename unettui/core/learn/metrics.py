@@ -5,6 +5,9 @@ Conventions (the project's definition of "Dice", see docs/experiments.md, "Metri
 * A pixel is predicted foreground iff ``logit > 0`` (⇔ sigmoid(logit) > 0.5);
   a logit of exactly 0 (probability exactly 0.5) counts as background.
 * A target pixel is foreground iff ``target > 0.5`` (targets are 0/1).
+* A pixel whose target is < 0 (``data.IGNORE_INDEX``, -1: padding that is not part of the image) is counted nowhere:
+  neither tp, fp nor fn. Its target is not foreground (-1 > 0.5 is false) and its prediction is masked with
+  ``target >= 0``: one comparison and one AND per batch, on the device; with no such pixel the counts are unchanged.
 * The reported Dice is 2·TP / (2·TP + FP + FN) with TP, FP, FN summed over the
   whole set (all pixels of all images, accumulated across batches with
   :func:`confusion_counts`), NOT the mean of per-image Dice. The per-image
@@ -44,7 +47,8 @@ def _binarise(logits: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
         )
     if logits.dim() < 1:
         raise ValueError("metrics: expected a batch of predictions, got a 0-dim tensor")
-    return logits > 0, target.to(logits.device) > 0.5
+    target = target.to(logits.device)
+    return (logits > 0) & (target >= 0), target > 0.5
 
 
 def _counts(pred: Tensor, truth: Tensor, dims: tuple[int, ...] | None) -> Tensor:

@@ -308,12 +308,13 @@ class PackLoss:
         return cls([(c.loss, c.switch_lambda, c.switch_tau) for c in cfgs])
 
     @classmethod
-    def from_members(cls, cfgs: Sequence, tasks: Sequence) -> PackLoss:
+    def from_members(cls, cfgs: Sequence, tasks: Sequence, ignore: bool = False) -> PackLoss:
         """The losses of members of ``cfgs`` and their Tasks (core.learn.task): fused when every one is binary
-        and unweighted with a fused loss, else each member's own loss function."""
-        fusable = all(t.binary and t.weights is None for t in tasks)
-        return cls([(c.loss, c.switch_lambda, c.switch_tau) for c in cfgs], [t.loss_fn for t in tasks],
-                   fused=fusable)
+        and unweighted with a fused loss, else each member's own loss function. ``ignore``: each member's
+        ``Task.ignore_loss_fn`` (pixels whose target is < 0 left out), never fused (the fused path has no mask)."""
+        fusable = not ignore and all(t.binary and t.weights is None for t in tasks)
+        return cls([(c.loss, c.switch_lambda, c.switch_tau) for c in cfgs],
+                   [t.ignore_loss_fn if ignore else t.loss_fn for t in tasks], fused=fusable)
 
     def __call__(self, logits: Tensor, targets: Tensor) -> Tensor:
         """logits [N, B, C, H, W] and targets [N, B, 1, H, W] -> [N] float32 losses."""

@@ -8,6 +8,10 @@ numbers are bit for bit what they were). Multi-class (K >= 3): K output channels
 argmax of its logits (ties to the lower index); targets are class indices; the losses generalise the binary ones
 (``losses.multiclass_loss``); counts are (tp, fp, fn) per foreground class from one confusion matrix.
 
+Ignored pixels (target < 0, ``data.IGNORE_INDEX``: padding that is not part of the image) are counted in no class by
+``counts`` and ``member_counts``, and left out of ``ignore_loss_fn`` (the task's loss with ``ignore=True``); ``loss_fn``
+is the loss as it always was, for batches that have no such pixel.
+
 Scores from counts (``scores``): per class Dice 2tp / (2tp + fp + fn) and IoU tp / (tp + fp + fn); a class with no
 pixel in truth or prediction (denominator 0) has no score (None); the task's Dice and IoU are the means over the
 foreground classes that have one, ``_min`` the worst of them. Binary keeps its rule: both empty reads 1.0.
@@ -60,8 +64,10 @@ class Task:
         self.weights = tuple(float(w) for w in class_weights) or None
         if self.binary and self.weights is None:
             self.loss_fn: LossFn = make_loss(loss, switch_lambda, switch_tau)
+            self.ignore_loss_fn: LossFn = make_loss(loss, switch_lambda, switch_tau, ignore=True)
         else:
             self.loss_fn = multiclass_loss(loss, self.k, switch_lambda, switch_tau, self.weights)
+            self.ignore_loss_fn = multiclass_loss(loss, self.k, switch_lambda, switch_tau, self.weights, ignore=True)
 
     # ---- outputs --------------------------------------------------------------------------------------------------
     def probabilities(self, logits: Tensor) -> Tensor:
@@ -78,15 +84,19 @@ class Task:
     # ---- counts ---------------------------------------------------------------------------------------------------
     def counts(self, logits: Tensor, target: Tensor) -> Tensor:
         """(tp, fp, fn) per foreground class summed over the batch: int64 [F, 3] on the device (F = K - 1; binary:
-        [1, 3], metrics.confusion_counts). ``logits`` [B, C, H, W], ``target`` [B, 1, H, W] class indices."""
+        [1, 3], metrics.confusion_counts). ``logits`` [B, C, H, W], ``target`` [B, 1, H, W] class indices; a pixel
+        whose target is < 0 (ignored) is counted nowhere."""
         if self.binary:
             return confusion_counts(logits, target)[None]
         return self.member_counts(logits[None], target[None])[0]
 
     def member_counts(self, logits: Tensor, targets: Tensor) -> Tensor:
-        """[N, F, 3] counts of N members' logits [N, B, C, H, W] and targets [N, B, 1, H, W] (a pack's)."""
+        """[N, F, 3] counts of N members' logits [N, B, C, H, W] and targets [N, B, 1, H, W] (a pack's). Pixels whose
+        target is < 0 are counted nowhere: binary, their prediction is masked (as metrics.confusion_counts); K classes,
+        they go to one extra bin of the confusion matrix per member, which is dropped."""
         if self.binary:
-            pred, truth = logits > 0, targets.to(logits.device) > 0.5
+            targets = targets.to(logits.device)
+            pred, truth = (logits > 0) & (targets >= 0), targets > 0.5
             dims = tuple(range(1, logits.dim()))
             tp = (pred & truth).sum(dim=dims, dtype=torch.int64)
             fp = (pred & ~truth).sum(dim=dims, dtype=torch.int64)
@@ -95,8 +105,11 @@ class Task:
         n, k = logits.shape[0], self.k
         pred = _argmax(logits, 2).reshape(n, -1)
         truth = targets.to(logits.device).reshape(n, -1).long()
-        member = torch.arange(n, device=logits.device)[:, None] * (k * k)
-        matrix = torch.bincount((member + truth * k + pred).reshape(-1), minlength=n * k * k).reshape(n, k, k)
+        cells = k * k + 1  # per member: the k x k matrix, then the bin of ignored pixels
+        member = torch.arange(n, device=logits.device)[:, None] * cells
+        cell = torch.where(truth >= 0, truth * k + pred, k * k)
+        matrix = torch.bincount((member + cell).reshape(-1), minlength=n * cells).reshape(n, cells)[:, :-1]
+        matrix = matrix.reshape(n, k, k)
         tp = matrix.diagonal(dim1=1, dim2=2)
         fp = matrix.sum(dim=1) - tp  # predicted c, truly another
         fn = matrix.sum(dim=2) - tp  # truly c, predicted another
