@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from pathlib import Path
 
 import imageio.v3 as iio
 import numpy as np
@@ -43,7 +44,7 @@ def _pairs(folder, n, rgb=True, size=(40, 32)):
 def trained(tmp_path_factory):
     proj = tmp_path_factory.mktemp("predict") / "p"
     proj.mkdir()
-    _pairs(proj / "data", 20)
+    _pairs(proj / "data", 20, size=(32, 32))  # square at image_size: evaluate's pixels are the ones training counted
     (proj / "experiments.toml").write_text(RGB_DEFAULTS + "[[experiment]]\nid = 'rgb'\n")
     out = CliRunner().invoke(app, ["run", "--headless", "-p", str(proj)])
     assert out.exit_code == 0, out.output
@@ -89,13 +90,12 @@ def test_a_prediction_reproduces_the_best_epochs_validation_masks(trained, tmp_p
     names = sorted(p.name for p in (trained / "data" / "images").iterdir())
     chosen = [names[i] for i in val.tolist()]
     tp = fp = fn = 0
-    for name in chosen:  # square crops at the training size so that the files are the training images exactly
-        img = iio.imread(trained / "data" / "images" / name)[4:36]
-        iio.imwrite(folder / name, img)
+    for name in chosen:  # square at the training size: the files are the training images exactly
+        shutil.copy(trained / "data" / "images" / name, folder / name)
     out = invoke("predict", "rgb", str(folder), str(tmp_path / "masks"), "-p", str(trained))
     assert out.exit_code == 0, out.output
     for name in chosen:
-        truth = iio.imread(trained / "data" / "masks" / name)[4:36] > 0
+        truth = iio.imread(trained / "data" / "masks" / name) > 0
         pred = iio.imread(tmp_path / "masks" / name) > 0
         tp, fp, fn = tp + (pred & truth).sum(), fp + (pred & ~truth).sum(), fn + (~pred & truth).sum()
     assert dice_from_counts(tp, fp, fn) == pytest.approx(summary["best_val_dice"], abs=1e-9)
@@ -207,17 +207,22 @@ def test_predict_refuses_colliding_output_names_before_writing(trained, tmp_path
 
 
 def test_predict_and_evaluate_json(trained, tmp_path):
+    """evaluate counts every pixel of the user's images once, at their own size (here 40 x 32, letterboxed for the
+    model), and its counts are those of predict's masks against the mask files."""
     inputs = tmp_path / "in"
-    _pairs(tmp_path / "d", 3)
+    _pairs(tmp_path / "d", 3, size=(40, 32))
     out = invoke("predict", "rgb", str(tmp_path / "d" / "images"), str(inputs), "--json", "-p", str(trained))
     assert out.exit_code == 0, out.output
     doc = json.loads(out.output)
     assert doc["run"] == "rgb" and doc["weights"]["file"] == "best.pt" and doc["count"] == 3
+    tp = fp = fn = 0
     for f in doc["files"]:
         mask = iio.imread(f["mask"])
         assert mask.shape == (f["height"], f["width"]) == (40, 32)
         assert int((mask == 255).sum()) == f["foreground_pixels"] and f["probabilities"] is None
-    for args in ([], ["--split", "test"], [str(tmp_path / "d")]):
+        pred, truth = mask > 0, iio.imread(tmp_path / "d" / "masks" / f"{Path(f['mask']).stem}.png") > 0
+        tp, fp, fn = tp + int((pred & truth).sum()), fp + int((pred & ~truth).sum()), fn + int((~pred & truth).sum())
+    for args, size in (([], (32, 32)), (["--split", "test"], (32, 32)), ([str(tmp_path / "d")], (40, 32))):
         text = invoke("evaluate", "rgb", *args, "-p", str(trained))
         js = invoke("evaluate", "rgb", *args, "--json", "-p", str(trained))
         assert text.exit_code == 0 and js.exit_code == 0, text.output + js.output
@@ -225,8 +230,15 @@ def test_predict_and_evaluate_json(trained, tmp_path):
         c = doc["counts"]
         assert (f"{doc['images']} image{'s' if doc['images'] != 1 else ''}, Dice {doc['metrics']['dice']:.4f}, "
                 f"IoU {doc['metrics']['iou']:.4f} (TP {c['tp']:.0f}, FP {c['fp']:.0f}, FN {c['fn']:.0f}" in text.output)
-        assert c["tp"] + c["fp"] + c["fn"] + c["tn"] == c["pixels"] == doc["images"] * 32 * 32
+        assert c["tp"] + c["fp"] + c["fn"] + c["tn"] == c["pixels"] == doc["images"] * size[0] * size[1]
+        assert doc["counted_at"]["resolution"] == "native" and doc["counted_at"]["pixels"] == c["pixels"]
+        assert (doc["counted_at"]["height"], doc["counted_at"]["width"]) == size
+        assert doc["counted_at"]["model_input"] == {"image_size": 32, "letterboxed": True}
+        px = doc["images"] * size[0] * size[1]
+        assert (f"counted on the images' own pixels: {doc['images']} images, {px / 1e3:.1f} kpx "
+                f"({size[1]}x{size[0]} WxH each; the model saw them resized to 32x32 (letterboxed))") in text.output
         assert doc["metrics"]["dice"] == pytest.approx(2 * c["tp"] / (2 * c["tp"] + c["fp"] + c["fn"]))
+    assert (c["tp"], c["fp"], c["fn"]) == (tp, fp, fn)  # the labelled folder: predict's masks, counted by hand
     summary = json.loads((trained / "runs" / "rgb" / "summary.json").read_text())
     doc = json.loads(invoke("evaluate", "rgb", "--json", "-p", str(trained)).output)
     assert doc["metrics"]["dice"] == pytest.approx(summary["best_val_dice"], abs=1e-12)

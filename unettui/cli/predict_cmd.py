@@ -58,7 +58,7 @@ def predict(
 ) -> None:
     """Predict masks for new images with a trained run's best epoch's model (best.pt; --last: the last epoch's).
 
-    Each input is prepared as training prepared its images (the run's channels — a constant alpha dropped, grey replicated for an RGB run, any other channel count refused —, 8-bit / 255, 16-bit and float min-max per image, histogram equalisation if the run used it), padded to a square (edge pixels repeated) and resized to the run's image_size; the predicted probability is resized back, so every mask (OUTPUT/STEM.png: 255 where the probability > 0.5, else 0; for a multi-class run the label map, each pixel the value its class has in the run's masks, mask_values) has its input's own height and width, square or not. --probabilities adds STEM_prob.png (multi-class: STEM_prob_CLASS.png per class), the probability as 0-255.
+    Each input is prepared as training prepared its images (the run's channels — a constant alpha dropped, grey replicated for an RGB run, any other channel count refused —, 8-bit / 255, 16-bit and float min-max per image, histogram equalisation if the run used it) and predicted whole, at its own resolution, in the run's mode: a run trained on patches (patch_size) predicts the image as it is by sliding window (overlapping windows of the patch, Gaussian-blended; memory bounded by the patch and the batch, not by the image); a run trained on resized images (image_size) sees it letterboxed as in training (its long side scaled to image_size, its short side padded: nothing cropped or stretched) and the image's part of the output is resized back. Every mask (OUTPUT/STEM.png: 255 where the probability > 0.5, else 0; for a multi-class run the label map, each pixel the value its class has in the run's masks, mask_values) has its input's own height and width, any size and aspect ratio. --probabilities adds STEM_prob.png (multi-class: STEM_prob_CLASS.png per class), the probability as 0-255.
 
     Nothing is overwritten by default: before writing anything predict checks every file it will write, and refuses an OUTPUT that is the inputs' folder or already holds one of them (naming it; --overwrite replaces them), and inputs whose outputs would collide (x.png and x.tif; x_prob.png beside x's probability map). An input is never written over.
 
@@ -113,9 +113,9 @@ def evaluate(
 ) -> None:
     """Score a trained run's model: hard Dice and IoU (threshold 0.5, true/false positives summed over all the images, as everywhere in unettui) on a labelled folder, or on the run's own split. A multi-class run prints a table per class (Dice, IoU, pixels in truth and prediction); its Dice is the mean over the classes that have a score.
 
-    A folder is prepared exactly as a folder dataset is for training (pairs matched by stem, centre-cropped, resized). Without DATASET the run's own images are rebuilt with its split: `evaluate RUN` reproduces the run's best val Dice, `--split test` gives its held-out test score.
+    Counted on the images' own pixels: each labelled image is predicted as `unettui predict` predicts it (by sliding window for a run trained on patches; letterboxed to image_size and resized back for a run trained on resized images) and compared with its mask at the mask's own size, every pixel once. A folder is read as a folder dataset is for training (pairs matched by stem, the run's classes and tiff_pages). Without DATASET the run's own images are rebuilt with its split: `evaluate RUN` reproduces the run's best val Dice (for a run on resized images only where its images are image_size square: elsewhere training counted at image_size, evaluate on the images' pixels), `--split test` gives its held-out test score.
 
-    With --json the result is one JSON object for scripts: {"run", "weights": {"file", "epoch", "last"}, "device", "dataset": {"folder"} or {"spec", "split"}, "images", "metrics": {"dice", "iou"}, "counts": {"tp", "fp", "fn", "tn", "pixels"}, "counted_at": {"height", "width"}, "threshold"}; a multi-class run adds "metrics": {"dice_min"} and "classes": [{"class", "value", "dice", "iou", "tp", "fp", "fn", "truth_pixels", "predicted_pixels"}] (null: no score).
+    With --json the result is one JSON object for scripts: {"run", "weights": {"file", "epoch", "last"}, "device", "dataset": {"folder"} or {"spec", "split"}, "images", "metrics": {"dice", "iou"}, "counts": {"tp", "fp", "fn", "tn", "pixels"}, "counted_at": {"resolution": "native", "pixels", "height", "width" (null when the images' sizes differ), "smallest", "largest": {"height", "width"}, "model_input"}, "threshold"}; a multi-class run adds "metrics": {"dice_min"} and "classes": [{"class", "value", "dice", "iou", "tp", "fp", "fn", "truth_pixels", "predicted_pixels"}] (null: no score).
 
     Example: unettui evaluate seed-augment-rotate20 new-labelled-scans/ --json
     """
@@ -136,6 +136,8 @@ def evaluate(
     try:
         result = score(tm, images, masks, on_batch=(lambda done, n: bar.update(bar.task_ids[0], completed=done))
                        if bar else None)
+    except PredictError as exc:
+        fail(" ".join(str(exc).split()))
     finally:
         if bar is not None:
             bar.stop()
@@ -145,9 +147,8 @@ def evaluate(
             "run": run_id, **_weights(tm), "device": str(tm.device),
             "dataset": {"folder": str(dataset)} if dataset is not None else {"spec": tm.cfg.dataset, "split": split.value},
             "images": result.images, "metrics": {"dice": result.dice, "iou": result.iou},
-            "counts": {"tp": result.tp, "fp": result.fp, "fn": result.fn, "tn": result.tn,
-                       "pixels": result.images * result.side * result.side},
-            "counted_at": {"height": result.side, "width": result.side},
+            "counts": {"tp": result.tp, "fp": result.fp, "fn": result.fn, "tn": result.tn, "pixels": result.pixels},
+            "counted_at": _counted_at(result, tm),
             "threshold": 0.5 if binary else "argmax",
             "boundary": {**result.boundary, "nsd_tolerance": result.nsd_tolerance, "units": "pixels",
                          "aggregation": "per image, then the mean over the images that scored (sd, n)"}}
@@ -160,11 +161,49 @@ def evaluate(
     typer.echo(f"{run_id} ({tm.weights}) on {where}: {result.images} image{'s' if result.images != 1 else ''}, "
                f"Dice {_num(result.dice)}, IoU {_num(result.iou)} (TP {result.tp:.0f}, FP {result.fp:.0f}, "
                f"FN {result.fn:.0f}; device {tm.device})")
+    typer.echo(f"counted on the images' own pixels: {_images(result.images)}, {_megapixels(result.pixels)} "
+               f"({_sizes(result.sizes)}; the model saw them {tm.mode})")
     b = result.boundary
     typer.echo(f"boundary: HD95 {_px(b.get('hd95'))}, NSD {_num(b.get('nsd'))} at {result.nsd_tolerance:g} px "
                "(per image, then the mean over images; a missed or false structure scores the image diagonal and 0)")
     if not binary:
         _class_table(result)
+
+
+def _images(n: int) -> str:
+    return f"{n} image{'s' if n != 1 else ''}"
+
+
+def _megapixels(pixels: int) -> str:
+    """A pixel count for people: 980 px, 5.1 kpx, 1.2 Mpx."""
+    if pixels < 1000:
+        return f"{pixels} px"
+    if pixels < 1_000_000:
+        return f"{pixels / 1e3:.1f} kpx"
+    return f"{pixels / 1e6:.1f} Mpx"
+
+
+def _sizes(sizes: list[tuple[int, int]]) -> str:
+    """The images' sizes as W x H: "40x32 each", or the smallest and largest."""
+    if not sizes:
+        return "no image"
+    small, large = min(sizes, key=lambda s: (s[0] * s[1], s)), max(sizes, key=lambda s: (s[0] * s[1], s))
+    if len(set(sizes)) == 1:
+        return f"{small[1]}x{small[0]} WxH{' each' if len(sizes) > 1 else ''}"
+    return f"{small[1]}x{small[0]} to {large[1]}x{large[0]} WxH"
+
+
+def _counted_at(result, tm) -> dict:
+    """evaluate --json's "counted_at": the images' own pixels, their sizes, and how the model saw them."""
+    sizes = result.sizes
+    one = sizes[0] if sizes and len(set(sizes)) == 1 else None
+    size = lambda s: {"height": s[0], "width": s[1]} if s else None  # noqa: E731
+    return {"resolution": "native", "pixels": result.pixels,
+            "height": one[0] if one else None, "width": one[1] if one else None,
+            "smallest": size(min(sizes, key=lambda s: (s[0] * s[1], s)) if sizes else None),
+            "largest": size(max(sizes, key=lambda s: (s[0] * s[1], s)) if sizes else None),
+            "model_input": ({"patch_size": tm.cfg.patch_size, "overlap": tm.cfg.overlap} if tm.native
+                            else {"image_size": tm.cfg.image_size, "letterboxed": True})}
 
 
 def _num(v: float | None) -> str:
