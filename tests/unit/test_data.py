@@ -270,9 +270,12 @@ def test_load_folder_mixed_formats(mixed_folder):
     assert data.names == ["a_grey", "b_rgb", "c_deep", "d_photo"]
     assert data.images.shape == (4, 3, 32, 32) and data.images.dtype == torch.float32
     assert data.masks.shape == (4, 1, 32, 32) and data.masks.dtype == torch.float32
-    assert set(torch.unique(data.masks).tolist()) == {0.0, 1.0}
+    assert set(torch.unique(data.masks[1:]).tolist()) == {0.0, 1.0}
+    assert set(torch.unique(data.masks[0]).tolist()) == {-1.0, 0.0, 1.0}  # -1: the letterbox's padding
     assert data.channels == 3
     assert data.source == str(mixed_folder)
+    assert data.notes[-1] == ("1 non-square image scaled on its long side to 32 and padded (padding is ignored by "
+                              "losses and metrics)")
     imgs, msks = data.images, data.masks[:, 0]
 
     # grey images are replicated to 3 identical channels
@@ -289,12 +292,15 @@ def test_load_folder_mixed_formats(mixed_folder):
     # JPEG constant 128 stays ~0.5
     assert imgs[3].mean().item() == pytest.approx(128 / 255, abs=0.01)
 
-    # non-square 48x64: centre crop of columns 8..55, then 48 -> 32 px.
-    # the ramp stays a ramp and the mask (columns < 32 of 64) becomes columns < 16 of 32
+    # non-square 48x64: letterboxed, nothing cropped: 64 -> 32 columns, 48 -> 24 rows, padded with 4 rows above and
+    # 4 below (image 0.0, mask -1). The whole ramp stays a ramp (0 to 1), the mask (columns < 32 of 64) becomes
+    # columns < 16 of 32 in rows 4..27.
     row = imgs[0, 0, 10]
     assert bool((row[1:] >= row[:-1] - 1e-6).all())
-    assert row[0].item() == pytest.approx(8 / 63, abs=0.03) and row[-1].item() == pytest.approx(55 / 63, abs=0.03)
-    assert bool((msks[0][:, :16] == 1).all()) and bool((msks[0][:, 16:] == 0).all())
+    assert row[0].item() == pytest.approx(0.0, abs=0.02) and row[-1].item() == pytest.approx(1.0, abs=0.02)
+    assert bool((imgs[0][:, :4] == 0).all()) and bool((imgs[0][:, 28:] == 0).all())
+    assert bool((msks[0][:4] == -1).all()) and bool((msks[0][28:] == -1).all())
+    assert bool((msks[0][4:28, :16] == 1).all()) and bool((msks[0][4:28, 16:] == 0).all())
     # RGB mask: foreground where any channel > 0
     assert bool((msks[1][:10] == 1).all()) and bool((msks[1][10:] == 0).all())
     # 0/1 mask values work

@@ -235,12 +235,12 @@ def test_upsampled_label_map_is_nearest_and_same_size_unchanged():
     assert resize_labels(lab, 2, 3).dtype == torch.float32
 
 
-def test_folder_label_maps_cropped_and_resized(tmp_path):
-    lab = np.zeros((12, 16), np.uint8)  # non-square: centre crop to 12x12 (columns 2..13)
-    lab[:, 2:8] = 1
+def test_folder_label_maps_letterboxed_and_resized(tmp_path):
+    lab = np.zeros((12, 16), np.uint8)  # non-square: nothing cropped; 16 -> 8 columns, 12 -> 6 rows, 1 row of padding
+    lab[:, 2:8] = 1  # above and 1 below (-1: not in the image)
     lab[:, 8:14] = 2
-    data = load_folder(folder(tmp_path, {"a": lab}), 6, classes=THREE_IDX)
-    assert data.masks[0, 0].tolist() == [[1, 1, 1, 2, 2, 2]] * 6
+    data = load_folder(folder(tmp_path, {"a": lab}), 8, classes=THREE_IDX)
+    assert data.masks[0, 0].tolist() == [[-1] * 8] + [[0, 1, 1, 1, 2, 2, 2, 0]] * 6 + [[-1] * 8]
 
 
 # ---------------------------------------------------------------------------

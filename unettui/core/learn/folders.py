@@ -1,8 +1,11 @@
-"""Folder datasets: images/ and masks/ paired by file stem, read with imageio, normalised, cropped and resized; masks
-as binary foreground or, for a definition whose classes have pixel values, as label maps of class indices.
+"""Folder datasets: images/ and masks/ paired by file stem, read with imageio, normalised, and either letterboxed to
+the model's square image_size (scaled on their long side, the short side padded; nothing cropped or stretched) or
+kept at their own size (native: core.learn.native.NativeData); masks as binary foreground or, for a definition whose
+classes have pixel values, as label maps of class indices.
 
 Over 600 lines: images, binary masks and label maps are read by one set of readers (TIFF pages, animations, 3-D
-volumes, palettes, alpha channels) with one set of one-line refusals, which the pairing and resizing below share."""
+volumes, palettes, alpha channels) with one set of one-line refusals, which the pairing below shares in both modes.
+The resizing itself is core.learn.resize's."""
 
 from __future__ import annotations
 
@@ -12,11 +15,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..define.task import Classes
-from .data import DatasetError, SegData
+from .data import IGNORE_INDEX, DatasetError, SegData
 from .dataset_id import IMAGE_EXTENSIONS, LOSSY_EXTENSIONS, TIFF_EXTENSIONS, image_files, volume_suffix
+from .native import NativeData, check_memory, pillow_unlimited
+from .resize import letterbox_shape, pad_square, resize_image, resize_labels, resize_mask
 
 __all__ = ["absent_classes", "class_indices", "fit_channels", "image_to_float", "load_folder", "read_image_file",
            "read_label_map", "refuse_volumes", "resize_image", "resize_labels"]
@@ -97,10 +101,11 @@ def read_image_file(path: Path, tiff_pages: str = "error", mask: bool = False, p
         raise DatasetError(f"cannot read {path}: {_short_reason(e)}") from None
     if size == 0:
         raise DatasetError(f"cannot read {path}: the file is empty (0 bytes); replace or remove it")
-    if path.suffix.lower() in TIFF_EXTENSIONS:
-        arr = _read_tiff(path, tiff_pages, mask, pages_hint)
-    else:
-        arr = _read_other(path)
+    with pillow_unlimited():  # how large an image may be is check_memory's to say, not Pillow's bomb limit
+        if path.suffix.lower() in TIFF_EXTENSIONS:
+            arr = _read_tiff(path, tiff_pages, mask, pages_hint)
+        else:
+            arr = _read_other(path)
     if arr.size == 0:
         raise DatasetError(f"cannot read {path}: the image has no pixels; replace or remove it")
     if arr.ndim == 2:
@@ -235,15 +240,22 @@ def image_to_float(hwc: np.ndarray, path: Path) -> np.ndarray:
     if hwc.dtype == np.bool_:
         out = hwc.astype(np.float32)
     elif hwc.dtype == np.uint8:
-        out = hwc.astype(np.float32) / 255.0
+        out = hwc.astype(np.float32)
+        out /= 255.0
     elif np.issubdtype(hwc.dtype, np.integer) or np.issubdtype(hwc.dtype, np.floating):
-        out = hwc.astype(np.float64)
-        out = np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0)
-        lo, hi = float(out.min()), float(out.max())
-        out = ((out - lo) / (hi - lo) if hi > lo else np.zeros_like(out)).astype(np.float32)
+        wide = np.nan_to_num(hwc.astype(np.float64), copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+        lo, hi = float(wide.min()), float(wide.max())
+        if hi > lo:
+            wide -= lo
+            wide /= hi - lo
+            out = wide.astype(np.float32)
+        else:
+            out = np.zeros(wide.shape, np.float32)
+        del wide
     else:
         raise DatasetError(f"{path} has an unsupported pixel type {hwc.dtype}: save it as an 8/16-bit or float image")
-    return np.ascontiguousarray(np.clip(out, 0.0, 1.0).transpose(2, 0, 1))
+    np.clip(out, 0.0, 1.0, out=out)  # in place: a native 400-Mpx image is 1.6 GB a copy
+    return np.ascontiguousarray(out.transpose(2, 0, 1))
 
 
 def fit_channels(hwc: np.ndarray, path: Path, channels: int, what: str) -> np.ndarray:
@@ -280,7 +292,10 @@ def _mask_to_bool(hwc: np.ndarray, path: Path) -> np.ndarray:
     level = 0.0
     if path.suffix.lower() in LOSSY_EXTENSIONS and hwc.dtype != np.bool_:
         level = np.iinfo(hwc.dtype).max / 2 if np.issubdtype(hwc.dtype, np.integer) else 0.5
-    fg = (np.nan_to_num(colour.astype(np.float64)) > level).any(axis=2)
+    if np.issubdtype(colour.dtype, np.floating):  # NaN is background; +inf foreground, -inf background
+        colour = np.nan_to_num(colour, nan=0.0)
+    # compared as stored: no float64 copy of a large mask
+    fg = colour[:, :, 0] > level if colour.shape[2] == 1 else (colour > level).any(axis=2)
     if not fg.any() and hwc.shape[2] in (2, 4) and not alpha_is_constant(hwc):
         raise DatasetError(f"{path} is a mask whose foreground is drawn only in its alpha channel (its colour is "
                            "empty); save the mask with its foreground > 0 in the grey or colour channels")
@@ -298,7 +313,7 @@ def _palette_indices(path: Path) -> np.ndarray | None:
     from PIL import Image
 
     try:
-        with Image.open(path) as im:
+        with pillow_unlimited(), Image.open(path) as im:
             if im.mode not in ("P", "PA") or int(getattr(im, "n_frames", 1) or 1) > 1:
                 return None
             arr = np.asarray(im)
@@ -396,33 +411,11 @@ def class_indices(values: np.ndarray, path: Path, classes: Classes) -> np.ndarra
     raise DatasetError(f"{path} {what} (mask_values = {list(known)}): {todo}")
 
 
-def resize_labels(labels: torch.Tensor, size: int, k: int) -> torch.Tensor:
-    """A square label map [s, s] of class indices 0 ... k-1 -> float32 [size, size] of class indices.
-
-    Downsampling: each class's area average (its share of the output pixel, the binary masks' rule per class), the
-    class with the largest share wins (a majority vote; ties go to the lower class index). Upsampling: nearest
-    neighbour (pixel-centre aligned), so no value between two classes is ever made up."""
-    s = labels.shape[-1]
-    if s == size:
-        return labels.to(torch.float32)
-    if s < size:
-        up = F.interpolate(labels.to(torch.float32)[None, None], size=(size, size), mode="nearest-exact")
-        return up[0, 0]
-    best = torch.full((size, size), -1.0)
-    arg = torch.zeros((size, size))
-    present = torch.bincount(labels.reshape(-1).to(torch.long), minlength=k).nonzero().reshape(-1).tolist()
-    for c in present:  # ascending: a later class must beat the best share so far strictly, so ties keep the lower
-        share = F.interpolate((labels == c).to(torch.float32)[None, None], size=(size, size), mode="area")[0, 0]
-        better = share > best
-        best = torch.where(better, share, best)
-        arg = torch.where(better, torch.tensor(float(c)), arg)
-    return arg
-
-
 def absent_classes(masks: torch.Tensor, k: int) -> list[int]:
-    """The class indices (0 ... k-1) that no pixel of ``masks`` (class indices, any shape and device) has: e.g. the
-    training masks', for the trainer's warning. One device-to-host copy."""
-    counts = torch.bincount(masks.reshape(-1).to(torch.long), minlength=k)[:k].tolist()
+    """The class indices (0 ... k-1) that no pixel of ``masks`` (class indices, any shape and device; -1, the padding
+    of a letterboxed image, is no class) has: e.g. the training masks', for the trainer's warning. One
+    device-to-host copy."""
+    counts = torch.bincount(masks.reshape(-1).to(torch.long) + 1, minlength=k + 1)[1 : k + 1].tolist()  # -1: padding
     return [c for c in range(k) if counts[c] == 0]
 
 
@@ -439,48 +432,21 @@ def _class_notes(classes: Classes, absent: list[int], in_files: np.ndarray) -> l
     return notes
 
 
-def _center_crop(t: torch.Tensor) -> torch.Tensor:
-    h, w = t.shape[-2:]
-    side = min(h, w)
-    top, left = (h - side) // 2, (w - side) // 2
-    return t[..., top : top + side, left : left + side]
-
-
-def resize_image(img: torch.Tensor, size: int) -> torch.Tensor:
-    """[C, s, s] -> [C, size, size], bilinear (antialiased when downsampling)."""
-    s = img.shape[-1]
-    if s == size:
-        return img
-    out = F.interpolate(img[None], size=(size, size), mode="bilinear", align_corners=False, antialias=s > size)[0]
-    return out.clamp_(0.0, 1.0)
-
-
-def _resize_mask(mask: torch.Tensor, size: int) -> torch.Tensor:
-    """[s, s] 0/1 -> [size, size] 0/1: area average (down) or bilinear (up), then >= 0.5."""
-    s = mask.shape[-1]
-    if s == size:
-        return mask
-    m = mask[None, None]
-    if s > size:
-        out = F.interpolate(m, size=(size, size), mode="area")
-    else:
-        out = F.interpolate(m, size=(size, size), mode="bilinear", align_corners=False)
-    return (out[0, 0] >= 0.5).to(torch.float32)
-
-
 def _more(items: Sequence[str], limit: int = 5) -> str:
     shown = ", ".join(items[:limit])
     return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
 
 
 def load_folder(path: Path, image_size: int, tiff_pages: str = "error", pages_hint: str | None = None,
-                classes: Classes | None = None) -> SegData:
-    """Load ``path/images/`` and ``path/masks/`` (pairs matched by file stem) as a SegData.
+                classes: Classes | None = None, native: bool = False) -> SegData | NativeData:
+    """Load ``path/images/`` and ``path/masks/`` (pairs matched by file stem) as a SegData at ``image_size``, or with
+    ``native`` as a NativeData (core.learn.native: every image at its own size; ``image_size`` is then not used).
 
     Files: png, tif/tiff, jpg/jpeg, bmp, gif, webp (by extension, case-insensitive); hidden files and other
     extensions are skipped, a 3-D volume file (NIfTI, NRRD, MetaImage) is refused; pairs are sorted by stem. TIFFs
     are read with tifffile, the rest with ``imageio.v3.imread``; see ``read_image_file`` for multi-page TIFFs
     (``tiff_pages``; ``pages_hint``: what to do about a refused one instead of setting it), animations and 3-D arrays.
+    Pillow's decompression-bomb limit (179 Mpx) does not apply: a 20000 x 20000 scan is read.
 
     Channels, as they are: every image keeps the channels it has, except a constant last channel of 2- or 4-channel
     images (an alpha: transparency, not data), dropped when it is constant in every image that has as many channels.
@@ -491,7 +457,7 @@ def load_folder(path: Path, image_size: int, tiff_pages: str = "error", pages_hi
 
     Masks, binary (``classes`` None, or binary without pixel values: the default): any dtype, foreground where any
     colour channel is > 0 (JPEG/WebP masks: above half the range, since their compression noise is non-zero
-    everywhere); ``SegData.masks`` holds 0.0 / 1.0.
+    everywhere); ``SegData.masks`` holds 0.0 / 1.0 (and -1.0 in a letterbox's padding, below).
 
     Label maps (``classes.values`` set: K >= 3 classes, or explicit ``mask_values``): each mask is read as an integer
     label map (``read_label_map``: grey 8/16-bit PNG or TIFF, palette images as their indices; JPEG / WebP and colour
@@ -500,61 +466,40 @@ def load_folder(path: Path, image_size: int, tiff_pages: str = "error", pages_hi
     class index of each pixel (0.0 background ... K-1) as float32. A class no mask has (once resized) is not an
     error: ``SegData.notes`` says so (and whether the files had it before resizing).
 
-    Geometry: image and mask must have the same height and width; non-square
-    pairs are centre-cropped to a square, then resized to ``image_size``.
-    Images use bilinear interpolation (antialiased when downsampling). Masks
-    are resized as 0/1 float with area averaging (downsampling: a majority
-    vote per output pixel) or bilinear interpolation (upsampling), then
-    thresholded at >= 0.5, so thin structures neither alias away nor grow
-    (so are label maps of 2 classes). Label maps of K >= 3 classes: per-class
-    area average then the largest share (ties to the lower class index) when
-    downsampling, nearest neighbour when upsampling (``resize_labels``).
+    Geometry: image and mask must have the same height and width. At ``image_size`` (a SegData), nothing is cropped
+    or stretched: a square pair is resized to ``image_size``; a non-square pair is letterboxed, scaled so its long
+    side is ``image_size`` (the short side ``max(1, round(short * image_size / long))``) and padded on its short
+    side, split evenly (``missing // 2`` before): images with 0.0, masks with -1.0 (data.IGNORE_INDEX: not in the image,
+    so losses and metrics skip it); ``SegData.notes`` says how many were. Images use bilinear interpolation
+    (antialiased when downsampling). Binary masks (and label maps of 2 classes) are resized as 0/1 float with area
+    averaging (downsampling: a majority vote per output pixel) or bilinear interpolation (upsampling), then
+    thresholded at >= 0.5, so thin structures neither alias away nor grow. Label maps of K >= 3 classes: per-class
+    area average then the largest share (ties to the lower class index) when downsampling, nearest neighbour when
+    upsampling (``resize.resize_labels``). ``native``: every pair keeps its own size (no resizing, no padding), after
+    ``native.check_memory`` has estimated from the files' headers what they take decoded and refused a dataset
+    that would not fit in memory.
 
-    Raises DatasetError (one line naming the folder or files) for a missing
-    folder or subfolder, no images, unpaired files, duplicate stems, an
-    unreadable or empty file, an image/mask size mismatch, mixed channels,
-    every mask empty (all background), or a label map pixel value that is
-    no class.
+    Raises DatasetError (one line naming the folder or files) for a missing folder or subfolder, no images, unpaired
+    files, duplicate stems, an unreadable or empty file, an image/mask size mismatch, mixed channels, every mask
+    empty (all background), a label map pixel value that is no class, or (``native``) a dataset too large for the
+    memory available.
     """
     path = Path(path).expanduser()
-    if int(image_size) < 1:
+    if not native and int(image_size) < 1:
         raise DatasetError(f"image_size must be >= 1, got {image_size}")
-    image_size = int(image_size)
-    if not path.exists():
-        raise DatasetError(f"dataset folder {path} does not exist: {_LAYOUT}")
-    if not path.is_dir():
-        raise DatasetError(f"dataset path {path} is not a folder: {_LAYOUT}")
-    img_dir, mask_dir = path / "images", path / "masks"
-    missing = [d.name + "/" for d in (img_dir, mask_dir) if not d.is_dir()]
-    if missing:
-        raise DatasetError(f"dataset folder {path} has no {' and no '.join(missing)} subfolder: {_LAYOUT}")
-
-    images = _list_images(img_dir)
-    masks = _list_images(mask_dir)
-    if not images:
-        raise DatasetError(
-            f"no image files found in {img_dir}: add images ({', '.join(e[1:] for e in IMAGE_EXTENSIONS)}); {_LAYOUT}"
-        )
-    no_mask = sorted(set(images) - set(masks))
-    no_image = sorted(set(masks) - set(images))
-    if no_mask or no_image:
-        parts = []
-        if no_mask:
-            parts.append(f"{len(no_mask)} image(s) without a mask ({_more(no_mask)})")
-        if no_image:
-            parts.append(f"{len(no_image)} mask(s) without an image ({_more(no_image)})")
-        raise DatasetError(
-            f"dataset folder {path}: {' and '.join(parts)}; "
-            "every file in images/ needs a file with the same stem in masks/"
-        )
-
-    label_maps = classes is not None and classes.values is not None
-    in_files = np.zeros(classes.k if label_maps else 0, bool)  # the classes the label map files have (full size)
+    images, masks, img_dir = _pairs(path)
     stems = sorted(images)
+    if native:
+        check_memory([images[s] for s in stems], tiff_pages)
+    label_maps = classes is not None and classes.values is not None
+    k = classes.k if label_maps else None
+    size = None if native else int(image_size)
+    in_files = np.zeros(k or 0, bool)  # the classes the label map files have (full size)
     imgs: list[torch.Tensor] = []
-    msks: list[torch.Tensor] = []
+    msks: list[torch.Tensor] = []  # [H, W] each
     read_as: list[int] = []  # channels as stored
     varying: set[int] = set()  # channel counts (2, 4) of which some image's last channel varies: data, kept by all
+    boxed = 0  # non-square pairs letterboxed
     for stem in stems:
         ip, mp = images[stem], masks[stem]
         iarr = read_image_file(ip, tiff_pages, pages_hint=pages_hint)
@@ -573,24 +518,23 @@ def load_folder(path: Path, image_size: int, tiff_pages: str = "error", pages_hi
         if c in (2, 4) and not alpha_is_constant(iarr):
             varying.add(c)
         keep = iarr if c not in (2, 4) or c in varying else iarr[:, :, :-1]  # (re-read below if a later one varies)
-        imgs.append(_square(image_to_float(keep, ip), image_size))
-        if not label_maps:
-            msk = torch.from_numpy(_mask_to_bool(marr, mp).astype(np.float32))
-            msks.append(_resize_mask(_center_crop(msk), image_size))
-            continue
-        idx = class_indices(marr, mp, classes)
-        in_files |= np.bincount(idx.reshape(-1), minlength=classes.k)[: classes.k] > 0
-        lab = _center_crop(torch.from_numpy(idx))
-        if classes.k == 2:  # two classes: 0/1, resized as binary masks are
-            msks.append(_resize_mask(lab.to(torch.float32), image_size))
+        imgs.append(_fit_image(image_to_float(keep, ip), size))
+        del iarr, keep  # a native image's pixels as stored are not kept beside its float32 copy
+        if label_maps:
+            idx = class_indices(marr, mp, classes)
+            in_files |= np.bincount(idx.reshape(-1), minlength=k)[:k] > 0
+            lab = torch.from_numpy(idx)
         else:
-            msks.append(resize_labels(lab, image_size, classes.k))
+            lab = torch.from_numpy(_mask_to_bool(marr, mp))
+        del marr
+        msks.append(_fit_mask(lab, size, k))
+        boxed += size is not None and ih != iw
     for i, c in enumerate(read_as):  # an alpha dropped before an image of as many channels showed it is data
         if c in varying and imgs[i].shape[0] != c:
-            imgs[i] = _square(image_to_float(read_image_file(images[stems[i]], tiff_pages), images[stems[i]]),
-                              image_size)
+            ip = images[stems[i]]
+            imgs[i] = _fit_image(image_to_float(read_image_file(ip, tiff_pages), ip), size)
 
-    if not any(bool(m.any()) for m in msks):
+    if not any(float(m.amax()) > 0 for m in msks):  # (> 0: a letterbox's padding, -1, is no foreground)
         if label_maps:
             raise DatasetError(
                 f"dataset folder {path}: every mask in masks/ is all background (class {classes.names[0]!r}, value "
@@ -604,9 +548,16 @@ def load_folder(path: Path, image_size: int, tiff_pages: str = "error", pages_hi
     counts = [int(t.shape[0]) for t in imgs]
     channels, notes = _agree(counts, read_as, [images[s] for s in stems], img_dir)
     imgs = [t.expand(channels, -1, -1) if t.shape[0] != channels else t for t in imgs]
+    if boxed:
+        notes.append(f"{boxed} non-square image{'s' if boxed != 1 else ''} scaled on {'their' if boxed != 1 else 'its'}"
+                     f" long side to {size} and padded (padding is ignored by losses and metrics)")
+    if native:
+        if label_maps:
+            notes += _class_notes(classes, [c for c in range(k) if not in_files[c]], in_files)
+        return NativeData([t.to(torch.float32) for t in imgs], [m[None] for m in msks], stems, str(path), notes)
     masks_t = torch.stack(msks)[:, None].contiguous()
     if label_maps:
-        notes += _class_notes(classes, absent_classes(masks_t, classes.k), in_files)
+        notes += _class_notes(classes, absent_classes(masks_t, k), in_files)
     return SegData(
         images=torch.stack(imgs).contiguous().to(torch.float32),
         masks=masks_t,
@@ -616,8 +567,57 @@ def load_folder(path: Path, image_size: int, tiff_pages: str = "error", pages_hi
     )
 
 
-def _square(chw: np.ndarray, image_size: int) -> torch.Tensor:
-    return resize_image(_center_crop(torch.from_numpy(chw)), image_size)
+def _pairs(path: Path) -> tuple[dict[str, Path], dict[str, Path], Path]:
+    """(stem -> image file, stem -> mask file, the images/ folder) of a dataset folder: one DatasetError line for a
+    missing folder or subfolder, no images, duplicate stems or unpaired files."""
+    if not path.exists():
+        raise DatasetError(f"dataset folder {path} does not exist: {_LAYOUT}")
+    if not path.is_dir():
+        raise DatasetError(f"dataset path {path} is not a folder: {_LAYOUT}")
+    img_dir, mask_dir = path / "images", path / "masks"
+    missing = [d.name + "/" for d in (img_dir, mask_dir) if not d.is_dir()]
+    if missing:
+        raise DatasetError(f"dataset folder {path} has no {' and no '.join(missing)} subfolder: {_LAYOUT}")
+    images = _list_images(img_dir)
+    masks = _list_images(mask_dir)
+    if not images:
+        raise DatasetError(
+            f"no image files found in {img_dir}: add images ({', '.join(e[1:] for e in IMAGE_EXTENSIONS)}); {_LAYOUT}"
+        )
+    no_mask = sorted(set(images) - set(masks))
+    no_image = sorted(set(masks) - set(images))
+    if no_mask or no_image:
+        parts = []
+        if no_mask:
+            parts.append(f"{len(no_mask)} image(s) without a mask ({_more(no_mask)})")
+        if no_image:
+            parts.append(f"{len(no_image)} mask(s) without an image ({_more(no_image)})")
+        raise DatasetError(
+            f"dataset folder {path}: {' and '.join(parts)}; "
+            "every file in images/ needs a file with the same stem in masks/"
+        )
+    return images, masks, img_dir
+
+
+def _fit_image(chw: np.ndarray, size: int | None) -> torch.Tensor:
+    """float32 [C, H, W] as it is (``size`` None: native), or letterboxed to [C, size, size] (padding 0.0)."""
+    t = torch.from_numpy(chw)
+    if size is None:
+        return t
+    return pad_square(resize_image(t, letterbox_shape(*t.shape[-2:], size)), size, 0.0)
+
+
+def _fit_mask(lab: torch.Tensor, size: int | None, k: int | None) -> torch.Tensor:
+    """float32 [H, W] of class indices from a bool mask or a uint8 label map ``lab`` (K = ``k``; None: binary): as
+    it is (``size`` None: native), or letterboxed to [size, size] (padding -1.0, data.IGNORE_INDEX)."""
+    if size is None:
+        return lab.to(torch.float32)
+    shape = letterbox_shape(*lab.shape[-2:], size)
+    if k is None or k == 2:  # binary, and two classes (0/1): resized as binary masks are
+        fitted = resize_mask(lab.to(torch.float32), shape)
+    else:
+        fitted = resize_labels(lab, shape, k)
+    return pad_square(fitted, size, IGNORE_INDEX)
 
 
 def _agree(counts: list[int], read_as: list[int], files: list[Path], img_dir: Path) -> tuple[int, list[str]]:
