@@ -72,6 +72,8 @@ class PlainReporter:
         note = " (validating on the training images)" if info["val_on_train"] else ""
         if exp.budget is not None and exp.target_epochs < exp.config.epochs:
             note += f" (to epoch {exp.target_epochs} of {exp.config.epochs}: a successive-halving rung)"
+        if info.get("mode", "").startswith("patches"):
+            note += f", {info['mode']} at the images' own resolution ({info.get('samples_per_epoch')} per epoch)"
         if info.get("pack_size"):
             note += f", in a pack of {info['pack_size']}"
         self.say(f"{exp.id}: {what} on {info['resolved_device']}, amp {info['amp_dtype']}, "

@@ -518,8 +518,8 @@ class Runner:
         that device does not exist here."""
         if cfg is None:
             return None, None
+        from .core.learn.devices import resolve_device
         from .core.learn.pack_train import pack_key
-        from .core.learn.train import resolve_device
 
         try:
             return pack_key(cfg, self.device), resolve_device(self.device or cfg.device)

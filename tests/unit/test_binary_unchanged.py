@@ -28,7 +28,9 @@ def test_a_binary_run_records_exactly_the_numbers_it_recorded_before_classes_exi
     assert history == want["history"]  # every key, every float: ==, not approx
     summary = {k: v for k, v in result.summary.items() if k != "seconds"}
     assert {k: summary[k] for k in want["summary"]} == want["summary"]
-    assert set(summary) - set(want["summary"]) == {"best_val_iou"}  # the one key binary runs gained
+    # the keys binary runs gained: best_val_iou, and how the images reached the model ("resize to 64")
+    assert set(summary) - set(want["summary"]) == {"best_val_iou", "mode"}
+    assert summary["mode"] == f"resize to {cfg.image_size}"
     best = next(h for h in trainer.history if h["epoch"] == summary["best_epoch"])
     assert summary["best_val_iou"] == best["val_iou"]
 

@@ -394,6 +394,9 @@ def bench(
     threads: int | None = typer.Option(None, "--threads", min=1, help="CPU threads (default: all cores)."),
     pack: str | None = typer.Option(None, "--pack", metavar="N[,N...]", help="Packs instead: train N experiments one after the other and as one pack, for each N, and compare images/s."),
     amp: str = typer.Option("off", "--amp", help="With --pack: off (fp32), bf16, or auto (the trainer's choice)."),
+    data: bool = typer.Option(False, "--data", help="The data loader instead: for an experiment of the project (--experiment, default the queue's [defaults]), the loader's samples/s (patches drawn, cut and moved to the device) beside the training step's, and which one limits."),
+    experiment: str | None = typer.Option(None, "--experiment", "-e", metavar="ID", help="With --data: the experiment whose settings are used (default: the queue's [defaults])."),
+    project: Path = ProjectOpt,
 ) -> None:
     """Compare unettui's trainer with a minimal hand-written PyTorch loop (same model, data and steps).
 
@@ -404,6 +407,10 @@ def bench(
     Example: unettui bench --device cuda --steps 50
 
     Example: unettui bench --device cuda --pack 1,4,8,16 --amp bf16 --image-size 128
+
+    With --data: for one experiment of the project, the data loader's samples/s beside the training step's (the slower one limits training); the last line is ratio = loader / step.
+
+    Example: unettui bench --data --experiment nuclei-p128
     """
     from ..core.learn.bench import run_bench, run_pack_bench
 
@@ -411,6 +418,9 @@ def bench(
         import torch
 
         torch.set_num_threads(threads)
+    if data:
+        _bench_data(project, experiment, device, steps, rounds)
+        return
     sizes: tuple[int, ...] = ()
     if pack is not None:
         try:
@@ -430,6 +440,19 @@ def bench(
             typer.echo(line)
     except RuntimeError as exc:
         fail(str(exc))
+
+
+def _bench_data(project: Path, experiment: str | None, device: str, batches: int, rounds: int) -> None:
+    from ..core.learn.bench_data import run_data_bench
+    from ..core.learn.data import DatasetError
+    from .lrfind_cmd import experiment_config
+
+    cfg = experiment_config(project, experiment)
+    try:
+        for line in run_data_bench(cfg, project, None if device == "auto" else device, batches, rounds):
+            typer.echo(line)
+    except (RuntimeError, DatasetError, ValueError) as exc:
+        fail(str(exc).splitlines()[0])
 
 
 # the other command groups register themselves on the same app

@@ -18,7 +18,7 @@ def _lr(v: float | None) -> str:
     return "-" if v is None else f"{v:.1e}"
 
 
-def _base_config(project: Path, exp_id: str | None):
+def experiment_config(project: Path, exp_id: str | None):
     """The config of experiment ``exp_id`` in the queue, or the queue's [defaults] when no id is given."""
     queue = load_queue_or_fail(project)
     if exp_id is None:
@@ -75,7 +75,7 @@ def lr_find(
     from ..core.define.config import ConfigError, build_config, coerce
     from ..core.define.setvalues import parse_assignments
 
-    base = _base_config(project, exp_id)
+    base = experiment_config(project, exp_id)
     try:
         cfg = build_config(parse_assignments(sets or []), "--set", base)
     except ConfigError as exc:

@@ -33,7 +33,7 @@ EDGE_ROWS = 10
 
 
 RUN_INFO_KEYS = ("id", "unettui_version", "torch_version", "resolved_device", "amp_dtype", "in_channels", "n_train",
-                 "n_val", "val_on_train", "parameters", "fingerprint")
+                 "n_val", "val_on_train", "parameters", "fingerprint", "mode", "samples_per_epoch")
 
 
 def _kv_grid(rows: list[tuple[str, str, str | None]]):
@@ -78,6 +78,9 @@ def _config_section(console, cfg: dict[str, Any], title: str) -> None:
     if cfg.get("n_train") is not None:
         info.append(f"{cfg['n_train']} train / {cfg.get('n_val', '?')} val images"
                     + (" (validating on the training images)" if cfg.get("val_on_train") else ""))
+    if cfg.get("mode"):  # resize to N, or patches of P at native resolution
+        info.append(str(cfg["mode"]) + (f" ({cfg['samples_per_epoch']} per epoch)"
+                                         if str(cfg["mode"]).startswith("patches") else ""))
     if isinstance(cfg.get("parameters"), int):
         info.append(f"{cfg['parameters']:,} parameters")
     if cfg.get("torch_version"):

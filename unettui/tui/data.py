@@ -424,9 +424,9 @@ def _in_turn(order: list[str], start: int, width: int) -> tuple[set[str], int]:
 
 
 def images_per_second(view: RunView) -> float | None:
-    """Training images per second of a run's latest epoch (its wall time, validation included): the throughput a
-    user compares between devices and batch sizes. None before its first epoch."""
-    n = view.config.get("n_train")
+    """Training images (native runs: patches) per second of a run's latest epoch (its wall time, validation
+    included): the throughput a user compares between devices and batch sizes. None before its first epoch."""
+    n = view.config.get("samples_per_epoch", view.config.get("n_train"))
     if not view.metrics or not isinstance(n, int) or isinstance(n, bool) or n <= 0:
         return None
     secs = view.metrics[-1].get("seconds")

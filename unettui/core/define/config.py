@@ -58,6 +58,12 @@ class Config:
     mask_values: tuple = ()  # the pixel value of each class in the mask files (default: binary rule, or 0 ... K-1)
     class_weights: tuple = ()  # the loss's weight of each class (default: all equal)
     nsd_tolerance: float = 2.0  # px: the normalised surface Dice's tolerance (end-of-run boundary metrics)
+    # native resolution (issue 25): patch_size > 0 trains on random P x P patches of the images at their own size and
+    # predicts whole images by sliding window; 0 resizes whole images to image_size (letterboxed when not square)
+    patch_size: int = 0
+    foreground_oversample: float = 1 / 3  # share of each epoch's patches forced to contain foreground
+    patches_per_epoch: int = 0  # 0: enough patches to cover the training pixels once (ceil(pixels / P^2))
+    overlap: float = 0.5  # sliding window: the share of a window its neighbours overlap
     # model
     base_channels: int = 16
     depth: int = 4
@@ -111,7 +117,8 @@ class Config:
 # keys added after fingerprints were first recorded: left out of the hash at these values (their defaults), so a
 # definition that does not set them keeps the fingerprint it had
 HASHED_IF_SET: dict[str, Any] = {"num_classes": 2, "class_names": (), "mask_values": (), "class_weights": (),
-                                 "nsd_tolerance": 2.0}
+                                 "nsd_tolerance": 2.0, "patch_size": 0, "foreground_oversample": 1 / 3,
+                                 "patches_per_epoch": 0, "overlap": 0.5}
 
 
 def field_to_key(name: str) -> str:
@@ -264,6 +271,13 @@ _LIMITS: dict[str, tuple[tuple[Any, str], ...]] = {
     **{k: ((lambda v: v >= 1, "must be >= 1"),)
        for k in ("epochs", "batch_size", "base_channels", "depth", "lr_step_size", "num_images")},
     "image_size": ((lambda v: v >= 2, "must be >= 2"),),
+    "patch_size": ((lambda v: v >= 0, "must be >= 0 (0: resize whole images to image_size; P > 0: P x P patches at "
+                    "the images' own resolution)"),),
+    "foreground_oversample": ((lambda v: 0 <= v <= 1, "is the share of patches forced to contain foreground and must "
+                               "be in [0, 1]"),),
+    "patches_per_epoch": ((lambda v: v >= 0, "must be >= 0 (0: enough patches to cover the training pixels once)"),),
+    "overlap": ((lambda v: 0 <= v <= 0.9, "is the share of a sliding window its neighbours overlap and must be in "
+                 "[0, 0.9]"),),
     "num_classes": ((lambda v: 2 <= v <= 255, "must be in [2, 255]: 2 is binary segmentation (background and "
                      "foreground), K >= 3 a label map of K classes, background included"),),
     "seed": ((lambda v: 0 <= v <= MAX_SEED, f"must be in [0, {MAX_SEED}]"),),
@@ -348,6 +362,14 @@ def _cross_check(cfg: Config) -> tuple[str, str] | None:
     problem = check_image_size(cfg.image_size, cfg.depth)
     if problem:
         return "image_size", problem.removeprefix("image_size ")
+    if cfg.patch_size:
+        problem = check_image_size(cfg.patch_size, cfg.depth)
+        if problem:
+            return "patch_size", problem.replace("image_size", "patch_size").removeprefix("patch_size ")
+        if cfg.image_size != DEFAULTS.image_size and not cfg.dataset.startswith("synthetic:"):
+            return "image_size", (f"{cfg.image_size} is set together with patch_size {cfg.patch_size}: image_size "
+                                  "resizes whole images, patch_size trains on patches of the images at their own "
+                                  "resolution; keep one (remove image_size, or set patch_size = 0)")
     if cfg.amp == "fp16" and cfg.device == "cpu":
         return "amp", "fp16 needs a CUDA device; use amp = \"off\" or \"bf16\" on the CPU"
     if cfg.seed + (cfg.repeats - 1) * REPEAT_SEED_STRIDE > MAX_SEED:

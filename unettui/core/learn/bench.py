@@ -10,7 +10,8 @@ from collections.abc import Iterator
 import torch
 
 from ..define.config import Config
-from .train import Trainer, resolve_amp, resolve_device
+from .devices import resolve_amp, resolve_device
+from .train import Trainer
 
 
 def _sync(device: torch.device) -> None:

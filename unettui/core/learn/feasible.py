@@ -141,15 +141,20 @@ def problems(cfg: Config, n_images: int | None, memory: int | None = None, where
             out.append(("train_fraction", f"{cfg.train_fraction:g} of {n_images} image{'s' if n_images != 1 else ''} "
                                           "leaves no validation image; use train_fraction = 1.0 or more images"))
             return out
-        if cfg.batch_size > n_train:
+        native = cfg.patch_size > 0  # batches of patches: a batch may be larger than the training images
+        if cfg.batch_size > n_train and not native:
             held = f", after test_fraction {cfg.test_fraction:g}" if cfg.test_fraction > 0 else ""
             out.append(("batch_size", f"{cfg.batch_size} is larger than the {n_train} training images (train_fraction "
                                       f"{cfg.train_fraction:g} of {n_images}{held}); lower batch_size, raise "
                                       "train_fraction or add images"))
             return out
-        bottleneck = cfg.image_size // 2**cfg.depth
-        last = n_train % cfg.batch_size or cfg.batch_size
-        if bottleneck == 1 and last == 1:
+        bottleneck = (cfg.patch_size or cfg.image_size) // 2**cfg.depth
+        last = 1 if native and cfg.batch_size == 1 else 2 if native else n_train % cfg.batch_size or cfg.batch_size
+        if bottleneck == 1 and last == 1 and native:
+            out.append(("batch_size", f"1 with patch_size {cfg.patch_size} at depth {cfg.depth}: the bottleneck is 1x1 "
+                                      "pixel and batch norm cannot train on a single value; use batch_size 2 or a "
+                                      f"patch_size of {cfg.patch_size * 2}"))
+        elif bottleneck == 1 and last == 1:
             fix = _fitting_batch(n_train, cfg.batch_size)
             which = "every training batch holds" if cfg.batch_size == 1 else "the last training batch holds"
             ways = ([f"batch_size {fix}"] if fix else []) + [f"image_size {cfg.image_size * 2}"] \
@@ -158,7 +163,13 @@ def problems(cfg: Config, n_images: int | None, memory: int | None = None, where
                                       f"bottleneck is 1x1 pixel (image_size {cfg.image_size} at depth {cfg.depth}): batch "
                                       f"norm cannot train on a single value; use {', '.join(ways[:-1])} or {ways[-1]}"))
     if memory:
-        parts = memory_estimate(cfg, n_images or cfg.num_images, in_channels, synthetic)
+        # native resolution: a training batch is of patches; a folder's own pixels are checked when it is read
+        parts = memory_estimate(cfg.replace(image_size=cfg.patch_size) if cfg.patch_size else cfg,
+                                n_images or cfg.num_images, in_channels, synthetic)
+        if cfg.patch_size and synthetic:
+            parts["data"] = memory_estimate(cfg, n_images or cfg.num_images, in_channels, synthetic)["data"]
+        elif cfg.patch_size:
+            parts["data"] = 0
         need = sum(parts.values())
         if need > memory:
             biggest = max(parts, key=lambda k: parts[k])

@@ -173,7 +173,6 @@ def lr_range_test(
     """
     if beta is None:
         beta = auto_beta(steps)
-    import torch
 
     from .train import Trainer
 
@@ -190,7 +189,7 @@ def lr_range_test(
     t0 = time.perf_counter()
     trainer = Trainer(cfg.replace(scheduler="none"), project, device)
     bs = cfg.batch_size
-    full_batches = trainer.n_train // bs  # >= 1: the Trainer refuses a batch larger than the training set
+    full_batches = max(1, trainer.samples_per_epoch // bs)  # (the Trainer refuses a batch larger than its images)
     trainer.model.train()
 
     lrs_planned = ramp(float(start_lr), float(end_lr), steps)
@@ -203,7 +202,7 @@ def lr_range_test(
     for i, lr in enumerate(lrs_planned):
         b = i % full_batches
         if b == 0:  # a new pass over the training images, in a new seeded order
-            order = torch.randperm(trainer.n_train, generator=trainer.shuffle_gen).to(trainer.device)
+            order = trainer.new_epoch()
         for group in trainer.optimizer.param_groups:
             group["lr"] = lr
         loss = trainer.step(order[b * bs : (b + 1) * bs]).loss  # the training step itself, augmentation included

@@ -55,16 +55,19 @@ from ..define.config import Config
 from ..runs.store import BEST_WEIGHTS, CHECKPOINT, METRICS, SUMMARY, Run, append_jsonl, atomic_write_json
 from ..show.preview import save_preview
 from .augment import rotate_batch
+from .devices import resolve_amp, resolve_device
+from .native_run import preview_windows, window_logits
 from .optim import Schedule, make_optimizer
 from .pack import PackedUNet, PackLoss, PackOptimizer
 from .task import Scores
-from .train import Events, Result, Trainer, diverged_message, resolve_amp, resolve_device
+from .train import Events, Result, Trainer, diverged_message
 
 __all__ = ["PACK_KEYS", "pack_key", "PackMember", "PackTrainer"]
 
 # the definition keys every member of a pack shares (with the resolved device and AMP dtype)
 PACK_KEYS = ("dataset", "num_images", "data_seed", "image_size", "train_fraction", "test_fraction", "augment.histeq",
-             "tiff_pages", "num_classes", "mask_values", "base_channels", "depth", "batch_size")
+             "tiff_pages", "num_classes", "mask_values", "base_channels", "depth", "batch_size", "patch_size",
+             "patches_per_epoch", "overlap")
 
 
 def _device_name(device: torch.device) -> str:
@@ -169,9 +172,9 @@ class PackTrainer:
             if m.amp_dtype == torch.float16:
                 raise ValueError(f"amp fp16 does not train in a pack (one GradScaler would couple the members): "
                                  f"seed {m.cfg.seed} trains alone")
-            mine = (*(m.cfg.to_dict()[k] for k in PACK_KEYS), str(m.device), str(m.amp_dtype), tuple(m.train_x.shape))
+            mine = (*(m.cfg.to_dict()[k] for k in PACK_KEYS), str(m.device), str(m.amp_dtype), m.data_shape)
             theirs = (*(first.cfg.to_dict()[k] for k in PACK_KEYS), str(first.device), str(first.amp_dtype),
-                      tuple(first.train_x.shape))
+                      first.data_shape)
             if mine != theirs:
                 diff = [k for k, a, b in zip((*PACK_KEYS, "device", "amp", "data"), mine, theirs) if a != b]
                 raise ValueError(f"pack members must share {', '.join(diff)}")
@@ -181,6 +184,7 @@ class PackTrainer:
         self.train_x, self.train_y = first.train_x, first.train_y
         self.val_x, self.val_y, self.test_x, self.test_y = first.val_x, first.val_y, first.test_x, first.test_y
         self.names = first.names
+        self.native, self.padded, self.first = first.native, first.padded, first
         self.task = first.task  # (the members share num_classes and mask_values: the same outputs and counts)
         self.model: PackedUNet | None = None
         self.popt: PackOptimizer | None = None
@@ -224,7 +228,7 @@ class PackTrainer:
             m.schedule = Schedule(m.cfg, m.optimizer, m.steps_per_epoch)
             m.optimizer.load_state_dict(opt_state)
             m.schedule.load_state_dict(sched_state)
-        self.loss = PackLoss.from_members([m.cfg for m in members], [m.task for m in members])
+        self.loss = PackLoss.from_members([m.cfg for m in members], [m.task for m in members], ignore=self.padded)
         self._cache = {}
 
     def _release(self, m: PackMember) -> None:
@@ -282,7 +286,7 @@ class PackTrainer:
         if rotating:
             rows = torch.cat([torch.arange(i * b, (i + 1) * b) for i in rotating]).to(images.device)
             turned, turned_masks = rotate_batch(images[rows], masks[rows], angles[rotating].reshape(-1),
-                                                num_classes=self.task.k)
+                                                num_classes=self.task.k, ignore=self.padded)
             images, masks = images.index_copy(0, rows, turned), masks.index_copy(0, rows, turned_masks)
         return images.reshape(x.shape), masks.reshape(y.shape)
 
@@ -292,7 +296,7 @@ class PackTrainer:
         members, n, bs = self.in_pack, len(self.in_pack), self.bs
         assert self.model is not None and self.popt is not None and self.loss is not None
         self.model.train()
-        order = torch.stack([torch.randperm(m.n_train, generator=m.shuffle_gen) for m in members]).to(self.device)
+        order = torch.stack([m.new_epoch() for m in members])  # (native: each member draws its epoch's patches)
         loss_sum = torch.zeros(n, device=self.device, dtype=torch.float64)
         counts = torch.zeros(n, self.task.k - 1, 3, device=self.device, dtype=torch.float64)
         steps = self.steps_per_epoch
@@ -306,7 +310,11 @@ class PackTrainer:
             if not stepping:
                 break
             idx = order[:, step * bs: (step + 1) * bs]
-            x, y = self._augment(self.train_x[idx], self.train_y[idx], members)
+            if self.native:  # each member's own patches
+                x, y = (torch.stack(t) for t in zip(*(m.batch(idx[i]) for i, m in enumerate(members))))
+            else:
+                x, y = self.train_x[idx], self.train_y[idx]
+            x, y = self._augment(x, y, members)
             x = self.model.pack_inputs(x)
             if self.cuda:
                 x = x.contiguous(memory_format=torch.channels_last)
@@ -325,7 +333,7 @@ class PackTrainer:
                 if on_batch is not None:
                     on_batch(members[i].epoch + 1, step + 1, steps)
         sums, cnts = loss_sum.tolist(), counts.tolist()
-        return [(sums[i] / m.n_train, m.task.train_dice(cnts[i])) for i, m in enumerate(members)]
+        return [(sums[i] / m.samples_per_epoch, m.task.train_dice(cnts[i])) for i, m in enumerate(members)]
 
     @torch.no_grad()
     def _forward_eval(self, images: Tensor) -> Tensor:
@@ -339,6 +347,23 @@ class PackTrainer:
             return self.model(x)
 
     @torch.no_grad()
+    def _window_logits(self, image: Tensor) -> Tensor:
+        """Every member's logits [N, 1, C, H, W] of one whole image [Cin, H, W], by sliding window (native
+        resolution): the pack's output channels blended as one image of N * C channels."""
+        assert self.model is not None
+        self.model.eval()
+        n, c = self.model.n, self.model.out_channels
+
+        def forward(windows: Tensor) -> Tensor:  # [B, Cin, P, P] -> [B, N * C, P, P]
+            out = self.model(windows.repeat(1, n, 1, 1))
+            return out.transpose(0, 1).reshape(out.shape[1], n * c, *out.shape[-2:])
+
+        cfg = self.first.cfg
+        out = window_logits(forward, image, cfg.patch_size, cfg.overlap, self.bs, self.device, self.autocast,
+                            channels_last=self.cuda, out_channels=n * c)
+        return out.reshape(n, 1, c, *out.shape[-2:])
+
+    @torch.no_grad()
     def scores(self, which: str) -> list[Scores]:
         """The Scores of every member in the pack on the shared validation ("val") or test ("test") images, as
         Trainer.evaluate computes them; computed once per epoch."""
@@ -349,7 +374,13 @@ class PackTrainer:
         n = len(self.in_pack)
         loss_sum = torch.zeros(n, device=self.device, dtype=torch.float64)
         counts = torch.zeros(n, self.task.k - 1, 3, device=self.device, dtype=torch.float64)
-        for start in range(0, len(images), self.bs):
+        for image, y in zip(images, masks) if self.native else ():  # each whole image, by sliding window
+            logits = self._window_logits(image)
+            y = y[None].expand(n, 1, *y.shape).to(logits.device)
+            with self.autocast():
+                loss_sum += self.loss(logits, y).double().to(self.device)
+            counts += self.task.member_counts(logits, y).to(self.device)
+        for start in range(0, len(images) if not self.native else 0, self.bs):
             x, y = images[start: start + self.bs], masks[start: start + self.bs]
             logits = self._forward_eval(x)
             y = y.unsqueeze(0).expand(n, *y.shape)
@@ -367,12 +398,18 @@ class PackTrainer:
         """Trainer.predict_preview of member ``m`` (one packed forward per epoch for all members)."""
         k = min(m.cfg.preview_count, m.n_val)
         key = ("preview", k)
+        names = self.names[:k]
+        if key not in self._cache and self.native:
+            x, y, names = preview_windows(self.val_x[:k], self.val_y[:k], names)
+            logits = torch.stack([self._window_logits(im)[:, 0] for im in x], dim=1)  # [N, k, C, S, S]
+            prob = self.task.probabilities(logits.flatten(0, 1)).reshape(logits.shape).cpu()
+            self._cache[key] = (prob, x.float().cpu(), y.clamp(min=0).cpu(), names)
         if key not in self._cache:
             logits = self._forward_eval(self.val_x[:k])
             prob = self.task.probabilities(logits.flatten(0, 1)).reshape(logits.shape).cpu()
-            self._cache[key] = (prob, self.val_x[:k].float().cpu(), self.val_y[:k].cpu())
-        prob, images, masks = self._cache[key]
-        return {"images": images, "masks": masks, "probs": prob[m.slot], "names": self.names[:k],
+            self._cache[key] = (prob, self.val_x[:k].float().cpu(), self.val_y[:k].clamp(min=0).cpu(), names)
+        prob, images, masks, names = self._cache[key]
+        return {"images": images, "masks": masks, "probs": prob[m.slot], "names": names,
                 "class_names": m.task.classes.names}
 
     def _snapshot(self) -> dict[str, Any]:

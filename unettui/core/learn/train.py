@@ -31,13 +31,16 @@ from ..runs.store import (
 )
 from ..show.preview import PREVIEW_FILES, save_preview
 from .augment import AugmentSpec, augment_batch
-from .data import equalize_histogram, split_with_test
 from .dataset_id import count_images, data_id, is_synthetic
-from .datasets import absent_classes, load_dataset
+from .datasets import load_dataset
+from .devices import resolve_amp, resolve_device
 from .feasible import machine_memory
 from .feasible import problems as feasibility_problems
 from .model import UNet
+from .native_run import preview_windows, window_logits
 from .optim import Schedule, make_optimizer
+from .patches import PatchPlan, PatchSampler
+from .run_data import load_run_data
 from .task import Scores, task_of
 
 
@@ -94,38 +97,7 @@ def diverged_message(train_loss: float, epoch: int, lr: float) -> str:
 
 # what a trainer holds of its data (shared by a pack's members, see Trainer(data_from=...))
 _DATA_ATTRS = ("names", "train_x", "train_y", "val_x", "val_y", "test_x", "test_y", "n_train", "n_val", "n_test",
-               "val_on_train", "channels", "data_notes")
-
-
-def resolve_device(requested: str) -> torch.device:
-    """auto picks CUDA when available; asking for CUDA on a machine without it is an error, not a silent fallback."""
-    if requested == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if requested.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise RuntimeError(f"device {requested!r} asked for, but CUDA is not available here (torch {torch.__version__}); use device = \"cpu\" or \"auto\"")
-        dev = torch.device(requested)
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise RuntimeError(f"device {requested!r} does not exist: this machine has {torch.cuda.device_count()} CUDA device(s)")
-        return dev
-    if requested == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
-        raise RuntimeError("device 'mps' asked for, but it is not available here")
-    return torch.device(requested)
-
-
-def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
-    """auto: bf16 on CUDA cards that support it, else fp16 (with a GradScaler); off on the CPU."""
-    if amp == "off":
-        return None
-    if device.type != "cuda":
-        if amp == "fp16":
-            raise RuntimeError("amp = \"fp16\" needs a CUDA device; use \"off\" (or \"bf16\") on the CPU")
-        return torch.bfloat16 if amp == "bf16" else None
-    if amp == "fp16":
-        return torch.float16
-    if amp == "bf16":
-        return torch.bfloat16
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+               "val_on_train", "channels", "data_notes", "padded")
 
 
 class Trainer:
@@ -158,37 +130,17 @@ class Trainer:
                          tiff_pages=cfg.tiff_pages, **classes)
         for key, why in feasibility_problems(cfg, n_images, memory, where, synthetic=is_synthetic(cfg.dataset)):
             raise NotTrainable(f"{key}: {why}")
+        # native resolution (patch_size > 0): the images at their own sizes, lists of [C, H, W] tensors kept on the
+        # CPU; training patches are cut from them (core.learn.patches), the rest is predicted by sliding window
+        self.native = bool(cfg.patch_size)
         if data_from is not None:
             self.data_id = data_from.data_id
             for name in _DATA_ATTRS:
                 setattr(self, name, getattr(data_from, name))
         else:
             self.data_id = data_id(cfg.dataset, cfg.num_images, cfg.image_size, cfg.data_seed, project)
-            data = load_dataset(cfg.dataset, cfg.image_size, cfg.num_images, cfg.data_seed, base_dir=project,
-                                tiff_pages=cfg.tiff_pages, **classes)
-            self.data_notes = list(data.notes)
-            images = data.images if dtype is None else data.images.to(dtype)
-            if cfg.augment_histeq:  # preprocessing of every input (train and validation), never of masks
-                images = equalize_histogram(images)
-            train_idx, val_idx, test_idx, self.val_on_train = split_with_test(
-                len(images), cfg.train_fraction, cfg.data_seed, cfg.test_fraction)
-            self.names = [data.names[i] for i in val_idx.tolist()]
-            self.train_x = images[train_idx].to(self.device)
-            self.train_y = data.masks[train_idx].to(self.device)
-            self.val_x = images[val_idx].to(self.device)
-            self.val_y = data.masks[val_idx].to(self.device)
-            # held out before the train/validation split; scored only at the best epoch, never used to choose anything
-            self.test_x = images[test_idx].to(self.device)
-            self.test_y = data.masks[test_idx].to(self.device)
-            self.n_train, self.n_val, self.n_test = len(train_idx), len(val_idx), len(test_idx)
-            self.channels = images.shape[1]
-            if not self.task.binary:  # a class the model never sees in training: it can only learn not to predict it
-                k, values = self.task.k, self.task.classes.values
-                nowhere = set(absent_classes(data.masks, k))  # (the loader's notes name these already)
-                for c in absent_classes(self.train_y, k):
-                    if c not in nowhere:
-                        self.data_notes.append(f"class '{self.task.classes.names[c]}' (mask value {values[c]}) occurs "
-                                               "in no training mask: the model cannot learn it")
+            for name, value in vars(load_run_data(cfg, project, self.device, dtype, self.task)).items():
+                setattr(self, name, value)
 
         self.model = UNet(self.channels, self.task.out_channels, cfg.base_channels, cfg.depth, cfg.dropout).to(
             self.device)
@@ -197,9 +149,22 @@ class Trainer:
         self.memory_format = torch.channels_last if self.cuda else torch.contiguous_format
         if self.cuda:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.loss_fn = self.task.loss_fn
+        self.patch_gen = torch.Generator().manual_seed(cfg.seed + 3)  # where an epoch's patches are (native)
+        self.sampler: PatchSampler | None = None
+        self._plan: PatchPlan | None = None
+        if self.native:
+            self.sampler = PatchSampler(self.train_x, self.train_y, cfg.patch_size,
+                                        foreground_oversample=cfg.foreground_oversample,
+                                        patches_per_epoch=cfg.patches_per_epoch or None, generator=self.patch_gen)
+            if data_from is None:
+                self.data_notes += self.sampler.notes
+                self.padded = self.sampler.padded > 0
+        # what an epoch trains on: the training images, or patches_per_epoch patches of them
+        self.samples_per_epoch = self.sampler.patches_per_epoch if self.sampler is not None else self.n_train
+        # padding (letterboxed images, patches of images smaller than the patch) is ignored by the loss
+        self.loss_fn = self.task.ignore_loss_fn if self.padded else self.task.loss_fn
         self.optimizer = make_optimizer(cfg, self.model.parameters())
-        self.steps_per_epoch = math.ceil(self.n_train / cfg.batch_size)
+        self.steps_per_epoch = math.ceil(self.samples_per_epoch / cfg.batch_size)
         self.schedule = Schedule(cfg, self.optimizer, self.steps_per_epoch)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.augment = AugmentSpec(cfg.augment_rotate, cfg.augment_hflip, cfg.augment_vflip)
@@ -214,6 +179,23 @@ class Trainer:
         self.best: dict[str, Any] = {}
         self.epoch = 0
 
+    @property
+    def mode(self) -> str:
+        """How images reach the model: "resize to 64", or "patches of 128" (native resolution)."""
+        return f"patches of {self.cfg.patch_size}" if self.native else f"resize to {self.cfg.image_size}"
+
+    @property
+    def data_shape(self) -> tuple:
+        """What a pack's members must share of their data besides the keys: the training tensors' shape (resized),
+        or the training images, patch and patches per epoch (native)."""
+        if self.native:
+            return ("native", self.n_train, self.cfg.patch_size, self.samples_per_epoch)
+        return tuple(self.train_x.shape)
+
+    def window_logits(self, model: torch.nn.Module, image: torch.Tensor) -> torch.Tensor:
+        """One whole image's logits [K, H, W] by sliding window (native resolution)."""
+        return window_logits(model, image, self.cfg.patch_size, self.cfg.overlap, self.cfg.batch_size, self.device,
+                             self.autocast, channels_last=self.cuda, out_channels=self.task.out_channels)
     # ---- the hot loop ------------------------------------------------------------
     def autocast(self) -> AbstractContextManager[Any]:
         """The mixed-precision context of every forward pass (a no-op when ``amp`` resolved to off)."""
@@ -227,9 +209,9 @@ class Trainer:
         The model must already be in training mode (``train_epoch`` sets it once per epoch). Returns the detached
         loss, logits and (augmented) masks, all still on the device: nothing is read back to the host.
         """
-        x, y = self.train_x[idx], self.train_y[idx]
+        x, y = self.batch(idx)
         if self.augment.active:
-            x, y = augment_batch(x, y, self.augment, self.aug_gen, num_classes=self.task.k)
+            x, y = augment_batch(x, y, self.augment, self.aug_gen, num_classes=self.task.k, ignore=self.padded)
         if self.cuda:
             x = x.contiguous(memory_format=self.memory_format)
         self.optimizer.zero_grad(set_to_none=True)
@@ -241,6 +223,23 @@ class Trainer:
         self.scaler.update()
         return Step(loss.detach(), logits.detach(), y)
 
+    def batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The training images and masks at ``idx`` (positions in the epoch: images, or this epoch's patches, cut
+        here and moved to the device; a first call without an epoch under way draws one)."""
+        if self.sampler is None:
+            return self.train_x[idx], self.train_y[idx]
+        if self._plan is None:
+            self._plan = self.sampler.plan()
+        x, y, _ = self.sampler.crop(self._plan[idx.cpu()])
+        return x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+
+    def new_epoch(self) -> torch.Tensor:
+        """The epoch's order of samples (on the device), drawn from the shuffling generator; at native resolution
+        the epoch's patches are drawn first, from the patch generator."""
+        if self.sampler is not None:
+            self._plan = self.sampler.plan()
+        return torch.randperm(self.samples_per_epoch, generator=self.shuffle_gen).to(self.device)
+
     def train_epoch(self, on_batch=None, should_stop=None) -> tuple[float, float | None]:
         """One pass over the training images in a seeded random order. Returns (mean loss, hard Dice).
 
@@ -248,7 +247,7 @@ class Trainer:
         """
         bs = self.cfg.batch_size
         self.model.train()
-        order = torch.randperm(self.n_train, generator=self.shuffle_gen).to(self.device)
+        order = self.new_epoch()
         loss_sum = torch.zeros((), device=self.device, dtype=torch.float64)
         counts = torch.zeros(self.task.k - 1, 3, device=self.device, dtype=torch.float64)
         steps = self.steps_per_epoch
@@ -262,7 +261,7 @@ class Trainer:
             counts += self.task.counts(out.logits, out.masks)
             if on_batch is not None:
                 on_batch(self.epoch + 1, step + 1, steps)
-        mean_loss = float(loss_sum) / self.n_train
+        mean_loss = float(loss_sum) / self.samples_per_epoch
         return mean_loss, self.task.train_dice(counts)
 
     @torch.no_grad()
@@ -274,6 +273,13 @@ class Trainer:
         self.model.eval()
         loss_sum = torch.zeros((), device=self.device, dtype=torch.float64)
         counts = torch.zeros(self.task.k - 1, 3, device=self.device, dtype=torch.float64)
+        if self.native:  # each whole image by sliding window, counted on its own pixels; the loss: mean over images
+            for image, y in zip(images, masks):
+                logits = self.window_logits(self.model, image)[None]
+                y = y[None].to(logits.device)
+                loss_sum += self.loss_fn(logits, y).double().to(self.device)
+                counts += self.task.counts(logits, y).to(self.device)
+            return self.task.scores(float(loss_sum) / len(images), counts)
         for logits, y in self.batched_logits(self.model, images, masks):
             loss_sum += self.loss_fn(logits, y).double() * len(y)
             counts += self.task.counts(logits, y)
@@ -294,16 +300,22 @@ class Trainer:
     def predict_preview(self) -> dict[str, Any]:
         k = min(self.cfg.preview_count, self.n_val)
         self.model.eval()
-        x, y = self.val_x[:k], self.val_y[:k]
-        with self.autocast():
-            prob = self.task.probabilities(self.model(x))
-        return {"images": x.float().cpu(), "masks": y.cpu(), "probs": prob.cpu(), "names": self.names[:k],
+        names = self.names[:k]
+        if self.native:  # a window around each image's foreground, by sliding window
+            x, y, names = preview_windows(self.val_x[:k], self.val_y[:k], names)
+            prob = self.task.probabilities(torch.stack([self.window_logits(self.model, im) for im in x]))
+        else:
+            x, y = self.val_x[:k], self.val_y[:k]
+            with self.autocast():
+                prob = self.task.probabilities(self.model(x))
+        return {"images": x.float().cpu(), "masks": y.clamp(min=0).cpu(), "probs": prob.cpu(), "names": names,
                 "class_names": self.task.classes.names}
 
     # ---- checkpoints -------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         rng = {"torch": torch.get_rng_state(), "shuffle": self.shuffle_gen.get_state(), "augment": self.aug_gen.get_state(),
-               "dropout": self.dropout_gen.get_state(), "dropout_device": self.device.type}
+               "dropout": self.dropout_gen.get_state(), "dropout_device": self.device.type,
+               "patches": self.patch_gen.get_state()}
         if self.cuda:
             rng["cuda"] = torch.cuda.get_rng_state(self.device)
         return {
@@ -329,6 +341,8 @@ class Trainer:
         torch.set_rng_state(ckpt["rng"]["torch"])
         self.shuffle_gen.set_state(ckpt["rng"]["shuffle"])
         self.aug_gen.set_state(ckpt["rng"]["augment"])
+        if "patches" in ckpt["rng"]:
+            self.patch_gen.set_state(ckpt["rng"]["patches"])
         if ckpt["rng"].get("dropout_device") == self.device.type and "dropout" in ckpt["rng"]:
             self.dropout_gen.set_state(ckpt["rng"]["dropout"])
         else:  # resumed on another kind of device (CPU and CUDA generators differ): a new stream, still seeded
@@ -383,6 +397,8 @@ class Trainer:
             "amp_dtype": str(self.amp_dtype).replace("torch.", "") if self.amp_dtype else "off",
             "in_channels": self.channels,
             "data_notes": list(self.data_notes),
+            "mode": self.mode,
+            "samples_per_epoch": self.samples_per_epoch,
             "n_train": self.n_train,
             "n_val": self.n_val,
             "n_test": self.n_test,
@@ -415,6 +431,7 @@ class Trainer:
             "test_loss": self.best.get("test_loss"),
             "n_test": self.n_test,
             "best_val_iou": self.best.get("val_iou"),
+            "mode": self.mode,
             **self.task.class_summary(self.best, last, self.n_test),
             **(self.best.get("end") or {}),
         }
@@ -433,7 +450,7 @@ class Trainer:
             return {}
         blob = torch.load(run.file(BEST_WEIGHTS), map_location="cpu", weights_only=False)
         model = UNet(self.channels, self.task.out_channels, self.cfg.base_channels, self.cfg.depth,
-                     self.cfg.dropout).to(device=self.device, dtype=self.train_x.dtype)
+                     self.cfg.dropout).to(device=self.device, dtype=next(self.model.parameters()).dtype)
         model.load_state_dict(blob["model"])
         model.eval()
         names = self.task.classes.foreground
@@ -442,7 +459,10 @@ class Trainer:
             if not len(images):
                 continue
             acc = BoundaryAccumulator(names, self.cfg.nsd_tolerance)
-            for logits, y in self.batched_logits(model, images, masks):
+            for image, y in zip(images, masks) if self.native else ():  # each whole image, by sliding window
+                pred = self.task.decode(self.window_logits(model, image))
+                acc.add(y.round().long().numpy(), pred.cpu().numpy())
+            for logits, y in self.batched_logits(model, images, masks) if not self.native else ():
                 acc.add(y[:, 0].round().long().cpu().numpy(), self.task.decode(logits)[:, 0].cpu().numpy())
             out.update({f"{prefix}_{k}": v for k, v in run_keys(acc.result(), names, self.task.binary).items()})
         self.best["end"] = out

@@ -43,6 +43,11 @@ def report_markdown(s, figures: dict[str, list[str]] | None = None) -> str:
            + (f"; every configuration at train_fraction {', '.join(fmt_value(f) for f in study.fractions)}, scored by the mean"
               if study.fractions else "") + ".", ""]
     out += [f"It chooses by {metric_sentence(study.metric)}.", ""]
+    modes = sorted({str(r.summary["mode"]) for st in s.stages for r in _done(st) if r.summary.get("mode")})
+    if modes:  # how the images reached the model: resized whole, or patches at their own resolution
+        out += ["Images: " + "; ".join(m + (
+            " px at the images' own resolution (validation and test by sliding window)"
+            if m.startswith("patches") else "² (whole images)") for m in modes) + ".", ""]
     if study.base:
         out += [f"Base (on top of [defaults]): {_values(study.base)}.", ""]
     out += [f"In the tables, train loss, train Dice, val loss and val Dice are the last epoch's; score is `{study.metric}` "

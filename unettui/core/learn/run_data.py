@@ -1,0 +1,109 @@
+"""A run's data, as its trainer holds it: the dataset read once (resized to ``image_size``, or at its own resolution
+when ``patch_size`` is set), preprocessed, split into training, validation and test images, and what reading it
+noted for the run's log. Pack members share one RunData (``Trainer(data_from=...)``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..define.config import Config
+from .data import equalize_histogram, split_with_test
+from .datasets import absent_classes, load_dataset
+from .task import Task
+
+__all__ = ["RunData", "load_run_data", "decoded_cache"]
+
+
+@dataclass
+class RunData:
+    """Resized runs: ``train_x`` ... ``test_y`` are tensors [N, C, S, S] / [N, 1, S, S] on the run's device. Native
+    runs: lists of [C, H, W] / [1, H, W] tensors on the CPU, one per image at its own size (training patches are cut
+    from them; the rest is predicted by sliding window). ``names``: the validation images'. ``padded``: some mask
+    holds ignored pixels (letterboxed non-square images; native runs: the patch sampler decides)."""
+
+    names: list[str]
+    train_x: Any
+    train_y: Any
+    val_x: Any
+    val_y: Any
+    test_x: Any
+    test_y: Any
+    n_train: int
+    n_val: int
+    n_test: int
+    val_on_train: bool
+    channels: int
+    data_notes: list[str]
+    padded: bool
+
+
+def decoded_cache(project: Path | None) -> Path | None:
+    """Where a project keeps decoded images of its folder datasets (native runs): ``runs/.cache/decoded/``."""
+    return None if project is None else Path(project) / "runs" / ".cache" / "decoded"
+
+
+def _class_notes(task: Task, everywhere: torch.Tensor, seen: torch.Tensor) -> list[str]:
+    """A note per class that some mask has but no training mask (the model can only learn not to predict it)."""
+    names, values = task.classes.names, task.classes.values
+    return [f"class '{names[c]}' (mask value {values[c]}) occurs in no training mask: the model cannot learn it"
+            for c in range(task.k) if everywhere[c] and not seen[c]]
+
+
+def _present(masks: Any, k: int) -> torch.Tensor:
+    """Which of the k classes any of ``masks`` (a tensor, or a list of tensors) has, as a bool [k] tensor."""
+    seen = torch.zeros(k, dtype=torch.bool)
+    for m in (masks if isinstance(masks, list) else [masks]):
+        seen |= torch.bincount(m.reshape(-1).clamp(min=0).long().cpu(), minlength=k)[:k] > 0
+    return seen
+
+
+def load_run_data(cfg: Config, project: Path | None, device: torch.device, dtype: torch.dtype | None,
+                  task: Task) -> RunData:
+    """Read ``cfg``'s dataset and split it as every run of the definition does (``split_with_test``). Histogram
+    equalisation is preprocessing of every input (train and validation), never of masks; the test images are held
+    out before the train/validation split and never used to choose anything."""
+    native = bool(cfg.patch_size)
+    data = load_dataset(cfg.dataset, cfg.image_size, cfg.num_images, cfg.data_seed, base_dir=project,
+                        tiff_pages=cfg.tiff_pages, classes=task.classes, native=native,
+                        **({"cache_dir": decoded_cache(project)} if native else {}))
+    notes = list(data.notes)
+    train_idx, val_idx, test_idx, val_on_train = split_with_test(len(data), cfg.train_fraction, cfg.data_seed,
+                                                                 cfg.test_fraction)
+    if native:
+        images = [im if dtype is None else im.to(dtype) for im in data.images]
+        if cfg.augment_histeq:
+            images = [equalize_histogram(im[None])[0] for im in images]
+        masks = data.masks
+
+        def part(idx: torch.Tensor, seq: list) -> list:
+            return [seq[i] for i in idx.tolist()]
+
+        padded = False  # (the patch sampler says whether patches need padding)
+        channels = int(images[0].shape[0])
+    else:
+        images = data.images if dtype is None else data.images.to(dtype)
+        if cfg.augment_histeq:
+            images = equalize_histogram(images)
+        masks = data.masks
+
+        def part(idx: torch.Tensor, seq: torch.Tensor) -> torch.Tensor:
+            return seq[idx].to(device)
+
+        padded = bool((masks < 0).any())  # letterboxed non-square images: the padding is ignored
+        channels = int(images.shape[1])
+    out = RunData([data.names[i] for i in val_idx.tolist()], part(train_idx, images), part(train_idx, masks),
+                  part(val_idx, images), part(val_idx, masks), part(test_idx, images), part(test_idx, masks),
+                  len(train_idx), len(val_idx), len(test_idx), val_on_train, channels, notes, padded)
+    if not task.binary:  # (classes no mask has at all: the loader's notes name these already)
+        if native:
+            out.data_notes += _class_notes(task, _present(masks, task.k), _present(out.train_y, task.k))
+        else:
+            nowhere = set(absent_classes(masks, task.k))
+            trained = set(range(task.k)) - set(absent_classes(out.train_y, task.k))
+            out.data_notes += _class_notes(task, torch.tensor([c not in nowhere for c in range(task.k)]),
+                                           torch.tensor([c in trained for c in range(task.k)]))
+    return out
