@@ -63,8 +63,10 @@ def check_queue(queue: Queue, project: Path) -> CheckReport:
         c = e.config
         synthetic = is_synthetic(c.dataset)
         classes = None if synthetic else classes_of(c)
-        key = (c.dataset, c.image_size, c.num_images if synthetic else None, c.data_seed if synthetic else None,
-               None if synthetic else c.tiff_pages, classes if classes is not None and classes.values else None)
+        native = bool(c.patch_size) and not synthetic  # a folder read at its own resolution: no image_size
+        key = (c.dataset, None if native else c.image_size, c.num_images if synthetic else None,
+               c.data_seed if synthetic else None, None if synthetic else c.tiff_pages,
+               classes if classes is not None and classes.values else None)
         groups.setdefault(key, []).append(e)
     for (spec, size, _, _, _, classes), exps in groups.items():
         ids = [e.id for e in exps]
@@ -81,8 +83,9 @@ def check_queue(queue: Queue, project: Path) -> CheckReport:
             else:
                 from ..learn.datasets import load_dataset
 
-                data = load_dataset(spec, size, exps[0].config.num_images, exps[0].config.data_seed, base_dir=project,
-                                    tiff_pages=exps[0].config.tiff_pages, classes=classes)
+                data = load_dataset(spec, size or exps[0].config.image_size, exps[0].config.num_images,
+                                    exps[0].config.data_seed, base_dir=project, tiff_pages=exps[0].config.tiff_pages,
+                                    classes=classes, native=size is None)
                 n, channels = len(data), data.channels
                 absent = [note for note in data.notes if note.startswith("class ")] if classes is not None else []
         except DatasetError as exc:
@@ -92,7 +95,8 @@ def check_queue(queue: Queue, project: Path) -> CheckReport:
             report.problems.append(f"{users}: dataset: cannot load {spec!r}: {type(exc).__name__}: "
                                    f"{' '.join(str(exc).split())}")
             continue
-        report.checked.append(f"{spec}: {n} images at {size} px" + (" (generated when trained)" if synthetic else "")
+        at = f"at {size} px" if size is not None else _own_sizes(data.sizes)
+        report.checked.append(f"{spec}: {n} images {at}" + (" (generated when trained)" if synthetic else "")
                               + (f" ({'; '.join(absent)})" if absent else ""))
         for e in exps:
             memory, where = memory_for(e.config)
@@ -101,3 +105,14 @@ def check_queue(queue: Queue, project: Path) -> CheckReport:
                 report.problems.append(f"{name} {e.origin}: {key}: {why}")
                 break
     return report
+
+
+def _own_sizes(sizes: list[tuple[int, int]]) -> str:
+    """'at their own sizes (150x300 to 400x180 WxH, 0.4 Mpx)' for a folder read at native resolution."""
+    small = min(sizes, key=lambda s: s[0] * s[1])
+    large = max(sizes, key=lambda s: s[0] * s[1])
+    span = f"{small[1]}x{small[0]}" + (f" to {large[1]}x{large[0]}" if large != small else "")
+    pixels = sum(h * w for h, w in sizes)
+    amount = f"{pixels / 1e6:.1f} Mpx" if pixels >= 1e6 else f"{pixels / 1e3:.1f} kpx"
+    return f"at their own sizes ({span} WxH, {amount})"
+

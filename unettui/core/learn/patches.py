@@ -1,7 +1,7 @@
 """Patch sampling at native resolution (issue 25): random P x P crops of images of any size and aspect ratio, with
 foreground oversampling as nnU-Net does, and an epoch whose size follows the training pixels.
 
-This module is a self-contained building block; the trainer and the config wire it in. How to use it::
+The trainers (train.py, pack_train.py) use it when a run sets ``patch_size``. How to use it::
 
     g = torch.Generator().manual_seed(seed)
     sampler = PatchSampler(images, masks, 64, foreground_oversample=1 / 3, generator=g)
@@ -21,14 +21,11 @@ image, each at its own size.
 - ``y``: ``[B, 1, P, P]`` float32 class indices, ``ignore_index`` (default -1) on padding;
 - ``valid``: ``[B, 1, P, P]`` bool, False exactly on padding (pixels that are not in the image).
 
-``valid`` is the contract: losses and metrics weight or select by it (``loss * valid`` / ``y[valid]``, one
-multiply or one boolean index per batch) and treat padding as neither background nor foreground. Where every image is
-at least P x P there is no padding and ``valid`` is all True (a consumer may skip it then: see
-:attr:`PatchSampler.padded`). ``y`` holds ``ignore_index`` on padding as well, so a consumer that forgets ``valid``
-does not silently learn padding as background (a one-hot or ``cross_entropy`` of -1 fails); but transforms that
-resample label maps (``augment.rotate_batch``) turn -1 into background, so augmentation must carry ``valid`` along
-(flips: flip it too; rotations: rotate it as a binary mask, and pixels rotated in from outside the patch are invalid
-as well) and losses must read ``valid``, not ``y == ignore_index``.
+Padding is marked twice: ``y`` holds ``ignore_index`` (-1, ``data.IGNORE_INDEX``) there, which is what the trainers
+use (the task's ``ignore_loss_fn``, counts that skip ``y < 0``, ``augment_batch(..., ignore=True)``, which carries the
+ignored pixels through flips and rotations and marks pixels rotated in from outside the patch as ignored too), and
+``valid`` is False there, for a consumer that wants a boolean map. Where every image is at least P x P there is no
+padding (``PatchSampler.padded`` is 0) and the trainers keep the plain losses and augmentation.
 
 **How a patch is drawn** (all random numbers from ``generator``, a CPU ``torch.Generator``, a fixed number per patch
 whatever the settings, so the same seed gives the same patches on any device):

@@ -297,6 +297,9 @@ class LivePanel(Vertical):
             title.append(f"  {view.job_label}", style="cyan")
         if view.attempt:
             title.append(f"  attempt {view.attempt}")
+        mode = view.config.get("mode")  # how the images reached the model: "resize to 64", "patches of 128"
+        if isinstance(mode, str):
+            title.append(f"  {mode}", style="dim")
         set_text(self._title, title)
         if view.state == "pending":
             planned = f" ({view.epochs} epochs planned)" if view.epochs else ""
