@@ -241,7 +241,8 @@ def results(
     from ..core.runs.groups import configuration_rows, mean_sd_text
 
     rows = _rows(project, sort, desc)  # (checks the sort key)
-    grouped = not runs and any((r.get("repeat") or 1) > 1 for r in rows)
+    # configurations trained several times (repeats, folds) are one row each
+    grouped = not runs and any((r.get("repeat") or 1) > 1 or (r.get("fold") or 0) > 0 for r in rows)
     if grouped:
         rows = configuration_rows(rows)
     if sort:
@@ -252,9 +253,10 @@ def results(
         typer.echo("no experiments in the queue and no runs yet")
         return
     # like `guild compare`: show the hyper-parameters that differ between rows, list the shared ones below
-    varying = [k for k in varied_keys(rows) if not (grouped and k == "seed")]
+    varying = [k for k in varied_keys(rows) if not (grouped and k in ("seed", "fold"))]
     shared = [f"{c}={_show(rows[0].get(c))}" for c in PARAM_COLUMNS
-              if c not in varying and rows[0].get(c) is not None and not (grouped and c == "seed")]
+              if c not in varying and rows[0].get(c) is not None and not (grouped and c in ("seed", "fold"))
+              and not (c == "train_fraction" and rows[0].get("folds"))]  # (not used with folds)
     table = Table(title=f"{project.resolve()}: {len(rows)} experiment{'' if len(rows) == 1 else 's'}", title_justify="left",
                   caption=("same for all: " + ", ".join(shared)) if shared else None, caption_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), pad_edge=False)
     # the score columns (core.define.task.VIEWS): configurations compare the best and the test score (mean ± sd of
@@ -315,8 +317,8 @@ def results(
         table.add_row(*(Text(c, style=state_style(r.get("status")) if i == 1 else "") for i, c in enumerate(row)))
     console.print(table)
     if grouped:
-        typer.echo("mean±sd(n): mean and standard deviation over each configuration's n repeats; "
-                   "--runs lists every run")
+        typer.echo("mean±sd(n): mean and standard deviation over each configuration's n runs (repeats, folds: "
+                   "with folds the cross-validated mean over folds); --runs lists every run")
     if classes and not per_class:
         typer.echo("no multi-class runs (num_classes >= 3) here: a binary run's val dice is its foreground's")
     elif no_score:

@@ -50,6 +50,11 @@ class Config:
     # share of the images held out for testing before the train/validation split (never used to choose anything);
     # 0 keeps a project's earlier runs valid and comparable: their splits had no test part
     test_fraction: float = 0.0
+    # k-fold cross-validation (issue 26): folds = k >= 2 splits the non-test images into k folds and makes a
+    # configuration k runs, <id>-f1 ... <id>-fk; run fold i validates on fold i and trains on the others (fold: set
+    # by the queue for each of them; 0 without folds)
+    folds: int = 0
+    fold: int = 0
     tiff_pages: str = "error"  # a folder's multi-page TIFFs: "error" (refused, naming the file), "first", "channels"
     # the task (core/define/task.py): 2 classes is binary segmentation (any mask value > 0 is foreground); K >= 3
     # classes read each mask pixel's value as its class (mask_values, default 0 ... K-1)
@@ -118,7 +123,7 @@ class Config:
 # definition that does not set them keeps the fingerprint it had
 HASHED_IF_SET: dict[str, Any] = {"num_classes": 2, "class_names": (), "mask_values": (), "class_weights": (),
                                  "nsd_tolerance": 2.0, "patch_size": 0, "foreground_oversample": 1 / 3,
-                                 "patches_per_epoch": 0, "overlap": 0.5}
+                                 "patches_per_epoch": 0, "overlap": 0.5, "folds": 0, "fold": 0}
 
 
 def field_to_key(name: str) -> str:
@@ -276,6 +281,9 @@ _LIMITS: dict[str, tuple[tuple[Any, str], ...]] = {
     "foreground_oversample": ((lambda v: 0 <= v <= 1, "is the share of patches forced to contain foreground and must "
                                "be in [0, 1]"),),
     "patches_per_epoch": ((lambda v: v >= 0, "must be >= 0 (0: enough patches to cover the training pixels once)"),),
+    "folds": ((lambda v: v != 1, "must be 0 (no cross-validation) or at least 2: one fold would validate on the images "
+               "it trains on; use folds = 0, or 3 to 10"), (lambda v: 0 <= v <= 100, "must be in [2, 100], or 0")),
+    "fold": ((lambda v: v >= 0, "must be >= 0 (the queue sets it for each fold of a configuration)"),),
     "overlap": ((lambda v: 0 <= v <= 0.9, "is the share of a sliding window its neighbours overlap and must be in "
                  "[0, 0.9]"),),
     "num_classes": ((lambda v: 2 <= v <= 255, "must be in [2, 255]: 2 is binary segmentation (background and "
@@ -374,6 +382,14 @@ def _cross_check(cfg: Config) -> tuple[str, str] | None:
         return "amp", "fp16 needs a CUDA device; use amp = \"off\" or \"bf16\" on the CPU"
     if cfg.seed + (cfg.repeats - 1) * REPEAT_SEED_STRIDE > MAX_SEED:
         return "seed", f"{cfg.seed} leaves no room for {cfg.repeats} repeats (seed + {REPEAT_SEED_STRIDE} per repeat)"
+    if cfg.fold and not cfg.folds:
+        return "fold", f"{cfg.fold} is set without folds: fold N is the validation fold of folds = k; set folds"
+    if cfg.fold > cfg.folds:
+        return "fold", f"{cfg.fold} is above folds = {cfg.folds}: the folds are 1 ... {cfg.folds}"
+    if cfg.folds and cfg.train_fraction != DEFAULTS.train_fraction:
+        return "train_fraction", (f"{cfg.train_fraction:g} is set together with folds = {cfg.folds}: with folds each run "
+                                  f"validates on one fold of {cfg.folds} and trains on the others, so train_fraction "
+                                  "is not used; remove it (or set folds = 0)")
     problem = check_classes(cfg.num_classes, cfg.class_names, cfg.mask_values, cfg.class_weights, cfg.dataset)
     if problem:
         return problem

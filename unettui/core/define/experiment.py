@@ -22,6 +22,7 @@ class Experiment:
     configuration: str = ""  # the id its repeats share (its own id when it is not a repeat)
     repeat: int = 1  # 1..repeats: repeats of one configuration differ only in their seed
     repeats: int = 1
+    fold: int = 0  # 1..folds: the validation fold of one run of a cross-validated configuration (0: no folds)
 
     def __post_init__(self) -> None:
         self.configuration = self.configuration or self.id
@@ -46,18 +47,39 @@ def repeat_id(base: str, k: int) -> str:
     return base[: MAX_ID - len(suffix)].rstrip("-.") + suffix
 
 
+def fold_id(base: str, i: int) -> str:
+    """The id of the run of configuration (or repeat) ``base`` that validates on fold ``i``: ``base-f1``, ``base-f2``,
+    ... (shortened to fit the id limit); with repeats ``base-r2-f1``."""
+    suffix = f"-f{i}"
+    return base[: MAX_ID - len(suffix)].rstrip("-.") + suffix
+
+
+def with_folds(exp: Experiment) -> list[Experiment]:
+    """``exp`` as its ``config.folds`` runs (none: itself), fold i validating on fold i and training on the others
+    (core.learn.data.split_folds); they share the configuration (and repeat) of ``exp``. A run whose ``fold`` is set
+    already (one fold asked for) stays one."""
+    cfg = exp.config
+    if cfg is None or cfg.folds < 2 or cfg.fold:
+        return [exp]
+    return [Experiment(id=fold_id(exp.id, i), origin=f"{exp.origin} (fold {i} of {cfg.folds})",
+                       overrides=dict(exp.overrides), config=cfg.replace(fold=i), budget=exp.budget,
+                       configuration=exp.configuration, repeat=exp.repeat, repeats=exp.repeats, fold=i)
+            for i in range(1, cfg.folds + 1)]
+
+
 def with_repeats(exp: Experiment) -> list[Experiment]:
     """``exp`` and its repeats: ``config.repeats`` experiments that differ only in their seed (seed, seed + 1000,
     seed + 2000, ...: initialisation, shuffling, augmentation and dropout change; the data split, seeded by
-    data_seed, does not). An invalid experiment stays one."""
+    data_seed, does not), each as its folds when ``config.folds`` is set (``with_folds``: ids ``<id>-f1``,
+    ``<id>-r2-f1``; every fold and repeat shares the configuration). An invalid experiment stays one."""
     if exp.config is None or exp.config.repeats <= 1:
         if exp.config is not None:
             exp.repeats = exp.config.repeats
-        return [exp]
+        return with_folds(exp)
     n, out = exp.config.repeats, []
     for k in range(1, n + 1):
         cfg = exp.config.replace(seed=exp.config.seed + (k - 1) * REPEAT_SEED_STRIDE)
         origin = exp.origin if n == 1 else f"{exp.origin} (repeat {k} of {n})"
-        out.append(Experiment(id=repeat_id(exp.id, k), origin=origin, overrides=dict(exp.overrides), config=cfg,
-                              budget=exp.budget, configuration=exp.id, repeat=k, repeats=n))
+        out += with_folds(Experiment(id=repeat_id(exp.id, k), origin=origin, overrides=dict(exp.overrides),
+                                     config=cfg, budget=exp.budget, configuration=exp.id, repeat=k, repeats=n))
     return out

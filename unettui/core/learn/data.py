@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-__all__ = ["DatasetError", "SegData", "split_indices", "equalize_histogram", "IGNORE_INDEX"]
+__all__ = ["DatasetError", "SegData", "split_indices", "fold_of", "split_folds", "equalize_histogram", "IGNORE_INDEX"]
 
 IGNORE_INDEX = -1
 """The mask value of a pixel that is not part of the user's image: padding added when a non-square image is letterboxed
@@ -137,6 +137,46 @@ def split_with_test(n: int, train_fraction: float, seed: int, test_fraction: flo
     rest = torch.sort(perm[n_test:]).values
     tr, va, vot = split_indices(len(rest), train_fraction, seed)
     return rest[tr], rest[va], test, vot
+
+
+# The folds' permutation is seeded apart from the train/validation split's and the test split's
+FOLD_SEED_OFFSET = 7_919
+
+
+def fold_of(n: int, k: int, seed: int, test_fraction: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(fold, test_idx): ``fold`` [n] long, the validation fold (1 ... k) of every image, 0 for the test images
+    (held out first, exactly as ``split_with_test`` holds them out, so runs with and without folds share their test
+    images). The other images are permuted (seeded by ``seed``) and dealt to the folds in turn, so the folds are
+    disjoint, cover every non-test image exactly once and differ in size by at most one (the first ``m mod k``
+    folds have one image more). The same (n, k, seed, test_fraction) always gives the same folds."""
+    n, k = int(n), int(k)
+    if k < 2:
+        raise DatasetError(f"folds must be at least 2, got {k}")
+    _, _, test, _ = split_with_test(n, 0.5, seed, test_fraction) if test_fraction > 0 else (
+        None, None, torch.zeros(0, dtype=torch.long), False)
+    rest = torch.tensor(sorted(set(range(n)) - set(test.tolist())), dtype=torch.long)
+    if len(rest) < k:
+        held = f" after test_fraction {test_fraction:g} holds out {len(test)}" if len(test) else ""
+        raise DatasetError(f"folds = {k} needs at least {k} images to validate on, the dataset has {len(rest)}"
+                           f"{held}; use folds = {max(2, len(rest))} or fewer, or more images")
+    g = torch.Generator(device="cpu")
+    g.manual_seed(int(seed) + FOLD_SEED_OFFSET)
+    order = rest[torch.randperm(len(rest), generator=g)]
+    fold = torch.zeros(n, dtype=torch.long)
+    fold[order] = torch.arange(len(order)) % k + 1
+    return fold, test
+
+
+def split_folds(n: int, k: int, fold: int, seed: int, test_fraction: float = 0.0
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, bool]:
+    """(train_idx, val_idx, test_idx, False) of the run that validates on fold ``fold`` (1 ... k) of ``fold_of``'s
+    folds and trains on the other k - 1; each sorted ascending."""
+    folds, test = fold_of(n, k, seed, test_fraction)
+    if not 1 <= int(fold) <= k:
+        raise DatasetError(f"fold must be in 1 ... {k}, got {fold}")
+    val = torch.nonzero(folds == int(fold)).reshape(-1)
+    train = torch.nonzero((folds > 0) & (folds != int(fold))).reshape(-1)
+    return train, val, torch.sort(test).values, False
 
 
 def equalize_histogram(images: torch.Tensor, bins: int = 256) -> torch.Tensor:

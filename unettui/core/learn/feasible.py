@@ -137,6 +137,15 @@ def problems(cfg: Config, n_images: int | None, memory: int | None = None, where
                                          f"validation), the dataset has {n_images}; use test_fraction = 0 or more images"))
             return out
         n_train, n_val = split_counts(n_images, cfg.train_fraction, cfg.test_fraction)
+        if cfg.folds:  # k folds of the non-test images: the smallest trains on all but the largest fold
+            rest = n_images - held_out_count(n_images, cfg.test_fraction)
+            if rest < cfg.folds:
+                held = (f" after test_fraction {cfg.test_fraction:g} holds out {n_images - rest}"
+                        if rest < n_images else "")
+                out.append(("folds", f"{cfg.folds} folds need at least {cfg.folds} images to validate on, the dataset "
+                                     f"has {rest}{held}; use folds = {max(2, rest)} or fewer, or more images"))
+                return out
+            n_train, n_val = rest - -(-rest // cfg.folds), rest // cfg.folds
         if n_val < 1:
             out.append(("train_fraction", f"{cfg.train_fraction:g} of {n_images} image{'s' if n_images != 1 else ''} "
                                           "leaves no validation image; use train_fraction = 1.0 or more images"))

@@ -67,7 +67,7 @@ __all__ = ["PACK_KEYS", "pack_key", "PackMember", "PackTrainer"]
 # the definition keys every member of a pack shares (with the resolved device and AMP dtype)
 PACK_KEYS = ("dataset", "num_images", "data_seed", "image_size", "train_fraction", "test_fraction", "augment.histeq",
              "tiff_pages", "num_classes", "mask_values", "base_channels", "depth", "batch_size", "patch_size",
-             "patches_per_epoch", "overlap")
+             "patches_per_epoch", "overlap", "folds", "fold")  # (folds: the split; each fold's data is its own)
 
 
 def _device_name(device: torch.device) -> str:

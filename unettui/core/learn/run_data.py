@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from ..define.config import Config
-from .data import equalize_histogram, split_with_test
+from .data import equalize_histogram, split_folds, split_with_test
 from .datasets import absent_classes, load_dataset
 from .task import Task
 
@@ -26,6 +26,7 @@ class RunData:
     holds ignored pixels (letterboxed non-square images; native runs: the patch sampler decides)."""
 
     names: list[str]
+    split: dict[str, list[str]]  # the images of each part by name, as runs/<id>/split.json records them
     train_x: Any
     train_y: Any
     val_x: Any
@@ -71,8 +72,12 @@ def load_run_data(cfg: Config, project: Path | None, device: torch.device, dtype
                         tiff_pages=cfg.tiff_pages, classes=task.classes, native=native,
                         **({"cache_dir": decoded_cache(project)} if native else {}))
     notes = list(data.notes)
-    train_idx, val_idx, test_idx, val_on_train = split_with_test(len(data), cfg.train_fraction, cfg.data_seed,
+    if cfg.folds and cfg.fold:  # cross-validation: this run validates on its fold and trains on the others
+        train_idx, val_idx, test_idx, val_on_train = split_folds(len(data), cfg.folds, cfg.fold, cfg.data_seed,
                                                                  cfg.test_fraction)
+    else:
+        train_idx, val_idx, test_idx, val_on_train = split_with_test(len(data), cfg.train_fraction, cfg.data_seed,
+                                                                     cfg.test_fraction)
     if native:
         images = [im if dtype is None else im.to(dtype) for im in data.images]
         if cfg.augment_histeq:
@@ -95,7 +100,10 @@ def load_run_data(cfg: Config, project: Path | None, device: torch.device, dtype
 
         padded = bool((masks < 0).any())  # letterboxed non-square images: the padding is ignored
         channels = int(images.shape[1])
-    out = RunData([data.names[i] for i in val_idx.tolist()], part(train_idx, images), part(train_idx, masks),
+    files = _file_names(cfg, project, data.names)
+    split = {part_name: [files[i] for i in idx.tolist()]
+             for part_name, idx in (("train", train_idx), ("val", val_idx), ("test", test_idx))}
+    out = RunData([data.names[i] for i in val_idx.tolist()], split, part(train_idx, images), part(train_idx, masks),
                   part(val_idx, images), part(val_idx, masks), part(test_idx, images), part(test_idx, masks),
                   len(train_idx), len(val_idx), len(test_idx), val_on_train, channels, notes, padded)
     if not task.binary:  # (classes no mask has at all: the loader's notes name these already)
@@ -107,3 +115,18 @@ def load_run_data(cfg: Config, project: Path | None, device: torch.device, dtype
             out.data_notes += _class_notes(task, torch.tensor([c not in nowhere for c in range(task.k)]),
                                            torch.tensor([c in trained for c in range(task.k)]))
     return out
+
+
+def _file_names(cfg: Config, project: Path | None, stems: list[str]) -> list[str]:
+    """Each image's name as split.json records it: a folder's file names relative to its images/ folder (the stem
+    and its extension), a built-in dataset's generated names."""
+    from .dataset_id import image_files, is_synthetic
+
+    if is_synthetic(cfg.dataset):
+        return list(stems)
+    folder = Path(cfg.dataset).expanduser()
+    if not folder.is_absolute():
+        folder = Path(project if project is not None else Path.cwd()) / folder
+    by_stem = image_files(folder / "images")
+    return [by_stem[s][0].name if by_stem.get(s) else s for s in stems]
+

@@ -22,6 +22,7 @@ from ..runs.store import (
     CHECKPOINT,
     CONFIG,
     METRICS,
+    SPLIT,
     SUMMARY,
     Run,
     append_jsonl,
@@ -96,7 +97,7 @@ def diverged_message(train_loss: float, epoch: int, lr: float) -> str:
 
 
 # what a trainer holds of its data (shared by a pack's members, see Trainer(data_from=...))
-_DATA_ATTRS = ("names", "train_x", "train_y", "val_x", "val_y", "test_x", "test_y", "n_train", "n_val", "n_test",
+_DATA_ATTRS = ("names", "split", "train_x", "train_y", "val_x", "val_y", "test_x", "test_y", "n_train", "n_val", "n_test",
                "val_on_train", "channels", "data_notes", "padded")
 
 
@@ -507,6 +508,7 @@ class Trainer:
             # metrics.jsonl mirrors the checkpoint's history: drop any line of an epoch in flight at a crash
             atomic_write_text(run.file(METRICS), "".join(_jsonline(h) for h in self.history))
             atomic_write_json(run.file(CONFIG), {"id": run_id or run.id, **self.cfg.to_dict(), **self.describe()})
+            atomic_write_json(run.file(SPLIT), self.split)  # which images trained, validated and were held out
         return resumed, restarted
 
     def end_epoch(self, train_loss: float, train_dice: float | None, lr: float, val: Scores,
