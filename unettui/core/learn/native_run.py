@@ -14,7 +14,9 @@ Choices, in one place:
   model's device, ``batch_size`` at a time, so memory is bounded by the patch and the batch, not by the image.
 * **Previews** of large images: a square window of side ``min(PREVIEW_SIDE, shortest side of the shown images)``
   around each image's foreground (the centre of the box that holds its foreground pixels; the image's centre when
-  it has none), predicted by sliding window over that window alone.
+  it has none), predicted by sliding window over that window alone. Where a window is not its whole image,
+  ``preview_context`` also gives each whole image shrunk to the window's size (its long side S, letterboxed into
+  S x S, padding 0) and the window's place in it, so a preview can show where the window lies.
 """
 
 from __future__ import annotations
@@ -26,9 +28,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .resize import letterbox_shape, pad_square, resize_image
 from .sliding import sliding_window
 
-__all__ = ["DEVICE_OUTPUT_BYTES", "PREVIEW_SIDE", "window_logits", "preview_windows", "foreground_window"]
+__all__ = ["DEVICE_OUTPUT_BYTES", "PREVIEW_SIDE", "window_logits", "preview_windows", "foreground_window",
+           "orientation", "preview_context"]
 
 DEVICE_OUTPUT_BYTES = 256 * 2**20
 PREVIEW_SIDE = 256
@@ -83,3 +87,44 @@ def preview_windows(images: Sequence[Tensor], masks: Sequence[Tensor], names: Se
         h, w = int(im.shape[-2]), int(im.shape[-1])
         shown.append(name if (h, w) == (s, s) else f"{name} ({s}x{s} at {top},{left} of {h}x{w})")
     return torch.stack(xs), torch.stack(ys), shown
+
+
+def orientation(images: Sequence[Tensor], windows_boxes: Sequence[Sequence[int]], side: int) -> dict[str, Tensor]:
+    """Each whole image [C, H, W] shrunk (bilinear, antialiased) so its long side is ``side`` and letterboxed into
+    ``side`` x ``side`` (the short side padded with 0, split evenly as ``resize.pad_square`` does), with the place of
+    its window: ``windows_boxes`` gives each window's (top, left, height, width) in the image's pixels.
+
+    Returns {"images": float [k, C, S, S], "boxes": int64 [k, 4]}: the boxes (top, left, height, width) in the
+    thumbnails' pixels (each edge scaled by the image's own factor on its axis and rounded, at least one pixel,
+    inside the thumbnail)."""
+    thumbs, boxes = [], []
+    for im, (top, left, bh, bw) in zip(images, windows_boxes):
+        h, w = int(im.shape[-2]), int(im.shape[-1])
+        th, tw = letterbox_shape(h, w, side)
+        thumbs.append(pad_square(resize_image(im.float(), (th, tw)), side, 0.0))
+        oy, ox = (side - th) // 2, (side - tw) // 2
+        y0, ys = _scaled_span(int(top), int(bh), h, th)
+        x0, xs = _scaled_span(int(left), int(bw), w, tw)
+        boxes.append((oy + y0, ox + x0, ys, xs))
+    return {"images": torch.stack(thumbs), "boxes": torch.tensor(boxes, dtype=torch.int64).reshape(-1, 4)}
+
+
+def _scaled_span(start: int, length: int, size: int, thumb: int) -> tuple[int, int]:
+    """(start, length) of pixels start ... start + length of an axis of ``size`` pixels on that axis shrunk to
+    ``thumb``: both edges scaled and rounded, at least one pixel long, inside the axis."""
+    a0 = min(round(start * thumb / size), thumb - 1)
+    a1 = min(max(round((start + length) * thumb / size), a0 + 1), thumb)
+    return a0, a1 - a0
+
+
+def preview_context(images: Sequence[Tensor], masks: Sequence[Tensor], names: Sequence[str],
+                    side: int = PREVIEW_SIDE) -> tuple[Tensor, Tensor, list[str], dict[str, Tensor] | None]:
+    """``preview_windows``' (x, y, names) and the orientation of its windows: ``orientation`` of the whole images
+    at the windows' side S with each window's box, or None when every window is its whole image (nothing to
+    orient)."""
+    x, y, shown = preview_windows(images, masks, names, side)
+    s = int(x.shape[-1])
+    if all((int(im.shape[-2]), int(im.shape[-1])) == (s, s) for im in images):
+        return x, y, shown, None
+    boxes = [(*foreground_window(m, s), s, s) for m in masks]  # the windows preview_windows cut
+    return x, y, shown, orientation(images, boxes, s)

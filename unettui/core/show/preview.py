@@ -1,9 +1,14 @@
 """Validation previews: PNG strips (input | truth | prediction; multi-class: input | truth | prediction | errors), the
-raw arrays behind them, what every face reads of them, and the class colours every drawing of a label map uses."""
+raw arrays behind them, what every face reads of them, and the class colours every drawing of a label map uses.
+
+A preview of windows cut from larger images (native resolution, issue 25) may carry a *context*: each whole image
+shrunk to the window's size with the window's box in it; the strip then starts with a "whole image" panel, the
+window outlined in :data:`WINDOW_COLOUR`."""
 
 from __future__ import annotations
 
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +39,9 @@ CLASS_PALETTE: tuple[RGB, ...] = (
 )
 ERROR_COLOUR: RGB = (255, 255, 255)  # white: a pixel where the prediction is not the truth
 RIGHT_DIM = 0.4  # the errors panel draws the right pixels at this fraction of their class's colour
+# the outline of the window on a whole-image thumbnail: Okabe–Ito yellow, bright on dark images and no colour of the
+# binary overlay's
+WINDOW_COLOUR: RGB = (240, 228, 66)
 
 
 def preview_paths(run_dir: Path, tag: str) -> tuple[Path, Path]:
@@ -76,14 +84,19 @@ def default_class_names(k: int) -> tuple[str, ...]:
 
 
 def save_preview(run_dir: Path, tag: str, *, epoch: int, images, masks, probs, names: list[str],
-                 class_names: tuple[str, ...] | None = None) -> None:
+                 class_names: tuple[str, ...] | None = None, context: dict[str, Any] | None = None) -> None:
     """Write preview_<tag>.png and preview_<tag>.npz for a few validation samples (tensors [K,C,H,W]; the images as
     ``display_images`` draws them).
 
     The npz: ``images`` (uint8), ``truth`` and ``prob`` [K, H, W] uint8, ``names``, ``dice`` (per sample), ``epoch``.
     Binary (``probs`` [K, 1, H, W]): ``truth`` 0/1, ``prob`` the foreground probability × 255. Multi-class (``probs``
     [K, C, H, W], C >= 3 classes): ``truth`` and ``pred`` hold class indices, ``prob`` the probability of the predicted
-    class × 255, ``class_names`` the classes (background first)."""
+    class × 255, ``class_names`` the classes (background first).
+
+    ``context`` (``native_run.preview_context``'s: {"images": [K, C, S, S] floats 0..1, "boxes": [K, 4]}, the tiles
+    being S x S): each whole image shrunk, with its window's (top, left, height, width) in it. The npz then gains
+    ``context_images`` (uint8, as ``images``) and ``context_boxes`` (int64 [K, 4]), and the strip a first panel,
+    the whole image with the window outlined. Without one the files are as they were before contexts existed."""
     img = images.numpy() if hasattr(images, "numpy") else np.asarray(images)
     img = display_images(np.transpose(img, (0, 2, 3, 1)))  # K,H,W,C -> grey or RGB
     p_all = np.asarray(probs)
@@ -105,6 +118,10 @@ def save_preview(run_dir: Path, tag: str, *, epoch: int, images, masks, probs, n
         names_of = tuple(str(c) for c in class_names) if class_names and len(class_names) == k else default_class_names(k)
         extra = {"pred": pred, "class_names": np.array(names_of)}
         shown_truth, shown_pred, png_k = truth, pred, k
+    thumbs = boxes = None
+    if context is not None:
+        thumbs, boxes = _context_arrays(context, img.shape)
+        extra.update(context_images=thumbs, context_boxes=boxes)
     png_path, npz_path = preview_paths(run_dir, tag)
     import io
 
@@ -120,17 +137,58 @@ def save_preview(run_dir: Path, tag: str, *, epoch: int, images, masks, probs, n
         **extra,
     )
     atomic_write_bytes(npz_path, buf.getvalue())
-    atomic_write_bytes(png_path, strip_png(_to_uint8(img), shown_truth, shown_pred, png_k))
+    atomic_write_bytes(png_path, strip_png(_to_uint8(img), shown_truth, shown_pred, png_k, thumbs, boxes))
 
 
-def strip_png(images: np.ndarray, truth: np.ndarray, pred: np.ndarray, k: int | None = None) -> bytes:
+def _context_arrays(context: dict[str, Any], shown: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """(uint8 thumbnails as ``display_images`` draws them, int64 boxes [K, 4]) of a context, checked against the
+    shape ``shown`` of the preview's display images."""
+    c = context["images"]
+    c = c.numpy() if hasattr(c, "numpy") else np.asarray(c)
+    thumbs = _to_uint8(display_images(np.transpose(np.asarray(c, np.float64), (0, 2, 3, 1))))
+    b = context["boxes"]
+    boxes = np.asarray(b.numpy() if hasattr(b, "numpy") else b).astype(np.int64).reshape(-1, 4)
+    if thumbs.shape != tuple(shown) or len(boxes) != len(thumbs):
+        raise ValueError(f"the context's images {thumbs.shape} and boxes {boxes.shape} do not match the preview's "
+                         f"images {tuple(shown)} (one S x S thumbnail and one box per sample)")
+    return thumbs, boxes
+
+
+def outline_box(rgb: np.ndarray, box, colour: RGB = WINDOW_COLOUR, thickness: int = 1) -> np.ndarray:
+    """``rgb`` [H, W, 3] with the rectangle ``box`` (top, left, height, width; clipped to the image) outlined in
+    ``colour``, ``thickness`` pixels inside its edges (a copy)."""
+    out = np.array(rgb, copy=True)
+    h, w = out.shape[:2]
+    top, left, bh, bw = (int(v) for v in box)
+    y0, x0 = min(max(top, 0), h - 1), min(max(left, 0), w - 1)
+    y1, x1 = min(max(top + bh, y0 + 1), h), min(max(left + bw, x0 + 1), w)
+    t = max(1, int(thickness))
+    col = np.asarray(colour, out.dtype)
+    out[y0 : min(y0 + t, y1), x0:x1] = col
+    out[max(y1 - t, y0) : y1, x0:x1] = col
+    out[y0:y1, x0 : min(x0 + t, x1)] = col
+    out[y0:y1, max(x1 - t, x0) : x1] = col
+    return out
+
+
+def context_rgb(thumb: np.ndarray, box) -> np.ndarray:
+    """uint8 [S, S, 3]: a whole-image thumbnail (grey or RGB) with its window outlined in :data:`WINDOW_COLOUR`
+    (two pixels thick from 256 pixels on)."""
+    t = np.asarray(thumb)
+    rgb = np.repeat(t[..., None], 3, axis=2) if t.ndim == 2 else t[..., :3]
+    return outline_box(rgb.astype(np.uint8), box, WINDOW_COLOUR, max(1, max(t.shape[:2]) // 128))
+
+
+def strip_png(images: np.ndarray, truth: np.ndarray, pred: np.ndarray, k: int | None = None,
+              context_images: np.ndarray | None = None, context_boxes: np.ndarray | None = None) -> bytes:
     """One row per sample as PNG bytes, grey gaps between tiles and rows.
 
     Binary (``k`` None): input | truth | prediction, white masks on black. Multi-class (``k`` classes, ``truth`` and
     ``pred`` class indices): input | truth | prediction | errors, each class in its colour of
     :func:`class_colours` (background black); the errors tile draws the pixels the prediction
     got right in their class's colour dimmed, and every pixel where the prediction differs from the truth in white
-    (see :func:`errors_rgb` for why)."""
+    (see :func:`errors_rgb` for why). With ``context_images`` and ``context_boxes`` each row starts with the whole
+    image, its window outlined (:func:`context_rgb`)."""
     import imageio.v3 as iio
 
     n, h, w = truth.shape
@@ -149,6 +207,8 @@ def strip_png(images: np.ndarray, truth: np.ndarray, pred: np.ndarray, k: int | 
             t, p = class_rgb(truth[i], k), class_rgb(pred[i], k)
             e = errors_rgb(truth[i], pred[i], k)
             tiles = [im, gap, t.astype(np.uint8), gap, p.astype(np.uint8), gap, e.astype(np.uint8)]
+        if context_images is not None and context_boxes is not None:
+            tiles = [context_rgb(context_images[i], context_boxes[i]), gap, *tiles]
         rows.append(np.concatenate(tiles, axis=1))
         if i < n - 1:
             rows.append(np.full((GAP, rows[-1].shape[1], 3), 128, np.uint8))
@@ -231,6 +291,25 @@ def ascii_overlay(truth: np.ndarray, pred: np.ndarray, width: int | None = None)
             row.append("@" if tb and pb else "#" if tb else "+" if pb else ".")
         lines.append("".join(row))
     return lines
+
+
+def sample_context(pv: Mapping[str, Any], i: int) -> tuple[np.ndarray, tuple[int, int, int, int]] | None:
+    """(the whole-image thumbnail, the window's (top, left, height, width) in it) of sample ``i``, or None: no
+    context in the file, arrays that do not fit the preview (ignored: the rest still draws), or a window that is its
+    whole image (nothing to orient)."""
+    thumbs, boxes = pv.get("context_images"), pv.get("context_boxes")
+    if thumbs is None or boxes is None:
+        return None
+    images = pv["images"]
+    if thumbs.shape != images.shape or np.shape(boxes) != (images.shape[0], 4) or i >= images.shape[0]:
+        return None
+    if not np.issubdtype(np.asarray(boxes).dtype, np.integer):
+        return None
+    box = tuple(int(v) for v in boxes[i])
+    s_h, s_w = thumbs.shape[1:3]
+    if box == (0, 0, s_h, s_w) or box[2] < 1 or box[3] < 1:
+        return None
+    return thumbs[i], box  # type: ignore[return-value]
 
 
 def preview_problem(pv: dict[str, Any]) -> str | None:

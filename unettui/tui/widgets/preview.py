@@ -1,5 +1,6 @@
 """PreviewPanel: the selected run's validation preview (input | truth | prediction | overlay, or for a multi-class run
-input | truth | prediction | errors with each class in its colour) in half-blocks or ASCII."""
+input | truth | prediction | errors with each class in its colour) in half-blocks or ASCII; for a window cut from a
+larger image, the whole image shrunk with the window outlined comes first when the terminal is wide enough."""
 
 from __future__ import annotations
 
@@ -20,13 +21,16 @@ from textual.worker import get_current_worker
 
 from ...core.runs.store import RunStore
 from ...core.show import render
-from ...core.show.preview import dice_caption, preview_classes, preview_paths, read_preview
+from ...core.show.preview import dice_caption, preview_classes, preview_paths, read_preview, sample_context
 from ...richtext import segments_text
 from ..actions import bindings
 
 TAGS = ("best", "last")
 GAP = 2
 MAX_ZOOM = 8  # the overlay-only view enlarges small images by whole pixels, at most this much
+# the whole-image panel is drawn only when the other panels keep at least this many columns (or the image's width)
+MIN_PANEL_COLS = 16
+NARROW_NOTE = "whole image left out: too narrow"
 
 
 # ---------------------------------------------------------------------------
@@ -76,6 +80,16 @@ def caption(pv: dict[str, Any], i: int, tag: str | None, note: str | None = None
     return f"sample {i + 1}/{k}  {name}  {dice_caption(pv, i)}  · {tag}{ep}" + (f" ({note})" if note else "")
 
 
+def panel_width(h: int, w: int, cols: int, rows: int | None, colour: bool, titles: tuple[str, ...]) -> int:
+    """The width of each of ``len(titles)`` panels side by side in ``cols`` columns and ``rows`` rows: a panel is at
+    least as wide as its title, and no taller than the rows."""
+    n = len(titles)
+    pw = max(1, (cols - (n - 1) * GAP) // n)
+    while pw > 1 and sum(max(pw, len(t)) for t in titles) + (n - 1) * GAP > cols:
+        pw -= 1  # a panel is at least as wide as its title
+    return fit_width(h, w, pw, rows, colour)
+
+
 def draw_preview(pv: dict[str, Any], i: int, *, width: int, height: int, colour: bool, overlay_only: bool,
                  title: str) -> Text:
     """Sample ``i`` for a ``width`` x ``height`` area: ``title``, the drawing and its legend.
@@ -83,11 +97,14 @@ def draw_preview(pv: dict[str, Any], i: int, *, width: int, height: int, colour:
     Four panels (input | truth | prediction | overlay; multi-class: input | truth | prediction | errors, each class
     in its colour, or its character in ASCII), or with ``overlay_only`` the overlay (errors) alone, enlarged by whole
     pixels when small. Panels shrink until they fit both the width and the height (a height <= 3 is taken as
-    unknown). Pure: safe to run in a worker thread.
+    unknown). A sample that is a window of a larger image (the file has its context) gets a fifth panel first, the
+    whole image with the window outlined, when the other four keep their width or at least ``MIN_PANEL_COLS`` columns
+    that way; else the title says it was left out (on a line of its own when the caption has no room for it).
+    Pure: safe to run in a worker thread.
     """
     h, w = pv["truth"][i].shape
     cols = max(1, width)
-    out = Text(title, no_wrap=True, overflow="crop", end="")
+    context = False
     if overlay_only:
         rows = height - 2 if height > 2 else None  # caption + legend
         z = zoom_for(h, w, cols, rows)
@@ -96,14 +113,22 @@ def draw_preview(pv: dict[str, Any], i: int, *, width: int, height: int, colour:
     else:
         rows = height - 3 if height > 3 else None  # caption + panel titles + legend
         titles = render.PANEL_TITLES if preview_classes(pv) is None else render.CLASS_PANEL_TITLES
-        title_w = [len(s) for s in titles]
-        pw = max(1, (cols - 3 * GAP) // 4)
-        while pw > 1 and sum(max(pw, tw) for tw in title_w) + 3 * GAP > cols:
-            pw -= 1  # a panel is at least as wide as its title
-        pw = fit_width(h, w, pw, rows, colour)
-        drawing = render.sample_panels(pv, i, pw, GAP, colour)
+        pw = panel_width(h, w, cols, rows, colour, titles)
+        if sample_context(pv, i) is not None:
+            with_context = panel_width(h, w, cols, rows, colour, (render.CONTEXT_TITLE, *titles))
+            if with_context >= min(w, MIN_PANEL_COLS, pw):  # the others keep their width, or enough of it
+                pw, context = with_context, True
+            elif len(title) + 4 + len(NARROW_NOTE) <= cols:
+                title = f"{title}  · {NARROW_NOTE}"
+            else:  # a line of its own (a caption too long for the width would wrap and push the legend off)
+                title = f"{title}\n{NARROW_NOTE}"
+                pw = panel_width(h, w, cols, rows - 1 if rows and rows > 1 else rows, colour, titles)
+        drawing = render.sample_panels(pv, i, pw, GAP, colour, context=context)
+    out = Text(title, no_wrap=True, overflow="crop", end="")
     body = segments_text(drawing) if colour else Text("\n".join(drawing), end="")
-    legend = render.preview_legend(pv, colour)
+    legend = render.preview_legend(pv, colour, context=context)
+    if context and render.row_width(legend) > cols:  # the window's colour only where the line has room for it
+        legend = render.preview_legend(pv, colour)
     out.append("\n")
     out.append_text(body)
     out.append("\n")
