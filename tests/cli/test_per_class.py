@@ -33,7 +33,7 @@ TODAY = ("id", "status", "in_queue", "attempt", "configuration", "repeat", *KEYS
          "best_epoch", "best_val_loss", "final_train_loss", "final_train_dice", "final_val_loss", "final_val_dice",
          "final_val_iou", "epochs_done", "seconds", "test_dice", "test_iou", "n_test", *BOUNDARY, "error")
 TODAY_BY_CONFIGURATION = (
-    "configuration", "status", "runs", "seeds", *[k for k in KEYS if k != "seed"],
+    "configuration", "status", "runs", "seeds", *[k for k in KEYS if k not in ("seed", "fold")],
     *[c for m in ("best_val_dice", "best_val_loss", "final_val_dice", "final_val_loss", "final_val_iou", "test_dice",
                   "test_iou", *BOUNDARY) for c in (m, f"{m}_sd", f"{m}_n")], "epochs_done", "seconds")
 # what a project with synthetic:heart runs (cavity, myocardium) adds, in the registry's order: Dice and IoU, then the

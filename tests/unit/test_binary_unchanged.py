@@ -28,8 +28,11 @@ def test_a_binary_run_records_exactly_the_numbers_it_recorded_before_classes_exi
     assert history == want["history"]  # every key, every float: ==, not approx
     summary = {k: v for k, v in result.summary.items() if k != "seconds"}
     assert {k: summary[k] for k in want["summary"]} == want["summary"]
-    # the keys binary runs gained: best_val_iou, and how the images reached the model ("resize to 64")
-    assert set(summary) - set(want["summary"]) == {"best_val_iou", "mode"}
+    # the keys binary runs gained: best_val_iou, how the images reached the model ("resize to 64"), and the best
+    # epoch's validation counts (what pooled out-of-fold scores sum)
+    assert set(summary) - set(want["summary"]) == {"best_val_iou", "mode", "best_val_counts"}
+    tp, fp, fn = summary["best_val_counts"][0]
+    assert summary["best_val_dice"] == (2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 1.0)
     assert summary["mode"] == f"resize to {cfg.image_size}"
     best = next(h for h in trainer.history if h["epoch"] == summary["best_epoch"])
     assert summary["best_val_iou"] == best["val_iou"]

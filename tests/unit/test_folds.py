@@ -90,3 +90,27 @@ def test_each_fold_run_trains_on_the_other_folds_and_records_its_split(tmp_path)
     plain.path.mkdir()
     Trainer(Config(**{**base, "folds": 0})).fit(plain, run_id="plain")
     assert set(json.loads(plain.file("split.json").read_text())) == {"train", "val", "test"}  # every run has one
+
+
+def test_the_pooled_out_of_fold_score_counts_every_non_test_image_once(tmp_path):
+    from unettui.core.learn.datasets import load_dataset
+    from unettui.core.runs.groups import configuration_rows, pooled_oof
+
+    base = dict(device="cpu", dataset="synthetic:nuclei", num_images=11, image_size=32, base_channels=4, depth=2,
+                batch_size=2, epochs=2, test_fraction=0.2, folds=3, preview_count=0)
+    rows = []
+    for i in (1, 2, 3):
+        trainer = Trainer(Config(**base, fold=i))
+        summary = trainer.fit().summary
+        rows.append({"id": f"cv-f{i}", "configuration": "cv", "repeat": 1, "fold": i, "folds": 3, "status": "done",
+                     "best_val_counts": summary["best_val_counts"], "best_val_dice": summary["best_val_dice"]})
+    sums = [sum(r["best_val_counts"][0][j] for r in rows) for j in range(3)]
+    data = load_dataset("synthetic:nuclei", 32, 11, 0)
+    test = set(split_with_test(11, 0.8, 0, 0.2)[2].tolist())
+    foreground = sum(int((data.masks[i] > 0).sum()) for i in range(11) if i not in test)
+    assert sums[0] + sums[2] == foreground  # tp + fn: the truth of every non-test image, each counted once
+    mean, sd, n = pooled_oof(rows)
+    assert n == 1 and sd is None and mean == pytest.approx(2 * sums[0] / (2 * sums[0] + sums[1] + sums[2]))
+    assert pooled_oof(rows[:2]) == (None, None, 0)  # a fold missing: no pooled score yet
+    folded = configuration_rows([{**r, "seed": 0, "seconds": 1.0} for r in rows])[0]
+    assert folded["oof_val_dice"] == pytest.approx(mean) and folded["runs"] == 3

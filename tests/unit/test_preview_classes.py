@@ -42,8 +42,8 @@ from unettui.core.show.render import (
     class_resize,
     halfblock_classes,
     halfblock_errors,
-    sample_panels,
 )
+from unettui.core.show.render_preview import sample_panels
 from unettui.tui.widgets.preview import PreviewPanel
 
 NAMES = ("background", "cavity", "myocardium")

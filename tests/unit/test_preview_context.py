@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from unettui.core.learn.native_run import orientation, preview_context, preview_windows
-from unettui.core.show import render
+from unettui.core.show import render, render_preview
 from unettui.core.show.preview import (
     GAP,
     WINDOW_COLOUR,
@@ -120,7 +120,7 @@ def test_multi_class_preview_keeps_its_context(tmp_path):
                  context=_context())
     pv, problem = load_preview(tmp_path, "best")
     assert problem is None and "pred" in pv and pv["context_boxes"].shape == (2, 4)
-    lines = render.sample_panels(pv, 0, 16, 2, colour=False, context=True)
+    lines = render_preview.sample_panels(pv, 0, 16, 2, colour=False, context=True)
     assert lines[0].split() == ["whole", "image", "input", "truth", "prediction", "errors"]
 
 
@@ -129,18 +129,18 @@ def test_context_of_a_window_that_is_its_whole_image_is_not_drawn():
           "prob": np.zeros((1, 8, 8), np.uint8), "context_images": np.zeros((1, 8, 8), np.uint8),
           "context_boxes": np.array([[0, 0, 8, 8]])}
     assert sample_context(pv, 0) is None
-    assert render.sample_panels(pv, 0, 8, 2, colour=False, context=True)[0].split()[0] == "input"
+    assert render_preview.sample_panels(pv, 0, 8, 2, colour=False, context=True)[0].split()[0] == "input"
     pv["context_boxes"] = np.array([[0, 0, 4, 4, 4]])  # odd arrays: ignored, the rest still draws
     assert sample_context(pv, 0) is None
 
 
 def test_ascii_and_colour_outline_the_window():
     thumb = np.full((16, 16), 60, np.uint8)
-    lines = render.ascii_context(thumb, (4, 4, 8, 8))  # one character per column, two rows per line
-    assert lines[2][4:12] == render.WINDOW_MARK * 8 and lines[5][4:12] == render.WINDOW_MARK * 8
-    assert lines[3][4] == lines[3][11] == render.WINDOW_MARK and render.WINDOW_MARK not in lines[3][5:11]
-    assert render.WINDOW_MARK not in lines[0] + lines[7]
-    rows = render.halfblock_context(thumb, (4, 4, 8, 8), width=8)  # shrunk twice: the outline stays one pixel wide
+    lines = render_preview.ascii_context(thumb, (4, 4, 8, 8))  # one character per column, two rows per line
+    assert lines[2][4:12] == render_preview.WINDOW_MARK * 8 and lines[5][4:12] == render_preview.WINDOW_MARK * 8
+    assert lines[3][4] == lines[3][11] == render_preview.WINDOW_MARK and render_preview.WINDOW_MARK not in lines[3][5:11]
+    assert render_preview.WINDOW_MARK not in lines[0] + lines[7]
+    rows = render_preview.halfblock_context(thumb, (4, 4, 8, 8), width=8)  # shrunk twice: the outline stays one pixel wide
     colours = {c for row in rows for _, fg, bg in row for c in (fg, bg)}
     assert WINDOW_COLOUR in colours and len(rows) == 4
 
@@ -165,7 +165,7 @@ def test_tui_draws_the_whole_image_first_when_there_is_room(tmp_path):
         assert NARROW_NOTE not in text
     # ASCII: the outline's character in the first panel
     lines = draw_preview(pv, 0, width=150, height=40, colour=False, overlay_only=False, title="t").plain.split("\n")
-    assert any(render.WINDOW_MARK in line[:32] for line in lines[2:-1])
+    assert any(render_preview.WINDOW_MARK in line[:32] for line in lines[2:-1])
     # the overlay alone: no whole image
     text = draw_preview(pv, 0, width=150, height=40, colour=False, overlay_only=True, title="t").plain
     assert "whole image" not in text and NARROW_NOTE not in text

@@ -196,6 +196,9 @@ def _heading(key: str) -> str:
     val dice``, ``test dice / @best``, ``val hd95 / @best``; a class's: ``myocardium / best dice``."""
     from ..core.define.task import PER_CLASS_KEYS, SUMMARY_KEYS, key_of, label_of, split_class_key
 
+    if key == "oof_val_dice":
+        return "pooled oof\nval dice"
+
     split = split_class_key(key, PER_CLASS_KEYS) if key not in SUMMARY_KEYS else None
     if split:
         return f"{split[1]}\n{label_of(split[0], short=True)}"
@@ -272,6 +275,9 @@ def results(
     ends: list[str] = []
     if boundary:
         ends = [*VIEWS["boundary"], *(class_keys(rows, VIEWS["boundary"]) if classes else [])]
+    # cross-validated configurations: the pooled out-of-fold Dice beside the mean over folds
+    if grouped and any(r.get("oof_val_dice_n") for r in rows):
+        scores.insert(1, "oof_val_dice")
     cells = []
     no_score = no_end = False
     for r in rows:
@@ -319,6 +325,9 @@ def results(
     if grouped:
         typer.echo("mean±sd(n): mean and standard deviation over each configuration's n runs (repeats, folds: "
                    "with folds the cross-validated mean over folds); --runs lists every run")
+        if "oof_val_dice" in scores:
+            typer.echo("pooled oof val dice: every non-test image predicted once by the fold that did not train on "
+                       "it, counts summed over the folds (per repeat, then mean±sd(n) over repeats)")
     if classes and not per_class:
         typer.echo("no multi-class runs (num_classes >= 3) here: a binary run's val dice is its foreground's")
     elif no_score:

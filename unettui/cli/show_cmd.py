@@ -183,7 +183,7 @@ def _preview_section(console, pv: dict[str, Any], tag: str, sample: int | None, 
     from rich.text import Text
 
     from ..core.show.preview import dice_caption, preview_classes
-    from ..core.show.render import preview_legend, sample_panels
+    from ..core.show.render_preview import preview_legend, sample_panels
     from ..richtext import segments_text
 
     k = pv["truth"].shape[0]

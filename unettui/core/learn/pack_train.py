@@ -56,7 +56,7 @@ from ..runs.store import BEST_WEIGHTS, CHECKPOINT, METRICS, SUMMARY, Run, append
 from ..show.preview import save_preview
 from .augment import rotate_batch
 from .devices import resolve_amp, resolve_device
-from .native_run import preview_windows, window_logits
+from .native_run import preview_context, window_logits
 from .optim import Schedule, make_optimizer
 from .pack import PackedUNet, PackLoss, PackOptimizer
 from .task import Scores
@@ -398,19 +398,19 @@ class PackTrainer:
         """Trainer.predict_preview of member ``m`` (one packed forward per epoch for all members)."""
         k = min(m.cfg.preview_count, m.n_val)
         key = ("preview", k)
-        names = self.names[:k]
+        names, context = self.names[:k], None
         if key not in self._cache and self.native:
-            x, y, names = preview_windows(self.val_x[:k], self.val_y[:k], names)
+            x, y, names, context = preview_context(self.val_x[:k], self.val_y[:k], names)
             logits = torch.stack([self._window_logits(im)[:, 0] for im in x], dim=1)  # [N, k, C, S, S]
             prob = self.task.probabilities(logits.flatten(0, 1)).reshape(logits.shape).cpu()
-            self._cache[key] = (prob, x.float().cpu(), y.clamp(min=0).cpu(), names)
+            self._cache[key] = (prob, x.float().cpu(), y.clamp(min=0).cpu(), names, context)
         if key not in self._cache:
             logits = self._forward_eval(self.val_x[:k])
             prob = self.task.probabilities(logits.flatten(0, 1)).reshape(logits.shape).cpu()
-            self._cache[key] = (prob, self.val_x[:k].float().cpu(), self.val_y[:k].clamp(min=0).cpu(), names)
-        prob, images, masks, names = self._cache[key]
+            self._cache[key] = (prob, self.val_x[:k].float().cpu(), self.val_y[:k].clamp(min=0).cpu(), names, None)
+        prob, images, masks, names, context = self._cache[key]
         return {"images": images, "masks": masks, "probs": prob[m.slot], "names": names,
-                "class_names": m.task.classes.names}
+                "class_names": m.task.classes.names, "context": context}
 
     def _snapshot(self) -> dict[str, Any]:
         assert self.model is not None

@@ -43,6 +43,7 @@ class Scores:
     dice: float | None
     iou: float | None
     classes: dict[str, float | None]
+    counts: list | None = None  # the summed (tp, fp, fn) of each foreground class the scores came from
 
     def record(self, prefix: str) -> dict[str, Any]:
         """The keys of a metrics record or summary: ``val_dice_myocardium`` ... for prefix ``val``."""
@@ -121,7 +122,7 @@ class Task:
         rows = counts.tolist() if isinstance(counts, Tensor) else [list(r) for r in counts]
         if self.binary:
             tp, fp, fn = rows[0]
-            return Scores(loss, dice_from_counts(tp, fp, fn), iou_from_counts(tp, fp, fn), {})
+            return Scores(loss, dice_from_counts(tp, fp, fn), iou_from_counts(tp, fp, fn), {}, rows)
         dice: dict[str, float | None] = {}
         iou: dict[str, float | None] = {}
         for name, (tp, fp, fn) in zip(self.classes.foreground, rows):
@@ -137,7 +138,7 @@ class Task:
         have_dice = [v for v in dice.values() if v is not None]
         have_iou = [v for v in iou.values() if v is not None]
         return Scores(loss, sum(have_dice) / len(have_dice) if have_dice else None,
-                      sum(have_iou) / len(have_iou) if have_iou else None, out)
+                      sum(have_iou) / len(have_iou) if have_iou else None, out, rows)
 
     def train_dice(self, counts: Tensor) -> float | None:
         """The training Dice of an epoch's summed counts (binary: as it always was)."""

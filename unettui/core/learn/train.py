@@ -9,9 +9,8 @@ import math
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import torch
 
@@ -38,62 +37,25 @@ from .devices import resolve_amp, resolve_device
 from .feasible import machine_memory
 from .feasible import problems as feasibility_problems
 from .model import UNet
-from .native_run import preview_windows, window_logits
+from .native_run import preview_context, window_logits
 from .optim import Schedule, make_optimizer
+from .outcomes import (
+    CheckpointError,
+    Diverged,
+    Events,
+    NotTrainable,
+    Result,
+    Step,
+    Stopped,
+    diverged_message,
+)
 from .patches import PatchPlan, PatchSampler
 from .run_data import load_run_data
 from .task import Scores, task_of
 
-
-class Diverged(RuntimeError):
-    """The training loss became NaN or infinite."""
-
-
-class Stopped(Exception):
-    """should_stop() asked the loop to end; the last finished epoch's checkpoint is intact."""
-
-
-class NotTrainable(ValueError):
-    """The configuration cannot train here (found before any data is loaded): one line, key first."""
-
-
-class CheckpointError(RuntimeError):
-    """A run's checkpoint exists but cannot be read."""
-
-
-@dataclass
-class Events:
-    """Callbacks the loop fires; a UI or the runner turns them into output. All optional."""
-
-    on_start: Callable[[dict[str, Any]], None] | None = None
-    on_batch: Callable[[int, int, int], None] | None = None  # epoch, step (1-based), steps
-    on_epoch: Callable[[dict[str, Any]], None] | None = None
-    should_stop: Callable[[], bool] | None = None
-    # held around every write to the run folder: the runner's fence, which raises when its claim was taken over
-    guard: Callable[[], AbstractContextManager[Any]] | None = None
-    # a pack's member left its pack (done, failed, interrupted, or an error: Result.exc); a solo fit returns instead
-    on_end: Callable[[Result], None] | None = None
-
-
-class Step(NamedTuple):
-    """What one :meth:`Trainer.step` leaves for the caller's accumulators: detached tensors on the device."""
-
-    loss: torch.Tensor  # the batch's mean loss (a 0-d tensor)
-    logits: torch.Tensor  # the model's output for the batch
-    masks: torch.Tensor  # the batch's masks, augmented as its images were
-
-
-@dataclass
-class Result:
-    state: str  # done / interrupted / failed (a pack's member: also "raised", with the exception in exc)
-    summary: dict[str, Any]
-    error: str | None = None
-    exc: BaseException | None = None
-
-
-def diverged_message(train_loss: float, epoch: int, lr: float) -> str:
-    """The reason a run failed when its training loss stopped being finite in ``epoch`` (1-based)."""
-    return f"training diverged: train loss is {train_loss} in epoch {epoch} (lr {lr:g}); try a lower lr or another optimizer"
+# (the loop's outcomes live in outcomes.py; imported from here by the runner, packs and tests)
+__all__ = ["CheckpointError", "Diverged", "Events", "NotTrainable", "Result", "Step", "Stopped", "Trainer",
+           "diverged_message", "resolve_amp", "resolve_device"]
 
 
 # what a trainer holds of its data (shared by a pack's members, see Trainer(data_from=...))
@@ -301,16 +263,16 @@ class Trainer:
     def predict_preview(self) -> dict[str, Any]:
         k = min(self.cfg.preview_count, self.n_val)
         self.model.eval()
-        names = self.names[:k]
+        names, context = self.names[:k], None
         if self.native:  # a window around each image's foreground, by sliding window
-            x, y, names = preview_windows(self.val_x[:k], self.val_y[:k], names)
+            x, y, names, context = preview_context(self.val_x[:k], self.val_y[:k], names)
             prob = self.task.probabilities(torch.stack([self.window_logits(self.model, im) for im in x]))
         else:
             x, y = self.val_x[:k], self.val_y[:k]
             with self.autocast():
                 prob = self.task.probabilities(self.model(x))
         return {"images": x.float().cpu(), "masks": y.clamp(min=0).cpu(), "probs": prob.cpu(), "names": names,
-                "class_names": self.task.classes.names}
+                "class_names": self.task.classes.names, "context": context}
 
     # ---- checkpoints -------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -432,6 +394,8 @@ class Trainer:
             "test_loss": self.best.get("test_loss"),
             "n_test": self.n_test,
             "best_val_iou": self.best.get("val_iou"),
+            # (tp, fp, fn) per foreground class at the best epoch: what pooled out-of-fold scores are summed from
+            "best_val_counts": self.best.get("val_counts"),
             "mode": self.mode,
             **self.task.class_summary(self.best, last, self.n_test),
             **(self.best.get("end") or {}),
@@ -535,7 +499,8 @@ class Trainer:
         # (a multi-class epoch whose classes all have no score has no Dice: it is never better than one that has)
         improved = not self.best or (val_dice is not None and (before is None or val_dice > before))
         if improved:
-            self.best = {"epoch": self.epoch, "val_dice": val_dice, "val_loss": val_loss, "val_iou": val_iou}
+            self.best = {"epoch": self.epoch, "val_dice": val_dice, "val_loss": val_loss, "val_iou": val_iou,
+                         "val_counts": val.counts}
             if val.classes:
                 self.best["val_classes"] = dict(val.classes)
             if self.n_test:

@@ -115,6 +115,7 @@ def row_dict(r: Row) -> dict[str, Any]:
         row[key] = _finite(r.summary.get(key))
     reasons = r.summary.get("no_score")
     row["classes"] = foreground
+    row["best_val_counts"] = r.summary.get("best_val_counts")  # (pooled out-of-fold scores sum these)
     row["no_score"] = ({str(k): str(v) for k, v in reasons.items() if v} if isinstance(reasons, Mapping) else {})
     from_epochs = [class_key(key, n) for key in _FROM_EPOCHS for n in (*foreground, worst_suffix(key))] \
         if foreground else []

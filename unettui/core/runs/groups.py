@@ -72,9 +72,11 @@ def configuration_columns(rows: list[dict[str, Any]] | None = None) -> tuple[str
     """The columns of `unettui export --by-configuration` (and of the TUI's export of configurations) for ``rows``:
     the configuration's keys, then each folded metric's mean, ``_sd`` and ``_n`` (the end-of-run HD95 and NSD too:
     there ``_sd`` is over the repeats, as for every other metric, not the run's sd over its images), and where runs
-    have classes the same three of every per-class column (core.runs.export.class_columns)."""
-    return ("configuration", "status", "runs", "seeds", *[k for k in KEYS if k != "seed"],
-            *[c for m in AGGREGATED for c in (m, f"{m}_sd", f"{m}_n")], "epochs_done", "seconds",
+    have classes the same three of every per-class column (core.runs.export.class_columns); with folds, the pooled
+    out-of-fold Dice (``pooled_oof``) after them."""
+    oof = ("oof_val_dice", "oof_val_dice_sd", "oof_val_dice_n") if any(r.get("folds") for r in rows or []) else ()
+    return ("configuration", "status", "runs", "seeds", *[k for k in KEYS if k not in ("seed", "fold")],
+            *[c for m in AGGREGATED for c in (m, f"{m}_sd", f"{m}_n")], *oof, "epochs_done", "seconds",
             *[c for m in class_columns(rows or []) for c in (m, f"{m}_sd", f"{m}_n")])
 
 
@@ -116,5 +118,32 @@ def configuration_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         first["no_score"] = reasons
         secs = [m.get("seconds") for m in members if isinstance(m.get("seconds"), (int, float))]
         first["seconds"] = round(sum(secs), 3) if secs else None
+        first["fold"] = None
+        if any(m.get("fold") for m in members):
+            first.update(zip(("oof_val_dice", "oof_val_dice_sd", "oof_val_dice_n"), pooled_oof(counted)))
         out.append(first)
     return out
+
+
+def pooled_oof(members: list[dict[str, Any]]) -> tuple[float | None, float | None, int]:
+    """The pooled out-of-fold Dice of a cross-validated configuration's runs (export rows with ``fold``, ``repeat``
+    and ``best_val_counts``): per repeat, the (tp, fp, fn) of every fold's validation images at its best epoch summed
+    (each non-test image predicted once, by the fold that did not train on it), Dice from the sums (binary: the
+    foreground's; K classes: the mean over the classes with a score); then mean, sd and n over the repeats whose
+    every fold has counts. (None, None, 0) until then."""
+    by_repeat: dict[int, list[dict[str, Any]]] = {}
+    for m in members:
+        by_repeat.setdefault(m.get("repeat") or 1, []).append(m)
+    scores = []
+    for runs in by_repeat.values():
+        folds = runs[0].get("folds") or 0
+        counts = [m.get("best_val_counts") for m in runs]
+        if len({m.get("fold") for m in runs}) < folds or any(not isinstance(c, list) or not c for c in counts):
+            continue
+        sums = [[sum(float(c[k][j]) for c in counts) for j in range(3)] for k in range(len(counts[0]))]
+        dice = [2 * tp / (2 * tp + fp + fn) for tp, fp, fn in sums if 2 * tp + fp + fn > 0]
+        if len(sums) == 1 and not dice:
+            dice = [1.0]  # binary: nothing in truth or prediction anywhere reads 1.0, as everywhere
+        if dice:
+            scores.append(sum(dice) / len(dice))
+    return mean_sd(scores)

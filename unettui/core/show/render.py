@@ -31,10 +31,8 @@ class's colour: a missed pixel is predicted background, which is black and would
 the one colour no class has, and it stands out from every dimmed class by brightness alone, which every kind of
 colour vision sees. Which class the prediction chose there is what the prediction panel beside it shows.
 
-A preview of windows cut from larger images may carry each whole image shrunk (``preview.sample_context``); asked
-to (``context=True``), :func:`sample_panels` then draws it first, titled "whole image", with the window outlined in
-``preview.WINDOW_COLOUR`` (ASCII: :data:`WINDOW_MARK`). The outline is drawn after shrinking, so it stays one
-pixel (colour) or one character (ASCII) wide at any size.
+A preview's sample as the faces draw it — the panels side by side, the overlay alone, the legend, and the whole
+image around a window of a larger image — is render_preview.py's, built on these primitives.
 """
 
 from __future__ import annotations
@@ -50,15 +48,10 @@ import numpy as np
 from .preview import (
     ERROR_COLOUR,
     RIGHT_DIM,
-    WINDOW_COLOUR,
     ascii_overlay,
     class_colours,
     class_indices,
     class_rgb,
-    outline_box,
-    preview_classes,
-    preview_masks,
-    sample_context,
 )
 
 RGB = tuple[int, int, int]
@@ -85,8 +78,6 @@ CLASS_MARKS = "#o+x*=%&$~" + "abcdefghijklmnpqrstuvwyz" + "0123456789" + "ABCDEF
 ERROR_MARK = "!"
 CLASS_PANEL_TITLES = ("input", "truth", "prediction", "errors")
 ASCII_PANELS_LEGEND = "overlay: . background  # missed (truth only)  + false positive  @ hit (both)"
-CONTEXT_TITLE = "whole image"
-WINDOW_MARK = "X"  # the window's outline on the whole image in ASCII (in neither the grey ramp nor the masks' marks)
 
 
 # ---------------------------------------------------------------------------
@@ -199,7 +190,7 @@ def _grey(image: np.ndarray) -> np.ndarray:
     return a.astype(np.float64)
 
 
-def _rgb(image: np.ndarray) -> np.ndarray:
+def as_rgb(image: np.ndarray) -> np.ndarray:
     """uint8 [H,W] or [H,W,3] -> float [H,W,3] in 0..255."""
     a = np.asarray(image)
     if a.ndim == 3 and a.shape[2] == 1:
@@ -257,7 +248,7 @@ def halfblock_rgb(rgb: np.ndarray, width: int | None = None) -> list[Row]:
 
 def halfblock_grey(image: np.ndarray, width: int | None = None) -> list[Row]:
     """An image (uint8 [H,W] grey or [H,W,3] RGB) as half-block rows; grey stays grey, RGB keeps its colours."""
-    return halfblock_rgb(_rgb(image), width)
+    return halfblock_rgb(as_rgb(image), width)
 
 
 def halfblock_mask(mask: np.ndarray, colour: RGB = TRUTH_COLOUR, width: int | None = None,
@@ -358,10 +349,10 @@ def _merge(row: Row) -> Row:
 def colour_panels(image: np.ndarray, truth: np.ndarray, pred: np.ndarray, width: int | None = None,
                   gap: int = 2, titles: bool = True) -> list[Row]:
     """input | truth | prediction | overlay as half-block rows, each panel at most ``width`` characters wide."""
-    return side_by_side(_colour_list(image, truth, pred, width), gap, PANEL_TITLES if titles else None)
+    return side_by_side(colour_panel_list(image, truth, pred, width), gap, PANEL_TITLES if titles else None)
 
 
-def _colour_list(image: np.ndarray, truth: np.ndarray, pred: np.ndarray, width: int | None) -> list[list[Row]]:
+def colour_panel_list(image: np.ndarray, truth: np.ndarray, pred: np.ndarray, width: int | None) -> list[list[Row]]:
     return [halfblock_grey(image, width), halfblock_mask(truth, TRUTH_COLOUR, width),
             halfblock_mask(pred, PRED_COLOUR, width), halfblock_overlay(image, truth, pred, width)]
 
@@ -396,13 +387,13 @@ def ascii_panels(image: np.ndarray, truth: np.ndarray, pred: np.ndarray, width: 
     background, '#' truth only (missed), '+' prediction only (false positive), '@' both (hit). The last
     line is the legend (``legend=False`` leaves it out).
     """
-    lines = side_by_side(_ascii_list(image, truth, pred, width), gap, PANEL_TITLES if titles else None)
+    lines = side_by_side(ascii_panel_list(image, truth, pred, width), gap, PANEL_TITLES if titles else None)
     if legend:
         lines.append(ASCII_PANELS_LEGEND)
     return lines
 
 
-def _ascii_list(image: np.ndarray, truth: np.ndarray, pred: np.ndarray, width: int | None) -> list[list[str]]:
+def ascii_panel_list(image: np.ndarray, truth: np.ndarray, pred: np.ndarray, width: int | None) -> list[list[str]]:
     t, p = as_mask(truth), as_mask(pred)
     return [ascii_grey(image, width), ascii_mask(t, width, ASCII_MARKS["truth"]),
             ascii_mask(p, width, ASCII_MARKS["pred"]), ascii_overlay(t, p, width)]
@@ -511,11 +502,11 @@ def ascii_class_legend(names: Sequence[str]) -> str:
 def class_colour_panels(image: np.ndarray, truth: np.ndarray, pred: np.ndarray, k: int, width: int | None = None,
                         gap: int = 2, titles: bool = True) -> list[Row]:
     """input | truth | prediction | errors of a label map as half-block rows, each at most ``width`` wide."""
-    panels = _class_colour_list(image, truth, pred, k, width)
+    panels = class_colour_panel_list(image, truth, pred, k, width)
     return side_by_side(panels, gap, CLASS_PANEL_TITLES if titles else None)
 
 
-def _class_colour_list(image: np.ndarray, truth: np.ndarray, pred: np.ndarray, k: int,
+def class_colour_panel_list(image: np.ndarray, truth: np.ndarray, pred: np.ndarray, k: int,
                        width: int | None) -> list[list[Row]]:
     order = class_order(k, truth, pred)  # the same choice in every panel
     return [halfblock_grey(image, width), halfblock_classes(truth, k, width, order),
@@ -526,14 +517,14 @@ def class_ascii_panels(image: np.ndarray, truth: np.ndarray, pred: np.ndarray, n
                        width: int | None = None, gap: int = 2, titles: bool = True, legend: bool = True) -> list[str]:
     """input | truth | prediction | errors of a label map as plain ASCII lines (each class its character, errors
     ``!``); the last line is the legend naming the classes (``legend=False`` leaves it out)."""
-    lines = side_by_side(_class_ascii_list(image, truth, pred, len(names), width), gap,
+    lines = side_by_side(class_ascii_panel_list(image, truth, pred, len(names), width), gap,
                          CLASS_PANEL_TITLES if titles else None)
     if legend:
         lines.append(ascii_class_legend(names))
     return lines
 
 
-def _class_ascii_list(image: np.ndarray, truth: np.ndarray, pred: np.ndarray, k: int,
+def class_ascii_panel_list(image: np.ndarray, truth: np.ndarray, pred: np.ndarray, k: int,
                       width: int | None) -> list[list[str]]:
     order = class_order(k, truth, pred)  # the same choice in every panel
     return [ascii_grey(image, width), ascii_classes(truth, k, width, order), ascii_classes(pred, k, width, order),
@@ -543,107 +534,6 @@ def _class_ascii_list(image: np.ndarray, truth: np.ndarray, pred: np.ndarray, k:
 # ---------------------------------------------------------------------------
 # The whole image around a preview's window
 # ---------------------------------------------------------------------------
-
-
-def _scale_span(start: int, length: int, size: int, out: int) -> tuple[int, int]:
-    """(start, length) of a span of an axis of ``size`` pixels on that axis shrunk to ``out``: at least one long."""
-    a0 = min(int(start * out // size), out - 1)
-    a1 = min(max(-(-(start + length) * out // size), a0 + 1), out)
-    return a0, a1 - a0
-
-
-def halfblock_context(thumb: np.ndarray, box: Sequence[int], width: int | None = None) -> list[Row]:
-    """A whole-image thumbnail (uint8 [S,S] or [S,S,3]) as half-block rows, shrunk to ``width`` by area, the window
-    ``box`` (top, left, height, width in the thumbnail's pixels) outlined one pixel wide in ``WINDOW_COLOUR``."""
-    a = area_resize(_rgb(thumb), width)
-    h, w = np.shape(thumb)[:2]
-    oh, ow = a.shape[:2]
-    top, left, bh, bw = (int(v) for v in box)
-    y0, ys = _scale_span(top, bh, h, oh)
-    x0, xs = _scale_span(left, bw, w, ow)
-    return halfblock_rgb(outline_box(a, (y0, x0, ys, xs), WINDOW_COLOUR, 1))
-
-
-def ascii_context(thumb: np.ndarray, box: Sequence[int], width: int | None = None) -> list[str]:
-    """A whole-image thumbnail on the grey ramp (as :func:`ascii_grey`), the cells on the window's edges
-    :data:`WINDOW_MARK`."""
-    lines = [list(r) for r in ascii_grey(thumb, width)]
-    if not lines:
-        return []
-    step = block_step(np.shape(thumb)[1], width)
-    top, left, bh, bw = (int(v) for v in box)
-    r0, r1 = top // (2 * step), (top + max(bh, 1) - 1) // (2 * step)
-    c0, c1 = left // step, (left + max(bw, 1) - 1) // step
-    r0, r1 = min(max(r0, 0), len(lines) - 1), min(max(r1, 0), len(lines) - 1)
-    c0, c1 = min(max(c0, 0), len(lines[0]) - 1), min(max(c1, 0), len(lines[0]) - 1)
-    for r in range(r0, r1 + 1):
-        for c in range(c0, c1 + 1):
-            if r in (r0, r1) or c in (c0, c1):
-                lines[r][c] = WINDOW_MARK
-    return ["".join(r) for r in lines]
-
-
-# ---------------------------------------------------------------------------
-# A preview's sample, binary or multi-class (what `show` and the TUI draw)
-# ---------------------------------------------------------------------------
-
-
-def sample_panels(pv: Mapping[str, Any], i: int, width: int | None = None, gap: int = 2, colour: bool = True,
-                  titles: bool = True, context: bool = False) -> list[Any]:
-    """Sample ``i`` of a preview (as ``read_preview`` returns it) as four panels: segment rows (``colour``) or
-    ASCII lines, without a legend (:func:`preview_legend`). With ``context`` and a whole image around the sample's
-    window in the file (``preview.sample_context``), five: the whole image, its window outlined, first."""
-    names = preview_classes(pv)
-    truth, pred = preview_masks(pv, i)
-    image = pv["images"][i]
-    if names is None:
-        panels = _colour_list(image, truth, pred, width) if colour else _ascii_list(image, truth, pred, width)
-        heads: tuple[str, ...] = PANEL_TITLES
-    else:
-        k = len(names)
-        panels = (_class_colour_list(image, truth, pred, k, width) if colour
-                  else _class_ascii_list(image, truth, pred, k, width))
-        heads = CLASS_PANEL_TITLES
-    ctx = sample_context(pv, i) if context else None
-    if ctx is not None:
-        thumb, box = ctx
-        panels = [halfblock_context(thumb, box, width) if colour else ascii_context(thumb, box, width), *panels]
-        heads = (CONTEXT_TITLE, *heads)
-    return side_by_side(panels, gap, heads if titles else None)
-
-
-def sample_overlay(pv: Mapping[str, Any], i: int, width: int | None = None, colour: bool = True,
-                   zoom: int = 1) -> list[Any]:
-    """Sample ``i``'s overlay alone (binary: hits, false positives, misses; multi-class: the errors panel), enlarged
-    ``zoom`` times by whole pixels: segment rows (``colour``) or ASCII lines."""
-    names = preview_classes(pv)
-    truth, pred = preview_masks(pv, i)
-    z = (lambda a: a) if zoom == 1 else (lambda a: np.repeat(np.repeat(np.asarray(a), zoom, axis=0), zoom, axis=1))
-    truth, pred = z(truth), z(pred)
-    if names is None:
-        if colour:
-            return halfblock_overlay(z(pv["images"][i]), truth, pred, width)
-        return ascii_overlay(truth, pred, width)
-    order = class_order(len(names), truth, pred)
-    if colour:
-        return halfblock_errors(truth, pred, len(names), width, order)
-    return ascii_errors(truth, pred, len(names), width, order)
-
-
-def preview_legend(pv: Mapping[str, Any], colour: bool = True, context: bool = False) -> Row | str:
-    """The legend of a preview's drawings: a segment row (``colour``) or an ASCII line; with ``context`` (the whole
-    image is drawn) it ends with the colour (character) of the window's outline."""
-    names = preview_classes(pv)
-    if names is None:
-        legend = overlay_legend() if colour else ASCII_PANELS_LEGEND
-    else:
-        legend = class_legend(names) if colour else ascii_class_legend(names)
-    if not context:
-        return legend
-    if colour:
-        return [*legend, ("   whole image: ", None, None), ("██", WINDOW_COLOUR, None),
-                (" the window shown", None, None)]
-    return f"{legend}   whole image: {WINDOW_MARK} the window shown"
 
 
 # ---------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from textual.widget import Widget
 from textual.worker import get_current_worker
 
 from ...core.runs.store import RunStore
-from ...core.show import render
+from ...core.show import render, render_preview
 from ...core.show.preview import dice_caption, preview_classes, preview_paths, read_preview, sample_context
 from ...richtext import segments_text
 from ..actions import bindings
@@ -109,13 +109,13 @@ def draw_preview(pv: dict[str, Any], i: int, *, width: int, height: int, colour:
         rows = height - 2 if height > 2 else None  # caption + legend
         z = zoom_for(h, w, cols, rows)
         pw = fit_width(h * z, w * z, cols, rows, colour)
-        drawing = render.sample_overlay(pv, i, pw, colour, zoom=z)
+        drawing = render_preview.sample_overlay(pv, i, pw, colour, zoom=z)
     else:
         rows = height - 3 if height > 3 else None  # caption + panel titles + legend
         titles = render.PANEL_TITLES if preview_classes(pv) is None else render.CLASS_PANEL_TITLES
         pw = panel_width(h, w, cols, rows, colour, titles)
         if sample_context(pv, i) is not None:
-            with_context = panel_width(h, w, cols, rows, colour, (render.CONTEXT_TITLE, *titles))
+            with_context = panel_width(h, w, cols, rows, colour, (render_preview.CONTEXT_TITLE, *titles))
             if with_context >= min(w, MIN_PANEL_COLS, pw):  # the others keep their width, or enough of it
                 pw, context = with_context, True
             elif len(title) + 4 + len(NARROW_NOTE) <= cols:
@@ -123,12 +123,12 @@ def draw_preview(pv: dict[str, Any], i: int, *, width: int, height: int, colour:
             else:  # a line of its own (a caption too long for the width would wrap and push the legend off)
                 title = f"{title}\n{NARROW_NOTE}"
                 pw = panel_width(h, w, cols, rows - 1 if rows and rows > 1 else rows, colour, titles)
-        drawing = render.sample_panels(pv, i, pw, GAP, colour, context=context)
+        drawing = render_preview.sample_panels(pv, i, pw, GAP, colour, context=context)
     out = Text(title, no_wrap=True, overflow="crop", end="")
     body = segments_text(drawing) if colour else Text("\n".join(drawing), end="")
-    legend = render.preview_legend(pv, colour, context=context)
+    legend = render_preview.preview_legend(pv, colour, context=context)
     if context and render.row_width(legend) > cols:  # the window's colour only where the line has room for it
-        legend = render.preview_legend(pv, colour)
+        legend = render_preview.preview_legend(pv, colour)
     out.append("\n")
     out.append_text(body)
     out.append("\n")
