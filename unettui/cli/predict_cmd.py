@@ -19,15 +19,41 @@ class Split(str, Enum):
     all = "all"
 
 
-def _model(run_id: str, project: Path, last: bool, device: str):
-    from ..core.learn.predict import PredictError, load_model
+def _folds(queue, run_id: str) -> list:
+    """The fold experiments (fold 1 first) of the cross-validated configuration ``run_id`` names: its id (its first
+    repeat), or the id of one of its folds (that repeat); [] when it names none."""
+    if not queue:
+        return []
+    exp = queue.get(run_id)
+    conf, repeat = (exp.configuration, exp.repeat) if exp is not None and exp.fold else (run_id, 1)
+    if exp is not None and not exp.fold:
+        return []
+    return sorted((e for e in queue.experiments if e.configuration == conf and e.repeat == repeat and e.fold),
+                  key=lambda e: e.fold)
+
+
+def _model(run_id: str, project: Path, last: bool, device: str, fold: int | None = None):
+    """The model ``run_id`` names: a run's, or for a cross-validated configuration (its id or any fold's) the
+    ensemble of its folds, or with ``fold`` that fold's run alone."""
+    from ..core.learn.predict import PredictError, ensemble, load_model
 
     queue, store = queue_and_store(project)
-    _, run = resolve(run_id, queue, store)
+    folds = _folds(queue, run_id)
+    if fold is not None and not folds:
+        fail(f"--fold {fold}: {run_id} is not a cross-validated configuration (folds = k); leave --fold out")
+    if fold is not None and not 1 <= fold <= len(folds):
+        fail(f"--fold {fold}: {folds[0].configuration} has folds 1 ... {len(folds)}")
     try:
+        if fold is not None:
+            return load_model(store.run(folds[fold - 1].id), last=last, device=device)
+        if folds:
+            return ensemble([load_model(store.run(e.id), last=last, device=device) for e in folds],
+                            folds[0].configuration)
+        _, run = resolve(run_id, queue, store)
         return load_model(run, last=last, device=device)
     except (PredictError, RuntimeError) as exc:
-        fail(" ".join(str(exc).split()))
+        hint = "; or --fold N for one fold" if folds and fold is None else ""
+        fail(" ".join(str(exc).split()) + hint)
 
 
 def _progress(total: int, what: str):
@@ -55,6 +81,7 @@ def predict(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace files in OUTPUT that earlier predictions wrote, and allow OUTPUT to be the inputs' folder (an input file is never replaced)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object (the run, weights, device, and every file written with its size and foreground pixels) instead of the summary line."),
     device: str = typer.Option("auto", "--device", "-d", help="auto (a GPU when there is one), cpu, cuda or cuda:N."),
+    fold: int | None = typer.Option(None, "--fold", min=1, help="A cross-validated configuration (folds = k): fold N's model alone instead of the ensemble of its k folds."),
 ) -> None:
     """Predict masks for new images with a trained run's best epoch's model (best.pt; --last: the last epoch's).
 
@@ -62,12 +89,14 @@ def predict(
 
     Nothing is overwritten by default: before writing anything predict checks every file it will write, and refuses an OUTPUT that is the inputs' folder or already holds one of them (naming it; --overwrite replaces them), and inputs whose outputs would collide (x.png and x.tif; x_prob.png beside x's probability map). An input is never written over.
 
+    A cross-validated configuration (folds = k; RUN its id or any fold's) predicts with the ensemble of its k folds: each pixel's probability is the mean of the folds' (--fold N: that fold alone).
+
     Example: unettui predict seed-augment-rotate20 scans/ masks/ --probabilities
     """
     from ..core.learn.predict import PredictError, image_files, plan_outputs
     from ..core.learn.predict import predict as predict_files
 
-    tm = _model(run_id, project, last, device)
+    tm = _model(run_id, project, last, device, fold)
     out = output or project / "predictions" / run_id
     try:
         files = image_files(target)
@@ -96,9 +125,12 @@ def predict(
 
 
 def _weights(tm) -> dict:
-    """The weights a command used, for its JSON."""
-    return {"weights": {"file": "checkpoint.pt" if tm.weights.startswith("checkpoint") else "best.pt",
-                        "epoch": tm.epoch, "last": tm.weights.startswith("checkpoint")}}
+    """The weights a command used, for its JSON (an ensemble of folds: each fold's run and epoch too)."""
+    last = (tm.folds[0] if tm.folds else tm).weights.startswith("checkpoint")
+    out = {"file": "checkpoint.pt" if last else "best.pt", "epoch": tm.epoch, "last": last}
+    if tm.folds:
+        out["ensemble"] = [{"run": m.run_id, "epoch": m.epoch} for m in tm.folds]
+    return {"weights": out}
 
 
 @app.command()
@@ -110,6 +142,7 @@ def evaluate(
     last: bool = typer.Option(False, "--last", help="The last epoch's model instead of the best epoch's."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object (run, weights, dataset, images, metrics, pixel counts) instead of the summary line."),
     device: str = typer.Option("auto", "--device", "-d", help="auto (a GPU when there is one), cpu, cuda or cuda:N."),
+    fold: int | None = typer.Option(None, "--fold", min=1, help="A cross-validated configuration (folds = k): fold N's model alone instead of the ensemble of its k folds."),
 ) -> None:
     """Score a trained run's model: hard Dice and IoU (threshold 0.5, true/false positives summed over all the images, as everywhere in unettui) on a labelled folder, or on the run's own split. A multi-class run prints a table per class (Dice, IoU, pixels in truth and prediction); its Dice is the mean over the classes that have a score.
 
@@ -117,12 +150,17 @@ def evaluate(
 
     With --json the result is one JSON object for scripts: {"run", "weights": {"file", "epoch", "last"}, "device", "dataset": {"folder"} or {"spec", "split"}, "images", "metrics": {"dice", "iou"}, "counts": {"tp", "fp", "fn", "tn", "pixels"}, "counted_at": {"resolution": "native", "pixels", "height", "width" (null when the images' sizes differ), "smallest", "largest": {"height", "width"}, "model_input"}, "threshold"}; a multi-class run adds "metrics": {"dice_min"} and "classes": [{"class", "value", "dice", "iou", "tp", "fp", "fn", "truth_pixels", "predicted_pixels"}] (null: no score).
 
+    A cross-validated configuration (folds = k; RUN its id or any fold's) is scored as the ensemble of its k folds (the mean of their probabilities), on a folder or its test split (--split val has no images of its own for an ensemble: each fold trained on the others' validation images); --fold N scores fold N alone.
+
     Example: unettui evaluate seed-augment-rotate20 new-labelled-scans/ --json
     """
     from ..core.learn.data import DatasetError
     from ..core.learn.predict import PredictError, labelled_folder, run_split, score
 
-    tm = _model(run_id, project, last, device)
+    tm = _model(run_id, project, last, device, fold)
+    if tm.folds and dataset is None and split.value != "test":
+        fail(f"{run_id}: the ensemble of {len(tm.folds)} folds has no {split.value} images of its own (each fold trained "
+             "on the others' validation images); use --split test, a labelled folder, or --fold N")
     try:
         if dataset is not None:
             images, masks = labelled_folder(tm, dataset)

@@ -49,6 +49,9 @@ class TrainedModel:
     device: torch.device
     amp_dtype: torch.dtype | None
     task: Task
+    # a cross-validated configuration's folds predicting as one (``ensemble``): each image's probabilities are the
+    # mean of theirs; empty for a single run
+    folds: list[TrainedModel] = field(default_factory=list)
 
     def autocast(self):
         return torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None)
@@ -208,12 +211,37 @@ def _resized_logits(tm: TrainedModel, images: Sequence[torch.Tensor]) -> Iterato
             yield lg
 
 
+def ensemble(models: list[TrainedModel], configuration: str) -> TrainedModel:
+    """The folds of a cross-validated configuration (their TrainedModels, fold 1 first) as one model: ``image_logits``
+    averages the folds' probabilities (sigmoid / softmax of each fold's logits, each fold predicting in its run's
+    mode) and gives them back as logits whose probabilities are that mean (binary: the log-odds, K classes: the log
+    of each class's mean probability), so a pixel is foreground where the mean probability is above 0.5 (K classes:
+    the class of the highest mean probability). Its ``weights`` say "ensemble of k folds"."""
+    first = models[0]
+    kind = "checkpoint.pt" if first.weights.startswith("checkpoint") else "best.pt"
+    return TrainedModel(configuration, first.model, first.cfg, first.in_channels, first.epoch,
+                        f"ensemble of {len(models)} folds ({kind} of {', '.join(m.run_id for m in models)})",
+                        first.device, first.amp_dtype, first.task, list(models))
+
+
+def _mean_of_folds(tm: TrainedModel, chw: torch.Tensor) -> torch.Tensor:
+    """An ensemble's logits of one image: the mean of its folds' probabilities, as logits (see ``ensemble``)."""
+    mean = None
+    for m in tm.folds:
+        p = tm.task.probabilities(image_logits(m, chw)[None])[0].double()
+        mean = p if mean is None else mean + p
+    mean = (mean / len(tm.folds)).clamp(1e-12, 1 - 1e-12)
+    return (torch.logit(mean) if tm.task.binary else mean.log()).float()
+
+
 @torch.no_grad()
 def image_logits(tm: TrainedModel, chw: torch.Tensor) -> torch.Tensor:
     """The logits [K, H, W] of one image [C, H, W] (``prepare``'s) at its own H x W, as the run's mode predicts:
     native (patch_size > 0) by sliding window at the image's own resolution; resize mode letterboxed to image_size
     and the image's region resized back (see ``_resized_logits``). Whatever the aspect ratio, every pixel of the
-    image gets a logit: nothing is cropped or stretched."""
+    image gets a logit: nothing is cropped or stretched. An ensemble of folds: the mean of their probabilities."""
+    if tm.folds:
+        return _mean_of_folds(tm, chw)
     if tm.native:
         return _native_logits(tm, chw)
     return next(_resized_logits(tm, [chw]))
@@ -443,7 +471,8 @@ def score(tm: TrainedModel, images: Sequence[torch.Tensor] | torch.Tensor, masks
     counts = torch.zeros(task.k - 1, 3, dtype=torch.float64, device=tm.device)
     tolerance = tm.cfg.nsd_tolerance
     surfaces = BoundaryAccumulator(task.classes.foreground, tolerance)
-    logits_of = (_native_logits(tm, im) for im in images) if tm.native else _resized_logits(tm, images)
+    logits_of = ((image_logits(tm, im) for im in images) if tm.folds else
+                 (_native_logits(tm, im) for im in images) if tm.native else _resized_logits(tm, images))
     pixels, sizes = 0, []
     step = 1 if tm.native else tm.cfg.batch_size
     for done, (lg, y) in enumerate(zip(logits_of, masks), 1):
