@@ -164,6 +164,16 @@ def fail(what: list[str], proc: subprocess.CompletedProcess) -> None:
           file=sys.stderr)
 
 
+def evaluate_json(args: list[str], cli: str) -> dict:
+    """`unettui evaluate ... --json`'s object; {} (and the command's output on stderr) when it fails."""
+    cmd = ["evaluate", *args, "--json", "--device", "cpu"]
+    proc = run_cli(cmd, cli)
+    if proc.returncode != 0:
+        fail(cmd, proc)
+        return {}
+    return json.loads(proc.stdout)
+
+
 def spread(values: list[float]) -> dict:
     v = [x for x in values if x is not None]
     if not v:
@@ -248,30 +258,11 @@ def main() -> None:
         if trained_before:  # nothing trained now: the runner's wall time is the earlier one's, if recorded
             wall = earlier.get(r["id"], {}).get("runner_wall_s")
         summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
-        ev_cmd = ["evaluate", r["id"], str(out / "heldout"), "--json", "--device", "cpu", "--project", str(proj)]
-        ev = run_cli(ev_cmd, cli)
-        result = {}
-        if ev.returncode != 0:
-            fail(ev_cmd, ev)
-        else:
-            result = json.loads(ev.stdout)
-        tiles_cmd = ["evaluate", r["id"], str(out / "heldout_tiles"), "--json", "--device", "cpu", "--project",
-                     str(proj)]
-        tiles_ev = run_cli(tiles_cmd, cli)
-        tiles_result = {}
-        if tiles_ev.returncode != 0:
-            fail(tiles_cmd, tiles_ev)
-        else:
-            tiles_result = json.loads(tiles_ev.stdout)
+        result = evaluate_json([r["id"], str(out / "heldout"), "--project", str(proj)], cli)
+        tiles_result = evaluate_json([r["id"], str(out / "heldout_tiles"), "--project", str(proj)], cli)
         # the run's own validation tile, counted on its own pixels (a resize run's recorded val Dice is counted on
         # the letterboxed image_size^2 pixels)
-        val_cmd = ["evaluate", r["id"], "--split", "val", "--json", "--device", "cpu", "--project", str(proj)]
-        val = run_cli(val_cmd, cli)
-        val_native = {}
-        if val.returncode != 0:
-            fail(val_cmd, val)
-        else:
-            val_native = json.loads(val.stdout)
+        val_native = evaluate_json([r["id"], "--split", "val", "--project", str(proj)], cli)
         row = {**r, "wall_s": summary.get("seconds"), "runner_wall_s": wall,
                "best_val_dice": summary.get("best_val_dice"), "best_epoch": summary.get("best_epoch"),
                "val_dice_native": val_native.get("metrics", {}).get("dice"),

@@ -87,3 +87,15 @@ def test_evaluate_scores_the_ensemble_on_the_test_split_and_refuses_its_val_spli
     assert val.exit_code != 0 and "no val images of its own" in val.output and "--fold N" in val.output
     bad = runner.invoke(app, ["evaluate", "cv", "--fold", "4", "-p", str(project)])
     assert bad.exit_code != 0 and "cv has folds 1 ... 3" in bad.output
+
+
+def test_a_fold_evaluated_on_its_own_val_split_gives_back_its_recorded_best_val_dice(project):
+    runner = CliRunner()
+    for i in (1, 3):
+        res = runner.invoke(app, ["evaluate", "cv", "--fold", str(i), "--json", "-p", str(project)])
+        assert res.exit_code == 0, res.output
+        got = json.loads(res.output)
+        summary = json.loads(RunStore(project).run(f"cv-f{i}").file("summary.json").read_text())
+        split = json.loads(RunStore(project).run(f"cv-f{i}").file("split.json").read_text())
+        assert got["images"] == len(split["val"])  # its fold, not a train_fraction split
+        assert got["metrics"]["dice"] == pytest.approx(summary["best_val_dice"], abs=1e-6)

@@ -35,8 +35,18 @@ def expected_crop(frames, top, left, p):
     return tuple(t[window] for t in frames)
 
 
+def valid(batch: PatchBatch, ignore_index: int = -1) -> torch.Tensor:
+    """Where a batch's patches are image (not padding): its ``y`` holds ``ignore_index`` exactly on padding."""
+    return batch.y != ignore_index
+
+
+def epoch(s: PatchSampler) -> PatchBatch:
+    """One whole epoch of ``s`` as one batch."""
+    return s.crop(s.plan())
+
+
 def has_foreground(batch: PatchBatch) -> torch.Tensor:
-    return ((batch.y > 0) & batch.valid).flatten(1).any(dim=1)
+    return ((batch.y > 0) & valid(batch)).flatten(1).any(dim=1)
 
 
 def natural_rate(masks, p):
@@ -53,21 +63,21 @@ def natural_rate(masks, p):
 # --------------------------------------------------------------------------- shapes, the epoch
 
 
-def test_shapes_dtypes_and_batches():
+def test_shapes_dtypes_and_slices_of_a_plan():
     images = [torch.rand(3, 100, 120), torch.rand(3, 64, 64)]
     masks = [(torch.rand(1, 100, 120) < 0.1).float(), torch.zeros(1, 64, 64)]
     s = PatchSampler(images, masks, 32, generator=gen())
     assert s.patches_per_epoch == math.ceil((100 * 120 + 64 * 64) / 32**2) == 16
-    batches = list(s.batches(5))
-    assert [b.x.shape[0] for b in batches] == [5, 5, 5, 1] and s.batches_per_epoch(5) == 4
+    plan = s.plan()
+    batches = [s.crop(plan[start:start + 5]) for start in range(0, len(plan), 5)]
+    assert [b.x.shape[0] for b in batches] == [5, 5, 5, 1]
     for b in batches:
-        x, y, valid = b  # unpacks as a triple
+        x, y = b  # unpacks as a pair
         assert x.shape[1:] == (3, 32, 32) and x.dtype == torch.float32
-        assert y.shape[1:] == (1, 32, 32) and y.dtype == torch.float32
-        assert valid.shape == y.shape and valid.dtype == torch.bool and bool(valid.all())
-    assert [b.x.shape[0] for b in s.batches(5, drop_last=True)] == [5, 5, 5] and s.batches_per_epoch(5, True) == 3
-    whole = s.epoch()
+        assert y.shape[1:] == (1, 32, 32) and y.dtype == torch.float32 and bool(valid(b).all())
+    whole = s.crop(plan)
     assert whole.x.shape == (16, 3, 32, 32)
+    assert torch.equal(torch.cat([b.x for b in batches]), whole.x)  # a slice of a plan cuts those patches
     assert s.notes == []
 
 
@@ -80,7 +90,7 @@ def test_default_patches_per_epoch_formula_and_override():
     s = PatchSampler(images, masks, 32, generator=gen())
     assert s.patches_per_epoch == 18 and s.total_pixels == 18049
     s = PatchSampler(images, masks, 32, patches_per_epoch=7, generator=gen())
-    assert s.patches_per_epoch == 7 and s.epoch().x.shape[0] == 7
+    assert s.patches_per_epoch == 7 and epoch(s).x.shape[0] == 7
 
 
 # --------------------------------------------------------------------------- the foreground share
@@ -96,7 +106,6 @@ def rare_foreground_set():
 def test_foreground_share_is_exact_and_the_rest_are_natural():
     images, masks = rare_foreground_set()
     s = PatchSampler(images, masks, 16, foreground_oversample=1 / 3, patches_per_epoch=3000, generator=gen(1))
-    assert s.foreground_per_epoch == 1000
     plan = s.plan()
     batch = s.crop(plan)
     fg = has_foreground(batch)
@@ -115,17 +124,17 @@ def test_no_oversampling_gives_the_natural_rate():
     images, masks = rare_foreground_set()
     s = PatchSampler(images, masks, 16, foreground_oversample=0.0, patches_per_epoch=4000, generator=gen(2))
     plan = s.plan()
-    assert s.foreground_per_epoch == 0 and not bool(plan.forced.any())
+    assert not bool(plan.forced.any())
     rate = has_foreground(s.crop(plan)).float().mean().item()
     assert abs(rate - natural_rate(masks, 16)) < 0.015
 
 
 def test_share_rounds_half_up_and_one_forces_every_patch():
     images, masks = rare_foreground_set()
-    assert PatchSampler(images, masks, 16, foreground_oversample=0.5, patches_per_epoch=7,
-                        generator=gen()).foreground_per_epoch == 4
+    assert int(PatchSampler(images, masks, 16, foreground_oversample=0.5, patches_per_epoch=7,
+                            generator=gen()).plan().forced.sum()) == 4
     s = PatchSampler(images, masks, 16, foreground_oversample=1.0, patches_per_epoch=50, generator=gen())
-    assert bool(has_foreground(s.epoch()).all())
+    assert bool(has_foreground(epoch(s)).all())
 
 
 def test_forced_position_contains_the_pixel_uniformly_and_stays_inside():
@@ -165,7 +174,7 @@ def test_multi_class_foreground_is_any_class_above_zero():
 def test_no_foreground_anywhere_says_so_and_samples_at_random():
     images = [torch.rand(1, 50, 50)]
     s = PatchSampler(images, [torch.zeros(1, 50, 50)], 16, foreground_oversample=0.5, generator=gen())
-    assert s.foreground_per_epoch == 0 and not bool(s.plan().forced.any())
+    assert not bool(s.plan().forced.any())
     assert len(s.notes) == 1 and "no training image has foreground" in s.notes[0]
 
 
@@ -186,7 +195,7 @@ def test_every_patch_is_the_image_crop_at_its_position():
         assert 0 <= top <= h - 24 and 0 <= left <= w - 24
         assert torch.equal(batch.x[j], images[i][:, top:top + 24, left:left + 24])
         assert torch.equal(batch.y[j], masks[i][:, top:top + 24, left:left + 24])
-    assert bool(batch.valid.all())
+    assert bool(valid(batch).all())
 
 
 def test_images_are_chosen_in_proportion_to_their_area():
@@ -206,7 +215,7 @@ def test_non_square_image():
     assert default_patches_per_epoch(s.sizes, 32) == math.ceil(12000 / 1024)
     plan = s.plan()
     batch = s.crop(plan)
-    assert bool(batch.valid.all())
+    assert bool(valid(batch).all())
     assert 0 <= int(plan.top.min()) and int(plan.top.max()) <= 8
     assert int(plan.left.min()) <= 5 and int(plan.left.max()) >= 263 and int(plan.left.max()) <= 268
     for j in range(0, 3000, 97):
@@ -231,16 +240,17 @@ def test_small_images_are_padded_and_the_padding_is_invalid():
     frames = [framed(image, mask, 32) for image, mask in zip(images, masks)]
     seen_offsets = set()
     for j, (i, top, left) in enumerate(zip(plan.image.tolist(), plan.top.tolist(), plan.left.tolist())):
-        x, y, valid = expected_crop(frames[i], top, left, 32)
-        assert torch.equal(batch.valid[j], valid) and torch.equal(batch.x[j], x) and torch.equal(batch.y[j], y)
+        x, y, inside = expected_crop(frames[i], top, left, 32)
+        got = valid(batch)[j]
+        assert torch.equal(got, inside) and torch.equal(batch.x[j], x) and torch.equal(batch.y[j], y)
         h, w = s.sizes[i]
-        assert int(batch.valid[j].sum()) == min(h, 32) * min(w, 32)  # the whole short side is in the patch
+        assert int(got.sum()) == min(h, 32) * min(w, 32)  # the whole short side is in the patch
         if i == 2:
             seen_offsets.add((-top, -left))
-            assert bool((batch.y[j][~batch.valid[j]] == -1).all()) and bool((batch.x[j][:, ~batch.valid[j][0]] == 0).all())
+            assert bool((batch.x[j][:, ~got[0]] == 0).all())
     assert seen_offsets and all(0 <= dy <= 22 and 0 <= dx <= 20 for dy, dx in seen_offsets)
     # the note is said once, however many epochs are drawn
-    list(s.batches(64))
+    epoch(s)
     assert len(s.notes) == 1
 
 
@@ -253,15 +263,16 @@ def test_a_small_image_lies_at_uniformly_random_places_in_its_patch():
         assert int(dy.min()) == 0 and int(dy.max()) == 22 and int(dx.min()) == 0 and int(dx.max()) == 20
         counts = torch.bincount(dy, minlength=23).float()
         assert counts.min() > 0.6 * 5000 / 23 and counts.max() < 1.4 * 5000 / 23
-        assert bool((s.crop(plan[:50]).valid.flatten(1).sum(1) == 120).all())
+        assert bool((valid(s.crop(plan[:50])).flatten(1).sum(1) == 120).all())
 
 
 def test_padding_label_follows_ignore_index():
     image, mask = blob_image(8, 8, (2, 4, 2, 4))
     s = PatchSampler([image], [mask], 16, generator=gen(), ignore_index=255)
-    x, y, valid = s.epoch()
-    assert bool((y[~valid] == 255).all()) and set(torch.unique(y[valid]).tolist()) == {0.0, 1.0}
-    assert int(valid.sum()) == 64
+    batch = epoch(s)
+    inside = valid(batch, 255)
+    assert set(torch.unique(batch.y[inside]).tolist()) == {0.0, 1.0} and int(inside.sum()) == 64  # 8 x 8 of image
+    assert bool((batch.x.masked_select(~inside) == 0).all()) and int((~inside).sum()) == 16 * 16 - 64
 
 
 # --------------------------------------------------------------------------- determinism
@@ -272,7 +283,7 @@ def test_same_seed_same_patches_other_seed_other_patches():
 
     def epochs(seed):
         s = PatchSampler(images, masks, 16, patches_per_epoch=40, generator=gen(seed))
-        return [list(s.batches(16)) for _ in range(2)]
+        return [[s.crop(plan[i:i + 16]) for i in range(0, len(plan), 16)] for plan in (s.plan(), s.plan())]
 
     a, b, c = epochs(11), epochs(11), epochs(12)
     for ea, eb in zip(a, b):

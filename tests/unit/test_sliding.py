@@ -138,15 +138,13 @@ def test_uniform_weights_without_overlap_count_each_pixel_once() -> None:
 
 
 @pytest.mark.parametrize("gaussian", [True, False])
-@pytest.mark.parametrize("blend", ["logits", "softmax", "sigmoid"])
-def test_one_window_equals_the_whole_image_forward(gaussian: bool, blend: str) -> None:
+def test_one_window_equals_the_whole_image_forward(gaussian: bool) -> None:
     model = tiny_unet(in_channels=3, out_channels=2)
     torch.manual_seed(1)
     image = torch.randn(3, 32, 32)
     with torch.no_grad():
         whole = model(image[None])[0]
-    whole = {"logits": whole, "softmax": whole.softmax(0), "sigmoid": whole.sigmoid()}[blend]
-    out = sliding_window(model, image, patch=32, gaussian=gaussian, blend=blend)
+    out = sliding_window(model, image, patch=32, gaussian=gaussian)
     assert out.shape == (2, 32, 32) and out.dtype == torch.float32 and out.device.type == "cpu"
     torch.testing.assert_close(out, whole, rtol=0, atol=1e-6)
 
@@ -266,13 +264,6 @@ def test_device_defaults_to_the_models_then_the_images() -> None:
     assert set(seen_devices) == {"cpu"}
 
 
-def test_softmax_blend_gives_probabilities() -> None:
-    model = tiny_unet(in_channels=1, out_channels=3)
-    out = sliding_window(model, torch.randn(1, 45, 70), patch=32, blend="softmax")
-    assert (out >= 0).all() and (out <= 1).all()
-    torch.testing.assert_close(out.sum(0), torch.ones(45, 70), rtol=0, atol=1e-5)
-
-
 def test_real_unet_with_depth_4_on_odd_sizes() -> None:
     model = tiny_unet(in_channels=1, out_channels=1, depth=4)
     out = sliding_window(model, torch.randn(1, 77, 51), patch=32, overlap=0.25, batch=2)
@@ -291,7 +282,6 @@ def test_real_unet_with_depth_4_on_odd_sizes() -> None:
     ({"batch": 0}, "batch must be an integer >= 1"),
     ({"sigma_scale": 0.0}, "sigma_scale must be a number > 0"),
     ({"sigma_scale": float("nan")}, "sigma_scale"),
-    ({"blend": "probabilities"}, "blend must be one of logits, softmax, sigmoid"),
     ({"out_channels": 0}, "out_channels"),
     ({"out_channels": 3}, "out_channels is 3 but forward gives 1 channels"),
 ])

@@ -158,11 +158,12 @@ def problems(cfg: Config, n_images: int | None, memory: int | None = None, where
                                       "train_fraction or add images"))
             return out
         bottleneck = (cfg.patch_size or cfg.image_size) // 2**cfg.depth
-        last = 1 if native and cfg.batch_size == 1 else 2 if native else n_train % cfg.batch_size or cfg.batch_size
-        if bottleneck == 1 and last == 1 and native:
-            out.append(("batch_size", f"1 with patch_size {cfg.patch_size} at depth {cfg.depth}: the bottleneck is 1x1 "
-                                      "pixel and batch norm cannot train on a single value; use batch_size 2 or a "
-                                      f"patch_size of {cfg.patch_size * 2}"))
+        last = n_train % cfg.batch_size or cfg.batch_size
+        if native:
+            if bottleneck == 1 and cfg.batch_size == 1:
+                out.append(("batch_size", f"1 with patch_size {cfg.patch_size} at depth {cfg.depth}: the bottleneck "
+                                          "is 1x1 pixel and batch norm cannot train on a single value; use batch_size "
+                                          f"2 or a patch_size of {cfg.patch_size * 2}"))
         elif bottleneck == 1 and last == 1:
             fix = _fitting_batch(n_train, cfg.batch_size)
             which = "every training batch holds" if cfg.batch_size == 1 else "the last training batch holds"
@@ -175,10 +176,9 @@ def problems(cfg: Config, n_images: int | None, memory: int | None = None, where
         # native resolution: a training batch is of patches; a folder's own pixels are checked when it is read
         parts = memory_estimate(cfg.replace(image_size=cfg.patch_size) if cfg.patch_size else cfg,
                                 n_images or cfg.num_images, in_channels, synthetic)
-        if cfg.patch_size and synthetic:
-            parts["data"] = memory_estimate(cfg, n_images or cfg.num_images, in_channels, synthetic)["data"]
-        elif cfg.patch_size:
-            parts["data"] = 0
+        if cfg.patch_size:  # the data: built-in images at image_size (their native size); a folder's when it is read
+            parts["data"] = memory_estimate(cfg, n_images or cfg.num_images, in_channels, synthetic)["data"] \
+                if synthetic else 0
         need = sum(parts.values())
         if need > memory:
             biggest = max(parts, key=lambda k: parts[k])

@@ -363,6 +363,18 @@ class PackTrainer:
                             channels_last=self.cuda, out_channels=n * c)
         return out.reshape(n, 1, c, *out.shape[-2:])
 
+    def _eval_batches(self, images, masks, n: int):
+        """(every member's logits [N, B, C, H, W], the targets [N, B, 1, H, W]) of the shared images: in batches of
+        the batch size, or at native resolution one whole image at a time by sliding window."""
+        if self.native:
+            for image, y in zip(images, masks):
+                logits = self._window_logits(image)
+                yield logits, y[None].expand(n, 1, *y.shape).to(logits.device)
+            return
+        for start in range(0, len(images), self.bs):
+            x, y = images[start: start + self.bs], masks[start: start + self.bs]
+            yield self._forward_eval(x), y.unsqueeze(0).expand(n, *y.shape)
+
     @torch.no_grad()
     def scores(self, which: str) -> list[Scores]:
         """The Scores of every member in the pack on the shared validation ("val") or test ("test") images, as
@@ -374,20 +386,11 @@ class PackTrainer:
         n = len(self.in_pack)
         loss_sum = torch.zeros(n, device=self.device, dtype=torch.float64)
         counts = torch.zeros(n, self.task.k - 1, 3, device=self.device, dtype=torch.float64)
-        for image, y in zip(images, masks) if self.native else ():  # each whole image, by sliding window
-            logits = self._window_logits(image)
-            y = y[None].expand(n, 1, *y.shape).to(logits.device)
-            with self.autocast():
-                loss_sum += self.loss(logits, y).double().to(self.device)
-            counts += self.task.member_counts(logits, y).to(self.device)
-        for start in range(0, len(images) if not self.native else 0, self.bs):
-            x, y = images[start: start + self.bs], masks[start: start + self.bs]
-            logits = self._forward_eval(x)
-            y = y.unsqueeze(0).expand(n, *y.shape)
+        for logits, y in self._eval_batches(images, masks, n):
             with self.autocast():
                 losses = self.loss(logits, y)
-            loss_sum += losses.double() * len(x)
-            counts += self.task.member_counts(logits, y)
+            loss_sum += losses.double().to(self.device) * y.shape[1]
+            counts += self.task.member_counts(logits, y).to(self.device)
         total, cnts = len(images), counts.tolist()
         out = [m.task.scores(s / total, c) for m, s, c in zip(self.in_pack, loss_sum.tolist(), cnts)]
         self._cache[which] = out

@@ -7,25 +7,21 @@ The trainers (train.py, pack_train.py) use it when a run sets ``patch_size``. Ho
     sampler = PatchSampler(images, masks, 64, foreground_oversample=1 / 3, generator=g)
     log.extend(sampler.notes)                   # e.g. "3 of 12 training images are smaller than ..."
     for epoch in range(epochs):
-        for x, y, valid in sampler.batches(batch_size):
-            x, y, valid = x.to(dev), y.to(dev), valid.to(dev)
-            ...                                 # augment x, y and valid alike, then loss(logits, y, valid)
+        plan = sampler.plan()                   # where this epoch's patches are
+        for start in range(0, len(plan), batch_size):
+            x, y = sampler.crop(plan[start:start + batch_size])
+            ...                                 # to the device, augment, loss (ignoring y == -1)
 
 ``images`` is a list of float tensors ``[C, H_i, W_i]`` and ``masks`` a list of ``[1, H_i, W_i]`` holding each pixel's
 class index (0 background, 1 ... K-1; the binary task's 0/1), as in ``core.learn.data.SegData`` but one tensor per
 image, each at its own size.
 
-**What a batch is** (:class:`PatchBatch`, a named tuple ``(x, y, valid)``):
-
-- ``x``: ``[B, C, P, P]``, the images' dtype, zeros on padding;
-- ``y``: ``[B, 1, P, P]`` float32 class indices, ``ignore_index`` (default -1) on padding;
-- ``valid``: ``[B, 1, P, P]`` bool, False exactly on padding (pixels that are not in the image).
-
-Padding is marked twice: ``y`` holds ``ignore_index`` (-1, ``data.IGNORE_INDEX``) there, which is what the trainers
-use (the task's ``ignore_loss_fn``, counts that skip ``y < 0``, ``augment_batch(..., ignore=True)``, which carries the
-ignored pixels through flips and rotations and marks pixels rotated in from outside the patch as ignored too), and
-``valid`` is False there, for a consumer that wants a boolean map. Where every image is at least P x P there is no
-padding (``PatchSampler.padded`` is 0) and the trainers keep the plain losses and augmentation.
+**What a batch is** (:class:`PatchBatch`, a named tuple ``(x, y)``): ``x`` ``[B, C, P, P]``, the images' dtype,
+zeros on padding; ``y`` ``[B, 1, P, P]`` float32 class indices, ``ignore_index`` (-1, ``data.IGNORE_INDEX``) on
+padding, the pixels that are not in the image. The trainers skip them through ``y`` (the task's ``ignore_loss_fn``,
+counts that skip ``y < 0``, ``augment_batch(..., ignore=True)``, which carries them through flips and rotations and
+marks pixels rotated in from outside the patch as ignored too). Where every image is at least P x P there is no
+padding (:attr:`PatchSampler.padded` is 0) and the trainers keep the plain losses and augmentation.
 
 **How a patch is drawn** (all random numbers from ``generator``, a CPU ``torch.Generator``, a fixed number per patch
 whatever the settings, so the same seed gives the same patches on any device):
@@ -59,7 +55,7 @@ from __future__ import annotations
 import math
 import numbers
 import operator
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -71,11 +67,10 @@ __all__ = ["PatchBatch", "PatchPlan", "PatchSampler", "default_patches_per_epoch
 
 class PatchBatch(NamedTuple):
     """One batch of patches: ``x`` [B, C, P, P], ``y`` [B, 1, P, P] float32 class indices (``ignore_index`` on
-    padding), ``valid`` [B, 1, P, P] bool (False exactly on padding). Unpacks as ``x, y, valid = batch``."""
+    padding). Unpacks as ``x, y = batch``."""
 
     x: Tensor
     y: Tensor
-    valid: Tensor
 
 
 @dataclass(frozen=True)
@@ -224,20 +219,10 @@ class PatchSampler:
 
     # ------------------------------------------------------------------ the epoch
 
-    @property
-    def foreground_per_epoch(self) -> int:
-        """The foreground patches of an epoch of ``patches_per_epoch``: ``round(share * n)`` (half up), 0 when no
-        image has foreground."""
-        return self._forced_count(self.patches_per_epoch)
-
     def _forced_count(self, n: int) -> int:
         if int(self._cum_fg_area[-1]) == 0:
             return 0
         return min(n, int(math.floor(self.foreground_oversample * n + 0.5)))
-
-    def batches_per_epoch(self, batch_size: int, drop_last: bool = False) -> int:
-        n, b = self.patches_per_epoch, _check_int("batch_size", batch_size, 1)
-        return n // b if drop_last else -(-n // b)
 
     def plan(self, n: int | None = None) -> PatchPlan:
         """Draw where ``n`` patches (default ``patches_per_epoch``) are, on the CPU: exactly ``round(share * n)``
@@ -279,7 +264,6 @@ class PatchSampler:
         p, b = self.patch, len(plan)
         x = torch.zeros((b, self.channels, p, p), dtype=self.images[0].dtype, device=self.device)
         y = torch.full((b, 1, p, p), float(self.ignore_index), dtype=torch.float32, device=self.device)
-        valid = torch.zeros((b, 1, p, p), dtype=torch.bool, device=self.device)
         for j, (i, top, left) in enumerate(zip(plan.image.tolist(), plan.top.tolist(), plan.left.tolist())):
             h, w = self.sizes[i]
             y0, y1 = max(top, 0), min(top + p, h)  # the part of the image inside the patch
@@ -287,18 +271,4 @@ class PatchSampler:
             dy, dx = y0 - top, x0 - left  # where it lands in the patch
             x[j, :, dy:dy + y1 - y0, dx:dx + x1 - x0] = self.images[i][:, y0:y1, x0:x1]
             y[j, :, dy:dy + y1 - y0, dx:dx + x1 - x0] = self.masks[i][:, y0:y1, x0:x1]
-            valid[j, :, dy:dy + y1 - y0, dx:dx + x1 - x0] = True
-        return PatchBatch(x, y, valid)
-
-    def batches(self, batch_size: int, drop_last: bool = False) -> Iterator[PatchBatch]:
-        """One epoch (``patches_per_epoch`` patches, drawn when the iteration starts) in batches of ``batch_size``;
-        the last batch is smaller unless ``drop_last``."""
-        batch_size = _check_int("batch_size", batch_size, 1)
-        plan = self.plan()
-        stop = len(plan) - len(plan) % batch_size if drop_last else len(plan)
-        for start in range(0, stop, batch_size):
-            yield self.crop(plan[start:start + batch_size])
-
-    def epoch(self) -> PatchBatch:
-        """One whole epoch as one batch (``patches_per_epoch`` patches: about the training set's own size)."""
-        return self.crop(self.plan())
+        return PatchBatch(x, y)

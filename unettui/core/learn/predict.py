@@ -525,16 +525,17 @@ def labelled_folder(tm: TrainedModel, folder: Path) -> tuple[list[torch.Tensor],
 
 def run_split(tm: TrainedModel, project: Path, split: str) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """The run's own images of ``split`` (val, test, train or all) at their own size, rebuilt from its dataset and
-    split exactly as it trained (data.split_with_test with its fractions and data_seed): for a native run evaluating
+    split exactly as it trained (run_data.split_of: its fold, or its fractions, and data_seed): for a native run evaluating
     best.pt on "val" gives its best val Dice; for a resize run it does where its images are image_size square (the
     built-in synthetic data always are), else it gives the Dice on the images' own pixels."""
-    from .data import split_with_test
     from .datasets import load_dataset
+    from .run_data import decoded_cache, split_of
 
     cfg = tm.cfg
     data = load_dataset(cfg.dataset, cfg.image_size, cfg.num_images, cfg.data_seed, base_dir=project,
-                        tiff_pages=cfg.tiff_pages, classes=tm.task.classes, native=True)
-    train, val, test, _ = split_with_test(len(data), cfg.train_fraction, cfg.data_seed, cfg.test_fraction)
+                        tiff_pages=cfg.tiff_pages, classes=tm.task.classes, native=True,
+                        cache_dir=decoded_cache(project))
+    train, val, test, _ = split_of(cfg, len(data))
     idx = {"val": val, "test": test, "train": train, "all": torch.arange(len(data))}[split]
     if len(idx) == 0:
         raise PredictError(f"run {tm.run_id} has no {split} images (test_fraction {cfg.test_fraction:g})")

@@ -14,7 +14,6 @@ import torch.nn.functional as F
 __all__ = ["letterbox_shape", "pad_square", "resize_image", "resize_labels", "resize_mask"]
 
 
-
 def _shape(size: int | tuple[int, int]) -> tuple[int, int]:
     return (int(size), int(size)) if isinstance(size, int) else (int(size[0]), int(size[1]))
 

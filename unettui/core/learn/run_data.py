@@ -12,10 +12,10 @@ import torch
 
 from ..define.config import Config
 from .data import equalize_histogram, split_folds, split_with_test
-from .datasets import absent_classes, load_dataset
+from .datasets import load_dataset
 from .task import Task
 
-__all__ = ["RunData", "load_run_data", "decoded_cache"]
+__all__ = ["RunData", "load_run_data", "decoded_cache", "split_of"]
 
 
 @dataclass
@@ -40,6 +40,15 @@ class RunData:
     channels: int
     data_notes: list[str]
     padded: bool
+
+
+def split_of(cfg: Config, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, bool]:
+    """(train_idx, val_idx, test_idx, val_on_train) of a run of ``cfg`` on ``n`` images: a fold run validates on its
+    fold and trains on the others (data.split_folds), any other run splits by train_fraction (data.split_with_test);
+    the test images are the same either way. What training and `evaluate --split` both use."""
+    if cfg.folds and cfg.fold:
+        return split_folds(n, cfg.folds, cfg.fold, cfg.data_seed, cfg.test_fraction)
+    return split_with_test(n, cfg.train_fraction, cfg.data_seed, cfg.test_fraction)
 
 
 def decoded_cache(project: Path | None) -> Path | None:
@@ -72,12 +81,7 @@ def load_run_data(cfg: Config, project: Path | None, device: torch.device, dtype
                         tiff_pages=cfg.tiff_pages, classes=task.classes, native=native,
                         **({"cache_dir": decoded_cache(project)} if native else {}))
     notes = list(data.notes)
-    if cfg.folds and cfg.fold:  # cross-validation: this run validates on its fold and trains on the others
-        train_idx, val_idx, test_idx, val_on_train = split_folds(len(data), cfg.folds, cfg.fold, cfg.data_seed,
-                                                                 cfg.test_fraction)
-    else:
-        train_idx, val_idx, test_idx, val_on_train = split_with_test(len(data), cfg.train_fraction, cfg.data_seed,
-                                                                     cfg.test_fraction)
+    train_idx, val_idx, test_idx, val_on_train = split_of(cfg, len(data))
     if native:
         images = [im if dtype is None else im.to(dtype) for im in data.images]
         if cfg.augment_histeq:
@@ -107,13 +111,7 @@ def load_run_data(cfg: Config, project: Path | None, device: torch.device, dtype
                   part(val_idx, images), part(val_idx, masks), part(test_idx, images), part(test_idx, masks),
                   len(train_idx), len(val_idx), len(test_idx), val_on_train, channels, notes, padded)
     if not task.binary:  # (classes no mask has at all: the loader's notes name these already)
-        if native:
-            out.data_notes += _class_notes(task, _present(masks, task.k), _present(out.train_y, task.k))
-        else:
-            nowhere = set(absent_classes(masks, task.k))
-            trained = set(range(task.k)) - set(absent_classes(out.train_y, task.k))
-            out.data_notes += _class_notes(task, torch.tensor([c not in nowhere for c in range(task.k)]),
-                                           torch.tensor([c in trained for c in range(task.k)]))
+        out.data_notes += _class_notes(task, _present(masks, task.k), _present(out.train_y, task.k))
     return out
 
 

@@ -21,11 +21,10 @@ Design, in one place:
   at ``GAUSSIAN_FLOOR`` (1e-3, MONAI's floor) so a window's border pixels still count a little; or all ones with
   ``gaussian=False``. The blended value is ``sum_w(weight * output) / sum_w(weight)``: a constant model gives exactly
   that constant everywhere (no seams), and an image that fits in one window gives the whole-image forward pass.
-* **What is blended**: logits by default (``blend="logits"``), so the result drops in wherever a whole-image forward
-  pass's logits were used (threshold at 0, argmax, losses) and equals it where the image fits in one window.
-  ``blend="softmax"`` / ``"sigmoid"`` average probabilities instead (nnU-Net's choice for softmax) and return
-  blended probabilities. For a binary model the two agree except where windows disagree near 0.5; averaging logits
-  lets a confident window outvote an unsure one, averaging probabilities counts each window's vote in [0, 1].
+* **What is blended**: logits, so the result drops in wherever a whole-image forward pass's logits were used
+  (threshold at 0, argmax, losses) and equals it where the image fits in one window. (nnU-Net averages softmax
+  probabilities instead; the two agree except where windows disagree near the decision boundary, where averaging
+  logits lets a confident window outvote an unsure one.)
 * **Memory**: windows are cut ``batch`` at a time (a [batch, C, P, P] stack, moved to ``device``), never all at
   once; the accumulators live on ``out_device`` (CPU by default): the output, K x H x W float32, which is also the
   result (normalised in place), and the weights, H x W float32 (shared by the K channels). A 4096 x 4096 single-class
@@ -49,7 +48,6 @@ from ..define.names import is_int
 
 __all__ = [
     "GAUSSIAN_FLOOR",
-    "BLENDS",
     "sliding_window",
     "window_step",
     "window_starts",
@@ -59,7 +57,6 @@ __all__ = [
 ]
 
 GAUSSIAN_FLOOR = 1e-3  # the Gaussian map's minimum (relative to its maximum of 1), as MONAI clamps it
-BLENDS = ("logits", "softmax", "sigmoid")
 
 
 def _check_int(name: str, value, minimum: int) -> int:
@@ -174,7 +171,6 @@ def sliding_window(
     pad_value: float = 0.0,
     device=None,
     out_device="cpu",
-    blend: str = "logits",
 ) -> Tensor:
     """Predict ``image`` [C, H, W] window by window and return the blended output [K, H, W], float32, on ``out_device``.
 
@@ -187,16 +183,13 @@ def sliding_window(
     output is weighted by the Gaussian map (sigma ``P * sigma_scale``, :func:`gaussian_map`) or uniformly
     (``gaussian=False``) and summed on ``out_device``, then divided by the summed weights.
 
-    ``blend`` says what is averaged and returned: ``"logits"`` (default), or probabilities after ``"softmax"`` over
-    K or ``"sigmoid"``. ``out_channels`` (K), when given, is checked against the model's output. Bad arguments raise
-    a one-line ValueError.
+    ``out_channels`` (K), when given, is checked against the model's output. Bad arguments raise a one-line
+    ValueError.
     """
     patch = _check_int("patch", patch, 1)
     batch = _check_int("batch", batch, 1)
     overlap = _check_overlap(overlap)
     sigma_scale = _check_sigma_scale(sigma_scale)
-    if blend not in BLENDS:
-        raise ValueError(f"sliding window: blend must be one of {', '.join(BLENDS)}, got {blend!r}")
     if out_channels is not None:
         _check_int("out_channels", out_channels, 1)
     if not isinstance(image, Tensor) or image.dim() != 3:
@@ -216,9 +209,7 @@ def sliding_window(
         image = F.pad(image, (pad_left, pad_right, pad_top, pad_bottom), mode="constant", value=pad_value)
     padded_h, padded_w = int(image.shape[1]), int(image.shape[2])
 
-    step = window_step(patch, overlap)
-    corners = [(top, left) for top in window_starts(padded_h, patch, step)
-               for left in window_starts(padded_w, patch, step)]
+    corners = window_grid(padded_h, padded_w, patch, overlap)
     weights = (gaussian_map(patch, sigma_scale) if gaussian else torch.ones(patch, patch)).to(out_device)
     total: Tensor | None = None  # K x H' x W' float32, allocated once K is known
 
@@ -232,12 +223,7 @@ def sliding_window(
                 shape = list(out.shape) if isinstance(out, Tensor) else type(out).__name__
                 raise ValueError(f"sliding window: forward must map [{len(chunk)}, {channels}, {patch}, {patch}] to "
                                  f"[{len(chunk)}, K, {patch}, {patch}], got {shape}")
-            out = out.float()
-            if blend == "softmax":
-                out = out.softmax(dim=1)
-            elif blend == "sigmoid":
-                out = out.sigmoid()
-            out = out.to(out_device)
+            out = out.float().to(out_device)
             if total is None:
                 k = int(out.shape[1])
                 if out_channels is not None and k != out_channels:

@@ -193,7 +193,7 @@ class Trainer:
             return self.train_x[idx], self.train_y[idx]
         if self._plan is None:
             self._plan = self.sampler.plan()
-        x, y, _ = self.sampler.crop(self._plan[idx.cpu()])
+        x, y = self.sampler.crop(self._plan[idx.cpu()])
         return x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
 
     def new_epoch(self) -> torch.Tensor:
@@ -236,21 +236,20 @@ class Trainer:
         self.model.eval()
         loss_sum = torch.zeros((), device=self.device, dtype=torch.float64)
         counts = torch.zeros(self.task.k - 1, 3, device=self.device, dtype=torch.float64)
-        if self.native:  # each whole image by sliding window, counted on its own pixels; the loss: mean over images
-            for image, y in zip(images, masks):
-                logits = self.window_logits(self.model, image)[None]
-                y = y[None].to(logits.device)
-                loss_sum += self.loss_fn(logits, y).double().to(self.device)
-                counts += self.task.counts(logits, y).to(self.device)
-            return self.task.scores(float(loss_sum) / len(images), counts)
-        for logits, y in self.batched_logits(self.model, images, masks):
-            loss_sum += self.loss_fn(logits, y).double() * len(y)
-            counts += self.task.counts(logits, y)
+        for logits, y in self.batched_logits(self.model, images, masks):  # (native: the loss is a mean over images)
+            loss_sum += self.loss_fn(logits, y).double().to(self.device) * len(y)
+            counts += self.task.counts(logits, y).to(self.device)
         return self.task.scores(float(loss_sum) / len(images), counts)
 
-    def batched_logits(self, model: torch.nn.Module, images: torch.Tensor, masks: torch.Tensor):
-        """(logits, masks) of ``images`` in batches of the run's batch size, as validation computes them; each is
-        yielded inside :meth:`autocast`, so what the caller computes from it (the loss) runs there too."""
+    def batched_logits(self, model: torch.nn.Module, images: Any, masks: Any):
+        """(logits, masks) of ``images`` as validation computes them: in batches of the run's batch size, each yielded
+        inside :meth:`autocast` (so what the caller computes from it, the loss, runs there too); at native resolution
+        one whole image at a time by sliding window, [1, K, H, W] (on the CPU when its output is large)."""
+        if self.native:
+            for image, y in zip(images, masks):
+                logits = self.window_logits(model, image)[None]
+                yield logits, y[None].to(logits.device)
+            return
         bs = self.cfg.batch_size
         for start in range(0, len(images), bs):
             x = images[start : start + bs]
@@ -424,10 +423,7 @@ class Trainer:
             if not len(images):
                 continue
             acc = BoundaryAccumulator(names, self.cfg.nsd_tolerance)
-            for image, y in zip(images, masks) if self.native else ():  # each whole image, by sliding window
-                pred = self.task.decode(self.window_logits(model, image))
-                acc.add(y.round().long().numpy(), pred.cpu().numpy())
-            for logits, y in self.batched_logits(model, images, masks) if not self.native else ():
+            for logits, y in self.batched_logits(model, images, masks):
                 acc.add(y[:, 0].round().long().cpu().numpy(), self.task.decode(logits)[:, 0].cpu().numpy())
             out.update({f"{prefix}_{k}": v for k, v in run_keys(acc.result(), names, self.task.binary).items()})
         self.best["end"] = out
