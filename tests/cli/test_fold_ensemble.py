@@ -37,13 +37,20 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def project(tmp_path_factory):
     root = tmp_path_factory.mktemp("cv")
     (root / "experiments.toml").write_text(QUEUE)
-    out = CliRunner().invoke(app, ["run", "--headless", "--plain", "-p", str(root)])
+    out = CliRunner().invoke(app, ["run", "--headless", "--plain", "--pack", "3", "-p", str(root)])
     assert out.exit_code == 0, out.output
     rng = np.random.default_rng(3)
     (root / "new").mkdir()
     for i in range(2):
         iio.imwrite(root / "new" / f"x{i}.png", (rng.random((40, 56)) * 255).astype(np.uint8))
     return root
+
+
+def test_the_folds_trained_as_one_pack(project):
+    configs = [json.loads((RunStore(project).run(f"cv-f{i}").file("config.json")).read_text()) for i in (1, 2, 3)]
+    assert [(c["pack_size"], c["pack_slot"], c["fold"]) for c in configs] == [(3, 0, 1), (3, 1, 2), (3, 2, 3)]
+    assert configs[0]["pack_members"] == ["cv-f2", "cv-f3"]
+    assert "in a pack of 3" in RunStore(project).run("cv-f1").file("run.log").read_text()
 
 
 def test_the_ensemble_is_the_mean_of_the_folds_probabilities(project):

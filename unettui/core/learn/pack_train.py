@@ -67,7 +67,7 @@ __all__ = ["PACK_KEYS", "pack_key", "PackMember", "PackTrainer"]
 # the definition keys every member of a pack shares (with the resolved device and AMP dtype)
 PACK_KEYS = ("dataset", "num_images", "data_seed", "image_size", "train_fraction", "test_fraction", "augment.histeq",
              "tiff_pages", "num_classes", "mask_values", "base_channels", "depth", "batch_size", "patch_size",
-             "patches_per_epoch", "overlap", "folds", "fold")  # (folds: the split; each fold's data is its own)
+             "patches_per_epoch", "overlap", "folds")  # (the folds of a configuration pack: each its own split)
 
 
 def _device_name(device: torch.device) -> str:
@@ -184,7 +184,11 @@ class PackTrainer:
         self.train_x, self.train_y = first.train_x, first.train_y
         self.val_x, self.val_y, self.test_x, self.test_y = first.val_x, first.val_y, first.test_x, first.test_y
         self.names = first.names
-        self.native, self.padded, self.first = first.native, first.padded, first
+        # the folds of a configuration: each member trains and validates on its own images (the test images are
+        # every fold's); else one set of tensors for all
+        self.same_data = all(m.train_x is first.train_x and m.val_x is first.val_x for m in members)
+        self.native, self.first = first.native, first
+        self.padded = any(m.padded for m in members)
         self.task = first.task  # (the members share num_classes and mask_values: the same outputs and counts)
         self.model: PackedUNet | None = None
         self.popt: PackOptimizer | None = None
@@ -310,7 +314,7 @@ class PackTrainer:
             if not stepping:
                 break
             idx = order[:, step * bs: (step + 1) * bs]
-            if self.native:  # each member's own patches
+            if self.native or not self.same_data:  # each member's own patches, or its own fold's images
                 x, y = (torch.stack(t) for t in zip(*(m.batch(idx[i]) for i, m in enumerate(members))))
             else:
                 x, y = self.train_x[idx], self.train_y[idx]
@@ -337,10 +341,11 @@ class PackTrainer:
 
     @torch.no_grad()
     def _forward_eval(self, images: Tensor) -> Tensor:
-        """Every member's logits [N, B, 1, H, W] for one shared batch of images, in eval mode."""
+        """Every member's logits [N, B, C, H, W] for one shared batch of images [B, Cin, H, W], or for each member's
+        own [N, B, Cin, H, W], in eval mode."""
         assert self.model is not None
         self.model.eval()
-        x = images.repeat(1, self.model.n, 1, 1)
+        x = self.model.pack_inputs(images) if images.dim() == 5 else images.repeat(1, self.model.n, 1, 1)
         if self.cuda:
             x = x.contiguous(memory_format=torch.channels_last)
         with self.autocast():
@@ -381,6 +386,9 @@ class PackTrainer:
         Trainer.evaluate computes them; computed once per epoch."""
         if which in self._cache:
             return self._cache[which]
+        if which == "val" and not self.same_data:
+            self._cache[which] = self._own_scores()
+            return self._cache[which]
         assert self.loss is not None
         images, masks = (self.val_x, self.val_y) if which == "val" else (self.test_x, self.test_y)
         n = len(self.in_pack)
@@ -396,9 +404,58 @@ class PackTrainer:
         self._cache[which] = out
         return out
 
+    def _own_scores(self) -> list[Scores]:
+        """Each member's Scores on its own validation images (the folds of a configuration). Resized: one packed
+        forward per batch, member i's images in its slot; the folds differ in size by at most one image, so in a
+        last, ragged batch the shorter members' slots are padded (targets -1: counted nowhere) and their losses taken
+        on their own images alone, as their solo runs batch them. Native: each member alone, its weights out of the
+        pack (sliding windows over images of different sizes do not stack)."""
+        members, n = self.in_pack, len(self.in_pack)
+        if self.native:
+            out = []
+            for m in members:
+                with self._alone(m):
+                    out.append(Trainer.evaluate(m))
+            return out
+        assert self.loss is not None
+        loss_sum = torch.zeros(n, device=self.device, dtype=torch.float64)
+        counts = torch.zeros(n, self.task.k - 1, 3, device=self.device, dtype=torch.float64)
+        for start in range(0, max(m.n_val for m in members), self.bs):
+            xs = [m.val_x[start: start + self.bs] for m in members]
+            ys = [m.val_y[start: start + self.bs] for m in members]
+            sizes, b = [len(x) for x in xs], max(len(x) for x in xs)
+            x = torch.stack([torch.cat([x, x.new_zeros(b - len(x), *x.shape[1:])]) for x in xs])
+            y = torch.stack([torch.cat([y, y.new_full((b - len(y), *y.shape[1:]), -1)]) for y in ys])
+            logits = self._forward_eval(x)
+            counts += self.task.member_counts(logits, y).to(self.device)
+            with self.autocast():
+                if min(sizes) == b:
+                    loss_sum += self.loss(logits, y).double().to(self.device) * b
+                    continue
+                for i, (m, size) in enumerate(zip(members, sizes)):
+                    if size:
+                        loss_sum[i] += m.loss_fn(logits[i, :size], y[i, :size]).double().to(self.device) * size
+        cnts = counts.tolist()
+        return [m.task.scores(s / m.n_val, c) for m, s, c in zip(members, loss_sum.tolist(), cnts)]
+
+    @contextlib.contextmanager
+    def _alone(self, m: PackMember) -> Iterator[None]:
+        """Member ``m`` as a solo Trainer for a moment: its own UNet with its weights in the pack as ``m.model``."""
+        with torch.no_grad():
+            m.unet.load_state_dict(m.model.state_dict())
+        packed, m.model = m.model, m.unet
+        try:
+            yield
+        finally:
+            m.model = packed
+
     @torch.no_grad()
     def preview(self, m: PackMember) -> dict[str, Any]:
-        """Trainer.predict_preview of member ``m`` (one packed forward per epoch for all members)."""
+        """Trainer.predict_preview of member ``m`` (one packed forward per epoch for all members; each member alone
+        when each has its own validation images)."""
+        if not self.same_data:
+            with self._alone(m):
+                return Trainer.predict_preview(m)
         k = min(m.cfg.preview_count, m.n_val)
         key = ("preview", k)
         names, context = self.names[:k], None

@@ -1,6 +1,7 @@
 """A run's data, as its trainer holds it: the dataset read once (resized to ``image_size``, or at its own resolution
 when ``patch_size`` is set), preprocessed, split into training, validation and test images, and what reading it
-noted for the run's log. Pack members share one RunData (``Trainer(data_from=...)``)."""
+noted for the run's log. Pack members share one RunData (``Trainer(data_from=...)``); the folds of a pack each split
+the one dataset read (``Source``) their own way (``split_source``)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,20 @@ from .data import equalize_histogram, split_folds, split_with_test
 from .datasets import load_dataset
 from .task import Task
 
-__all__ = ["RunData", "load_run_data", "decoded_cache", "split_of"]
+__all__ = ["RunData", "Source", "load_run_data", "read_source", "split_source", "decoded_cache", "split_of"]
+
+
+@dataclass
+class Source:
+    """A run's dataset as read and preprocessed, before any split: ``images``/``masks`` a tensor [N, ...] on the CPU
+    (resized) or lists of [C, H, W] / [1, H, W] tensors (native); ``names`` the loader's, ``files`` split.json's."""
+
+    images: Any
+    masks: Any
+    names: list[str]
+    files: list[str]
+    notes: list[str]
+    native: bool
 
 
 @dataclass
@@ -40,6 +54,7 @@ class RunData:
     channels: int
     data_notes: list[str]
     padded: bool
+    source: Source  # what it was split from: a fold's pack mates split the same Source (split_source)
 
 
 def split_of(cfg: Config, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, bool]:
@@ -49,6 +64,23 @@ def split_of(cfg: Config, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Ten
     if cfg.folds and cfg.fold:
         return split_folds(n, cfg.folds, cfg.fold, cfg.data_seed, cfg.test_fraction)
     return split_with_test(n, cfg.train_fraction, cfg.data_seed, cfg.test_fraction)
+
+
+def fold_epoch(data: Any) -> int:
+    """What an epoch of a fold run trains on, the same for every fold of its configuration so that they pack (0: not a
+    fold run, the epoch is the run's own). Folds differ in size by at most one image, so their training sets do too:
+    resized, an epoch is the smallest fold's training set, ``m - ceil(m / k)`` of the ``m`` non-test images (a fold
+    with one image more leaves a different one out each epoch); native (patch_size) with ``patches_per_epoch = 0``,
+    the patches that cover ``(k - 1) / k`` of the non-test pixels once. ``data``: a trainer (cfg, n_train, n_val,
+    train_x, val_x)."""
+    cfg = data.cfg
+    if not (cfg.folds and cfg.fold):
+        return 0
+    k, m = cfg.folds, data.n_train + data.n_val
+    if not cfg.patch_size:
+        return m - -(-m // k)
+    pixels = sum(int(im.shape[-2]) * int(im.shape[-1]) for im in [*data.train_x, *data.val_x])
+    return max(1, -(-(k - 1) * pixels // (k * cfg.patch_size ** 2)))
 
 
 def decoded_cache(project: Path | None) -> Path | None:
@@ -73,43 +105,52 @@ def _present(masks: Any, k: int) -> torch.Tensor:
 
 def load_run_data(cfg: Config, project: Path | None, device: torch.device, dtype: torch.dtype | None,
                   task: Task) -> RunData:
-    """Read ``cfg``'s dataset and split it as every run of the definition does (``split_with_test``). Histogram
-    equalisation is preprocessing of every input (train and validation), never of masks; the test images are held
-    out before the train/validation split and never used to choose anything."""
+    """Read ``cfg``'s dataset and split it as every run of the definition does (``split_of``)."""
+    return split_source(read_source(cfg, project, dtype, task), cfg, device, task)
+
+
+def read_source(cfg: Config, project: Path | None, dtype: torch.dtype | None, task: Task) -> Source:
+    """Read ``cfg``'s dataset (resized, or at its own resolution when ``patch_size`` is set) and preprocess it.
+    Histogram equalisation is preprocessing of every input (train, validation and test), never of masks."""
     native = bool(cfg.patch_size)
     data = load_dataset(cfg.dataset, cfg.image_size, cfg.num_images, cfg.data_seed, base_dir=project,
                         tiff_pages=cfg.tiff_pages, classes=task.classes, native=native,
                         **({"cache_dir": decoded_cache(project)} if native else {}))
-    notes = list(data.notes)
-    train_idx, val_idx, test_idx, val_on_train = split_of(cfg, len(data))
     if native:
         images = [im if dtype is None else im.to(dtype) for im in data.images]
         if cfg.augment_histeq:
             images = [equalize_histogram(im[None])[0] for im in images]
-        masks = data.masks
-
-        def part(idx: torch.Tensor, seq: list) -> list:
-            return [seq[i] for i in idx.tolist()]
-
-        padded = False  # (the patch sampler says whether patches need padding)
-        channels = int(images[0].shape[0])
     else:
         images = data.images if dtype is None else data.images.to(dtype)
         if cfg.augment_histeq:
             images = equalize_histogram(images)
-        masks = data.masks
+    return Source(images, data.masks, list(data.names), _file_names(cfg, project, data.names), list(data.notes),
+                  native)
 
+
+def split_source(src: Source, cfg: Config, device: torch.device, task: Task) -> RunData:
+    """``src`` split as ``cfg``'s runs split it (``split_of``): resized parts moved to ``device``, native ones kept
+    on the CPU as lists. The test images are held out before the train/validation split and never used to choose
+    anything."""
+    train_idx, val_idx, test_idx, val_on_train = split_of(cfg, len(src.names))
+    if src.native:
+        def part(idx: torch.Tensor, seq: list) -> list:
+            return [seq[i] for i in idx.tolist()]
+
+        padded = False  # (the patch sampler says whether patches need padding)
+        channels = int(src.images[0].shape[0])
+    else:
         def part(idx: torch.Tensor, seq: torch.Tensor) -> torch.Tensor:
             return seq[idx].to(device)
 
-        padded = bool((masks < 0).any())  # letterboxed non-square images: the padding is ignored
-        channels = int(images.shape[1])
-    files = _file_names(cfg, project, data.names)
+        padded = bool((src.masks < 0).any())  # letterboxed non-square images: the padding is ignored
+        channels = int(src.images.shape[1])
+    images, masks, files = src.images, src.masks, src.files
     split = {part_name: [files[i] for i in idx.tolist()]
              for part_name, idx in (("train", train_idx), ("val", val_idx), ("test", test_idx))}
-    out = RunData([data.names[i] for i in val_idx.tolist()], split, part(train_idx, images), part(train_idx, masks),
+    out = RunData([src.names[i] for i in val_idx.tolist()], split, part(train_idx, images), part(train_idx, masks),
                   part(val_idx, images), part(val_idx, masks), part(test_idx, images), part(test_idx, masks),
-                  len(train_idx), len(val_idx), len(test_idx), val_on_train, channels, notes, padded)
+                  len(train_idx), len(val_idx), len(test_idx), val_on_train, channels, list(src.notes), padded, src)
     if not task.binary:  # (classes no mask has at all: the loader's notes name these already)
         out.data_notes += _class_notes(task, _present(masks, task.k), _present(out.train_y, task.k))
     return out

@@ -50,7 +50,7 @@ from .outcomes import (
     diverged_message,
 )
 from .patches import PatchPlan, PatchSampler
-from .run_data import load_run_data
+from .run_data import fold_epoch, load_run_data, split_source
 from .task import Scores, task_of
 
 # (the loop's outcomes live in outcomes.py; imported from here by the runner, packs and tests)
@@ -60,7 +60,7 @@ __all__ = ["CheckpointError", "Diverged", "Events", "NotTrainable", "Result", "S
 
 # what a trainer holds of its data (shared by a pack's members, see Trainer(data_from=...))
 _DATA_ATTRS = ("names", "split", "train_x", "train_y", "val_x", "val_y", "test_x", "test_y", "n_train", "n_val", "n_test",
-               "val_on_train", "channels", "data_notes", "padded")
+               "val_on_train", "channels", "data_notes", "padded", "source")
 
 
 class Trainer:
@@ -96,7 +96,12 @@ class Trainer:
         # native resolution (patch_size > 0): the images at their own sizes, lists of [C, H, W] tensors kept on the
         # CPU; training patches are cut from them (core.learn.patches), the rest is predicted by sliding window
         self.native = bool(cfg.patch_size)
-        if data_from is not None:
+        own_split = data_from is None or data_from.cfg.fold != cfg.fold
+        if data_from is not None and own_split:  # another fold of the same data: its own split of it
+            self.data_id = data_from.data_id
+            for name, value in vars(split_source(data_from.source, cfg, self.device, self.task)).items():
+                setattr(self, name, value)
+        elif data_from is not None:
             self.data_id = data_from.data_id
             for name in _DATA_ATTRS:
                 setattr(self, name, getattr(data_from, name))
@@ -118,12 +123,15 @@ class Trainer:
         if self.native:
             self.sampler = PatchSampler(self.train_x, self.train_y, cfg.patch_size,
                                         foreground_oversample=cfg.foreground_oversample,
-                                        patches_per_epoch=cfg.patches_per_epoch or None, generator=self.patch_gen)
-            if data_from is None:
+                                        patches_per_epoch=cfg.patches_per_epoch or fold_epoch(self) or None,
+                                        generator=self.patch_gen)
+            if own_split:
                 self.data_notes += self.sampler.notes
                 self.padded = self.sampler.padded > 0
-        # what an epoch trains on: the training images, or patches_per_epoch patches of them
-        self.samples_per_epoch = self.sampler.patches_per_epoch if self.sampler is not None else self.n_train
+        # what an epoch trains on: the training images (a fold run: as many as every fold of its configuration has,
+        # run_data.fold_epoch), or patches_per_epoch patches of them
+        self.samples_per_epoch = (self.sampler.patches_per_epoch if self.sampler is not None
+                                  else fold_epoch(self) or self.n_train)
         # padding (letterboxed images, patches of images smaller than the patch) is ignored by the loss
         self.loss_fn = self.task.ignore_loss_fn if self.padded else self.task.loss_fn
         self.optimizer = make_optimizer(cfg, self.model.parameters())
@@ -152,8 +160,8 @@ class Trainer:
         """What a pack's members must share of their data besides the keys: the training tensors' shape (resized),
         or the training images, patch and patches per epoch (native)."""
         if self.native:
-            return ("native", self.n_train, self.cfg.patch_size, self.samples_per_epoch)
-        return tuple(self.train_x.shape)
+            return ("native", self.cfg.patch_size, self.samples_per_epoch)
+        return (self.samples_per_epoch, *self.train_x.shape[1:])
 
     def window_logits(self, model: torch.nn.Module, image: torch.Tensor) -> torch.Tensor:
         """One whole image's logits [K, H, W] by sliding window (native resolution)."""
@@ -201,7 +209,9 @@ class Trainer:
         the epoch's patches are drawn first, from the patch generator."""
         if self.sampler is not None:
             self._plan = self.sampler.plan()
-        return torch.randperm(self.samples_per_epoch, generator=self.shuffle_gen).to(self.device)
+            return torch.randperm(self.samples_per_epoch, generator=self.shuffle_gen).to(self.device)
+        # (a fold with one training image more than the smallest fold's leaves a different one out each epoch)
+        return torch.randperm(self.n_train, generator=self.shuffle_gen)[:self.samples_per_epoch].to(self.device)
 
     def train_epoch(self, on_batch=None, should_stop=None) -> tuple[float, float | None]:
         """One pass over the training images in a seeded random order. Returns (mean loss, hard Dice).
