@@ -622,6 +622,7 @@ class Runner:
                         self.attempted.discard((exp.id, exp.budget))
                         continue
                     getattr(outcome, state).append(exp.id)
+                self._cross_validate(queue, [exp for exp, state in ends if state == "done" and exp.fold])
                 self._keep_index()
             outcome.skipped_invalid = sorted(seen_invalid)
             outcome.skipped_damaged = sorted({i for i, why in self._noted if why.startswith("damaged:")})
@@ -633,6 +634,33 @@ class Runner:
                 signal.signal(sig, handler)
             remove_figures(self.project)
         return outcome
+
+    def _cross_validate(self, queue: Queue, ended: list[Experiment]) -> None:
+        """A cross-validated configuration whose repeat's last fold just ended gets its runs/.configurations/ file
+        (core.learn.cv: pooled out-of-fold score, per-image scores, the ensemble's test score); said in the log."""
+        seen: set[tuple[str, int]] = set()
+        for exp in ended:
+            if (exp.configuration, exp.repeat) in seen:
+                continue
+            seen.add((exp.configuration, exp.repeat))
+            mine = [e for e in queue.experiments if e.configuration == exp.configuration and e.fold]
+            folds: dict[int, list[str]] = {}
+            for e in sorted(mine, key=lambda e: (e.repeat, e.fold)):
+                folds.setdefault(e.repeat, []).append(e.id)
+            ids = folds.get(exp.repeat, [])
+            if any((self.store.run(i).status() or {}).get("state") != "done" for i in ids):
+                continue
+            from .core.learn.cv import cross_validate, cv_line
+
+            try:
+                with FileLock(str(self.store.lock_path()) + ".cv", timeout=600):
+                    data = cross_validate(self.project, exp.configuration, folds, self.device or exp.config.device)
+            except Exception as exc:  # noqa: BLE001 - the runs are done and kept; `unettui cv` computes it again
+                self.reporter.note(exp, f"cross-validation of {exp.configuration} not written: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}; "
+                                        f"`unettui cv {exp.configuration}` tries again")
+                continue
+            if data is not None:
+                self.reporter.note(exp, cv_line(data, exp.repeat))
 
     def _keep_index(self) -> None:
         """Every INDEX_EVERY seconds of a long queue, the run index is written again from the run folders: the TUI

@@ -106,3 +106,49 @@ def test_a_fold_evaluated_on_its_own_val_split_gives_back_its_recorded_best_val_
         split = json.loads(RunStore(project).run(f"cv-f{i}").file("split.json").read_text())
         assert got["images"] == len(split["val"])  # its fold, not a train_fraction split
         assert got["metrics"]["dice"] == pytest.approx(summary["best_val_dice"], abs=1e-6)
+
+
+def test_the_runner_writes_the_configurations_cross_validation_outside_the_run_folders(project):
+    from unettui.core.learn.cv import read_configuration
+    from unettui.core.learn.predict import run_split, score
+
+    data = read_configuration(project, "cv")
+    assert data is not None and data["folds"] == 3 and [r["repeat"] for r in data["repeats"]] == [1]
+    rep = data["repeats"][0]
+    store = RunStore(project)
+    assert sorted(p.name for p in store.root.iterdir() if p.is_dir() and not p.name.startswith(".")) == [
+        "cv-f1", "cv-f2", "cv-f3"]  # every folder that looks like a run is one
+    summaries = [store.run(f"cv-f{i}").summary() for i in (1, 2, 3)]
+    # pooled out of fold: the three folds' best-epoch counts summed; every non-test image once
+    sums = [sum(s["best_val_counts"][0][j] for s in summaries) for j in range(3)]
+    assert rep["oof"]["counts"] == [sums] and rep["oof"]["images"] == 11
+    assert rep["oof"]["dice"] == pytest.approx(2 * sums[0] / (2 * sums[0] + sums[1] + sums[2]))
+    # per-image out-of-fold scores: each non-test image once, with the fold that validated it
+    names = [im["name"] for im in rep["images"]]
+    assert len(names) == len(set(names)) == 11 and {im["fold"] for im in rep["images"]} == {1, 2, 3}
+    per_image = json.loads(store.run("cv-f1").file("images.json").read_text())
+    assert sum(im["counts"][0][0] for im in per_image["val"]) == summaries[0]["best_val_counts"][0][0]
+    # the ensemble's test score is the ensemble's (evaluate's), beside the single folds' mean
+    from unettui.cli.predict_cmd import _model
+
+    ens = _model("cv", project, last=False, device="cpu")
+    images, masks = run_split(ens.folds[0], project, "test")
+    assert rep["test"]["ensemble_dice"] == pytest.approx(score(ens, images, masks).dice, abs=1e-9)
+    assert rep["test"]["mean_fold_dice"]["mean"] == pytest.approx(np.mean([s["test_dice"] for s in summaries]))
+    assert rep["test"]["n_test"] == 3
+
+
+def test_cv_shows_a_configurations_results_and_computes_them_again_when_missing(project):
+    from unettui.core.learn.cv import configuration_file
+
+    out = CliRunner().invoke(app, ["cv", "cv-f2", "-p", str(project)])
+    assert out.exit_code == 0, out.output
+    assert "cross-validation of cv (repeat 1, 3 folds): pooled out-of-fold Dice 0." in out.output
+    assert "held-out test Dice (3 images): ensemble of the folds 0." in out.output
+    before = json.loads(configuration_file(project, "cv").read_text())
+    configuration_file(project, "cv").unlink()
+    again = CliRunner().invoke(app, ["cv", "cv", "--json", "-p", str(project)])
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.output)["repeats"] == before["repeats"]
+    bad = CliRunner().invoke(app, ["cv", "nope", "-p", str(project)])
+    assert bad.exit_code == 2 and "nope is not a cross-validated configuration" in bad.output

@@ -233,3 +233,34 @@ def test_best_pt_is_the_best_epochs_model(tmp_path):
     assert test.dice == pytest.approx(summary["test_dice"], abs=1e-12) and test.images == summary["n_test"]
     last = load_model(run, last=True, device="cpu")
     assert last.epoch == 6 and score_model(last, *run_split(last, proj, "val")).dice == summary["final_val_dice"]
+
+
+def _folded(values, per_fold):
+    cs = ConfigScore(values=values)
+    for k, v in enumerate(per_fold, 1):
+        cs.runs.append(RunScore(id=f"{values}-f{k}", fraction=None, state="done", value=v, fold=k))
+    score(cs)
+    return cs
+
+
+def test_with_folds_winners_are_compared_fold_by_fold():
+    from unettui.core.define.study import paired, paired_text
+
+    # fold 3 is hard for everyone: unpaired, the fold-to-fold spread (sd ~0.1) hides a margin that every fold shows
+    a = _folded({"opt": "adam"}, [0.92, 0.90, 0.71])
+    b = _folded({"opt": "sgd"}, [0.90, 0.88, 0.70])
+    assert within_noise(a.score, a.se, b.score, b.se)  # what the unpaired rule would call a tie
+    diff, se, n = paired(a, b)
+    assert n == 3 and diff == pytest.approx(0.05 / 3) and se == pytest.approx(0.0033333, abs=1e-6)
+    best, how, why = choose([b, a], "max")
+    assert best is a and how == "best" and "paired: +0.0167 ± 0.0033 (SE, 3 pairs; 95 % +0.0023 ... +0.0310)" in why
+    assert b.paired == paired(a, b) and a.paired is None
+    # a difference that changes sign from fold to fold is within the paired noise: the steadier wins
+    c = _folded({"opt": "rmsprop"}, [0.95, 0.86, 0.70])  # mean 0.8367: ahead of a by 0.0033, not on every fold
+    best, how, why = choose([a, c], "max")
+    assert how == "tie within noise" and "one paired standard error (the same folds)" in why
+    assert best is (a if a.sd < c.sd else c)
+    assert paired_text(None) == "-"
+    # only matched folds pair: a fold without a value (failed) leaves that pair out
+    d = _folded({"opt": "sgd"}, [0.90, None, 0.70])
+    assert paired(a, d)[2] == 2

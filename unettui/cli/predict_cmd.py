@@ -276,3 +276,47 @@ def _class_table(result) -> None:
         missing = ", ".join(c.name for c in result.classes if c.dice is None)
         console.print(f"— {missing}: in no image, truth or prediction, so no score; the mean is over the classes "
                       "that have one")
+
+
+@app.command()
+def cv(
+    configuration: str = typer.Argument(..., metavar="CONFIGURATION", help="A configuration trained with folds = k: its id or any fold's (see `unettui ls`)."),
+    device: str = typer.Option("auto", "--device", help="Where the ensemble scores the test images: auto, cpu, cuda, cuda:N, mps."),
+    again: bool = typer.Option(False, "--again", help="Compute it again even when the file is up to date."),
+    as_json: bool = typer.Option(False, "--json", help="Print the configuration's file (every repeat, per-image out-of-fold scores) as JSON."),
+    project: Path = ProjectOpt,
+) -> None:
+    """A cross-validated configuration's results: the pooled out-of-fold Dice (every non-test image predicted once, by the fold that did not train on it), the mean over folds, and the held-out test Dice of the ensemble of the folds beside the single folds' mean.
+
+    The runner writes them to runs/.configurations/<configuration>.json when the last fold of a repeat ends; this command reads that file, or computes it (again) when it is missing or a fold was trained again since.
+
+    Example: unettui cv seed-loss-dice --json
+    """
+    from ..core.learn.cv import cross_validate, cv_line, read_configuration, stale
+
+    queue, store = queue_and_store(project)
+    exp = queue.get(configuration) if queue else None
+    conf = exp.configuration if exp is not None and exp.fold else configuration
+    mine = sorted((e for e in (queue.experiments if queue else []) if e.configuration == conf and e.fold),
+                  key=lambda e: (e.repeat, e.fold))
+    if not mine:
+        fail(f"{configuration} is not a cross-validated configuration in experiments.toml (set folds = k on it); "
+             "`unettui ls` lists the runs")
+    folds: dict[int, list[str]] = {}
+    for e in mine:
+        folds.setdefault(e.repeat, []).append(e.id)
+    data = read_configuration(project, conf)
+    if again or data is None or stale(data, store) or len(data["repeats"]) < len(folds):
+        try:
+            data = cross_validate(project, conf, folds, device) or data
+        except (RuntimeError, ValueError, OSError) as exc:
+            fail(f"{conf}: {' '.join(str(exc).split())}")
+    if data is None:
+        waiting = [f"{i} ({(store.run(i).status() or {}).get('state', 'not started')})" for ids in folds.values()
+                   for i in ids if (store.run(i).status() or {}).get("state") != "done"]
+        fail(f"{conf}: no repeat has all its folds done yet: {', '.join(waiting[:6])}; `unettui run` trains them")
+    if as_json:
+        typer.echo(json.dumps(data, indent=2))
+        return
+    for rep in data["repeats"]:
+        typer.echo(cv_line(data, rep["repeat"]))

@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-__all__ = ["mean_sd", "mean_sd_text", "standard_error", "within_noise"]
+__all__ = ["mean_sd", "mean_sd_text", "standard_error", "t_quantile", "within_noise"]
 
 
 def mean_sd(values: Sequence[float]) -> tuple[float | None, float | None, int]:
@@ -44,3 +44,10 @@ def mean_sd_text(mean: float | None, sd: float | None, n: int, digits: int = 4, 
     if n < 2 or sd is None:
         return f"{mean:.{digits}f}"
     return f"{mean:.{digits}f}±{sd:.{digits}f}({n})" if compact else f"{mean:.{digits}f} ± {sd:.{digits}f} (n={n})"
+
+
+def t_quantile(p: float, df: int) -> float:
+    """Student's t quantile (scipy.stats.t.ppf, imported here: the command line's --help never loads scipy)."""
+    from scipy.stats import t
+
+    return float(t.ppf(p, df))

@@ -77,6 +77,7 @@ class RunScore:
     value: float | None  # the study's metric, when the run is done and has it
     summary: dict[str, Any] | None = None
     repeat: int = 1  # which repeat of the configuration (at this fraction) it is
+    fold: int = 0  # which fold (folds = k: 1 ... k), 0 without folds
 
 
 @dataclass
@@ -90,6 +91,7 @@ class ConfigScore:
     se: float | None = None  # standard error of the score: sd / sqrt(repeats x fractions)
     pruned_at: int | None = None  # successive halving stopped it after this epoch (score: its score there)
     budget: int | None = None  # halving: the epoch its runs are to be trained to now
+    paired: tuple[float, float | None, int] | None = None  # with folds: (winner - this, its standard error, pairs)
 
     def label(self) -> str:
         return ", ".join(f"{k}={show_value(v)}" for k, v in self.values.items())
@@ -208,31 +210,74 @@ def _close(a: float, b: float) -> bool:
     return math.isclose(a, b, rel_tol=REL_TOL, abs_tol=1e-12)
 
 
+def paired(a: ConfigScore, b: ConfigScore) -> tuple[float, float | None, int] | None:
+    """The paired difference ``a - b`` of two configurations of a stage with folds: their runs matched by (train
+    fraction, repeat, fold) — the same images validated by the same fold of both — the mean of the differences, its
+    standard error (sd of the differences / sqrt(pairs); None below two pairs) and the number of pairs. None without
+    folds or without a pair that both have a value for."""
+    if not any(r.fold for r in a.runs):
+        return None
+    theirs = {(r.fraction, r.repeat, r.fold): r.value for r in b.runs if r.value is not None}
+    diffs = [r.value - theirs[key] for r in a.runs if r.value is not None  # type: ignore[operator]
+             and (key := (r.fraction, r.repeat, r.fold)) in theirs]
+    if not diffs:
+        return None
+    mean, sd, n = mean_sd(diffs)
+    return mean, standard_error(sd, n), n  # type: ignore[return-value]
+
+
+def paired_text(d: tuple[float, float | None, int] | None) -> str:
+    """``+0.0123 ± 0.0040 (SE, 3 pairs; 95 % -0.0049 ... +0.0295)``: a paired difference and its t interval."""
+    if d is None:
+        return "-"
+    mean, se, n = d
+    if se is None:
+        return f"{mean:+.4f} ({n} pair{'s' if n != 1 else ''})"
+    from ..stats import t_quantile
+
+    half = t_quantile(0.975, n - 1) * se
+    return f"{mean:+.4f} ± {se:.4f} (SE, {n} pairs; 95 % {mean - half:+.4f} ... {mean + half:+.4f})"
+
+
 def choose(configs: list[ConfigScore], direction: str) -> tuple[ConfigScore | None, str, str]:
     """The best configuration among ``configs`` (grid order), with how and why.
 
     How: 'best' (the best score, clear of the others), 'tie within noise' (with repeats: the runner-up is within one
-    standard error of the difference; of the configurations within the noise of the best, the one with the smallest
-    seed-to-seed sd wins — the most reliable — then the better score), 'tie-break' (equal scores without repeats: the
-    smaller spread over fractions, then grid order) or 'no-score'."""
+    standard error of the difference; with folds the difference is paired (``paired``: the same folds, so the folds'
+    own difficulty cancels) and its standard error is the paired one; of the configurations within the noise of the
+    best, the one with the smallest sd over its runs wins — the most reliable — then the better score), 'tie-break'
+    (equal scores without repeats: the smaller spread over fractions, then grid order) or 'no-score'. With folds each
+    configuration's ``paired`` is set: the best's difference to it."""
     scored = [c for c in configs if c.score is not None]
     if not scored:
         return (configs[0], "no-score", "no configuration has a score (failed runs or missing metric): the first in grid order") if configs else (None, "no-score", "")
     sign = 1.0 if direction == "max" else -1.0
     top = max(sign * c.score for c in scored)  # type: ignore[operator]
     best = next(c for c in scored if _close(sign * c.score, top))  # type: ignore[operator]
-    noisy = [c for c in scored if c is best or within_noise(best.score, best.se, c.score, c.se)]  # type: ignore[arg-type]
+    for c in configs:
+        c.paired = paired(best, c) if c is not best and c.score is not None else None
+    if any(c.paired for c in scored):
+        noisy = [c for c in scored if c is best or (c.paired is not None and c.paired[1] is not None
+                                                    and abs(c.paired[0]) <= c.paired[1])]
+        noise = "one paired standard error (the same folds)"
+    else:
+        noisy = [c for c in scored if c is best or within_noise(best.score, best.se, c.score, c.se)]  # type: ignore[arg-type]
+        noise = "one standard error"
     if len(noisy) > 1:
         order = {id(c): i for i, c in enumerate(configs)}
         pick = min(noisy, key=lambda c: (c.sd, -sign * c.score, order[id(c)]))  # type: ignore[operator]
         others = ", ".join(f"{c.label()} {c.score:.4f} ± {c.sd:.4f}" for c in noisy if c is not pick)
         return pick, "tie within noise", (
-            f"{len(noisy)} configurations within one standard error of the best mean ({top * sign:.4f}, n={best.n}): "
-            f"the smallest seed-to-seed sd wins ({pick.score:.4f} ± {pick.sd:.4f}; also {others})")
+            f"{len(noisy)} configurations within {noise} of the best mean ({top * sign:.4f}, n={best.n}): "
+            f"the smallest sd over its runs wins ({pick.score:.4f} ± {pick.sd:.4f}; also {others})")
     tied = [c for c in scored if _close(sign * c.score, top)]  # type: ignore[operator]
     if len(tied) == 1:
         runner_up = max((sign * c.score for c in scored if c is not best), default=None)  # type: ignore[operator]
         margin = "" if runner_up is None else f", {abs(top - runner_up):.4f} ahead"
+        second = max((c for c in scored if c is not best and c.paired), default=None,
+                     key=lambda c: sign * c.score)  # type: ignore[operator]
+        if second is not None:
+            margin += f" (paired: {paired_text(second.paired)})"
         noise = f" ± {best.sd:.4f} (n={best.n})" if best.sd is not None else ""
         return tied[0], "best", f"{direction} score {tied[0].score:.4f}{noise}{margin}"
     low = min(c.spread for c in tied)  # type: ignore[type-var]
@@ -337,7 +382,7 @@ class _StageBuilder:
         if exp.valid:
             self.status.epochs_full += exp.config.epochs
             self.status.epochs_trained += int((summary or {}).get("epochs_done") or 0)
-        return RunScore(id=exp.id, fraction=fraction, state=state, summary=summary, repeat=exp.repeat,
+        return RunScore(id=exp.id, fraction=fraction, state=state, summary=summary, repeat=exp.repeat, fold=exp.fold,
                         value=metric_value(summary, self.study.metric) if state == "done" else None)
 
 

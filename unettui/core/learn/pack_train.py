@@ -632,8 +632,7 @@ class PackTrainer:
                 self._write(m, final=id(m) in ending)
                 if id(m) in ending and m.run is not None:  # the end-of-run metrics, on its best epoch's weights
                     m.end_of_run(m.run)
-                    with m.guard():
-                        atomic_write_json(m.run.file(SUMMARY), m.summary())
+                    m.save_end(m.run, m.guard)
             except Exception as exc:  # noqa: BLE001 - its files or its claim: this member leaves, the others go on
                 self._leave(m, Result("raised", m.written, _first_line(exc), exc))
                 continue

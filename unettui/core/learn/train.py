@@ -20,6 +20,7 @@ from ..runs.store import (
     BEST_WEIGHTS,
     CHECKPOINT,
     CONFIG,
+    IMAGES,
     METRICS,
     SPLIT,
     SUMMARY,
@@ -148,6 +149,8 @@ class Trainer:
         self.model.set_dropout_generator(self.dropout_gen)
         self.history: list[dict[str, Any]] = []
         self.best: dict[str, Any] = {}
+        # the best epoch's score of each validation and test image (end_of_run; runs/<id>/images.json)
+        self.image_scores: dict[str, Any] = {}
         self.epoch = 0
 
     @property
@@ -429,15 +432,27 @@ class Trainer:
         model.eval()
         names = self.task.classes.foreground
         out: dict[str, Any] = {"nsd_tolerance": self.cfg.nsd_tolerance}
+        self.image_scores = {"epoch": self.best["epoch"], "classes": list(names)}
         for prefix, images, masks in (("val", self.val_x, self.val_y), ("test", self.test_x, self.test_y)):
             if not len(images):
                 continue
             acc = BoundaryAccumulator(names, self.cfg.nsd_tolerance)
+            per_image = []
             for logits, y in self.batched_logits(model, images, masks):
                 acc.add(y[:, 0].round().long().cpu().numpy(), self.task.decode(logits)[:, 0].cpu().numpy())
+                per_image += [self.task.counts(logits[j:j + 1], y[j:j + 1]).tolist() for j in range(len(y))]
             out.update({f"{prefix}_{k}": v for k, v in run_keys(acc.result(), names, self.task.binary).items()})
+            self.image_scores[prefix] = [{"name": name, "dice": self.task.scores(0.0, c).dice, "counts": c}
+                                         for name, c in zip(self.split[prefix], per_image)]
         self.best["end"] = out
         return out
+
+    def save_end(self, run: Run, guard: Callable[[], AbstractContextManager[Any]]) -> None:
+        """After ``end_of_run``: its per-image scores (images.json) and the summary that has its metrics."""
+        with guard():
+            if self.image_scores:
+                atomic_write_json(run.file(IMAGES), self.image_scores)
+            atomic_write_json(run.file(SUMMARY), self.summary())
 
     def stopped_early(self) -> bool:
         """Early stopping: ``early_stop_patience`` epochs in a row without a better val Dice (derived from the
@@ -473,7 +488,7 @@ class Trainer:
                 dest = run.archive_attempt(restarted, keep_status=True)
                 restarted += f"; the earlier attempt is kept in {dest.parent.name}/{dest.name}"
             elif not resumed:  # a fresh start: nothing of an earlier attempt with another config may linger
-                for name in (CHECKPOINT, BEST_WEIGHTS, SUMMARY, *PREVIEW_FILES):
+                for name in (CHECKPOINT, BEST_WEIGHTS, SUMMARY, IMAGES, *PREVIEW_FILES):
                     run.file(name).unlink(missing_ok=True)
             # metrics.jsonl mirrors the checkpoint's history: drop any line of an epoch in flight at a crash
             atomic_write_text(run.file(METRICS), "".join(_jsonline(h) for h in self.history))
@@ -555,8 +570,7 @@ class Trainer:
                     ev.on_epoch(rec)
             if run is not None:  # the end-of-run metrics, on the best epoch's weights
                 self.end_of_run(run)
-                with guard():
-                    atomic_write_json(run.file(SUMMARY), self.summary())
+                self.save_end(run, guard)
         except Stopped:
             return Result("interrupted", self.summary())
         except Diverged as exc:

@@ -17,6 +17,7 @@ CONFIG = "config.json"
 STATUS = "status.json"
 METRICS = "metrics.jsonl"
 SUMMARY = "summary.json"
+IMAGES = "images.json"  # each val and test image's score at the best epoch: {"val": [{"name", "dice", "counts"}], ...}
 SPLIT = "split.json"  # the images each part of the run's split holds, by name: {"train": [...], "val": [...], "test": [...]}
 CHECKPOINT = "checkpoint.pt"
 LOG = "run.log"
@@ -336,7 +337,8 @@ class Run:
         keep = bool(plan.get("keep_status"))  # the trainer restarting a claimed run: the claim stays, a copy goes
         if keep and self.file(STATUS).exists() and not (dest / STATUS).exists():
             atomic_write_bytes(dest / STATUS, self.file(STATUS).read_bytes())
-        for name in (LOG, METRICS, SUMMARY, CONFIG, SPLIT) if keep else (LOG, STATUS, METRICS, SUMMARY, CONFIG, SPLIT):
+        for name in (LOG, METRICS, SUMMARY, CONFIG, SPLIT, IMAGES) if keep else (LOG, STATUS, METRICS, SUMMARY,
+                                                                                 CONFIG, SPLIT, IMAGES):
             src = self.file(name)
             if src.exists():
                 os.replace(src, dest / name)
