@@ -135,16 +135,23 @@ def study_show(study_id: str = typer.Argument(..., metavar="ID", help="The study
             continue
         first = st.configs[0].runs if st.configs else []
         repeats = any(c.n > 1 for c in st.configs)
+        several = any(r.repeat > 1 for c in st.configs for r in c.runs)
+        folded = any(r.fold for c in st.configs for r in c.runs)
 
-        def column(r, repeats: bool = repeats) -> str:  # a run's column: its train fraction and which repeat
-            name = f"f={fmt_value(r.fraction)}" if r.fraction is not None else ("" if repeats else metric)
-            return f"{name} r{r.repeat}".strip() if repeats else name
+        def column(r, several: bool = several) -> str:  # a run's column: its train fraction, repeat and fold
+            bits = [f"f={fmt_value(r.fraction)}"] if r.fraction is not None else []
+            bits += [f"r{r.repeat}"] if several else []
+            bits += [f"fold {r.fold}"] if r.fold else []
+            return " ".join(bits) or metric
 
         fhead = [column(r) for r in first]
         halving = bool(st.rungs)
         head = ["", *st.varied, *fhead, "mean", *(["± sd", "n"] if repeats else []), "spread"] + (
-            ["epochs", "halving"] if halving else [])
+            ["paired Δ to the best ± SE"] if folded else []) + (["epochs", "halving"] if halving else [])
         rows = []
+        # with folds: the best mean (choose's, which every other configuration's paired difference is to)
+        best = next((c for c in st.configs if c.score is not None and c.paired is None), None) if any(
+            c.paired for c in st.configs) else None
         for c in st.configs:
             mark = "*" if st.winner == c.values else ""
             cells = []
@@ -155,8 +162,10 @@ def study_show(study_id: str = typer.Argument(..., metavar="ID", help="The study
                 done = max(int((r.summary or {}).get("epochs_done") or 0) for r in c.runs)
                 extra = [f"{done}/{c.budget or '-'}", f"pruned @{c.pruned_at}" if c.pruned_at else ""]
             noise = [_num(c.sd), str(c.n)] if repeats else []
+            pair = ([f"{c.paired[0]:+.4f} ± {_num(c.paired[1])}" if c.paired else "best" if c is best else "-"]
+                    if folded else [])
             rows.append([mark, *[fmt_value(c.values[k]) for k in st.varied], *cells, _num(c.score), *noise, _num(c.spread),
-                         *extra])
+                         *pair, *extra])
         for line in _table(head, rows, right=set(range(1 + len(st.varied), len(head)))):
             typer.echo("  " + line)
         for line in stage_notes(st):

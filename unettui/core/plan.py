@@ -44,6 +44,9 @@ class StoreLookup:
     def metrics(self, run_id: str) -> list[dict[str, Any]]:
         return self.store.run(run_id).metrics()
 
+    def configuration(self, configuration: str) -> dict[str, Any] | None:
+        return self.store.configuration(configuration)
+
 
 def plan(queue: Queue, lookup: Any = None) -> Queue:
     """``queue`` (as read) planned with ``lookup``'s runs (a RunLookup; None: no run known, stage 1 only): its

@@ -68,6 +68,10 @@ class RunLookup(Protocol):
     def metrics(self, run_id: str) -> list[dict[str, Any]]:
         """The run's per-epoch metrics (metrics.jsonl)."""
 
+    def configuration(self, configuration: str) -> dict[str, Any] | None:
+        """A cross-validated configuration's results (runs/.configurations/, core.learn.cv) or None. Optional: a
+        lookup without it has none."""
+
 
 @dataclass
 class RunScore:
@@ -92,6 +96,7 @@ class ConfigScore:
     pruned_at: int | None = None  # successive halving stopped it after this epoch (score: its score there)
     budget: int | None = None  # halving: the epoch its runs are to be trained to now
     paired: tuple[float, float | None, int] | None = None  # with folds: (winner - this, its standard error, pairs)
+    cv: dict[str, Any] | None = None  # with folds: its runs/.configurations/ results (the ensemble's test score)
 
     def label(self) -> str:
         return ", ".join(f"{k}={show_value(v)}" for k, v in self.values.items())
@@ -161,8 +166,14 @@ class StudyStatus:
         # chosen by; (None, None, 0) where no run has them
         end = {k: mean_sd([x.get(k) for x in summaries]) for k in END_KEYS}
         tolerances = sorted({x["nsd_tolerance"] for x in summaries if isinstance(x.get("nsd_tolerance"), (int, float))})
-        return {"stage": stage.name, "metric": self.study.metric, "val": val, "test_dice": test, "test_iou": iou,
-                "n_test": n_test, "runs": [r.id for r in cs.runs], "end": end, "nsd_tolerance": tolerances}
+        out = {"stage": stage.name, "metric": self.study.metric, "val": val, "test_dice": test, "test_iou": iou,
+               "n_test": n_test, "runs": [r.id for r in cs.runs], "end": end, "nsd_tolerance": tolerances}
+        if any(r.fold for r in cs.runs):  # cross-validated: the ensemble of the folds is the final model
+            repeats = (cs.cv or {}).get("repeats") or []
+            out["folds"] = max(r.fold for r in cs.runs)
+            out["oof"] = mean_sd([r["oof"]["dice"] for r in repeats])
+            out["ensemble_test_dice"] = mean_sd([(r.get("test") or {}).get("ensemble_dice") for r in repeats])
+        return out
 
 
 # ---- expansion ----------------------------------------------------------------------------------------
@@ -367,6 +378,8 @@ class _StageBuilder:
                 self.exps[rexp.id] = rexp
                 self.status.experiments.append(rexp.id)
                 cs.runs.append(self._run_score(rexp, f))
+            if exp.valid and exp.config.folds and hasattr(self.lookup, "configuration"):
+                cs.cv = self.lookup.configuration(exp.id)  # type: ignore[union-attr]
         score(cs)
         self.status.configs.append(cs)
         return cs
@@ -550,6 +563,8 @@ def expand(study: Study, defaults: Config, lookup: RunLookup | None = None, file
         n_fractions = len(stage.fractions or study.fractions or [None])
         repeats = stage.shared.get("repeats", study.base.get("repeats", defaults.repeats))
         n_fractions *= repeats if isinstance(repeats, int) and repeats > 0 else 1
+        folds = stage.shared.get("folds", study.base.get("folds", defaults.folds))
+        n_fractions *= folds if isinstance(folds, int) and folds > 1 else 1
         n_configs = len(stage.configurations())
         if stage.lr_search:
             n_configs = max(1, n_configs) * (len(stage.lr_search.decades()) + stage.lr_search.steps)

@@ -22,22 +22,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..runs.store import IMAGES, SPLIT, RunStore, atomic_write_json, read_json
+from ..runs.store import CONFIGURATIONS, IMAGES, SPLIT, RunStore, atomic_write_json, read_json
 from ..stats import mean_sd
 
 __all__ = ["CONFIGURATIONS", "configuration_file", "cross_validate", "cv_line", "read_configuration", "stale"]
 
-CONFIGURATIONS = ".configurations"  # under runs/: one JSON file per cross-validated configuration
-
-
 def configuration_file(project: Path, configuration: str) -> Path:
-    return RunStore(project).root / CONFIGURATIONS / f"{configuration}.json"
+    return RunStore(project).configuration_file(configuration)
 
 
 def read_configuration(project: Path, configuration: str) -> dict[str, Any] | None:
     """The configuration's file as written, None when there is none (or it cannot be read)."""
-    data = read_json(configuration_file(project, configuration))
-    return data if isinstance(data, dict) else None
+    return RunStore(project).configuration(configuration)
 
 
 def _dice(sums: list[list[float]]) -> float | None:

@@ -24,6 +24,7 @@ LOG = "run.log"
 ATTEMPTS = "attempts"
 BEST_WEIGHTS = "best.pt"
 ARCHIVING = ".archiving.json"  # an archive of an attempt in progress (see Run.archive_attempt)
+CONFIGURATIONS = ".configurations"  # under runs/: a cross-validated configuration's results (core.learn.cv)
 RUN_LOCK = ".claim.lock"  # held while a claim is made or checked and written under (the runner's fence)
 DISPOSABLE = (CHECKPOINT, BEST_WEIGHTS)  # dropped, not kept, when an attempt is archived
 
@@ -388,6 +389,15 @@ class RunStore:
         for p in sorted(self.root.iterdir()):
             if p.is_dir() and not p.name.startswith("."):
                 yield Run(p)
+
+    def configuration_file(self, configuration: str) -> Path:
+        """runs/.configurations/<configuration>.json: a cross-validated configuration's results (core.learn.cv)."""
+        return self.root / CONFIGURATIONS / f"{configuration}.json"
+
+    def configuration(self, configuration: str) -> dict[str, Any] | None:
+        """That file as written; None when there is none or it cannot be read."""
+        data = read_json(self.configuration_file(configuration))
+        return data if isinstance(data, dict) else None
 
     def lock_path(self) -> Path:
         self.root.mkdir(parents=True, exist_ok=True)

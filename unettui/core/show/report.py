@@ -64,14 +64,16 @@ def report_markdown(s, figures: dict[str, list[str]] | None = None) -> str:
             out += [f"Waiting: {st.planned} runs expand once every run of the earlier stages is finished.", ""]
             continue
         has_f = any(r.fraction is not None for c in st.configs for r in c.runs)
+        folded = any(r.fold for c in st.configs for r in c.runs)
         keys = list(st.varied) + (["train_fraction"] if has_f else [])
-        head = keys + [label for _, label in METRIC_COLUMNS] + ["score", "note"]
+        head = keys + (["fold"] if folded else []) + [label for _, label in METRIC_COLUMNS] + ["score", "note"]
         out.append("| " + " | ".join(head) + " |")
         out.append("|" + "|".join("---" if i < len(keys) else "---:" for i in range(len(head) - 1)) + "|---|")
         for c in st.configs:
             for r in c.runs:
                 summ = r.summary or {}
-                vals = [fmt_value(c.values[k]) for k in st.varied] + ([fmt_value(r.fraction)] if has_f else [])
+                vals = [fmt_value(c.values[k]) for k in st.varied] + ([fmt_value(r.fraction)] if has_f else []) + (
+                    [str(r.fold) + (f" (repeat {r.repeat})" if r.repeat > 1 else "")] if folded else [])
                 metrics = [_num(summ.get(key)) for key, _ in METRIC_COLUMNS]
                 mark = "**winner**" if st.state == "done" and st.winner == c.values else ("" if r.state == "done" else r.state)
                 if c.pruned_at:
@@ -94,6 +96,7 @@ def report_markdown(s, figures: dict[str, list[str]] | None = None) -> str:
                 out.append(f"| {v} | {len(done)}/{len(summs)} | "
                            + " | ".join(_num(_mean([x.get(m) for x in done])) for m in means) + " |")
             out.append("")
+        out += _cv_lines(st)
         out += _class_lines(st, has_f)
         out += _end_lines(st, has_f)
         notes = stage_notes(st)
@@ -112,6 +115,26 @@ def report_markdown(s, figures: dict[str, list[str]] | None = None) -> str:
     out += [f"{k} = {_toml(v)}" for k, v in s.final().items()] or ["# the study base is [defaults]"]
     out += ["```", ""]
     return "\n".join(out)
+
+
+def _cv_lines(st: Any) -> list[str]:
+    """With folds: per configuration the mean over its folds, the pooled out-of-fold Dice and the paired difference
+    of the best to it, fold by fold, with its 95 % t interval (what decided the stage)."""
+    from ..define.study import paired_text
+
+    if not any(r.fold for c in st.configs for r in c.runs):
+        return []
+    out = ["Cross-validated: each configuration's folds validate on disjoint images; configurations are compared fold "
+           "by fold (paired: the same folds), the best's difference to each with its standard error and 95 % interval.",
+           "", "| " + " | ".join([*st.varied, "mean over folds", "pooled out-of-fold Dice", "paired Δ (best − this)"])
+           + " |", "|" + "---|" * len(st.varied) + "---:|---:|---|"]
+    for c in st.configs:
+        oof = mean_sd([r["oof"]["dice"] for r in (c.cv or {}).get("repeats") or []])
+        pair = paired_text(c.paired) if c.paired else ("—" if c.score is not None else "no score")
+        out.append("| " + " | ".join([*(fmt_value(c.values[k]) for k in st.varied),
+                                      mean_sd_text(c.score, c.sd, c.n if c.sd is not None else 1),
+                                      mean_sd_text(*oof), pair]) + " |")
+    return [*out, ""]
 
 
 def _class_lines(st, has_f: bool) -> list[str]:

@@ -107,10 +107,21 @@ def final_scores_text(status: Any) -> list[str]:
         return []
     out = [f"validation {fs['metric']} (chose it, optimistic): {mean_sd_text(*fs['val'])}",
            f"chosen by {metric_sentence(fs['metric'])}"]
+    if fs.get("folds") and fs["oof"][0] is not None:
+        out.append(f"pooled out-of-fold Dice (every non-test image predicted once, by the fold that left it out): "
+                   f"{mean_sd_text(*fs['oof'])}")
     if fs["test_dice"][0] is None:
         out.append("held-out test: none (test_fraction = 0); set test_fraction = 0.2 in the study for an honest score")
     else:
-        out.append(f"held-out test Dice (never used to choose, {fs['n_test']} images): {mean_sd_text(*fs['test_dice'])}"
+        if fs.get("folds"):
+            single = f"each of the {fs['folds']} folds alone"
+            ens = (mean_sd_text(*fs["ensemble_test_dice"]) if fs["ensemble_test_dice"][0] is not None else
+                   "not computed yet (`unettui cv` computes it)")
+            out.append(f"held-out test Dice of the ensemble of the {fs['folds']} folds (the final model: `unettui "
+                       f"predict` averages them; never used to choose, {fs['n_test']} images): {ens}")
+        else:
+            single = "never used to choose"
+        out.append(f"held-out test Dice ({single}, {fs['n_test']} images): {mean_sd_text(*fs['test_dice'])}"
                    f", IoU {mean_sd_text(*fs['test_iou'])}")
         per_class = class_scores_text(status, fs, "test_dice")
         if per_class:
