@@ -56,9 +56,9 @@ from ..runs.store import BEST_WEIGHTS, CHECKPOINT, METRICS, SUMMARY, Run, append
 from ..show.preview import save_preview
 from .augment import rotate_batch
 from .devices import resolve_amp, resolve_device
-from .native_run import preview_context, window_logits
 from .optim import Schedule, make_optimizer
 from .pack import PackedUNet, PackLoss, PackOptimizer
+from .pack_eval import PackScoring
 from .task import Scores
 from .train import Events, Result, Trainer, diverged_message
 
@@ -159,7 +159,7 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-class PackTrainer:
+class PackTrainer(PackScoring):
     """Trains ``members`` (PackMember, one shape key: see ``pack_key``) as one PackedUNet; ``fit`` runs them."""
 
     max_write_share = 0.1  # writes take at most about this share of the time (>= 1: write after every epoch)
@@ -338,139 +338,6 @@ class PackTrainer:
                     on_batch(members[i].epoch + 1, step + 1, steps)
         sums, cnts = loss_sum.tolist(), counts.tolist()
         return [(sums[i] / m.samples_per_epoch, m.task.train_dice(cnts[i])) for i, m in enumerate(members)]
-
-    @torch.no_grad()
-    def _forward_eval(self, images: Tensor) -> Tensor:
-        """Every member's logits [N, B, C, H, W] for one shared batch of images [B, Cin, H, W], or for each member's
-        own [N, B, Cin, H, W], in eval mode."""
-        assert self.model is not None
-        self.model.eval()
-        x = self.model.pack_inputs(images) if images.dim() == 5 else images.repeat(1, self.model.n, 1, 1)
-        if self.cuda:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with self.autocast():
-            return self.model(x)
-
-    @torch.no_grad()
-    def _window_logits(self, image: Tensor) -> Tensor:
-        """Every member's logits [N, 1, C, H, W] of one whole image [Cin, H, W], by sliding window (native
-        resolution): the pack's output channels blended as one image of N * C channels."""
-        assert self.model is not None
-        self.model.eval()
-        n, c = self.model.n, self.model.out_channels
-
-        def forward(windows: Tensor) -> Tensor:  # [B, Cin, P, P] -> [B, N * C, P, P]
-            out = self.model(windows.repeat(1, n, 1, 1))
-            return out.transpose(0, 1).reshape(out.shape[1], n * c, *out.shape[-2:])
-
-        cfg = self.first.cfg
-        out = window_logits(forward, image, cfg.patch_size, cfg.overlap, self.bs, self.device, self.autocast,
-                            channels_last=self.cuda, out_channels=n * c)
-        return out.reshape(n, 1, c, *out.shape[-2:])
-
-    def _eval_batches(self, images, masks, n: int):
-        """(every member's logits [N, B, C, H, W], the targets [N, B, 1, H, W]) of the shared images: in batches of
-        the batch size, or at native resolution one whole image at a time by sliding window."""
-        if self.native:
-            for image, y in zip(images, masks):
-                logits = self._window_logits(image)
-                yield logits, y[None].expand(n, 1, *y.shape).to(logits.device)
-            return
-        for start in range(0, len(images), self.bs):
-            x, y = images[start: start + self.bs], masks[start: start + self.bs]
-            yield self._forward_eval(x), y.unsqueeze(0).expand(n, *y.shape)
-
-    @torch.no_grad()
-    def scores(self, which: str) -> list[Scores]:
-        """The Scores of every member in the pack on the shared validation ("val") or test ("test") images, as
-        Trainer.evaluate computes them; computed once per epoch."""
-        if which in self._cache:
-            return self._cache[which]
-        if which == "val" and not self.same_data:
-            self._cache[which] = self._own_scores()
-            return self._cache[which]
-        assert self.loss is not None
-        images, masks = (self.val_x, self.val_y) if which == "val" else (self.test_x, self.test_y)
-        n = len(self.in_pack)
-        loss_sum = torch.zeros(n, device=self.device, dtype=torch.float64)
-        counts = torch.zeros(n, self.task.k - 1, 3, device=self.device, dtype=torch.float64)
-        for logits, y in self._eval_batches(images, masks, n):
-            with self.autocast():
-                losses = self.loss(logits, y)
-            loss_sum += losses.double().to(self.device) * y.shape[1]
-            counts += self.task.member_counts(logits, y).to(self.device)
-        total, cnts = len(images), counts.tolist()
-        out = [m.task.scores(s / total, c) for m, s, c in zip(self.in_pack, loss_sum.tolist(), cnts)]
-        self._cache[which] = out
-        return out
-
-    def _own_scores(self) -> list[Scores]:
-        """Each member's Scores on its own validation images (the folds of a configuration). Resized: one packed
-        forward per batch, member i's images in its slot; the folds differ in size by at most one image, so in a
-        last, ragged batch the shorter members' slots are padded (targets -1: counted nowhere) and their losses taken
-        on their own images alone, as their solo runs batch them. Native: each member alone, its weights out of the
-        pack (sliding windows over images of different sizes do not stack)."""
-        members, n = self.in_pack, len(self.in_pack)
-        if self.native:
-            out = []
-            for m in members:
-                with self._alone(m):
-                    out.append(Trainer.evaluate(m))
-            return out
-        assert self.loss is not None
-        loss_sum = torch.zeros(n, device=self.device, dtype=torch.float64)
-        counts = torch.zeros(n, self.task.k - 1, 3, device=self.device, dtype=torch.float64)
-        for start in range(0, max(m.n_val for m in members), self.bs):
-            xs = [m.val_x[start: start + self.bs] for m in members]
-            ys = [m.val_y[start: start + self.bs] for m in members]
-            sizes, b = [len(x) for x in xs], max(len(x) for x in xs)
-            x = torch.stack([torch.cat([x, x.new_zeros(b - len(x), *x.shape[1:])]) for x in xs])
-            y = torch.stack([torch.cat([y, y.new_full((b - len(y), *y.shape[1:]), -1)]) for y in ys])
-            logits = self._forward_eval(x)
-            counts += self.task.member_counts(logits, y).to(self.device)
-            with self.autocast():
-                if min(sizes) == b:
-                    loss_sum += self.loss(logits, y).double().to(self.device) * b
-                    continue
-                for i, (m, size) in enumerate(zip(members, sizes)):
-                    if size:
-                        loss_sum[i] += m.loss_fn(logits[i, :size], y[i, :size]).double().to(self.device) * size
-        cnts = counts.tolist()
-        return [m.task.scores(s / m.n_val, c) for m, s, c in zip(members, loss_sum.tolist(), cnts)]
-
-    @contextlib.contextmanager
-    def _alone(self, m: PackMember) -> Iterator[None]:
-        """Member ``m`` as a solo Trainer for a moment: its own UNet with its weights in the pack as ``m.model``."""
-        with torch.no_grad():
-            m.unet.load_state_dict(m.model.state_dict())
-        packed, m.model = m.model, m.unet
-        try:
-            yield
-        finally:
-            m.model = packed
-
-    @torch.no_grad()
-    def preview(self, m: PackMember) -> dict[str, Any]:
-        """Trainer.predict_preview of member ``m`` (one packed forward per epoch for all members; each member alone
-        when each has its own validation images)."""
-        if not self.same_data:
-            with self._alone(m):
-                return Trainer.predict_preview(m)
-        k = min(m.cfg.preview_count, m.n_val)
-        key = ("preview", k)
-        names, context = self.names[:k], None
-        if key not in self._cache and self.native:
-            x, y, names, context = preview_context(self.val_x[:k], self.val_y[:k], names)
-            logits = torch.stack([self._window_logits(im)[:, 0] for im in x], dim=1)  # [N, k, C, S, S]
-            prob = self.task.probabilities(logits.flatten(0, 1)).reshape(logits.shape).cpu()
-            self._cache[key] = (prob, x.float().cpu(), y.clamp(min=0).cpu(), names, context)
-        if key not in self._cache:
-            logits = self._forward_eval(self.val_x[:k])
-            prob = self.task.probabilities(logits.flatten(0, 1)).reshape(logits.shape).cpu()
-            self._cache[key] = (prob, self.val_x[:k].float().cpu(), self.val_y[:k].clamp(min=0).cpu(), names, None)
-        prob, images, masks, names, context = self._cache[key]
-        return {"images": images, "masks": masks, "probs": prob[m.slot], "names": names,
-                "class_names": m.task.classes.names, "context": context}
 
     def _snapshot(self) -> dict[str, Any]:
         assert self.model is not None
