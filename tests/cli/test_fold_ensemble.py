@@ -152,3 +152,22 @@ def test_cv_shows_a_configurations_results_and_computes_them_again_when_missing(
     assert json.loads(again.output)["repeats"] == before["repeats"]
     bad = CliRunner().invoke(app, ["cv", "nope", "-p", str(project)])
     assert bad.exit_code == 2 and "nope is not a cross-validated configuration" in bad.output
+
+
+def test_folds_are_one_configuration_in_the_tuis_results_and_compare(project):
+    from unettui.core.plan import load_queue
+    from unettui.core.runs.status import collect
+    from unettui.core.show.compare import compare
+    from unettui.tui.results_model import ResultsModel
+
+    rows = collect(load_queue(project), RunStore(project), metrics=True)
+    model = ResultsModel()
+    model.set_views(rows)
+    shown = model.shown()
+    assert shown.grouped and shown.keys == ["cv"] and "fold" not in shown.columns
+    oof = shown.cells["cv"][shown.columns.index("oof_val_dice")].plain
+    summaries = [RunStore(project).run(f"cv-f{i}").summary() for i in (1, 2, 3)]
+    sums = [sum(s["best_val_counts"][0][j] for s in summaries) for j in range(3)]
+    assert oof == f"{2 * sums[0] / (2 * sums[0] + sums[1] + sums[2]):.4f}"
+    c = compare(rows, "val_dice")
+    assert [s.label for s in c.series] == ["cv"] and c.series[0].band is not None and "fold" not in c.varied

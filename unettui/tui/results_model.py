@@ -47,7 +47,7 @@ NO_SCORE = "—"  # a per-class cell without a value: the class has no score (or
 Cell = tuple[str, str, bool]  # text, rich style, right-justified
 
 
-LABELS = {"mark": " ", **dict(METRIC_COLUMNS)}  # other columns: a hyper-parameter's name, a class's column's words
+LABELS = {"mark": " ", **dict(METRIC_COLUMNS), "oof_val_dice": "oof dice"}  # other columns: a hyper-parameter's name, a class's column's words
 
 
 def label(key: str) -> str:
@@ -105,6 +105,9 @@ def cells_of(row: dict[str, Any], columns: tuple[str, ...], marked: bool, groupe
             digits = metric.digits if (metric := metric_of(col)) is not None else 4  # HD95 in px: 2 decimals
             out.append(Text(mean_sd_text(value, row.get(f"{col}_sd"), n, digits, compact=True)
                             + ("(1)" if n == 1 else ""), justify="right"))
+        elif col == "oof_val_dice":  # one score per repeat: its mean ± sd (n) over the repeats
+            out.append(Text(mean_sd_text(value, row.get(f"{col}_sd"), row.get(f"{col}_n") or 0, compact=True),
+                            justify="right"))
         elif is_score(col):
             out.append(Text(format_value(col, value, missing=""), justify="right"))
         elif col == "best_epoch":
@@ -246,13 +249,15 @@ class ResultsModel:
             rows, members = self._runs, {}
         if self._set_changed or settings[0] != (self._last[0] if self._last else None):
             self._varying = varying_keys(list(rows.values())) if not grouped else \
-                [k for k in varying_keys(list(self._runs.values())) if k not in ("seed", "repeats")]
+                [k for k in varying_keys(list(self._runs.values())) if k not in ("seed", "repeats", "fold")]
             self._classes = class_names(self._runs.values())
         self._set_changed = False
         per_class = class_keys([{"classes": self._classes}], VIEWS["classes"]) if self.class_columns else []
         boundary = [*VIEWS["boundary"], *(class_keys([{"classes": self._classes}], VIEWS["boundary"])
                                           if self.class_columns else [])] if self.boundary_columns else []
-        columns = ("mark", "id", "status", *self._varying, *(key for key, _ in METRIC_COLUMNS), *per_class,
+        # cross-validated configurations: their pooled out-of-fold Dice beside the mean over folds
+        oof = ("oof_val_dice",) if grouped and any(r.get("folds") for r in rows.values()) else ()
+        columns = ("mark", "id", "status", *self._varying, *(key for key, _ in METRIC_COLUMNS), *oof, *per_class,
                    *boundary)
         resort = settings != self._last or bool(dirty) or not self._visible
         if resort:

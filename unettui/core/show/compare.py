@@ -117,8 +117,10 @@ def compare(rows: Sequence[Row], metric: str = "val_dice", by: str = "configurat
                          "val_dice_min)")
     groups = group(rows, by)
     repeats = any(len(g) > 1 for g in groups)
-    # keys that do not change what a run computes (device, repeats) never name it; the seed not where repeats are grouped
-    varied = varied_keys([row_dict(r) for r in rows], exclude=tuple(NOT_DEFINITION) + (("seed",) if repeats else ()))
+    # keys that do not change what a run computes (device, repeats) never name it; the seed and the fold not where
+    # repeats (and folds) are grouped
+    varied = varied_keys([row_dict(r) for r in rows],
+                         exclude=tuple(NOT_DEFINITION) + (("seed", "fold") if repeats else ()))
     series = []
     for g, label in zip(groups, labels(groups, varied)):
         curves = [curve(r, metric) for r in g]

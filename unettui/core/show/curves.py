@@ -305,7 +305,8 @@ def legend_rows(series: Sequence[Series], *, ascii: bool = False, banded: bool =
         out.append(row)
     if banded:
         what = "':' the" if ascii else "shaded: the"
-        out.append([(f"  {what} spread (min to max) of a configuration's repeats around their mean", None, None)])
+        out.append([(f"  {what} spread (min to max) of a configuration's repeats (and folds) around their mean", None,
+                      None)])
     return out
 
 
