@@ -55,7 +55,7 @@ def main(project: Path, study_id: str, stage_name: str) -> int:
                     result = Trainer(q.get(r.id).config, project).fit(scratch.run(r.id))
                     summary = result.summary
                     extra_epochs += int(summary["epochs_done"]) - before
-                runs.append(RunScore(r.id, r.fraction, "done", metric_value(summary, metric), summary))
+                runs.append(RunScore(r.id, r.fraction, "done", metric_value(summary, metric), summary, r.repeat, r.fold))
             cs = ConfigScore(values=c.values, runs=runs)
             score(cs)
             full.append(cs)
