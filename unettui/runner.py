@@ -733,7 +733,7 @@ class Runner:
         """Train claimed experiments of one pack key as one pack (core.learn.pack_train): each member as its own
         run (its files, its fence, its end recorded the moment it leaves the pack), one heartbeat thread for all.
         Returns each member's ending, as ``train`` does for one."""
-        from .core.learn.pack_train import PackMember, PackTrainer  # torch is imported here
+        from .core.learn.pack_train import PackMember, PackTrainer, data_mate  # torch is imported here
 
         jobs = [_Job(exp, run, Claim(run, self.token)) for exp, run in claimed]
         self._claims, self._training, self._abandons = [j.claim for j in jobs], {j.exp.id: j.exp for j in jobs}, {}
@@ -743,11 +743,12 @@ class Runner:
                 self._log_claimed(j.claim, f"claimed by {HOST} pid {os.getpid()}{self._where()} ({j.exp.origin}) "
                                            f"in a pack of {len(jobs)} with {mates}")
             self._output_failure = ""
-            first = None
+            built: list[PackMember] = []
             for j in jobs:
                 try:
-                    j.member = PackMember(j.exp.config, self.project, self.device, data_from=first)
-                    first = first or j.member
+                    j.member = PackMember(j.exp.config, self.project, self.device,
+                                          data_from=data_mate(j.exp.config, built))
+                    built.append(j.member)
                 except Exception as exc:  # noqa: BLE001 - this member cannot train (its checks, its data): it fails alone
                     state, error = self._failure(exc, j)
                     j.ending = self._end(j, state, error, {})

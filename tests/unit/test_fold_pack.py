@@ -54,6 +54,11 @@ def test_the_folds_of_a_configuration_share_a_pack_key_and_each_epoch_is_the_sma
     assert all(len(s) == 1 for s in left_out) and len(set(map(min, left_out))) > 1  # a different one each epoch
     plain = Trainer(Config(**{**BASE, "folds": 0}))
     assert plain.samples_per_epoch == plain.n_train  # without folds an epoch is every training image
+    # two configurations' folds in one pack: the dataset is read once, each fold split once
+    pack = PackTrainer.from_configs([*cfgs, *(c.replace(lr=1e-2) for c in cfgs)])
+    a, b = pack.members[:3], pack.members[3:]
+    assert all(x.train_x is y.train_x and x.val_x is y.val_x for x, y in zip(a, b))
+    assert a[0].train_x is not a[1].train_x and len({id(m.source) for m in pack.members}) == 1
 
 
 def test_a_pack_of_unequal_folds_equals_each_fold_trained_alone_in_float64(tmp_path):

@@ -62,7 +62,7 @@ from .pack_eval import PackScoring
 from .task import Scores
 from .train import Events, Result, Trainer, diverged_message
 
-__all__ = ["PACK_KEYS", "pack_key", "PackMember", "PackTrainer"]
+__all__ = ["PACK_KEYS", "data_mate", "pack_key", "PackMember", "PackTrainer"]
 
 # the definition keys every member of a pack shares (with the resolved device and AMP dtype)
 PACK_KEYS = ("dataset", "num_images", "data_seed", "image_size", "train_fraction", "test_fraction", "augment.histeq",
@@ -159,6 +159,12 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+def data_mate(cfg: Config, built: Sequence[Trainer]) -> Trainer | None:
+    """The member already built whose data ``cfg``'s shares (``Trainer(data_from=...)``): one of the same fold (the
+    same tensors), else the first (the same dataset read, split its own way); None for the first member."""
+    return next((t for t in built if t.cfg.fold == cfg.fold), built[0] if built else None)
+
+
 class PackTrainer(PackScoring):
     """Trains ``members`` (PackMember, one shape key: see ``pack_key``) as one PackedUNet; ``fit`` runs them."""
 
@@ -206,8 +212,10 @@ class PackTrainer(PackScoring):
     def from_configs(cls, cfgs: Sequence[Config], project=None, device: str | None = None,
                      dtype: torch.dtype | None = None) -> PackTrainer:
         """Build every member as its solo Trainer would be (the data loaded once and shared), then pack them."""
-        first = PackMember(cfgs[0], project, device, dtype=dtype)
-        return cls([first, *(PackMember(c, project, device, dtype=dtype, data_from=first) for c in cfgs[1:])])
+        built: list[PackMember] = []
+        for c in cfgs:
+            built.append(PackMember(c, project, device, dtype=dtype, data_from=data_mate(c, built)))
+        return cls(built)
 
     # ---- packing and unpacking ------------------------------------------------------------------------------------
     def autocast(self) -> contextlib.AbstractContextManager:
