@@ -405,6 +405,9 @@ def bench(
     threads: int | None = typer.Option(None, "--threads", min=1, help="CPU threads (default: all cores)."),
     pack: str | None = typer.Option(None, "--pack", metavar="N[,N...]", help="Packs instead: train N experiments one after the other and as one pack, for each N, and compare images/s."),
     amp: str = typer.Option("off", "--amp", help="With --pack: off (fp32), bf16, or auto (the trainer's choice)."),
+    launches: bool = typer.Option(False, "--launches", help="With --pack: a model of the CUDA kernel launches of one training step instead of timings, counted on the CPU (no GPU needed): per pack size, 'launches N=<n>: <count>', then the pack against one solo step."),
+    dropout: float = typer.Option(0.0, "--dropout", min=0.0, max=0.9, help="With --pack: the members' dropout p (0: none)."),
+    augment: bool = typer.Option(False, "--augment", help="With --pack: the members augment their batches (flips, rotation up to 15°)."),
     data: bool = typer.Option(False, "--data", help="The data loader instead: for an experiment of the project (--experiment, default the queue's [defaults]), the loader's samples/s (patches drawn, cut and moved to the device) beside the training step's, and which one limits."),
     experiment: str | None = typer.Option(None, "--experiment", "-e", metavar="ID", help="With --data: the experiment whose settings are used (default: the queue's [defaults])."),
     project: Path = ProjectOpt,
@@ -419,11 +422,15 @@ def bench(
 
     Example: unettui bench --device cuda --pack 1,4,8,16 --amp bf16 --image-size 128
 
+    With --pack N,... --launches: a model of the kernels one training step would launch on CUDA (forward, backward, loss and the optimizer's multi-tensor launches as torch splits them), counted on the CPU, for one solo run and each pack size; the last line is the pack of the largest N against the solo step.
+
+    Example: unettui bench --pack 1,4,8,16 --launches
+
     With --data: for one experiment of the project, the data loader's samples/s beside the training step's (the slower one limits training); the last line is ratio = loader / step.
 
     Example: unettui bench --data --experiment nuclei-p128
     """
-    from ..core.learn.bench import run_bench, run_pack_bench
+    from ..core.learn.bench import run_bench, run_launch_model, run_pack_bench
 
     if threads:
         import torch
@@ -442,9 +449,14 @@ def bench(
             fail(f"--pack {pack}: give pack sizes >= 1, e.g. --pack 1,4,8")
         if amp not in ("off", "bf16", "auto"):
             fail(f"--amp {amp}: use off, bf16 or auto (packs do not train in fp16)")
+    if launches and not sizes:
+        fail("--launches models a pack's launches: give the pack sizes too, e.g. --pack 1,4,8,16 --launches")
     try:
-        lines = (run_pack_bench(device=device, packs=sizes, steps=steps, rounds=rounds, image_size=image_size,
-                                batch_size=batch_size, base_channels=base_channels, amp=amp) if sizes else
+        lines = (run_launch_model(packs=sizes, image_size=image_size, batch_size=batch_size,
+                                  base_channels=base_channels, dropout=dropout, augment=augment) if launches else
+                 run_pack_bench(device=device, packs=sizes, steps=steps, rounds=rounds, image_size=image_size,
+                                batch_size=batch_size, base_channels=base_channels, amp=amp,
+                                dropout=dropout, augment=augment) if sizes else
                  run_bench(device=device, steps=steps, rounds=rounds, image_size=image_size,
                            batch_size=batch_size, base_channels=base_channels))
         for line in lines:

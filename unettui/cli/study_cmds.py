@@ -150,8 +150,8 @@ def study_show(study_id: str = typer.Argument(..., metavar="ID", help="The study
             ["paired Δ to the best ± SE"] if folded else []) + (["epochs", "halving"] if halving else [])
         rows = []
         # with folds: the best mean (choose's, which every other configuration's paired difference is to)
-        best = next((c for c in st.configs if c.score is not None and c.paired is None), None) if any(
-            c.paired for c in st.configs) else None
+        best = next((c for c in st.configs if c.score is not None and c.paired is None and not c.pruned_at),
+                    None) if any(c.paired for c in st.configs) else None
         for c in st.configs:
             mark = "*" if st.winner == c.values else ""
             cells = []
@@ -162,8 +162,8 @@ def study_show(study_id: str = typer.Argument(..., metavar="ID", help="The study
                 done = max(int((r.summary or {}).get("epochs_done") or 0) for r in c.runs)
                 extra = [f"{done}/{c.budget or '-'}", f"pruned @{c.pruned_at}" if c.pruned_at else ""]
             noise = [_num(c.sd), str(c.n)] if repeats else []
-            pair = ([f"{c.paired[0]:+.4f} ± {_num(c.paired[1])}" if c.paired else "best" if c is best else "-"]
-                    if folded else [])
+            pair = ([f"{c.paired[0]:+.4f} ± {_num(c.paired[1])}" if c.paired else "best" if c is best else
+                     "pruned" if c.pruned_at else "-"] if folded else [])
             rows.append([mark, *[fmt_value(c.values[k]) for k in st.varied], *cells, _num(c.score), *noise, _num(c.spread),
                          *pair, *extra])
         for line in _table(head, rows, right=set(range(1 + len(st.varied), len(head)))):

@@ -160,8 +160,9 @@ class Trainer:
 
     @property
     def data_shape(self) -> tuple:
-        """What a pack's members must share of their data besides the keys: the training tensors' shape (resized),
-        or the training images, patch and patches per epoch (native)."""
+        """What a pack's members must share of their data besides the keys: the samples an epoch trains on and an
+        image's shape (resized), or the patch and the patches per epoch (native); the folds of a configuration share
+        them (run_data.fold_epoch)."""
         if self.native:
             return ("native", self.cfg.patch_size, self.samples_per_epoch)
         return (self.samples_per_epoch, *self.train_x.shape[1:])

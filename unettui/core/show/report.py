@@ -130,7 +130,8 @@ def _cv_lines(st: Any) -> list[str]:
            + " |", "|" + "---|" * len(st.varied) + "---:|---:|---|"]
     for c in st.configs:
         oof = mean_sd([r["oof"]["dice"] for r in (c.cv or {}).get("repeats") or []])
-        pair = paired_text(c.paired) if c.paired else ("—" if c.score is not None else "no score")
+        pair = (paired_text(c.paired) if c.paired else f"pruned after epoch {c.pruned_at}" if c.pruned_at else
+                "—" if c.score is not None else "no score")
         out.append("| " + " | ".join([*(fmt_value(c.values[k]) for k in st.varied),
                                       mean_sd_text(c.score, c.sd, c.n if c.sd is not None else 1),
                                       mean_sd_text(*oof), pair]) + " |")
