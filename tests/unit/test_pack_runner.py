@@ -210,3 +210,36 @@ def test_pack_off_resumes_an_interrupted_pack_member_alone_and_says_what_changes
         assert f"{i}: resumed at epoch 1 on cpu, amp off, 13 train / 3 val images\n" in out.stdout
         assert "this run was interrupted in a pack and resumes alone" in store.run(i).file("run.log").read_text()
         assert "pack_size" not in json.loads(store.run(i).file("config.json").read_text())
+
+
+@pytest.mark.slow
+def test_kill_9_of_a_fold_pack_then_resume_completes_every_fold_exactly_and_writes_the_cross_validation(make_project):
+    """The three folds of a configuration (of unequal size: 11 non-test images) trained as one pack, killed with
+    kill -9 and resumed with the default options: every fold ends with the uninterrupted pack's numbers, and the
+    configuration's cross-validation file is written once the last fold is done."""
+    body = "[[experiment]]\nid = 'cv'\nfolds = 3\nepochs = 30\nnum_images = 14\ntest_fraction = 0.2\n" \
+           "dropout = 0.1\naugment.rotate = 10\n"
+    ids = ("cv-f1", "cv-f2", "cv-f3")
+    ref = make_project(body, name="ref")
+    got = make_project(body, name="got")
+    out = run_cli("run", "--headless", "--threads", "1", "--pack", "3", "-p", str(ref))
+    assert out.returncode == 0, out.stdout
+    proc = subprocess.Popen(unettui_cmd("run", "--headless", "--threads", "1", "--pack", "3", "-p", str(got)),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    store = RunStore(got)
+    assert wait_for(lambda: any(len(store.run(i).metrics()) >= 2 for i in ids), proc), \
+        "the runner finished or stalled before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    at = {i: torch.load(store.run(i).file("checkpoint.pt"), weights_only=False)["epoch"] for i in ids}
+    assert all(1 <= e < 30 for e in at.values()), at
+    assert store.configuration("cv") is None  # not before every fold is done
+    again = run_cli("run", "--headless", "--plain", "--threads", "1", "-p", str(got))
+    assert again.returncode == 0, again.stdout
+    for i in ids:
+        assert metrics(got, i) == metrics(ref, i)  # exactly the uninterrupted pack's numbers
+        assert store.run(i).status()["resumes"] == 1
+    assert "cross-validation of cv (repeat 1, 3 folds): pooled out-of-fold Dice" in again.stdout
+    mine, theirs = store.configuration("cv"), RunStore(ref).configuration("cv")
+    assert mine["repeats"][0]["oof"] == theirs["repeats"][0]["oof"]
+    assert mine["repeats"][0]["test"]["ensemble_dice"] == theirs["repeats"][0]["test"]["ensemble_dice"]
