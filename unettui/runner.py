@@ -306,6 +306,7 @@ class Runner:
         self._status_lock = threading.Lock()
         self._claims: list[Claim] = []  # those of the runs being trained
         self._noted: set[tuple[str, str]] = set()  # (id, why) already reported as skipped
+        self._alone_said: set[str] = set()  # why a run trained alone with packs allowed, said once each
         self._queue_stamp: tuple[float, int] | None = None
         self._training: dict[str, Experiment] = {}  # the experiments being trained, by id
         self._abandons: dict[str, str] = {}  # why a run in training is to stop after its epoch (redefined, removed)
@@ -452,9 +453,12 @@ class Runner:
                 if solo_past and most > 1:
                     self._pack_line = (f"{decision.line}; this run trained alone before it was interrupted: from "
                                        "here on its fp32 numbers round as a pack's")
+            unlike: list[tuple[str, list[str]]] = []  # candidates that could not join: (id, the keys that differ)
             if most > 1 and key is not None:
                 most = min(most, _members_that_fit(first.config, dev))
-                self._claim_mates(first, key, candidates, most, got, data, accept)
+                self._claim_mates(first, key, candidates, most, got, data, accept, unlike)
+            if most > 1 and len(got) == 1 and past is None:
+                self._alone_because(first, key, unlike, most)
             if past is not None:
                 self._pack_resume = True  # through the pack trainer even alone: the pack's numbers, exactly
                 got.sort(key=lambda c: past.index(c[0].id) if c[0].id in past else len(past))
@@ -464,12 +468,29 @@ class Runner:
                                    "a pack")
             return got
 
+    def _alone_because(self, first: Experiment, key: tuple | None, unlike: list[tuple[str, list[str]]],
+                       most: int) -> None:
+        """Packs were allowed but ``first`` trains alone: why, in one line of its run.log and once per reason in the
+        runner's output."""
+        if most > 1 and key is None:
+            why = ("amp resolves to fp16 here, and one GradScaler would couple a pack's members: amp = \"bf16\" or "
+                   "\"off\" packs")
+        elif unlike:
+            shown = "; ".join(f"{i} differs in {', '.join(keys)}" for i, keys in unlike[:2])
+            why = f"no experiment waiting shares its data, shapes, device and AMP ({shown})"
+        else:
+            return  # nothing else waits to train: alone, as there is no one to pack with
+        self._pack_line = (self._pack_line + "; " if self._pack_line else "") + f"{first.id} trains alone: {why}"
+        if why not in self._alone_said:
+            self._alone_said.add(why)
+            self.reporter.note(first, f"trains alone: {why}")
+
     def _claim_mates(self, first: Experiment, key: tuple, candidates: list[Experiment], most: int,
-                     got: list[tuple[Experiment, Run, str]], data: DataIds, accept: Callable[[Run, str], bool]
-                     ) -> None:
+                     got: list[tuple[Experiment, Run, str]], data: DataIds, accept: Callable[[Run, str], bool],
+                     unlike: list[tuple[str, list[str]]] | None = None) -> None:
         """Claim, in ``candidates``' order, experiments that pack with ``first`` (its pack key and budget, wanted,
         valid, accepted) until ``got`` holds ``most``."""
-        from .core.learn.pack_train import pack_key
+        from .core.learn.pack_train import PACK_KEYS, pack_key
 
         seen = {c[0].id for c in got}
         for exp in candidates:
@@ -479,9 +500,14 @@ class Runner:
                 continue
             seen.add(exp.id)
             try:
-                if pack_key(exp.config, self.device) != key:
-                    continue
+                theirs = pack_key(exp.config, self.device)
             except RuntimeError:
+                continue
+            if theirs != key:
+                if unlike is not None:
+                    names = (*PACK_KEYS, "device", "amp")
+                    unlike.append((exp.id, ["amp (fp16 trains alone)"] if theirs is None else
+                                   [n for n, a, b in zip(names, theirs, key) if a != b]))
                 continue
             claimed = self._try_claim(exp, data, accept)
             if claimed is not None:

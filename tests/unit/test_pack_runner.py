@@ -146,6 +146,10 @@ def test_the_runner_packs_only_compatible_experiments(make_project):
     assert mates("a") == (3, ["b", "c"]) and mates("b") == (3, ["a", "c"]) and mates("c") == (3, ["a", "b"])
     assert mates("big") == (2, ["big2"]) and mates("big2") == (2, ["big"])
     assert mates("batch2") == (None, []) and mates("d") == (None, [])  # trained alone: the solo trainer
+    # why a run trained alone although packs were on, in one line of its log; none where nothing else was waiting
+    assert "batch2 trains alone: no experiment waiting shares its data, shapes, device and AMP (d differs in " \
+           "batch_size)" in store.run("batch2").file("run.log").read_text()
+    assert "trains alone" not in store.run("d").file("run.log").read_text()
     assert [m["epoch"] for m in store.run("c").metrics()] == [1, 2, 3]
     # packed and unpacked runners share a queue: a second runner finds nothing left
     assert Runner(proj, reporter=SilentReporter(), pack=3).run().done == []
