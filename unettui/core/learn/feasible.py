@@ -69,10 +69,11 @@ def parameter_count(cfg: Config, in_channels: int = 1) -> int:
 
 def _activation_floats(cfg: Config, in_channels: int = 1) -> int:
     """Floats autograd keeps per training image: per conv block its input and four maps of its width (conv, batch
-    norm, ReLU in place, conv, batch norm), a dropout mask, the max-pool's input, and in the decoder the upsampled map
-    and the concatenation."""
+    norm, ReLU in place, conv, batch norm), with dropout two more (its mask and the dropped map the next layer keeps:
+    measured with saved-tensor hooks, tests/unit/test_pack_memory.py), the max-pool's input, and in the decoder the
+    upsampled map and the concatenation."""
     s, ws = cfg.image_size, widths(cfg)
-    drop = 1 if cfg.dropout > 0 else 0
+    drop = 2 if cfg.dropout > 0 else 0
     total = 0
     for i, w in enumerate(ws):
         r = s // 2**i
