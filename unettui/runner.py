@@ -307,6 +307,7 @@ class Runner:
         self._claims: list[Claim] = []  # those of the runs being trained
         self._noted: set[tuple[str, str]] = set()  # (id, why) already reported as skipped
         self._alone_said: set[str] = set()  # why a run trained alone with packs allowed, said once each
+        self._pack_cap: dict[str, int] = {}  # id -> the largest pack it may train in now (its pack ran out of memory)
         self._queue_stamp: tuple[float, int] | None = None
         self._training: dict[str, Experiment] = {}  # the experiments being trained, by id
         self._abandons: dict[str, str] = {}  # why a run in training is to stop after its epoch (redefined, removed)
@@ -430,6 +431,7 @@ class Runner:
                                               "fp32 numbers round as a solo run's, not as its pack's (docs/packs.md)")
                     return got
                 most = len(past) if not explicit else min(len(past), int(self.pack))
+                most = min(most, self._pack_cap.get(first.id, most))  # its pack ran out of memory: a smaller one
 
                 def accept(run: Run, why: str) -> bool:  # a mate of that pack, interrupted in it too
                     return why == "resume" and first.id in (_pack_past(run) or ())
@@ -442,7 +444,7 @@ class Runner:
                         self._pack_line = (f"{decision.line}; this run trained alone before it was interrupted and "
                                            "resumes alone (--pack auto resumes a run as it trained)")
                     return got
-                most = decision.limit
+                most = min(decision.limit, self._pack_cap.get(first.id, decision.limit))
 
                 def accept(run: Run, why: str) -> bool:  # not a run that is to resume in its own pack (or alone)
                     if why != "resume":
@@ -466,6 +468,11 @@ class Runner:
                 self._pack_line = (f"packs: resumes in the pack it was interrupted in on {self._device_name(dev)} "
                                    f"({len(got)} of its {len(past)} members: {ids}), as --pack {self.pack} resumes "
                                    "a pack")
+                if first.id in self._pack_cap:
+                    self._pack_line = (f"packs: its pack of {len(past)} ran out of memory on {self._device_name(dev)}"
+                                       f": resumes in a pack of {len(got)} ({ids}), at most "
+                                       f"{self._pack_cap[first.id]}; from here on its fp32 numbers round as that "
+                                       "pack's")
             return got
 
     def _alone_because(self, first: Experiment, key: tuple | None, unlike: list[tuple[str, list[str]]],
@@ -497,6 +504,8 @@ class Runner:
             if len(got) >= most:
                 break
             if exp.id in seen or not (self._wanted(exp) and exp.valid and exp.budget == first.budget):
+                continue
+            if self._pack_cap.get(exp.id, most) <= len(got):  # its own pack ran out of memory at this size
                 continue
             seen.add(exp.id)
             try:
@@ -644,8 +653,8 @@ class Runner:
                 else:
                     ends = self.train_pack([(exp, run) for exp, run, _ in claimed])
                 for exp, state in ends:
-                    if state == "redefined":  # stopped to start again with its new definition, in this session
-                        self.attempted.discard((exp.id, exp.budget))
+                    if state in ("redefined", "split"):  # to train again in this session: with its new
+                        self.attempted.discard((exp.id, exp.budget))  # definition, or in a smaller pack
                         continue
                     getattr(outcome, state).append(exp.id)
                 self._cross_validate(queue, [exp for exp, state in ends if state == "done" and exp.fold])
@@ -849,6 +858,7 @@ class Runner:
         def on_start(info: dict[str, Any]) -> None:
             status["epoch"] = info.get("resumed_epoch") or 0
             status["device"] = info.get("resolved_device")  # for the heartbeat's figures
+            status["pack_size"] = info.get("pack_size")  # (halved for it if its pack runs out of memory)
             what = f"resumed at epoch {info['resumed_epoch']}" if info.get("resumed_epoch") else "started"
             if info.get("restarted"):
                 what = f"started again from scratch ({info['restarted']})"
@@ -863,6 +873,12 @@ class Runner:
 
         def on_end(result: Any) -> None:  # a pack's member left its pack: record its end now
             state, error = result.state, result.error
+            if state == "split":  # its pack ran out of memory: interrupted, to train again in a smaller pack
+                size = job.status.get("pack_size") or 2
+                self._pack_cap[exp.id] = max(1, min(self._pack_cap.get(exp.id, size), size) // 2)
+                job.ending = "split" if self._end(job, "interrupted", error, result.summary) == "interrupted" \
+                    else job.ending
+                return
             if state == "raised":
                 state, error = self._failure(result.exc, job)
             job.ending = self._end(job, state, error, result.summary)

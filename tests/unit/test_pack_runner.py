@@ -247,3 +247,42 @@ def test_kill_9_of_a_fold_pack_then_resume_completes_every_fold_exactly_and_writ
     mine, theirs = store.configuration("cv"), RunStore(ref).configuration("cv")
     assert mine["repeats"][0]["oof"] == theirs["repeats"][0]["oof"]
     assert mine["repeats"][0]["test"]["ensemble_dice"] == theirs["repeats"][0]["test"]["ensemble_dice"]
+
+
+def test_a_pack_that_runs_out_of_memory_splits_in_two_and_no_member_fails(make_project, monkeypatch):
+    """Fault injection at the allocation point: a PackedUNet of more than ``limit`` members raises torch's
+    out-of-memory error in its forward pass in the second epoch. The pack of 4 splits into packs of 2 that resume
+    from the members' last checkpoints (epoch 1); with a limit of 1 they go down to one member each; none fails."""
+    from unettui.core.learn.pack import PackedUNet
+
+    oom = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
+    forward = PackedUNet.forward
+
+    for limit, sizes, splits in ((2, {2}, 1), (1, {1}, 2)):  # 4 -> 2; 4 -> 2 -> 1 (the pack of 2 runs out too)
+        calls = {"n": 0}
+
+        def tight(self, x, limit=limit, calls=calls):
+            if self.training and self.n > limit:
+                calls["n"] += 1
+                if calls["n"] > 4:  # the first epoch (4 steps) fits; the second does not
+                    raise oom("CUDA out of memory. Tried to allocate 2.00 GiB (injected)")
+            return forward(self, x)
+
+        monkeypatch.setattr(PackedUNet, "forward", tight)
+        proj = make_project("[[sweep]]\nid = 's'\nlr = [0.001, 0.002, 0.003, 0.004]\n", name=f"oom{limit}")
+        outcome = Runner(proj, reporter=SilentReporter(), pack=4).run()
+        ids = ["s-lr0.001", "s-lr0.002", "s-lr0.003", "s-lr0.004"]
+        assert sorted(outcome.done) == ids and not outcome.failed, outcome
+        store = RunStore(proj)
+        for i in ids:
+            run = store.run(i)
+            log = run.file("run.log").read_text()
+            assert "interrupted: out of memory in a pack of 4: trains again from its last checkpoint in packs of " \
+                   "at most 2" in log
+            assert "resumed at epoch 1" in log and "ran out of memory on cpu: resumes in a pack of" in log
+            if splits == 2:
+                assert "out of memory in a pack of 2: trains again from its last checkpoint in packs of at most 1" \
+                    in log
+            config = json.loads(run.file("config.json").read_text())
+            assert config["pack_size"] in sizes and [m["epoch"] for m in run.metrics()] == [1, 2]
+            assert run.status()["state"] == "done" and run.status()["resumes"] == splits

@@ -53,7 +53,8 @@ class Step(NamedTuple):
 
 @dataclass
 class Result:
-    state: str  # done / interrupted / failed (a pack's member: also "raised", with the exception in exc)
+    state: str  # done / interrupted / failed (a pack's member: also "raised", with the exception in exc, and
+    # "split": its pack ran out of memory, it is to train again in a smaller pack from its last checkpoint)
     summary: dict[str, Any]
     error: str | None = None
     exc: BaseException | None = None

@@ -62,7 +62,7 @@ from .pack_eval import PackScoring
 from .task import Scores
 from .train import Events, Result, Trainer, diverged_message
 
-__all__ = ["PACK_KEYS", "data_mate", "pack_key", "PackMember", "PackTrainer"]
+__all__ = ["PACK_KEYS", "data_mate", "out_of_memory", "pack_key", "PackMember", "PackTrainer"]
 
 # the definition keys every member of a pack shares (with the resolved device and AMP dtype)
 PACK_KEYS = ("dataset", "num_images", "data_seed", "image_size", "train_fraction", "test_fraction", "augment.histeq",
@@ -157,6 +157,14 @@ class PackMember(Trainer):
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+def out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` is the device (or the host) running out of memory, not a fault of the run's own."""
+    oom = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
+    text = str(exc).lower()
+    return isinstance(exc, oom) or (isinstance(exc, RuntimeError) and ("out of memory" in text
+                                                                        or "not enough memory" in text))
 
 
 def data_mate(cfg: Config, built: Sequence[Trainer]) -> Trainer | None:
@@ -450,9 +458,13 @@ class PackTrainer(PackScoring):
                 self._epoch()
                 self._compact()
         except Exception as exc:  # noqa: BLE001 - the shared computation (out of memory, ...): every member in it
+            n = len(self.in_pack)
+            split = n > 1 and out_of_memory(exc)  # no member's fault: each trains again in a smaller pack
+            why = (f"out of memory in a pack of {n}: trains again from its last checkpoint in packs of at most "
+                   f"{n // 2}" if split else _first_line(exc))
             for m in self.in_pack:
                 if m.result is None:
-                    self._leave(m, Result("raised", m.written, _first_line(exc), exc))
+                    self._leave(m, Result("split" if split else "raised", m.written, why, exc))
             with contextlib.suppress(Exception):
                 self._compact()
         return [m.result if m.result is not None else Result("interrupted", m.written) for m in self.members]
