@@ -876,8 +876,8 @@ class Runner:
             if state == "split":  # its pack ran out of memory: interrupted, to train again in a smaller pack
                 size = job.status.get("pack_size") or 2
                 self._pack_cap[exp.id] = max(1, min(self._pack_cap.get(exp.id, size), size) // 2)
-                job.ending = "split" if self._end(job, "interrupted", error, result.summary) == "interrupted" \
-                    else job.ending
+                ending = self._end(job, "interrupted", error, result.summary)
+                job.ending = "split" if ending == "interrupted" else ending  # (lost, removed: as they are)
                 return
             if state == "raised":
                 state, error = self._failure(result.exc, job)
