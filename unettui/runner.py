@@ -480,8 +480,8 @@ class Runner:
         """Packs were allowed but ``first`` trains alone: why, in one line of its run.log and once per reason in the
         runner's output."""
         if most > 1 and key is None:
-            why = ("amp resolves to fp16 here, and one GradScaler would couple a pack's members: amp = \"bf16\" or "
-                   "\"off\" packs")
+            why = ("amp = \"fp16\" trains alone (one GradScaler would couple a pack's members): amp = \"auto\" "
+                   "(fp32 in a pack on a card without bf16), \"bf16\" or \"off\" packs")
         elif unlike:
             shown = "; ".join(f"{i} differs in {', '.join(keys)}" for i, keys in unlike[:2])
             why = f"no experiment waiting shares its data, shapes, device and AMP ({shown})"

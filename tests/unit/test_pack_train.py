@@ -206,3 +206,32 @@ def test_on_cuda_a_pack_matches_its_solo_runs_to_kernel_noise(amp, tmp_path):
                     assert got[k] == pytest.approx(want[k], rel=tol), (k, got[k], want[k])
     finally:
         torch.backends.cudnn.deterministic = deterministic
+
+
+def test_amp_auto_on_a_card_without_bf16_packs_in_fp32_and_fp16_asked_for_trains_alone(tmp_path, monkeypatch):
+    """A card without bf16 (amp auto resolves to fp16 there: the resolution is injected, the machine has no such
+    card): such experiments pack, in fp32, and say so; amp = "fp16" keeps its pack key None (it trains alone)."""
+    import unettui.core.learn.pack_train as pack_train
+    import unettui.core.learn.train as train
+
+    def fp16_card(amp, device):
+        return torch.float16 if amp in ("auto", "fp16") else None
+
+    monkeypatch.setattr(train, "resolve_amp", fp16_card)
+    monkeypatch.setattr(pack_train, "resolve_amp", fp16_card)
+    auto = [Config(**{**TINY, "epochs": 1}, seed=s, amp="auto") for s in (1, 2)]
+    off = Config(**{**TINY, "epochs": 1}, seed=3, amp="off")
+    assert pack_key(auto[0]) == pack_key(auto[1]) == pack_key(off) is not None
+    assert pack_key(Config(**TINY, amp="fp16")) is None
+    pack = PackTrainer.from_configs([*auto, off], dtype=F64)
+    assert [m.amp_dtype for m in pack.members] == [None, None, None]
+    assert [m.fp32_in_pack for m in pack.members] == [True, True, False]
+    assert pack.members[0].describe()["amp_dtype"].startswith("off: fp32 in a pack (amp auto is fp16 on this card")
+    ids = ["a1", "a2", "o"]
+    results = pack.fit(runs(tmp_path, ids), run_ids=ids)
+    assert [r.state for r in results] == ["done"] * 3
+    # its checkpoint (a disabled scaler's empty state) resumes in a solo trainer that has a scaler
+    alone = Trainer(auto[0].replace(epochs=2), dtype=F64)
+    result = alone.fit(RunStore(tmp_path / "packed").run("a1"), run_id="a1")
+    assert result.state == "done" and [h["epoch"] for h in alone.history] == [1, 2]
+    assert records(alone.history)[0] == records(pack.members[0].history)[0]  # resumed (epoch 1 is the pack's)

@@ -78,11 +78,14 @@ def _device_name(device: torch.device) -> str:
 
 def pack_key(cfg: Config, device: str | None = None) -> tuple | None:
     """What experiments must share to train in one pack (``device``: the runner's override of ``cfg.device``); None
-    when this one trains alone (fp16 AMP). Raises RuntimeError where its device does not exist here."""
+    when this one trains alone (``amp = "fp16"``; ``auto`` resolving to fp16 packs in fp32). Raises RuntimeError where
+    its device does not exist here."""
     dev = resolve_device(device or cfg.device)
     amp = resolve_amp(cfg.amp, dev)
     if amp == torch.float16:
-        return None
+        if cfg.amp != "auto":
+            return None  # fp16 asked for: it trains alone
+        amp = None  # auto on an fp16-only card: in a pack it trains in fp32 (PackMember)
     d = cfg.to_dict()
     return (*(d[k] for k in PACK_KEYS), _device_name(dev), str(amp))
 
@@ -117,6 +120,12 @@ class PackMember(Trainer):
     def __init__(self, cfg: Config, project=None, device: str | None = None, *, dtype: torch.dtype | None = None,
                  data_from: Trainer | None = None):
         super().__init__(cfg, project, device, dtype=dtype, data_from=data_from)
+        # amp auto on a card without bf16 resolves to fp16, whose GradScaler would couple the members (one member's
+        # overflow skipping every member's step): in a pack such a member trains in fp32, and says so
+        self.fp32_in_pack = self.amp_dtype == torch.float16 and cfg.amp == "auto"
+        if self.fp32_in_pack:
+            self.amp_dtype = None
+            self.scaler = torch.amp.GradScaler("cuda", enabled=False)
         self.unet = self.model  # its own UNet: packs are built from these, and it gets its weights back on leaving
         self.pack: PackTrainer | None = None
         self.slot = -1
@@ -137,7 +146,11 @@ class PackMember(Trainer):
         return (self.events.guard or contextlib.nullcontext)()
 
     def describe(self) -> dict[str, Any]:
-        return {**super().describe(), **self.pack_info}
+        out = {**super().describe(), **self.pack_info}
+        if self.fp32_in_pack:
+            out["amp_dtype"] = "off: fp32 in a pack (amp auto is fp16 on this card, and one GradScaler would couple " \
+                               "the members)"
+        return out
 
     def evaluate(self, images: Tensor | None = None, masks: Tensor | None = None) -> Scores:
         if self.pack is None:
