@@ -287,8 +287,8 @@ def test_a_kill_between_two_moves_of_retry_loses_nothing(make_project):
     assert epochs(proj, "k") == [1, 2, 3] and run.status()["attempt"] == 2
     kept = run.path / "attempts" / "1"
     assert (kept / "metrics.jsonl").read_text() == old_metrics
-    assert sorted(p.name for p in kept.iterdir()) == ["config.json", "metrics.jsonl", "run.log", "split.json",
-                                                       "status.json", "summary.json"]
+    assert sorted(p.name for p in kept.iterdir()) == ["config.json", "images.json", "metrics.jsonl", "run.log",
+                                                       "split.json", "status.json", "summary.json"]
     assert not (run.path / ".archiving.json").exists()
 
 

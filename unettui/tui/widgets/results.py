@@ -548,9 +548,8 @@ class ResultsPanel(OnChosenRun, Vertical):
         what = "configurations" if shown.grouped else "runs"
         parts.append(f"{len(shown.keys)} of {shown.total} {what}")
         if shown.grouped:
-            folds = "oof_val_dice" in shown.columns
-            parts.append(f"mean ± sd (n) over repeats{' and folds; oof: pooled out-of-fold' if folds else ''}; "
-                         "c lists runs")
+            folds = " and folds; oof: pooled out-of-fold" if "oof_val_dice" in shown.columns else ""
+            parts.append(f"mean ± sd (n) over repeats{folds}; c lists runs")
         elif self.model.has_repeats():
             parts.append("c: per configuration")
         if self.sort_key:
