@@ -109,10 +109,9 @@ def test_a_fold_evaluated_on_its_own_val_split_gives_back_its_recorded_best_val_
 
 
 def test_the_runner_writes_the_configurations_cross_validation_outside_the_run_folders(project):
-    from unettui.core.learn.cv import read_configuration
     from unettui.core.learn.predict import run_split, score
 
-    data = read_configuration(project, "cv")
+    data = RunStore(project).configuration("cv")
     assert data is not None and data["folds"] == 3 and [r["repeat"] for r in data["repeats"]] == [1]
     rep = data["repeats"][0]
     store = RunStore(project)
@@ -139,14 +138,13 @@ def test_the_runner_writes_the_configurations_cross_validation_outside_the_run_f
 
 
 def test_cv_shows_a_configurations_results_and_computes_them_again_when_missing(project):
-    from unettui.core.learn.cv import configuration_file
-
+    path = RunStore(project).configuration_file("cv")
     out = CliRunner().invoke(app, ["cv", "cv-f2", "-p", str(project)])
     assert out.exit_code == 0, out.output
     assert "cross-validation of cv (repeat 1, 3 folds): pooled out-of-fold Dice 0." in out.output
     assert "held-out test Dice (3 images): ensemble of the folds 0." in out.output
-    before = json.loads(configuration_file(project, "cv").read_text())
-    configuration_file(project, "cv").unlink()
+    before = json.loads(path.read_text())
+    path.unlink()
     again = CliRunner().invoke(app, ["cv", "cv", "--json", "-p", str(project)])
     assert again.exit_code == 0, again.output
     assert json.loads(again.output)["repeats"] == before["repeats"]

@@ -292,7 +292,7 @@ def cv(
 
     Example: unettui cv seed-loss-dice --json
     """
-    from ..core.learn.cv import cross_validate, cv_line, read_configuration, stale
+    from ..core.learn.cv import cross_validate, cv_line, stale
 
     queue, store = queue_and_store(project)
     exp = queue.get(configuration) if queue else None
@@ -305,7 +305,7 @@ def cv(
     folds: dict[int, list[str]] = {}
     for e in mine:
         folds.setdefault(e.repeat, []).append(e.id)
-    data = read_configuration(project, conf)
+    data = store.configuration(conf)
     if again or data is None or stale(data, store) or len(data["repeats"]) < len(folds):
         try:
             data = cross_validate(project, conf, folds, device) or data

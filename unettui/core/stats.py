@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-__all__ = ["mean_sd", "mean_sd_text", "standard_error", "t_quantile", "within_noise"]
+__all__ = ["mean_sd", "mean_sd_text", "pooled_dice", "standard_error", "t_quantile", "within_noise"]
 
 
 def mean_sd(values: Sequence[float]) -> tuple[float | None, float | None, int]:
@@ -51,3 +51,13 @@ def t_quantile(p: float, df: int) -> float:
     from scipy.stats import t
 
     return float(t.ppf(p, df))
+
+
+def pooled_dice(sums: Sequence[Sequence[float]]) -> float | None:
+    """Dice from (tp, fp, fn) summed per foreground class over a set of images: binary (one class) the foreground's,
+    1.0 when nothing is in truth or prediction anywhere; K classes the mean over the classes with a score (None
+    without one)."""
+    dice = [2 * tp / (2 * tp + fp + fn) for tp, fp, fn in sums if 2 * tp + fp + fn > 0]
+    if not dice:
+        return 1.0 if len(sums) == 1 else None
+    return sum(dice) / len(dice)

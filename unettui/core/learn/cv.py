@@ -23,26 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from ..runs.store import CONFIGURATIONS, IMAGES, SPLIT, RunStore, atomic_write_json, read_json
-from ..stats import mean_sd
+from ..stats import mean_sd, pooled_dice
 
-__all__ = ["CONFIGURATIONS", "configuration_file", "cross_validate", "cv_line", "read_configuration", "stale"]
-
-def configuration_file(project: Path, configuration: str) -> Path:
-    return RunStore(project).configuration_file(configuration)
-
-
-def read_configuration(project: Path, configuration: str) -> dict[str, Any] | None:
-    """The configuration's file as written, None when there is none (or it cannot be read)."""
-    return RunStore(project).configuration(configuration)
-
-
-def _dice(sums: list[list[float]]) -> float | None:
-    """Dice from summed per-class (tp, fp, fn): binary the foreground's (1.0 when nothing is in truth or prediction),
-    K classes the mean over the classes with a score."""
-    dice = [2 * tp / (2 * tp + fp + fn) for tp, fp, fn in sums if 2 * tp + fp + fn > 0]
-    if not dice:
-        return 1.0 if len(sums) == 1 else None
-    return sum(dice) / len(dice)
+__all__ = ["cross_validate", "cv_line", "stale"]
 
 
 def stale(data: dict[str, Any], store: RunStore) -> list[str]:
@@ -69,7 +52,7 @@ def _repeat(project: Path, store: RunStore, configuration: str, repeat: int, fol
             images.append({"name": im.get("name"), "fold": fold, "run": rid, "dice": im.get("dice")})
     out: dict[str, Any] = {
         "repeat": repeat, "runs": {rid: s.get("best_epoch") for rid, s in zip(fold_ids, summaries)},
-        "oof": {"dice": _dice(sums), "counts": sums,
+        "oof": {"dice": pooled_dice(sums), "counts": sums,
                 "images": sum(len((read_json(store.run(rid).file(SPLIT)) or {}).get("val") or ()) for rid in fold_ids)},
         "folds": dict(zip(("mean", "sd", "n"), mean_sd([s.get("best_val_dice") for s in summaries])),
                       values=[s.get("best_val_dice") for s in summaries]),
@@ -101,7 +84,7 @@ def cross_validate(project: Path, configuration: str, folds: dict[int, list[str]
         return None
     data = {"configuration": configuration, "folds": len(next(iter(done.values()))), "written": time.time(),
             "repeats": [_repeat(project, store, configuration, r, ids, device) for r, ids in done.items()]}
-    path = configuration_file(project, configuration)
+    path = store.configuration_file(configuration)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_json(path, data)
     return data

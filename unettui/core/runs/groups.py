@@ -10,7 +10,7 @@ from typing import Any
 
 from ..define.config import KEYS
 from ..define.task import AT_ORDER, METRICS, SUMMARY_KEYS
-from ..stats import mean_sd, mean_sd_text, standard_error, within_noise
+from ..stats import mean_sd, mean_sd_text, pooled_dice, standard_error, within_noise
 from .export import class_columns, row_dict
 from .status import Row
 
@@ -141,9 +141,7 @@ def pooled_oof(members: list[dict[str, Any]]) -> tuple[float | None, float | Non
         if len({m.get("fold") for m in runs}) < folds or any(not isinstance(c, list) or not c for c in counts):
             continue
         sums = [[sum(float(c[k][j]) for c in counts) for j in range(3)] for k in range(len(counts[0]))]
-        dice = [2 * tp / (2 * tp + fp + fn) for tp, fp, fn in sums if 2 * tp + fp + fn > 0]
-        if len(sums) == 1 and not dice:
-            dice = [1.0]  # binary: nothing in truth or prediction anywhere reads 1.0, as everywhere
-        if dice:
-            scores.append(sum(dice) / len(dice))
+        dice = pooled_dice(sums)
+        if dice is not None:
+            scores.append(dice)
     return mean_sd(scores)
