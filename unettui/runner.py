@@ -691,7 +691,8 @@ class Runner:
                 with FileLock(str(self.store.lock_path()) + ".cv", timeout=600):
                     data = cross_validate(self.project, exp.configuration, folds, self.device or exp.config.device)
             except Exception as exc:  # noqa: BLE001 - the runs are done and kept; `unettui cv` computes it again
-                self.reporter.note(exp, f"cross-validation of {exp.configuration} not written: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}; "
+                why = (str(exc).strip() or type(exc).__name__).splitlines()[0]
+                self.reporter.note(exp, f"cross-validation of {exp.configuration} not written: {why}; "
                                         f"`unettui cv {exp.configuration}` tries again")
                 continue
             if data is not None:
