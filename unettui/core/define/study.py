@@ -95,7 +95,7 @@ class ConfigScore:
     se: float | None = None  # standard error of the score: sd / sqrt(repeats x fractions)
     pruned_at: int | None = None  # successive halving stopped it after this epoch (score: its score there)
     budget: int | None = None  # halving: the epoch its runs are to be trained to now
-    paired: tuple[float, float | None, int] | None = None  # with folds: (winner - this, its standard error, pairs)
+    paired: tuple[float, float | None, int] | None = None  # with folds: (best mean - this, its standard error, pairs)
     cv: dict[str, Any] | None = None  # with folds: its runs/.configurations/ results (the ensemble's test score)
 
     def label(self) -> str:
