@@ -78,3 +78,24 @@ def test_the_report_has_the_cross_validated_final_scores(project):
            f"{loser.paired[0]:+.4f} ± {loser.paired[1]:.4f} (SE, 3 pairs; 95 % " in out.output
     assert "Held-out test Dice of the ensemble of the 3 folds" in out.output
     assert "Pooled out-of-fold Dice" in out.output
+
+
+def test_the_tuis_studies_tab_shows_the_paired_difference(project):
+    import asyncio
+
+    from tests.tui.test_study_view import has_row, open_studies, screen
+    from unettui.tui.app import make_app
+
+    stage = next(s for s in load_queue(project).studies if s.id == "cvs").stages[0]
+    loser = next(c for c in stage.configs if c.paired is not None)
+
+    async def go():
+        app = make_app(project, poll_interval=60)
+        async with app.run_test(size=(120, 30)) as pilot:
+            await open_studies(pilot, app)
+            text = screen(app)
+            assert has_row(app, "lr", "best_val_dice", "mean", "±", "sd", "n", "spread", "paired", "Δ", "±", "SE",
+                           "note"), text
+            assert f"{loser.paired[0]:+.4f} ± {loser.paired[1]:.4f}" in text
+
+    asyncio.run(go())

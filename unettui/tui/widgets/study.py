@@ -281,10 +281,12 @@ class StudyPanel(Vertical):
                     fracs.append(r.fraction)
         halving = bool(getattr(st, "rungs", None))
         repeats = any(len(c.runs) > len({r.fraction for r in c.runs}) for c in st.configs)
+        paired = any(getattr(c, "paired", None) for c in st.configs)  # with folds: the best's difference, per fold
         columns = (("mark", " "), *((f"v:{k}", k) for k in st.varied),
                    *((f"run{i}", f"f={fmt_value(f)}" if f is not None else metric) for i, f in enumerate(fracs)),
                    ("mean", "mean"), *((("sd", "± sd"), ("n", "n")) if repeats else ()), ("spread", "spread"),
-                   *((("epochs", "epochs"),) if halving else ()), ("note", "note"))
+                   *((("paired", "paired Δ ± SE"),) if paired else ()), *((("epochs", "epochs"),) if halving else ()),
+                   ("note", "note"))
         rows: list[Row] = []
         self._run_at, self._first_run, self._runs_at = {}, {}, {}
         for j, c in enumerate(st.configs):
@@ -312,6 +314,9 @@ class StudyPanel(Vertical):
                 cells += [(_num(c.sd) if c.sd is not None else "", "", True), (str(n) if c.score is not None else "",
                                                                               "", True)]
             cells.append((_num(c.spread), "", True))
+            if paired:
+                d = getattr(c, "paired", None)
+                cells.append((f"{d[0]:+.4f} ± {_num(d[1])}" if d else "", "", True))
             if halving:
                 done = max((int((r.summary or {}).get("epochs_done") or 0) for r in c.runs), default=0)
                 cells.append((f"{done}/{getattr(c, 'budget', None) or '-'}", "", True))
