@@ -39,3 +39,31 @@ class StopInEpoch:
 
     def __getattr__(self, name):  # every other event is a no-op
         return lambda *a, **k: None
+
+
+# a tiny binary project whose 14 images deal into 3 folds of 4, 4 and 3 (3 held out for test): the CLI fold tests'
+FOLD_DEFAULTS = """[defaults]
+dataset = "synthetic:nuclei"
+num_images = 14
+image_size = 32
+base_channels = 4
+depth = 2
+epochs = 2
+batch_size = 4
+test_fraction = 0.2
+device = "cpu"
+preview_count = 0
+"""
+
+
+def trained_project(root, body: str, *args: str):
+    """``root`` with FOLD_DEFAULTS and ``body`` as its experiments.toml, trained by `unettui run --headless --plain
+    ARGS` in this process; returns ``root``."""
+    from typer.testing import CliRunner
+
+    from unettui.cli.app import app
+
+    (root / "experiments.toml").write_text(FOLD_DEFAULTS + "\n" + body)
+    out = CliRunner().invoke(app, ["run", "--headless", "--plain", *args, "-p", str(root)])
+    assert out.exit_code == 0, out.output
+    return root

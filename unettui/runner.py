@@ -23,7 +23,7 @@ from typing import Any, Protocol
 from filelock import FileLock, Timeout
 
 from .core.define.config import Config, definition_changes
-from .core.define.experiment import Experiment
+from .core.define.experiment import Experiment, folds_of
 from .core.define.queue import QUEUE_FILE, Queue, QueueError
 from .core.plan import load_queue
 from .core.runs.backend import claim_backend
@@ -678,10 +678,7 @@ class Runner:
             if (exp.configuration, exp.repeat) in seen:
                 continue
             seen.add((exp.configuration, exp.repeat))
-            mine = [e for e in queue.experiments if e.configuration == exp.configuration and e.fold]
-            folds: dict[int, list[str]] = {}
-            for e in sorted(mine, key=lambda e: (e.repeat, e.fold)):
-                folds.setdefault(e.repeat, []).append(e.id)
+            folds = {r: [e.id for e in es] for r, es in folds_of(queue.experiments, exp.configuration).items()}
             ids = folds.get(exp.repeat, [])
             if any((self.store.run(i).status() or {}).get("state") != "done" for i in ids):
                 continue
@@ -963,8 +960,11 @@ def _describe_failure(exc: Exception, exp: Experiment) -> str:
     """A one-line reason for a failed run, with what to do where we know it."""
     import torch
 
-    if isinstance(exc, torch.cuda.OutOfMemoryError):
-        return (f"CUDA out of memory (batch_size {exp.config.batch_size}, image_size {exp.config.image_size}); "
+    from .core.learn.devices import out_of_memory
+
+    if out_of_memory(exc):  # (alone: a pack that runs out of memory is split instead, core.learn.pack_train)
+        where = "CUDA " if isinstance(exc, torch.cuda.OutOfMemoryError) else ""
+        return (f"{where}out of memory (batch_size {exp.config.batch_size}, image_size {exp.config.image_size}); "
                 "lower batch_size, image_size or base_channels")
     if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
         where = f" writing {exc.filename}" if exc.filename else ""

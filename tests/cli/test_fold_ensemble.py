@@ -9,36 +9,17 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from tests.helpers import trained_project
 from unettui.cli.app import app
 from unettui.core.learn.predict import image_logits, load_model, probabilities
 from unettui.core.runs.store import RunStore
-
-QUEUE = """[defaults]
-dataset = "synthetic:nuclei"
-num_images = 14
-image_size = 32
-base_channels = 4
-depth = 2
-epochs = 2
-batch_size = 4
-test_fraction = 0.2
-device = "cpu"
-preview_count = 0
-
-[[experiment]]
-id = "cv"
-folds = 3
-"""
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
-    root = tmp_path_factory.mktemp("cv")
-    (root / "experiments.toml").write_text(QUEUE)
-    out = CliRunner().invoke(app, ["run", "--headless", "--plain", "--pack", "3", "-p", str(root)])
-    assert out.exit_code == 0, out.output
+    root = trained_project(tmp_path_factory.mktemp("cv"), '[[experiment]]\nid = "cv"\nfolds = 3\n', "--pack", "3")
     rng = np.random.default_rng(3)
     (root / "new").mkdir()
     for i in range(2):
@@ -148,6 +129,16 @@ def test_cv_shows_a_configurations_results_and_computes_them_again_when_missing(
     again = CliRunner().invoke(app, ["cv", "cv", "--json", "-p", str(project)])
     assert again.exit_code == 0, again.output
     assert json.loads(again.output)["repeats"] == before["repeats"]
+    # a repeat already written for the same runs and best epochs is kept (its ensemble not scored again) ...
+    from unettui.core.learn.cv import cross_validate
+
+    marked = json.loads(path.read_text())
+    marked["repeats"][0]["test"]["ensemble_dice"] = -1.0
+    path.write_text(json.dumps(marked))
+    folds = {1: ["cv-f1", "cv-f2", "cv-f3"]}
+    assert cross_validate(project, "cv", folds)["repeats"][0]["test"]["ensemble_dice"] == -1.0
+    # ... unless asked again
+    assert cross_validate(project, "cv", folds, again=True)["repeats"] == before["repeats"]
     bad = CliRunner().invoke(app, ["cv", "nope", "-p", str(project)])
     assert bad.exit_code == 2 and "nope is not a cross-validated configuration" in bad.output
 

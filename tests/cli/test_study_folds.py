@@ -10,22 +10,11 @@ import re
 import pytest
 from typer.testing import CliRunner
 
+from tests.helpers import trained_project
 from unettui.cli.app import app
 from unettui.core.plan import load_queue
 
-QUEUE = """[defaults]
-dataset = "synthetic:nuclei"
-num_images = 14
-image_size = 32
-base_channels = 4
-depth = 2
-epochs = 2
-batch_size = 4
-test_fraction = 0.2
-device = "cpu"
-preview_count = 0
-
-[[study]]
+STUDY = """[[study]]
 id = "cvs"
 folds = 3
 
@@ -39,11 +28,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
-    root = tmp_path_factory.mktemp("cvs")
-    (root / "experiments.toml").write_text(QUEUE)
-    out = CliRunner().invoke(app, ["run", "--headless", "--plain", "--pack", "3", "-p", str(root)])
-    assert out.exit_code == 0, out.output
-    return root
+    return trained_project(tmp_path_factory.mktemp("cvs"), STUDY, "--pack", "3")
 
 
 def test_the_stage_is_decided_fold_by_fold_and_shown_per_fold(project):

@@ -9,34 +9,19 @@ import json
 import pytest
 import torch
 
+from tests.unit.test_native_train import records, run_of, worst, write_folder
 from unettui.core.define.config import Config
 from unettui.core.learn.pack_train import PackTrainer, pack_key
 from unettui.core.learn.train import Events, Trainer
 from unettui.core.runs.store import RunStore
 
 F64 = torch.float64
-KEYS = ("epoch", "train_loss", "train_dice", "val_loss", "val_dice", "val_iou", "lr")
 # 14 images, 3 held out for test: 11 to deal into 3 folds of 4, 4 and 3 (training sets of 7, 7 and 8 images)
 BASE = dict(device="cpu", dataset="synthetic:nuclei", num_images=14, image_size=32, base_channels=4, depth=2,
             batch_size=3, epochs=2, test_fraction=0.2, folds=3, preview_count=2, seed=5, lr=3e-3,
             augment_hflip=0.5, dropout=0.2)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def records(history):
-    return [{k: h[k] for k in KEYS} for h in history]
-
-
-def worst(a, b) -> float:
-    assert [r["epoch"] for r in a] == [r["epoch"] for r in b]
-    return max(abs(x[k] - y[k]) for x, y in zip(a, b) for k in KEYS)
-
-
-def run_of(tmp_path, run_id, folder):
-    run = RunStore(tmp_path / folder).run(run_id)
-    run.path.mkdir(parents=True, exist_ok=True)
-    return run
 
 
 def split(tmp_path, folder, run_id):
@@ -109,8 +94,6 @@ def test_a_killed_fold_pack_resumes_to_the_uninterrupted_numbers(tmp_path):
 
 
 def test_native_folds_of_images_of_their_own_sizes_pack_and_equal_their_solo_runs(tmp_path):
-    from tests.unit.test_native_train import write_folder
-
     sizes = [(40, 72), (56, 24), (33, 47), (64, 64), (48, 80), (20, 30), (36, 36), (44, 28), (30, 52), (60, 40)]
     folder = write_folder(tmp_path / "data", sizes)
     base = dict(device="cpu", dataset=str(folder), patch_size=16, base_channels=4, depth=2, batch_size=4, epochs=2,

@@ -36,6 +36,26 @@ def wait_for(predicate, proc, timeout=120.0):
     return False
 
 
+def killed_pack(make_project, body: str, ids, epochs: int = 30):
+    """Projects "ref" and "got" of ``body``: ref trained to the end by `run --pack 3`, got's packed runner killed with
+    kill -9 once a member has two epochs on disk. Returns (ref, got, each member's checkpoint epoch), every member
+    killed mid-run with a checkpoint."""
+    ref = make_project(body, name="ref")
+    got = make_project(body, name="got")
+    out = run_cli("run", "--headless", "--threads", "1", "--pack", "3", "-p", str(ref))
+    assert out.returncode == 0, out.stdout
+    proc = subprocess.Popen(unettui_cmd("run", "--headless", "--threads", "1", "--pack", "3", "-p", str(got)),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    store = RunStore(got)
+    assert wait_for(lambda: any(len(store.run(i).metrics()) >= 2 for i in ids), proc), \
+        "the runner finished or stalled before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    at = {i: torch.load(store.run(i).file("checkpoint.pt"), weights_only=False)["epoch"] for i in ids}
+    assert all(1 <= e < epochs for e in at.values()), at  # killed mid-run, every member with a checkpoint
+    return ref, got, at
+
+
 def test_run_pack_3_trains_a_sweep_as_one_pack_with_every_members_files(make_project):
     proj = make_project(SWEEP, name="packed")
     ref = make_project(SWEEP, name="alone")
@@ -80,19 +100,8 @@ def test_kill_9_of_a_packed_runner_then_resume_with_the_default_options_complete
     pack: resumed alone, a member's fp32 numbers would round as a solo run's from then on (docs/packs.md)."""
     # long enough for several rounds of writes (a pack writes on a cadence: see core/learn/pack_train.py)
     body = SWEEP + "epochs = 30\nnum_images = 32\ndropout = 0.1\naugment.rotate = 10\n"
-    ref = make_project(body, name="ref")
-    got = make_project(body, name="got")
-    out = run_cli("run", "--headless", "--threads", "1", "--pack", "3", "-p", str(ref))
-    assert out.returncode == 0, out.stdout
-    proc = subprocess.Popen(unettui_cmd("run", "--headless", "--threads", "1", "--pack", "3", "-p", str(got)),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ref, got, at = killed_pack(make_project, body, IDS)
     store = RunStore(got)
-    assert wait_for(lambda: any(len(store.run(i).metrics()) >= 2 for i in IDS), proc), \
-        "the runner finished or stalled before it could be killed"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    at = {i: torch.load(store.run(i).file("checkpoint.pt"), weights_only=False)["epoch"] for i in IDS}
-    assert all(1 <= e < 30 for e in at.values()), at  # killed mid-run, every member with a checkpoint
     assert all(store.run(i).state() == "interrupted" for i in IDS)
     again = run_cli("run", "--headless", "--plain", "--threads", "1", "-p", str(got))
     assert again.returncode == 0, again.stdout
@@ -224,19 +233,8 @@ def test_kill_9_of_a_fold_pack_then_resume_completes_every_fold_exactly_and_writ
     body = "[[experiment]]\nid = 'cv'\nfolds = 3\nepochs = 30\nnum_images = 14\ntest_fraction = 0.2\n" \
            "dropout = 0.1\naugment.rotate = 10\n"
     ids = ("cv-f1", "cv-f2", "cv-f3")
-    ref = make_project(body, name="ref")
-    got = make_project(body, name="got")
-    out = run_cli("run", "--headless", "--threads", "1", "--pack", "3", "-p", str(ref))
-    assert out.returncode == 0, out.stdout
-    proc = subprocess.Popen(unettui_cmd("run", "--headless", "--threads", "1", "--pack", "3", "-p", str(got)),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ref, got, at = killed_pack(make_project, body, ids)
     store = RunStore(got)
-    assert wait_for(lambda: any(len(store.run(i).metrics()) >= 2 for i in ids), proc), \
-        "the runner finished or stalled before it could be killed"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    at = {i: torch.load(store.run(i).file("checkpoint.pt"), weights_only=False)["epoch"] for i in ids}
-    assert all(1 <= e < 30 for e in at.values()), at
     assert store.configuration("cv") is None  # not before every fold is done
     again = run_cli("run", "--headless", "--plain", "--threads", "1", "-p", str(got))
     assert again.returncode == 0, again.stdout

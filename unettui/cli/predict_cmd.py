@@ -22,14 +22,15 @@ class Split(str, Enum):
 def _folds(queue, run_id: str) -> list:
     """The fold experiments (fold 1 first) of the cross-validated configuration ``run_id`` names: its id (its first
     repeat), or the id of one of its folds (that repeat); [] when it names none."""
+    from ..core.define.experiment import folds_of
+
     if not queue:
         return []
     exp = queue.get(run_id)
     conf, repeat = (exp.configuration, exp.repeat) if exp is not None and exp.fold else (run_id, 1)
     if exp is not None and not exp.fold:
         return []
-    return sorted((e for e in queue.experiments if e.configuration == conf and e.repeat == repeat and e.fold),
-                  key=lambda e: e.fold)
+    return folds_of(queue.experiments, conf).get(repeat, [])
 
 
 def _model(run_id: str, project: Path, last: bool, device: str, fold: int | None = None):
@@ -292,23 +293,20 @@ def cv(
 
     Example: unettui cv seed-loss-dice --json
     """
+    from ..core.define.experiment import folds_of
     from ..core.learn.cv import cross_validate, cv_line, stale
 
     queue, store = queue_and_store(project)
     exp = queue.get(configuration) if queue else None
     conf = exp.configuration if exp is not None and exp.fold else configuration
-    mine = sorted((e for e in (queue.experiments if queue else []) if e.configuration == conf and e.fold),
-                  key=lambda e: (e.repeat, e.fold))
-    if not mine:
+    folds = {r: [e.id for e in es] for r, es in folds_of(queue.experiments if queue else [], conf).items()}
+    if not folds:
         fail(f"{configuration} is not a cross-validated configuration in experiments.toml (set folds = k on it); "
              "`unettui ls` lists the runs")
-    folds: dict[int, list[str]] = {}
-    for e in mine:
-        folds.setdefault(e.repeat, []).append(e.id)
     data = store.configuration(conf)
     if again or data is None or stale(data, store) or len(data["repeats"]) < len(folds):
         try:
-            data = cross_validate(project, conf, folds, device) or data
+            data = cross_validate(project, conf, folds, device, again=again) or data
         except (RuntimeError, ValueError, OSError) as exc:
             fail(f"{conf}: {' '.join(str(exc).split())}")
     if data is None:

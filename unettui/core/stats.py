@@ -7,7 +7,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-__all__ = ["mean_sd", "mean_sd_text", "pooled_dice", "standard_error", "t_quantile", "within_noise"]
+__all__ = ["mean_sd", "mean_sd_text", "pooled_dice", "standard_error", "summed_counts", "t_quantile",
+           "within_noise"]
 
 
 def mean_sd(values: Sequence[float]) -> tuple[float | None, float | None, int]:
@@ -61,3 +62,10 @@ def pooled_dice(sums: Sequence[Sequence[float]]) -> float | None:
     if not dice:
         return 1.0 if len(sums) == 1 else None
     return sum(dice) / len(dice)
+
+
+def summed_counts(counts: Sequence[Sequence[Sequence[float]]]) -> list[list[float]]:
+    """Several sets' [F, 3] (tp, fp, fn) per foreground class summed into one [F, 3] (a set with fewer classes adds
+    nothing to the others): the counts of their union, for ``pooled_dice``."""
+    classes = max((len(c) for c in counts), default=0)
+    return [[sum(float(c[k][j]) for c in counts if len(c) > k) for j in range(3)] for k in range(classes)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,6 +53,16 @@ def fold_id(base: str, i: int) -> str:
     ... (shortened to fit the id limit); with repeats ``base-r2-f1``."""
     suffix = f"-f{i}"
     return base[: MAX_ID - len(suffix)].rstrip("-.") + suffix
+
+
+def folds_of(experiments: Iterable[Experiment], configuration: str) -> dict[int, list[Experiment]]:
+    """The fold experiments of a cross-validated ``configuration`` by repeat (1, 2, ...), each repeat's fold 1 first;
+    {} when it has none."""
+    out: dict[int, list[Experiment]] = {}
+    for e in sorted((e for e in experiments if e.configuration == configuration and e.fold),
+                    key=lambda e: (e.repeat, e.fold)):
+        out.setdefault(e.repeat, []).append(e)
+    return out
 
 
 def with_folds(exp: Experiment) -> list[Experiment]:

@@ -23,19 +23,20 @@ from pathlib import Path
 from typing import Any
 
 from ..runs.store import CONFIGURATIONS, IMAGES, SPLIT, RunStore, atomic_write_json, read_json
-from ..stats import mean_sd, pooled_dice
+from ..show.study_text import num as _num
+from ..stats import mean_sd, mean_sd_text, pooled_dice, summed_counts
 
 __all__ = ["cross_validate", "cv_line", "stale"]
 
 
+def _stale_runs(repeat: dict[str, Any], store: RunStore) -> list[str]:
+    return [rid for rid, epoch in (repeat.get("runs") or {}).items()
+            if (store.run(rid).summary() or {}).get("best_epoch") != epoch]
+
+
 def stale(data: dict[str, Any], store: RunStore) -> list[str]:
     """The runs ``data`` (a configuration file) was computed from whose best epoch has changed since."""
-    out = []
-    for repeat in data.get("repeats") or []:
-        for rid, epoch in (repeat.get("runs") or {}).items():
-            if (store.run(rid).summary() or {}).get("best_epoch") != epoch:
-                out.append(rid)
-    return out
+    return [rid for repeat in data.get("repeats") or [] for rid in _stale_runs(repeat, store)]
 
 
 def _repeat(project: Path, store: RunStore, configuration: str, repeat: int, fold_ids: list[str], device: str
@@ -43,9 +44,7 @@ def _repeat(project: Path, store: RunStore, configuration: str, repeat: int, fol
     from .predict import ensemble, load_model, run_split, score
 
     summaries = [store.run(rid).summary() or {} for rid in fold_ids]
-    counts = [s.get("best_val_counts") or [] for s in summaries]
-    classes = max(len(c) for c in counts)
-    sums = [[sum(float(c[k][j]) for c in counts if len(c) > k) for j in range(3)] for k in range(classes)]
+    sums = summed_counts([s.get("best_val_counts") or [] for s in summaries])
     images = []
     for fold, rid in enumerate(fold_ids, 1):
         for im in (read_json(store.run(rid).file(IMAGES)) or {}).get("val") or []:
@@ -72,33 +71,31 @@ def _repeat(project: Path, store: RunStore, configuration: str, repeat: int, fol
     return out
 
 
-def cross_validate(project: Path, configuration: str, folds: dict[int, list[str]], device: str = "cpu"
-                   ) -> dict[str, Any] | None:
+def cross_validate(project: Path, configuration: str, folds: dict[int, list[str]], device: str = "cpu",
+                   again: bool = False) -> dict[str, Any] | None:
     """Compute and write ``configuration``'s file from ``folds`` ({repeat: its fold runs' ids, fold 1 first}) for
     every repeat whose folds are all done; None (and nothing written) while none is. Done runs only: a fold that
-    failed leaves its repeat out."""
+    failed leaves its repeat out. A repeat the file already holds for the same runs and best epochs is kept as it is
+    (its ensemble is not scored again) unless ``again``."""
     store = RunStore(project)
     done = {r: ids for r, ids in sorted(folds.items())
             if ids and all((store.run(i).status() or {}).get("state") == "done" for i in ids)}
     if not done:
         return None
+    kept = {} if again else {rep.get("repeat"): rep for rep in (store.configuration(configuration) or {}).get(
+        "repeats") or [] if not _stale_runs(rep, store)}
     data = {"configuration": configuration, "folds": len(next(iter(done.values()))), "written": time.time(),
-            "repeats": [_repeat(project, store, configuration, r, ids, device) for r, ids in done.items()]}
+            "repeats": [kept[r] if r in kept and list(kept[r]["runs"]) == ids else
+                        _repeat(project, store, configuration, r, ids, device) for r, ids in done.items()]}
     path = store.configuration_file(configuration)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_json(path, data)
     return data
 
 
-def _num(v: Any) -> str:
-    return f"{v:.4f}" if isinstance(v, (int, float)) and not isinstance(v, bool) else "-"
-
-
 def cv_line(data: dict[str, Any], repeat: int = 1) -> str:
     """One line of a configuration's results for ``repeat``: pooled out-of-fold Dice, the mean over folds, and with a
     test split the ensemble's test Dice beside the single folds' mean."""
-    from ..stats import mean_sd_text
-
     rep = next((r for r in data.get("repeats") or [] if r.get("repeat") == repeat), None)
     if rep is None:
         return f"cross-validation of {data.get('configuration')}: repeat {repeat} not done"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["resolve_device", "resolve_amp"]
+__all__ = ["out_of_memory", "resolve_amp", "resolve_device"]
 
 
 def resolve_device(requested: str) -> torch.device:
@@ -36,3 +36,12 @@ def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
     if amp == "bf16":
         return torch.bfloat16
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` is the device (or the host) running out of memory rather than a fault of the run's own:
+    torch's out-of-memory error, Python's MemoryError, or a RuntimeError that says so (the CPU allocator's)."""
+    oom = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
+    text = str(exc).lower()
+    return isinstance(exc, (oom, MemoryError)) or (isinstance(exc, RuntimeError) and (
+        "out of memory" in text or "not enough memory" in text))

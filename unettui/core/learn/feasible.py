@@ -101,6 +101,12 @@ def memory_estimate(cfg: Config, n_images: int, in_channels: int = 1, synthetic:
     }
 
 
+def smallest_fold_train(m: int, k: int) -> int:
+    """The training images of the smallest fold run when ``m`` non-test images are dealt into ``k`` folds: all but
+    the largest fold, ``m - ceil(m / k)`` (what every fold's epoch trains on: run_data.fold_epoch)."""
+    return m - -(-m // k)
+
+
 def machine_memory() -> int | None:
     """This machine's RAM in bytes (None where the OS does not say)."""
     try:
@@ -146,7 +152,7 @@ def problems(cfg: Config, n_images: int | None, memory: int | None = None, where
                 out.append(("folds", f"{cfg.folds} folds need at least {cfg.folds} images to validate on, the dataset "
                                      f"has {rest}{held}; use folds = {max(2, rest)} or fewer, or more images"))
                 return out
-            n_train, n_val = rest - -(-rest // cfg.folds), rest // cfg.folds
+            n_train, n_val = smallest_fold_train(rest, cfg.folds), rest // cfg.folds
         if n_val < 1:
             out.append(("train_fraction", f"{cfg.train_fraction:g} of {n_images} image{'s' if n_images != 1 else ''} "
                                           "leaves no validation image; use train_fraction = 1.0 or more images"))

@@ -55,14 +55,14 @@ from ..define.config import Config
 from ..runs.store import BEST_WEIGHTS, CHECKPOINT, METRICS, SUMMARY, Run, append_jsonl, atomic_write_json
 from ..show.preview import save_preview
 from .augment import rotate_batch
-from .devices import resolve_amp, resolve_device
+from .devices import out_of_memory, resolve_amp, resolve_device
 from .optim import Schedule, make_optimizer
 from .pack import PackedUNet, PackLoss, PackOptimizer
 from .pack_eval import PackScoring
 from .task import Scores
 from .train import Events, Result, Trainer, diverged_message
 
-__all__ = ["PACK_KEYS", "data_mate", "out_of_memory", "pack_key", "PackMember", "PackTrainer"]
+__all__ = ["PACK_KEYS", "data_mate", "pack_key", "PackMember", "PackTrainer"]
 
 # the definition keys every member of a pack shares (with the resolved device and AMP dtype)
 PACK_KEYS = ("dataset", "num_images", "data_seed", "image_size", "train_fraction", "test_fraction", "augment.histeq",
@@ -170,14 +170,6 @@ class PackMember(Trainer):
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
-
-
-def out_of_memory(exc: BaseException) -> bool:
-    """Whether ``exc`` is the device (or the host) running out of memory, not a fault of the run's own."""
-    oom = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
-    text = str(exc).lower()
-    return isinstance(exc, oom) or (isinstance(exc, RuntimeError) and ("out of memory" in text
-                                                                        or "not enough memory" in text))
 
 
 def data_mate(cfg: Config, built: Sequence[Trainer]) -> Trainer | None:

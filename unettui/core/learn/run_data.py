@@ -14,6 +14,7 @@ import torch
 from ..define.config import Config
 from .data import equalize_histogram, split_folds, split_with_test
 from .datasets import load_dataset
+from .feasible import smallest_fold_train
 from .task import Task
 
 __all__ = ["RunData", "Source", "load_run_data", "read_source", "split_source", "decoded_cache", "split_of"]
@@ -78,7 +79,7 @@ def fold_epoch(data: Any) -> int:
         return 0
     k, m = cfg.folds, data.n_train + data.n_val
     if not cfg.patch_size:
-        return m - -(-m // k)
+        return smallest_fold_train(m, k)
     pixels = sum(int(im.shape[-2]) * int(im.shape[-1]) for im in [*data.train_x, *data.val_x])
     return max(1, -(-(k - 1) * pixels // (k * cfg.patch_size ** 2)))
 
@@ -159,13 +160,10 @@ def split_source(src: Source, cfg: Config, device: torch.device, task: Task) -> 
 def _file_names(cfg: Config, project: Path | None, stems: list[str]) -> list[str]:
     """Each image's name as split.json records it: a folder's file names relative to its images/ folder (the stem
     and its extension), a built-in dataset's generated names."""
-    from .dataset_id import image_files, is_synthetic
+    from .dataset_id import folder_of, image_files, is_synthetic
 
     if is_synthetic(cfg.dataset):
         return list(stems)
-    folder = Path(cfg.dataset).expanduser()
-    if not folder.is_absolute():
-        folder = Path(project if project is not None else Path.cwd()) / folder
-    by_stem = image_files(folder / "images")
+    by_stem = image_files(folder_of(cfg.dataset, project) / "images")
     return [by_stem[s][0].name if by_stem.get(s) else s for s in stems]
 

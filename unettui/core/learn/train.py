@@ -442,7 +442,7 @@ class Trainer:
             per_image = []
             for logits, y in self.batched_logits(model, images, masks):
                 acc.add(y[:, 0].round().long().cpu().numpy(), self.task.decode(logits)[:, 0].cpu().numpy())
-                per_image += [self.task.counts(logits[j:j + 1], y[j:j + 1]).tolist() for j in range(len(y))]
+                per_image += self.task.member_counts(logits.unsqueeze(1), y.unsqueeze(1)).tolist()  # per image
             out.update({f"{prefix}_{k}": v for k, v in run_keys(acc.result(), names, self.task.binary).items()})
             self.image_scores[prefix] = [{"name": name, "dice": self.task.scores(0.0, c).dice, "counts": c}
                                          for name, c in zip(self.split[prefix], per_image)]

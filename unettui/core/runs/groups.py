@@ -10,7 +10,7 @@ from typing import Any
 
 from ..define.config import KEYS
 from ..define.task import AT_ORDER, METRICS, SUMMARY_KEYS
-from ..stats import mean_sd, mean_sd_text, pooled_dice, standard_error, within_noise
+from ..stats import mean_sd, mean_sd_text, pooled_dice, standard_error, summed_counts, within_noise
 from .export import class_columns, row_dict
 from .status import Row
 
@@ -140,8 +140,7 @@ def pooled_oof(members: list[dict[str, Any]]) -> tuple[float | None, float | Non
         counts = [m.get("best_val_counts") for m in runs]
         if len({m.get("fold") for m in runs}) < folds or any(not isinstance(c, list) or not c for c in counts):
             continue
-        sums = [[sum(float(c[k][j]) for c in counts) for j in range(3)] for k in range(len(counts[0]))]
-        dice = pooled_dice(sums)
+        dice = pooled_dice(summed_counts(counts))
         if dice is not None:
             scores.append(dice)
     return mean_sd(scores)
