@@ -392,7 +392,8 @@ class Runner:
           alone).
 
         Each member is claimed exactly as a lone experiment is (its own status, token check and lock), so packed and
-        unpacked runners share a queue. Returns what was claimed, in training order (empty: nothing to claim); the
+        unpacked runners share a queue. Returns what was claimed, in training order (a new pack's members side by
+        side by optimizer kind, for the stacked step; empty: nothing to claim); the
         packs line for the claimed runs' run.log is left in ``self._pack_line``, and ``self._pack_resume`` says that
         they resume a pack (then even one member alone trains through the pack trainer, as in that pack)."""
         data = DataIds(self.project)
@@ -473,6 +474,8 @@ class Runner:
                                        f": resumes in a pack of {len(got)} ({ids}), at most "
                                        f"{self._pack_cap[first.id]}; from here on its fp32 numbers round as that "
                                        "pack's")
+            else:  # a new pack: members of one optimizer kind side by side, one stacked step each (pack_optim.py)
+                got.sort(key=lambda c: "adam" if c[0].config.optimizer == "adamw" else c[0].config.optimizer)
             return got
 
     def _alone_because(self, first: Experiment, key: tuple | None, unlike: list[tuple[str, list[str]]],

@@ -64,18 +64,25 @@ def test_a_packs_forward_and_backward_launch_what_one_solo_run_launches():
                       device="cpu", preview_count=0, seed=seed, lr=1e-3 * (1 + seed))
 
     solo, _ = step_launches(lambda steps: Trainer(cfg(steps, 0)))
-    pack, _ = step_launches(lambda steps: PackTrainer.from_configs([cfg(steps, s) for s in range(3)]))
+    packs = {n: step_launches(lambda steps, n=n: PackTrainer.from_configs([cfg(steps, s) for s in range(n)]))[0]
+             for n in (3, 16)}
+    pack = packs[3]
     # a UNet of depth 2: 3 levels of 2 convolutions, 2 transposed and 2 x 2 decoder convolutions, the head: 13, one
     # grouped convolution each in the pack; backward a kernel per gradient: every layer's input and weight (the first
     # layer's input needs none) and the biases of the 2 transposed convolutions and the head (the others feed BN)
     assert solo.by_op["convolution"] == pack.by_op["convolution"] == 13
     assert solo.by_op["convolution_backward"] == pack.by_op["convolution_backward"] == 2 * 13 - 1 + 3
     assert solo.syncs == pack.syncs == 0
-    # the optimizer: torch's multi-tensor Adam over 26 tensors (7 launches) solo; the pack's over 3 x 26 views
-    # (what issue 27's stacked step is to bring back to 7)
-    solo_opt = sum(v for k, v in solo.by_op.items() if k.startswith("_foreach_"))
-    pack_opt = sum(v for k, v in pack.by_op.items() if k.startswith("_foreach_"))
-    assert solo_opt == 7 and pack_opt > solo_opt
+    # the optimizer: torch's multi-tensor Adam over 26 tensors (7 launches) solo; the pack's stacked step over the
+    # same 26 tensors: the same 7, with each member's step size (its own lr) a per-element tensor: the copy of the
+    # members' values to the device and the index_select that spreads them (2), and the multiply by it (1); besides,
+    # the pack zeroes its persistent gradients (1) and counts its BatchNorms' batches in one add (1)
+    foreach = [{k: v for k, v in c.by_op.items() if k.startswith("_foreach_")} for c in (solo, pack, packs[16])]
+    assert sum(foreach[0].values()) == 7
+    assert foreach[1] == foreach[2] == {**foreach[0], "_foreach_mul": 1, "_foreach_zero_": 1,
+                                        "_foreach_add_": foreach[0]["_foreach_add_"] + 1}
+    assert pack.by_op["index_select"] == packs[16].by_op["index_select"] == solo.by_op["index_select"] + 1
+    assert pack.launches == packs[16].launches  # 16 members launch what 3 do
 
 
 def test_bench_launches_prints_a_line_per_pack_size_and_the_pack_against_solo():

@@ -1,4 +1,4 @@
-"""Packs: N UNets trained as ONE fused network (PackedUNet), their losses in one pass (PackLoss), and per-member torch optimizers over views of the stacked parameters, stepped together (PackOptimizer).
+"""Packs: N UNets trained as ONE fused network (PackedUNet) and their losses in one pass (PackLoss).
 
 Layout: every pack tensor stacks the members along dim 0 of the member's tensor (conv weight [O, I, k, k]
 -> [N*O, I, k, k], member i owning rows [i*O, (i+1)*O); BatchNorm vectors -> [N*C]; num_batches_tracked
@@ -14,23 +14,13 @@ Exactness contract: a member is its solo run's maths. Its loss sees logits[i] on
 the SUM of member losses, whose backward gives each member exactly 1 (a NaN member touches no other; a
 mean would scale every gradient by 1/N). On the CPU in float64 a pack equals N solo runs bit for bit
 (tests/unit/test_pack.py); in fp32/bf16 and on GPUs grouped kernels round differently from solo ones, as
-any change of convolution algorithm does. Each member's optimizer is an ordinary one (make_optimizer)
-over views of its rows, their .grad views of the stacked gradients: its state_dict is a solo
-optimizer's and schedulers work on it unchanged. PackOptimizer.step runs the members sharing an
-optimizer kind and its constants (betas, eps, alpha, rho, dampening) through ONE sequence of
-torch._foreach_* calls repeating, per tensor, the ops of torch's foreach implementation (CUDA's default;
-on the CPU bit-identical to the default per-tensor loop, tested for all seven optimizers in fp64), with
-per-member lr/weight decay/momentum as per-tensor scalar lists. Where torch's op takes one scalar only
-(add's alpha: coupled weight decay, SGD's and Adadelta's lr step) it makes one call per distinct value;
-HFTA-style coefficient tensors would change the rounding. First steps (torch initialises the state) and
-options off that path (fused, amsgrad, maximize, nesterov, capturable, centered or momentum RMSprop,
-tensor lr, several param groups) use the member's own optimizer.step().
+any change of convolution algorithm does. The optimizer step over the stacked tensors is pack_optim.py's.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -39,9 +29,8 @@ from torch import Tensor, nn
 from ..define.config import check_image_size
 from .losses import make_loss
 from .model import SeededDropout, UNet, check_generator
-from .optim import make_optimizer
 
-__all__ = ["PackedUNet", "PackOptimizer", "PackLoss", "member_losses"]
+__all__ = ["PackedUNet", "PackLoss", "member_losses"]
 
 
 class _GConv(nn.Module):
@@ -342,231 +331,3 @@ class PackLoss:
             if self.need[2]:
                 terms.append(b * dice_loss(1.0 - p, 1.0 - y))
             return sum(terms[1:], terms[0])  # left to right, as make_loss adds its terms
-
-
-# ---- optimizers ---------------------------------------------------------------------------------
-def _alpha_add(dst: list[Tensor], src: list[Tensor], alpha: list[float], inplace: bool) -> list[Tensor]:
-    """dst[j] + alpha[j]*src[j] (skipping alpha 0 when not in place): one foreach call per distinct alpha,
-    since torch's add takes one alpha; returns the new list (out of place) or dst (in place)."""
-    out = list(dst)
-    for a in dict.fromkeys(alpha):
-        idx = [j for j, v in enumerate(alpha) if v == a]
-        if inplace:
-            torch._foreach_add_([dst[j] for j in idx], [src[j] for j in idx], alpha=a)
-        elif a != 0:
-            for j, t in zip(idx, torch._foreach_add([dst[j] for j in idx], [src[j] for j in idx], alpha=a)):
-                out[j] = t
-    return out
-
-
-class _Batch:
-    """Several members' tensors as flat per-tensor lists (member by member, in UNet parameter order).
-
-    Cached by PackOptimizer while the members, their state dicts and the gradient links are unchanged
-    (torch optimizers update their state tensors in place; load_state_dict makes a new state dict)."""
-
-    def __init__(self, opts: Sequence[torch.optim.Optimizer], views: Sequence[list[Tensor]], members: list[int]):
-        self.members, self.k = members, [len(views[i]) for i in members]
-        self.containers = [opts[i].state for i in members]
-        self.owner = [i for i in members for _ in views[i]]
-        self.P = [v for i in members for v in views[i]]
-        self.G = [v.grad for v in self.P]
-        self.states = [opts[i].state[v] for i in members for v in views[i]]
-        self.groups = {i: opts[i].param_groups[0] for i in members}
-        self.first = {i: sum(self.k[:j]) for j, i in enumerate(members)}
-        self._st: dict[str, list[Tensor]] = {}
-
-    def hp(self, name: str) -> list:
-        out: list = []
-        for i, k in zip(self.members, self.k):
-            out.extend([self.groups[i][name]] * k)
-        return out
-
-    def st(self, key: str) -> list[Tensor]:
-        if key not in self._st:
-            self._st[key] = [s[key] for s in self.states]
-        return self._st[key]
-
-    def count_step(self) -> list[float]:
-        """+1 on every 'step' tensor; returns each tensor's new step (read once per member, in one op)."""
-        steps = self.st("step")
-        torch._foreach_add_(steps, 1)
-        values = dict(zip(self.first, torch.stack([steps[j] for j in self.first.values()]).tolist()))
-        return [values[i] for i in self.owner]
-
-    def decayed_grads(self, coupled: list[bool] | None = None) -> list[Tensor]:
-        wd = [w if c else 0.0 for w, c in zip(self.hp("weight_decay"), coupled or [True] * len(self.P))]
-        return _alpha_add(self.G, self.P, wd, inplace=False)
-
-
-def _adam(b: _Batch, g0: dict) -> None:  # Adam and AdamW: torch.optim.adam._multi_tensor_adam
-    (beta1, beta2), eps, lr = g0["betas"], g0["eps"], b.hp("lr")
-    steps = b.count_step()
-    decoupled = b.hp("decoupled_weight_decay")
-    wd_idx = [j for j, (d, w) in enumerate(zip(decoupled, b.hp("weight_decay"))) if d and w != 0]
-    if wd_idx:
-        wd = b.hp("weight_decay")
-        torch._foreach_mul_([b.P[j] for j in wd_idx], [1 - lr[j] * wd[j] for j in wd_idx])
-    grads = b.decayed_grads([not d for d in decoupled])
-    exp_avgs, exp_avg_sqs = b.st("exp_avg"), b.st("exp_avg_sq")
-    torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
-    torch._foreach_mul_(exp_avg_sqs, beta2)
-    torch._foreach_addcmul_(exp_avg_sqs, grads, grads, 1 - beta2)
-    step_size = [(r / (1 - beta1**s)) * -1 for r, s in zip(lr, steps)]
-    denom = torch._foreach_sqrt(exp_avg_sqs)
-    torch._foreach_div_(denom, [(1 - beta2**s) ** 0.5 for s in steps])
-    torch._foreach_add_(denom, eps)
-    torch._foreach_addcdiv_(b.P, exp_avgs, denom, step_size)
-
-
-def _sgd(b: _Batch, g0: dict) -> None:  # torch.optim.sgd._multi_tensor_sgd
-    grads = b.decayed_grads()
-    mom = b.hp("momentum")
-    idx = [j for j, m in enumerate(mom) if m != 0]
-    if idx:
-        bufs = [b.states[j]["momentum_buffer"] for j in idx]
-        torch._foreach_mul_(bufs, [mom[j] for j in idx])
-        torch._foreach_add_(bufs, [grads[j] for j in idx], alpha=1 - g0["dampening"])
-        for j, buf in zip(idx, bufs):
-            grads[j] = buf
-    _alpha_add(b.P, grads, [-r for r in b.hp("lr")], inplace=True)
-
-
-def _rmsprop(b: _Batch, g0: dict) -> None:  # torch.optim.rmsprop._multi_tensor_rmsprop, momentum 0, not centered
-    b.count_step()
-    grads, alpha, square_avgs = b.decayed_grads(), g0["alpha"], b.st("square_avg")
-    torch._foreach_mul_(square_avgs, alpha)
-    torch._foreach_addcmul_(square_avgs, grads, grads, value=1 - alpha)
-    avg = torch._foreach_sqrt(square_avgs)
-    torch._foreach_add_(avg, g0["eps"])
-    torch._foreach_addcdiv_(b.P, grads, avg, [-r for r in b.hp("lr")])
-
-
-def _adagrad(b: _Batch, g0: dict) -> None:  # torch.optim.adagrad._multi_tensor_adagrad
-    steps = b.count_step()
-    grads, sums = b.decayed_grads(), b.st("sum")
-    minus_clr = [-r / (1 + (s - 1) * d) for r, s, d in zip(b.hp("lr"), steps, b.hp("lr_decay"))]
-    torch._foreach_addcmul_(sums, grads, grads, value=1)
-    std = torch._foreach_sqrt(sums)
-    torch._foreach_add_(std, g0["eps"])
-    torch._foreach_addcdiv_(b.P, torch._foreach_mul(grads, minus_clr), std)
-
-
-def _adamax(b: _Batch, g0: dict) -> None:  # torch.optim.adamax._multi_tensor_adamax
-    (beta1, beta2), steps = g0["betas"], b.count_step()
-    grads, exp_avgs, exp_infs = b.decayed_grads(), b.st("exp_avg"), b.st("exp_inf")
-    torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
-    torch._foreach_mul_(exp_infs, beta2)
-    grads = torch._foreach_abs(grads)
-    torch._foreach_add_(grads, g0["eps"])
-    torch._foreach_maximum_(exp_infs, grads)
-    step_size = [(r / (1 - beta1**s)) * -1 for r, s in zip(b.hp("lr"), steps)]
-    torch._foreach_addcdiv_(b.P, exp_avgs, exp_infs, step_size)
-
-
-def _adadelta(b: _Batch, g0: dict) -> None:  # torch.optim.adadelta._multi_tensor_adadelta
-    b.count_step()
-    grads, rho, eps = b.decayed_grads(), g0["rho"], g0["eps"]
-    square_avgs, acc_deltas = b.st("square_avg"), b.st("acc_delta")
-    torch._foreach_mul_(square_avgs, rho)
-    torch._foreach_addcmul_(square_avgs, grads, grads, value=1 - rho)
-    std = torch._foreach_add(square_avgs, eps)
-    torch._foreach_sqrt_(std)
-    deltas = torch._foreach_add(acc_deltas, eps)
-    torch._foreach_sqrt_(deltas)
-    torch._foreach_div_(deltas, std)
-    torch._foreach_mul_(deltas, grads)
-    torch._foreach_mul_(acc_deltas, rho)
-    torch._foreach_addcmul_(acc_deltas, deltas, deltas, value=1 - rho)
-    _alpha_add(b.P, deltas, [-r for r in b.hp("lr")], inplace=True)
-
-
-# kind -> (the group's constants that must be equal to share one call, the state key whose presence
-# means "initialised", the grouped step)
-_GROUPED = {
-    torch.optim.Adam: (("betas", "eps"), "exp_avg", _adam),  # AdamW is an Adam (decoupled_weight_decay)
-    torch.optim.SGD: (("dampening",), None, _sgd),
-    torch.optim.RMSprop: (("alpha", "eps"), "square_avg", _rmsprop),
-    torch.optim.Adagrad: (("eps",), "sum", _adagrad),
-    torch.optim.Adamax: (("betas", "eps"), "exp_avg", _adamax),
-    torch.optim.Adadelta: (("rho", "eps"), "square_avg", _adadelta),
-}
-_OFF_PATH = {"fused": True, "amsgrad": True, "maximize": True, "nesterov": True, "capturable": True,
-             "differentiable": True, "centered": True, "foreach": False}
-
-
-class PackOptimizer:
-    """One torch optimizer per member over ``pack.member_parameters(i)``, stepped together.
-
-    ``make(i, params)`` builds member i's optimizer (``from_configs`` uses the project's
-    ``make_optimizer``). The stacked gradients are persistent: ``zero_grad`` zeroes them in place (one
-    op), and every member parameter's ``.grad`` is a view of them. ``step(members)`` steps only the
-    given members (default all): pass the active ones, so a finished or diverged member is frozen.
-    ``optimizers[i].state_dict()`` is a solo optimizer's; schedulers attach to ``optimizers[i]``.
-    Create it after the pack's last ``.to(...)`` (it holds views of the parameters' storage).
-    """
-
-    def __init__(self, pack: PackedUNet, make: Callable[[int, list[Tensor]], torch.optim.Optimizer],
-                 grouped: bool = True):
-        self.pack, self.grouped = pack, grouped
-        self.stacked = list(pack.parameters())
-        self.views = [pack.member_parameters(i) for i in range(pack.n)]
-        self.optimizers = [make(i, self.views[i]) for i in range(pack.n)]
-        self._ptrs = [p.data_ptr() for p in self.stacked]
-        self._linked: list[Tensor | None] = [None] * len(self.stacked)
-        self._ready: dict[int, object] = {}  # member -> its optimizer's state dict, once ready for the grouped path
-        self._batches: dict[tuple, _Batch] = {}
-
-    @classmethod
-    def from_configs(cls, pack: PackedUNet, cfgs: Sequence, grouped: bool = True) -> PackOptimizer:
-        return cls(pack, lambda i, params: make_optimizer(cfgs[i], params), grouped)
-
-    def zero_grad(self) -> None:
-        grads = [p.grad for p in self.stacked if p.grad is not None]
-        if grads:
-            torch._foreach_zero_(grads)
-
-    def _link_grads(self) -> None:
-        if [p.data_ptr() for p in self.stacked] != self._ptrs:
-            raise RuntimeError("the pack's parameters moved (.to() after PackOptimizer was built); build it again")
-        for k, p in enumerate(self.stacked):
-            if p.grad is not self._linked[k]:
-                self._linked[k] = p.grad
-                self._ready, self._batches = {}, {}
-                for i in range(self.pack.n):
-                    view = self.views[i][k]
-                    view.grad = None if p.grad is None else self.pack._rows("", p.grad)(i)
-
-    def _group_key(self, i: int) -> tuple | None:
-        opt = self.optimizers[i]
-        kind = next((k for k in _GROUPED if type(opt) is k or (k is torch.optim.Adam and isinstance(opt, k))), None)
-        if not self.grouped or kind is None or len(opt.param_groups) != 1:
-            return None
-        g = opt.param_groups[0]
-        if any(g.get(k) == v for k, v in _OFF_PATH.items()) or isinstance(g["lr"], Tensor) \
-                or (kind is torch.optim.RMSprop and g["momentum"] != 0):
-            return None
-        ready = "momentum_buffer" if kind is torch.optim.SGD and g["momentum"] != 0 else _GROUPED[kind][1]
-        if self._ready.get(i) is not opt.state:
-            if any(v.grad is None or (ready and opt.state.get(v, {}).get(ready) is None) for v in self.views[i]):
-                return None  # e.g. the first step: torch initialises the state exactly as a solo run does
-            self._ready[i] = opt.state
-        return (kind, *(tuple(g[k]) if isinstance(g[k], (list, tuple)) else g[k] for k in _GROUPED[kind][0]))
-
-    @torch.no_grad()
-    def step(self, members: Iterable[int] | None = None) -> None:
-        self._link_grads()
-        batches: dict[tuple, list[int]] = {}
-        for i in range(self.pack.n) if members is None else members:
-            key = self._group_key(i)
-            if key is None:
-                self.optimizers[i].step()
-            else:
-                batches.setdefault(key, []).append(i)
-        for key, ms in batches.items():
-            b = self._batches.get(key)
-            if b is None or b.members != ms or any(c is not self.optimizers[i].state for c, i in zip(b.containers, ms)):
-                b = self._batches[key] = _Batch(self.optimizers, self.views, ms)
-            _GROUPED[key[0]][2](b, self.optimizers[ms[0]].param_groups[0])
-            for i in ms:
-                self.optimizers[i]._opt_called = True  # what an LR scheduler's wrapper of opt.step() records

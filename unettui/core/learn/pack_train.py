@@ -10,10 +10,10 @@ from its own generator), optimizer, lr, momentum, weight decay, scheduler, loss,
 early stopping and successive-halving budget. Members may even be at different epochs (a resumed member goes on
 from its own checkpoint): each counts its own.
 
-Exactness: a member is its solo run's maths (pack.py: grouped convolutions, per-member losses SUMMED, per-member
-optimizers over views). In float64 on the CPU a pack's members equal their solo runs (tests/unit/test_pack_train.py:
-parameters, losses, metrics records); in float32/bf16 grouped kernels round differently from solo ones, as any
-change of convolution algorithm does.
+Exactness: a member is its solo run's maths (pack.py: grouped convolutions, per-member losses SUMMED; pack_optim.py:
+one optimizer step over the stacked tensors with per-member coefficients). In float64 on the CPU a pack's members
+equal their solo runs (tests/unit/test_pack_train.py: parameters, losses, metrics records); in float32/bf16 grouped
+kernels round differently from solo ones, as any change of convolution algorithm does.
 
 A member that ends (its epochs, early stopping, its budget), diverges (recorded failed with its epoch and the solo
 message), is stopped (Ctrl-C, its claim taken over, its definition changed) or whose files cannot be written leaves
@@ -57,8 +57,9 @@ from ..show.preview import save_preview
 from .augment import rotate_batch
 from .devices import out_of_memory, resolve_amp, resolve_device
 from .optim import Schedule, make_optimizer
-from .pack import PackedUNet, PackLoss, PackOptimizer
+from .pack import PackedUNet, PackLoss
 from .pack_eval import PackScoring
+from .pack_optim import PackOptimizer
 from .task import Scores
 from .train import Events, Result, Trainer, diverged_message
 
