@@ -184,7 +184,7 @@ class PackTrainer(PackScoring):
 
     max_write_share = 0.1  # writes take at most about this share of the time (>= 1: write after every epoch)
 
-    def __init__(self, members: Sequence[PackMember]):
+    def __init__(self, members: Sequence[PackMember], dropout_mode: str = "exact"):
         if not members:
             raise ValueError("PackTrainer: no members")
         first = members[0]
@@ -199,6 +199,7 @@ class PackTrainer(PackScoring):
                 diff = [k for k, a, b in zip((*PACK_KEYS, "device", "amp", "data"), mine, theirs) if a != b]
                 raise ValueError(f"pack members must share {', '.join(diff)}")
         self.members = list(members)
+        self.dropout_mode = dropout_mode  # PackedUNet.dropout_mode: "exact" (each member's solo masks) or "fused"
         self.device, self.amp_dtype, self.cuda = first.device, first.amp_dtype, first.cuda
         self.bs, self.steps_per_epoch = first.cfg.batch_size, first.steps_per_epoch
         self.train_x, self.train_y = first.train_x, first.train_y
@@ -224,12 +225,12 @@ class PackTrainer(PackScoring):
 
     @classmethod
     def from_configs(cls, cfgs: Sequence[Config], project=None, device: str | None = None,
-                     dtype: torch.dtype | None = None) -> PackTrainer:
+                     dtype: torch.dtype | None = None, dropout_mode: str = "exact") -> PackTrainer:
         """Build every member as its solo Trainer would be (the data loaded once and shared), then pack them."""
         built: list[PackMember] = []
         for c in cfgs:
             built.append(PackMember(c, project, device, dtype=dtype, data_from=data_mate(c, built)))
-        return cls(built)
+        return cls(built, dropout_mode)
 
     # ---- packing and unpacking ------------------------------------------------------------------------------------
     def autocast(self) -> contextlib.AbstractContextManager:
@@ -244,6 +245,7 @@ class PackTrainer(PackScoring):
                 if m.model is not m.unet:
                     m.unet.load_state_dict(weights)
             pack = PackedUNet.from_members([m.unet for m in members])
+            pack.dropout_mode = self.dropout_mode
             if self.cuda:
                 pack = pack.to(memory_format=torch.channels_last)
         popt = PackOptimizer(pack, lambda i, params: make_optimizer(members[i].cfg, params))
@@ -445,7 +447,8 @@ class PackTrainer(PackScoring):
             m.run, m.events, m.run_id, m.result = runs[i], events[i], run_ids[i], None
             m.stop_at, m.stopping, m.pending, m.pending_best = m.stop_epoch(until_epochs[i]), False, [], None
             # recorded in config.json: the runner resumes an interrupted pack as it was (runner._pack_past)
-            m.pack_info = {"pack_size": n, "pack_members": [x for j, x in enumerate(ids) if j != i], "pack_slot": i}
+            m.pack_info = {"pack_size": n, "pack_members": [x for j, x in enumerate(ids) if j != i], "pack_slot": i,
+                           **({"pack_dropout": self.dropout_mode} if m.cfg.dropout > 0 else {})}
         for m in self.members:  # resume or start afresh, as a solo run
             try:
                 resumed, restarted = m.open_run(m.run, m.guard, m.run_id) if m.run is not None else (False, None)
