@@ -791,7 +791,7 @@ class Runner:
             live = [j for j in jobs if j.member is not None]
             if live:
                 try:
-                    PackTrainer([j.member for j in live]).fit(
+                    PackTrainer([j.member for j in live], dropout_mode=self.options.pack_dropout).fit(
                         [j.run for j in live], [self._events(j) for j in live], [j.exp.id for j in live],
                         [j.exp.budget for j in live])
                 except Exception as exc:  # noqa: BLE001 - the pack could not be built: every member not ended yet

@@ -33,6 +33,7 @@ def run(
     devices: str | None = typer.Option(None, "--devices", help="Comma-separated devices given to the workers in turn, e.g. cuda:0,cuda:1 or cpu."),
     stale_after: float = typer.Option(120.0, "--stale-after", min=5, help="Seconds without a heartbeat after which another machine's running claim is taken over."),
     pack: str = typer.Option("auto", "--pack", envvar="UNETTUI_PACK", help="Train up to N compatible experiments at once as one fused model (same data, architecture, batch size, device, AMP dtype; see docs/packs.md): N, off, or auto (off on the CPU; on CUDA up to 8 only once the packs' GPU check passed on this pack code; runs interrupted in a pack resume in it)."),
+    pack_dropout: str = typer.Option("exact", "--pack-dropout", metavar="exact|fused", help="How a pack draws its members' dropout masks. exact (default): each member's masks are its solo run's (its own generator), one draw per member per dropout layer, so a pack's kernel launches grow with N. fused: one draw per dropout layer for the whole pack (each member still its own p), fewer kernel launches, but a member's masks depend on the pack it trained in. Recorded in each member's config.json as pack_dropout; see docs/packs.md."),
     backend: Backend = typer.Option(Backend.local, "--backend", help="local: train here (default). slurm: submit pilot tasks to SLURM and return at once (see docs/clusters.md).", rich_help_panel="SLURM"),
     partition: str | None = typer.Option(None, "--partition", help="SLURM partition (default: the cluster's default).", rich_help_panel="SLURM"),
     gpus_per_run: int = typer.Option(0, "--gpus-per-run", min=0, help="GPUs per task (--gpus-per-node).", rich_help_panel="SLURM"),
@@ -55,7 +56,7 @@ def run(
 
     On a SLURM cluster, --backend slurm submits a job array of pilot tasks, each an ordinary runner claiming from this queue on the shared filesystem, and returns at once (follow with `unettui ls`, `unettui logs ID`; stop with `unettui cancel --all`).
 
-    Packs (--pack N|auto|off): up to N pending experiments that share the data, architecture, batch size, device and AMP dtype train together as one fused model in one process, each still its own run with its own files; auto trains alone on the CPU, and on CUDA packs up to 8 only once the packs' GPU check (scripts/gpu_pack_check.sh) passed on the installed pack code; a run interrupted in a pack resumes in that pack. The runner says what it did and why in one line.
+    Packs (--pack N|auto|off): up to N pending experiments that share the data, architecture, batch size, device and AMP dtype train together as one fused model in one process, each still its own run with its own files; auto trains alone on the CPU, and on CUDA packs up to 8 only once the packs' GPU check (scripts/gpu_pack_check.sh) passed on the installed pack code; a run interrupted in a pack resumes in that pack. The runner says what it did and why in one line. Dropout in a pack (--pack-dropout exact|fused): exact keeps each member's solo masks, fused draws once for the whole pack (fewer kernel launches).
 
     Example: unettui run --headless --project my-study --workers 2 --devices cuda:0,cuda:1
 
@@ -408,6 +409,7 @@ def bench(
     launches: bool = typer.Option(False, "--launches", help="With --pack: a model of the CUDA kernel launches of one training step instead of timings, counted on the CPU (no GPU needed): per pack size, 'launches N=<n>: <count>', then the pack against one solo step."),
     dropout: float = typer.Option(0.0, "--dropout", min=0.0, max=0.9, help="With --pack: the members' dropout p (0: none)."),
     augment: bool = typer.Option(False, "--augment", help="With --pack: the members augment their batches (flips, rotation up to 15°)."),
+    pack_dropout: str = typer.Option("exact", "--pack-dropout", metavar="exact|fused", help="With --pack and --dropout: how the pack draws its dropout masks, as `unettui run --pack-dropout`: exact (each member's solo masks, one draw per member per layer) or fused (one draw per layer for the whole pack)."),
     data: bool = typer.Option(False, "--data", help="The data loader instead: for an experiment of the project (--experiment, default the queue's [defaults]), the loader's samples/s (patches drawn, cut and moved to the device) beside the training step's, and which one limits."),
     experiment: str | None = typer.Option(None, "--experiment", "-e", metavar="ID", help="With --data: the experiment whose settings are used (default: the queue's [defaults])."),
     project: Path = ProjectOpt,
@@ -425,6 +427,8 @@ def bench(
     With --pack N,... --launches: a model of the kernels one training step would launch on CUDA (forward, backward, loss and the optimizer's multi-tensor launches as torch splits them), counted on the CPU, for one solo run and each pack size; the last line is the pack of the largest N against the solo step.
 
     Example: unettui bench --pack 1,4,8,16 --launches
+
+    Example: unettui bench --pack 1,4,8,16 --launches --dropout 0.1 --pack-dropout fused   (dropout drawn once per layer for the whole pack)
 
     With --data: for one experiment of the project, the data loader's samples/s beside the training step's (the slower one limits training); the last line is ratio = loader / step.
 
@@ -449,14 +453,18 @@ def bench(
             fail(f"--pack {pack}: give pack sizes >= 1, e.g. --pack 1,4,8")
         if amp not in ("off", "bf16", "auto"):
             fail(f"--amp {amp}: use off, bf16 or auto (packs do not train in fp16)")
+        pack_dropout = pack_dropout.strip().lower()
+        if pack_dropout not in ("exact", "fused"):
+            fail(f"--pack-dropout {pack_dropout}: use exact or fused")
     if launches and not sizes:
         fail("--launches models a pack's launches: give the pack sizes too, e.g. --pack 1,4,8,16 --launches")
     try:
         lines = (run_launch_model(packs=sizes, image_size=image_size, batch_size=batch_size,
-                                  base_channels=base_channels, dropout=dropout, augment=augment) if launches else
+                                  base_channels=base_channels, dropout=dropout, augment=augment,
+                                  dropout_mode=pack_dropout) if launches else
                  run_pack_bench(device=device, packs=sizes, steps=steps, rounds=rounds, image_size=image_size,
                                 batch_size=batch_size, base_channels=base_channels, amp=amp,
-                                dropout=dropout, augment=augment) if sizes else
+                                dropout=dropout, augment=augment, dropout_mode=pack_dropout) if sizes else
                  run_bench(device=device, steps=steps, rounds=rounds, image_size=image_size,
                            batch_size=batch_size, base_channels=base_channels))
         for line in lines:

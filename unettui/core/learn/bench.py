@@ -96,16 +96,19 @@ def _member_settings(dropout: float, augment: bool) -> dict:
                                    else {})}
 
 
-def _settings_text(dropout: float, augment: bool) -> str:
-    return (f", dropout {dropout:g}" if dropout else "") + (", flips + rotation 15°" if augment else "")
+def _settings_text(dropout: float, augment: bool, dropout_mode: str | None = None) -> str:
+    """The members' settings for a header line; ``dropout_mode``: the pack's (PackedUNet.dropout_mode), shown with
+    dropout."""
+    mode = f" ({dropout_mode} masks)" if dropout and dropout_mode else ""
+    return (f", dropout {dropout:g}{mode}" if dropout else "") + (", flips + rotation 15°" if augment else "")
 
 
 def run_launch_model(packs: tuple[int, ...] = (1, 4, 8, 16), image_size: int = 64, batch_size: int = 8,
-                     base_channels: int = 16, depth: int = 4, dropout: float = 0.0, augment: bool = False
-                     ) -> Iterator[str]:
+                     base_channels: int = 16, depth: int = 4, dropout: float = 0.0, augment: bool = False,
+                     dropout_mode: str = "exact") -> Iterator[str]:
     """The modelled CUDA launches of one training step (core.learn.launches), counted on the CPU: one solo run's
     (Adam, fp32), then a pack of each N in ``packs`` (each member its own lr), one line ``launches N=<n>: <count>``
-    each; the last line compares the largest pack with the solo step."""
+    each; the last line compares the largest pack with the solo step. ``dropout_mode``: the packs' (PackTrainer's)."""
     from .launches import step_launches
     from .pack_train import PackTrainer
 
@@ -118,7 +121,7 @@ def run_launch_model(packs: tuple[int, ...] = (1, 4, 8, 16), image_size: int = 6
 
     yield (f"launch model (CUDA kernels of one training step, counted on the CPU: core/learn/launches.py): UNet base "
            f"{base_channels} depth {depth}, {image_size}x{image_size}, batch {batch_size}, adam, fp32"
-           f"{_settings_text(dropout, augment)}, torch {torch.__version__}")
+           f"{_settings_text(dropout, augment, dropout_mode)}, torch {torch.__version__}")
 
     def optimizer(c) -> int:
         return sum(v for k, v in c.by_op.items() if k.startswith("_foreach_"))
@@ -128,7 +131,7 @@ def run_launch_model(packs: tuple[int, ...] = (1, 4, 8, 16), image_size: int = 6
     last = solo
     for n in packs:
         last, _ = step_launches(lambda steps, n=n: PackTrainer.from_configs(
-            [cfg(steps, seed=i, lr=1e-3 * (1 + 0.1 * i)) for i in range(n)]))
+            [cfg(steps, seed=i, lr=1e-3 * (1 + 0.1 * i)) for i in range(n)], dropout_mode=dropout_mode))
         yield f"launches N={n}: {last.launches} (optimizer {optimizer(last)}, syncs {last.syncs})"
     n = packs[-1]
     yield (f"pack of {n} / solo = {last.launches / solo.launches:.2f}x the launches of one solo step, for {n} steps' "
@@ -137,10 +140,12 @@ def run_launch_model(packs: tuple[int, ...] = (1, 4, 8, 16), image_size: int = 6
 
 def run_pack_bench(device: str = "auto", packs: tuple[int, ...] = (1, 4, 8), steps: int = 20, rounds: int = 3,
                    image_size: int = 64, batch_size: int = 8, base_channels: int = 16, depth: int = 4,
-                   amp: str = "off", dropout: float = 0.0, augment: bool = False) -> Iterator[str]:
+                   amp: str = "off", dropout: float = 0.0, augment: bool = False, dropout_mode: str = "exact"
+                   ) -> Iterator[str]:
     """For each N in ``packs``: the same N experiments (seeds 0..N-1, each its own lr) trained one after the other
-    (N solo trainers' epochs) and as one pack (PackTrainer's epoch), in one process, alternating, after a warm-up of
-    each; yield images/s of both per N. The last line is ``ratio = packed / sequential = ...`` (one per N)."""
+    (N solo trainers' epochs) and as one pack (PackTrainer's epoch, its dropout ``dropout_mode``), in one process,
+    alternating, after a warm-up of each; yield images/s of both per N. The last line is ``ratio = packed /
+    sequential = ...`` (one per N)."""
     from .pack_train import PackMember, PackTrainer
 
     dev = resolve_device(device)
@@ -151,7 +156,8 @@ def run_pack_bench(device: str = "auto", packs: tuple[int, ...] = (1, 4, 8), ste
     yield (f"bench --pack: UNet base {base_channels} depth {depth}, {image_size}x{image_size}, batch {batch_size}, "
            f"{steps} steps x {rounds} rounds, amp {str(dtype).replace('torch.', '') if dtype else 'off'}, device {dev}"
            + (f" ({torch.cuda.get_device_name(dev)})" if dev.type == "cuda" else "")
-           + f"{_settings_text(dropout, augment)}, torch {torch.__version__}, threads {torch.get_num_threads()}")
+           + f"{_settings_text(dropout, augment, dropout_mode)}, torch {torch.__version__}, "
+           f"threads {torch.get_num_threads()}")
     ratios = []
     for n in packs:
         cfgs = [Config(num_images=n_images, train_fraction=1.0, image_size=image_size, batch_size=batch_size,
@@ -159,7 +165,7 @@ def run_pack_bench(device: str = "auto", packs: tuple[int, ...] = (1, 4, 8), ste
                        lr=1e-3 * (1 + 0.1 * i), **_member_settings(dropout, augment)) for i in range(n)]
         solos = [Trainer(cfgs[0], device=device)]
         solos += [Trainer(c, device=device, data_from=solos[0]) for c in cfgs[1:]]
-        pack = PackTrainer([PackMember(c, device=device, data_from=solos[0]) for c in cfgs])
+        pack = PackTrainer([PackMember(c, device=device, data_from=solos[0]) for c in cfgs], dropout_mode)
 
         def sequential(solos: list[Trainer] = solos) -> None:
             for t in solos:

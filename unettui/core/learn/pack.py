@@ -7,8 +7,10 @@ channels [i*C, (i+1)*C): all convs (3x3, 2x2 transposed, 1x1 head) are groups=N,
 channels is per channel hence per member, and the decoder's skip concatenation is per member (a plain
 cat along dim 1 would feed member 1's channels to member 0). Input [B, N*Cin, H, W] or [N, B, Cin, H, W];
 output logits [N, B, out_channels, H, W], contiguous, so logits[i] is laid out like a solo UNet's output.
-channels_last (pack.to(memory_format=...)) and torch.autocast work. Dropout: member i draws each mask of
-its own [B, C, H, W] shape from its generator with model.dropout_mask's ops, i.e. its solo run's masks.
+channels_last (pack.to(memory_format=...)) and torch.autocast work. Dropout (PackedUNet.dropout_mode): "exact"
+(the default), member i draws each mask of its own [B, C, H, W] shape from its generator with model.dropout_mask's
+ops, i.e. its solo run's masks, one draw per member; "fused", one draw per layer for the whole pack from the first
+member-with-dropout's generator, each member's channels dropped with its own p (masks depend on the pack).
 
 Exactness contract: a member is its solo run's maths. Its loss sees logits[i] only; the pack's loss is
 the SUM of member losses, whose backward gives each member exactly 1 (a NaN member touches no other; a
@@ -66,17 +68,27 @@ class _GBatchNorm(nn.Module):
         return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, self.training, 0.1, 1e-5)
 
 
+DROPOUT_MODES = ("exact", "fused")  # PackedUNet.dropout_mode
+
+
 class _PackedDropout(nn.Module):
-    """Member i's channels times a mask drawn from generators[i] (global RNG if None) with probability ps[i]."""
+    """Member i's channels dropped with probability ps[i], kept ones scaled by 1/(1-ps[i]); ``mode`` (PackedUNet's
+    ``dropout_mode``): "exact", member i's mask drawn from generators[i] (global RNG if None) as its solo run's;
+    "fused", ONE draw for all members from the generator of the first member with p > 0."""
+
+    mode = "exact"
 
     def __init__(self, ps: Sequence[float]):
         super().__init__()
         self.ps = tuple(ps)
         self.generators: list[torch.Generator | None] = [None] * len(self.ps)
+        self._per_channel: dict[tuple, tuple[Tensor, Tensor]] = {}  # fused: (keep [1, NC, 1, 1], scale [1, NC, 1, 1])
 
     def forward(self, x: Tensor) -> Tensor:
         if not self.training:
             return x
+        if self.mode == "fused":
+            return self._fused(x)
         n = len(self.ps)
         b, nc, h, w = x.shape
         masks = torch.ones((n, b, nc // n, h, w), dtype=x.dtype, device=x.device)
@@ -87,6 +99,24 @@ class _PackedDropout(nn.Module):
             rows[i].bernoulli_(1.0 - self.ps[i], generator=self.generators[i])
         torch._foreach_div_([rows[i] for i in drawn], [1.0 - self.ps[i] for i in drawn])
         return (x.reshape(b, n, nc // n, h, w) * masks.transpose(0, 1)).reshape(b, nc, h, w)
+
+    def _fused(self, x: Tensor) -> Tensor:
+        """Three kernels whatever N: a [B, N*C, H, W] bernoulli of per-channel keep probabilities (1 for p = 0, so
+        those members' channels are kept and scaled by exactly 1), the per-channel 1/(1-p), the product with x."""
+        n, (b, nc, h, w) = len(self.ps), x.shape
+        gen = next((g for g, p in zip(self.generators, self.ps) if p > 0), None)
+        if gen is not None:
+            check_generator(gen, x.device)
+        key = (x.device, x.dtype, nc, self.ps)  # (ps too: a slot's p may be set to 0 after construction)
+        if key not in self._per_channel:
+            # keep in float32 at least (bf16 would turn 0.9 into 0.898); the scale with dropout_mask's own division
+            keep = torch.tensor([1.0 - p for p in self.ps], dtype=torch.promote_types(x.dtype, torch.float32))
+            scale = torch.stack([torch.ones((), dtype=x.dtype).div_(1.0 - p) for p in self.ps])
+            self._per_channel[key] = tuple(t.repeat_interleave(nc // n).view(1, nc, 1, 1).to(x.device)
+                                           for t in (keep, scale))
+        keep, scale = self._per_channel[key]
+        mask = torch.empty((b, nc, h, w), dtype=x.dtype, device=x.device).bernoulli_(keep, generator=gen)
+        return x * mask.mul_(scale)
 
 
 def _block(n: int, cin: int, cout: int, ps: Sequence[float]) -> nn.Sequential:
@@ -114,8 +144,10 @@ class PackedUNet(nn.Module):
 
     ``PackedUNet(n, ...)`` initialises member i like a fresh ``UNet`` built i-th from the global RNG;
     ``from_members`` packs existing UNets (seed each with ``torch.manual_seed`` before building it, as
-    the trainer does). ``dropouts[i]`` is member i's dropout p.
+    the trainer does). ``dropouts[i]`` is member i's dropout p; ``dropout_mode`` how its masks are drawn.
     """
+
+    _dropout_mode = "exact"
 
     def __init__(self, n: int, in_channels: int = 1, out_channels: int = 1, base_channels: int = 16,
                  depth: int = 4, dropouts: Sequence[float] | None = None, *, _members: Sequence[UNet] | None = None):
@@ -193,6 +225,21 @@ class PackedUNet(nn.Module):
             if dst.shape != state_dict[k].shape:
                 raise ValueError(f"{k}: member shape {list(dst.shape)}, got {list(state_dict[k].shape)}")
             dst.copy_(state_dict[k])
+
+    @property
+    def dropout_mode(self) -> str:
+        """How the dropout layers draw their masks: "exact" (default; each member's own generator, its solo run's
+        masks, one draw per member per layer) or "fused" (one draw per layer for the whole pack, from the generator
+        of the first member with dropout; each member's p and 1/(1-p) its own, but its masks depend on the pack)."""
+        return self._dropout_mode
+
+    @dropout_mode.setter
+    def dropout_mode(self, mode: str) -> None:
+        if mode not in DROPOUT_MODES:
+            raise ValueError(f"pack dropout mode {mode!r}: use {' or '.join(DROPOUT_MODES)}")
+        self._dropout_mode = mode
+        for m in self._drops:
+            m.mode = mode
 
     def set_dropout_generators(self, generators: Sequence[torch.Generator | None]) -> None:
         """Member i draws its dropout masks from generators[i] (on the activations' device type)."""

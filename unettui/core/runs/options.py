@@ -32,6 +32,9 @@ def parse_pack(value: str | int | None) -> str | int:
     raise ValueError(f"--pack {value}: use auto, off or a number of experiments >= 1")
 
 
+PACK_DROPOUT = ("exact", "fused")  # core.learn.pack's DROPOUT_MODES (not imported: it would import torch)
+
+
 def _int(value: Any, flag: str, least: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < least:
         raise OptionsError(f"{flag} {value}: use a whole number >= {least}")
@@ -47,6 +50,7 @@ class RunnerOptions:
     stale_after: float = HEARTBEAT_TIMEOUT  # seconds without a heartbeat before another machine's claim is taken over
     threads: int | None = None  # PyTorch CPU threads (None: PyTorch's default, all cores)
     pack: str | int = "auto"  # "auto", "off" or the most experiments trained as one pack (runner.decide_pack)
+    pack_dropout: str = "exact"  # a pack's dropout masks: "exact" (each member's solo masks) or "fused" (one draw)
     workers: int = 1  # runner processes on this machine sharing the queue (runner.run_workers)
     devices: tuple[str, ...] = ()  # the workers' devices, given in turn (empty: each experiment's own)
 
@@ -59,6 +63,10 @@ class RunnerOptions:
             put("pack", parse_pack(self.pack))
         except ValueError as exc:
             raise OptionsError(str(exc)) from None
+        mode = str(self.pack_dropout).strip().lower()
+        if mode not in PACK_DROPOUT:
+            raise OptionsError(f"--pack-dropout {self.pack_dropout}: use {' or '.join(PACK_DROPOUT)}")
+        put("pack_dropout", mode)
         devices = self.devices.split(",") if isinstance(self.devices, str) else list(self.devices or ())
         put("devices", tuple(self._device(d.strip(), "--devices") for d in devices if str(d).strip()))
         put("device", None if self.device is None else self._device(self.device, "--device"))
