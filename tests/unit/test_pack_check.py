@@ -153,6 +153,72 @@ def test_what_the_check_records_is_what_auto_reads(tmp_path, monkeypatch):
     assert got.limit == 1 and "measured no speed-up" in got.line  # the worst case decides
 
 
+def test_the_check_benches_packs_up_to_16_at_64_pixels_in_both_precisions():
+    script = check_script()
+    assert script.PACKS == (1, 4, 8, 16) and script.AMPS == ("off", "bf16")
+    setup = script.launch_setup(tiny=False)  # the launches are counted on the bench's default model
+    assert setup == {"image_size": 64, "batch_size": 8, "base_channels": 16, "depth": 4, "packs": [1, 4, 8, 16]}
+
+
+def launch_counts(sizes: dict, packs=(1, 4, 8, 16), **extra) -> dict:
+    return {"setup": {"packs": list(packs)}, "sizes": {k: {"launches": v, "syncs": 0, **extra} for k, v in sizes.items()}}
+
+
+def test_the_launch_model_is_compared_with_the_profiler_but_never_fails_the_check(tmp_path, monkeypatch):
+    script = check_script()
+    model = launch_counts({"solo": 235, "1": 289, "4": 302, "8": 302, "16": 308})
+    close = launch_counts({"solo": 300, "1": 350, "4": 360, "8": 370, "16": 390}, kernels=1, copies=0, memsets=0)
+    got = script.compare_launches(model, close)
+    assert [r["N"] for r in got["rows"]] == ["solo", "1", "4", "8", "16"]
+    assert got["rows"][0] | {"model": 235, "measured": 300, "ratio": 1.277} == got["rows"][0]
+    assert got["model_off"] is False and got["note"] is None and got["tolerance"] == 0.3
+    assert got["largest_per_solo"] == {"model": 1.311, "measured": 1.3}
+    lines = script.launch_lines({**got, "model": model, "measured": close})
+    assert lines[0] == ("launches solo: model 235, measured 300 (kernels 1, copies 0, memsets 0; syncs 0, model 0), "
+                        "measured/model 1.28")
+    assert lines[-2:] == ["launches pack of 16 / solo: model 1.31x, measured 1.30x",
+                          "launch model: within 30% of the profiler at every size"]
+    # off by more than 30 % at some size: a note that names where, not a reason
+    far = launch_counts({"solo": 300, "1": 350, "4": 360, "8": 370, "16": 480})
+    got = script.compare_launches(model, far)
+    assert got["model_off"] is True and got["note"] == "launch model off by more than 30% (measured / model): N=16 1.56"
+    assert script.launch_lines({**got, "model": model, "measured": far})[-1].startswith(
+        "launch model: off (launch model off by more than 30%")
+    # nothing measured (no CUDA): not checked, and the log says why
+    none = script.compare_launches(model, {"unavailable": script.NO_CUDA})
+    assert none["model_off"] is None and none["note"] is None
+    lines = script.launch_lines({**none, "model": model, "measured": {"unavailable": script.NO_CUDA}})
+    assert lines[1] == "launches N=1: model 289, measured n/a (no CUDA)"
+    assert lines[-1] == "launch model: not checked (nothing measured)"
+    # the verdict does not look at the launches: a passing check with the model off still lets auto pack
+    monkeypatch.setenv("PACK_CHECK_RECORD", str(tmp_path / "pack_check.json"))
+    tests = {"returncode": 0, "passed": 9, "failed": 0, "skipped": 0, "errors": 0, "summary": "9 passed",
+             "failing": []}
+    figures = {n: {"ratio": [1.5, 2.0]} for n in ("1", "4", "8", "16")}
+    verdict, reasons, auto = script.judge(True, False, tests, {"model": {"packs": [1, 4, 8, 16]}, "runs": [],
+                                                               "ranges": {"off": figures, "bf16": figures}})
+    record = {"verdict": verdict, "reasons": reasons, "auto_pack": auto, "notes": [got["note"]],
+              "code_hash": pack_code_hash(), **CARD}
+    target = script.write_record(record, False, tmp_path / "out")
+    assert verdict == "pass" and decide_pack("auto", "cuda:0", target).limit == 4  # the first size of the best
+
+
+def test_a_count_stopped_by_the_budget_keeps_what_it_had(tmp_path):
+    script = check_script()
+    path = tmp_path / "launches_measured.json"
+    path.write_text(json.dumps(launch_counts({"solo": 300, "16": 390})))
+    (tmp_path / "log").write_text("")
+    job = {"proc": subprocess.Popen(["sleep", "30"]), "path": path, "log": tmp_path / "log", "start": 0.0}
+    got = script.finish_launches(job, timeout=0.1)
+    assert job["proc"].returncode is not None  # stopped
+    assert got["sizes"]["16"]["launches"] == 390 and got["error"].startswith("not finished within the budget")
+    broken = {"proc": subprocess.Popen(["sh", "-c", "echo Traceback; echo RuntimeError: no CUPTI; exit 3"]),
+              "path": tmp_path / "none.json", "log": tmp_path / "log", "start": 0.0}
+    broken["proc"].wait()
+    (tmp_path / "log").write_text("Traceback\nRuntimeError: no CUPTI\n")
+    assert script.finish_launches(broken, timeout=5) == {"error": "exit 3: Traceback | RuntimeError: no CUPTI"}
+
+
 def test_the_runner_says_in_one_line_what_it_does_with_packs(make_project):
     class Notes(SilentReporter):
         def __init__(self):
@@ -191,3 +257,12 @@ def test_the_dry_run_of_the_check_writes_a_failing_record_with_its_figures(tmp_p
     assert decide_pack("auto", "cuda:0", tmp_path / "pack_check.json").limit == 1
     log = (tmp_path / "out" / "pack_check.txt").read_text()
     assert "verdict: fail" in log and "what --pack auto now says on cuda:0: packs: off on cuda:0" in log
+    # the launch model counted (on the CPU, the tiny UNet), the profiler's column n/a: a comparison not made, no note
+    launches = record["launches"]
+    assert launches["measured"] == {"unavailable": "n/a (no CUDA)"} and launches["in_verdict"] is False
+    assert [r["N"] for r in launches["rows"]] == ["solo", "1", "2"]
+    assert all(r["model"] > 0 and r["measured"] is None and r["ratio"] is None for r in launches["rows"])
+    assert launches["model_off"] is None and record["notes"] == []
+    for row in launches["rows"]:
+        assert f"launches {'solo' if row['N'] == 'solo' else 'N=' + row['N']}: model {row['model']}, measured " \
+               "n/a (no CUDA)" in log
