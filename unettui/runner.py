@@ -58,8 +58,9 @@ PACK_MEMORY_SHARE = 0.8  # a pack is made no larger than this share of the devic
 # says "pass" for the pack code installed now: the hash of these files (under unettui/), whose code a pack runs.
 PACK_CHECK_FILE = Path(__file__).with_name("pack_check.json")
 PACK_CHECK_SCRIPT = "scripts/gpu_pack_check.sh"
-PACK_CODE_FILES = ("core/learn/pack.py", "core/learn/pack_train.py", "core/learn/train.py", "core/learn/model.py",
-                   "core/learn/losses.py", "core/learn/optim.py", "core/learn/augment.py")
+PACK_CODE_FILES = ("core/learn/pack.py", "core/learn/pack_optim.py", "core/learn/pack_train.py",
+                   "core/learn/pack_eval.py", "core/learn/train.py", "core/learn/model.py", "core/learn/losses.py",
+                   "core/learn/optim.py", "core/learn/augment.py")
 
 
 def pack_code_hash(root: Path | None = None) -> str:
@@ -315,6 +316,7 @@ class Runner:
         self._pack_decisions: dict[str, PackDecision] = {}  # decide_pack's, by device (told once: reporter.note)
         self._pack_line = ""  # the packs line of the runs claimed last, for their run.log (claim_pack)
         self._pack_resume = False  # ... and whether they resume a pack
+        self._pack_layout: list[str] | None = None  # ... and the layout of the pack they resume (its frozen slots)
         self._output_failure = ""  # the output failed while no run was claimed: logged in the next claims' logs
         # where this runner runs, recorded in its claims (a SLURM job: from its task, else from SLURM_* variables)
         self.backend = backend if backend is not None else backend_from_env()
@@ -397,7 +399,7 @@ class Runner:
         packs line for the claimed runs' run.log is left in ``self._pack_line``, and ``self._pack_resume`` says that
         they resume a pack (then even one member alone trains through the pack trainer, as in that pack)."""
         data = DataIds(self.project)
-        self._pack_line, self._pack_resume = "", False
+        self._pack_line, self._pack_resume, self._pack_layout = "", False, None
         with FileLock(str(self.store.lock_path()), timeout=60):
             got: list[tuple[Experiment, Run, str]] = []
             rest: list[Experiment] = []
@@ -464,11 +466,15 @@ class Runner:
                 self._alone_because(first, key, unlike, most)
             if past is not None:
                 self._pack_resume = True  # through the pack trainer even alone: the pack's numbers, exactly
+                if len(past) <= most:  # its whole pack fits: mates not here keep frozen slots (as they had)
+                    self._pack_layout = past
                 got.sort(key=lambda c: past.index(c[0].id) if c[0].id in past else len(past))
                 ids = ", ".join(c[0].id for c in got)
                 self._pack_line = (f"packs: resumes in the pack it was interrupted in on {self._device_name(dev)} "
-                                   f"({len(got)} of its {len(past)} members: {ids}), as --pack {self.pack} resumes "
-                                   "a pack")
+                                   f"({len(got)} of its {len(past)} members: {ids}"
+                                   + (", the others' slots frozen as they were" if self._pack_layout
+                                      and len(got) < len(past) else "")
+                                   + f"), as --pack {self.pack} resumes a pack")
                 if first.id in self._pack_cap:
                     self._pack_line = (f"packs: its pack of {len(past)} ran out of memory on {self._device_name(dev)}"
                                        f": resumes in a pack of {len(got)} ({ids}), at most "
@@ -791,7 +797,9 @@ class Runner:
             live = [j for j in jobs if j.member is not None]
             if live:
                 try:
-                    PackTrainer([j.member for j in live], dropout_mode=self.options.pack_dropout).fit(
+                    here = {j.exp.id: j.member for j in live}  # a resumed pack's layout: frozen slots for the others
+                    slots = [here.get(x, x) for x in self._pack_layout] if self._pack_layout else None
+                    PackTrainer([j.member for j in live], dropout_mode=self.options.pack_dropout, slots=slots).fit(
                         [j.run for j in live], [self._events(j) for j in live], [j.exp.id for j in live],
                         [j.exp.budget for j in live])
                 except Exception as exc:  # noqa: BLE001 - the pack could not be built: every member not ended yet

@@ -20,7 +20,7 @@ from unettui.tui.runner_control import RunnerControl
 # every field away from its default, in one of two sets: one process (ONE), and several (MANY: --device does not go
 # with --workers/--devices). A new field must be given a value here, or test_every_field_is_set_away_from_its_default
 # says so.
-ONE = RunnerOptions(device="cpu", only=("a", "b"), stale_after=60.0, threads=3, pack=4)
+ONE = RunnerOptions(device="cpu", only=("a", "b"), stale_after=60.0, threads=3, pack=4, pack_dropout="fused")
 MANY = replace(ONE, device=None, workers=3, devices=("cpu", "cuda:1"))
 FAN_OUT = {"workers", "devices", "device", "threads"}  # what a --workers child has of its own
 
@@ -77,11 +77,13 @@ def test_every_option_is_a_flag_of_unettui_run_under_its_name():
 
 
 def test_the_cli_flags_make_the_options(parse):
-    flags = ["--only", "a", "--only", "b", "--stale-after", "60", "--threads", "3", "--pack", "4"]
+    flags = ["--only", "a", "--only", "b", "--stale-after", "60", "--threads", "3", "--pack", "4",
+             "--pack-dropout", "fused"]
     assert parse(["run", "--headless", "-p", ".", "--device", "cpu", *flags]) == \
-        RunnerOptions(device="cpu", only=("a", "b"), stale_after=60.0, threads=3, pack=4)
+        RunnerOptions(device="cpu", only=("a", "b"), stale_after=60.0, threads=3, pack=4, pack_dropout="fused")
     assert parse(["run", "--headless", "-p", ".", *flags, "--workers", "3", "--devices", "cpu,cuda:1"]) == \
-        RunnerOptions(only=("a", "b"), stale_after=60.0, threads=3, pack=4, workers=3, devices=("cpu", "cuda:1"))
+        RunnerOptions(only=("a", "b"), stale_after=60.0, threads=3, pack=4, pack_dropout="fused", workers=3,
+                      devices=("cpu", "cuda:1"))
 
 
 def test_each_worker_gets_every_option_with_its_own_device_and_threads(parse):

@@ -12,7 +12,7 @@ from torch import Tensor
 
 from .data import IGNORE_INDEX
 
-__all__ = ["AugmentSpec", "augment_batch", "rotate_batch", "VALID_SHARE"]
+__all__ = ["AugmentSpec", "augment_batch", "augment_pack", "rotate_batch", "VALID_SHARE"]
 
 VALID_SHARE = 0.99  # with ignore: a rotated pixel is valid iff at least this share of it was sampled from valid pixels
 
@@ -215,3 +215,39 @@ def augment_batch(
         angles = (draws[2] * 2.0 - 1.0) * spec.rotate  # stays on the CPU, see rotate_batch
         images, masks = rotate_batch(images, masks, angles, num_classes=num_classes, ignore=ignore)
     return images, masks
+
+
+def augment_pack(x: Tensor, y: Tensor, members: list[tuple[AugmentSpec, torch.Generator] | None], *,
+                 num_classes: int = 2, ignore: bool = False) -> tuple[Tensor, Tensor]:
+    """A pack's batch [N, B, ...] (member i's at [i]) augmented as augment_batch would augment each member's batch
+    with its (spec, generator) = ``members[i]`` (the same 3*B draws, the same flips and rotations), in one pass over
+    the pack's batch; None: a frozen slot, its batch as it is."""
+    specs = [m[0] if m is not None else AugmentSpec() for m in members]
+    act = [i for i, s in enumerate(specs) if s.active]
+    if not act:
+        return x, y
+    n, b = x.shape[:2]
+    hflip = torch.zeros(n, b, dtype=torch.bool)
+    vflip = torch.zeros(n, b, dtype=torch.bool)
+    angles = torch.zeros(n, b, dtype=torch.float64)
+    rotating = []
+    for i in act:
+        spec = specs[i]
+        draws = torch.rand(3, b, generator=members[i][1], dtype=torch.float64)  # type: ignore[index]
+        hflip[i], vflip[i] = draws[0] < spec.hflip, draws[1] < spec.vflip
+        if spec.rotate > 0:
+            angles[i] = (draws[2] * 2.0 - 1.0) * spec.rotate
+            rotating.append(i)
+    images, masks = x.reshape(n * b, *x.shape[2:]), y.reshape(n * b, *y.shape[2:])
+    flags = torch.stack([hflip.reshape(-1), vflip.reshape(-1)]).to(images.device, non_blocking=True)
+    for k, (flip_dim, used) in enumerate(((-1, any(s.hflip > 0 for s in specs)), (-2, any(s.vflip > 0 for s in specs)))):
+        if used:
+            f = flags[k].view(-1, 1, 1, 1)
+            images = torch.where(f, images.flip(flip_dim), images)
+            masks = torch.where(f, masks.flip(flip_dim), masks)
+    if rotating:
+        rows = torch.cat([torch.arange(i * b, (i + 1) * b) for i in rotating]).to(images.device)
+        turned, turned_masks = rotate_batch(images[rows], masks[rows], angles[rotating].reshape(-1),
+                                            num_classes=num_classes, ignore=ignore)
+        images, masks = images.index_copy(0, rows, turned), masks.index_copy(0, rows, turned_masks)
+    return images.reshape(x.shape), masks.reshape(y.shape)

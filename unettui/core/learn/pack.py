@@ -248,6 +248,15 @@ class PackedUNet(nn.Module):
         for m in self._drops:
             m.generators = list(generators)
 
+    def freeze_slot(self, i: int) -> None:
+        """Slot i trains no more (its member left the pack): its dropout draws nothing (p 0, no generator), so
+        nobody's generator moves for it; its rows stay as they are unless its optimizer steps them."""
+        self.dropouts = tuple(0.0 if j == i else p for j, p in enumerate(self.dropouts))
+        for m in self._drops:
+            m.ps = self.dropouts
+            m.generators[i] = None
+            m.__dict__.get("_per_channel", {}).clear()  # (fused mode's per-channel probabilities)
+
     # ---- forward -------------------------------------------------------------------------------
     def pack_inputs(self, xs: Tensor) -> Tensor:
         """[N, B, Cin, H, W] (member i's batch at xs[i]) -> [B, N*Cin, H, W] (one copy)."""

@@ -69,9 +69,9 @@ class PackScoring:
             yield self._forward_eval(x), y.unsqueeze(0).expand(n, *y.shape)
 
     @torch.no_grad()
-    def scores(self, which: str) -> list[Scores]:
+    def scores(self, which: str) -> list[Scores | None]:
         """The Scores of every member in the pack on the shared validation ("val") or test ("test") images, as
-        Trainer.evaluate computes them; computed once per epoch."""
+        Trainer.evaluate computes them, by slot (None: a frozen slot); computed once per epoch."""
         if which in self._cache:
             return self._cache[which]
         if which == "val" and not self.same_data:
@@ -79,7 +79,7 @@ class PackScoring:
             return self._cache[which]
         assert self.loss is not None
         images, masks = (self.val_x, self.val_y) if which == "val" else (self.test_x, self.test_y)
-        n = len(self.in_pack)
+        n = len(self.slots)
         loss_sum = torch.zeros(n, device=self.device, dtype=torch.float64)
         counts = torch.zeros(n, self.task.k - 1, 3, device=self.device, dtype=torch.float64)
         for logits, y in self._eval_batches(images, masks, n):
@@ -88,29 +88,34 @@ class PackScoring:
             loss_sum += losses.double().to(self.device) * y.shape[1]
             counts += self.task.member_counts(logits, y).to(self.device)
         total, cnts = len(images), counts.tolist()
-        out = [m.task.scores(s / total, c) for m, s, c in zip(self.in_pack, loss_sum.tolist(), cnts)]
+        out = [m.task.scores(s / total, c) if m is not None else None
+               for m, s, c in zip(self.slots, loss_sum.tolist(), cnts)]
         self._cache[which] = out
         return out
 
-    def _own_scores(self) -> list[Scores]:
+    def _own_scores(self) -> list[Scores | None]:
         """Each member's Scores on its own validation images (the folds of a configuration). Resized: one packed
         forward per batch, member i's images in its slot; the folds differ in size by at most one image, so in a
         last, ragged batch the shorter members' slots are padded (targets -1: counted nowhere) and their losses taken
         on their own images alone, as their solo runs batch them. Native: each member alone, its weights out of the
-        pack (sliding windows over images of different sizes do not stack)."""
-        members, n = self.in_pack, len(self.in_pack)
+        pack (sliding windows over images of different sizes do not stack). A frozen slot has no images (None)."""
+        members, n = self.slots, len(self.slots)
         if self.native:
-            out = []
+            out: list[Scores | None] = []
             for m in members:
+                if m is None:
+                    out.append(None)
+                    continue
                 with self._alone(m):
                     out.append(Trainer.evaluate(m))
             return out
         assert self.loss is not None
         loss_sum = torch.zeros(n, device=self.device, dtype=torch.float64)
         counts = torch.zeros(n, self.task.k - 1, 3, device=self.device, dtype=torch.float64)
-        for start in range(0, max(m.n_val for m in members), self.bs):
-            xs = [m.val_x[start: start + self.bs] for m in members]
-            ys = [m.val_y[start: start + self.bs] for m in members]
+        live = [m for m in members if m is not None]
+        for start in range(0, max(m.n_val for m in live), self.bs):
+            xs = [(m or live[0]).val_x[start: start + self.bs][:0 if m is None else None] for m in members]
+            ys = [(m or live[0]).val_y[start: start + self.bs][:0 if m is None else None] for m in members]
             sizes, b = [len(x) for x in xs], max(len(x) for x in xs)
             x = torch.stack([torch.cat([x, x.new_zeros(b - len(x), *x.shape[1:])]) for x in xs])
             y = torch.stack([torch.cat([y, y.new_full((b - len(y), *y.shape[1:]), -1)]) for y in ys])
@@ -121,10 +126,11 @@ class PackScoring:
                     loss_sum += self.loss(logits, y).double().to(self.device) * b
                     continue
                 for i, (m, size) in enumerate(zip(members, sizes)):
-                    if size:
+                    if size and m is not None:
                         loss_sum[i] += m.loss_fn(logits[i, :size], y[i, :size]).double().to(self.device) * size
         cnts = counts.tolist()
-        return [m.task.scores(s / m.n_val, c) for m, s, c in zip(members, loss_sum.tolist(), cnts)]
+        return [m.task.scores(s / m.n_val, c) if m is not None else None
+                for m, s, c in zip(members, loss_sum.tolist(), cnts)]
 
     @contextlib.contextmanager
     def _alone(self, m: Any) -> Iterator[None]:

@@ -319,6 +319,7 @@ class PackOptimizer:
         self.steps = [0.0] * self.n  # each member's step count (torch's 'step'; SGD: 0 until its buffer exists)
         self._frozen: dict[int, dict[str, Any]] = {}  # member -> its optimizer state, kept aside while frozen
         self._active = set(range(self.n))
+        self._gone: set[int] = set()  # members that left the pack for good (release)
         self._ranges: list[_Range] = []
         a = 0
         for b in range(1, self.n + 1):
@@ -340,6 +341,12 @@ class PackOptimizer:
     @classmethod
     def from_configs(cls, pack: torch.nn.Module, cfgs: Sequence) -> PackOptimizer:
         return cls(pack, lambda i, params: make_optimizer(cfgs[i], params))
+
+    def release(self, i: int) -> None:
+        """Member i has left the pack for good (its slot stays, frozen): it steps no more, nothing of it is kept."""
+        self._gone.add(i)
+        self._frozen.pop(i, None)
+        self._active.discard(i)
 
     def zero_grad(self) -> None:
         grads = [p.grad for p in self.stacked if p.grad is not None]
@@ -418,7 +425,9 @@ class PackOptimizer:
             for rg in self._ranges:
                 rg.link(grads)  # type: ignore[arg-type]
             self._grads = list(grads)
-        now = set(range(self.n)) if members is None else set(members)
+        now = set(range(self.n)) - self._gone if members is None else set(members)
+        if now & self._gone:
+            raise ValueError(f"PackOptimizer.step: member(s) {sorted(now & self._gone)} left the pack")
         if now != self._active:
             self._freeze(now)
         groups = [o.param_groups[0] for o in self.optimizers]

@@ -52,9 +52,9 @@ import torch
 from torch import Tensor
 
 from ..define.config import Config
-from ..runs.store import BEST_WEIGHTS, CHECKPOINT, METRICS, SUMMARY, Run, append_jsonl, atomic_write_json
+from ..runs.store import BEST_WEIGHTS, CHECKPOINT, CONFIG, METRICS, SUMMARY, Run, append_jsonl, atomic_write_json
 from ..show.preview import save_preview
-from .augment import rotate_batch
+from .augment import augment_pack
 from .devices import out_of_memory, resolve_amp, resolve_device
 from .optim import Schedule, make_optimizer
 from .pack import PackedUNet, PackLoss
@@ -130,6 +130,7 @@ class PackMember(Trainer):
         self.unet = self.model  # its own UNet: packs are built from these, and it gets its weights back on leaving
         self.pack: PackTrainer | None = None
         self.slot = -1
+        self.pack_name: str | None = None  # its run id in its pack (PackTrainer.fit)
         # recorded in config.json: pack_size, pack_members, pack_slot (not the definition)
         self.pack_info: dict[str, Any] = {}
         # a fit's bookkeeping (PackTrainer.fit)
@@ -183,8 +184,17 @@ class PackTrainer(PackScoring):
     """Trains ``members`` (PackMember, one shape key: see ``pack_key``) as one PackedUNet; ``fit`` runs them."""
 
     max_write_share = 0.1  # writes take at most about this share of the time (>= 1: write after every epoch)
+    # members who leave leave a frozen slot (no rebuild: no re-tuning of every convolution shape, no new optimizer)
+    # until the members still training are at most this share of the slots; then the pack is built again without them
+    compact_share = 0.5
+    poll_seconds = 0.1  # the members' should_stop, asked at most this often (and at an epoch's first step)
+    progress_seconds = 0.5  # the members' on_batch (progress), told at most this often (and at an epoch's last step)
 
-    def __init__(self, members: Sequence[PackMember], dropout_mode: str = "exact"):
+    def __init__(self, members: Sequence[PackMember], dropout_mode: str = "exact",
+                 slots: Sequence[PackMember | str] | None = None):
+        """``slots``: the pack's layout when it resumes one that had frozen slots (runner: the layout config.json
+        records): the members in their slots, and for a slot whose member is not here its id (a frozen slot, so that
+        every member is in the pack it was in and its numbers are that pack's); default: ``members`` in order."""
         if not members:
             raise ValueError("PackTrainer: no members")
         first = members[0]
@@ -214,14 +224,20 @@ class PackTrainer(PackScoring):
         self.model: PackedUNet | None = None
         self.popt: PackOptimizer | None = None
         self.loss: PackLoss | None = None
-        self.in_pack: list[PackMember] = []
+        self.slots: list[PackMember | None] = []  # the pack's slots: a member, or None for a frozen slot
+        self.slot_ids: list[str | None] = [None if isinstance(x, PackMember) else x for x in slots or members]
         self._cache: dict[Any, Any] = {}
         self._last_write: float | None = None  # seconds the last round of writes took
         self._since_write = 0.0  # seconds of training and evaluation since then
         # where the time goes, for `unettui bench` and the overhead figures of docs/benchmarks.md
         self.timing: dict[str, Any] = {"epochs": 0, "train": 0.0, "eval": 0.0, "write": 0.0, "write_rounds": 0,
                                        "checkpoint_bytes": 0, "checkpoints": 0}
-        self._assemble(self.members)
+        self._assemble([x if isinstance(x, PackMember) else None for x in slots or members])
+
+    @property
+    def in_pack(self) -> list[PackMember]:
+        """The members training in the pack (its slots less the frozen ones), in slot order."""
+        return [m for m in self.slots if m is not None]
 
     @classmethod
     def from_configs(cls, cfgs: Sequence[Config], project=None, device: str | None = None,
@@ -236,34 +252,51 @@ class PackTrainer(PackScoring):
     def autocast(self) -> contextlib.AbstractContextManager:
         return torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None)
 
-    def _assemble(self, members: list[PackMember]) -> None:
-        """Pack ``members`` from their exact current states (weights, BN buffers, optimizer and schedule state): the
-        same transfer as a checkpoint's, so training goes on exactly as it would have."""
-        states = [(m.model.state_dict(), m.optimizer.state_dict(), m.schedule.state_dict()) for m in members]
+    def _assemble(self, slots: list[PackMember | None]) -> None:
+        """Pack the members of ``slots`` from their exact current states (weights, BN buffers, optimizer and schedule
+        state): the same transfer as a checkpoint's, so training goes on exactly as it would have. A None slot is
+        frozen from the start (it holds a copy of the first member, never steps and draws no dropout masks)."""
+        live = [m for m in slots if m is not None]
+        stand_in = live[0]
+        states = [(m.model.state_dict(), m.optimizer.state_dict(), m.schedule.state_dict()) for m in live]
         with torch.no_grad():
-            for m, (weights, _, _) in zip(members, states):
+            for m, (weights, _, _) in zip(live, states):
                 if m.model is not m.unet:
                     m.unet.load_state_dict(weights)
-            pack = PackedUNet.from_members([m.unet for m in members])
-            pack.dropout_mode = self.dropout_mode
+            pack = PackedUNet.from_members([(m or stand_in).unet for m in slots])
             if self.cuda:
                 pack = pack.to(memory_format=torch.channels_last)
-        popt = PackOptimizer(pack, lambda i, params: make_optimizer(members[i].cfg, params))
-        self.model, self.popt, self.in_pack = pack, popt, list(members)
-        for i, (m, (_, opt_state, sched_state)) in enumerate(zip(members, states)):
+            pack.dropout_mode = self.dropout_mode
+        cfgs = [(m or stand_in).cfg for m in slots]
+        popt = PackOptimizer(pack, lambda i, params: make_optimizer(cfgs[i], params))
+        self.model, self.popt, self.slots = pack, popt, list(slots)
+        for i, m in enumerate(slots):
+            if m is None:
+                self._freeze(i)
+        for m, (_, opt_state, sched_state) in zip(live, states):
+            i = slots.index(m)
             m.pack, m.slot, m.model = self, i, _MemberModel(m)
             m.optimizer = popt.optimizers[i]
             m.schedule = Schedule(m.cfg, m.optimizer, m.steps_per_epoch)
             m.optimizer.load_state_dict(opt_state)
             m.schedule.load_state_dict(sched_state)
-        self.loss = PackLoss.from_members([m.cfg for m in members], [m.task for m in members], ignore=self.padded)
+        self.loss = PackLoss.from_members(cfgs, [(m or stand_in).task for m in slots], ignore=self.padded)
         self._cache = {}
 
+    def _freeze(self, slot: int) -> None:
+        """Slot ``slot`` trains no more: its optimizer steps it no more and its dropout draws nothing."""
+        assert self.model is not None and self.popt is not None
+        self.slots[slot] = None
+        self.popt.release(slot)
+        self.model.freeze_slot(slot)
+
     def _release(self, m: PackMember) -> None:
-        """Give a leaving member its own UNet, optimizer and schedule back, with its state: a solo Trainer again."""
+        """Give a leaving member its own UNet, optimizer and schedule back, with its state: a solo Trainer again;
+        its slot is frozen."""
         weights, opt_state, sched_state = m.model.state_dict(), m.optimizer.state_dict(), m.schedule.state_dict()
         with torch.no_grad():
             m.unet.load_state_dict(weights)
+        self._freeze(m.slot)
         m.model, m.pack, m.slot = m.unet, None, -1
         m.optimizer = make_optimizer(m.cfg, m.unet.parameters())
         m.schedule = Schedule(m.cfg, m.optimizer, m.steps_per_epoch)
@@ -271,78 +304,77 @@ class PackTrainer(PackScoring):
         m.schedule.load_state_dict(sched_state)
 
     def _compact(self) -> None:
-        """Members that left go back to solo; the others are packed again (only when someone left)."""
+        """Members that left go back to solo, their slots frozen; once the members still training are at most
+        ``compact_share`` of the slots, they are packed again on their own (and config.json records the new pack)."""
         gone = [m for m in self.in_pack if m.result is not None]
-        if not gone:
-            return
-        stay = [m for m in self.in_pack if m.result is None]
         for m in gone:
             self._release(m)
-        if stay:
-            self._assemble(stay)
-        else:
+        stay = self.in_pack
+        if not stay:
             self.model = self.popt = self.loss = None
-            self.in_pack = []
+            self.slots = []
+        elif gone and len(stay) <= self.compact_share * len(self.slots):
+            self._assemble(stay)
+            self.slot_ids = [None] * len(stay)
+            self._record_layout()
+            for m in [m for m in self.in_pack if m.result is not None]:  # (config.json could not be written)
+                self._release(m)
+
+    def _record_layout(self) -> None:
+        """Every member's pack as config.json records it (pack_size, pack_members, pack_slot): the runner resumes an
+        interrupted member in this pack, frozen slots included."""
+        ids = [m.pack_name if m is not None else self.slot_ids[i] or "" for i, m in enumerate(self.slots)]
+        for i, m in enumerate(self.slots):
+            if m is None:
+                continue
+            m.pack_info = {**m.pack_info, "pack_size": len(ids), "pack_slot": i,
+                           "pack_members": [x for j, x in enumerate(ids) if j != i]}
+            if m.run is not None and m.result is None:
+                try:
+                    with m.guard():
+                        atomic_write_json(m.run.file(CONFIG), {"id": m.pack_name, **m.cfg.to_dict(), **m.describe()})
+                except Exception as exc:  # noqa: BLE001 - its files or its claim: this member leaves, the others go on
+                    self._leave(m, Result("raised", m.written, _first_line(exc), exc))
 
     # ---- the packed computations ----------------------------------------------------------------------------------
-    def _augment(self, x: Tensor, y: Tensor, members: list[PackMember]) -> tuple[Tensor, Tensor]:
-        """Each member's batch [N, B, ...] augmented as augment_batch would with its spec and generator (the same
-        3*B draws, the same flips and rotations), in one pass over the pack's batch."""
-        specs = [m.augment for m in members]
-        act = [i for i, s in enumerate(specs) if s.active]
-        if not act:
-            return x, y
-        n, b = x.shape[:2]
-        hflip = torch.zeros(n, b, dtype=torch.bool)
-        vflip = torch.zeros(n, b, dtype=torch.bool)
-        angles = torch.zeros(n, b, dtype=torch.float64)
-        rotating = []
-        for i in act:
-            spec = specs[i]
-            draws = torch.rand(3, b, generator=members[i].aug_gen, dtype=torch.float64)
-            hflip[i], vflip[i] = draws[0] < spec.hflip, draws[1] < spec.vflip
-            if spec.rotate > 0:
-                angles[i] = (draws[2] * 2.0 - 1.0) * spec.rotate
-                rotating.append(i)
-        images, masks = x.reshape(n * b, *x.shape[2:]), y.reshape(n * b, *y.shape[2:])
-        flags = torch.stack([hflip.reshape(-1), vflip.reshape(-1)]).to(images.device, non_blocking=True)
-        for k, (flip_dim, used) in enumerate(((-1, any(s.hflip > 0 for s in specs)), (-2, any(s.vflip > 0 for s in specs)))):
-            if used:
-                f = flags[k].view(-1, 1, 1, 1)
-                images = torch.where(f, images.flip(flip_dim), images)
-                masks = torch.where(f, masks.flip(flip_dim), masks)
-        if rotating:
-            rows = torch.cat([torch.arange(i * b, (i + 1) * b) for i in rotating]).to(images.device)
-            turned, turned_masks = rotate_batch(images[rows], masks[rows], angles[rotating].reshape(-1),
-                                                num_classes=self.task.k, ignore=self.padded)
-            images, masks = images.index_copy(0, rows, turned), masks.index_copy(0, rows, turned_masks)
-        return images.reshape(x.shape), masks.reshape(y.shape)
-
     def train_epoch(self) -> list[tuple[float, float | None]]:
-        """One epoch of every member in the pack, each over its own shuffled order: (mean loss, hard Dice) each.
-        A member whose should_stop says so is frozen for the rest of the epoch (``stopping``)."""
-        members, n, bs = self.in_pack, len(self.in_pack), self.bs
+        """One epoch of every member in the pack, each over its own shuffled order: (mean loss, hard Dice) each, in
+        slot order. A member whose should_stop says so is frozen for the rest of the epoch (``stopping``). A frozen
+        slot computes on a member's batch (no draws of its own) and steps nothing. Per step, the host's work does
+        not grow with the members but for what their maths need (a onecycle schedule's lr): should_stop is asked
+        every ``poll_seconds`` and progress told every ``progress_seconds``, the optimizer steps them all at once."""
+        slots, n, bs = self.slots, len(self.slots), self.bs
         assert self.model is not None and self.popt is not None and self.loss is not None
+        live = [i for i, m in enumerate(slots) if m is not None]
         self.model.train()
-        order = torch.stack([m.new_epoch() for m in members])  # (native: each member draws its epoch's patches)
+        orders = {i: slots[i].new_epoch() for i in live}  # type: ignore[union-attr]
+        order = torch.stack([orders.get(i, orders[live[0]]) for i in range(n)])
         loss_sum = torch.zeros(n, device=self.device, dtype=torch.float64)
         counts = torch.zeros(n, self.task.k - 1, 3, device=self.device, dtype=torch.float64)
         steps = self.steps_per_epoch
-        stepping = [i for i, m in enumerate(members) if not m.stopping]
+        members: dict[int, PackMember] = {i: slots[i] for i in live}  # type: ignore[misc]
+        stepping = [i for i in live if not members[i].stopping]
+        polled = progressed = -math.inf
         for step in range(steps):
-            for i in list(stepping):
-                stop = members[i].events.should_stop
-                if stop is not None and stop():
-                    members[i].stopping = True
-                    stepping.remove(i)
+            now = time.perf_counter()
+            if now - polled >= self.poll_seconds:
+                polled = now
+                for i in list(stepping):
+                    stop = members[i].events.should_stop
+                    if stop is not None and stop():
+                        members[i].stopping = True
+                        stepping.remove(i)
+                per_batch = [members[i].schedule for i in stepping if members[i].schedule.per_batch]
             if not stepping:
                 break
             idx = order[:, step * bs: (step + 1) * bs]
             if self.native or not self.same_data:  # each member's own patches, or its own fold's images
-                x, y = (torch.stack(t) for t in zip(*(m.batch(idx[i]) for i, m in enumerate(members))))
+                own = {i: members[i].batch(idx[i]) for i in live}
+                x, y = (torch.stack(t) for t in zip(*(own.get(i, own[live[0]]) for i in range(n))))
             else:
                 x, y = self.train_x[idx], self.train_y[idx]
-            x, y = self._augment(x, y, members)
+            x, y = augment_pack(x, y, [(m.augment, m.aug_gen) if m is not None else None for m in slots],
+                                num_classes=self.task.k, ignore=self.padded)
             x = self.model.pack_inputs(x)
             if self.cuda:
                 x = x.contiguous(memory_format=torch.channels_last)
@@ -352,16 +384,18 @@ class PackTrainer(PackScoring):
                 losses = self.loss(logits, y)
             losses.sum().backward()  # the SUM: each member's loss gets a gradient of exactly 1
             self.popt.step(stepping)
-            for i in stepping:
-                members[i].schedule.batch_end()
+            for schedule in per_batch:
+                schedule.batch_end()
             loss_sum += losses.detach() * idx.shape[1]
             counts += self.task.member_counts(logits.detach(), y)
-            for i in stepping:
-                on_batch = members[i].events.on_batch
-                if on_batch is not None:
-                    on_batch(members[i].epoch + 1, step + 1, steps)
+            if step == steps - 1 or now - progressed >= self.progress_seconds:
+                progressed = now
+                for i in stepping:
+                    on_batch = members[i].events.on_batch
+                    if on_batch is not None:
+                        on_batch(members[i].epoch + 1, step + 1, steps)
         sums, cnts = loss_sum.tolist(), counts.tolist()
-        return [(sums[i] / m.samples_per_epoch, m.task.train_dice(cnts[i])) for i, m in enumerate(members)]
+        return [(sums[i] / m.samples_per_epoch, m.task.train_dice(cnts[i])) for i, m in members.items()]
 
     def _snapshot(self) -> dict[str, Any]:
         assert self.model is not None
@@ -446,8 +480,13 @@ class PackTrainer(PackScoring):
         for i, m in enumerate(self.members):
             m.run, m.events, m.run_id, m.result = runs[i], events[i], run_ids[i], None
             m.stop_at, m.stopping, m.pending, m.pending_best = m.stop_epoch(until_epochs[i]), False, [], None
-            # recorded in config.json: the runner resumes an interrupted pack as it was (runner._pack_past)
-            m.pack_info = {"pack_size": n, "pack_members": [x for j, x in enumerate(ids) if j != i], "pack_slot": i,
+            m.pack_name = ids[i]
+        # recorded in config.json: the runner resumes an interrupted pack as it was, frozen slots included
+        # (runner._pack_past)
+        layout = [m.pack_name if m is not None else self.slot_ids[k] or "" for k, m in enumerate(self.slots)]
+        for m in self.members:
+            m.pack_info = {"pack_size": len(layout), "pack_slot": m.slot,
+                           "pack_members": [x for j, x in enumerate(layout) if j != m.slot],
                            **({"pack_dropout": self.dropout_mode} if m.cfg.dropout > 0 else {})}
         for m in self.members:  # resume or start afresh, as a solo run
             try:
@@ -467,7 +506,7 @@ class PackTrainer(PackScoring):
                 self._epoch()
                 self._compact()
         except Exception as exc:  # noqa: BLE001 - the shared computation (out of memory, ...): every member in it
-            n = len(self.in_pack)
+            n = len(self.slots)  # (frozen slots take memory too)
             split = n > 1 and out_of_memory(exc)  # no member's fault: each trains again in a smaller pack
             why = (f"out of memory in a pack of {n}: trains again from its last checkpoint in packs of at most "
                    f"{n // 2}" if split else _first_line(exc))
