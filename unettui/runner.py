@@ -58,6 +58,10 @@ PACK_MEMORY_SHARE = 0.8  # a pack is made no larger than this share of the devic
 # says "pass" for the pack code installed now: the hash of these files (under unettui/), whose code a pack runs.
 PACK_CHECK_FILE = Path(__file__).with_name("pack_check.json")
 PACK_CHECK_SCRIPT = "scripts/gpu_pack_check.sh"
+# per parameter, the floats a pack's optimizer step adds to a member's weights, gradients and state (pack_optim.py):
+# each element's member index (int32), a per-element coefficient (a member's own lr) and Adam's two temporaries (the
+# denominator, the scaled first moment)
+PACK_STEP_FLOATS = 4
 PACK_CODE_FILES = ("core/learn/pack.py", "core/learn/pack_optim.py", "core/learn/pack_train.py",
                    "core/learn/pack_eval.py", "core/learn/train.py", "core/learn/model.py", "core/learn/losses.py",
                    "core/learn/optim.py", "core/learn/augment.py")
@@ -950,17 +954,18 @@ class Runner:
 
 def _members_that_fit(cfg: Config, device: Any) -> int:
     """How many members of ``cfg``'s shape a pack can hold in PACK_MEMORY_SHARE of the device's memory (the
-    machine's for the CPU), from feasible.py's estimate: each member its model and a batch's activations, the data
-    once."""
+    machine's for the CPU), from feasible.py's estimate: each member its model, a batch's activations and its part
+    of the stacked optimizer step's buffers (PACK_STEP_FLOATS per parameter), the data once."""
     import torch
 
-    from .core.learn.feasible import machine_memory, memory_estimate
+    from .core.learn.feasible import machine_memory, memory_estimate, parameter_count
 
     est = memory_estimate(cfg, cfg.num_images)
     memory = torch.cuda.get_device_properties(device).total_memory if device.type == "cuda" else machine_memory()
     if not memory:
         return 10**6
-    return max(1, int((PACK_MEMORY_SHARE * memory - est["data"]) // max(1, est["model"] + est["activations"])))
+    member = est["model"] + est["activations"] + PACK_STEP_FLOATS * 4 * parameter_count(cfg)
+    return max(1, int((PACK_MEMORY_SHARE * memory - est["data"]) // max(1, member)))
 
 
 def _as_int(v: Any, default: int = 0) -> int:

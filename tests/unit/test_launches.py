@@ -102,3 +102,28 @@ def test_bench_launches_prints_a_line_per_pack_size_and_the_pack_against_solo():
     assert lines[4].startswith("pack of 2 / solo = ")
     bad = CliRunner().invoke(app, ["bench", "--launches"])
     assert bad.exit_code == 2 and "--launches models a pack's launches" in bad.output
+
+
+def test_host_work_counts_no_launch_and_a_packs_augmentation_does_not_grow_with_it():
+    from unettui.core.define.config import Config
+    from unettui.core.learn.devices import HOST_WORK
+    from unettui.core.learn.pack_train import PackTrainer
+
+    def draws():
+        with torch.profiler.record_function(HOST_WORK):  # (a CPU generator's draws in a CUDA run)
+            torch.rand(3, 4).lt(0.5)
+        torch.ones(2).add_(1)
+
+    c = count_launches(draws)
+    assert c.launches == 2 and dict(c.by_op) == {"ones": 1, "add_": 1}
+
+    def cfg(steps: int, seed: int) -> Config:
+        return Config(num_images=4 * steps, train_fraction=1.0, image_size=16, batch_size=4, base_channels=2, depth=2,
+                      device="cpu", preview_count=0, seed=seed, lr=1e-3 * (1 + seed), augment_hflip=0.5,
+                      augment_vflip=0.5, augment_rotate=15.0)
+
+    packs = {n: step_launches(lambda steps, n=n: PackTrainer.from_configs([cfg(steps, s) for s in range(n)]))[0]
+             for n in (2, 6)}
+    # each member draws its flips and angle from its own generator on the host; the flips and the rotation of the
+    # whole pack's batch are the same few kernels for 2 members as for 6
+    assert packs[2].launches == packs[6].launches

@@ -1,6 +1,7 @@
 """Members leave a pack without a rebuild (issue 27): their slots freeze, the others train on in the same network and
-optimizer, exactly as their solo runs (float64); once the members still training are at most half the slots, the pack
-is built again without the frozen ones and config.json records the new pack; a resumed pack keeps its frozen slots."""
+optimizer, exactly as their solo runs (float64); once the members still training are at most half the slots (the
+policy on CUDA; on the CPU a pack rebuilds at once), the pack is built again without the frozen ones and config.json
+records the new pack; a resumed pack keeps its frozen slots."""
 
 from __future__ import annotations
 
@@ -18,6 +19,12 @@ from .test_pack_runner import metrics, stopped_in
 from .test_pack_train import F64, MEMBERS, records, runs, weights_diff, worst
 
 pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(autouse=True)
+def frozen_slots_on_the_cpu(monkeypatch):
+    """The CUDA policy here: frozen slots until at most half the slots train (the CPU's default rebuilds at once)."""
+    monkeypatch.setattr(PackTrainer, "compact_share", 0.5)
 
 
 def counting_assembles(monkeypatch) -> list[int]:
@@ -102,3 +109,15 @@ def test_a_runner_resumes_a_pack_with_a_frozen_slot_in_that_pack_exactly(make_pr
         log = store.run(i).file("run.log").read_text()
         assert "(2 of its 3 members: b, a, the others' slots frozen as they were)" in log
         assert json.loads(store.run(i).file("config.json").read_text())["pack_size"] == 3
+
+
+def test_on_the_cpu_a_pack_is_built_again_as_soon_as_a_member_leaves(tmp_path, monkeypatch):
+    monkeypatch.setattr(PackTrainer, "compact_share", None)  # the default: by device
+    built = counting_assembles(monkeypatch)
+    cfgs = [MEMBERS[0].replace(epochs=1), MEMBERS[1], MEMBERS[2]]
+    pack = PackTrainer.from_configs(cfgs, dtype=F64)
+    assert pack._compact_share() == 1.0
+    results = pack.fit(runs(tmp_path, ["one", "two", "three"]))
+    assert built == [3, 2]
+    assert_solo(pack, cfgs, results)
+    assert json.loads(RunStore(tmp_path / "packed").run("two").file("config.json").read_text())["pack_size"] == 2

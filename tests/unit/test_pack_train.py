@@ -235,3 +235,24 @@ def test_amp_auto_on_a_card_without_bf16_packs_in_fp32_and_fp16_asked_for_trains
     result = alone.fit(RunStore(tmp_path / "packed").run("a1"), run_id="a1")
     assert result.state == "done" and [h["epoch"] for h in alone.history] == [1, 2]
     assert records(alone.history)[0] == records(pack.members[0].history)[0]  # resumed (epoch 1 is the pack's)
+
+
+def test_a_pack_asks_should_stop_and_reports_progress_per_pack_not_per_step(tmp_path):
+    """The host's work per step does not grow with the members: should_stop is asked at most every poll_seconds and
+    progress told at most every progress_seconds (and at an epoch's first and last steps), not at every step."""
+    cfgs = [MEMBERS[0].replace(epochs=2), MEMBERS[1].replace(epochs=2)]
+    pack = PackTrainer.from_configs(cfgs, dtype=F64)
+    pack.poll_seconds = pack.progress_seconds = 1e9  # never again within an epoch
+    asked, told = [], []
+    events = [Events(should_stop=lambda i=i: asked.append(i) or False,
+                     on_batch=lambda e, s, n, i=i: told.append((i, e, s, n))) for i in range(2)]
+    results = pack.fit(runs(tmp_path, ["a", "b"]), events)
+    steps = pack.members[0].steps_per_epoch
+    assert steps > 2 and [r.state for r in results] == ["done", "done"]
+    assert sorted(asked) == [0, 0, 1, 1]  # once per epoch each: at its first step
+    assert sorted(told) == sorted((i, e, s, steps) for i in (0, 1) for e in (1, 2) for s in (1, steps))
+    pack = PackTrainer.from_configs(cfgs, dtype=F64)
+    pack.poll_seconds = pack.progress_seconds = 0.0  # every step: the old behaviour, still available
+    asked.clear(), told.clear()
+    pack.fit(runs(tmp_path, ["c", "d"]), events)
+    assert len(asked) == len(told) == 2 * 2 * steps

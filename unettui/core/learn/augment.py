@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .data import IGNORE_INDEX
+from .devices import HOST_WORK
 
 __all__ = ["AugmentSpec", "augment_batch", "augment_pack", "rotate_batch", "VALID_SHARE"]
 
@@ -198,9 +199,12 @@ def augment_batch(
     if generator.device.type != "cpu":
         raise ValueError(f"augment: generator must be a CPU torch.Generator, got one on {generator.device}")
     b = images.shape[0]
-    draws = torch.rand(3, b, generator=generator, dtype=torch.float64)
-    # Flip decisions are made on the CPU and moved in one non-blocking copy.
-    flags = torch.stack([draws[0] < spec.hflip, draws[1] < spec.vflip]).to(images.device, non_blocking=True)
+    with torch.profiler.record_function(HOST_WORK):  # (no kernel in a CUDA run: see launches.py)
+        draws = torch.rand(3, b, generator=generator, dtype=torch.float64)
+        # Flip decisions are made on the CPU and moved in one non-blocking copy.
+        flags = torch.stack([draws[0] < spec.hflip, draws[1] < spec.vflip])
+        angles = (draws[2] * 2.0 - 1.0) * spec.rotate  # stays on the CPU, see rotate_batch
+    flags = flags.to(images.device, non_blocking=True)
 
     def select(flag: Tensor, flipped: Tensor, original: Tensor) -> Tensor:
         return torch.where(flag.view(b, 1, 1, 1), flipped, original)
@@ -212,7 +216,6 @@ def augment_batch(
         images = select(flags[1], images.flip(-2), images)
         masks = select(flags[1], masks.flip(-2), masks)
     if spec.rotate > 0:
-        angles = (draws[2] * 2.0 - 1.0) * spec.rotate  # stays on the CPU, see rotate_batch
         images, masks = rotate_batch(images, masks, angles, num_classes=num_classes, ignore=ignore)
     return images, masks
 
@@ -227,27 +230,31 @@ def augment_pack(x: Tensor, y: Tensor, members: list[tuple[AugmentSpec, torch.Ge
     if not act:
         return x, y
     n, b = x.shape[:2]
-    hflip = torch.zeros(n, b, dtype=torch.bool)
-    vflip = torch.zeros(n, b, dtype=torch.bool)
-    angles = torch.zeros(n, b, dtype=torch.float64)
-    rotating = []
-    for i in act:
-        spec = specs[i]
-        draws = torch.rand(3, b, generator=members[i][1], dtype=torch.float64)  # type: ignore[index]
-        hflip[i], vflip[i] = draws[0] < spec.hflip, draws[1] < spec.vflip
-        if spec.rotate > 0:
-            angles[i] = (draws[2] * 2.0 - 1.0) * spec.rotate
-            rotating.append(i)
+    # each member's draws from its own (CPU) generator: host work in a CUDA run (the launch model counts none of it)
+    with torch.profiler.record_function(HOST_WORK):
+        hflip = torch.zeros(n, b, dtype=torch.bool)
+        vflip = torch.zeros(n, b, dtype=torch.bool)
+        angles = torch.zeros(n, b, dtype=torch.float64)
+        rotating = []
+        for i in act:
+            spec = specs[i]
+            draws = torch.rand(3, b, generator=members[i][1], dtype=torch.float64)  # type: ignore[index]
+            hflip[i], vflip[i] = draws[0] < spec.hflip, draws[1] < spec.vflip
+            if spec.rotate > 0:
+                angles[i] = (draws[2] * 2.0 - 1.0) * spec.rotate
+                rotating.append(i)
+        flags = torch.stack([hflip.reshape(-1), vflip.reshape(-1)])
+        rows = torch.cat([torch.arange(i * b, (i + 1) * b) for i in rotating]) if rotating else None
+        turns = angles[rotating].reshape(-1)
     images, masks = x.reshape(n * b, *x.shape[2:]), y.reshape(n * b, *y.shape[2:])
-    flags = torch.stack([hflip.reshape(-1), vflip.reshape(-1)]).to(images.device, non_blocking=True)
+    flags = flags.to(images.device, non_blocking=True)
     for k, (flip_dim, used) in enumerate(((-1, any(s.hflip > 0 for s in specs)), (-2, any(s.vflip > 0 for s in specs)))):
         if used:
             f = flags[k].view(-1, 1, 1, 1)
             images = torch.where(f, images.flip(flip_dim), images)
             masks = torch.where(f, masks.flip(flip_dim), masks)
-    if rotating:
-        rows = torch.cat([torch.arange(i * b, (i + 1) * b) for i in rotating]).to(images.device)
-        turned, turned_masks = rotate_batch(images[rows], masks[rows], angles[rotating].reshape(-1),
-                                            num_classes=num_classes, ignore=ignore)
+    if rows is not None:
+        rows = rows.to(images.device)
+        turned, turned_masks = rotate_batch(images[rows], masks[rows], turns, num_classes=num_classes, ignore=ignore)
         images, masks = images.index_copy(0, rows, turned), masks.index_copy(0, rows, turned_masks)
     return images.reshape(x.shape), masks.reshape(y.shape)

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["out_of_memory", "resolve_amp", "resolve_device"]
+__all__ = ["HOST_WORK", "out_of_memory", "resolve_amp", "resolve_device"]
+
+# a torch.profiler.record_function range around work that stays on the host in a CUDA run (draws from CPU
+# generators): the launch model (launches.py) counts none of it as kernel launches
+HOST_WORK = "unettui.host"
 
 
 def resolve_device(requested: str) -> torch.device:

@@ -40,6 +40,8 @@ from typing import Any
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from .devices import HOST_WORK
+
 __all__ = ["Count", "LaunchCounter", "Measured", "count_launches", "device_ops", "measure_launches",
            "measured_step_launches", "mta_launches", "step_launches"]
 
@@ -104,6 +106,7 @@ class LaunchCounter(TorchDispatchMode):
         super().__init__()
         self.host = {t.data_ptr() for t in host}
         self.count = Count()
+        self._ranges: list[str] = []  # the record_function ranges open
 
     def _on_host(self, tensors: list[torch.Tensor]) -> bool:
         return bool(tensors) and all(t.dim() == 0 and t.data_ptr() in self.host for t in tensors)
@@ -131,6 +134,12 @@ class LaunchCounter(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         name = func.overloadpacket.__name__
+        if name == "_record_function_enter_new":  # a range: HOST_WORK ranges run on the host in a CUDA run
+            self._ranges.append(args[0] if args and isinstance(args[0], str) else "")
+        elif name == "_record_function_exit" and self._ranges:
+            self._ranges.pop()
+        if HOST_WORK in self._ranges:
+            return func(*args, **(kwargs or {}))
         if name == "_local_scalar_dense" and not self._on_host([args[0]]):
             self.count.syncs += 1
         n = self._launches(func, args, kwargs)

@@ -184,9 +184,11 @@ class PackTrainer(PackScoring):
     """Trains ``members`` (PackMember, one shape key: see ``pack_key``) as one PackedUNet; ``fit`` runs them."""
 
     max_write_share = 0.1  # writes take at most about this share of the time (>= 1: write after every epoch)
-    # members who leave leave a frozen slot (no rebuild: no re-tuning of every convolution shape, no new optimizer)
-    # until the members still training are at most this share of the slots; then the pack is built again without them
-    compact_share = 0.5
+    # members who leave leave a frozen slot (no rebuild: no new optimizer, no re-tuning of every convolution shape)
+    # until the members still training are at most this share of the slots; then the pack is built again without them.
+    # None: 0.5 on CUDA (a rebuild re-tunes every shape, cudnn.benchmark), 1.0 elsewhere (at once: on the CPU a
+    # rebuild costs about one step and a frozen slot about what a training one does; scripts/pack_crossover.py)
+    compact_share: float | None = None
     poll_seconds = 0.1  # the members' should_stop, asked at most this often (and at an epoch's first step)
     progress_seconds = 0.5  # the members' on_batch (progress), told at most this often (and at an epoch's last step)
 
@@ -313,12 +315,17 @@ class PackTrainer(PackScoring):
         if not stay:
             self.model = self.popt = self.loss = None
             self.slots = []
-        elif gone and len(stay) <= self.compact_share * len(self.slots):
+        elif gone and len(stay) <= self._compact_share() * len(self.slots):
             self._assemble(stay)
             self.slot_ids = [None] * len(stay)
             self._record_layout()
             for m in [m for m in self.in_pack if m.result is not None]:  # (config.json could not be written)
                 self._release(m)
+
+    def _compact_share(self) -> float:
+        if self.compact_share is not None:
+            return self.compact_share
+        return 0.5 if self.cuda else 1.0
 
     def _record_layout(self) -> None:
         """Every member's pack as config.json records it (pack_size, pack_members, pack_slot): the runner resumes an
