@@ -399,9 +399,10 @@ class Runner:
 
         Each member is claimed exactly as a lone experiment is (its own status, token check and lock), so packed and
         unpacked runners share a queue. Returns what was claimed, in training order (a new pack's members side by
-        side by optimizer kind, for the stacked step; empty: nothing to claim); the
-        packs line for the claimed runs' run.log is left in ``self._pack_line``, and ``self._pack_resume`` says that
-        they resume a pack (then even one member alone trains through the pack trainer, as in that pack)."""
+        side by optimizer kind, for the stacked step; empty: nothing to claim); the packs line for the claimed runs'
+        run.log is left in ``self._pack_line``, ``self._pack_resume`` says that they resume a pack (then even one
+        member alone trains through the pack trainer, as in that pack) and ``self._pack_layout`` that pack's slots
+        (its mates not claimed now keep frozen slots) when all of them fit."""
         data = DataIds(self.project)
         self._pack_line, self._pack_resume, self._pack_layout = "", False, None
         with FileLock(str(self.store.lock_path()), timeout=60):
