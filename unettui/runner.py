@@ -904,6 +904,7 @@ class Runner:
             should_stop=lambda: self.stop_requested or claim.lost is not None or exp.id in self._abandons,
             guard=claim.fence,
             on_end=on_end,
+            on_note=claim.log,
         )
 
     def _failure(self, exc: BaseException, job: _Job) -> tuple[str, str | None]:

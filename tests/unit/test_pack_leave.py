@@ -121,3 +121,13 @@ def test_on_the_cpu_a_pack_is_built_again_as_soon_as_a_member_leaves(tmp_path, m
     assert built == [3, 2]
     assert_solo(pack, cfgs, results)
     assert json.loads(RunStore(tmp_path / "packed").run("two").file("config.json").read_text())["pack_size"] == 2
+
+
+def test_a_runner_logs_the_pack_built_again(make_project, monkeypatch):
+    monkeypatch.setattr(PackTrainer, "compact_share", None)  # the CPU's: built again as soon as 'short' leaves
+    proj = make_project("[[experiment]]\nid = 'short'\nepochs = 1\n[[experiment]]\nid = 'a'\nepochs = 2\n"
+                        "[[experiment]]\nid = 'b'\nlr = 0.003\nepochs = 2\n")
+    assert sorted(Runner(proj, reporter=SilentReporter(), pack=3).run().done) == ["a", "b", "short"]
+    for i in ("a", "b"):
+        log = RunStore(proj).run(i).file("run.log").read_text()
+        assert "packs: 2 of the pack's 3 slots still train: built again as a pack of 2 (a, b)" in log

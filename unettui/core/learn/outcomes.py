@@ -41,6 +41,8 @@ class Events:
     guard: Callable[[], AbstractContextManager[Any]] | None = None
     # a pack's member left its pack (done, failed, interrupted, or an error: Result.exc); a solo fit returns instead
     on_end: Callable[[Result], None] | None = None
+    # a line for the run's log (a pack's member: its pack was built again without the members that left)
+    on_note: Callable[[str], None] | None = None
 
 
 class Step(NamedTuple):

@@ -316,7 +316,12 @@ class PackTrainer(PackScoring):
             self.model = self.popt = self.loss = None
             self.slots = []
         elif gone and len(stay) <= self._compact_share() * len(self.slots):
+            slots = len(self.slots)
             self._assemble(stay)
+            for m in stay:
+                if m.events.on_note is not None:
+                    m.events.on_note(f"packs: {len(stay)} of the pack's {slots} slots still train: built again as a "
+                                     f"pack of {len(stay)} ({', '.join(str(x.pack_name) for x in stay)})")
             self.slot_ids = [None] * len(stay)
             self._record_layout()
             for m in [m for m in self.in_pack if m.result is not None]:  # (config.json could not be written)
