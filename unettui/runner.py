@@ -28,7 +28,7 @@ from .core.define.queue import QUEUE_FILE, Queue, QueueError
 from .core.plan import load_queue
 from .core.runs.backend import claim_backend
 from .core.runs.index import file_stamp, index_path, refresh_index
-from .core.runs.options import RunnerOptions
+from .core.runs.options import PACK_DROPOUT, RunnerOptions
 from .core.runs.runners import remove_figures, write_figures
 from .core.runs.slurm_state import backend_from_env
 from .core.runs.status import DataIds, Judgement, Row, State, collect, judge_run
@@ -321,6 +321,7 @@ class Runner:
         self._pack_line = ""  # the packs line of the runs claimed last, for their run.log (claim_pack)
         self._pack_resume = False  # ... and whether they resume a pack
         self._pack_layout: list[str] | None = None  # ... and the layout of the pack they resume (its frozen slots)
+        self._pack_dropout = self.options.pack_dropout  # ... and its dropout masks (a resumed pack: as it started)
         self._output_failure = ""  # the output failed while no run was claimed: logged in the next claims' logs
         # where this runner runs, recorded in its claims (a SLURM job: from its task, else from SLURM_* variables)
         self.backend = backend if backend is not None else backend_from_env()
@@ -405,6 +406,7 @@ class Runner:
         (its mates not claimed now keep frozen slots) when all of them fit."""
         data = DataIds(self.project)
         self._pack_line, self._pack_resume, self._pack_layout = "", False, None
+        self._pack_dropout = self.options.pack_dropout
         with FileLock(str(self.store.lock_path()), timeout=60):
             got: list[tuple[Experiment, Run, str]] = []
             rest: list[Experiment] = []
@@ -485,6 +487,12 @@ class Runner:
                                        f": resumes in a pack of {len(got)} ({ids}), at most "
                                        f"{self._pack_cap[first.id]}; from here on its fp32 numbers round as that "
                                        "pack's")
+                recorded = next((m for m in ((r.config() or {}).get("pack_dropout") for _, r, _ in got)
+                                 if m in PACK_DROPOUT), None)
+                if recorded is not None and recorded != self._pack_dropout:  # its masks as it started: exactly
+                    self._pack_dropout = recorded
+                    self._pack_line += (f"; with the dropout masks it started with ({recorded}), not --pack-dropout "
+                                        f"{self.options.pack_dropout}")
             else:  # a new pack: members of one optimizer kind side by side, one stacked step each (pack_optim.py)
                 got.sort(key=lambda c: "adam" if c[0].config.optimizer == "adamw" else c[0].config.optimizer)
             return got
@@ -804,7 +812,7 @@ class Runner:
                 try:
                     here = {j.exp.id: j.member for j in live}  # a resumed pack's layout: frozen slots for the others
                     slots = [here.get(x, x) for x in self._pack_layout] if self._pack_layout else None
-                    PackTrainer([j.member for j in live], dropout_mode=self.options.pack_dropout, slots=slots).fit(
+                    PackTrainer([j.member for j in live], dropout_mode=self._pack_dropout, slots=slots).fit(
                         [j.run for j in live], [self._events(j) for j in live], [j.exp.id for j in live],
                         [j.exp.budget for j in live])
                 except Exception as exc:  # noqa: BLE001 - the pack could not be built: every member not ended yet

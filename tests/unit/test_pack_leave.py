@@ -131,3 +131,26 @@ def test_a_runner_logs_the_pack_built_again(make_project, monkeypatch):
     for i in ("a", "b"):
         log = RunStore(proj).run(i).file("run.log").read_text()
         assert "packs: 2 of the pack's 3 slots still train: built again as a pack of 2 (a, b)" in log
+
+
+def test_a_pack_resumes_with_the_dropout_masks_it_started_with(make_project, monkeypatch):
+    """Started with --pack-dropout fused, stopped, resumed with the default (exact): the runner resumes it fused, as
+    it started (its numbers are then the uninterrupted pack's), and says so."""
+    from tests.helpers import StopInEpoch
+
+    monkeypatch.setattr(torch, "get_num_threads", torch.get_num_threads)
+    torch.set_num_threads(1)
+    body = ("[[experiment]]\nid = 'a'\nepochs = 5\ndropout = 0.2\n"
+            "[[experiment]]\nid = 'b'\nlr = 0.003\nepochs = 5\ndropout = 0.1\n")
+    ref, got = make_project(body, name="ref"), make_project(body, name="got")
+    assert sorted(Runner(ref, reporter=SilentReporter(), pack=2, pack_dropout="fused").run().done) == ["a", "b"]
+    reporter = StopInEpoch(3)
+    reporter.runner = Runner(got, reporter=reporter, pack=2, pack_dropout="fused")
+    assert sorted(reporter.runner.run().interrupted) == ["a", "b"]
+    assert sorted(Runner(got, reporter=SilentReporter()).run().done) == ["a", "b"]
+    store = RunStore(got)
+    for i in ("a", "b"):
+        assert metrics(got, i) == metrics(ref, i)
+        assert "with the dropout masks it started with (fused), not --pack-dropout exact" in \
+            store.run(i).file("run.log").read_text()
+        assert json.loads(store.run(i).file("config.json").read_text())["pack_dropout"] == "fused"
