@@ -99,20 +99,21 @@ def rotate_batch(images: Tensor, masks: Tensor, angles_deg: Tensor, num_classes:
     _check_batch(images, masks)
     b, c, h, w = images.shape
     rad = angles_deg.detach().to(device="cpu", dtype=torch.float64).reshape(b) * (math.pi / 180.0)
-    cos, sin = torch.cos(rad), torch.sin(rad)
-    zero = torch.zeros_like(rad)
-    # affine_grid maps each output pixel to the input point it samples. For a
-    # counter-clockwise turn on screen (pixel coordinates x right, y down, origin
-    # at the centre) output (x, y) samples input (cos·x − sin·y, sin·x + cos·y).
-    # In normalised coordinates x_n = x / (W/2), y_n = y / (H/2) that is
-    #   x_in = cos·x_n − sin·(H/W)·y_n,   y_in = sin·(W/H)·x_n + cos·y_n
-    theta = torch.stack(
-        [
-            torch.stack([cos, -sin * (h / w), zero], dim=-1),
-            torch.stack([sin * (w / h), cos, zero], dim=-1),
-        ],
-        dim=1,
-    ).to(images.dtype)  # [B, 2, 3]
+    with torch.profiler.record_function(HOST_WORK):  # the matrices, on the CPU (no kernel in a CUDA run)
+        cos, sin = torch.cos(rad), torch.sin(rad)
+        zero = torch.zeros_like(rad)
+        # affine_grid maps each output pixel to the input point it samples. For a
+        # counter-clockwise turn on screen (pixel coordinates x right, y down, origin
+        # at the centre) output (x, y) samples input (cos·x − sin·y, sin·x + cos·y).
+        # In normalised coordinates x_n = x / (W/2), y_n = y / (H/2) that is
+        #   x_in = cos·x_n − sin·(H/W)·y_n,   y_in = sin·(W/H)·x_n + cos·y_n
+        theta = torch.stack(
+            [
+                torch.stack([cos, -sin * (h / w), zero], dim=-1),
+                torch.stack([sin * (w / h), cos, zero], dim=-1),
+            ],
+            dim=1,
+        ).to(images.dtype)  # [B, 2, 3]
     theta = theta.to(images.device, non_blocking=True)
     grid = F.affine_grid(theta, [b, c + 1, h, w], align_corners=False)
     if ignore:
