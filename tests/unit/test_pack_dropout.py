@@ -286,3 +286,30 @@ def test_run_pack_dropout_reaches_the_pack_and_config_json(make_project):
     for rid in ("a", "b"):
         config = json.loads(next((proj / "runs").glob(f"{rid}*/config.json")).read_text())
         assert config["pack_size"] == 2 and config["pack_dropout"] == "fused"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (the packs' GPU check runs it)")
+def test_on_cuda_fused_drops_each_members_channels_with_its_own_p_from_one_generator():
+    """The fused draw is a Bernoulli with a per-element probability tensor, a different CUDA kernel from exact's: each
+    member's drop rate is still its p, kept values are x / (1 - p), p = 0 untouched, and the same generator state
+    gives the same masks."""
+    ps = [0.2, 0.0, 0.5]
+    pack = PackedUNet(len(ps), dropouts=ps, **ARCH).to("cuda", torch.float32)
+    pack.dropout_mode = "fused"
+    drop = pack.encoders[0][6]
+    x = torch.rand(8, 3 * C, 64, 64, device="cuda") + 0.5
+    outs = []
+    for _ in range(2):
+        drop.generators = [torch.Generator(device="cuda").manual_seed(s) for s in (1, 2, 3)]
+        outs.append(drop(x))
+    assert torch.equal(outs[0], outs[1])
+    per = 8 * C * 64 * 64
+    for i, p in enumerate(ps):
+        xi, oi = x[:, i * C:(i + 1) * C], outs[0][:, i * C:(i + 1) * C]
+        if p == 0:
+            assert torch.equal(oi, xi)
+            continue
+        dropped = oi == 0
+        assert abs(dropped.double().mean().item() - p) < 5 * math.sqrt(p * (1 - p) / per)
+        scale = torch.ones((), device="cuda").div_(1.0 - p)
+        assert torch.equal(oi[~dropped], xi[~dropped] * scale)

@@ -34,16 +34,16 @@ KINDS = {
 CFG = MEMBERS[0]  # the loss and dropout 0 of every member here
 
 
-def run(makers, steps=4, dtype=torch.float64, channels_last=False):
+def run(makers, steps=4, dtype=torch.float64, channels_last=False, device="cpu"):
     """A pack of len(makers) members (seeds of MEMBERS[0]...), each with its own optimizer, and each member alone."""
     n = len(makers)
     cfgs = [dataclasses.replace(CFG, seed=100 + i) for i in range(n)]
-    pack = PackedUNet.from_members([build(c, dtype) for c in cfgs])
+    pack = PackedUNet.from_members([build(c, dtype) for c in cfgs]).to(device)
     if channels_last:
         pack = pack.to(memory_format=torch.channels_last)
     popt = PackOptimizer(pack, lambda i, params: makers[i](params))
     loss = PackLoss.from_configs(cfgs)
-    data = batches(n, steps, dtype)
+    data = [(x.to(device), y.to(device)) for x, y in batches(n, steps, dtype)]
     pack.train()
     varying = set()
     for x, y in data:
@@ -54,7 +54,7 @@ def run(makers, steps=4, dtype=torch.float64, channels_last=False):
         varying |= {name for rg in popt._ranges for name, v in rg.c.items() if isinstance(v, list)}
     solos = []
     for i, c in enumerate(cfgs):
-        model = build(c, dtype).train()
+        model = build(c, dtype).to(device).train()
         opt = makers[i](model.parameters())
         for x, y in data:
             opt.zero_grad(set_to_none=True)
@@ -121,3 +121,15 @@ def test_unsupported_options_are_refused_by_name():
         PackOptimizer(pack, lambda i, params: OPT.SGD(params, lr=0.1, momentum=0.9, nesterov=True))
     with pytest.raises(ValueError, match="LBFGS"):
         PackOptimizer(pack, lambda i, params: OPT.LBFGS(params))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (the packs' GPU check runs it)")
+def test_on_cuda_the_stacked_step_of_every_kind_matches_solo_runs_to_float64_rounding():
+    """On CUDA torch's solo optimizers take their multi-tensor path too; the stacked step's per-element coefficients
+    may round the last bit differently from a scalar's kernel, no more (float64, channels_last as the trainer)."""
+    makers = [m for kind in sorted(KINDS) for m in KINDS[kind]]
+    pack, _, solos, varying = run(makers, steps=3, channels_last=True, device="cuda")
+    assert "step" in varying
+    worst = max(max_diff(pack.member_state_dict(i), model.state_dict()) for i, (model, _) in enumerate(solos))
+    print(f"CUDA float64, {len(makers)} members of seven kinds, 3 steps: max |pack - solo| = {worst:.3g}")
+    assert worst <= 1e-10
