@@ -18,7 +18,9 @@ kernels round differently from solo ones, as any change of convolution algorithm
 A member that ends (its epochs, early stopping, its budget), diverges (recorded failed with its epoch and the solo
 message), is stopped (Ctrl-C, its claim taken over, its definition changed) or whose files cannot be written leaves
 the pack at the end of the epoch: its weights, optimizer and schedule go back into a solo Trainer (``PackMember``
-is one), and the others are packed again from their exact states. Nothing a member does changes another's numbers.
+is one) and its slot freezes (it computes on a mate's batch, steps nothing, draws nothing); once the members still
+training are at most ``compact_share`` of the slots (CUDA: half; the CPU: at once) the others are packed again from
+their exact states. Nothing a member does changes another's numbers.
 
 Files: every member writes its runs/<id>/ as a solo run does (checkpoint in the solo format: a member resumes alone
 with ``Trainer``, a solo checkpoint joins a pack), through its own ``Events.guard``. Writing is on a cadence: all
@@ -32,9 +34,10 @@ SIGTERM) leaves each member at its last written epoch.
 
 Resuming: a member's float32 numbers are its pack's, not its solo run's (grouped kernels round differently; on the
 CPU a pack of one rounds differently again: oneDNN's groups=1 kernels are not its grouped ones), so exactness after an
-interruption needs the same pack again. config.json records it (pack_size, pack_members, pack_slot), and the runner
-resumes an interrupted member in that pack, with its interrupted mates in their order, a member whose mates have
-ended as the pack of one it was in (runner.Runner.claim_pack): the numbers are then the uninterrupted pack's, bit for
+interruption needs the same pack again. config.json records it (pack_size, pack_members, pack_slot; rewritten when the
+pack is built again), and the runner resumes an interrupted member in that pack, with its interrupted mates in their
+order and a frozen slot for each mate that is not (``slots``), a member whose mates had ended as the pack of one it
+was in (runner.Runner.claim_pack): the numbers are then the uninterrupted pack's, bit for
 bit on the CPU (tests/unit/test_pack_runner.py, test_pack_devices.py). Resumed alone by the solo trainer (``--pack
 off``), a member goes on from its exact state, but its fp32 numbers round as a solo run's from there on.
 """
