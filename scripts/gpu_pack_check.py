@@ -51,7 +51,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-TEST_FILES = ("tests/unit/test_pack.py", "tests/unit/test_pack_train.py", "tests/unit/test_pack_devices.py")
+TEST_FILES = ("tests/unit/test_pack.py", "tests/unit/test_pack_train.py", "tests/unit/test_pack_devices.py",
+              "tests/unit/test_pack_optim.py", "tests/unit/test_pack_dropout.py")
 PACKS = (1, 4, 8, 16)
 AMPS = ("off", "bf16")
 REPS = 3  # at most: repetitions that would overrun the budget are left out (with N = 16, expect fewer on a GPU)
