@@ -22,6 +22,7 @@ from unettui.core.runs.options import PACK_DROPOUT, OptionsError, RunnerOptions
 from unettui.core.runs.store import RunStore
 
 from .test_pack import ARCH, B, S, batches, build, dropout_gens
+from .test_pack_train import runs
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -233,16 +234,6 @@ TINY = dict(device="cpu", dataset="synthetic:nuclei", image_size=32, base_channe
             num_images=16, test_fraction=0.25, preview_count=0, epochs=2)
 
 
-def member_runs(tmp_path, folder, ids):
-    store = RunStore(tmp_path / folder)
-    out = []
-    for i in ids:
-        run = store.run(i)
-        run.path.mkdir(parents=True, exist_ok=True)
-        out.append(run)
-    return out
-
-
 def test_a_fused_pack_trains_records_its_mode_and_resumes_exactly(tmp_path):
     # slot 0 without dropout: slot 1's generator draws for the pack
     cfgs = [Config(seed=2, dropout=0.0, lr=2e-3, **TINY), Config(seed=1, dropout=0.3, **TINY),
@@ -252,7 +243,7 @@ def test_a_fused_pack_trains_records_its_mode_and_resumes_exactly(tmp_path):
         PackTrainer.from_configs(cfgs, dtype=torch.float64, dropout_mode="nope")
     straight = PackTrainer.from_configs(cfgs, dtype=torch.float64, dropout_mode="fused")
     assert straight.model.dropout_mode == "fused" and {d.mode for d in straight.model._drops} == {"fused"}
-    results = straight.fit(member_runs(tmp_path, "straight", ids), run_ids=ids)
+    results = straight.fit(runs(tmp_path, ids, "straight"), run_ids=ids)
     assert [r.state for r in results] == ["done"] * 3
     for m, rid in zip(straight.members, ids):
         losses = [h["train_loss"] for h in m.history] + [h["val_loss"] for h in m.history]
@@ -263,7 +254,7 @@ def test_a_fused_pack_trains_records_its_mode_and_resumes_exactly(tmp_path):
         else:
             assert "pack_dropout" not in config and "pack_dropout" not in m.describe()
     # interrupted after an epoch and resumed in the same pack: the masks go on from the checkpointed generator
-    split = member_runs(tmp_path, "split", ids)
+    split = runs(tmp_path, ids, "split")
     PackTrainer.from_configs(cfgs, dtype=torch.float64, dropout_mode="fused").fit(split, run_ids=ids,
                                                                                  until_epochs=[1, 1, 1])
     starts: list[dict] = []

@@ -250,12 +250,12 @@ class PackedUNet(nn.Module):
 
     def freeze_slot(self, i: int) -> None:
         """Slot i trains no more (its member left the pack): its dropout draws nothing (p 0, no generator), so
-        nobody's generator moves for it; its rows stay as they are unless its optimizer steps them."""
+        nobody's generator moves for it (PackOptimizer.release stops its steps)."""
         self.dropouts = tuple(0.0 if j == i else p for j, p in enumerate(self.dropouts))
         for m in self._drops:
             m.ps = self.dropouts
             m.generators[i] = None
-            m.__dict__.get("_per_channel", {}).clear()  # (fused mode's per-channel probabilities)
+            m._per_channel.clear()  # (fused mode's per-channel probabilities of the old ps)
 
     # ---- forward -------------------------------------------------------------------------------
     def pack_inputs(self, xs: Tensor) -> Tensor:

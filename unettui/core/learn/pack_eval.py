@@ -114,8 +114,8 @@ class PackScoring:
         counts = torch.zeros(n, self.task.k - 1, 3, device=self.device, dtype=torch.float64)
         live = [m for m in members if m is not None]
         for start in range(0, max(m.n_val for m in live), self.bs):
-            xs = [(m or live[0]).val_x[start: start + self.bs][:0 if m is None else None] for m in members]
-            ys = [(m or live[0]).val_y[start: start + self.bs][:0 if m is None else None] for m in members]
+            xs = [m.val_x[start: start + self.bs] if m is not None else live[0].val_x[:0] for m in members]
+            ys = [m.val_y[start: start + self.bs] if m is not None else live[0].val_y[:0] for m in members]
             sizes, b = [len(x) for x in xs], max(len(x) for x in xs)
             x = torch.stack([torch.cat([x, x.new_zeros(b - len(x), *x.shape[1:])]) for x in xs])
             y = torch.stack([torch.cat([y, y.new_full((b - len(y), *y.shape[1:]), -1)]) for y in ys])

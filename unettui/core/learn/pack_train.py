@@ -261,12 +261,13 @@ class PackTrainer(PackScoring):
         """Pack the members of ``slots`` from their exact current states (weights, BN buffers, optimizer and schedule
         state): the same transfer as a checkpoint's, so training goes on exactly as it would have. A None slot is
         frozen from the start (it holds a copy of the first member, never steps and draws no dropout masks)."""
-        live = [m for m in slots if m is not None]
-        stand_in = live[0]
-        states = [(m.model.state_dict(), m.optimizer.state_dict(), m.schedule.state_dict()) for m in live]
+        states = {i: (m.model.state_dict(), m.optimizer.state_dict(), m.schedule.state_dict())
+                  for i, m in enumerate(slots) if m is not None}
+        stand_in = next(m for m in slots if m is not None)
         with torch.no_grad():
-            for m, (weights, _, _) in zip(live, states):
-                if m.model is not m.unet:
+            for i, (weights, _, _) in states.items():
+                m = slots[i]
+                if m is not None and m.model is not m.unet:
                     m.unet.load_state_dict(weights)
             pack = PackedUNet.from_members([(m or stand_in).unet for m in slots])
             if self.cuda:
@@ -278,8 +279,9 @@ class PackTrainer(PackScoring):
         for i, m in enumerate(slots):
             if m is None:
                 self._freeze(i)
-        for m, (_, opt_state, sched_state) in zip(live, states):
-            i = slots.index(m)
+        for i, (_, opt_state, sched_state) in states.items():
+            m = slots[i]
+            assert m is not None
             m.pack, m.slot, m.model = self, i, _MemberModel(m)
             m.optimizer = popt.optimizers[i]
             m.schedule = Schedule(m.cfg, m.optimizer, m.steps_per_epoch)
@@ -335,15 +337,21 @@ class PackTrainer(PackScoring):
             return self.compact_share
         return 0.5 if self.cuda else 1.0
 
-    def _record_layout(self) -> None:
-        """Every member's pack as config.json records it (pack_size, pack_members, pack_slot): the runner resumes an
-        interrupted member in this pack, frozen slots included."""
+    def _set_pack_info(self) -> None:
+        """Every member's pack as config.json records it (pack_size, pack_members, pack_slot; pack_dropout where it
+        has dropout): the runner resumes an interrupted member in this pack, frozen slots included
+        (runner._pack_past)."""
         ids = [m.pack_name if m is not None else self.slot_ids[i] or "" for i, m in enumerate(self.slots)]
         for i, m in enumerate(self.slots):
-            if m is None:
-                continue
-            m.pack_info = {**m.pack_info, "pack_size": len(ids), "pack_slot": i,
-                           "pack_members": [x for j, x in enumerate(ids) if j != i]}
+            if m is not None:
+                m.pack_info = {"pack_size": len(ids), "pack_slot": i,
+                               "pack_members": [x for j, x in enumerate(ids) if j != i],
+                               **({"pack_dropout": self.dropout_mode} if m.cfg.dropout > 0 else {})}
+
+    def _record_layout(self) -> None:
+        """The pack built again: every member's config.json records it (``_set_pack_info``)."""
+        self._set_pack_info()
+        for m in self.in_pack:
             if m.run is not None and m.result is None:
                 try:
                     with m.guard():
@@ -369,6 +377,7 @@ class PackTrainer(PackScoring):
         steps = self.steps_per_epoch
         members: dict[int, PackMember] = {i: slots[i] for i in live}  # type: ignore[misc]
         stepping = [i for i in live if not members[i].stopping]
+        augments = [(m.augment, m.aug_gen) if m is not None else None for m in slots]
         polled = progressed = -math.inf
         for step in range(steps):
             now = time.perf_counter()
@@ -388,8 +397,7 @@ class PackTrainer(PackScoring):
                 x, y = (torch.stack(t) for t in zip(*(own.get(i, own[live[0]]) for i in range(n))))
             else:
                 x, y = self.train_x[idx], self.train_y[idx]
-            x, y = augment_pack(x, y, [(m.augment, m.aug_gen) if m is not None else None for m in slots],
-                                num_classes=self.task.k, ignore=self.padded)
+            x, y = augment_pack(x, y, augments, num_classes=self.task.k, ignore=self.padded)
             x = self.model.pack_inputs(x)
             if self.cuda:
                 x = x.contiguous(memory_format=torch.channels_last)
@@ -496,13 +504,7 @@ class PackTrainer(PackScoring):
             m.run, m.events, m.run_id, m.result = runs[i], events[i], run_ids[i], None
             m.stop_at, m.stopping, m.pending, m.pending_best = m.stop_epoch(until_epochs[i]), False, [], None
             m.pack_name = ids[i]
-        # recorded in config.json: the runner resumes an interrupted pack as it was, frozen slots included
-        # (runner._pack_past)
-        layout = [m.pack_name if m is not None else self.slot_ids[k] or "" for k, m in enumerate(self.slots)]
-        for m in self.members:
-            m.pack_info = {"pack_size": len(layout), "pack_slot": m.slot,
-                           "pack_members": [x for j, x in enumerate(layout) if j != m.slot],
-                           **({"pack_dropout": self.dropout_mode} if m.cfg.dropout > 0 else {})}
+        self._set_pack_info()  # (written to config.json by open_run)
         for m in self.members:  # resume or start afresh, as a solo run
             try:
                 resumed, restarted = m.open_run(m.run, m.guard, m.run_id) if m.run is not None else (False, None)
